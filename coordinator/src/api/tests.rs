@@ -1,0 +1,179 @@
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use distdiag_common::proto::{Capabilities, HostFacts};
+use distdiag_common::{MetricDesc, Row};
+use tower::ServiceExt;
+
+use super::metrics::{downsample, latest_values, parse_step, parse_time, summary};
+use super::*;
+use crate::store::{SledStore, StoreConfig};
+
+fn state(dir: &std::path::Path) -> ApiState {
+    let store = SledStore::open(dir, StoreConfig::default()).unwrap();
+    let catalog = vec![
+        MetricDesc::counter("cpu.user", "seconds"),
+        MetricDesc::counter("cpu.idle", "seconds"),
+        MetricDesc::gauge("mem.total", "bytes"),
+        MetricDesc::gauge("mem.available", "bytes"),
+        MetricDesc::counter("net.rx_bytes:eth0", "bytes"),
+        MetricDesc::counter("net.rx_bytes:lo", "bytes"),
+    ];
+    store.upsert_node("n1", HostFacts::default(), Capabilities::default(), catalog, 1000, 0).unwrap();
+    let rows: Vec<Row> = (0..10)
+        .map(|i| Row { ts_ms: 1_000_000 + i * 1000, values: vec![i as f64, 3.0 * i as f64, 1000.0, 250.0, 100.0 * i as f64, 7.0 * i as f64] })
+        .collect();
+    store.append("n1", &rows).unwrap();
+    ApiState { store: Arc::new(store), registry: Registry::default(), telemetry: Arc::new(Telemetry::default()), token: "secret-token-123456".into() }
+}
+
+async fn call(app: &Router, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn series_of_a_counter_is_a_rate_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = router(state(dir.path()));
+    let (s, v) = call(&app, get("/api/metrics?node=n1&metric=net.rx_bytes:eth0&from=1000000&to=1009000")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["unit"], "bytes/s");
+    let pts = v["points"].as_array().unwrap();
+    assert_eq!(pts.len(), 9);
+    assert!(pts.iter().all(|p| p[1] == 100.0));
+    let (_, raw) = call(&app, get("/api/metrics?node=n1&metric=net.rx_bytes:eth0&from=1000000&to=1009000&rate=false")).await;
+    assert_eq!(raw["points"].as_array().unwrap().len(), 10);
+    assert_eq!(raw["points"][9][1], 900.0);
+    let (_, stepped) = call(&app, get("/api/metrics?node=n1&metric=mem.available&from=1000000&to=1009999&step=5s")).await;
+    assert_eq!(stepped["points"], serde_json::json!([[1000000, 250.0], [1005000, 250.0]]));
+}
+
+#[tokio::test]
+async fn latest_shape_has_summary_and_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = router(state(dir.path()));
+    let (s, v) = call(&app, get("/api/metrics")).await;
+    assert_eq!(s, StatusCode::OK);
+    let n = &v["nodes"][0];
+    assert_eq!(n["node"], "n1");
+    assert_eq!(n["ts_ms"], 1_009_000);
+    assert_eq!(n["metrics"]["cpu.user"], 1.0);
+    assert_eq!(n["metrics"]["mem.available"], 250.0);
+    assert_eq!(n["summary"]["memory_used_percent"], 75.0);
+    // lo is excluded from the network total.
+    assert_eq!(n["summary"]["net_rx_bytes_per_s"], 100.0);
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_4xx_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = router(state(dir.path()));
+    for (uri, status) in [
+        ("/api/metrics?node=nope&metric=cpu.user", StatusCode::NOT_FOUND),
+        ("/api/metrics?node=n1&metric=nope", StatusCode::NOT_FOUND),
+        ("/api/metrics?metric=cpu.user", StatusCode::BAD_REQUEST),
+        ("/api/metrics?node=n1&metric=cpu.user&from=yesterday", StatusCode::BAD_REQUEST),
+        ("/api/metrics?node=n1&metric=cpu.user&from=10&to=5", StatusCode::BAD_REQUEST),
+        ("/api/metrics?node=n1&metric=cpu.user&step=0", StatusCode::BAD_REQUEST),
+        ("/api/metrics?node=n1&metric=mem.total&rate=true", StatusCode::BAD_REQUEST),
+        ("/api/metrics?bogus=1", StatusCode::BAD_REQUEST),
+        ("/api/nodes/nope", StatusCode::NOT_FOUND),
+        ("/api/nowhere", StatusCode::NOT_FOUND),
+    ] {
+        let (s, v) = call(&app, get(uri)).await;
+        assert_eq!(s, status, "{uri}: {v}");
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{uri}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn mutating_requests_need_the_token_and_change_nothing_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = state(dir.path());
+    let app = router(st.clone());
+    let del = |auth: Option<&str>| {
+        let mut b = Request::delete("/api/nodes/n1");
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        b.body(Body::empty()).unwrap()
+    };
+    assert_eq!(call(&app, del(None)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&app, del(Some("Bearer wrong"))).await.0, StatusCode::UNAUTHORIZED);
+    assert!(st.store.node("n1").is_some());
+    assert_eq!(call(&app, del(Some("Bearer secret-token-123456"))).await.0, StatusCode::OK);
+    assert!(st.store.node("n1").is_none());
+    assert_eq!(call(&app, del(Some("Bearer secret-token-123456"))).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn prometheus_exposition_lists_the_coordinator_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = router(state(dir.path()));
+    let resp = app.oneshot(get("/metrics")).await.unwrap();
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    for name in ["distdiag_connected_agents 0", "distdiag_ingest_values_total 0", "distdiag_store_nodes 1", "distdiag_store_size_bytes "] {
+        assert!(text.contains(name), "missing {name}");
+    }
+    assert!(text.lines().filter(|l| l.starts_with("# TYPE")).count() >= 15);
+}
+
+#[test]
+fn times_and_steps_parse() {
+    let now = 1_700_000_000_000;
+    assert_eq!(parse_time("now", now), Ok(now));
+    assert_eq!(parse_time("-15m", now), Ok(now - 900_000));
+    assert_eq!(parse_time("1234", now), Ok(1234));
+    assert_eq!(parse_time("2023-11-14T22:13:20Z", now), Ok(1_700_000_000_000));
+    assert!(parse_time("soon", now).is_err());
+    assert_eq!(parse_step("10s"), Ok(10_000));
+    assert_eq!(parse_step("250"), Ok(250));
+    assert!(parse_step("0").is_err());
+}
+
+#[test]
+fn downsampling_averages_per_bucket() {
+    let pts = [(0, 1.0), (400, 3.0), (1000, 10.0), (2500, 4.0), (2600, 6.0)];
+    assert_eq!(downsample(&pts, 1000), vec![(0, 2.0), (1000, 10.0), (2000, 5.0)]);
+}
+
+#[test]
+fn summary_uses_counter_rates_with_reset_handling() {
+    let catalog = vec![
+        MetricDesc::counter("cpu.user", "seconds"),
+        MetricDesc::counter("cpu.idle", "seconds"),
+        MetricDesc::counter("cpu.iowait", "seconds"),
+        MetricDesc::counter("disk.reads:sda", "ops"),
+        MetricDesc::counter("disk.writes:sda", "ops"),
+        MetricDesc::counter("disk.read_time:sda", "seconds"),
+        MetricDesc::counter("disk.write_time:sda", "seconds"),
+        MetricDesc::counter("disk.io_time:sda", "seconds"),
+    ];
+    // Newest first. The io_time counter wrapped at 32 bits.
+    let l = crate::store::Latest {
+        catalog,
+        rows: vec![
+            (2000, vec![10.5, 21.0, 0.5, 150.0, 50.0, 2.2, 0.8, 5.0]),
+            (1000, vec![10.0, 20.0, 0.0, 100.0, 0.0, 1.0, 1.0, 4_294_967_295.5]),
+        ],
+    };
+    let (ts, v) = latest_values(&l);
+    assert_eq!(ts, Some(2000));
+    let s = summary(&v);
+    assert_eq!(s["cpu_percent"], 25.0);
+    assert_eq!(s["iowait_percent"], 25.0);
+    let sda = &s["disks"]["sda"];
+    assert_eq!(sda["iops"], 100.0);
+    // write_time went backwards (a reset): its increase is its new value 0.8.
+    assert!((sda["await_ms"].as_f64().unwrap() - (1.2 + 0.8) / 100.0 * 1000.0).abs() < 1e-9);
+    assert_eq!(sda["util_percent"], 100.0);
+}

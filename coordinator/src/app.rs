@@ -1,0 +1,177 @@
+//! Wires the coordinator together: store, writer, QUIC ingest, REST API and
+//! housekeeping tasks, and shuts them down in order.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::api::{self, ApiState};
+use crate::config::Config;
+use crate::ingest::{self, Ingest, Registry};
+use crate::store::{SeriesStore, SledStore};
+use crate::telemetry::Telemetry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The configuration or the files it names are unusable (exit code 64).
+    #[error("{0}")]
+    Setup(String),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// A running coordinator.
+pub struct Running {
+    pub api_addr: SocketAddr,
+    pub ingest_addr: SocketAddr,
+    pub token_file: Option<PathBuf>,
+    store: Arc<dyn SeriesStore>,
+    endpoint: quinn::Endpoint,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn generate_token() -> Result<String, AppError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| AppError::Runtime(format!("no randomness for the API token: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The bearer token: `DISTDIAG_TOKEN`, else the token file, created on first start.
+fn load_token(path: &Path) -> Result<(String, Option<PathBuf>), AppError> {
+    if let Ok(t) = std::env::var("DISTDIAG_TOKEN") {
+        if t.trim().len() < 16 {
+            return Err(AppError::Setup("DISTDIAG_TOKEN must be at least 16 characters".into()));
+        }
+        return Ok((t.trim().to_owned(), None));
+    }
+    match std::fs::read_to_string(path) {
+        Ok(t) if !t.trim().is_empty() => return Ok((t.trim().to_owned(), Some(path.to_owned()))),
+        Ok(_) => return Err(AppError::Setup(format!("token file {} is empty", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(AppError::Setup(format!("cannot read token file {}: {e}", path.display()))),
+    }
+    let token = generate_token()?;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| AppError::Setup(format!("cannot create token file {}: {e}", path.display())))?;
+    writeln!(f, "{token}").map_err(|e| AppError::Setup(format!("cannot write token file {}: {e}", path.display())))?;
+    info!(path = %path.display(), "generated the API bearer token");
+    Ok((token, Some(path.to_owned())))
+}
+
+/// Checks everything that can be checked before a port is bound.
+pub fn preflight(cfg: &Config) -> Result<quinn::ServerConfig, AppError> {
+    cfg.validate().map_err(|e| AppError::Setup(e.to_string()))?;
+    for p in [cfg.ca_cert(), cfg.server_cert(), cfg.server_key()] {
+        if !p.exists() {
+            return Err(AppError::Setup(format!(
+                "{} does not exist; create the cluster certificates with `distdiag-coordinator --data-dir {} cert init`",
+                p.display(),
+                cfg.data_dir.display()
+            )));
+        }
+    }
+    crate::tls::server_config(&cfg.ca_cert(), &cfg.server_cert(), &cfg.server_key(), cfg.ingest.idle_timeout_ms).map_err(|e| AppError::Setup(e.to_string()))
+}
+
+/// Starts the coordinator; returns once both listeners are bound.
+pub async fn start(cfg: Config) -> Result<Running, AppError> {
+    let server_config = preflight(&cfg)?;
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| AppError::Setup(format!("cannot create {}: {e}", cfg.data_dir.display())))?;
+    let (token, token_file) = load_token(&cfg.token_file())?;
+    let store_dir = cfg.store_dir();
+    let tuning = cfg.store.tuning.clone();
+    let store: Arc<dyn SeriesStore> = Arc::new(
+        tokio::task::spawn_blocking(move || SledStore::open(&store_dir, tuning))
+            .await
+            .map_err(|e| AppError::Runtime(e.to_string()))?
+            .map_err(|e| AppError::Runtime(format!("cannot open the store: {e}")))?,
+    );
+    let telemetry = Arc::new(Telemetry::default());
+    let (writer, _writer_thread) = ingest::spawn_writer(store.clone(), telemetry.clone(), 8192).map_err(|e| AppError::Runtime(e.to_string()))?;
+    let registry = Registry::default();
+
+    let endpoint = quinn::Endpoint::server(server_config, cfg.ingest.listen)
+        .map_err(|e| AppError::Runtime(format!("cannot bind QUIC ingest on {}: {e}", cfg.ingest.listen)))?;
+    let ingest_addr = endpoint.local_addr().map_err(|e| AppError::Runtime(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(cfg.api.listen)
+        .await
+        .map_err(|e| AppError::Runtime(format!("cannot bind the API on {}: {e}", cfg.api.listen)))?;
+    let api_addr = listener.local_addr().map_err(|e| AppError::Runtime(e.to_string()))?;
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let ingest_state = Arc::new(Ingest { store: store.clone(), writer, registry: registry.clone(), telemetry: telemetry.clone(), max_frame: cfg.ingest.max_frame_bytes });
+    let mut tasks = vec![tokio::spawn(ingest::serve(endpoint.clone(), ingest_state, shutdown_rx.clone()))];
+
+    let app = api::router(ApiState { store: store.clone(), registry, telemetry: telemetry.clone(), token: token.into() });
+    let mut rx = shutdown_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let graceful = async move {
+            let _ = rx.changed().await;
+        };
+        if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(graceful).await {
+            warn!(%error, "API server ended");
+        }
+    }));
+    tasks.push(tokio::spawn(housekeeping(store.clone(), telemetry, cfg.store.retention_hours, shutdown_rx)));
+    info!(api = %api_addr, ingest = %ingest_addr, data = %cfg.data_dir.display(), "coordinator running");
+    Ok(Running { api_addr, ingest_addr, token_file, store, endpoint, shutdown, tasks })
+}
+
+/// Measures the ingest rate every 5 s and applies retention every minute.
+async fn housekeeping(store: Arc<dyn SeriesStore>, t: Arc<Telemetry>, retention_hours: u32, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut last = t.values.load(Ordering::Relaxed);
+    let mut last_at = std::time::Instant::now();
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = t.values.load(Ordering::Relaxed);
+        let secs = last_at.elapsed().as_secs_f64();
+        if secs > 0.0 {
+            t.values_per_second_bits.store(((now - last) as f64 / secs).to_bits(), Ordering::Relaxed);
+        }
+        (last, last_at) = (now, std::time::Instant::now());
+        n += 1;
+        if retention_hours > 0 && n % 12 == 1 {
+            let cutoff = ingest::now_ms() - i64::from(retention_hours) * 3_600_000;
+            let s = store.clone();
+            match tokio::task::spawn_blocking(move || s.enforce_retention(cutoff)).await {
+                Ok(Ok(removed)) => Telemetry::inc(&t.retention_deleted_blocks, removed as u64),
+                Ok(Err(error)) => warn!(%error, "retention failed"),
+                Err(error) => warn!(%error, "retention task failed"),
+            }
+        }
+    }
+}
+
+impl Running {
+    /// Stops accepting, closes agent connections, stops the API and flushes.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle()).await;
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.flush()).await {
+            Ok(Ok(())) => info!("store flushed; coordinator stopped"),
+            Ok(Err(error)) => warn!(%error, "final flush failed"),
+            Err(error) => warn!(%error, "final flush task failed"),
+        }
+    }
+}

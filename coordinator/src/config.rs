@@ -1,0 +1,185 @@
+//! Coordinator configuration: a TOML file says what runs; command-line flags
+//! override where the process keeps its data and which addresses it binds.
+//! Every field is defaulted, so an empty file (or none) is a valid config.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::StoreConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for the store (`store/`), certificates (`certs/`) and the API token (`token`).
+    pub data_dir: PathBuf,
+    pub api: ApiConfig,
+    pub ingest: IngestConfig,
+    pub store: StoreSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// HTTP listen address of the REST API.
+    pub listen: SocketAddr,
+    /// File holding the bearer token for mutating endpoints; default `<data_dir>/token`.
+    /// Generated on first start when missing. `DISTDIAG_TOKEN` overrides it.
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// UDP listen address of the QUIC ingest.
+    pub listen: SocketAddr,
+    /// Cluster CA certificate (PEM); default `<data_dir>/certs/ca.pem`.
+    pub ca_cert: Option<PathBuf>,
+    /// Server certificate and key (PEM); default `<data_dir>/certs/server.{pem,key}`.
+    pub server_cert: Option<PathBuf>,
+    pub server_key: Option<PathBuf>,
+    /// Largest accepted frame payload in bytes (4 KiB ..= 64 MiB).
+    pub max_frame_bytes: u32,
+    /// A connection silent for this long is closed (1 s ..= 10 min).
+    pub idle_timeout_ms: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// Sealed blocks older than this are deleted (0 keeps everything).
+    pub retention_hours: u32,
+    #[serde(flatten)]
+    pub tuning: StoreConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { data_dir: PathBuf::from("data"), api: ApiConfig::default(), ingest: IngestConfig::default(), store: StoreSection::default() }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8000)), token_file: None }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            ca_cert: None,
+            server_cert: None,
+            server_key: None,
+            max_frame_bytes: distdiag_common::proto::DEFAULT_MAX_FRAME,
+            idle_timeout_ms: 20_000,
+        }
+    }
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection { retention_hours: 24 * 14, tuning: StoreConfig::default() }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.to_owned(), reason: e.to_string() })?;
+        let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), reason: e.to_string() })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if !(4096..=64 << 20).contains(&self.ingest.max_frame_bytes) {
+            return bad(format!("ingest.max_frame_bytes = {} is outside 4096..=67108864", self.ingest.max_frame_bytes));
+        }
+        if !(1_000..=600_000).contains(&self.ingest.idle_timeout_ms) {
+            return bad(format!("ingest.idle_timeout_ms = {} is outside 1000..=600000", self.ingest.idle_timeout_ms));
+        }
+        if !(1_000..=86_400_000).contains(&self.store.tuning.block_span_ms) {
+            return bad(format!("store.block_span_ms = {} is outside 1000..=86400000", self.store.tuning.block_span_ms));
+        }
+        if !(2..=100_000).contains(&self.store.tuning.block_rows) {
+            return bad(format!("store.block_rows = {} is outside 2..=100000", self.store.tuning.block_rows));
+        }
+        if self.store.tuning.cache_bytes < 1 << 20 {
+            return bad("store.cache_bytes must be at least 1048576".into());
+        }
+        if self.api.listen == self.ingest.listen {
+            return bad("api.listen and ingest.listen must differ".into());
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return bad("data_dir must not be empty".into());
+        }
+        Ok(())
+    }
+
+    pub fn certs_dir(&self) -> PathBuf {
+        self.data_dir.join("certs")
+    }
+    pub fn store_dir(&self) -> PathBuf {
+        self.data_dir.join("store")
+    }
+    pub fn token_file(&self) -> PathBuf {
+        self.api.token_file.clone().unwrap_or_else(|| self.data_dir.join("token"))
+    }
+    pub fn ca_cert(&self) -> PathBuf {
+        self.ingest.ca_cert.clone().unwrap_or_else(|| self.certs_dir().join("ca.pem"))
+    }
+    pub fn server_cert(&self) -> PathBuf {
+        self.ingest.server_cert.clone().unwrap_or_else(|| self.certs_dir().join("server.pem"))
+    }
+    pub fn server_key(&self) -> PathBuf {
+        self.ingest.server_key.clone().unwrap_or_else(|| self.certs_dir().join("server.key"))
+    }
+
+    /// The default configuration as commented TOML.
+    pub fn default_toml() -> String {
+        let body = toml::to_string_pretty(&Config::default()).unwrap_or_default();
+        format!("# distdiag-coordinator configuration (all fields optional; these are the defaults)\n{body}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_toml_parses_back_to_the_defaults() {
+        let cfg: Config = toml::from_str(&Config::default_toml()).unwrap();
+        assert_eq!(cfg, Config::default());
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_refused() {
+        assert!(toml::from_str::<Config>("data_dirr = 'x'").is_err());
+        assert!(toml::from_str::<Config>("[api]\nlisten = 'nope'").is_err());
+        let cfg: Config = toml::from_str("[ingest]\nmax_frame_bytes = 10").unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("max_frame_bytes"));
+        let cfg: Config = toml::from_str("[store]\nblock_rows = 1").unwrap();
+        assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/coordinator.toml");
+        Config::load(&path).unwrap();
+    }
+}

@@ -1,0 +1,77 @@
+//! Which agents are connected right now.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+struct Entry {
+    conn: quinn::Connection,
+    since_ms: i64,
+    last_batch_ms: Option<i64>,
+}
+
+/// Connected agents, by node name. One connection per node: a newer one
+/// replaces an older one.
+#[derive(Clone, Default)]
+pub struct Registry {
+    inner: Arc<Mutex<HashMap<String, Entry>>>,
+}
+
+/// What the API shows about a connected agent.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AgentInfo {
+    pub node: String,
+    pub remote: SocketAddr,
+    pub connected_since_ms: i64,
+    pub last_batch_ms: Option<i64>,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a connection; returns the one it replaces, if any.
+    pub fn insert(&self, node: &str, conn: quinn::Connection) -> Option<quinn::Connection> {
+        let e = Entry { conn, since_ms: super::now_ms(), last_batch_ms: None };
+        self.lock().insert(node.to_owned(), e).map(|old| old.conn)
+    }
+
+    /// Forgets a node's connection if it is still the one with `id`.
+    pub fn remove(&self, node: &str, id: usize) {
+        let mut m = self.lock();
+        if m.get(node).is_some_and(|e| e.conn.stable_id() == id) {
+            m.remove(node);
+        }
+    }
+
+    pub fn touch(&self, node: &str, ts: i64) {
+        if let Some(e) = self.lock().get_mut(node) {
+            e.last_batch_ms = Some(ts);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn snapshot(&self) -> Vec<AgentInfo> {
+        let mut v: Vec<AgentInfo> = self
+            .lock()
+            .iter()
+            .map(|(n, e)| AgentInfo { node: n.clone(), remote: e.conn.remote_address(), connected_since_ms: e.since_ms, last_batch_ms: e.last_batch_ms })
+            .collect();
+        v.sort_by(|a, b| a.node.cmp(&b.node));
+        v
+    }
+
+    pub fn get(&self, node: &str) -> Option<AgentInfo> {
+        self.snapshot().into_iter().find(|a| a.node == node)
+    }
+}

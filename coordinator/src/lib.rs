@@ -1,0 +1,12 @@
+//! The distdiag coordinator: receives agents' samples over QUIC with mutual
+//! TLS, stores them as compressed per-node blocks in sled and serves them over
+//! a REST API. `main.rs` is a thin shell over [`app::start`]; tests drive the
+//! library directly.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod ingest;
+pub mod store;
+pub mod telemetry;
+pub mod tls;

@@ -1,0 +1,101 @@
+//! Series storage. Only this module touches sled.
+//!
+//! The [`SeriesStore`] trait is what ingest and the API use; [`SledStore`] is
+//! the embedded implementation. Rows arrive per node as batches, are written
+//! at once as a small compressed "hot" block (so an acknowledgement can follow
+//! a flush), and are sealed into larger per-node blocks (see [`block`]) once
+//! the hot rows span `block_span` or reach `block_rows`. No key is ever
+//! written per sample.
+
+pub mod block;
+mod sled_store;
+
+use distdiag_common::proto::{Capabilities, HostFacts, Row};
+use distdiag_common::MetricDesc;
+use serde::{Deserialize, Serialize};
+
+pub use sled_store::{SledStore, StoreConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage I/O: {0}")]
+    Io(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("unknown node {0:?}")]
+    UnknownNode(String),
+    #[error("node {node:?} has no metric {metric:?}")]
+    UnknownMetric { node: String, metric: String },
+    #[error("catalog of node {node:?} cannot change that way: {reason}")]
+    Catalog { node: String, reason: String },
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+/// What the store keeps about a node.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct NodeRecord {
+    pub node: String,
+    pub host: HostFacts,
+    pub capabilities: Capabilities,
+    pub catalog: Vec<MetricDesc>,
+    pub interval_ms: u32,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+}
+
+/// Result of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AppendOutcome {
+    /// Rows written.
+    pub rows: usize,
+    /// Values written (present or missing, as sent).
+    pub values: usize,
+    /// Rows skipped because a row with the same (node, timestamp) is stored.
+    pub duplicates: usize,
+}
+
+/// Size and content figures of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct StoreStats {
+    pub nodes: usize,
+    pub sealed_blocks: u64,
+    pub sealed_values: u64,
+    pub sealed_bytes: u64,
+    pub hot_rows: u64,
+    pub size_on_disk: u64,
+}
+
+/// The latest two rows of a node (the second for rates), newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Latest {
+    pub catalog: Vec<MetricDesc>,
+    pub rows: Vec<(i64, Vec<f64>)>,
+}
+
+/// Storage of per-node metric series.
+pub trait SeriesStore: Send + Sync {
+    /// Records or refreshes a node and its catalog. A catalog may only grow:
+    /// the stored catalog must be a prefix of the new one.
+    fn upsert_node(&self, node: &str, host: HostFacts, caps: Capabilities, catalog: Vec<MetricDesc>, interval_ms: u32, now_ms: i64) -> Result<(), StoreError>;
+    /// Appends rows (values aligned with the node's catalog). Not durable until [`SeriesStore::flush`].
+    fn append(&self, node: &str, rows: &[Row]) -> Result<AppendOutcome, StoreError>;
+    /// Makes every append so far durable.
+    fn flush(&self) -> Result<(), StoreError>;
+    fn nodes(&self) -> Vec<NodeRecord>;
+    fn node(&self, node: &str) -> Option<NodeRecord>;
+    /// Points of one metric with `from <= ts <= to`, sorted by time.
+    fn query(&self, node: &str, metric: &str, from_ms: i64, to_ms: i64) -> Result<Vec<(i64, f64)>, StoreError>;
+    fn latest(&self, node: &str) -> Option<Latest>;
+    fn stats(&self) -> StoreStats;
+    /// Deletes sealed blocks that end before `cutoff_ms`; returns how many.
+    fn enforce_retention(&self, cutoff_ms: i64) -> Result<usize, StoreError>;
+    /// Forgets a node and all its data; false if it was unknown.
+    fn delete_node(&self, node: &str) -> Result<bool, StoreError>;
+    /// Seals every node's hot rows now (used at shutdown and by tests).
+    fn seal_all(&self) -> Result<(), StoreError>;
+}
