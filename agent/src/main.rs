@@ -1,1 +1,197 @@
-fn main(){}
+//! `distdiag-agent`: run the agent, check its config, or take one sample.
+//! Usage and configuration errors exit with 64 before anything starts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use distdiag_agent::collect::{Collectors, Sink};
+use distdiag_agent::config::Config;
+
+const EX_USAGE: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "distdiag-agent", version, about = "distdiag host agent: samples the host and ships rows to the coordinator")]
+struct Cli {
+    /// Configuration file (TOML). Without it the embedded defaults apply.
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
+    /// Node name (overrides `node`).
+    #[arg(long, global = true)]
+    node: Option<String>,
+    /// Coordinator address host:port (overrides `uplink.coordinator`).
+    #[arg(long, global = true)]
+    coordinator: Option<String>,
+    /// State directory (overrides `state_dir`).
+    #[arg(long, global = true)]
+    state_dir: Option<PathBuf>,
+    /// Directory holding ca.pem and node-NAME.pem/.key, as written by
+    /// `distdiag-coordinator cert` (overrides the uplink certificate paths).
+    #[arg(long, global = true)]
+    certs: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent (the default).
+    Run,
+    /// Validate the configuration and the files it names, then exit.
+    CheckConfig,
+    /// Print the default configuration.
+    PrintDefaultConfig,
+    /// Collect once and print every metric as JSON.
+    CollectOnce,
+    /// Run N collections back to back and print the agent's own CPU time and
+    /// peak RSS as JSON (used by `make bench`).
+    CollectBench {
+        #[arg(long, default_value_t = 1000)]
+        count: u32,
+    },
+}
+
+fn usage(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("distdiag-agent: {msg}");
+    ExitCode::from(EX_USAGE)
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EX_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let mut cfg = match &cli.config {
+        Some(p) => match Config::load(p) {
+            Ok(c) => c,
+            Err(e) => return usage(e),
+        },
+        None => Config::default(),
+    };
+    if let Some(n) = cli.node {
+        cfg.node = Some(n);
+    }
+    if let Some(c) = cli.coordinator {
+        cfg.uplink.coordinator = c;
+    }
+    if let Some(d) = cli.state_dir {
+        cfg.state_dir = d;
+    }
+    if let Some(dir) = cli.certs {
+        let node = cfg.node_name();
+        cfg.uplink.ca_cert = dir.join("ca.pem");
+        cfg.uplink.cert = dir.join(format!("node-{node}.pem"));
+        cfg.uplink.key = dir.join(format!("node-{node}.key"));
+    }
+    if let Err(e) = cfg.validate() {
+        return usage(e);
+    }
+    match cli.command.unwrap_or(Command::Run) {
+        Command::PrintDefaultConfig => {
+            print!("{}", Config::default_toml());
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig => match cfg.check_files() {
+            Ok(()) => {
+                println!("configuration OK");
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage(e),
+        },
+        Command::CollectOnce => {
+            let mut c = Collectors::new(&cfg.collect);
+            let mut sink = Sink::default();
+            c.collect(&mut sink);
+            let map: serde_json::Map<String, serde_json::Value> = sink.catalog().iter().map(|m| (m.name.clone(), serde_json::json!(sink.value(&m.name)))).collect();
+            println!("{}", serde_json::to_string_pretty(&map).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Command::CollectBench { count } => collect_bench(&cfg, count),
+        Command::Run => run(cfg),
+    }
+}
+
+/// utime+stime of this process in seconds and VmHWM in bytes, from procfs.
+fn self_usage() -> (f64, u64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|p| p.1).unwrap_or("");
+    let f: Vec<&str> = after.split_ascii_whitespace().collect();
+    let ticks = rustix::param::clock_ticks_per_second() as f64;
+    let cpu = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let hwm_kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_ascii_whitespace().next()?.parse::<u64>().ok()).unwrap_or(0);
+    (cpu / ticks, hwm_kb * 1024)
+}
+
+fn collect_bench(cfg: &Config, count: u32) -> ExitCode {
+    let mut c = Collectors::new(&cfg.collect);
+    let mut sink = Sink::default();
+    let started = Instant::now();
+    let mut frame_bytes = 0usize;
+    for i in 0..count {
+        c.collect(&mut sink);
+        // Encode as the uplink would, so the figure covers the whole sample path.
+        let batch = distdiag_common::Batch { seq: u64::from(i), rows: vec![sink.row(distdiag_agent::now_ms())] };
+        frame_bytes += distdiag_common::codec::encode_frame(&distdiag_common::AgentMsg::Batch(batch), distdiag_common::proto::DEFAULT_MAX_FRAME).map(|f| f.len()).unwrap_or(0);
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let (cpu, hwm) = self_usage();
+    let out = serde_json::json!({
+        "collections": count,
+        "metrics": sink.catalog().len(),
+        "cpu_seconds": cpu,
+        "wall_seconds": wall,
+        "peak_rss_bytes": hwm,
+        "frame_bytes_per_collection": frame_bytes as f64 / f64::from(count.max(1)),
+    });
+    println!("{out}");
+    ExitCode::SUCCESS
+}
+
+fn run(cfg: Config) -> ExitCode {
+    if let Err(e) = cfg.check_files() {
+        return usage(e);
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("distdiag-agent: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let node = cfg.node_name();
+        let coordinator = cfg.uplink.coordinator.clone();
+        let agent = match distdiag_agent::start(cfg, None).await {
+            Ok(a) => a,
+            Err(e) => return usage(e),
+        };
+        tracing::info!(%node, %coordinator, "agent running");
+        wait_for_signal().await;
+        tracing::info!(pending_rows = agent.pending_rows(), "shutting down");
+        agent.stop().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

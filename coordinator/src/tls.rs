@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,19 +30,12 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> TlsError {
 
 /// Loads every certificate of a PEM file.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_err(path, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_err(path, e))?;
-    if certs.is_empty() {
-        return Err(file_err(path, "no certificate found"));
-    }
-    Ok(certs)
+    distdiag_common::pem::load_certs(path).map_err(|e| TlsError::File { path: e.path, reason: e.reason })
 }
 
 /// Loads the private key of a PEM file.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| file_err(path, e))
+    distdiag_common::pem::load_key(path).map_err(|e| TlsError::File { path: e.path, reason: e.reason })
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
