@@ -92,6 +92,7 @@ fn save_catalog(state: &Path, catalog: &[MetricDesc]) -> std::io::Result<()> {
 /// A running agent.
 pub struct Agent {
     pub shared: Arc<Shared>,
+    stop_sampling: watch::Sender<bool>,
     shutdown: watch::Sender<bool>,
     sampler: tokio::task::JoinHandle<()>,
     uplink: tokio::task::JoinHandle<()>,
@@ -106,10 +107,11 @@ pub async fn start(cfg: Config, tap: Option<mpsc::UnboundedSender<Row>>) -> Resu
     let catalog = load_catalog(&cfg.state_dir)?;
     let buffer = Buffer::open(&cfg.state_dir.join("spill"), cfg.buffer_limits()).map_err(|e| AgentError::Setup(e.to_string()))?;
     let shared = Arc::new(Shared { buffer: Mutex::new(buffer), catalog: Mutex::new(catalog.clone()), status: Mutex::new(Status::default()), wake: Notify::new() });
+    let (stop_sampling, sampling_rx) = watch::channel(false);
     let (shutdown, rx) = watch::channel(false);
-    let sampler = tokio::spawn(sample(cfg.clone(), shared.clone(), Sink::with_catalog(catalog), tap, rx.clone()));
+    let sampler = tokio::spawn(sample(cfg.clone(), shared.clone(), Sink::with_catalog(catalog), tap, sampling_rx));
     let uplink = tokio::spawn(uplink::run(cfg, client, shared.clone(), rx));
-    Ok(Agent { shared, shutdown, sampler, uplink })
+    Ok(Agent { shared, stop_sampling, shutdown, sampler, uplink })
 }
 
 async fn sample(cfg: Config, shared: Arc<Shared>, mut sink: Sink, tap: Option<mpsc::UnboundedSender<Row>>, mut stop: watch::Receiver<bool>) {
@@ -152,11 +154,17 @@ impl Agent {
         self.shared.buffer().pending_rows()
     }
 
-    /// Stops sampling, lets the uplink deliver what it can for a moment, and
-    /// writes whatever is still unacknowledged to the spill directory.
-    pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
+    /// Stops sampling, gives the uplink up to `drain` to deliver what is
+    /// buffered, then stops it and writes whatever is still unacknowledged to
+    /// the spill directory for the next run.
+    pub async fn stop(self, drain: Duration) {
+        let _ = self.stop_sampling.send(true);
         let _ = self.sampler.await;
+        let deadline = tokio::time::Instant::now() + drain;
+        while self.shared.buffer().pending_rows() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = self.shutdown.send(true);
         let _ = self.uplink.await;
         self.shared.buffer().spill_all();
     }

@@ -176,7 +176,7 @@ fn run(cfg: Config) -> ExitCode {
         tracing::info!(%node, %coordinator, "agent running");
         wait_for_signal().await;
         tracing::info!(pending_rows = agent.pending_rows(), "shutting down");
-        agent.stop().await;
+        agent.stop(std::time::Duration::from_secs(2)).await;
         ExitCode::SUCCESS
     })
 }

@@ -262,11 +262,7 @@ async fn stream(cfg: &Config, conn: &quinn::Connection, shared: &Arc<Shared>, sh
                 });
             }
             _ = shutdown.changed() => {
-                // Give outstanding acknowledgements a moment, then leave.
-                let deadline = Instant::now() + Duration::from_secs(2);
-                while shared.status().acked_seq + 1 < next && Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+                // The caller drained the buffer first; unacknowledged batches stay buffered.
                 let _ = send.finish();
                 reader.abort();
                 return Ok(());

@@ -1,0 +1,74 @@
+//! Bad flags and bad configuration: a clear message and exit code 64, before
+//! anything is bound or written.
+
+use std::process::Command;
+
+use distdiag_tests::{bin, free_ports, make_certs};
+
+fn run(bin_name: &str, args: &[&str]) -> (i32, String) {
+    let out = Command::new(bin(bin_name)).args(args).env("NO_COLOR", "1").output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout))
+}
+
+#[test]
+fn coordinator_refuses_bad_flags_and_config_with_64() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, "bogus = 1\n").unwrap();
+    let invalid = tmp.path().join("invalid.toml");
+    std::fs::write(&invalid, "[ingest]\nidle_timeout_ms = 1\n").unwrap();
+    let data = tmp.path().join("data");
+    let d = data.to_str().unwrap();
+    for (args, needle) in [
+        (vec!["--api-listen", "nope"], "invalid value"),
+        (vec!["--bogus"], "unexpected argument"),
+        (vec!["-c", "/nonexistent/x.toml"], "cannot read"),
+        (vec!["-c", bad.to_str().unwrap()], "unknown field"),
+        (vec!["-c", invalid.to_str().unwrap()], "idle_timeout_ms"),
+        (vec!["--data-dir", d], "cert init"),
+    ] {
+        let (code, out) = run("distdiag-coordinator", &args);
+        assert_eq!(code, 64, "{args:?}: {out}");
+        assert!(out.contains(needle), "{args:?}: {out}");
+    }
+    // Nothing was created for the refused run.
+    assert!(!data.exists());
+    assert_eq!(run("distdiag-coordinator", &["--help"]).0, 0);
+    let (code, out) = run("distdiag-coordinator", &["print-default-config"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("[ingest]"));
+}
+
+#[test]
+fn coordinator_check_config_accepts_a_complete_setup() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_certs(&tmp.path().join("certs"), &[]);
+    let (api, quic) = free_ports();
+    let (code, out) = run(
+        "distdiag-coordinator",
+        &["--data-dir", tmp.path().to_str().unwrap(), "--api-listen", &api.to_string(), "--ingest-listen", &quic.to_string(), "check-config"],
+    );
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn agent_refuses_bad_flags_and_config_with_64() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, "interval_ms = 5\n").unwrap();
+    for (args, needle) in [
+        (vec!["--coordinator", "nohost"], "host:port"),
+        (vec!["--nope"], "unexpected argument"),
+        (vec!["-c", bad.to_str().unwrap()], "interval_ms"),
+        (vec!["--node", "bad name"], "node name"),
+        (vec!["--certs", "/nonexistent", "--node", "n1", "run"], "does not exist"),
+    ] {
+        let (code, out) = run("distdiag-agent", &args);
+        assert_eq!(code, 64, "{args:?}: {out}");
+        assert!(out.contains(needle), "{args:?}: {out}");
+    }
+    let (code, out) = run("distdiag-agent", &["collect-once"]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["mem.total"].as_f64().unwrap() > 0.0);
+}
