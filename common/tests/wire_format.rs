@@ -2,6 +2,8 @@
 //! to the committed bytes. After an intended change (with a protocol version
 //! bump), regenerate with `DISTDIAG_BLESS=1 cargo test -p distdiag-common --test wire_format`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use distdiag_common::catalog::MetricDesc;
 use distdiag_common::codec::{decode_payload, encode_frame, HEADER_LEN};
 use distdiag_common::fault::{FaultSpec, MemorySize};

@@ -129,7 +129,8 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
     Ok(Running { api_addr, ingest_addr, token_file, store, endpoint, shutdown, tasks })
 }
 
-/// Measures the ingest rate every 5 s and applies retention every minute.
+/// Every 5 s: measures the ingest rate and seals nodes that pin old log
+/// segments; every minute: applies retention.
 async fn housekeeping(store: Arc<dyn SeriesStore>, t: Arc<Telemetry>, retention_hours: u32, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let mut last = t.values.load(Ordering::Relaxed);
@@ -146,6 +147,13 @@ async fn housekeeping(store: Arc<dyn SeriesStore>, t: Arc<Telemetry>, retention_
             t.values_per_second_bits.store(((now - last) as f64 / secs).to_bits(), Ordering::Relaxed);
         }
         (last, last_at) = (now, std::time::Instant::now());
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.maintain()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(sealed)) => tracing::debug!(sealed, "sealed nodes holding old log segments"),
+            Ok(Err(error)) => warn!(%error, "store upkeep failed"),
+            Err(error) => warn!(%error, "store upkeep task failed"),
+        }
         n += 1;
         if retention_hours > 0 && n % 12 == 1 {
             let cutoff = ingest::now_ms() - i64::from(retention_hours) * 3_600_000;
@@ -167,9 +175,12 @@ impl Running {
             let _ = t.await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle()).await;
+        // Seal what is still hot so the write-ahead log can go; the next start
+        // begins with an empty log. Two flushes: the first makes the blocks
+        // durable, the second lets the log drop the segments they replace.
         let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || store.flush()).await {
-            Ok(Ok(())) => info!("store flushed; coordinator stopped"),
+        match tokio::task::spawn_blocking(move || store.seal_all().and_then(|()| store.flush()).and_then(|()| store.flush())).await {
+            Ok(Ok(())) => info!("store sealed and flushed; coordinator stopped"),
             Ok(Err(error)) => warn!(%error, "final flush failed"),
             Err(error) => warn!(%error, "final flush task failed"),
         }

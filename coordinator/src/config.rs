@@ -118,6 +118,9 @@ impl Config {
         if !(2..=100_000).contains(&self.store.tuning.block_rows) {
             return bad(format!("store.block_rows = {} is outside 2..=100000", self.store.tuning.block_rows));
         }
+        if !(1 << 16..=1 << 32).contains(&self.store.tuning.wal_segment_bytes) {
+            return bad(format!("store.wal_segment_bytes = {} is outside 65536..=4294967296", self.store.tuning.wal_segment_bytes));
+        }
         if self.store.tuning.cache_bytes < 1 << 20 {
             return bad("store.cache_bytes must be at least 1048576".into());
         }

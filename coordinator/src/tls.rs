@@ -97,6 +97,7 @@ pub fn validate_node_name(name: &str) -> Result<(), String> {
 }
 
 /// File names of a certificate directory.
+#[derive(Debug, Clone)]
 pub struct CertPaths {
     pub dir: PathBuf,
 }

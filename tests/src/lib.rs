@@ -3,6 +3,9 @@
 //! process (so it can be killed with SIGKILL), and configuring in-process
 //! agents. Everything runs on loopback.
 
+// Test support: a failed set-up step should panic with its reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,6 +1,8 @@
 //! Bad flags and bad configuration: a clear message and exit code 64, before
 //! anything is bound or written.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 
 use distdiag_tests::{bin, free_ports, make_certs};

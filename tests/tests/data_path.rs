@@ -1,6 +1,8 @@
 //! End-to-end data path: real agents, a real coordinator process, real QUIC
 //! with mutual TLS on loopback, real sled.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -26,6 +26,7 @@ use distdiag_common::{MetricDesc, MetricKind, Row};
 use serde::{Deserialize, Serialize};
 
 pub use cgroup::detect_version as detect_cgroup_version;
+pub use tcp::TcpStates;
 
 /// Where the host's pseudo-filesystems are mounted.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -55,9 +56,9 @@ pub struct CollectConfig {
     /// The database's cgroup, relative to the cgroup root (e.g.
     /// `system.slice/mariadb.service`); the cgroup collector is off without it.
     pub cgroup_path: Option<String>,
-    /// Count TCP sockets per state from /proc/net/tcp{,6} (costs a read of
-    /// every socket; turn off on hosts with very many connections).
-    pub tcp_states: bool,
+    /// Count TCP sockets per state: `netlink` (sock_diag, falls back to
+    /// procfs), `procfs` (/proc/net/tcp{,6}, slow on large socket tables) or `off`.
+    pub tcp_states: tcp::TcpStates,
     /// Block devices whose name starts with one of these are skipped.
     pub disk_exclude_prefixes: Vec<String>,
     /// Network interfaces whose name starts with one of these are skipped.
@@ -73,7 +74,7 @@ impl Default for CollectConfig {
             process_names: ["observer", "seekdb", "mariadbd", "mysqld"].map(String::from).to_vec(),
             process_pid_file: None,
             cgroup_path: None,
-            tcp_states: true,
+            tcp_states: tcp::TcpStates::Netlink,
             disk_exclude_prefixes: ["loop", "ram", "fd", "sr"].map(String::from).to_vec(),
             net_exclude_prefixes: Vec::new(),
         }

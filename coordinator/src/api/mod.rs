@@ -66,6 +66,7 @@ impl From<StoreError> for ApiError {
 /// Builds the router.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/", get(dashboard))
         .route("/health", get(health))
         .route("/metrics", get(prom::render))
         .route("/api/nodes", get(list_nodes))
@@ -93,6 +94,11 @@ async fn require_token(State(state): State<ApiState>, req: Request, next: Next) 
         None => ApiError { status: StatusCode::UNAUTHORIZED, message: "this endpoint needs 'Authorization: Bearer <token>' (the token is in the coordinator's data directory)".into() }
             .into_response(),
     }
+}
+
+/// The dashboard page, embedded in the binary.
+async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("../../web/index.html"))
 }
 
 async fn health(State(state): State<ApiState>) -> Json<serde_json::Value> {

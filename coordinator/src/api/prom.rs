@@ -33,10 +33,12 @@ pub(super) async fn render(State(state): State<ApiState>) -> impl IntoResponse {
     line(&mut out, "distdiag_store_flush_seconds_total", "counter", "Time spent flushing.", c(&t.flush_seconds_micros) / 1e6);
     line(&mut out, "distdiag_store_retention_deleted_blocks_total", "counter", "Blocks deleted by retention.", c(&t.retention_deleted_blocks));
     line(&mut out, "distdiag_store_nodes", "gauge", "Nodes known to the store.", s.nodes as f64);
-    line(&mut out, "distdiag_store_size_bytes", "gauge", "Size of the store on disk.", s.size_on_disk as f64);
+    line(&mut out, "distdiag_store_size_bytes", "gauge", "Size of the store on disk (sled and write-ahead log).", s.size_on_disk as f64);
     line(&mut out, "distdiag_store_sealed_blocks", "gauge", "Sealed blocks.", s.sealed_blocks as f64);
     line(&mut out, "distdiag_store_sealed_values", "gauge", "Values in sealed blocks.", s.sealed_values as f64);
     line(&mut out, "distdiag_store_sealed_bytes", "gauge", "Encoded bytes of sealed blocks.", s.sealed_bytes as f64);
     line(&mut out, "distdiag_store_hot_rows", "gauge", "Rows not yet sealed.", s.hot_rows as f64);
+    line(&mut out, "distdiag_store_wal_segments", "gauge", "Write-ahead log segments on disk.", s.wal_segments as f64);
+    line(&mut out, "distdiag_store_wal_bytes", "gauge", "Write-ahead log bytes on disk.", s.wal_bytes as f64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
 }

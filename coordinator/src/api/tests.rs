@@ -177,3 +177,14 @@ fn summary_uses_counter_rates_with_reset_handling() {
     assert!((sda["await_ms"].as_f64().unwrap() - (1.2 + 0.8) / 100.0 * 1000.0).abs() < 1e-9);
     assert_eq!(sda["util_percent"], 100.0);
 }
+
+#[tokio::test]
+async fn the_dashboard_is_served_from_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = router(state(dir.path()));
+    let resp = app.oneshot(get("/")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    assert!(text.contains("fetch(\"/api/metrics\")"));
+}

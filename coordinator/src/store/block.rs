@@ -220,7 +220,7 @@ fn integer_scale(values: &[f64]) -> Option<(u8, Vec<i64>)> {
         let mut ints = Vec::with_capacity(values.len());
         for &v in values {
             let r = (v * p).round();
-            if !(r.abs() < 9.007_199_254_740_992e15) {
+            if r.is_nan() || r.abs() >= 9.007_199_254_740_992e15 {
                 continue 'scale;
             }
             let i = r as i64;
@@ -577,7 +577,7 @@ mod tests {
 
     #[test]
     fn missing_columns_are_left_out_and_read_back_as_absent() {
-        let rows = vec![(1, vec![f64::NAN, 2.0]), (2, vec![f64::NAN, 3.0])];
+        let rows = [(1, vec![f64::NAN, 2.0]), (2, vec![f64::NAN, 3.0])];
         let refs: Vec<(i64, &[f64])> = rows.iter().map(|(t, v)| (*t, v.as_slice())).collect();
         let b = encode(&refs);
         let v = BlockView::parse(&b).unwrap();
@@ -590,7 +590,7 @@ mod tests {
     fn corrupt_input_is_an_error_not_a_panic() {
         assert_eq!(BlockView::parse(&[]).unwrap_err(), BlockError::Truncated);
         assert_eq!(BlockView::parse(&[9]).unwrap_err(), BlockError::Format(9));
-        let rows = vec![(1, vec![1.0, 2.0]), (2, vec![3.0, 4.0])];
+        let rows = [(1, vec![1.0, 2.0]), (2, vec![3.0, 4.0])];
         let refs: Vec<(i64, &[f64])> = rows.iter().map(|(t, v)| (*t, v.as_slice())).collect();
         let b = encode(&refs);
         for cut in 0..b.len() {

@@ -1,14 +1,15 @@
 //! Series storage. Only this module touches sled.
 //!
 //! The [`SeriesStore`] trait is what ingest and the API use; [`SledStore`] is
-//! the embedded implementation. Rows arrive per node as batches, are written
-//! at once as a small compressed "hot" block (so an acknowledgement can follow
-//! a flush), and are sealed into larger per-node blocks (see [`block`]) once
-//! the hot rows span `block_span` or reach `block_rows`. No key is ever
-//! written per sample.
+//! the embedded implementation. Rows arrive per node as batches, are appended
+//! at once to a write-ahead log (so an acknowledgement can follow a flush) and
+//! kept in memory, and are sealed into compressed per-node blocks (see
+//! [`block`]) in sled once they span `block_span` or reach `block_rows`. No key
+//! is ever written per sample, and sled holds only sealed blocks.
 
 pub mod block;
 mod sled_store;
+mod wal;
 
 use distdiag_common::proto::{Capabilities, HostFacts, Row};
 use distdiag_common::MetricDesc;
@@ -67,6 +68,10 @@ pub struct StoreStats {
     pub sealed_values: u64,
     pub sealed_bytes: u64,
     pub hot_rows: u64,
+    /// Write-ahead log segments on disk and their bytes.
+    pub wal_segments: u64,
+    pub wal_bytes: u64,
+    /// sled and the log together.
     pub size_on_disk: u64,
 }
 
@@ -98,4 +103,7 @@ pub trait SeriesStore: Send + Sync {
     fn delete_node(&self, node: &str) -> Result<bool, StoreError>;
     /// Seals every node's hot rows now (used at shutdown and by tests).
     fn seal_all(&self) -> Result<(), StoreError>;
+    /// Periodic upkeep: seals nodes whose unsealed rows keep an old log
+    /// segment alive; returns how many were sealed.
+    fn maintain(&self) -> Result<usize, StoreError>;
 }

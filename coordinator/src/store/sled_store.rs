@@ -1,15 +1,15 @@
-//! [`SeriesStore`] on sled.
+//! [`SeriesStore`] on sled plus a write-ahead log.
 //!
-//! Trees: `nodes` (node → JSON [`NodeRecord`]) and `series`, whose keys are
-//! `h <node> 0x00 <id>` for hot blocks (one per appended batch) and
-//! `b <node> 0x00 <start_ts> <id>` for sealed blocks. Sealing writes the
-//! sealed blocks and deletes the hot keys in one atomic sled batch. Sealed
-//! blocks never span more than `block_span_ms`, which bounds the key range a
-//! time query has to scan.
+//! Appended batches go to the write-ahead log ([`super::wal`]) and to each
+//! node's in-memory hot rows. Sealing encodes a node's hot rows into blocks
+//! stored in sled's `series` tree under `b <node> 0x00 <start_ts> <id>`;
+//! `nodes` holds node → JSON [`NodeRecord`]. A log segment is deleted once the
+//! blocks sealing its rows are flushed. Sealed blocks never span more than
+//! `block_span_ms`, which bounds the key range a time query has to scan.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use distdiag_common::proto::{Capabilities, HostFacts, Row};
@@ -17,6 +17,7 @@ use distdiag_common::MetricDesc;
 use serde::{Deserialize, Serialize};
 
 use super::block::{self, BlockView};
+use super::wal::Wal;
 use super::{AppendOutcome, Latest, NodeRecord, SeriesStore, StoreError, StoreStats};
 
 /// Tuning of the sled store.
@@ -29,11 +30,13 @@ pub struct StoreConfig {
     pub block_rows: usize,
     /// sled page-cache size in bytes.
     pub cache_bytes: u64,
+    /// Size at which the write-ahead log starts a new segment.
+    pub wal_segment_bytes: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { block_span_ms: 300_000, block_rows: 600, cache_bytes: 64 << 20 }
+        StoreConfig { block_span_ms: 300_000, block_rows: 600, cache_bytes: 64 << 20, wal_segment_bytes: 64 << 20 }
     }
 }
 
@@ -41,7 +44,8 @@ struct NodeState {
     record: NodeRecord,
     index: HashMap<String, usize>,
     hot: BTreeMap<i64, Vec<f64>>,
-    hot_keys: Vec<sled::IVec>,
+    /// Oldest log segment holding one of the hot rows.
+    hot_segment: Option<u64>,
     sealed_max_ts: i64,
     latest: Vec<(i64, Vec<f64>)>,
 }
@@ -49,7 +53,7 @@ struct NodeState {
 impl NodeState {
     fn new(record: NodeRecord) -> Self {
         let index = record.catalog.iter().enumerate().map(|(i, m)| (m.name.clone(), i)).collect();
-        NodeState { record, index, hot: BTreeMap::new(), hot_keys: Vec::new(), sealed_max_ts: i64::MIN, latest: Vec::new() }
+        NodeState { record, index, hot: BTreeMap::new(), hot_segment: None, sealed_max_ts: i64::MIN, latest: Vec::new() }
     }
 
     fn note_latest(&mut self, ts: i64, values: &[f64]) {
@@ -70,6 +74,10 @@ pub struct SledStore {
     db: sled::Db,
     nodes_tree: sled::Tree,
     series: sled::Tree,
+    wal: Mutex<Wal>,
+    /// sled was written since its last flush. sled's log grows with every
+    /// flush, so it is flushed only when something in it changed.
+    sled_dirty: AtomicBool,
     cfg: StoreConfig,
     nodes: RwLock<HashMap<String, Arc<Mutex<NodeState>>>>,
     sealed_blocks: AtomicU64,
@@ -112,15 +120,22 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store under `dir` and loads node state.
+    /// Opens (or creates) the store under `dir` (sled in `dir`, the log in
+    /// `dir/wal`), loads node state and replays the log.
     pub fn open(dir: &Path, cfg: StoreConfig) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).cache_capacity(cfg.cache_bytes).flush_every_ms(Some(1000)).open()?;
+        // Small segments lower sled's blob threshold (a quarter segment) below the
+        // size of a sealed block, so blocks live in blob files and tree pages
+        // stay small instead of being rewritten with every block they hold.
+        let db = sled::Config::new().path(dir).cache_capacity(cfg.cache_bytes).flush_every_ms(Some(1000)).mode(sled::Mode::LowSpace).segment_size(64 << 10).open()?;
         let nodes_tree = db.open_tree("nodes")?;
         let series = db.open_tree("series")?;
+        let (wal, records) = Wal::open(&dir.join("wal"), cfg.wal_segment_bytes)?;
         let store = SledStore {
             db,
             nodes_tree,
             series,
+            wal: Mutex::new(wal),
+            sled_dirty: AtomicBool::new(false),
             cfg,
             nodes: RwLock::new(HashMap::new()),
             sealed_blocks: AtomicU64::new(0),
@@ -128,11 +143,11 @@ impl SledStore {
             sealed_bytes: AtomicU64::new(0),
             hot_rows: AtomicU64::new(0),
         };
-        store.load()?;
+        store.load(records)?;
         Ok(store)
     }
 
-    fn load(&self) -> Result<(), StoreError> {
+    fn load(&self, records: Vec<super::wal::Record>) -> Result<(), StoreError> {
         let mut map = HashMap::new();
         for item in self.nodes_tree.iter() {
             let (_, v) = item?;
@@ -154,15 +169,19 @@ impl SledStore {
             }
             self.count_sealed(&view, v.len());
         }
-        for item in self.series.scan_prefix([b'h']) {
-            let (k, v) = item?;
-            let Some(st) = node_of_key(&k).and_then(|n| map.get_mut(n)) else { continue };
+        // Rows of the log that are not in a sealed block become hot again.
+        for rec in records {
+            let Some(st) = map.get_mut(&rec.node) else { continue };
             let width = st.record.catalog.len();
-            for (ts, vals) in BlockView::parse(&v).and_then(|view| view.rows(width)).map_err(corrupt)? {
+            let rows = BlockView::parse(&rec.block).and_then(|view| view.rows(width)).map_err(corrupt)?;
+            for (ts, vals) in rows {
+                if st.hot.contains_key(&ts) || (ts <= st.sealed_max_ts && self.sealed_contains(&rec.node, ts)?) {
+                    continue;
+                }
                 st.note_latest(ts, &vals);
                 st.hot.insert(ts, vals);
+                st.hot_segment = Some(st.hot_segment.map_or(rec.segment, |s| s.min(rec.segment)));
             }
-            st.hot_keys.push(k);
         }
         let hot: usize = map.values().map(|s| s.hot.len()).sum();
         self.hot_rows.store(hot as u64, Ordering::Relaxed);
@@ -214,9 +233,7 @@ impl SledStore {
             sealed.push(bytes);
             start = end;
         }
-        for k in &st.hot_keys {
-            batch.remove(k.clone());
-        }
+        self.sled_dirty.store(true, Ordering::SeqCst);
         self.series.apply_batch(batch)?;
         for bytes in &sealed {
             if let Ok(view) = BlockView::parse(bytes) {
@@ -228,8 +245,16 @@ impl SledStore {
         }
         self.hot_rows.fetch_sub(st.hot.len() as u64, Ordering::Relaxed);
         st.hot.clear();
-        st.hot_keys.clear();
+        st.hot_segment = None;
         Ok(())
+    }
+
+    fn wal(&self) -> MutexGuard<'_, Wal> {
+        self.wal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn states(&self) -> Vec<(String, Arc<Mutex<NodeState>>)> {
+        self.nodes.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     fn should_seal(&self, st: &NodeState) -> bool {
@@ -258,6 +283,7 @@ impl SeriesStore for SledStore {
             None => NodeRecord { node: node.to_owned(), host, capabilities: caps, catalog, interval_ms, first_seen_ms: now_ms, last_seen_ms: now_ms },
         };
         let json = serde_json::to_vec(&record).map_err(corrupt)?;
+        self.sled_dirty.store(true, Ordering::SeqCst);
         self.nodes_tree.insert(node.as_bytes(), json)?;
         match existing {
             Some(st) => {
@@ -293,10 +319,8 @@ impl SeriesStore for SledStore {
             return Ok(out);
         }
         let rows: Vec<(i64, &[f64])> = fresh.into_iter().collect();
-        let mut key = prefix(b'h', node);
-        key.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
-        self.series.insert(key.as_slice(), block::encode(&rows))?;
-        st.hot_keys.push(key.into());
+        let segment = self.wal().append(node, &block::encode(&rows))?;
+        st.hot_segment = Some(st.hot_segment.unwrap_or(segment));
         for (ts, vals) in &rows {
             out.rows += 1;
             out.values += vals.len();
@@ -311,7 +335,36 @@ impl SeriesStore for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        // Which log segments are still needed is decided before the flush:
+        // rows sealed since then are in blocks this flush makes durable, and
+        // rows appended since then live in segment `current` or later.
+        let (current, appends) = {
+            let w = self.wal();
+            (w.current(), w.appends())
+        };
+        let pinned = self.states().iter().filter_map(|(_, st)| lock(st).hot_segment).min();
+        if self.sled_dirty.swap(false, Ordering::SeqCst) {
+            if let Err(e) = self.db.flush() {
+                self.sled_dirty.store(true, Ordering::SeqCst);
+                return Err(e.into());
+            }
+        }
+        let mut wal = self.wal();
+        wal.sync()?;
+        match pinned {
+            Some(p) => {
+                wal.remove_below(p.min(current))?;
+            }
+            // Nothing unsealed anywhere and nothing appended meanwhile: every
+            // record on disk is in a durable block, the current segment too.
+            None if wal.current() == current && wal.appends() == appends && wal.current_bytes() > 0 => {
+                wal.rotate()?;
+                wal.remove_below(current + 1)?;
+            }
+            None => {
+                wal.remove_below(current)?;
+            }
+        }
         Ok(())
     }
 
@@ -364,13 +417,19 @@ impl SeriesStore for SledStore {
     }
 
     fn stats(&self) -> StoreStats {
+        let (wal_segments, wal_bytes) = {
+            let w = self.wal();
+            (w.segment_count() as u64, w.disk_bytes())
+        };
         StoreStats {
+            wal_segments,
+            wal_bytes,
             nodes: self.nodes.read().unwrap_or_else(|p| p.into_inner()).len(),
             sealed_blocks: self.sealed_blocks.load(Ordering::Relaxed),
             sealed_values: self.sealed_values.load(Ordering::Relaxed),
             sealed_bytes: self.sealed_bytes.load(Ordering::Relaxed),
             hot_rows: self.hot_rows.load(Ordering::Relaxed),
-            size_on_disk: self.db.size_on_disk().unwrap_or(0),
+            size_on_disk: self.db.size_on_disk().unwrap_or(0) + wal_bytes,
         }
     }
 
@@ -391,6 +450,7 @@ impl SeriesStore for SledStore {
                     removed += 1;
                 }
             }
+            self.sled_dirty.store(true, Ordering::SeqCst);
             self.series.apply_batch(batch)?;
         }
         Ok(removed)
@@ -402,19 +462,16 @@ impl SeriesStore for SledStore {
         };
         let st = lock(&st);
         let mut batch = sled::Batch::default();
-        for kind in [b'h', b'b'] {
-            for item in self.series.scan_prefix(prefix(kind, node)) {
-                let (k, v) = item?;
-                if kind == b'b' {
-                    if let Ok(view) = BlockView::parse(&v) {
-                        self.sealed_blocks.fetch_sub(1, Ordering::Relaxed);
-                        self.sealed_values.fetch_sub((view.timestamps.len() * view.column_count()) as u64, Ordering::Relaxed);
-                        self.sealed_bytes.fetch_sub(v.len() as u64, Ordering::Relaxed);
-                    }
-                }
-                batch.remove(k);
+        for item in self.series.scan_prefix(prefix(b'b', node)) {
+            let (k, v) = item?;
+            if let Ok(view) = BlockView::parse(&v) {
+                self.sealed_blocks.fetch_sub(1, Ordering::Relaxed);
+                self.sealed_values.fetch_sub((view.timestamps.len() * view.column_count()) as u64, Ordering::Relaxed);
+                self.sealed_bytes.fetch_sub(v.len() as u64, Ordering::Relaxed);
             }
+            batch.remove(k);
         }
+        self.sled_dirty.store(true, Ordering::SeqCst);
         self.series.apply_batch(batch)?;
         self.nodes_tree.remove(node.as_bytes())?;
         self.hot_rows.fetch_sub(st.hot.len() as u64, Ordering::Relaxed);
@@ -422,13 +479,26 @@ impl SeriesStore for SledStore {
     }
 
     fn seal_all(&self) -> Result<(), StoreError> {
-        let all: Vec<(String, Arc<Mutex<NodeState>>)> =
-            self.nodes.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        for (node, st) in all {
+        for (node, st) in self.states() {
             let mut st = lock(&st);
             self.seal(&node, &mut st)?;
         }
         Ok(())
+    }
+
+    fn maintain(&self) -> Result<usize, StoreError> {
+        // Nodes whose hot rows keep an old log segment alive (slow or silent
+        // agents) are sealed early, so the log does not grow without bound.
+        let current = self.wal().current();
+        let mut sealed = 0;
+        for (node, st) in self.states() {
+            let mut st = lock(&st);
+            if st.hot_segment.is_some_and(|s| s < current) {
+                self.seal(&node, &mut st)?;
+                sealed += 1;
+            }
+        }
+        Ok(sealed)
     }
 }
 
@@ -459,7 +529,7 @@ mod tests {
     #[test]
     fn appended_rows_are_queryable_across_seal_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = StoreConfig { block_span_ms: 10_000, block_rows: 8, cache_bytes: 8 << 20 };
+        let cfg = StoreConfig { block_span_ms: 10_000, block_rows: 8, cache_bytes: 8 << 20, wal_segment_bytes: 1 << 20 };
         {
             let s = open(dir.path(), cfg.clone());
             s.upsert_node("n1", HostFacts::default(), Capabilities::default(), catalog(3), 1000, 0).unwrap();
@@ -488,7 +558,7 @@ mod tests {
     #[test]
     fn replayed_rows_are_not_stored_twice() {
         let dir = tempfile::tempdir().unwrap();
-        let s = open(dir.path(), StoreConfig { block_span_ms: 10_000, block_rows: 4, cache_bytes: 8 << 20 });
+        let s = open(dir.path(), StoreConfig { block_span_ms: 10_000, block_rows: 4, ..StoreConfig::default() });
         s.upsert_node("n1", HostFacts::default(), Capabilities::default(), catalog(2), 1000, 0).unwrap();
         let rows: Vec<Row> = (0..6).map(|i| row(i * 1000, 2)).collect();
         assert_eq!(s.append("n1", &rows).unwrap().rows, 6);
@@ -516,7 +586,7 @@ mod tests {
     #[test]
     fn retention_drops_old_blocks_and_delete_forgets_a_node() {
         let dir = tempfile::tempdir().unwrap();
-        let s = open(dir.path(), StoreConfig { block_span_ms: 5_000, block_rows: 5, cache_bytes: 8 << 20 });
+        let s = open(dir.path(), StoreConfig { block_span_ms: 5_000, block_rows: 5, ..StoreConfig::default() });
         s.upsert_node("n1", HostFacts::default(), Capabilities::default(), catalog(1), 1000, 0).unwrap();
         let rows: Vec<Row> = (0..20).map(|i| row(i * 1000, 1)).collect();
         s.append("n1", &rows).unwrap();
@@ -529,5 +599,66 @@ mod tests {
         assert!(s.nodes().is_empty());
         assert_eq!(s.stats().sealed_blocks, 0);
         assert!(!s.delete_node("n1").unwrap());
+    }
+}
+
+#[cfg(test)]
+mod wal_tests {
+    use super::*;
+
+    fn rows(range: std::ops::Range<i64>) -> Vec<Row> {
+        range.map(|i| Row { ts_ms: i * 1000, values: vec![i as f64] }).collect()
+    }
+
+    fn open(dir: &Path, cfg: &StoreConfig) -> SledStore {
+        for _ in 0..50 {
+            if let Ok(s) = SledStore::open(dir, cfg.clone()) {
+                return s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        SledStore::open(dir, cfg.clone()).unwrap()
+    }
+
+    #[test]
+    fn unsealed_rows_come_back_from_the_log_and_sealed_ones_are_not_doubled() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig { block_span_ms: 1_000_000, block_rows: 10, wal_segment_bytes: 1 << 20, ..StoreConfig::default() };
+        {
+            let s = open(dir.path(), &cfg);
+            s.upsert_node("n", HostFacts::default(), Capabilities::default(), vec![MetricDesc::gauge("m", "count")], 1000, 0).unwrap();
+            s.append("n", &rows(0..14)).unwrap(); // 14 rows: sealed as one block right away
+            s.append("n", &rows(14..17)).unwrap(); // hot
+            s.flush().unwrap();
+            assert_eq!(s.stats().hot_rows, 3);
+        }
+        let s = open(dir.path(), &cfg);
+        assert_eq!(s.stats().hot_rows, 3);
+        let pts = s.query("n", "m", 0, i64::MAX).unwrap();
+        assert_eq!(pts.iter().map(|p| p.0 / 1000).collect::<Vec<_>>(), (0..17).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn log_segments_go_once_their_rows_are_sealed_and_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig { block_span_ms: 1_000_000, block_rows: 1000, wal_segment_bytes: 200, ..StoreConfig::default() };
+        let s = open(dir.path(), &cfg);
+        for n in ["a", "b"] {
+            s.upsert_node(n, HostFacts::default(), Capabilities::default(), vec![MetricDesc::gauge("m", "count")], 1000, 0).unwrap();
+        }
+        for i in 0..20 {
+            s.append("a", &rows(i * 2..i * 2 + 2)).unwrap();
+        }
+        s.append("b", &rows(0..2)).unwrap();
+        s.flush().unwrap();
+        let segments = s.wal().segment_count();
+        assert!(segments > 3, "{segments}");
+        // Unsealed rows pin their segments.
+        assert_eq!(s.wal().segment_count(), segments);
+        assert!(s.maintain().unwrap() >= 1);
+        s.flush().unwrap();
+        assert_eq!(s.wal().segment_count(), 1);
+        assert_eq!(s.query("n", "m", 0, 1).map(|_| ()).unwrap_err().to_string(), "unknown node \"n\"");
+        assert_eq!(s.query("a", "m", 0, i64::MAX).unwrap().len(), 40);
     }
 }

@@ -1,1 +1,352 @@
-fn main(){}
+//! `make bench`: the data path's performance figures, measured side by side
+//! with the comparison tool in one run, printed as a Markdown table.
+//!
+//! (a) agent CPU and peak RSS for 1,000 collections vs Debian's
+//!     prometheus-node-exporter serving 1,000 scrapes of the matching collectors;
+//! (b) coordinator ingest rate with many simulated agents over real QUIC with
+//!     mutual TLS, and bytes per stored value (synthetic series at 1 s spacing,
+//!     and a real capture of this host at 1 s);
+//! (c) reading one node's series over 1 h, from the store and through REST.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use distdiag_agent::collect::{CollectConfig, Collectors, Sink};
+use distdiag_common::codec::{decode_payload, encode_frame};
+use distdiag_common::proto::*;
+use distdiag_common::{MetricDesc, Row};
+use distdiag_coordinator::store::{block, SeriesStore, SledStore, StoreConfig};
+use distdiag_tests::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+struct Line {
+    what: String,
+    ours: String,
+    theirs: String,
+    ratio: String,
+    goal: String,
+}
+
+fn line(what: &str, ours: String, theirs: String, ratio: String, goal: &str) -> Line {
+    Line { what: what.into(), ours, theirs, ratio, goal: goal.into() }
+}
+
+/// (utime+stime seconds, VmHWM bytes) of a process.
+fn proc_usage(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = stat.rsplit_once(')').map(|p| p.1).unwrap_or("").split_ascii_whitespace().collect();
+    let hz = rustix::param::clock_ticks_per_second() as f64;
+    let cpu = (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)) / hz;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_ascii_whitespace().next()?.parse::<u64>().ok()).unwrap_or(0);
+    (cpu, kb * 1024)
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> Vec<u8> {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    out
+}
+
+fn agent_vs_node_exporter(lines: &mut Vec<Line>) {
+    const N: u32 = 1000;
+    let out = Command::new(bin("distdiag-agent")).args(["collect-bench", "--count", &N.to_string()]).output().expect("run agent");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("agent bench JSON");
+    let (our_cpu, our_rss) = (v["cpu_seconds"].as_f64().unwrap(), v["peak_rss_bytes"].as_f64().unwrap());
+    let metrics = v["metrics"].as_u64().unwrap();
+
+    let Some(ne) = ["/usr/bin/prometheus-node-exporter", "/usr/bin/node_exporter"].into_iter().find(|p| std::path::Path::new(p).exists()) else {
+        lines.push(line("agent CPU per 1,000 collections", format!("{our_cpu:.3} s"), "node_exporter not installed".into(), "-".into(), "≤ 0.25×"));
+        return;
+    };
+    let (port, _) = free_ports();
+    let collectors = ["cpu", "stat", "loadavg", "meminfo", "vmstat", "diskstats", "netdev", "netstat", "sockstat", "tcpstat", "filefd", "pressure"];
+    let mut child = Command::new(ne)
+        .arg(format!("--web.listen-address={port}"))
+        .arg("--collector.disable-defaults")
+        .args(collectors.iter().map(|c| format!("--collector.{c}")))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start node_exporter");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(port).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (cpu0, _) = proc_usage(child.id());
+    let mut bytes = 0;
+    for _ in 0..N {
+        bytes += http_get(port, "/metrics").len();
+    }
+    let (cpu1, ne_rss) = proc_usage(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    let ne_cpu = cpu1 - cpu0;
+    lines.push(line(
+        &format!("agent CPU per 1,000 collections ({metrics} metrics) vs node_exporter 1,000 scrapes ({} KB each)", bytes / N as usize / 1024),
+        format!("{our_cpu:.3} s"),
+        format!("{ne_cpu:.3} s"),
+        format!("{:.3}", our_cpu / ne_cpu),
+        "≤ 0.25",
+    ));
+    lines.push(line("agent peak RSS vs node_exporter", format!("{:.1} MB", our_rss / 1e6), format!("{:.1} MB", ne_rss as f64 / 1e6), format!("{:.2}", our_rss / ne_rss as f64), "≤ 15 MB"));
+}
+
+/// A metric of a simulated agent: how its next value follows from the last.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// Kernel-style counter: steady rate plus noise, integer.
+    Counter { rate: f64 },
+    /// Two-decimal gauge wandering around a level.
+    Gauge { level: f64 },
+    /// Often-constant value (error counters, limits).
+    Constant,
+}
+
+fn shapes(n: usize, rng: &mut StdRng) -> Vec<Shape> {
+    (0..n)
+        .map(|i| match i % 4 {
+            0 | 1 => Shape::Counter { rate: 10f64.powf(rng.random_range(0.0..6.0)).round() },
+            2 => Shape::Gauge { level: rng.random_range(0.0..100.0) },
+            _ => Shape::Constant,
+        })
+        .collect()
+}
+
+fn next_row(shapes: &[Shape], last: &mut [f64], rng: &mut StdRng) -> Vec<f64> {
+    for (s, v) in shapes.iter().zip(last.iter_mut()) {
+        *v = match *s {
+            Shape::Counter { rate } => *v + (rate * rng.random_range(0.8..1.2)).round(),
+            Shape::Gauge { level } => ((level + rng.random_range(-5.0..5.0)) * 100.0).round() / 100.0,
+            Shape::Constant => *v,
+        };
+    }
+    last.to_vec()
+}
+
+struct SimSpec {
+    metrics: usize,
+    rows_per_batch: usize,
+    window: usize,
+    start_ts: i64,
+    target_rows: usize,
+}
+
+/// One simulated agent: hello, then pipelined batches until `target_rows`
+/// rows are acknowledged or time runs out. Returns acknowledged values.
+async fn sim_agent(name: String, certs: distdiag_coordinator::tls::CertPaths, quic: SocketAddr, spec: Arc<SimSpec>, acked_values: Arc<AtomicU64>, state: std::path::PathBuf) {
+    let cfg = agent_config(&name, &certs, quic, &state, 1000);
+    let client = distdiag_agent::uplink::client_config(&cfg).unwrap();
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(client);
+    let conn = ep.connect(quic, "localhost").unwrap().await.unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let catalog: Vec<MetricDesc> =
+        (0..spec.metrics).map(|i| if i % 4 < 2 { MetricDesc::counter(format!("m{i}"), "count") } else { MetricDesc::gauge(format!("m{i}"), "count") }).collect();
+    let hello = AgentMsg::Hello(Hello { version: PROTOCOL_VERSION, node: name.clone(), host: HostFacts::default(), capabilities: Capabilities::default(), catalog, interval_ms: 1000 });
+    send.write_all(&encode_frame(&hello, DEFAULT_MAX_FRAME).unwrap()).await.unwrap();
+    let permits = Arc::new(tokio::sync::Semaphore::new(spec.window));
+    let per_batch = (spec.metrics * spec.rows_per_batch) as u64;
+    let reader = {
+        let permits = permits.clone();
+        let acked = acked_values.clone();
+        tokio::spawn(async move {
+            let mut dec = distdiag_common::FrameDecoder::new(DEFAULT_MAX_FRAME);
+            let mut n = 0u64;
+            loop {
+                while let Some(p) = dec.next_frame().unwrap() {
+                    if let CoordMsg::Ack { .. } = decode_payload::<CoordMsg>(&p, DEFAULT_MAX_FRAME).unwrap() {
+                        n += 1;
+                        acked.fetch_add(per_batch, Ordering::Relaxed);
+                        permits.add_permits(1);
+                    }
+                }
+                match recv.read_chunk(1 << 16, true).await {
+                    Ok(Some(c)) => dec.push(&c.bytes),
+                    _ => return n,
+                }
+            }
+        })
+    };
+    let mut rng = StdRng::seed_from_u64(name.bytes().map(u64::from).sum());
+    let shapes = shapes(spec.metrics, &mut rng);
+    let mut last: Vec<f64> = (0..spec.metrics).map(|_| rng.random_range(0.0..1e9f64).round()).collect();
+    let mut ts = spec.start_ts;
+    let batches = spec.target_rows.div_ceil(spec.rows_per_batch);
+    for seq in 1..=batches as u64 {
+        permits.acquire().await.unwrap().forget();
+        let rows: Vec<Row> = (0..spec.rows_per_batch)
+            .map(|_| {
+                ts += 1000;
+                Row { ts_ms: ts, values: next_row(&shapes, &mut last, &mut rng) }
+            })
+            .collect();
+        let frame = encode_frame(&AgentMsg::Batch(Batch { seq, rows }), DEFAULT_MAX_FRAME).unwrap();
+        send.write_all(&frame).await.unwrap();
+    }
+    // Wait for the last acknowledgements.
+    let _ = tokio::time::timeout(Duration::from_secs(60), permits.acquire_many(spec.window as u32)).await;
+    let _ = send.finish();
+    conn.close(0u32.into(), b"done");
+    reader.abort();
+}
+
+fn real_capture_bytes_per_value(seconds: u32) -> (f64, usize) {
+    let mut c = Collectors::new(&CollectConfig::default());
+    let mut sink = Sink::default();
+    let mut rows: Vec<(i64, Vec<f64>)> = Vec::new();
+    let start = Instant::now();
+    for i in 0..seconds {
+        c.collect(&mut sink);
+        rows.push((distdiag_agent::now_ms(), sink.row(0).values));
+        let next = start + Duration::from_secs(u64::from(i) + 1);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    let width = sink.catalog().len();
+    let refs: Vec<(i64, &[f64])> = rows.iter().map(|(t, v)| (*t, v.as_slice())).collect();
+    let bytes = block::encode(&refs).len();
+    let values: usize = rows.iter().map(|r| r.1.iter().filter(|v| !v.is_nan()).count()).sum();
+    (bytes as f64 / values as f64, width)
+}
+
+fn ingest_and_reads(lines: &mut Vec<Line>) {
+    const AGENTS: usize = 16;
+    const METRICS: usize = 200;
+    const ROWS: usize = 3700;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("coord");
+    let names: Vec<String> = (0..AGENTS).map(|i| format!("sim{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let certs = make_certs(&data.join("certs"), &refs);
+    let (api, quic) = free_ports();
+    let mut coord = Coordinator::start(&data, api, quic, &[]);
+    let start_ts = distdiag_agent::now_ms() - 2 * 3_600_000;
+    let spec = Arc::new(SimSpec { metrics: METRICS, rows_per_batch: 25, window: 16, start_ts, target_rows: ROWS });
+    let acked = Arc::new(AtomicU64::new(0));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let pid = coord_pid(&data);
+    let (cpu0, _) = proc_usage(pid);
+    let started = Instant::now();
+    rt.block_on(async {
+        let tasks: Vec<_> = names
+            .iter()
+            .map(|n| tokio::spawn(sim_agent(n.clone(), certs.clone(), quic, spec.clone(), acked.clone(), tmp.path().join(n))))
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let secs = started.elapsed().as_secs_f64();
+    let (cpu1, coord_rss) = proc_usage(pid);
+    let values = acked.load(Ordering::Relaxed) as f64;
+    let prom = String::from_utf8_lossy(&http_get(api, "/metrics")).into_owned();
+    let gauge = |name: &str| prom.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    lines.push(line(
+        &format!("ingest, {AGENTS} simulated agents × {METRICS} metrics over QUIC+mTLS, ack after flush"),
+        format!("{:.0} values/s", values / secs),
+        format!("coordinator CPU {:.2} cores, RSS {:.0} MB", (cpu1 - cpu0) / secs, coord_rss as f64 / 1e6),
+        "-".into(),
+        "≥ 1,000,000 values/s",
+    ));
+    let live_disk = gauge("distdiag_store_size_bytes");
+    let live_wal = gauge("distdiag_store_wal_bytes");
+    let encoded = gauge("distdiag_store_sealed_bytes") / gauge("distdiag_store_sealed_values");
+
+    // (c) 1 h of one metric of one node, through REST.
+    let to = start_ts + 3_600_000;
+    let path = format!("/api/metrics?node=sim3&metric=m17&from={}&to={to}&rate=false", start_ts + 1);
+    let body = http_get(api, &path);
+    let text = String::from_utf8_lossy(&body);
+    let json = text.split_once("\r\n\r\n").map(|p| p.1).unwrap_or("");
+    let points = serde_json::from_str::<serde_json::Value>(json).map(|v| v["points"].as_array().map_or(0, Vec::len)).unwrap_or(0);
+    let mut rest = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        http_get(api, &path);
+        rest.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    assert!(coord.stop().success());
+    // After a clean stop everything is sealed and the log is gone.
+    let du = |p: &std::path::Path| -> f64 {
+        let out = Command::new("du").arg("-sb").arg(p).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        out.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
+    };
+    let (disk, wal_left) = (du(&data.join("store")), du(&data.join("store/wal")));
+    lines.push(line(
+        &format!("bytes per stored value at 1 s ({:.1} M synthetic values, 16 nodes × 1 h)", values / 1e6),
+        format!("{encoded:.3} encoded; {:.3} on disk after stop", disk / values),
+        format!("while running: {:.3} on disk incl. {:.0} MB write-ahead log", live_disk / values, live_wal / 1e6),
+        "-".into(),
+        "≤ 2",
+    ));
+    assert!(wal_left < 1e5, "write-ahead log left after a clean stop: {wal_left} bytes");
+    let store = loop {
+        if let Ok(s) = SledStore::open(&data.join("store"), StoreConfig::default()) {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut direct = Vec::new();
+    let mut n = 0;
+    for _ in 0..50 {
+        let t = Instant::now();
+        n = store.query("sim3", "m17", start_ts + 1, to).unwrap().len();
+        direct.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    lines.push(line(&format!("1 h range read of one series ({n} points), store"), format!("{:.2} ms median", med(&mut direct)), "-".into(), "-".into(), "< 10 ms"));
+    lines.push(line(&format!("1 h range read via REST ({points} points as JSON)"), format!("{:.2} ms median", med(&mut rest)), "-".into(), "-".into(), "-"));
+}
+
+fn coord_pid(data: &std::path::Path) -> u32 {
+    // The coordinator is our only child running with this data dir.
+    let needle = data.to_string_lossy().into_owned();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd);
+        if cmd.contains("distdiag-coordinator") && cmd.contains(&needle) {
+            return pid;
+        }
+    }
+    panic!("coordinator process not found");
+}
+
+/// Sections to run: all by default, or those named on the command line
+/// (`agent`, `ingest`, `capture`).
+fn main() {
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let run = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
+    let mut lines = Vec::new();
+    if run("agent") {
+        eprintln!("(a) agent vs node_exporter ...");
+        agent_vs_node_exporter(&mut lines);
+    }
+    if run("ingest") {
+        eprintln!("(b, c) ingest and range reads ...");
+        ingest_and_reads(&mut lines);
+    }
+    if run("capture") {
+        eprintln!("real host capture at 1 s for 60 s ...");
+        let (bpv, width) = real_capture_bytes_per_value(60);
+        lines.push(line(&format!("bytes per value, this host's real series at 1 s ({width} metrics, one 60-row block)"), format!("{bpv:.3}"), "-".into(), "-".into(), "≤ 2"));
+    }
+
+    println!("| measurement | distdiag | comparison | ratio | goal |");
+    println!("|---|---|---|---|---|");
+    for l in lines {
+        println!("| {} | {} | {} | {} | {} |", l.what, l.ours, l.theirs, l.ratio, l.goal);
+    }
+}

@@ -1,0 +1,30 @@
+# The README's two commands: `make demo` and `make test`.
+CARGO_TARGET_DIR ?= /var/tmp/distdiag-target
+export CARGO_TARGET_DIR
+CARGO ?= cargo
+
+.PHONY: demo test bench build lint unit deps-test deps-bench
+
+demo:
+	$(CARGO) build --release -p distdiag-coordinator -p distdiag-agent
+	scripts/demo.sh
+
+test: deps-test lint
+	$(CARGO) build --workspace --bins
+	$(CARGO) nextest run --workspace --no-fail-fast
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench: deps-bench
+	$(CARGO) build --release --workspace --bins
+	$(CARGO_TARGET_DIR)/release/distdiag-bench
+
+build:
+	$(CARGO) build --workspace --bins
+
+deps-test:
+	scripts/install-deps.sh test
+
+deps-bench:
+	scripts/install-deps.sh bench

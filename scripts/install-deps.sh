@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what `make test` and `make bench` need when it is missing.
+# Idempotent; run as root (apt-get) on Debian 12. Usage: install-deps.sh [test|bench]
+set -euo pipefail
+want=${1:-test}
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "need root to install ${missing[*]} (or install them yourself)" >&2
+      exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# Build and test tooling.
+command -v cc >/dev/null || apt_install gcc libc6-dev
+command -v kill >/dev/null || apt_install procps
+if ! cargo clippy --version >/dev/null 2>&1; then
+  rustup component add clippy
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install cargo-nextest --locked
+fi
+
+if [ "$want" = bench ]; then
+  # The comparison tool for the agent's collection cost.
+  apt_install prometheus-node-exporter
+fi
