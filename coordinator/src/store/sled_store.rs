@@ -36,7 +36,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { block_span_ms: 300_000, block_rows: 600, cache_bytes: 64 << 20, wal_segment_bytes: 64 << 20 }
+        StoreConfig { block_span_ms: 300_000, block_rows: 600, cache_bytes: 64 << 20, wal_segment_bytes: 16 << 20 }
     }
 }
 
