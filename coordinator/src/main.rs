@@ -144,9 +144,6 @@ fn cert(cmd: CertCommand, cfg: &Config) -> ExitCode {
 }
 
 fn run(cfg: Config) -> ExitCode {
-    if let Err(e) = app::preflight(&cfg) {
-        return usage(e);
-    }
     init_logging();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -64,7 +64,7 @@ pub fn agent_config(node: &str, certs: &CertPaths, coordinator: SocketAddr, stat
     cfg.uplink.ca_cert = certs.ca_cert();
     cfg.uplink.cert = certs.node_cert(node);
     cfg.uplink.key = certs.node_key(node);
-    cfg.uplink.heartbeat_ms = 300;
+    cfg.uplink.heartbeat_ms = 500;
     cfg.uplink.backoff_base_ms = 100;
     cfg.uplink.backoff_max_ms = 1000;
     cfg.uplink.connect_timeout_ms = 1000;

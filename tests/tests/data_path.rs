@@ -54,11 +54,12 @@ async fn three_agents_lose_nothing_across_a_coordinator_crash() {
     coord.kill9();
     let killed_at = distdiag_agent::now_ms();
     let acked_at_kill: Vec<u64> = agents.iter().map(|a| a.status().acked_seq).collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    for a in &agents {
-        assert!(a.pending_rows() >= 5, "agents must buffer while the coordinator is down ({} pending)", a.pending_rows());
-        assert!(!a.status().connected || a.status().sessions == 1);
-    }
+    // Agents keep sampling and buffer while the coordinator is down (a
+    // bounded wait rather than a fixed sleep: a loaded machine samples late).
+    let buffered = eventually(Duration::from_secs(15), || agents.iter().all(|a| a.pending_rows() >= 10)).await;
+    let pending: Vec<usize> = agents.iter().map(|a| a.pending_rows()).collect();
+    assert!(buffered, "agents did not buffer while the coordinator was down: {pending:?}");
+    assert!(agents.iter().zip(&acked_at_kill).all(|(a, before)| a.status().acked_seq == *before), "acks arrived from a dead coordinator");
     let restarted_at = distdiag_agent::now_ms();
     coord.restart();
 

@@ -103,10 +103,10 @@ async fn series(state: &ApiState, q: MetricsQuery, node: String, metric: String,
     let step = q.step.as_deref().map(parse_step).transpose().map_err(ApiError::bad_request)?;
     let rec = state.store.node(&node).ok_or_else(|| ApiError::not_found(format!("unknown node {node:?}")))?;
     let desc = rec.catalog.iter().find(|m| m.name == metric).cloned().ok_or_else(|| ApiError::not_found(format!("node {node:?} has no metric {metric:?}")))?;
-    let rate = desc.kind == MetricKind::Counter && q.rate.unwrap_or(true);
-    if rate.then_some(()).is_none() && q.rate == Some(true) {
+    if q.rate == Some(true) && desc.kind != MetricKind::Counter {
         return Err(ApiError::bad_request(format!("{metric:?} is a gauge; rate applies to counters only")));
     }
+    let rate = desc.kind == MetricKind::Counter && q.rate.unwrap_or(true);
     if let Some(s) = step {
         if (to - from) / s > MAX_POINTS as i64 {
             return Err(ApiError::bad_request(format!("the range holds more than {MAX_POINTS} steps; use a larger step")));

@@ -154,20 +154,29 @@ impl SledStore {
             let rec: NodeRecord = serde_json::from_slice(&v).map_err(corrupt)?;
             map.insert(rec.node.clone(), NodeState::new(rec));
         }
+        // One pass over the block headers; only each node's newest block is
+        // decoded in full, for its latest rows.
+        let mut newest: HashMap<String, sled::IVec> = HashMap::new();
         for item in self.series.scan_prefix([b'b']) {
             let (k, v) = item?;
-            let Some(st) = node_of_key(&k).and_then(|n| map.get_mut(n)) else { continue };
+            let Some((node, st)) = node_of_key(&k).and_then(|n| map.get_mut(n).map(|st| (n, st))) else { continue };
             let view = BlockView::parse(&v).map_err(corrupt)?;
             if let Some(&last) = view.timestamps.last() {
-                st.sealed_max_ts = st.sealed_max_ts.max(last);
-                if st.latest.first().is_none_or(|(t, _)| *t < last) {
-                    let width = st.record.catalog.len();
-                    for (ts, vals) in view.rows(width).map_err(corrupt)?.into_iter().rev().take(2).rev() {
-                        st.note_latest(ts, &vals);
-                    }
+                if last > st.sealed_max_ts {
+                    st.sealed_max_ts = last;
+                    newest.insert(node.to_owned(), v.clone());
                 }
             }
             self.count_sealed(&view, v.len());
+        }
+        for (node, bytes) in newest {
+            if let Some(st) = map.get_mut(&node) {
+                let width = st.record.catalog.len();
+                let rows = BlockView::parse(&bytes).and_then(|view| view.rows(width)).map_err(corrupt)?;
+                for (ts, vals) in rows.iter().rev().take(2) {
+                    st.note_latest(*ts, vals);
+                }
+            }
         }
         // Rows of the log that are not in a sealed block become hot again.
         for rec in records {

@@ -36,6 +36,10 @@ pub(super) struct Wal {
     dirty: bool,
     /// Records appended since opening.
     appends: u64,
+    /// A write or sync failed: the current segment may end in a partial
+    /// record, so the next append starts a new segment (replay stops at a
+    /// torn record, and must not lose records written after it).
+    broken: bool,
     /// Segment ids on disk, oldest first (the current one last).
     segments: Vec<u64>,
 }
@@ -95,7 +99,7 @@ impl Wal {
         let path = seg_path(dir, current);
         let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io(&path, e))?;
         ids.push(current);
-        let wal = Wal { dir: dir.to_owned(), segment_bytes, current, file: BufWriter::with_capacity(1 << 20, file), size: 0, dirty: false, appends: 0, segments: ids };
+        let wal = Wal { dir: dir.to_owned(), segment_bytes, current, file: BufWriter::with_capacity(1 << 20, file), size: 0, dirty: false, appends: 0, broken: false, segments: ids };
         Ok((wal, records))
     }
 
@@ -106,7 +110,9 @@ impl Wal {
         if len > MAX_RECORD {
             return Err(StoreError::Io(format!("a batch of {len} bytes is too large for the log")));
         }
-        if self.size > 0 && self.size + (HEADER + len) as u64 > self.segment_bytes {
+        if self.broken {
+            self.start_segment()?;
+        } else if self.size > 0 && self.size + (HEADER + len) as u64 > self.segment_bytes {
             self.rotate()?;
         }
         let mut h = crc32fast::Hasher::new();
@@ -121,7 +127,10 @@ impl Wal {
             .and_then(|()| w.write_all(&[nlen]))
             .and_then(|()| w.write_all(node.as_bytes()))
             .and_then(|()| w.write_all(block));
-        res.map_err(|e| io(&path, e))?;
+        if let Err(e) = res {
+            self.broken = true;
+            return Err(io(&path, e));
+        }
         self.size += (HEADER + len) as u64;
         self.dirty = true;
         self.appends += 1;
@@ -131,11 +140,18 @@ impl Wal {
     /// Starts a new segment.
     pub(super) fn rotate(&mut self) -> Result<(), StoreError> {
         self.sync()?;
+        self.start_segment()
+    }
+
+    fn start_segment(&mut self) -> Result<(), StoreError> {
         self.current += 1;
         let path = seg_path(&self.dir, self.current);
         let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io(&path, e))?;
+        // Dropping the old writer flushes what it buffered; after a failure
+        // that is at worst a torn record, which replay cuts off.
         self.file = BufWriter::with_capacity(1 << 20, file);
         self.size = 0;
+        self.broken = false;
         self.segments.push(self.current);
         Ok(())
     }
@@ -144,8 +160,10 @@ impl Wal {
     pub(super) fn sync(&mut self) -> Result<(), StoreError> {
         if self.dirty {
             let path = seg_path(&self.dir, self.current);
-            self.file.flush().map_err(|e| io(&path, e))?;
-            self.file.get_ref().sync_data().map_err(|e| io(&path, e))?;
+            if let Err(e) = self.file.flush().and_then(|()| self.file.get_ref().sync_data()) {
+                self.broken = true;
+                return Err(io(&path, e));
+            }
             self.dirty = false;
         }
         Ok(())
@@ -236,6 +254,24 @@ mod tests {
         let mut bytes = std::fs::read(&seg).unwrap();
         bytes[HEADER + 3] ^= 1;
         assert!(parse_segment(1, &bytes).0.is_empty());
+    }
+
+    #[test]
+    fn after_a_failed_write_records_go_to_a_new_segment_and_all_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut w, _) = Wal::open(dir.path(), 1 << 20).unwrap();
+            w.append("a", b"one").unwrap();
+            w.sync().unwrap();
+            // As after an I/O error: the segment may end in a partial record.
+            w.file.write_all(&[9, 0, 0, 0, 1]).unwrap();
+            w.broken = true;
+            let before = w.current();
+            assert_eq!(w.append("b", b"two").unwrap(), before + 1);
+            w.sync().unwrap();
+        }
+        let (_, recs) = Wal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(recs.iter().map(|r| r.node.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
     }
 
     #[test]
