@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::backoff::Backoff;
 use crate::buffer::BufferLimits;
 use crate::collect::CollectConfig;
+use crate::fault::FaultConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -32,6 +33,7 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub uplink: UplinkConfig,
     pub collect: CollectConfig,
+    pub fault: FaultConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -63,7 +65,14 @@ pub struct UplinkConfig {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { node: None, interval_ms: 1000, state_dir: PathBuf::from("/var/lib/distdiag-agent"), uplink: UplinkConfig::default(), collect: CollectConfig::default() }
+        Config {
+            node: None,
+            interval_ms: 1000,
+            state_dir: PathBuf::from("/var/lib/distdiag-agent"),
+            uplink: UplinkConfig::default(),
+            collect: CollectConfig::default(),
+            fault: FaultConfig::default(),
+        }
     }
 }
 
@@ -137,6 +146,13 @@ impl Config {
             return invalid("uplink.heartbeat_ms and uplink.connect_timeout_ms must be at least 100".into());
         }
         self.backoff().map_err(|e| ConfigError::Invalid(format!("uplink backoff: {e}")))?;
+        let f = &self.fault;
+        if !(1_000..=86_400_000).contains(&f.max_duration_ms) {
+            return invalid(format!("fault.max_duration_ms = {} is outside 1000..=86400000", f.max_duration_ms));
+        }
+        if !(1_000..=3_600_000).contains(&f.deadman_grace_ms) {
+            return invalid(format!("fault.deadman_grace_ms = {} is outside 1000..=3600000", f.deadman_grace_ms));
+        }
         if let Some(p) = &self.collect.cgroup_path {
             if p.split('/').any(|c| c == "..") {
                 return invalid(format!("collect.cgroup_path {p:?} must not contain '..'"));

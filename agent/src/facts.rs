@@ -25,8 +25,8 @@ pub fn host_facts(roots: &Roots) -> HostFacts {
     }
 }
 
-/// What this agent can do here. Fault backends are probed by the fault
-/// module; this build has none, and says so with an empty list.
-pub fn capabilities(roots: &Roots) -> Capabilities {
-    Capabilities { cgroup: detect_cgroup_version(&roots.cgroup), fault_backends: Vec::new() }
+/// What this agent can do here: the cgroup layout and the fault types its
+/// fault engine can apply.
+pub fn capabilities(roots: &Roots, fault_backends: Vec<String>) -> Capabilities {
+    Capabilities { cgroup: detect_cgroup_version(&roots.cgroup), fault_backends }
 }

@@ -50,6 +50,23 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         count: u32,
     },
+    /// Apply one fault on this host without a coordinator, until its
+    /// duration ends or the command is stopped (Ctrl-C, SIGTERM); prints the
+    /// fault's id and stressor pids as JSON once applied. Uses the state
+    /// directory's fault journal, so a crash is repaired by the next start.
+    FaultRun {
+        /// The fault as JSON, e.g. '{"cpu_stress":{"workers":1,"load_percent":50}}'.
+        #[arg(long)]
+        spec: String,
+        /// How long the fault lasts, in milliseconds.
+        #[arg(long)]
+        duration_ms: u64,
+        #[arg(long, default_value = "local")]
+        id: String,
+    },
+    /// A stressor process (started by the agent itself).
+    #[command(hide = true)]
+    StressWorker(distdiag_agent::fault::WorkerArgs),
 }
 
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
@@ -66,6 +83,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Some(Command::StressWorker(args)) = cli.command {
+        return distdiag_agent::fault::worker_main(args);
+    }
     let mut cfg = match &cli.config {
         Some(p) => match Config::load(p) {
             Ok(c) => c,
@@ -112,6 +132,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::CollectBench { count } => collect_bench(&cfg, count),
+        Command::FaultRun { spec, duration_ms, id } => fault_run(&cfg, &spec, duration_ms, &id),
+        Command::StressWorker(_) => ExitCode::from(EX_USAGE),
         Command::Run => run(cfg),
     }
 }
@@ -153,6 +175,57 @@ fn collect_bench(cfg: &Config, count: u32) -> ExitCode {
     });
     println!("{out}");
     ExitCode::SUCCESS
+}
+
+fn fault_run(cfg: &Config, spec: &str, duration_ms: u64, id: &str) -> ExitCode {
+    use distdiag_agent::fault::FaultEngine;
+    let spec: distdiag_common::fault::FaultSpec = match serde_json::from_str(spec) {
+        Ok(s) => s,
+        Err(e) => return usage(format!("--spec is not a fault: {e}")),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    let (mut engine, leftovers) = match FaultEngine::open(cfg.fault.clone(), &cfg.state_dir, &cfg.collect.procfs_root) {
+        Ok(e) => e,
+        Err(e) => return usage(e),
+    };
+    for l in leftovers {
+        tracing::warn!(fault = %l, "reverted a fault left by an earlier run");
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("distdiag-agent: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        // Handlers first: a signal that arrives once the fault is applied must revert it.
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            return usage("cannot install signal handlers");
+        };
+        let now = distdiag_agent::now_ms();
+        let deadline = now.saturating_add(i64::try_from(duration_ms).unwrap_or(i64::MAX));
+        if let Err(e) = engine.apply(id, &spec, deadline, now) {
+            return usage(e);
+        }
+        println!("{}", serde_json::json!({ "id": id, "pids": engine.pids(id), "deadline_ms": deadline }));
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = tick.tick() => {
+                    if !engine.expire(distdiag_agent::now_ms()).is_empty() || !engine.reap().is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+        engine.revert_all();
+        ExitCode::SUCCESS
+    })
 }
 
 fn run(cfg: Config) -> ExitCode {

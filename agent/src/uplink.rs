@@ -13,14 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use distdiag_common::codec::{decode_payload, encode_frame};
-use distdiag_common::fault::FaultState;
 use distdiag_common::proto::{AgentMsg, CoordMsg, Hello, ProtocolError, ALPN, CLOSE_NORMAL, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
 use distdiag_common::FrameDecoder;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
-use crate::Shared;
+use crate::{FaultCmd, Shared};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UplinkError {
@@ -127,11 +126,13 @@ async fn send_msg(send: &mut quinn::SendStream, msg: &AgentMsg, max: u32) -> Res
     send.write_all(&frame).await.map_err(|e| UplinkError::Connection(e.to_string()))
 }
 
-/// Reads the coordinator's messages; acknowledgements shrink the buffer.
-async fn reader(mut recv: quinn::RecvStream, mut dec: FrameDecoder, shared: Arc<Shared>, replies: mpsc::Sender<AgentMsg>, heard: Arc<std::sync::Mutex<Instant>>) -> Result<(), UplinkError> {
+/// Reads the coordinator's messages; acknowledgements shrink the buffer and
+/// fault commands go to the fault task.
+async fn reader(mut recv: quinn::RecvStream, mut dec: FrameDecoder, shared: Arc<Shared>, heard: Arc<std::sync::Mutex<Instant>>) -> Result<(), UplinkError> {
     loop {
         let msg = read_msg(&mut recv, &mut dec).await?;
         *heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        shared.set_status(|s| s.last_contact_ms = Some(crate::now_ms()));
         match msg {
             None => return Err(UplinkError::Connection("the coordinator closed the stream".into())),
             Some(CoordMsg::Ack { seq }) => {
@@ -141,11 +142,9 @@ async fn reader(mut recv: quinn::RecvStream, mut dec: FrameDecoder, shared: Arc<
             }
             Some(CoordMsg::Heartbeat { .. }) => {}
             Some(CoordMsg::Refused(e)) => return Err(UplinkError::Refused(e)),
-            Some(CoordMsg::ApplyFault { id, .. }) | Some(CoordMsg::RevertFault { id }) => {
-                let detail = "this agent build has no fault backends".to_owned();
-                let _ = replies.send(AgentMsg::FaultStatus { id, state: FaultState::Refused, detail }).await;
-            }
-            Some(CoordMsg::RevertAll) => {}
+            Some(CoordMsg::ApplyFault { id, spec, deadline_ms }) => shared.fault_command(FaultCmd::Apply { id, spec, deadline_ms }),
+            Some(CoordMsg::RevertFault { id }) => shared.fault_command(FaultCmd::Revert { id }),
+            Some(CoordMsg::RevertAll) => shared.fault_command(FaultCmd::RevertAll),
             Some(CoordMsg::Welcome { .. }) => return Err(UplinkError::Protocol("second welcome".into())),
         }
     }
@@ -187,7 +186,7 @@ async fn stream(cfg: &Config, conn: &quinn::Connection, shared: &Arc<Shared>, sh
         version: PROTOCOL_VERSION,
         node: cfg.node_name(),
         host: crate::facts::host_facts(&cfg.collect.roots()),
-        capabilities: crate::facts::capabilities(&cfg.collect.roots()),
+        capabilities: crate::facts::capabilities(&cfg.collect.roots(), shared.fault_backends()),
         catalog: catalog.clone(),
         interval_ms: cfg.interval_ms,
     };
@@ -213,8 +212,7 @@ async fn stream(cfg: &Config, conn: &quinn::Connection, shared: &Arc<Shared>, sh
     });
 
     let heard = Arc::new(std::sync::Mutex::new(Instant::now()));
-    let (reply_tx, mut reply_rx) = mpsc::channel::<AgentMsg>(64);
-    let mut reader = tokio::spawn(reader(recv, dec, shared.clone(), reply_tx, heard.clone()));
+    let mut reader = tokio::spawn(reader(recv, dec, shared.clone(), heard.clone()));
     let mut sent_catalog = catalog.len();
     let mut next = shared.buffer().first_seq().unwrap_or(0);
     // Acks count from here: earlier sequence numbers were acknowledged or
@@ -224,6 +222,9 @@ async fn stream(cfg: &Config, conn: &quinn::Connection, shared: &Arc<Shared>, sh
     let mut tick = tokio::time::interval(heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        for msg in shared.take_outbox() {
+            send_msg(&mut send, &msg, max_frame).await?;
+        }
         // Send what the window allows: batches first taken, then the catalog
         // they may need (it only grows, and is updated before rows that use it).
         let acked = shared.status().acked_seq;
@@ -245,7 +246,6 @@ async fn stream(cfg: &Config, conn: &quinn::Connection, shared: &Arc<Shared>, sh
         }
         tokio::select! {
             _ = shared.wake.notified() => {}
-            Some(reply) = reply_rx.recv() => send_msg(&mut send, &reply, max_frame).await?,
             _ = tick.tick() => {
                 let silent = heard.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
                 if silent > heartbeat * 3 {

@@ -39,3 +39,86 @@ pub enum FaultState {
     Refused,
     Failed,
 }
+
+/// Default parameters of the seeds' fault types, and the checks every spec
+/// passes before anything is changed.
+impl FaultSpec {
+    /// The type name used in the API (`cpu_stress`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FaultSpec::CpuStress { .. } => "cpu_stress",
+            FaultSpec::MemoryStress { .. } => "memory_stress",
+            FaultSpec::DiskStress { .. } => "disk_stress",
+            FaultSpec::NetworkDelay { .. } => "network_delay",
+            FaultSpec::NetworkLoss { .. } => "network_loss",
+            FaultSpec::NetworkBandwidth { .. } => "network_bandwidth",
+        }
+    }
+
+    /// Structural checks that need no knowledge of the host.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            FaultSpec::CpuStress { workers, load_percent } => {
+                if !(1..=256).contains(workers) {
+                    return Err(format!("cpu_stress: workers = {workers} is outside 1..=256"));
+                }
+                if !(1..=100).contains(load_percent) {
+                    return Err(format!("cpu_stress: load_percent = {load_percent} is outside 1..=100"));
+                }
+            }
+            FaultSpec::MemoryStress { size } => match size {
+                MemorySize::Bytes(b) if *b < 1 << 20 => return Err(format!("memory_stress: {b} bytes is below 1 MiB")),
+                MemorySize::PercentOfAvailable(p) if !(*p > 0.0 && *p <= 90.0) => {
+                    return Err(format!("memory_stress: percent_of_available = {p} is outside (0, 90]"));
+                }
+                _ => {}
+            },
+            FaultSpec::DiskStress { workers, bytes, path } => {
+                if !(1..=64).contains(workers) {
+                    return Err(format!("disk_stress: workers = {workers} is outside 1..=64"));
+                }
+                if !(1 << 20..=1 << 40).contains(bytes) {
+                    return Err(format!("disk_stress: bytes = {bytes} is outside 1 MiB ..= 1 TiB"));
+                }
+                if let Some(p) = path {
+                    if !p.starts_with('/') || p.split('/').any(|c| c == "..") {
+                        return Err(format!("disk_stress: path {p:?} must be absolute and must not contain '..'"));
+                    }
+                }
+            }
+            FaultSpec::NetworkDelay { latency_ms, jitter_ms, .. } => {
+                if !(1..=60_000).contains(latency_ms) || jitter_ms > latency_ms {
+                    return Err(format!("network_delay: latency {latency_ms} ms must be 1..=60000 and jitter {jitter_ms} ms at most the latency"));
+                }
+            }
+            FaultSpec::NetworkLoss { percent, .. } => {
+                if !(*percent > 0.0 && *percent <= 100.0) {
+                    return Err(format!("network_loss: percent = {percent} is outside (0, 100]"));
+                }
+            }
+            FaultSpec::NetworkBandwidth { rate_kbit, .. } => {
+                if *rate_kbit < 8 {
+                    return Err(format!("network_bandwidth: rate_kbit = {rate_kbit} is below 8"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_are_validated() {
+        assert!(FaultSpec::CpuStress { workers: 1, load_percent: 100 }.validate().is_ok());
+        assert!(FaultSpec::CpuStress { workers: 0, load_percent: 100 }.validate().is_err());
+        assert!(FaultSpec::CpuStress { workers: 1, load_percent: 101 }.validate().is_err());
+        assert!(FaultSpec::MemoryStress { size: MemorySize::Bytes(256 << 20) }.validate().is_ok());
+        assert!(FaultSpec::MemoryStress { size: MemorySize::PercentOfAvailable(95.0) }.validate().is_err());
+        assert!(FaultSpec::DiskStress { workers: 1, bytes: 64 << 20, path: Some("../x".into()) }.validate().is_err());
+        assert!(FaultSpec::NetworkDelay { latency_ms: 100, jitter_ms: 200, interface: None, peers: vec![], ports: vec![] }.validate().is_err());
+        assert_eq!(FaultSpec::NetworkLoss { percent: 5.0, interface: None, peers: vec![], ports: vec![] }.kind(), "network_loss");
+    }
+}

@@ -68,6 +68,7 @@ pub fn agent_config(node: &str, certs: &CertPaths, coordinator: SocketAddr, stat
     cfg.uplink.backoff_base_ms = 100;
     cfg.uplink.backoff_max_ms = 1000;
     cfg.uplink.connect_timeout_ms = 1000;
+    cfg.fault.worker_exe = Some(bin("distdiag-agent"));
     cfg
 }
 

@@ -1,0 +1,56 @@
+//! `memory_stress`: one process that allocates the requested size and writes
+//! every page, so the memory is resident, not just reserved; it holds it
+//! until reverted. Sizes that would leave less than the configured margin of
+//! available memory are refused before anything starts.
+
+use super::{FaultError, Plan};
+
+const PAGE: usize = 4096;
+
+/// MemAvailable in bytes, from /proc/meminfo text.
+pub(super) fn available_bytes(meminfo: &str) -> Option<u64> {
+    meminfo.lines().find_map(|l| l.strip_prefix("MemAvailable:")).and_then(|v| v.split_ascii_whitespace().next()?.parse::<u64>().ok()).map(|kb| kb * 1024)
+}
+
+pub(super) fn plan(bytes: u64, available: u64, margin: u64) -> Result<Plan, FaultError> {
+    if bytes.saturating_add(margin) > available {
+        return Err(FaultError::Refused(format!(
+            "memory_stress of {} MiB would leave less than {} MiB of the {} MiB available",
+            bytes >> 20,
+            margin >> 20,
+            available >> 20
+        )));
+    }
+    let args = vec!["--kind".to_owned(), "memory".to_owned(), "--bytes".to_owned(), bytes.to_string()];
+    Ok(Plan { workers: vec![args], paths: Vec::new() })
+}
+
+/// The worker: allocate, touch every page, hold.
+pub(super) fn work(bytes: u64) -> ! {
+    let n = usize::try_from(bytes).unwrap_or(usize::MAX);
+    let mut v: Vec<u8> = Vec::new();
+    if v.try_reserve_exact(n).is_err() {
+        std::process::exit(3);
+    }
+    v.resize(n, 0);
+    for i in (0..n).step_by(PAGE) {
+        v[i] = 1;
+    }
+    std::hint::black_box(&v);
+    loop {
+        std::thread::park();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_available_memory_and_refuses_oom_sizes() {
+        let mi = "MemTotal: 1000 kB\nMemAvailable:     2097152 kB\n";
+        assert_eq!(available_bytes(mi), Some(2 << 30));
+        assert!(plan(1 << 30, 2 << 30, 256 << 20).is_ok());
+        assert!(matches!(plan(2 << 30, 2 << 30, 256 << 20), Err(FaultError::Refused(_))));
+    }
+}

@@ -1,0 +1,407 @@
+//! Fault injection on this host, safe by construction.
+//!
+//! Every fault is written to the [journal] (fsynced) before anything is
+//! changed, carries a mandatory deadline that this engine enforces itself,
+//! and is reverted by whoever finds it in the journal later: a normal revert,
+//! the deadline, the dead-man switch, SIGTERM, or the next start after a
+//! crash. Stressors are separate processes (this binary's `stress-worker`
+//! mode) in a process group of their own that die with the agent
+//! (PDEATHSIG). Dispatch over [`FaultSpec`] is an exhaustive `match`; adding a
+//! fault is one file here plus its arm.
+
+mod cpu;
+mod disk;
+pub mod journal;
+mod memory;
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use distdiag_common::fault::{FaultSpec, MemorySize};
+use rustix::process::{Pid, Signal};
+use serde::{Deserialize, Serialize};
+
+use journal::{Entry, Journal};
+
+/// Fault settings of the agent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultConfig {
+    /// Whether this agent accepts faults at all.
+    pub enabled: bool,
+    /// Longest deadline a fault may have, from the moment it is applied.
+    pub max_duration_ms: u64,
+    /// Faults are reverted when the coordinator has been silent this long.
+    pub deadman_grace_ms: u64,
+    /// memory_stress never leaves less than this much memory available.
+    pub memory_margin_bytes: u64,
+    /// Where disk_stress writes when the request names no path
+    /// (default: `<state_dir>/fault-disk`).
+    pub disk_dir: Option<PathBuf>,
+    /// A `cgroup.procs` (v2) or `tasks`/`cgroup.procs` (v1) file stressor
+    /// processes are written to, e.g. the database's cgroup.
+    pub cgroup_procs: Option<PathBuf>,
+    /// The executable started as `stress-worker` (default: this program).
+    #[serde(skip)]
+    pub worker_exe: Option<PathBuf>,
+}
+
+impl Default for FaultConfig {
+    fn default() -> Self {
+        FaultConfig { enabled: true, max_duration_ms: 3_600_000, deadman_grace_ms: 30_000, memory_margin_bytes: 256 << 20, disk_dir: None, cgroup_procs: None, worker_exe: None }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FaultError {
+    #[error("invalid fault: {0}")]
+    Invalid(String),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("no backend for {0} on this agent")]
+    Unsupported(String),
+    #[error("fault {0:?} is already active")]
+    Duplicate(String),
+    #[error("fault journal: {0}")]
+    Journal(String),
+    #[error("cannot start the stressor: {0}")]
+    Spawn(String),
+}
+
+/// What a fault starts and creates.
+pub(crate) struct Plan {
+    /// Arguments of each stressor process after `stress-worker --parent PID`.
+    workers: Vec<Vec<String>>,
+    paths: Vec<PathBuf>,
+}
+
+struct Active {
+    entry: Entry,
+    children: Vec<Child>,
+}
+
+/// A fault as reported to the coordinator.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActiveFault {
+    pub id: String,
+    pub spec: FaultSpec,
+    pub deadline_ms: i64,
+}
+
+pub struct FaultEngine {
+    cfg: FaultConfig,
+    journal: Journal,
+    exe: PathBuf,
+    disk_root: PathBuf,
+    proc_root: PathBuf,
+    active: BTreeMap<String, Active>,
+}
+
+/// Fault ids name journal files: 1-64 characters of `[A-Za-z0-9._-]`.
+fn validate_id(id: &str) -> Result<(), FaultError> {
+    let ok = !id.is_empty() && id.len() <= 64 && !id.starts_with('.') && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(FaultError::Invalid(format!("fault id {id:?} must be 1-64 characters of [A-Za-z0-9._-]")))
+    }
+}
+
+/// Whether the dead-man switch should fire: faults are active and the
+/// coordinator has been silent for longer than the grace period.
+pub fn deadman_due(last_contact_ms: Option<i64>, now_ms: i64, grace_ms: u64) -> bool {
+    last_contact_ms.is_none_or(|t| now_ms.saturating_sub(t) > grace_ms as i64)
+}
+
+/// Processes of group `pgid` that are stressors of this program, found in procfs.
+fn stressors_in_group(proc_root: &Path, pgid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir(proc_root) else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(proc_root.join(format!("{pid}/stat"))).unwrap_or_default();
+            let pgrp = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_ascii_whitespace().nth(2)?.parse::<i32>().ok());
+            let cmd = std::fs::read(proc_root.join(format!("{pid}/cmdline"))).unwrap_or_default();
+            pgrp == Some(pgid) && cmd.split(|b| *b == 0).any(|a| a == b"stress-worker")
+        })
+        .collect()
+}
+
+fn remove_path(p: &Path) {
+    let res = if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) };
+    match res {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => tracing::error!(path = %p.display(), %error, "cannot remove a fault's file; remove it by hand"),
+    }
+}
+
+/// Kills leftover stressors of a journal entry and waits until they are gone.
+fn kill_leftovers(proc_root: &Path, pgid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let pids = stressors_in_group(proc_root, pgid);
+        if pids.is_empty() {
+            return;
+        }
+        for pid in pids {
+            if let Some(p) = Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(p, Signal::KILL);
+            }
+        }
+        if Instant::now() > deadline {
+            tracing::error!(pgid, "stressor processes survive SIGKILL");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl FaultEngine {
+    /// Opens the journal under `state_dir` and reverts whatever an earlier
+    /// run left in it; returns the engine and the ids it reverted.
+    pub fn open(cfg: FaultConfig, state_dir: &Path, proc_root: &Path) -> Result<(Self, Vec<String>), FaultError> {
+        let journal = Journal::open(&state_dir.join("faults"))?;
+        let exe = match &cfg.worker_exe {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().map_err(|e| FaultError::Spawn(e.to_string()))?,
+        };
+        let disk_root = cfg.disk_dir.clone().unwrap_or_else(|| state_dir.join("fault-disk"));
+        let mut reverted = Vec::new();
+        for e in journal.entries()? {
+            tracing::warn!(fault = %e.id, kind = e.spec.kind(), "reverting a fault left by an earlier run");
+            if let Some(pg) = e.pgid {
+                kill_leftovers(proc_root, pg);
+            }
+            e.paths.iter().for_each(|p| remove_path(p));
+            journal.remove(&e.id)?;
+            reverted.push(e.id);
+        }
+        Ok((FaultEngine { cfg, journal, exe, disk_root, proc_root: proc_root.to_owned(), active: BTreeMap::new() }, reverted))
+    }
+
+    /// Fault types this engine can apply.
+    pub fn backends(&self) -> Vec<String> {
+        if !self.cfg.enabled {
+            return Vec::new();
+        }
+        ["cpu_stress", "memory_stress", "disk_stress"].map(String::from).to_vec()
+    }
+
+    pub fn active(&self) -> Vec<ActiveFault> {
+        self.active.values().map(|a| ActiveFault { id: a.entry.id.clone(), spec: a.entry.spec.clone(), deadline_ms: a.entry.deadline_ms }).collect()
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.active.is_empty()
+    }
+
+    /// Process ids of a fault's stressors (for tests and status).
+    pub fn pids(&self, id: &str) -> Vec<u32> {
+        self.active.get(id).map(|a| a.children.iter().map(Child::id).collect()).unwrap_or_default()
+    }
+
+    fn plan(&self, id: &str, spec: &FaultSpec) -> Result<Plan, FaultError> {
+        match spec {
+            FaultSpec::CpuStress { workers, load_percent } => Ok(cpu::plan(*workers, *load_percent)),
+            FaultSpec::MemoryStress { size } => {
+                let meminfo = std::fs::read_to_string(self.proc_root.join("meminfo")).map_err(|e| FaultError::Refused(format!("cannot read meminfo: {e}")))?;
+                let available = memory::available_bytes(&meminfo).ok_or_else(|| FaultError::Refused("meminfo has no MemAvailable".into()))?;
+                let bytes = match size {
+                    MemorySize::Bytes(b) => *b,
+                    MemorySize::PercentOfAvailable(p) => (available as f64 * f64::from(*p) / 100.0) as u64,
+                };
+                memory::plan(bytes, available, self.cfg.memory_margin_bytes)
+            }
+            FaultSpec::DiskStress { workers, bytes, path } => {
+                let base = path.as_ref().map(PathBuf::from).unwrap_or_else(|| self.disk_root.clone());
+                Ok(disk::plan(*workers, *bytes, &base.join(format!("distdiag-{id}"))))
+            }
+            FaultSpec::NetworkDelay { .. } | FaultSpec::NetworkLoss { .. } | FaultSpec::NetworkBandwidth { .. } => Err(FaultError::Unsupported(spec.kind().to_owned())),
+        }
+    }
+
+    /// Applies a fault until `deadline_ms`. Nothing is changed when it is refused.
+    pub fn apply(&mut self, id: &str, spec: &FaultSpec, deadline_ms: i64, now_ms: i64) -> Result<(), FaultError> {
+        if !self.cfg.enabled {
+            return Err(FaultError::Refused("fault injection is disabled in this agent's configuration".into()));
+        }
+        validate_id(id)?;
+        spec.validate().map_err(FaultError::Invalid)?;
+        if self.active.contains_key(id) {
+            return Err(FaultError::Duplicate(id.to_owned()));
+        }
+        if deadline_ms <= now_ms {
+            return Err(FaultError::Invalid(format!("the deadline {deadline_ms} is not in the future")));
+        }
+        if deadline_ms - now_ms > self.cfg.max_duration_ms as i64 {
+            return Err(FaultError::Invalid(format!("the deadline is {} s away; this agent allows at most {} s", (deadline_ms - now_ms) / 1000, self.cfg.max_duration_ms / 1000)));
+        }
+        let plan = self.plan(id, spec)?;
+        let mut entry = Entry { id: id.to_owned(), spec: spec.clone(), deadline_ms, pgid: None, paths: plan.paths.clone() };
+        // Journal first: from here on, any later run knows how to undo this.
+        self.journal.write(&entry)?;
+        let mut active = Active { entry: entry.clone(), children: Vec::new() };
+        let started = self.start(&plan, &mut entry, &mut active);
+        if let Err(e) = started {
+            if let Err(undo) = self.undo(active) {
+                tracing::error!(fault = %id, error = %undo, "cleanup after a failed start failed");
+            }
+            return Err(e);
+        }
+        active.entry = entry;
+        tracing::info!(fault = %id, kind = spec.kind(), deadline_ms, workers = active.children.len(), "fault applied");
+        self.active.insert(id.to_owned(), active);
+        Ok(())
+    }
+
+    fn start(&self, plan: &Plan, entry: &mut Entry, active: &mut Active) -> Result<(), FaultError> {
+        for p in &plan.paths {
+            std::fs::create_dir_all(p).map_err(|e| FaultError::Spawn(format!("{}: {e}", p.display())))?;
+        }
+        for args in &plan.workers {
+            let child = Command::new(&self.exe)
+                .arg("stress-worker")
+                .arg("--parent")
+                .arg(std::process::id().to_string())
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(entry.pgid.unwrap_or(0))
+                .spawn()
+                .map_err(|e| FaultError::Spawn(format!("{}: {e}", self.exe.display())))?;
+            let pid = child.id();
+            active.children.push(child);
+            if entry.pgid.is_none() {
+                entry.pgid = i32::try_from(pid).ok();
+                active.entry.pgid = entry.pgid;
+                self.journal.write(entry)?;
+            }
+            if let Some(procs) = &self.cfg.cgroup_procs {
+                std::fs::write(procs, pid.to_string()).map_err(|e| FaultError::Spawn(format!("cannot move stressor {pid} into {}: {e}", procs.display())))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops a fault's processes, removes its files and its journal entry.
+    fn undo(&self, mut a: Active) -> Result<(), FaultError> {
+        if let Some(pg) = a.entry.pgid.and_then(Pid::from_raw) {
+            let _ = rustix::process::kill_process_group(pg, Signal::KILL);
+        }
+        for c in &mut a.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        a.entry.paths.iter().for_each(|p| remove_path(p));
+        self.journal.remove(&a.entry.id)
+    }
+
+    /// Reverts one fault; false if it is not active.
+    pub fn revert(&mut self, id: &str) -> Result<bool, FaultError> {
+        match self.active.remove(id) {
+            Some(a) => {
+                self.undo(a)?;
+                tracing::info!(fault = %id, "fault reverted");
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Reverts every active fault; returns their ids.
+    pub fn revert_all(&mut self) -> Vec<String> {
+        let ids: Vec<String> = self.active.keys().cloned().collect();
+        for id in &ids {
+            if let Err(error) = self.revert(id) {
+                tracing::error!(fault = %id, %error, "revert failed");
+            }
+        }
+        ids
+    }
+
+    /// Reverts faults whose deadline has passed; returns their ids.
+    pub fn expire(&mut self, now_ms: i64) -> Vec<String> {
+        let due: Vec<String> = self.active.values().filter(|a| a.entry.deadline_ms <= now_ms).map(|a| a.entry.id.clone()).collect();
+        for id in &due {
+            if let Err(error) = self.revert(id) {
+                tracing::error!(fault = %id, %error, "revert at the deadline failed");
+            }
+        }
+        due
+    }
+
+    /// Faults one of whose stressors exited on its own (killed by the OOM
+    /// killer, say): they are reverted; returns (id, reason).
+    pub fn reap(&mut self) -> Vec<(String, String)> {
+        let mut dead = Vec::new();
+        for a in self.active.values_mut() {
+            for c in &mut a.children {
+                if let Ok(Some(status)) = c.try_wait() {
+                    dead.push((a.entry.id.clone(), format!("stressor {} exited: {status}", c.id())));
+                    break;
+                }
+            }
+        }
+        for (id, reason) in &dead {
+            tracing::warn!(fault = %id, %reason, "fault ended early");
+            if let Err(error) = self.revert(id) {
+                tracing::error!(fault = %id, %error, "revert failed");
+            }
+        }
+        dead
+    }
+}
+
+/// The arguments of a stressor process.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// The agent that started this worker; the worker exits when it is gone.
+    #[arg(long)]
+    pub parent: u32,
+    #[arg(long)]
+    pub kind: String,
+    #[arg(long)]
+    pub load: Option<u8>,
+    #[arg(long)]
+    pub bytes: Option<u64>,
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// Entry point of `stress-worker`: dies with its parent, then works until killed.
+pub fn worker_main(a: WorkerArgs) -> ExitCode {
+    if rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).is_err() {
+        return ExitCode::from(2);
+    }
+    // The parent may have died before the signal was armed.
+    if rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32) != Some(a.parent) {
+        return ExitCode::from(2);
+    }
+    match (a.kind.as_str(), a.load, a.bytes, a.dir) {
+        ("cpu", Some(load), _, _) => cpu::work(load),
+        ("memory", _, Some(bytes), _) => memory::work(bytes),
+        ("disk", _, Some(bytes), Some(dir)) => disk::work(bytes, dir),
+        _ => ExitCode::from(64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_deadman() {
+        assert!(validate_id("f-1.a_b").is_ok());
+        for bad in ["", ".x", "a/b", "a b", &"x".repeat(65)] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(!deadman_due(Some(1000), 2000, 5000));
+        assert!(deadman_due(Some(1000), 7001, 5000));
+        assert!(deadman_due(None, 0, 5000));
+    }
+}
