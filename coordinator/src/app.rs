@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
+use crate::faults::Faults;
 use crate::ingest::{self, Ingest, Registry};
 use crate::store::{SeriesStore, SledStore};
 use crate::telemetry::Telemetry;
@@ -101,6 +102,9 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
     let telemetry = Arc::new(Telemetry::default());
     let (writer, _writer_thread) = ingest::spawn_writer(store.clone(), telemetry.clone(), 8192).map_err(|e| AppError::Runtime(e.to_string()))?;
     let registry = Registry::default();
+    let faults = Arc::new(
+        Faults::new(store.clone(), registry.clone(), Duration::from_millis(cfg.faults.answer_timeout_ms)).map_err(|e| AppError::Runtime(format!("cannot read fault records: {e}")))?,
+    );
 
     let endpoint = quinn::Endpoint::server(server_config, cfg.ingest.listen)
         .map_err(|e| AppError::Runtime(format!("cannot bind QUIC ingest on {}: {e}", cfg.ingest.listen)))?;
@@ -111,10 +115,17 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
     let api_addr = listener.local_addr().map_err(|e| AppError::Runtime(e.to_string()))?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let ingest_state = Arc::new(Ingest { store: store.clone(), writer, registry: registry.clone(), telemetry: telemetry.clone(), max_frame: cfg.ingest.max_frame_bytes });
+    let ingest_state = Arc::new(Ingest {
+        store: store.clone(),
+        writer,
+        registry: registry.clone(),
+        faults: faults.clone(),
+        telemetry: telemetry.clone(),
+        max_frame: cfg.ingest.max_frame_bytes,
+    });
     let mut tasks = vec![tokio::spawn(ingest::serve(endpoint.clone(), ingest_state, shutdown_rx.clone()))];
 
-    let app = api::router(ApiState { store: store.clone(), registry, telemetry: telemetry.clone(), token: token.into() });
+    let app = api::router(ApiState { store: store.clone(), registry, faults: faults.clone(), fault_limits: cfg.faults.clone(), telemetry: telemetry.clone(), token: token.into() });
     let mut rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
         let graceful = async move {
@@ -124,14 +135,14 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
             warn!(%error, "API server ended");
         }
     }));
-    tasks.push(tokio::spawn(housekeeping(store.clone(), telemetry, cfg.store.retention_hours, shutdown_rx)));
+    tasks.push(tokio::spawn(housekeeping(store.clone(), faults, telemetry, cfg.store.retention_hours, shutdown_rx)));
     info!(api = %api_addr, ingest = %ingest_addr, data = %cfg.data_dir.display(), "coordinator running");
     Ok(Running { api_addr, ingest_addr, token_file, store, endpoint, shutdown, tasks })
 }
 
 /// Every 5 s: measures the ingest rate and seals nodes that pin old log
 /// segments; every minute: applies retention.
-async fn housekeeping(store: Arc<dyn SeriesStore>, t: Arc<Telemetry>, retention_hours: u32, mut stop: watch::Receiver<bool>) {
+async fn housekeeping(store: Arc<dyn SeriesStore>, faults: Arc<Faults>, t: Arc<Telemetry>, retention_hours: u32, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let mut last = t.values.load(Ordering::Relaxed);
     let mut last_at = std::time::Instant::now();
@@ -147,6 +158,7 @@ async fn housekeeping(store: Arc<dyn SeriesStore>, t: Arc<Telemetry>, retention_
             t.values_per_second_bits.store(((now - last) as f64 / secs).to_bits(), Ordering::Relaxed);
         }
         (last, last_at) = (now, std::time::Instant::now());
+        faults.sweep(ingest::now_ms(), 30_000);
         let s = store.clone();
         match tokio::task::spawn_blocking(move || s.maintain()).await {
             Ok(Ok(0)) => {}

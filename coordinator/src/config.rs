@@ -27,6 +27,24 @@ pub struct Config {
     pub api: ApiConfig,
     pub ingest: IngestConfig,
     pub store: StoreSection,
+    pub faults: FaultsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultsConfig {
+    /// Duration of a fault whose request names none.
+    pub default_duration_ms: u64,
+    /// Longest duration a request may ask for.
+    pub max_duration_ms: u64,
+    /// How long to wait for an agent to confirm or refuse.
+    pub answer_timeout_ms: u64,
+}
+
+impl Default for FaultsConfig {
+    fn default() -> Self {
+        FaultsConfig { default_duration_ms: 60_000, max_duration_ms: 3_600_000, answer_timeout_ms: 10_000 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -66,7 +84,7 @@ pub struct StoreSection {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { data_dir: PathBuf::from("data"), api: ApiConfig::default(), ingest: IngestConfig::default(), store: StoreSection::default() }
+        Config { data_dir: PathBuf::from("data"), api: ApiConfig::default(), ingest: IngestConfig::default(), store: StoreSection::default(), faults: FaultsConfig::default() }
     }
 }
 
@@ -123,6 +141,13 @@ impl Config {
         }
         if self.store.tuning.cache_bytes < 1 << 20 {
             return bad("store.cache_bytes must be at least 1048576".into());
+        }
+        let f = &self.faults;
+        if !(1_000..=86_400_000).contains(&f.max_duration_ms) || f.default_duration_ms == 0 || f.default_duration_ms > f.max_duration_ms {
+            return bad(format!("faults: need 0 < default_duration_ms ({}) <= max_duration_ms ({}) <= 86400000", f.default_duration_ms, f.max_duration_ms));
+        }
+        if !(100..=600_000).contains(&f.answer_timeout_ms) {
+            return bad(format!("faults.answer_timeout_ms = {} is outside 100..=600000", f.answer_timeout_ms));
         }
         if self.api.listen == self.ingest.listen {
             return bad("api.listen and ingest.listen must differ".into());

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod faults;
 pub mod ingest;
 pub mod store;
 pub mod telemetry;

@@ -174,3 +174,17 @@ pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool 
     }
     f()
 }
+
+/// Stressor processes (`stress-worker`) whose parent is `parent`.
+pub fn stressors_of(parent: u32) -> Vec<u32> {
+    let me = parent.to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            args.iter().any(|a| *a == b"stress-worker") && args.windows(2).any(|w| w[0] == b"--parent" && w[1] == me.as_bytes())
+        })
+        .collect()
+}

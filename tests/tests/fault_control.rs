@@ -39,17 +39,7 @@ impl Peer {
 
 /// Stressor processes started by this test process (the in-process agent).
 fn my_stressors() -> Vec<u32> {
-    let me = std::process::id().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-            args.iter().any(|a| *a == b"stress-worker") && args.windows(2).any(|w| w[0] == b"--parent" && w[1] == me.as_bytes())
-        })
-        .collect()
+    stressors_of(std::process::id())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

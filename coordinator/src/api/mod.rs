@@ -4,6 +4,7 @@
 //! `Authorization: Bearer <token>`. Errors are JSON `{"error": "..."}` with a
 //! 4xx/5xx status.
 
+mod anomaly;
 mod metrics;
 mod prom;
 
@@ -17,6 +18,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::config::FaultsConfig;
+use crate::faults::Faults;
 use crate::ingest::Registry;
 use crate::store::{SeriesStore, StoreError};
 use crate::telemetry::Telemetry;
@@ -26,6 +29,8 @@ use crate::telemetry::Telemetry;
 pub struct ApiState {
     pub store: Arc<dyn SeriesStore>,
     pub registry: Registry,
+    pub faults: Arc<Faults>,
+    pub fault_limits: FaultsConfig,
     pub telemetry: Arc<Telemetry>,
     pub token: Arc<str>,
 }
@@ -72,6 +77,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/nodes", get(list_nodes))
         .route("/api/nodes/{node}", get(get_node).delete(delete_node))
         .route("/api/metrics", get(metrics::get_metrics))
+        .route("/api/anomaly/start", axum::routing::post(anomaly::start))
+        .route("/api/anomaly/stop", axum::routing::post(anomaly::stop))
+        .route("/api/anomaly/active", get(anomaly::active))
+        .route("/api/anomaly/history", get(anomaly::history))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)

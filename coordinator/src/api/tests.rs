@@ -8,7 +8,7 @@ use tower::ServiceExt;
 
 use super::metrics::{downsample, latest_values, parse_step, parse_time, summary};
 use super::*;
-use crate::store::{SledStore, StoreConfig};
+use crate::store::{SeriesStore, SledStore, StoreConfig};
 
 fn state(dir: &std::path::Path) -> ApiState {
     let store = SledStore::open(dir, StoreConfig::default()).unwrap();
@@ -25,7 +25,10 @@ fn state(dir: &std::path::Path) -> ApiState {
         .map(|i| Row { ts_ms: 1_000_000 + i * 1000, values: vec![i as f64, 3.0 * i as f64, 1000.0, 250.0, 100.0 * i as f64, 7.0 * i as f64] })
         .collect();
     store.append("n1", &rows).unwrap();
-    ApiState { store: Arc::new(store), registry: Registry::default(), telemetry: Arc::new(Telemetry::default()), token: "secret-token-123456".into() }
+    let store: Arc<dyn SeriesStore> = Arc::new(store);
+    let registry = Registry::default();
+    let faults = Arc::new(crate::faults::Faults::new(store.clone(), registry.clone(), std::time::Duration::from_secs(1)).unwrap());
+    ApiState { store, registry, faults, fault_limits: crate::config::FaultsConfig::default(), telemetry: Arc::new(Telemetry::default()), token: "secret-token-123456".into() }
 }
 
 async fn call(app: &Router, req: Request<Body>) -> (StatusCode, serde_json::Value) {
@@ -187,4 +190,56 @@ async fn the_dashboard_is_served_from_the_binary() {
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
     assert!(text.contains("fetch(\"/api/metrics\")"));
+}
+
+fn post(uri: &str, body: &str, token: Option<&str>) -> Request<Body> {
+    let mut b = Request::post(uri).header("content-type", "application/json");
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    b.body(Body::from(body.to_owned())).unwrap()
+}
+
+#[tokio::test]
+async fn anomaly_requests_are_validated_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = router(state(dir.path()));
+    let tok = Some("secret-token-123456");
+    assert_eq!(call(&app, post("/api/anomaly/start", r#"{"type":"cpu_stress"}"#, None)).await.0, StatusCode::UNAUTHORIZED);
+    for (body, status, needle) in [
+        (r#"{"type":"cpu_stress"}"#, StatusCode::CONFLICT, "no agent is connected"),
+        (r#"{"type":"cpu_stress","node":"n1"}"#, StatusCode::CONFLICT, "not connected"),
+        (r#"{"type":"fork_bomb","node":"n1"}"#, StatusCode::BAD_REQUEST, "unknown anomaly type"),
+        (r#"{"type":"cpu_stress","node":"n1","params":{"workers":0}}"#, StatusCode::BAD_REQUEST, "workers"),
+        (r#"{"type":"cpu_stress","node":"n1","params":{"cores":2}}"#, StatusCode::BAD_REQUEST, "unknown field"),
+        (r#"{"type":"memory_stress","node":"n1","params":{"bytes":1,"percent_of_available":5}}"#, StatusCode::BAD_REQUEST, "not both"),
+        (r#"{"type":"cpu_stress","node":"n1","duration":"3h"}"#, StatusCode::BAD_REQUEST, "max_duration_ms"),
+        (r#"{"type":"cpu_stress","node":"n1","duration":-4}"#, StatusCode::BAD_REQUEST, "positive"),
+        (r#"{"type":"cpu_stress","node":"n1","nodes":["n2"]}"#, StatusCode::BAD_REQUEST, "not both"),
+        (r#"{"kind":"cpu_stress"}"#, StatusCode::BAD_REQUEST, "type"),
+        ("not json", StatusCode::BAD_REQUEST, ""),
+    ] {
+        let (s, v) = call(&app, post("/api/anomaly/start", body, tok)).await;
+        assert_eq!(s, status, "{body}: {v}");
+        assert!(v["error"].as_str().is_some_and(|e| e.contains(needle)), "{body}: {v}");
+    }
+    let (s, v) = call(&app, post("/api/anomaly/stop", r#"{"id":"f1"}"#, tok)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (s, v) = call(&app, post("/api/anomaly/stop", "", tok)).await;
+    assert_eq!((s, v["stopped"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)), "{v}");
+    let (s, v) = call(&app, post("/api/anomaly/stop", r#"{"ids":[]}"#, tok)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (_, v) = call(&app, get("/api/anomaly/active")).await;
+    assert_eq!(v["anomalies"], serde_json::json!([]));
+    let (s, v) = call(&app, get("/api/anomaly/history?from=-1h")).await;
+    assert_eq!((s, v["anomalies"].as_array().unwrap().len()), (StatusCode::OK, 0));
+}
+
+#[test]
+fn seed_defaults_fill_in_missing_parameters() {
+    use distdiag_common::fault::{FaultSpec, MemorySize};
+    let empty = serde_json::Map::new();
+    assert_eq!(super::anomaly::spec_from("cpu_stress", &empty).unwrap(), FaultSpec::CpuStress { workers: 1, load_percent: 100 });
+    assert_eq!(super::anomaly::spec_from("memory_stress", &empty).unwrap(), FaultSpec::MemoryStress { size: MemorySize::Bytes(256 << 20) });
+    assert!(matches!(super::anomaly::spec_from("network_delay", &empty).unwrap(), FaultSpec::NetworkDelay { latency_ms: 100, .. }));
 }

@@ -21,6 +21,7 @@ use distdiag_common::{FrameDecoder, MetricDesc};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn, Instrument};
 
+use crate::faults::Faults;
 use crate::store::{AppendOutcome, SeriesStore, StoreError};
 use crate::telemetry::Telemetry;
 
@@ -37,6 +38,7 @@ pub struct Ingest {
     pub store: Arc<dyn SeriesStore>,
     pub writer: mpsc::Sender<WriteJob>,
     pub registry: Registry,
+    pub faults: Arc<Faults>,
     pub telemetry: Arc<Telemetry>,
     pub max_frame: u32,
 }
@@ -216,12 +218,22 @@ async fn session(ingest: &Arc<Ingest>, conn: &quinn::Connection, node: &str) -> 
     let mut width = hello.catalog.len();
     upsert(ingest, node, &hello, hello.catalog.clone()).await?;
     write_msg(&mut send, &CoordMsg::Welcome { node: node.to_owned(), max_frame: max }, max).await?;
-    if let Some(old) = ingest.registry.insert(node, conn.clone()) {
+    let (out_tx, out_rx) = mpsc::channel::<Outgoing>(4096);
+    // Control messages (faults) from the API reach the agent through the same writer.
+    let (control_tx, mut control_rx) = mpsc::channel::<CoordMsg>(64);
+    let forward = out_tx.clone();
+    tokio::spawn(async move {
+        while let Some(m) = control_rx.recv().await {
+            if forward.send(Outgoing::Msg(m)).await.is_err() {
+                return;
+            }
+        }
+    });
+    if let Some(old) = ingest.registry.insert(node, conn.clone(), control_tx) {
         old.close(CLOSE_NORMAL.into(), b"replaced by a newer connection of the same node");
     }
-    info!(metrics = width, interval_ms = hello.interval_ms, "agent connected");
+    info!(metrics = width, interval_ms = hello.interval_ms, faults = ?hello.capabilities.fault_backends, "agent connected");
 
-    let (out_tx, out_rx) = mpsc::channel::<Outgoing>(4096);
     let sender = tokio::spawn(send_loop(ingest.clone(), conn.clone(), send, out_rx, node.to_owned()));
     let mut catalog = hello.catalog.clone();
     let result = loop {
@@ -268,10 +280,16 @@ async fn session(ingest: &Arc<Ingest>, conn: &quinn::Connection, node: &str) -> 
             AgentMsg::Heartbeat { .. } => {
                 let _ = out_tx.send(Outgoing::Msg(CoordMsg::Heartbeat { ts_ms: now_ms() })).await;
             }
-            AgentMsg::FaultStatus { id, state, detail } => info!(fault = %id, ?state, %detail, "fault status"),
+            AgentMsg::FaultStatus { id, state, detail } => {
+                debug!(fault = %id, ?state, %detail, "fault status");
+                ingest.faults.on_status(node, &id, state, detail);
+            }
             AgentMsg::Hello(_) => break Err(ProtocolError::Unexpected("second hello on one connection".into()).into()),
         }
     };
+    // Leaving the registry drops the control sender, which ends the control
+    // forwarder and with it the last other handle on the writer's queue.
+    ingest.registry.remove(node, conn.stable_id());
     drop(out_tx);
     // Let acknowledgements of batches already handed to the writer go out.
     let _ = sender.await;

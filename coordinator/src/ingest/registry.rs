@@ -4,10 +4,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use distdiag_common::proto::CoordMsg;
 use serde::Serialize;
+use tokio::sync::mpsc;
 
 struct Entry {
     conn: quinn::Connection,
+    /// Messages for the agent, written on its stream by the connection's task.
+    control: mpsc::Sender<CoordMsg>,
     since_ms: i64,
     last_batch_ms: Option<i64>,
 }
@@ -34,9 +38,18 @@ impl Registry {
     }
 
     /// Registers a connection; returns the one it replaces, if any.
-    pub fn insert(&self, node: &str, conn: quinn::Connection) -> Option<quinn::Connection> {
-        let e = Entry { conn, since_ms: super::now_ms(), last_batch_ms: None };
+    pub fn insert(&self, node: &str, conn: quinn::Connection, control: mpsc::Sender<CoordMsg>) -> Option<quinn::Connection> {
+        let e = Entry { conn, control, since_ms: super::now_ms(), last_batch_ms: None };
         self.lock().insert(node.to_owned(), e).map(|old| old.conn)
+    }
+
+    /// Sends a message to a connected agent; false when it is not connected.
+    pub async fn send(&self, node: &str, msg: CoordMsg) -> bool {
+        let tx = self.lock().get(node).map(|e| e.control.clone());
+        match tx {
+            Some(tx) => tx.send(msg).await.is_ok(),
+            None => false,
+        }
     }
 
     /// Forgets a node's connection if it is still the one with `id`.

@@ -11,6 +11,7 @@ pub mod block;
 mod sled_store;
 mod wal;
 
+use distdiag_common::fault::{FaultSpec, FaultState};
 use distdiag_common::proto::{Capabilities, HostFacts, Row};
 use distdiag_common::MetricDesc;
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,54 @@ pub struct NodeRecord {
     pub interval_ms: u32,
     pub first_seen_ms: i64,
     pub last_seen_ms: i64,
+}
+
+/// Where a fault stands, as the coordinator knows it.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultPhase {
+    /// Sent to the agent, no answer yet.
+    Pending,
+    Applied,
+    Reverted,
+    Expired,
+    Refused,
+    Failed,
+}
+
+impl From<FaultState> for FaultPhase {
+    fn from(s: FaultState) -> Self {
+        match s {
+            FaultState::Applied => FaultPhase::Applied,
+            FaultState::Reverted => FaultPhase::Reverted,
+            FaultState::Expired => FaultPhase::Expired,
+            FaultState::Refused => FaultPhase::Refused,
+            FaultState::Failed => FaultPhase::Failed,
+        }
+    }
+}
+
+impl FaultPhase {
+    /// Whether the fault can still be in effect.
+    pub fn is_live(self) -> bool {
+        matches!(self, FaultPhase::Pending | FaultPhase::Applied)
+    }
+}
+
+/// One injected fault: the ground-truth label of what was done where, when.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct FaultRecord {
+    pub id: String,
+    pub node: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub spec: FaultSpec,
+    pub requested_ms: i64,
+    pub applied_ms: Option<i64>,
+    pub deadline_ms: i64,
+    pub ended_ms: Option<i64>,
+    pub state: FaultPhase,
+    pub detail: String,
 }
 
 /// Result of an append.
@@ -101,6 +150,10 @@ pub trait SeriesStore: Send + Sync {
     fn enforce_retention(&self, cutoff_ms: i64) -> Result<usize, StoreError>;
     /// Forgets a node and all its data; false if it was unknown.
     fn delete_node(&self, node: &str) -> Result<bool, StoreError>;
+    /// Stores (or replaces) a fault record.
+    fn save_fault(&self, rec: &FaultRecord) -> Result<(), StoreError>;
+    /// Fault records whose lifetime overlaps `[from_ms, to_ms]`, oldest first.
+    fn faults(&self, from_ms: i64, to_ms: i64) -> Result<Vec<FaultRecord>, StoreError>;
     /// Seals every node's hot rows now (used at shutdown and by tests).
     fn seal_all(&self) -> Result<(), StoreError>;
     /// Periodic upkeep: seals nodes whose unsealed rows keep an old log

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::block::{self, BlockView};
 use super::wal::Wal;
-use super::{AppendOutcome, Latest, NodeRecord, SeriesStore, StoreError, StoreStats};
+use super::{AppendOutcome, FaultRecord, Latest, NodeRecord, SeriesStore, StoreError, StoreStats};
 
 /// Tuning of the sled store.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -74,6 +74,7 @@ pub struct SledStore {
     db: sled::Db,
     nodes_tree: sled::Tree,
     series: sled::Tree,
+    faults_tree: sled::Tree,
     wal: Mutex<Wal>,
     /// sled was written since its last flush. sled's log grows with every
     /// flush, so it is flushed only when something in it changed.
@@ -129,11 +130,13 @@ impl SledStore {
         let db = sled::Config::new().path(dir).cache_capacity(cfg.cache_bytes).flush_every_ms(Some(1000)).mode(sled::Mode::LowSpace).segment_size(64 << 10).open()?;
         let nodes_tree = db.open_tree("nodes")?;
         let series = db.open_tree("series")?;
+        let faults_tree = db.open_tree("faults")?;
         let (wal, records) = Wal::open(&dir.join("wal"), cfg.wal_segment_bytes)?;
         let store = SledStore {
             db,
             nodes_tree,
             series,
+            faults_tree,
             wal: Mutex::new(wal),
             sled_dirty: AtomicBool::new(false),
             cfg,
@@ -485,6 +488,29 @@ impl SeriesStore for SledStore {
         self.nodes_tree.remove(node.as_bytes())?;
         self.hot_rows.fetch_sub(st.hot.len() as u64, Ordering::Relaxed);
         Ok(true)
+    }
+
+    fn save_fault(&self, rec: &FaultRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(rec).map_err(corrupt)?;
+        // Keyed by request time then id, so a scan is in time order.
+        let mut key = ts_key(rec.requested_ms).to_vec();
+        key.extend_from_slice(rec.id.as_bytes());
+        self.faults_tree.insert(key, json)?;
+        // A label must not be lost: make it durable now.
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn faults(&self, from_ms: i64, to_ms: i64) -> Result<Vec<FaultRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.faults_tree.range(..ts_key(to_ms.saturating_add(1)).to_vec()) {
+            let (_, v) = item?;
+            let rec: FaultRecord = serde_json::from_slice(&v).map_err(corrupt)?;
+            if rec.ended_ms.is_none_or(|e| e >= from_ms) {
+                out.push(rec);
+            }
+        }
+        Ok(out)
     }
 
     fn seal_all(&self) -> Result<(), StoreError> {

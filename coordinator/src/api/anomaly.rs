@@ -1,0 +1,239 @@
+//! `/api/anomaly/*`: start and stop faults on agents, list active ones and
+//! the history (the labels). The seeds' body `{"type": "cpu_stress"}` works
+//! with defaults when exactly one agent is connected; otherwise the request
+//! names `node` or `nodes`.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use distdiag_common::fault::{FaultSpec, MemorySize};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::metrics::parse_time;
+use super::{ApiError, ApiState};
+use crate::faults::FaultsError;
+use crate::ingest::now_ms;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StartRequest {
+    #[serde(rename = "type")]
+    kind: String,
+    node: Option<String>,
+    nodes: Option<Vec<String>>,
+    #[serde(default)]
+    params: Map<String, Value>,
+    /// Seconds (number) or a duration such as "90s", "5m".
+    duration: Option<Value>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StopRequest {
+    id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct CpuParams {
+    workers: u32,
+    load_percent: u8,
+}
+impl Default for CpuParams {
+    fn default() -> Self {
+        CpuParams { workers: 1, load_percent: 100 }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MemoryParams {
+    bytes: Option<u64>,
+    percent_of_available: Option<f32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct DiskParams {
+    workers: u32,
+    bytes: u64,
+    path: Option<String>,
+}
+impl Default for DiskParams {
+    fn default() -> Self {
+        DiskParams { workers: 1, bytes: 256 << 20, path: None }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct NetParams {
+    latency_ms: Option<u32>,
+    jitter_ms: u32,
+    percent: Option<f32>,
+    rate_kbit: Option<u64>,
+    interface: Option<String>,
+    peers: Vec<String>,
+    ports: Vec<u16>,
+}
+
+fn params<T: DeserializeOwned>(kind: &str, p: &Map<String, Value>) -> Result<T, ApiError> {
+    serde_json::from_value(Value::Object(p.clone())).map_err(|e| ApiError::bad_request(format!("{kind} params: {e}")))
+}
+
+/// The fault a request asks for, with the seeds' defaults filled in.
+pub(super) fn spec_from(kind: &str, p: &Map<String, Value>) -> Result<FaultSpec, ApiError> {
+    let spec = match kind {
+        "cpu_stress" => {
+            let c: CpuParams = params(kind, p)?;
+            FaultSpec::CpuStress { workers: c.workers, load_percent: c.load_percent }
+        }
+        "memory_stress" => {
+            let m: MemoryParams = params(kind, p)?;
+            let size = match (m.bytes, m.percent_of_available) {
+                (Some(_), Some(_)) => return Err(ApiError::bad_request("memory_stress: give bytes or percent_of_available, not both")),
+                (None, Some(pct)) => MemorySize::PercentOfAvailable(pct),
+                (b, None) => MemorySize::Bytes(b.unwrap_or(256 << 20)),
+            };
+            FaultSpec::MemoryStress { size }
+        }
+        "disk_stress" => {
+            let d: DiskParams = params(kind, p)?;
+            FaultSpec::DiskStress { workers: d.workers, bytes: d.bytes, path: d.path }
+        }
+        "network_delay" | "network_loss" | "network_bandwidth" => {
+            let n: NetParams = params(kind, p)?;
+            match kind {
+                "network_delay" => FaultSpec::NetworkDelay { latency_ms: n.latency_ms.unwrap_or(100), jitter_ms: n.jitter_ms, interface: n.interface, peers: n.peers, ports: n.ports },
+                "network_loss" => FaultSpec::NetworkLoss { percent: n.percent.unwrap_or(10.0), interface: n.interface, peers: n.peers, ports: n.ports },
+                _ => FaultSpec::NetworkBandwidth { rate_kbit: n.rate_kbit.unwrap_or(1000), interface: n.interface },
+            }
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown anomaly type {other:?}; one of cpu_stress, memory_stress, disk_stress, network_delay, network_loss, network_bandwidth"
+            )))
+        }
+    };
+    spec.validate().map_err(ApiError::bad_request)?;
+    Ok(spec)
+}
+
+fn duration_ms(v: Option<&Value>, default_ms: u64, max_ms: u64) -> Result<u64, ApiError> {
+    let ms = match v {
+        None => default_ms,
+        Some(Value::Number(n)) => n.as_f64().filter(|s| *s > 0.0).map(|s| (s * 1000.0) as u64).ok_or_else(|| ApiError::bad_request("duration must be a positive number of seconds"))?,
+        Some(Value::String(s)) => humantime::parse_duration(s).map_err(|e| ApiError::bad_request(format!("bad duration {s:?}: {e}")))?.as_millis() as u64,
+        Some(_) => return Err(ApiError::bad_request("duration must be seconds or a string such as \"90s\"")),
+    };
+    if ms == 0 || ms > max_ms {
+        return Err(ApiError::bad_request(format!("duration {} s is outside 1 ms ..= {} s (faults.max_duration_ms)", ms / 1000, max_ms / 1000)));
+    }
+    Ok(ms)
+}
+
+fn faults_error(e: FaultsError) -> ApiError {
+    let status = match e {
+        FaultsError::NotConnected(_) => StatusCode::CONFLICT,
+        FaultsError::Unknown(_) => StatusCode::NOT_FOUND,
+        FaultsError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        FaultsError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        FaultsError::Failed { .. } | FaultsError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError { status, message: e.to_string() }
+}
+
+pub(super) async fn start(State(state): State<ApiState>, body: Result<Json<StartRequest>, JsonRejection>) -> Result<Json<Value>, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let spec = spec_from(&req.kind, &req.params)?;
+    let limits = &state.fault_limits;
+    let duration = duration_ms(req.duration.as_ref(), limits.default_duration_ms, limits.max_duration_ms)?;
+    let nodes = match (req.node, req.nodes) {
+        (Some(_), Some(_)) => return Err(ApiError::bad_request("give node or nodes, not both")),
+        (Some(n), None) => vec![n],
+        (None, Some(ns)) if !ns.is_empty() => ns,
+        (None, Some(_)) => return Err(ApiError::bad_request("nodes is empty")),
+        (None, None) => {
+            let connected = state.registry.snapshot();
+            match connected.as_slice() {
+                [one] => vec![one.node.clone()],
+                [] => return Err(ApiError { status: StatusCode::CONFLICT, message: "no agent is connected".into() }),
+                many => {
+                    let names: Vec<&str> = many.iter().map(|a| a.node.as_str()).collect();
+                    return Err(ApiError::bad_request(format!("several agents are connected ({}); name the node", names.join(", "))));
+                }
+            }
+        }
+    };
+    for n in &nodes {
+        if state.registry.get(n).is_none() {
+            return Err(ApiError { status: StatusCode::CONFLICT, message: format!("node {n:?} is not connected") });
+        }
+    }
+    let mut started = Vec::new();
+    for n in &nodes {
+        match state.faults.apply(n, spec.clone(), duration).await {
+            Ok(rec) => started.push(rec),
+            Err(e) => {
+                // All or nothing: undo what this request already started.
+                for rec in &started {
+                    let _ = state.faults.revert(&rec.id).await;
+                }
+                return Err(faults_error(e));
+            }
+        }
+    }
+    Ok(Json(json!({
+        "status": "success",
+        "message": format!("Started {} anomaly", req.kind),
+        "anomalies": started,
+    })))
+}
+
+/// An empty body (whatever its content type) stops everything.
+pub(super) async fn stop(State(state): State<ApiState>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+    let req: StopRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        StopRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("stop request: {e}")))?
+    };
+    match req.id {
+        Some(id) => {
+            let rec = state.faults.revert(&id).await.map_err(faults_error)?;
+            Ok(Json(json!({ "status": "success", "message": format!("Stopped anomaly {id}"), "stopped": [rec] })))
+        }
+        None => {
+            let (done, failed) = state.faults.revert_all().await;
+            let status = if failed.is_empty() { "success" } else { "partial" };
+            let failed: Vec<Value> = failed.into_iter().map(|(id, why)| json!({ "id": id, "error": why })).collect();
+            Ok(Json(json!({ "status": status, "message": "Stopped all anomalies", "stopped": done, "failed": failed })))
+        }
+    }
+}
+
+pub(super) async fn active(State(state): State<ApiState>) -> Json<Value> {
+    Json(json!({ "anomalies": state.faults.active() }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HistoryQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+pub(super) async fn history(State(state): State<ApiState>, q: Result<Query<HistoryQuery>, QueryRejection>) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let now = now_ms();
+    let to = q.to.as_deref().map(|s| parse_time(s, now)).transpose().map_err(ApiError::bad_request)?.unwrap_or(now);
+    let from = q.from.as_deref().map(|s| parse_time(s, now)).transpose().map_err(ApiError::bad_request)?.unwrap_or(to - 24 * 3_600_000);
+    let faults = state.faults.clone();
+    let recs = tokio::task::spawn_blocking(move || faults.history(from, to))
+        .await
+        .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() })?
+        .map_err(faults_error)?;
+    Ok(Json(json!({ "from": from, "to": to, "anomalies": recs })))
+}

@@ -1,0 +1,166 @@
+//! `distdiag`: the command line for a running coordinator's REST API.
+//! Usage errors exit with 64; an error answer from the API exits with 1 and
+//! prints its message.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Map, Value};
+
+const EX_USAGE: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "distdiag", version, about = "Drive a distdiag coordinator from the command line")]
+struct Cli {
+    /// Base URL of the coordinator's API.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8000", env = "DISTDIAG_URL")]
+    url: String,
+    /// File holding the API token (default: <data-dir>/token); DISTDIAG_TOKEN overrides.
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
+    /// The coordinator's data directory, where the token file lives.
+    #[arg(long, global = true, default_value = "data")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Faults on agents.
+    #[command(subcommand)]
+    Fault(FaultCommand),
+}
+
+#[derive(Subcommand)]
+enum FaultCommand {
+    /// Start a fault: `distdiag fault start cpu_stress --node db1 --param load_percent=50 --duration 2m`.
+    Start {
+        /// cpu_stress, memory_stress, disk_stress, network_delay, network_loss, network_bandwidth.
+        kind: String,
+        /// Target node; repeat for several. Default: the only connected agent.
+        #[arg(long)]
+        node: Vec<String>,
+        /// A parameter as key=value (numbers and true/false are typed); repeatable.
+        #[arg(long = "param", value_parser = parse_param)]
+        params: Vec<(String, Value)>,
+        /// How long, e.g. 90s or 5m (default: the coordinator's).
+        #[arg(long)]
+        duration: Option<String>,
+    },
+    /// Stop one fault by id, or every fault.
+    Stop {
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// List active faults, or with --history every fault since --from.
+    List {
+        #[arg(long)]
+        history: bool,
+        /// With --history: start of the period (ms, RFC 3339, or -24h).
+        #[arg(long, default_value = "-24h")]
+        from: String,
+    },
+}
+
+fn parse_param(s: &str) -> Result<(String, Value), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?} is not key=value"))?;
+    let v = serde_json::from_str::<Value>(v).ok().filter(|j| j.is_number() || j.is_boolean()).unwrap_or_else(|| Value::String(v.to_owned()));
+    Ok((k.to_owned(), v))
+}
+
+fn token(cli: &Cli) -> Result<String, String> {
+    if let Ok(t) = std::env::var("DISTDIAG_TOKEN") {
+        return Ok(t.trim().to_owned());
+    }
+    let path = cli.token_file.clone().unwrap_or_else(|| cli.data_dir.join("token"));
+    std::fs::read_to_string(&path).map(|t| t.trim().to_owned()).map_err(|e| format!("cannot read the API token from {}: {e} (use --token-file or DISTDIAG_TOKEN)", path.display()))
+}
+
+fn table(recs: &[Value]) {
+    println!("{:<24} {:<10} {:<16} {:<9} {:>14} {:>14}  detail", "id", "node", "type", "state", "applied_ms", "ended_ms");
+    for r in recs {
+        let s = |k: &str| r[k].as_str().unwrap_or("-").to_owned();
+        let n = |k: &str| r[k].as_i64().map_or("-".to_owned(), |v| v.to_string());
+        println!("{:<24} {:<10} {:<16} {:<9} {:>14} {:>14}  {}", s("id"), s("node"), s("type"), s("state"), n("applied_ms"), n("ended_ms"), s("detail"));
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EX_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("distdiag: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(&cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, msg)) => {
+            eprintln!("distdiag: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> Result<(), (u8, String)> {
+    let client = reqwest::Client::new();
+    let base = cli.url.trim_end_matches('/');
+    let send = |req: reqwest::RequestBuilder| async move {
+        let resp = req.send().await.map_err(|e| (1u8, format!("cannot reach {base}: {e}")))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.map_err(|e| (1u8, format!("bad answer from {base}: {e}")))?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err((1u8, format!("{status}: {}", body["error"].as_str().unwrap_or("(no message)"))))
+        }
+    };
+    match &cli.command {
+        Command::Fault(FaultCommand::Start { kind, node, params, duration }) => {
+            let tok = token(cli).map_err(|e| (EX_USAGE, e))?;
+            let mut body = json!({ "type": kind, "params": params.iter().cloned().collect::<Map<String, Value>>() });
+            match node.as_slice() {
+                [] => {}
+                [one] => body["node"] = json!(one),
+                many => body["nodes"] = json!(many),
+            }
+            if let Some(d) = duration {
+                body["duration"] = json!(d);
+            }
+            let v = send(client.post(format!("{base}/api/anomaly/start")).bearer_auth(tok).json(&body)).await?;
+            table(v["anomalies"].as_array().map(Vec::as_slice).unwrap_or_default());
+        }
+        Command::Fault(FaultCommand::Stop { id }) => {
+            let tok = token(cli).map_err(|e| (EX_USAGE, e))?;
+            let body = id.as_ref().map_or(json!({}), |i| json!({ "id": i }));
+            let v = send(client.post(format!("{base}/api/anomaly/stop")).bearer_auth(tok).json(&body)).await?;
+            table(v["stopped"].as_array().map(Vec::as_slice).unwrap_or_default());
+            if let Some(f) = v["failed"].as_array().filter(|f| !f.is_empty()) {
+                return Err((1, format!("not stopped: {}", Value::Array(f.clone()))));
+            }
+        }
+        Command::Fault(FaultCommand::List { history, from }) => {
+            let url = if *history { format!("{base}/api/anomaly/history?from={}", urlencode(from)) } else { format!("{base}/api/anomaly/active") };
+            let v = send(client.get(url)).await?;
+            table(v["anomalies"].as_array().map(Vec::as_slice).unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+/// Percent-encodes a query value (times may contain ':' and '+').
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}

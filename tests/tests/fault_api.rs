@@ -1,0 +1,128 @@
+//! Faults through the coordinator's API: a real coordinator process, an
+//! in-process agent, real stressor processes. Every fault ends up as a
+//! labelled record, whatever ends it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use distdiag_tests::*;
+use serde_json::{json, Value};
+
+fn my_stressors() -> Vec<u32> {
+    stressors_of(std::process::id())
+}
+
+async fn post(c: &reqwest::Client, coord: &Coordinator, path: &str, body: Value) -> (u16, Value) {
+    let r = c.post(coord.url(path)).bearer_auth(coord.token()).json(&body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// Runs the `distdiag` CLI against the coordinator; (exit code, stdout+stderr).
+async fn cli(coord: &Coordinator, args: &[&str]) -> (i32, String) {
+    let mut full = vec!["--url".to_owned(), coord.url(""), "--data-dir".to_owned(), coord.data_dir.display().to_string()];
+    full.extend(args.iter().map(|a| a.to_string()));
+    let out = tokio::task::spawn_blocking(move || std::process::Command::new(bin("distdiag")).args(&full).output().unwrap()).await.unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+async fn get(c: &reqwest::Client, coord: &Coordinator, path: &str) -> Value {
+    c.get(coord.url(path)).send().await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_through_the_api_are_applied_reverted_and_labelled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("coord");
+    let certs = make_certs(&data.join("certs"), &["n1"]);
+    let (api, quic) = free_ports();
+    let mut coord = Coordinator::start(&data, api, quic, &[]);
+    let mut cfg = agent_config("n1", &certs, quic, &tmp.path().join("agent"), 200);
+    cfg.fault.deadman_grace_ms = 2_000;
+    let agent = distdiag_agent::start(cfg, None).await.unwrap();
+    assert!(eventually(Duration::from_secs(10), || agent.status().connected).await);
+    let c = reqwest::Client::new();
+
+    // The seeds' body: one agent connected, so it is the target; defaults apply.
+    let (s, v) = post(&c, &coord, "/api/anomaly/start", json!({"type": "cpu_stress", "params": {"load_percent": 20}})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["message"], "Started cpu_stress anomaly");
+    let rec = &v["anomalies"][0];
+    assert_eq!((rec["node"].as_str(), rec["state"].as_str(), rec["type"].as_str()), (Some("n1"), Some("applied"), Some("cpu_stress")));
+    let id = rec["id"].as_str().unwrap().to_owned();
+    assert_eq!(my_stressors().len(), 1);
+    assert_eq!(get(&c, &coord, "/api/anomaly/active").await["anomalies"].as_array().unwrap().len(), 1);
+
+    // Stop it by id.
+    let (s, v) = post(&c, &coord, "/api/anomaly/stop", json!({"id": id})).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(my_stressors().is_empty());
+    assert_eq!(get(&c, &coord, "/api/anomaly/active").await["anomalies"], json!([]));
+
+    // The agent refuses what its host cannot take; nothing runs.
+    let (s, v) = post(&c, &coord, "/api/anomaly/start", json!({"type": "memory_stress", "node": "n1", "params": {"bytes": 1u64 << 50}})).await;
+    assert_eq!(s, 422, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("available"), "{v}");
+    assert!(my_stressors().is_empty());
+    let (s, _) = post(&c, &coord, "/api/anomaly/start", json!({"type": "network_loss", "node": "n1"})).await;
+    assert_eq!(s, 422, "network faults are not supported by this agent yet");
+    let (s, _) = post(&c, &coord, "/api/anomaly/start", json!({"type": "cpu_stress", "node": "n9"})).await;
+    assert_eq!(s, 409);
+
+    // A short fault ends at its deadline on the agent; the label follows.
+    let (s, v) = post(&c, &coord, "/api/anomaly/start", json!({"type": "disk_stress", "params": {"bytes": 1048576}, "duration": 1})).await;
+    assert_eq!(s, 200, "{v}");
+    let short = v["anomalies"][0]["id"].as_str().unwrap().to_owned();
+    let expired = eventually(Duration::from_secs(10), || my_stressors().is_empty()).await;
+    assert!(expired);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(get(&c, &coord, "/api/anomaly/active").await["anomalies"], json!([]));
+
+    // The same through the command line.
+    let (code, out) = cli(&coord, &["fault", "start", "cpu_stress", "--node", "n1", "--param", "load_percent=10", "--duration", "30s"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("applied"), "{out}");
+    assert_eq!(my_stressors().len(), 1);
+    let (code, out) = cli(&coord, &["fault", "list"]).await;
+    assert!(code == 0 && out.contains("cpu_stress"), "{out}");
+    let (code, out) = cli(&coord, &["fault", "stop"]).await;
+    assert!(code == 0 && out.contains("reverted"), "{out}");
+    assert!(my_stressors().is_empty());
+    let (code, out) = cli(&coord, &["fault", "start", "bogus"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("unknown anomaly type"), "{out}");
+    let (code, out) = cli(&coord, &["fault", "list", "--history", "--from", "0"]).await;
+    assert!(code == 0 && out.matches("cpu_stress").count() >= 2, "{out}");
+
+    // A fault outlives its coordinator only until the dead-man switch fires.
+    let (s, v) = post(&c, &coord, "/api/anomaly/start", json!({"type": "cpu_stress", "params": {"load_percent": 10}, "duration": "10m"})).await;
+    assert_eq!(s, 200, "{v}");
+    let orphan = v["anomalies"][0]["id"].as_str().unwrap().to_owned();
+    coord.kill9();
+    assert!(eventually(Duration::from_secs(8), || my_stressors().is_empty()).await, "dead-man switch did not fire");
+    coord.restart();
+    // The agent reconnects and reports the revert; the label is closed.
+    let closed = async {
+        for _ in 0..100 {
+            let h = get(&c, &coord, "/api/anomaly/history?from=0").await;
+            let recs = h["anomalies"].as_array().unwrap().clone();
+            if recs.iter().any(|r| r["id"] == orphan.as_str() && r["state"] == "reverted") {
+                return recs;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the orphaned fault's record was never closed");
+    }
+    .await;
+    let by_id = |id: &str| closed.iter().find(|r| r["id"] == id).cloned().unwrap();
+    assert_eq!(by_id(&id)["state"], "reverted");
+    assert_eq!(by_id(&short)["state"], "expired");
+    assert!(by_id(&orphan)["detail"].as_str().unwrap().contains("dead-man"), "{}", by_id(&orphan));
+    for r in &closed {
+        if r["state"] == "reverted" || r["state"] == "expired" {
+            assert!(r["applied_ms"].as_i64().unwrap() <= r["ended_ms"].as_i64().unwrap());
+        }
+    }
+    assert!(closed.iter().any(|r| r["state"] == "refused" && r["type"] == "memory_stress"));
+    agent.stop(Duration::from_secs(2)).await;
+}
