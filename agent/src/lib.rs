@@ -163,8 +163,11 @@ pub async fn start(cfg: Config, tap: Option<mpsc::UnboundedSender<Row>>) -> Resu
     std::fs::create_dir_all(&cfg.state_dir).map_err(|e| AgentError::Setup(format!("{}: {e}", cfg.state_dir.display())))?;
     let catalog = load_catalog(&cfg.state_dir)?;
     let buffer = Buffer::open(&cfg.state_dir.join("spill"), cfg.buffer_limits()).map_err(|e| AgentError::Setup(e.to_string()))?;
+    // Network faults never touch the connection to the coordinator.
+    let mut fault_cfg = cfg.fault.clone();
+    fault_cfg.control = std::net::ToSocketAddrs::to_socket_addrs(cfg.uplink.coordinator.as_str()).ok().and_then(|mut a| a.next());
     // Reverts whatever a crashed earlier run left behind, before anything else.
-    let (engine, leftovers) = FaultEngine::open(cfg.fault.clone(), &cfg.state_dir, &cfg.collect.procfs_root).map_err(|e| AgentError::Setup(e.to_string()))?;
+    let (engine, leftovers) = FaultEngine::open(fault_cfg, &cfg.state_dir, &cfg.collect.procfs_root).map_err(|e| AgentError::Setup(e.to_string()))?;
     let (fault_tx, fault_rx) = mpsc::channel(64);
     let shared = Arc::new(Shared {
         buffer: Mutex::new(buffer),

@@ -43,8 +43,9 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// Journal entries (the directory also holds the state-directory lock).
 fn journal_len(state: &Path) -> usize {
-    std::fs::read_dir(state.join("faults")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(state.join("faults")).map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count()).unwrap_or(0)
 }
 
 fn status_field(pid: u32, key: &str) -> u64 {
@@ -178,7 +179,9 @@ fn bad_requests_are_refused_and_change_nothing() {
         ("past", cpu.clone(), now - 1),
         ("too-long", cpu.clone(), now + 10 * 3_600_000),
         ("bad/id", cpu.clone(), now + 10_000),
-        ("net", FaultSpec::NetworkLoss { percent: 5.0, interface: None, peers: vec![], ports: vec![] }, now + 10_000),
+        ("delay", FaultSpec::NetworkDelay { latency_ms: 100, jitter_ms: 0, interface: None, peers: vec![], ports: vec![] }, now + 10_000),
+        ("no-such-iface", FaultSpec::NetworkBandwidth { rate_kbit: 1000, interface: Some("ddnosuch0".into()) }, now + 10_000),
+        ("bad-peer", FaultSpec::NetworkLoss { percent: 5.0, interface: Some("lo".into()), peers: vec!["10.0.0.1; flush ruleset".into()], ports: vec![] }, now + 10_000),
     ];
     for (id, spec, deadline) in cases {
         let err = e.apply(id, &spec, deadline, now).unwrap_err();

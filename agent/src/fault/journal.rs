@@ -21,10 +21,18 @@ pub struct Entry {
     pub pgid: Option<i32>,
     /// Files and directories the fault created (removed on revert).
     pub paths: Vec<PathBuf>,
+    /// nftables tables (family inet) the fault installs.
+    #[serde(default)]
+    pub nft_tables: Vec<String>,
+    /// Interfaces on which the fault installs this agent's root qdisc.
+    #[serde(default)]
+    pub qdiscs: Vec<String>,
 }
 
 pub struct Journal {
     dir: PathBuf,
+    /// Held for the journal's lifetime: one agent per state directory.
+    _lock: std::fs::File,
 }
 
 fn io(path: &Path, e: std::io::Error) -> FaultError {
@@ -32,9 +40,16 @@ fn io(path: &Path, e: std::io::Error) -> FaultError {
 }
 
 impl Journal {
+    /// Opens the journal, locking it: a second agent (or `fault-run`) on the
+    /// same state directory would take the first one's live faults for
+    /// leftovers and revert them.
     pub fn open(dir: &Path) -> Result<Self, FaultError> {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        Ok(Journal { dir: dir.to_owned() })
+        let lock_path = dir.join(".lock");
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| io(&lock_path, e))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|_| FaultError::Journal(format!("{} is in use by another agent; one agent per state directory", dir.display())))?;
+        Ok(Journal { dir: dir.to_owned(), _lock: lock })
     }
 
     fn path(&self, id: &str) -> PathBuf {
@@ -71,8 +86,13 @@ impl Journal {
         let mut out = Vec::new();
         for item in std::fs::read_dir(&self.dir).map_err(|e| io(&self.dir, e))? {
             let path = item.map_err(|e| io(&self.dir, e))?.path();
-            if path.extension().and_then(|x| x.to_str()) != Some("json") {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.ends_with(".json.tmp") {
+                // A write that did not finish: its fault was never applied.
                 let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            if !name.ends_with(".json") {
                 continue;
             }
             match std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Entry>(&b).ok()) {

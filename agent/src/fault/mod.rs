@@ -13,8 +13,10 @@ mod cpu;
 mod disk;
 pub mod journal;
 mod memory;
+mod network;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -47,11 +49,23 @@ pub struct FaultConfig {
     /// The executable started as `stress-worker` (default: this program).
     #[serde(skip)]
     pub worker_exe: Option<PathBuf>,
+    /// The coordinator's address: network faults never touch this traffic.
+    #[serde(skip)]
+    pub control: Option<SocketAddr>,
 }
 
 impl Default for FaultConfig {
     fn default() -> Self {
-        FaultConfig { enabled: true, max_duration_ms: 3_600_000, deadman_grace_ms: 30_000, memory_margin_bytes: 256 << 20, disk_dir: None, cgroup_procs: None, worker_exe: None }
+        FaultConfig {
+            enabled: true,
+            max_duration_ms: 3_600_000,
+            deadman_grace_ms: 30_000,
+            memory_margin_bytes: 256 << 20,
+            disk_dir: None,
+            cgroup_procs: None,
+            worker_exe: None,
+            control: None,
+        }
     }
 }
 
@@ -76,6 +90,10 @@ pub(crate) struct Plan {
     /// Arguments of each stressor process after `stress-worker --parent PID`.
     workers: Vec<Vec<String>>,
     paths: Vec<PathBuf>,
+    /// An nftables table to load: (name, script).
+    nft: Option<(String, String)>,
+    /// A bandwidth limit: (interface, kbit/s).
+    qdisc: Option<(String, u64)>,
 }
 
 struct Active {
@@ -97,6 +115,7 @@ pub struct FaultEngine {
     exe: PathBuf,
     disk_root: PathBuf,
     proc_root: PathBuf,
+    net_backends: Vec<&'static str>,
     active: BTreeMap<String, Active>,
 }
 
@@ -139,6 +158,21 @@ fn remove_path(p: &Path) {
     }
 }
 
+/// Removes the network changes an entry records; errors are logged, the
+/// rest is still attempted.
+fn remove_network(e: &Entry) {
+    for t in &e.nft_tables {
+        if let Err(error) = network::remove_table(t) {
+            tracing::error!(fault = %e.id, table = %t, %error, "cannot delete a fault's nftables table; delete it by hand");
+        }
+    }
+    for i in &e.qdiscs {
+        if let Err(error) = network::remove_qdisc(i) {
+            tracing::error!(fault = %e.id, iface = %i, %error, "cannot delete a fault's qdisc; delete it by hand");
+        }
+    }
+}
+
 /// Kills leftover stressors of a journal entry and waits until they are gone.
 fn kill_leftovers(proc_root: &Path, pgid: i32) {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -177,10 +211,12 @@ impl FaultEngine {
                 kill_leftovers(proc_root, pg);
             }
             e.paths.iter().for_each(|p| remove_path(p));
+            remove_network(&e);
             journal.remove(&e.id)?;
             reverted.push(e.id);
         }
-        Ok((FaultEngine { cfg, journal, exe, disk_root, proc_root: proc_root.to_owned(), active: BTreeMap::new() }, reverted))
+        let net_backends = if cfg.enabled { network::probe() } else { Vec::new() };
+        Ok((FaultEngine { cfg, journal, exe, disk_root, proc_root: proc_root.to_owned(), net_backends, active: BTreeMap::new() }, reverted))
     }
 
     /// Fault types this engine can apply.
@@ -188,7 +224,29 @@ impl FaultEngine {
         if !self.cfg.enabled {
             return Vec::new();
         }
-        ["cpu_stress", "memory_stress", "disk_stress"].map(String::from).to_vec()
+        let mut v: Vec<String> = ["cpu_stress", "memory_stress", "disk_stress"].map(String::from).to_vec();
+        v.extend(self.net_backends.iter().map(|s| (*s).to_owned()));
+        v
+    }
+
+    /// The interface a network fault acts on: the one asked for, else the
+    /// default route's.
+    fn iface(&self, asked: Option<&str>) -> Result<String, FaultError> {
+        match asked {
+            Some(i) => Ok(i.to_owned()),
+            None => std::fs::read_to_string(self.proc_root.join("net/route"))
+                .ok()
+                .and_then(|r| network::default_iface(&r))
+                .ok_or_else(|| FaultError::Refused("no interface given and no default route to take one from".into())),
+        }
+    }
+
+    fn require(&self, kind: &'static str) -> Result<(), FaultError> {
+        if self.net_backends.contains(&kind) {
+            Ok(())
+        } else {
+            Err(FaultError::Unsupported(format!("{kind} (needs nft/tc and CAP_NET_ADMIN)")))
+        }
     }
 
     pub fn active(&self) -> Vec<ActiveFault> {
@@ -207,6 +265,18 @@ impl FaultEngine {
     fn plan(&self, id: &str, spec: &FaultSpec) -> Result<Plan, FaultError> {
         match spec {
             FaultSpec::CpuStress { workers, load_percent } => Ok(cpu::plan(*workers, *load_percent)),
+            FaultSpec::NetworkLoss { percent, interface, peers, ports } => {
+                self.require("network_loss")?;
+                let iface = self.iface(interface.as_deref())?;
+                let script = network::loss_script(id, *percent, &iface, peers, ports, self.cfg.control)?;
+                Ok(Plan { workers: Vec::new(), paths: Vec::new(), nft: Some((network::table_name(id), script)), qdisc: None })
+            }
+            FaultSpec::NetworkBandwidth { rate_kbit, interface } => {
+                self.require("network_bandwidth")?;
+                let iface = self.iface(interface.as_deref())?;
+                network::check_root(&iface)?;
+                Ok(Plan { workers: Vec::new(), paths: Vec::new(), nft: None, qdisc: Some((iface, *rate_kbit)) })
+            }
             FaultSpec::MemoryStress { size } => {
                 let meminfo = std::fs::read_to_string(self.proc_root.join("meminfo")).map_err(|e| FaultError::Refused(format!("cannot read meminfo: {e}")))?;
                 let available = memory::available_bytes(&meminfo).ok_or_else(|| FaultError::Refused("meminfo has no MemAvailable".into()))?;
@@ -220,7 +290,7 @@ impl FaultEngine {
                 let base = path.as_ref().map(PathBuf::from).unwrap_or_else(|| self.disk_root.clone());
                 Ok(disk::plan(*workers, *bytes, &base.join(format!("distdiag-{id}"))))
             }
-            FaultSpec::NetworkDelay { .. } | FaultSpec::NetworkLoss { .. } | FaultSpec::NetworkBandwidth { .. } => Err(FaultError::Unsupported(spec.kind().to_owned())),
+            FaultSpec::NetworkDelay { .. } => Err(FaultError::Unsupported("network_delay (no sch_netem, and no NFQUEUE backend yet)".into())),
         }
     }
 
@@ -241,7 +311,15 @@ impl FaultEngine {
             return Err(FaultError::Invalid(format!("the deadline is {} s away; this agent allows at most {} s", (deadline_ms - now_ms) / 1000, self.cfg.max_duration_ms / 1000)));
         }
         let plan = self.plan(id, spec)?;
-        let mut entry = Entry { id: id.to_owned(), spec: spec.clone(), deadline_ms, pgid: None, paths: plan.paths.clone() };
+        let mut entry = Entry {
+            id: id.to_owned(),
+            spec: spec.clone(),
+            deadline_ms,
+            pgid: None,
+            paths: plan.paths.clone(),
+            nft_tables: plan.nft.iter().map(|(t, _)| t.clone()).collect(),
+            qdiscs: plan.qdisc.iter().map(|(i, _)| i.clone()).collect(),
+        };
         // Journal first: from here on, any later run knows how to undo this.
         self.journal.write(&entry)?;
         let mut active = Active { entry: entry.clone(), children: Vec::new() };
@@ -259,6 +337,12 @@ impl FaultEngine {
     }
 
     fn start(&self, plan: &Plan, entry: &mut Entry, active: &mut Active) -> Result<(), FaultError> {
+        if let Some((_, script)) = &plan.nft {
+            network::apply_loss(script)?;
+        }
+        if let Some((iface, rate)) = &plan.qdisc {
+            network::apply_bandwidth(iface, *rate, self.cfg.control)?;
+        }
         for p in &plan.paths {
             std::fs::create_dir_all(p).map_err(|e| FaultError::Spawn(format!("{}: {e}", p.display())))?;
         }
@@ -298,6 +382,7 @@ impl FaultEngine {
             let _ = c.wait();
         }
         a.entry.paths.iter().for_each(|p| remove_path(p));
+        remove_network(&a.entry);
         self.journal.remove(&a.entry.id)
     }
 
@@ -354,6 +439,17 @@ impl FaultEngine {
             }
         }
         dead
+    }
+}
+
+/// An engine that goes away takes its faults with it (the journal covers the
+/// cases where this cannot run: SIGKILL, power loss).
+impl Drop for FaultEngine {
+    fn drop(&mut self) {
+        if !self.active.is_empty() {
+            let ids = self.revert_all();
+            tracing::warn!(?ids, "fault engine dropped with faults applied; reverted them");
+        }
     }
 }
 

@@ -1,0 +1,229 @@
+//! Network faults, egress only, built from validated values (never from
+//! text a user typed):
+//!
+//! - `network_loss`: one nftables table per fault, `netdev distdiag-<id>`,
+//!   whose chain on the interface's egress hook drops matching packets with
+//!   `numgen random` — at the device, like a lossy link (an output-hook drop
+//!   would hand senders EPERM instead); revert is one `nft delete table`.
+//! - `network_bandwidth`: an htb root qdisc with this agent's handle `7a01:`
+//!   on the interface, limiting everything but the control connection; revert
+//!   is one `tc qdisc del`.
+//! - `network_delay` needs `sch_netem` or a userspace NFQUEUE backend; neither
+//!   is implemented yet, so it is refused as unsupported.
+//!
+//! The connection to the coordinator is always excluded, so a fault never
+//! cuts the agent off from the revert that ends it.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Command, Stdio};
+
+use super::FaultError;
+
+/// The root qdisc handle this agent owns.
+pub(super) const TC_HANDLE: &str = "7a01:";
+/// Root qdiscs the kernel sets up by itself; replacing one loses nothing.
+const DEFAULT_QDISCS: [&str; 5] = ["noqueue", "pfifo_fast", "fq_codel", "mq", "fq"];
+
+/// Runs a program with an argument vector (and optional stdin); its stderr
+/// becomes the error.
+pub(super) fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, FaultError> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| FaultError::Spawn(format!("{program}: {e}")))?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes()).map_err(|e| FaultError::Spawn(format!("{program}: {e}")))?;
+    }
+    let out = child.wait_with_output().map_err(|e| FaultError::Spawn(format!("{program}: {e}")))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(FaultError::Spawn(format!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())))
+    }
+}
+
+/// Whether this process may change network settings (CAP_NET_ADMIN).
+pub(super) fn has_net_admin() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).is_some_and(|caps| caps & (1 << 12) != 0)
+}
+
+/// Which network fault types work here: tools present and CAP_NET_ADMIN.
+pub(super) fn probe() -> Vec<&'static str> {
+    if !has_net_admin() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    if run("nft", &["--version"], None).is_ok() {
+        out.push("network_loss");
+    }
+    if run("tc", &["-V"], None).is_ok() {
+        out.push("network_bandwidth");
+    }
+    out
+}
+
+/// Interface names: what the kernel accepts (1-15 characters, no '/', no space).
+fn validate_iface(name: &str) -> Result<(), FaultError> {
+    let ok = !name.is_empty() && name.len() <= 15 && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(FaultError::Invalid(format!("interface name {name:?} is not valid")))
+    }
+}
+
+/// A peer: an address or a prefix (`10.0.0.0/24`), normalised.
+fn parse_peer(p: &str) -> Result<(IpAddr, u8), FaultError> {
+    let (addr, len) = match p.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (p, None),
+    };
+    let ip: IpAddr = addr.parse().map_err(|_| FaultError::Invalid(format!("peer {p:?} is not an IP address or prefix")))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| FaultError::Invalid(format!("peer {p:?} has a bad prefix length")))?,
+        None => max,
+    };
+    Ok((ip, len))
+}
+
+/// The nft table of a loss fault.
+pub(super) fn table_name(id: &str) -> String {
+    format!("distdiag-{id}")
+}
+
+/// The nftables script of a loss fault on `iface`. `percent` is applied
+/// with a resolution of 0.01 %.
+pub(super) fn loss_script(id: &str, percent: f32, iface: &str, peers: &[String], ports: &[u16], control: Option<SocketAddr>) -> Result<String, FaultError> {
+    validate_iface(iface)?;
+    let peers = peers.iter().map(|p| parse_peer(p)).collect::<Result<Vec<_>, _>>()?;
+    let mut s = format!("table netdev {} {{\n  chain egress {{\n    type filter hook egress device \"{iface}\" priority 0; policy accept;\n", table_name(id));
+    if let Some(c) = control {
+        let fam = if c.is_ipv4() { "ip" } else { "ip6" };
+        s.push_str(&format!("    {fam} daddr {} udp dport {} accept\n", c.ip(), c.port()));
+    }
+    let mut matches = String::new();
+    let v4: Vec<String> = peers.iter().filter(|(ip, _)| ip.is_ipv4()).map(|(ip, l)| format!("{ip}/{l}")).collect();
+    let v6: Vec<String> = peers.iter().filter(|(ip, _)| ip.is_ipv6()).map(|(ip, l)| format!("{ip}/{l}")).collect();
+    if !ports.is_empty() {
+        let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+        matches.push_str(&format!("meta l4proto {{ tcp, udp }} th dport {{ {} }} ", list.join(", ")));
+    }
+    let threshold = (f64::from(percent) * 100.0).round() as u32;
+    let tail = format!("numgen random mod 10000 < {threshold} drop");
+    if peers.is_empty() {
+        s.push_str(&format!("    {matches}{tail}\n"));
+    } else {
+        if !v4.is_empty() {
+            s.push_str(&format!("    {matches}ip daddr {{ {} }} {tail}\n", v4.join(", ")));
+        }
+        if !v6.is_empty() {
+            s.push_str(&format!("    {matches}ip6 daddr {{ {} }} {tail}\n", v6.join(", ")));
+        }
+    }
+    s.push_str("  }\n}\n");
+    Ok(s)
+}
+
+pub(super) fn apply_loss(script: &str) -> Result<(), FaultError> {
+    run("nft", &["-f", "-"], Some(script)).map(|_| ())
+}
+
+pub(super) fn remove_table(table: &str) -> Result<(), FaultError> {
+    match run("nft", &["delete", "table", "netdev", table], None) {
+        Ok(_) => Ok(()),
+        Err(FaultError::Spawn(m)) if m.contains("No such file") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The interface of the default IPv4 route, from /proc/net/route text.
+pub(super) fn default_iface(route: &str) -> Option<String> {
+    route.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_ascii_whitespace().collect();
+        (f.get(1) == Some(&"00000000")).then(|| f[0].to_owned())
+    })
+}
+
+/// Checks that a bandwidth limit may go on `iface`: it exists, has no
+/// bandwidth fault yet, and its root qdisc is a kernel default (replacing a
+/// configured one would lose its settings). Runs before anything is recorded.
+pub(super) fn check_root(iface: &str) -> Result<(), FaultError> {
+    validate_iface(iface)?;
+    let root = run("tc", &["qdisc", "show", "dev", iface, "root"], None).map_err(|e| FaultError::Refused(e.to_string()))?;
+    let kind = root.split_ascii_whitespace().nth(1).unwrap_or("");
+    if root.contains(&format!(" {TC_HANDLE} ")) {
+        return Err(FaultError::Refused(format!("{iface} already has a bandwidth fault")));
+    }
+    if !kind.is_empty() && !DEFAULT_QDISCS.contains(&kind) {
+        return Err(FaultError::Refused(format!("{iface} has a configured root qdisc ({kind}); not replacing it")));
+    }
+    Ok(())
+}
+
+/// Installs the bandwidth limit on `iface` (checked with [`check_root`]).
+pub(super) fn apply_bandwidth(iface: &str, rate_kbit: u64, control: Option<SocketAddr>) -> Result<(), FaultError> {
+    let rate = format!("{rate_kbit}kbit");
+    let steps: Vec<Vec<String>> = {
+        let mut v = vec![
+            ["qdisc", "add", "dev", iface, "root", "handle", TC_HANDLE, "htb", "default", "10"].map(String::from).to_vec(),
+            ["class", "add", "dev", iface, "parent", TC_HANDLE, "classid", "7a01:10", "htb", "rate", &rate, "ceil", &rate].map(String::from).to_vec(),
+            ["class", "add", "dev", iface, "parent", TC_HANDLE, "classid", "7a01:20", "htb", "rate", "10gbit"].map(String::from).to_vec(),
+        ];
+        if let Some(SocketAddr::V4(c)) = control {
+            let dst = format!("{}/32", c.ip());
+            let port = c.port().to_string();
+            v.push(["filter", "add", "dev", iface, "parent", TC_HANDLE, "protocol", "ip", "prio", "1", "u32", "match", "ip", "dst", &dst, "match", "ip", "dport", &port, "0xffff", "flowid", "7a01:20"].map(String::from).to_vec());
+        }
+        v
+    };
+    for args in steps {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        if let Err(e) = run("tc", &refs, None) {
+            let _ = remove_qdisc(iface);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn remove_qdisc(iface: &str) -> Result<(), FaultError> {
+    match run("tc", &["qdisc", "del", "dev", iface, "root", "handle", TC_HANDLE], None) {
+        Ok(_) => Ok(()),
+        Err(FaultError::Spawn(m)) if m.contains("No such file") || m.contains("Cannot find") || m.contains("Invalid handle") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_scripts_exclude_the_control_connection_and_match_what_was_asked() {
+        let control = Some("10.1.2.3:7400".parse().unwrap());
+        let s = loss_script("f1", 12.5, "eth0", &["10.0.0.0/24".into(), "fd00::1".into()], &[3306], control).unwrap();
+        assert!(s.contains("table netdev distdiag-f1"), "{s}");
+        assert!(s.contains("hook egress device \"eth0\""), "{s}");
+        assert!(s.contains("ip daddr 10.1.2.3 udp dport 7400 accept"), "{s}");
+        assert!(s.contains("meta l4proto { tcp, udp } th dport { 3306 } ip daddr { 10.0.0.0/24 } numgen random mod 10000 < 1250 drop"), "{s}");
+        assert!(s.contains("ip6 daddr { fd00::1/128 }"), "{s}");
+        // The accept comes before any drop.
+        assert!(s.find("accept").unwrap() < s.find("drop").unwrap());
+        assert!(loss_script("f", 5.0, "bad iface name", &[], &[], None).is_err());
+        assert!(loss_script("f", 5.0, "eth0", &["10.0.0.1; flush ruleset".into()], &[], None).is_err());
+        assert!(loss_script("f", 5.0, "eth0", &["10.0.0.0/33".into()], &[], None).is_err());
+    }
+
+    #[test]
+    fn finds_the_default_route_interface() {
+        let route = "Iface\tDestination\tGateway\tFlags\nveth1\t0A000000\t00000000\t0001\neth0\t00000000\t0100000A\t0003\n";
+        assert_eq!(default_iface(route), Some("eth0".into()));
+        assert_eq!(default_iface("Iface\tDestination\n"), None);
+    }
+}

@@ -1,0 +1,203 @@
+//! Network faults in real network namespaces: two namespaces joined by a
+//! veth pair; the fault engine runs inside one of them (`ip netns exec …
+//! distdiag-agent fault-run`); loss and bandwidth are measured by traffic
+//! between the two. Traffic goes only to these namespaces' own addresses.
+//! Skipped, with the reason printed, where `ip`, `nft`, `tc` or root are missing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn exe() -> &'static str {
+    env!("CARGO_BIN_EXE_distdiag-agent")
+}
+
+fn ok(cmd: &str, args: &[&str]) -> bool {
+    Command::new(cmd).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+fn must(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd).args(args).output().unwrap();
+    assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn out(cmd: &str, args: &[&str]) -> String {
+    String::from_utf8_lossy(&Command::new(cmd).args(args).output().unwrap().stdout).into_owned()
+}
+
+/// Two namespaces `a` and `b` with a veth pair between them.
+struct Pair {
+    a: String,
+    b: String,
+    va: String,
+    ip_b: String,
+}
+
+impl Pair {
+    fn create(tag: &str) -> Option<Pair> {
+        for (cmd, arg) in [("ip", "-V"), ("nft", "--version"), ("tc", "-V"), ("python3", "--version")] {
+            if !ok(cmd, &[arg]) {
+                println!("SKIP: {cmd} is not available");
+                return None;
+            }
+        }
+        let n = std::process::id() % 10_000;
+        let p = Pair { a: format!("dd{tag}a{n}"), b: format!("dd{tag}b{n}"), va: format!("v{tag}a{n}"), ip_b: format!("10.231.{}.2", n % 250) };
+        if !ok("ip", &["netns", "add", &p.a]) {
+            println!("SKIP: cannot create network namespaces (not root?)");
+            return None;
+        }
+        let vb = format!("v{tag}b{n}");
+        let ip_a = format!("10.231.{}.1/24", n % 250);
+        let ip_b = format!("{}/24", p.ip_b);
+        must("ip", &["netns", "add", &p.b]);
+        must("ip", &["link", "add", &p.va, "type", "veth", "peer", "name", &vb]);
+        must("ip", &["link", "set", &p.va, "netns", &p.a]);
+        must("ip", &["link", "set", &vb, "netns", &p.b]);
+        must("ip", &["-n", &p.a, "addr", "add", &ip_a, "dev", &p.va]);
+        must("ip", &["-n", &p.b, "addr", "add", &ip_b, "dev", &vb]);
+        for (ns, dev) in [(&p.a, &p.va), (&p.b, &vb)] {
+            must("ip", &["-n", ns, "link", "set", dev, "up"]);
+            must("ip", &["-n", ns, "link", "set", "lo", "up"]);
+        }
+        Some(p)
+    }
+
+    fn cmd(&self, ns: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns]).args(args);
+        c
+    }
+
+    /// Fraction of 2000 UDP datagrams from `a` that arrive in `b`.
+    fn delivery(&self) -> f64 {
+        const N: usize = 2000;
+        let recv = "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind((sys.argv[1],9999));print('ready',flush=True)\ns.settimeout(5);n=0\ntry:\n  while True:\n    s.recv(64);n+=1;s.settimeout(1.0)\nexcept socket.timeout:\n  pass\nprint(n,flush=True)";
+        let send = "import socket,sys,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(int(sys.argv[2])):\n  s.sendto(b'x'*32,(sys.argv[1],9999))\n  if i%20==0: time.sleep(0.001)";
+        let mut r = self.cmd(&self.b, &["python3", "-c", recv, &self.ip_b]).stdout(Stdio::piped()).spawn().unwrap();
+        let mut lines = BufReader::new(r.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "ready");
+        assert!(self.cmd(&self.a, &["python3", "-c", send, &self.ip_b, &N.to_string()]).status().unwrap().success());
+        let got: usize = lines.next().unwrap().unwrap().trim().parse().unwrap();
+        r.wait().unwrap();
+        got as f64 / N as f64
+    }
+
+    /// TCP throughput from `a` to `b` over about two seconds, in bytes/s.
+    fn throughput(&self) -> f64 {
+        let recv = "import socket,sys,time\nl=socket.socket();l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);l.bind((sys.argv[1],9998));l.listen();print('ready',flush=True)\nc,_=l.accept();n=0;t0=None\nwhile True:\n  d=c.recv(65536)\n  if not d: break\n  if t0 is None: t0=time.time()\n  n+=len(d)\nprint(n/(time.time()-t0),flush=True)";
+        let send = "import socket,sys,time\ns=socket.create_connection((sys.argv[1],9998));b=b'x'*16384;end=time.time()+2\nwhile time.time()<end: s.sendall(b)\ns.close()";
+        let mut r = self.cmd(&self.b, &["python3", "-c", recv, &self.ip_b]).stdout(Stdio::piped()).spawn().unwrap();
+        let mut lines = BufReader::new(r.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "ready");
+        assert!(self.cmd(&self.a, &["python3", "-c", send, &self.ip_b]).status().unwrap().success());
+        let rate: f64 = lines.next().unwrap().unwrap().trim().parse().unwrap();
+        r.wait().unwrap();
+        rate
+    }
+
+    /// `distdiag-agent fault-run` inside namespace `a`; returns once applied.
+    fn fault(&self, state: &Path, id: &str, spec: &str, duration_ms: u64) -> Child {
+        let mut c = self
+            .cmd(&self.a, &[exe(), "--state-dir", state.to_str().unwrap(), "fault-run", "--id", id, "--duration-ms", &duration_ms.to_string(), "--spec", spec])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(c.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.contains(id), "fault-run did not apply {id}: {line:?}");
+        c
+    }
+
+    fn tables(&self) -> String {
+        out("ip", &["netns", "exec", &self.a, "nft", "list", "tables"])
+    }
+
+    fn root_qdisc(&self) -> String {
+        out("tc", &["-n", &self.a, "qdisc", "show", "dev", &self.va, "root"])
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        let _ = ok("ip", &["netns", "del", &self.a]);
+        let _ = ok("ip", &["netns", "del", &self.b]);
+    }
+}
+
+fn term(mut c: Child) {
+    assert!(ok("kill", &["-TERM", &c.id().to_string()]));
+    let s = c.wait().unwrap();
+    assert!(s.success(), "fault-run exited with {s}");
+}
+
+#[test]
+fn measured_network_loss_drops_the_requested_share_and_leaves_no_table() {
+    let Some(p) = Pair::create("l") else { return };
+    let state = tempfile::tempdir().unwrap();
+    assert!(p.delivery() > 0.99, "the link loses packets before any fault");
+    let f = p.fault(state.path(), "loss30", &format!(r#"{{"network_loss":{{"percent":30.0,"interface":"{}","peers":[],"ports":[]}}}}"#, p.va), 60_000);
+    assert!(p.tables().contains("distdiag-loss30"));
+    let lost = 1.0 - p.delivery();
+    println!("network_loss 30 %: measured {:.1} % lost", lost * 100.0);
+    assert!((lost - 0.30).abs() <= 0.05, "lost {lost:.3}, asked for 0.30");
+    term(f);
+    assert!(!p.tables().contains("distdiag"), "table left after SIGTERM: {}", p.tables());
+    assert!(p.delivery() > 0.99);
+}
+
+#[test]
+fn measured_network_bandwidth_limits_throughput_and_leaves_no_qdisc() {
+    let Some(p) = Pair::create("w") else { return };
+    let state = tempfile::tempdir().unwrap();
+    let before = p.throughput();
+    let f = p.fault(state.path(), "bw", &format!(r#"{{"network_bandwidth":{{"rate_kbit":8000,"interface":"{}"}}}}"#, p.va), 60_000);
+    assert!(p.root_qdisc().contains("7a01:"));
+    let limited = p.throughput();
+    println!("network_bandwidth 8000 kbit/s: {:.0} kB/s (unlimited: {:.0} kB/s)", limited / 1e3, before / 1e3);
+    assert!((limited / 1e6 - 1.0).abs() <= 0.25, "measured {limited:.0} bytes/s, asked for 1000000");
+    term(f);
+    assert!(!p.root_qdisc().contains("7a01:"), "qdisc left: {}", p.root_qdisc());
+}
+
+#[test]
+fn network_faults_end_at_their_deadline_and_after_a_crash_at_the_next_start() {
+    let Some(p) = Pair::create("c") else { return };
+    let state = tempfile::tempdir().unwrap();
+    // The deadline ends it by itself.
+    let spec = format!(r#"{{"network_loss":{{"percent":50.0,"interface":"{}","peers":["10.231.0.0/16"],"ports":[]}}}}"#, p.va);
+    let f = p.fault(state.path(), "short", &spec, 700);
+    assert!(p.tables().contains("distdiag-short"));
+    let s = f.wait_with_output().unwrap();
+    assert!(s.status.success());
+    assert!(!p.tables().contains("distdiag"), "{}", p.tables());
+    // One agent per state directory: a second one is refused.
+    let f = p.fault(state.path(), "crash", &spec, 60_000);
+    let second = p.cmd(&p.a, &[exe(), "--state-dir", state.path().to_str().unwrap(), "fault-run", "--duration-ms", "1000", "--spec", &spec]).output().unwrap();
+    assert_eq!(second.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("in use by another agent"));
+    assert!(p.tables().contains("distdiag-crash"), "the refused second run touched the first one's fault");
+    // SIGKILL: the rules survive the agent...
+    let state_bw = tempfile::tempdir().unwrap();
+    let bw = p.fault(state_bw.path(), "crashbw", &format!(r#"{{"network_bandwidth":{{"rate_kbit":1000,"interface":"{}"}}}}"#, p.va), 60_000);
+    for mut c in [f, bw] {
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+    assert!(p.tables().contains("distdiag-crash"));
+    assert!(p.root_qdisc().contains("7a01:"));
+    // ...until the next start reverts what the journal names.
+    let started = Instant::now();
+    for st in [state.path(), state_bw.path()] {
+        term(p.fault(st, "next", r#"{"cpu_stress":{"workers":1,"load_percent":1}}"#, 60_000));
+        let left = std::fs::read_dir(st.join("faults")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count();
+        assert_eq!(left, 0);
+    }
+    assert!(!p.tables().contains("distdiag"), "{}", p.tables());
+    assert!(!p.root_qdisc().contains("7a01:"), "{}", p.root_qdisc());
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
