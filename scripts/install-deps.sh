@@ -30,8 +30,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
-# Network faults: nftables (loss) and iproute2's tc/ip (bandwidth, test namespaces).
-apt_install nftables iproute2
+# Network faults: nftables (loss), iptables (NFQUEUE for delay), iproute2 (tc, test namespaces).
+apt_install nftables iptables iproute2
 
 if [ "$want" = bench ]; then
   # The comparison tool for the agent's collection cost.

@@ -179,7 +179,8 @@ fn bad_requests_are_refused_and_change_nothing() {
         ("past", cpu.clone(), now - 1),
         ("too-long", cpu.clone(), now + 10 * 3_600_000),
         ("bad/id", cpu.clone(), now + 10_000),
-        ("delay", FaultSpec::NetworkDelay { latency_ms: 100, jitter_ms: 0, interface: None, peers: vec![], ports: vec![] }, now + 10_000),
+        ("jitter-above-latency", FaultSpec::NetworkDelay { latency_ms: 10, jitter_ms: 20, interface: Some("lo".into()), peers: vec![], ports: vec![] }, now + 10_000),
+        ("v6-delay-peer", FaultSpec::NetworkDelay { latency_ms: 10, jitter_ms: 0, interface: Some("lo".into()), peers: vec!["fd00::1".into()], ports: vec![] }, now + 10_000),
         ("no-such-iface", FaultSpec::NetworkBandwidth { rate_kbit: 1000, interface: Some("ddnosuch0".into()) }, now + 10_000),
         ("bad-peer", FaultSpec::NetworkLoss { percent: 5.0, interface: Some("lo".into()), peers: vec!["10.0.0.1; flush ruleset".into()], ports: vec![] }, now + 10_000),
     ];

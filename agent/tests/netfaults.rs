@@ -38,7 +38,7 @@ struct Pair {
 
 impl Pair {
     fn create(tag: &str) -> Option<Pair> {
-        for (cmd, arg) in [("ip", "-V"), ("nft", "--version"), ("tc", "-V"), ("python3", "--version")] {
+        for (cmd, arg) in [("ip", "-V"), ("nft", "--version"), ("iptables", "-V"), ("tc", "-V"), ("python3", "--version")] {
             if !ok(cmd, &[arg]) {
                 println!("SKIP: {cmd} is not available");
                 return None;
@@ -99,6 +99,19 @@ impl Pair {
         rate
     }
 
+    /// Median TCP round-trip time from `a` to an echo server in `b`, in ms.
+    fn rtt_ms(&self) -> f64 {
+        let server = "import socket,sys\nl=socket.socket();l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);l.bind((sys.argv[1],9997));l.listen();print('ready',flush=True)\nc,_=l.accept();c.setsockopt(socket.IPPROTO_TCP,socket.TCP_NODELAY,1)\nwhile True:\n  d=c.recv(16)\n  if not d: break\n  c.sendall(d)";
+        let client = "import socket,sys,time\ns=socket.create_connection((sys.argv[1],9997));s.setsockopt(socket.IPPROTO_TCP,socket.TCP_NODELAY,1);r=[]\nfor i in range(25):\n  t=time.perf_counter();s.sendall(b'x');s.recv(16);r.append((time.perf_counter()-t)*1000)\ns.close();r.sort();print(r[len(r)//2])";
+        let mut srv = self.cmd(&self.b, &["python3", "-c", server, &self.ip_b]).stdout(Stdio::piped()).spawn().unwrap();
+        let mut lines = BufReader::new(srv.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "ready");
+        let out = self.cmd(&self.a, &["python3", "-c", client, &self.ip_b]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        srv.wait().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
     /// `distdiag-agent fault-run` inside namespace `a`; returns once applied.
     fn fault(&self, state: &Path, id: &str, spec: &str, duration_ms: u64) -> Child {
         let mut c = self
@@ -151,6 +164,24 @@ fn measured_network_loss_drops_the_requested_share_and_leaves_no_table() {
 }
 
 #[test]
+fn measured_network_delay_adds_the_configured_latency_through_nfqueue() {
+    let Some(p) = Pair::create("d") else { return };
+    let state = tempfile::tempdir().unwrap();
+    let before = p.rtt_ms();
+    let f = p.fault(state.path(), "delay", &format!(r#"{{"network_delay":{{"latency_ms":100,"jitter_ms":0,"interface":"{}","peers":[],"ports":[]}}}}"#, p.va), 60_000);
+    assert!(out("ip", &["netns", "exec", &p.a, "iptables", "-t", "mangle", "-S", "OUTPUT"]).contains("-j DD-"));
+    let during = p.rtt_ms();
+    let added = during - before;
+    println!("network_delay 100 ms (NFQUEUE): TCP RTT {before:.2} ms -> {during:.2} ms (+{added:.1} ms)");
+    assert!((added - 100.0).abs() <= 20.0, "RTT rose by {added:.1} ms, asked for 100");
+    term(f);
+    let mangle = out("ip", &["netns", "exec", &p.a, "iptables", "-t", "mangle", "-S"]);
+    assert!(!mangle.contains("DD-"), "chain left after SIGTERM: {mangle}");
+    let after = p.rtt_ms();
+    assert!(after < before + 20.0, "RTT after revert {after:.1} ms, before {before:.1} ms");
+}
+
+#[test]
 fn measured_network_bandwidth_limits_throughput_and_leaves_no_qdisc() {
     let Some(p) = Pair::create("w") else { return };
     let state = tempfile::tempdir().unwrap();
@@ -184,20 +215,27 @@ fn network_faults_end_at_their_deadline_and_after_a_crash_at_the_next_start() {
     // SIGKILL: the rules survive the agent...
     let state_bw = tempfile::tempdir().unwrap();
     let bw = p.fault(state_bw.path(), "crashbw", &format!(r#"{{"network_bandwidth":{{"rate_kbit":1000,"interface":"{}"}}}}"#, p.va), 60_000);
-    for mut c in [f, bw] {
+    let state_delay = tempfile::tempdir().unwrap();
+    let delay = p.fault(state_delay.path(), "crashdelay", &format!(r#"{{"network_delay":{{"latency_ms":50,"jitter_ms":10,"interface":"{}","peers":[],"ports":[]}}}}"#, p.va), 60_000);
+    for mut c in [f, bw, delay] {
         c.kill().unwrap();
         c.wait().unwrap();
     }
+    let mangle = || out("ip", &["netns", "exec", &p.a, "iptables", "-t", "mangle", "-S"]);
     assert!(p.tables().contains("distdiag-crash"));
     assert!(p.root_qdisc().contains("7a01:"));
+    assert!(mangle().contains("DD-"));
+    // With nobody on the queue, traffic bypasses it instead of stalling.
+    assert!(p.delivery() > 0.2, "a dead agent's delay queue must not blackhole traffic");
     // ...until the next start reverts what the journal names.
     let started = Instant::now();
-    for st in [state.path(), state_bw.path()] {
+    for st in [state.path(), state_bw.path(), state_delay.path()] {
         term(p.fault(st, "next", r#"{"cpu_stress":{"workers":1,"load_percent":1}}"#, 60_000));
         let left = std::fs::read_dir(st.join("faults")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count();
         assert_eq!(left, 0);
     }
     assert!(!p.tables().contains("distdiag"), "{}", p.tables());
     assert!(!p.root_qdisc().contains("7a01:"), "{}", p.root_qdisc());
+    assert!(!mangle().contains("DD-"), "{}", mangle());
     assert!(started.elapsed() < Duration::from_secs(10));
 }

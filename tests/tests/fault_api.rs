@@ -64,8 +64,8 @@ async fn faults_through_the_api_are_applied_reverted_and_labelled() {
     assert_eq!(s, 422, "{v}");
     assert!(v["error"].as_str().unwrap().contains("available"), "{v}");
     assert!(my_stressors().is_empty());
-    let (s, v) = post(&c, &coord, "/api/anomaly/start", json!({"type": "network_delay", "node": "n1"})).await;
-    assert_eq!(s, 422, "network_delay has no backend on this agent yet: {v}");
+    let (s, v) = post(&c, &coord, "/api/anomaly/start", json!({"type": "network_bandwidth", "node": "n1", "params": {"interface": "ddnosuch0"}})).await;
+    assert_eq!(s, 422, "a limit on an interface the host lacks is refused: {v}");
     let (s, _) = post(&c, &coord, "/api/anomaly/start", json!({"type": "cpu_stress", "node": "n9"})).await;
     assert_eq!(s, 409);
 

@@ -27,6 +27,9 @@ pub struct Entry {
     /// Interfaces on which the fault installs this agent's root qdisc.
     #[serde(default)]
     pub qdiscs: Vec<String>,
+    /// iptables chains of the fault, as "IFACE CHAIN".
+    #[serde(default)]
+    pub iptables: Vec<String>,
 }
 
 pub struct Journal {

@@ -14,6 +14,7 @@ mod disk;
 pub mod journal;
 mod memory;
 mod network;
+mod nfqueue;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -94,11 +95,24 @@ pub(crate) struct Plan {
     nft: Option<(String, String)>,
     /// A bandwidth limit: (interface, kbit/s).
     qdisc: Option<(String, u64)>,
+    /// A delay: the queue, its rules and how long packets are held.
+    delay: Option<DelayPlan>,
+}
+
+struct DelayPlan {
+    queue: u16,
+    latency: Duration,
+    jitter: Duration,
+    iface: String,
+    chain: String,
+    rules: Vec<Vec<String>>,
 }
 
 struct Active {
     entry: Entry,
     children: Vec<Child>,
+    queue: Option<u16>,
+    delayer: Option<nfqueue::Delayer>,
 }
 
 /// A fault as reported to the coordinator.
@@ -164,6 +178,11 @@ fn remove_network(e: &Entry) {
     for t in &e.nft_tables {
         if let Err(error) = network::remove_table(t) {
             tracing::error!(fault = %e.id, table = %t, %error, "cannot delete a fault's nftables table; delete it by hand");
+        }
+    }
+    for c in &e.iptables {
+        if let Err(error) = network::remove_delay_rules(c) {
+            tracing::error!(fault = %e.id, chain = %c, %error, "cannot delete a fault's iptables chain; delete it by hand");
         }
     }
     for i in &e.qdiscs {
@@ -269,13 +288,23 @@ impl FaultEngine {
                 self.require("network_loss")?;
                 let iface = self.iface(interface.as_deref())?;
                 let script = network::loss_script(id, *percent, &iface, peers, ports, self.cfg.control)?;
-                Ok(Plan { workers: Vec::new(), paths: Vec::new(), nft: Some((network::table_name(id), script)), qdisc: None })
+                Ok(Plan { workers: Vec::new(), paths: Vec::new(), nft: Some((network::table_name("netdev", id), script)), qdisc: None, delay: None })
+            }
+            FaultSpec::NetworkDelay { latency_ms, jitter_ms, interface, peers, ports } => {
+                self.require("network_delay")?;
+                let iface = self.iface(interface.as_deref())?;
+                let used: Vec<u16> = self.active.values().filter_map(|a| a.queue).collect();
+                let queue = (nfqueue::QUEUE_BASE..nfqueue::QUEUE_BASE + 999).find(|q| !used.contains(q)).ok_or_else(|| FaultError::Refused("too many delay faults".into()))?;
+                let chain = network::delay_chain(id);
+                let rules = network::delay_rules(&chain, &iface, queue, peers, ports, self.cfg.control)?;
+                let delay = DelayPlan { queue, latency: Duration::from_millis(u64::from(*latency_ms)), jitter: Duration::from_millis(u64::from(*jitter_ms)), iface, chain, rules };
+                Ok(Plan { workers: Vec::new(), paths: Vec::new(), nft: None, qdisc: None, delay: Some(delay) })
             }
             FaultSpec::NetworkBandwidth { rate_kbit, interface } => {
                 self.require("network_bandwidth")?;
                 let iface = self.iface(interface.as_deref())?;
                 network::check_root(&iface)?;
-                Ok(Plan { workers: Vec::new(), paths: Vec::new(), nft: None, qdisc: Some((iface, *rate_kbit)) })
+                Ok(Plan { workers: Vec::new(), paths: Vec::new(), nft: None, qdisc: Some((iface, *rate_kbit)), delay: None })
             }
             FaultSpec::MemoryStress { size } => {
                 let meminfo = std::fs::read_to_string(self.proc_root.join("meminfo")).map_err(|e| FaultError::Refused(format!("cannot read meminfo: {e}")))?;
@@ -290,7 +319,6 @@ impl FaultEngine {
                 let base = path.as_ref().map(PathBuf::from).unwrap_or_else(|| self.disk_root.clone());
                 Ok(disk::plan(*workers, *bytes, &base.join(format!("distdiag-{id}"))))
             }
-            FaultSpec::NetworkDelay { .. } => Err(FaultError::Unsupported("network_delay (no sch_netem, and no NFQUEUE backend yet)".into())),
         }
     }
 
@@ -319,10 +347,11 @@ impl FaultEngine {
             paths: plan.paths.clone(),
             nft_tables: plan.nft.iter().map(|(t, _)| t.clone()).collect(),
             qdiscs: plan.qdisc.iter().map(|(i, _)| i.clone()).collect(),
+            iptables: plan.delay.iter().map(|d| format!("{} {}", d.iface, d.chain)).collect(),
         };
         // Journal first: from here on, any later run knows how to undo this.
         self.journal.write(&entry)?;
-        let mut active = Active { entry: entry.clone(), children: Vec::new() };
+        let mut active = Active { entry: entry.clone(), children: Vec::new(), queue: plan.delay.as_ref().map(|d| d.queue), delayer: None };
         let started = self.start(&plan, &mut entry, &mut active);
         if let Err(e) = started {
             if let Err(undo) = self.undo(active) {
@@ -337,6 +366,11 @@ impl FaultEngine {
     }
 
     fn start(&self, plan: &Plan, entry: &mut Entry, active: &mut Active) -> Result<(), FaultError> {
+        // The queue listens before any packet is sent to it.
+        if let Some(d) = &plan.delay {
+            active.delayer = Some(nfqueue::Delayer::start(d.queue, d.latency, d.jitter)?);
+            network::apply_delay_rules(&d.rules, &d.iface, &d.chain)?;
+        }
         if let Some((_, script)) = &plan.nft {
             network::apply_loss(script)?;
         }
@@ -383,6 +417,8 @@ impl FaultEngine {
         }
         a.entry.paths.iter().for_each(|p| remove_path(p));
         remove_network(&a.entry);
+        // No packet reaches the queue now; release what it still holds.
+        drop(a.delayer.take());
         self.journal.remove(&a.entry.id)
     }
 

@@ -8,8 +8,11 @@
 //! - `network_bandwidth`: an htb root qdisc with this agent's handle `7a01:`
 //!   on the interface, limiting everything but the control connection; revert
 //!   is one `tc qdisc del`.
-//! - `network_delay` needs `sch_netem` or a userspace NFQUEUE backend; neither
-//!   is implemented yet, so it is refused as unsupported.
+//! - `network_delay`: one iptables chain per fault in the mangle table, jumped
+//!   to from OUTPUT for the interface, whose rule sends matching IPv4 packets
+//!   to an NFQUEUE that the agent holds them in (see [`super::nfqueue`]).
+//!   This kind of kernel has neither `sch_netem` nor nftables' `queue`, but
+//!   has the xtables NFQUEUE target.
 //!
 //! The connection to the coordinator is always excluded, so a fault never
 //! cuts the agent off from the revert that ends it.
@@ -61,6 +64,9 @@ pub(super) fn probe() -> Vec<&'static str> {
     if run("nft", &["--version"], None).is_ok() {
         out.push("network_loss");
     }
+    if run("iptables", &["-V"], None).is_ok() && super::nfqueue::available() {
+        out.push("network_delay");
+    }
     if run("tc", &["-V"], None).is_ok() {
         out.push("network_bandwidth");
     }
@@ -92,17 +98,96 @@ fn parse_peer(p: &str) -> Result<(IpAddr, u8), FaultError> {
     Ok((ip, len))
 }
 
-/// The nft table of a loss fault.
-pub(super) fn table_name(id: &str) -> String {
-    format!("distdiag-{id}")
+/// The nft table of a loss fault: "FAMILY NAME", as the journal records it.
+pub(super) fn table_name(family: &str, id: &str) -> String {
+    format!("{family} distdiag-{id}")
 }
 
 /// The nftables script of a loss fault on `iface`. `percent` is applied
 /// with a resolution of 0.01 %.
 pub(super) fn loss_script(id: &str, percent: f32, iface: &str, peers: &[String], ports: &[u16], control: Option<SocketAddr>) -> Result<String, FaultError> {
     validate_iface(iface)?;
+    let head = format!("table {} {{\n  chain egress {{\n    type filter hook egress device \"{iface}\" priority 0; policy accept;\n", table_name("netdev", id));
+    let threshold = (f64::from(percent) * 100.0).round() as u32;
+    script(head, peers, ports, control, &format!("numgen random mod 10000 < {threshold} drop"))
+}
+
+/// The iptables chain of a delay fault (chain names are at most 28
+/// characters, fault ids up to 64): `DD-` and a hash of the id.
+pub(super) fn delay_chain(id: &str) -> String {
+    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("DD-{h:016x}")
+}
+
+/// iptables argument vectors that install a delay fault, in order: a chain
+/// that returns the control connection and sends matching packets to NFQUEUE
+/// `queue` (or lets them pass when nothing listens), and the jump to it from
+/// OUTPUT for `iface`. IPv4 only.
+pub(super) fn delay_rules(chain: &str, iface: &str, queue: u16, peers: &[String], ports: &[u16], control: Option<SocketAddr>) -> Result<Vec<Vec<String>>, FaultError> {
+    validate_iface(iface)?;
+    if ports.len() > 15 {
+        return Err(FaultError::Invalid("network_delay takes at most 15 ports".into()));
+    }
     let peers = peers.iter().map(|p| parse_peer(p)).collect::<Result<Vec<_>, _>>()?;
-    let mut s = format!("table netdev {} {{\n  chain egress {{\n    type filter hook egress device \"{iface}\" priority 0; policy accept;\n", table_name(id));
+    if peers.iter().any(|(ip, _)| ip.is_ipv6()) {
+        return Err(FaultError::Unsupported("network_delay for IPv6 peers".into()));
+    }
+    let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<String>>();
+    let mut rules = vec![s(&["-t", "mangle", "-N", chain])];
+    if let Some(SocketAddr::V4(c)) = control {
+        rules.push(s(&["-t", "mangle", "-A", chain, "-d", &format!("{}/32", c.ip()), "-p", "udp", "--dport", &c.port().to_string(), "-j", "RETURN"]));
+    }
+    let target = ["-j", "NFQUEUE", "--queue-num", &queue.to_string(), "--queue-bypass"].map(String::from);
+    let dests: Vec<Option<String>> = if peers.is_empty() { vec![None] } else { peers.iter().map(|(ip, l)| Some(format!("{ip}/{l}"))).collect() };
+    let list = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+    for d in &dests {
+        let protos: Vec<Option<&str>> = if ports.is_empty() { vec![None] } else { vec![Some("tcp"), Some("udp")] };
+        for proto in protos {
+            let mut r = s(&["-t", "mangle", "-A", chain]);
+            if let Some(d) = d {
+                r.extend(s(&["-d", d]));
+            }
+            if let Some(p) = proto {
+                r.extend(s(&["-p", p, "-m", "multiport", "--dports", &list]));
+            }
+            r.extend(target.iter().cloned());
+            rules.push(r);
+        }
+    }
+    rules.push(s(&["-t", "mangle", "-A", "OUTPUT", "-o", iface, "-j", chain]));
+    Ok(rules)
+}
+
+pub(super) fn apply_delay_rules(rules: &[Vec<String>], iface: &str, chain: &str) -> Result<(), FaultError> {
+    for r in rules {
+        let args: Vec<&str> = r.iter().map(String::as_str).collect();
+        if let Err(e) = run("iptables", &args, None) {
+            let _ = remove_delay_rules(&format!("{iface} {chain}"));
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Removes a delay fault's jump and chain, recorded as "IFACE CHAIN".
+pub(super) fn remove_delay_rules(recorded: &str) -> Result<(), FaultError> {
+    let (iface, chain) = recorded.split_once(' ').filter(|(_, c)| c.starts_with("DD-")).ok_or_else(|| FaultError::Journal(format!("not a chain of this agent: {recorded:?}")))?;
+    validate_iface(iface)?;
+    let gone = |m: &str| m.contains("No chain") || m.contains("does not exist") || m.contains("Bad rule") || m.contains("No such file");
+    for args in [vec!["-t", "mangle", "-D", "OUTPUT", "-o", iface, "-j", chain], vec!["-t", "mangle", "-F", chain], vec!["-t", "mangle", "-X", chain]] {
+        match run("iptables", &args, None) {
+            Ok(_) => {}
+            Err(FaultError::Spawn(m)) if gone(&m) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A fault's chain: accept the control connection, then `action` on what matches.
+fn script(head: String, peers: &[String], ports: &[u16], control: Option<SocketAddr>, action: &str) -> Result<String, FaultError> {
+    let peers = peers.iter().map(|p| parse_peer(p)).collect::<Result<Vec<_>, _>>()?;
+    let mut s = head;
     if let Some(c) = control {
         let fam = if c.is_ipv4() { "ip" } else { "ip6" };
         s.push_str(&format!("    {fam} daddr {} udp dport {} accept\n", c.ip(), c.port()));
@@ -114,8 +199,7 @@ pub(super) fn loss_script(id: &str, percent: f32, iface: &str, peers: &[String],
         let list: Vec<String> = ports.iter().map(u16::to_string).collect();
         matches.push_str(&format!("meta l4proto {{ tcp, udp }} th dport {{ {} }} ", list.join(", ")));
     }
-    let threshold = (f64::from(percent) * 100.0).round() as u32;
-    let tail = format!("numgen random mod 10000 < {threshold} drop");
+    let tail = action;
     if peers.is_empty() {
         s.push_str(&format!("    {matches}{tail}\n"));
     } else {
@@ -134,8 +218,10 @@ pub(super) fn apply_loss(script: &str) -> Result<(), FaultError> {
     run("nft", &["-f", "-"], Some(script)).map(|_| ())
 }
 
+/// Deletes a table recorded as "FAMILY NAME".
 pub(super) fn remove_table(table: &str) -> Result<(), FaultError> {
-    match run("nft", &["delete", "table", "netdev", table], None) {
+    let (family, name) = table.split_once(' ').filter(|(f, n)| *f == "netdev" && n.starts_with("distdiag-")).ok_or_else(|| FaultError::Journal(format!("not a table of this agent: {table:?}")))?;
+    match run("nft", &["delete", "table", family, name], None) {
         Ok(_) => Ok(()),
         Err(FaultError::Spawn(m)) if m.contains("No such file") => Ok(()),
         Err(e) => Err(e),
@@ -208,13 +294,30 @@ mod tests {
     fn loss_scripts_exclude_the_control_connection_and_match_what_was_asked() {
         let control = Some("10.1.2.3:7400".parse().unwrap());
         let s = loss_script("f1", 12.5, "eth0", &["10.0.0.0/24".into(), "fd00::1".into()], &[3306], control).unwrap();
-        assert!(s.contains("table netdev distdiag-f1"), "{s}");
+        assert!(s.contains("table netdev distdiag-f1 {"), "{s}");
         assert!(s.contains("hook egress device \"eth0\""), "{s}");
         assert!(s.contains("ip daddr 10.1.2.3 udp dport 7400 accept"), "{s}");
         assert!(s.contains("meta l4proto { tcp, udp } th dport { 3306 } ip daddr { 10.0.0.0/24 } numgen random mod 10000 < 1250 drop"), "{s}");
         assert!(s.contains("ip6 daddr { fd00::1/128 }"), "{s}");
         // The accept comes before any drop.
         assert!(s.find("accept").unwrap() < s.find("drop").unwrap());
+    }
+
+    #[test]
+    fn delay_rules_return_the_control_connection_first_and_queue_the_rest() {
+        let control = Some("10.1.2.3:7400".parse().unwrap());
+        let chain = delay_chain(&"x".repeat(64));
+        assert!(chain.len() <= 28 && chain.starts_with("DD-"));
+        assert_ne!(delay_chain("a"), delay_chain("b"));
+        let r = delay_rules(&chain, "eth0", 31_000, &["10.0.0.0/24".into()], &[3306, 33060], control).unwrap();
+        let lines: Vec<String> = r.iter().map(|v| v.join(" ")).collect();
+        assert_eq!(lines[0], format!("-t mangle -N {chain}"));
+        assert_eq!(lines[1], format!("-t mangle -A {chain} -d 10.1.2.3/32 -p udp --dport 7400 -j RETURN"));
+        assert_eq!(lines[2], format!("-t mangle -A {chain} -d 10.0.0.0/24 -p tcp -m multiport --dports 3306,33060 -j NFQUEUE --queue-num 31000 --queue-bypass"));
+        assert_eq!(lines[3], format!("-t mangle -A {chain} -d 10.0.0.0/24 -p udp -m multiport --dports 3306,33060 -j NFQUEUE --queue-num 31000 --queue-bypass"));
+        assert_eq!(lines.last().unwrap(), &format!("-t mangle -A OUTPUT -o eth0 -j {chain}"));
+        assert!(delay_rules(&chain, "eth0", 1, &["fd00::1".into()], &[], None).is_err());
+        assert!(delay_rules(&chain, "eth 0", 1, &[], &[], None).is_err());
         assert!(loss_script("f", 5.0, "bad iface name", &[], &[], None).is_err());
         assert!(loss_script("f", 5.0, "eth0", &["10.0.0.1; flush ruleset".into()], &[], None).is_err());
         assert!(loss_script("f", 5.0, "eth0", &["10.0.0.0/33".into()], &[], None).is_err());
