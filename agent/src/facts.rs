@@ -25,8 +25,8 @@ pub fn host_facts(roots: &Roots) -> HostFacts {
     }
 }
 
-/// What this agent can do here: the cgroup layout and the fault types its
-/// fault engine can apply.
-pub fn capabilities(roots: &Roots, fault_backends: Vec<String>) -> Capabilities {
-    Capabilities { cgroup: detect_cgroup_version(&roots.cgroup), fault_backends }
+/// What this agent can do here: the cgroup layout, CAP_NET_ADMIN, and the
+/// fault types its fault engine can apply.
+pub fn capabilities(roots: &Roots, fault_backends: Vec<distdiag_common::proto::FaultBackend>) -> Capabilities {
+    Capabilities { cgroup: detect_cgroup_version(&roots.cgroup), net_admin: crate::fault::has_net_admin(), fault_backends }
 }

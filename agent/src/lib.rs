@@ -68,7 +68,7 @@ pub struct Shared {
     status: Mutex<Status>,
     outbox: Mutex<VecDeque<AgentMsg>>,
     faults: mpsc::Sender<FaultCmd>,
-    fault_backends: Vec<String>,
+    fault_backends: Vec<distdiag_common::proto::FaultBackend>,
     /// Woken when rows or messages are added, or rows acknowledged.
     pub wake: Notify,
 }
@@ -117,7 +117,7 @@ impl Shared {
             self.post(fault_status(id, FaultState::Refused, "the agent's fault queue is full".into()));
         }
     }
-    pub fn fault_backends(&self) -> Vec<String> {
+    pub fn fault_backends(&self) -> Vec<distdiag_common::proto::FaultBackend> {
         self.fault_backends.clone()
     }
 }

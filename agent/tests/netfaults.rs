@@ -239,3 +239,79 @@ fn network_faults_end_at_their_deadline_and_after_a_crash_at_the_next_start() {
     assert!(!mangle().contains("DD-"), "{}", mangle());
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// What a fault run left behind: journal entries, files, stressors, rules.
+fn leftovers(p: &Pair, state: &Path, runner: u32) -> Vec<String> {
+    let mut left = Vec::new();
+    let journal = std::fs::read_dir(state.join("faults")).map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count()).unwrap_or(0);
+    if journal > 0 {
+        left.push(format!("{journal} journal entries"));
+    }
+    if std::fs::read_dir(state.join("fault-disk")).is_ok_and(|mut d| d.next().is_some()) {
+        left.push("disk stress files".into());
+    }
+    let me = runner.to_string();
+    let workers = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            args.iter().any(|a| *a == b"stress-worker") && args.windows(2).any(|w| w[0] == b"--parent" && w[1] == me.as_bytes())
+        })
+        .count();
+    if workers > 0 {
+        left.push(format!("{workers} stressor processes"));
+    }
+    if p.tables().contains("distdiag") {
+        left.push("nftables table".into());
+    }
+    if out("ip", &["netns", "exec", &p.a, "iptables", "-t", "mangle", "-S"]).contains("DD-") {
+        left.push("iptables chain".into());
+    }
+    if p.root_qdisc().contains("7a01:") {
+        left.push("qdisc".into());
+    }
+    left
+}
+
+#[test]
+fn every_fault_leaves_nothing_behind_on_every_local_exit_path() {
+    let Some(p) = Pair::create("m") else { return };
+    let va = p.va.clone();
+    let faults = [
+        ("cpu_stress", r#"{"cpu_stress":{"workers":2,"load_percent":20}}"#.to_owned()),
+        ("memory_stress", r#"{"memory_stress":{"size":{"bytes":33554432}}}"#.to_owned()),
+        ("disk_stress", r#"{"disk_stress":{"workers":1,"bytes":4194304,"path":null}}"#.to_owned()),
+        ("network_loss", format!(r#"{{"network_loss":{{"percent":20.0,"interface":"{va}","peers":[],"ports":[]}}}}"#)),
+        ("network_bandwidth", format!(r#"{{"network_bandwidth":{{"rate_kbit":4000,"interface":"{va}"}}}}"#)),
+        ("network_delay", format!(r#"{{"network_delay":{{"latency_ms":30,"jitter_ms":5,"interface":"{va}","peers":[],"ports":[]}}}}"#)),
+    ];
+    let mut rows = Vec::new();
+    for (kind, spec) in &faults {
+        for path in ["deadline", "SIGTERM", "SIGKILL + restart"] {
+            let state = tempfile::tempdir().unwrap();
+            let f = p.fault(state.path(), "m", spec, if path == "deadline" { 600 } else { 60_000 });
+            let runner = f.id();
+            match path {
+                "deadline" => assert!(f.wait_with_output().unwrap().status.success()),
+                "SIGTERM" => term(f),
+                _ => {
+                    let mut f = f;
+                    f.kill().unwrap();
+                    f.wait().unwrap();
+                    // Stressors die with the agent; the next start reverts the rest.
+                    let end = Instant::now() + Duration::from_secs(3);
+                    while Instant::now() < end && leftovers(&p, state.path(), runner).iter().any(|l| l.contains("stressor")) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    term(p.fault(state.path(), "next", r#"{"cpu_stress":{"workers":1,"load_percent":1}}"#, 60_000));
+                }
+            }
+            let left = leftovers(&p, state.path(), runner);
+            rows.push(format!("| {kind} | {path} | {} |", if left.is_empty() { "none".to_owned() } else { left.join(", ") }));
+        }
+    }
+    println!("| fault | exit path | left behind |\n|---|---|---|\n{}", rows.join("\n"));
+    assert!(rows.iter().all(|r| r.ends_with("| none |")), "leftovers:\n{}", rows.join("\n"));
+}

@@ -140,7 +140,7 @@ mod tests {
             version,
             node: "n1".into(),
             host: HostFacts { hostname: "h".into(), kernel: "6.1".into(), cpus: 2, mem_total_bytes: 1 << 30, boot_time_s: 1, agent_version: "0.1.0".into() },
-            capabilities: Capabilities { cgroup: CgroupVersion::V1, fault_backends: vec![] },
+            capabilities: Capabilities { cgroup: CgroupVersion::V1, net_admin: false, fault_backends: vec![] },
             catalog: vec![MetricDesc { name: "cpu.user".into(), kind: MetricKind::Counter, unit: "seconds".into() }],
             interval_ms: 1000,
         }

@@ -15,7 +15,8 @@ use crate::catalog::MetricDesc;
 use crate::fault::{FaultSpec, FaultState};
 
 /// Version of this protocol; a peer with another version is refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// 2: capabilities name each fault backend's mechanism and CAP_NET_ADMIN.
+pub const PROTOCOL_VERSION: u16 = 2;
 /// TLS ALPN identifier of the protocol.
 pub const ALPN: &[u8] = b"distdiag/1";
 /// Default hard limit for one frame's payload.
@@ -43,12 +44,23 @@ pub enum CgroupVersion {
     Hybrid,
 }
 
-/// What the agent found it can do on this host.
+/// A fault type the agent can apply, and how it does it here.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct FaultBackend {
+    /// The fault type (`cpu_stress`, `network_delay`, ...).
+    pub kind: String,
+    /// The mechanism, e.g. `stress-worker processes`, `nfqueue (no sch_netem)`.
+    pub mechanism: String,
+}
+
+/// What the agent found it can do on this host, probed at start.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct Capabilities {
     pub cgroup: CgroupVersion,
-    /// Names of the fault backends the agent found usable (empty when it has none).
-    pub fault_backends: Vec<String>,
+    /// Whether the agent may change network settings (CAP_NET_ADMIN).
+    pub net_admin: bool,
+    /// The fault types the agent can apply (empty when it has none).
+    pub fault_backends: Vec<FaultBackend>,
 }
 
 /// First message of every connection.

@@ -21,7 +21,11 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>)> {
             boot_time_s: 1_700_000_000,
             agent_version: "0.1.0".into(),
         },
-        capabilities: Capabilities { cgroup: CgroupVersion::V2, fault_backends: vec!["tbf".into()] },
+        capabilities: Capabilities {
+            cgroup: CgroupVersion::V2,
+            net_admin: true,
+            fault_backends: vec![FaultBackend { kind: "network_delay".into(), mechanism: "nfqueue".into() }],
+        },
         catalog: vec![MetricDesc::counter("cpu.user", "seconds"), MetricDesc::gauge("mem.available", "bytes")],
         interval_ms: 1000,
     });
@@ -55,7 +59,7 @@ fn hex(b: &[u8]) -> String {
 
 #[test]
 fn wire_bytes_match_the_golden_fixture() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wire_v1.txt");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/wire_v{PROTOCOL_VERSION}.txt"));
     let now: String = fixtures().iter().map(|(n, b)| format!("{n} {}\n", hex(b))).collect();
     if std::env::var_os("DISTDIAG_BLESS").is_some() {
         std::fs::write(&path, &now).unwrap();

@@ -126,3 +126,92 @@ async fn faults_through_the_api_are_applied_reverted_and_labelled() {
     assert!(closed.iter().any(|r| r["state"] == "refused" && r["type"] == "memory_stress"));
     agent.stop(Duration::from_secs(2)).await;
 }
+
+/// An idle veth pair in the host's namespace (no addresses), for network
+/// faults that must not touch real traffic. (This kernel has no dummy driver.)
+struct Dummy(String);
+
+impl Dummy {
+    fn create() -> Option<Dummy> {
+        let n = std::process::id() % 10_000;
+        let (name, peer) = (format!("ddva{n}"), format!("ddvb{n}"));
+        let ok = |args: &[&str]| std::process::Command::new("ip").args(args).status().is_ok_and(|s| s.success());
+        (ok(&["link", "add", &name, "type", "veth", "peer", "name", &peer]) && ok(&["link", "set", &name, "up"]) && ok(&["link", "set", &peer, "up"])).then_some(Dummy(name))
+    }
+}
+
+impl Drop for Dummy {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["link", "del", &self.0]).status();
+    }
+}
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd).args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+}
+
+/// What the host holds for a fault of `kind` with id `id`.
+fn artifact(kind: &str, id: &str, iface: &str, state: &std::path::Path) -> bool {
+    match kind {
+        "network_loss" => sh("nft", &["list", "tables"]).contains(&format!("distdiag-{id}")),
+        "network_bandwidth" => sh("tc", &["qdisc", "show", "dev", iface, "root"]).contains("7a01:"),
+        "network_delay" => sh("iptables", &["-t", "mangle", "-S", "OUTPUT"]).contains(&format!("-o {iface} -j DD-")),
+        "disk_stress" => state.join(format!("fault-disk/distdiag-{id}")).exists(),
+        _ => !my_stressors().is_empty(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_is_undone_by_api_stop_and_by_the_dead_man_switch() {
+    let Some(dummy) = Dummy::create() else {
+        println!("SKIP: cannot create a veth pair (not root?)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("coord");
+    let certs = make_certs(&data.join("certs"), &["n1"]);
+    let (api, quic) = free_ports();
+    let mut coord = Coordinator::start(&data, api, quic, &[]);
+    let state = tmp.path().join("agent");
+    let mut cfg = agent_config("n1", &certs, quic, &state, 200);
+    cfg.fault.deadman_grace_ms = 1_500;
+    let agent = distdiag_agent::start(cfg, None).await.unwrap();
+    assert!(eventually(Duration::from_secs(10), || agent.status().connected).await);
+    let c = reqwest::Client::new();
+    let iface = dummy.0.clone();
+    let kinds: Vec<(&str, Value)> = vec![
+        ("cpu_stress", json!({"load_percent": 10})),
+        ("memory_stress", json!({"bytes": 33554432})),
+        ("disk_stress", json!({"bytes": 4194304})),
+        ("network_loss", json!({"percent": 20.0, "interface": iface})),
+        ("network_bandwidth", json!({"rate_kbit": 4000, "interface": iface})),
+        ("network_delay", json!({"latency_ms": 30, "interface": iface})),
+    ];
+    let mut rows = Vec::new();
+    // API stop, one fault at a time.
+    for (kind, params) in &kinds {
+        let (s, v) = post(&c, &coord, "/api/anomaly/start", json!({"type": kind, "params": params})).await;
+        assert_eq!(s, 200, "{kind}: {v}");
+        let id = v["anomalies"][0]["id"].as_str().unwrap().to_owned();
+        assert!(artifact(kind, &id, &iface, &state), "{kind} not in effect");
+        let (s, v) = post(&c, &coord, "/api/anomaly/stop", json!({"id": id})).await;
+        assert_eq!(s, 200, "{kind}: {v}");
+        let left = artifact(kind, &id, &iface, &state);
+        rows.push(format!("| {kind} | API stop | {} |", if left { "yes" } else { "none" }));
+    }
+    // All at once, then the coordinator dies: the dead-man switch reverts them.
+    let mut ids = Vec::new();
+    for (kind, params) in &kinds {
+        let (s, v) = post(&c, &coord, "/api/anomaly/start", json!({"type": kind, "params": params, "duration": "10m"})).await;
+        assert_eq!(s, 200, "{kind}: {v}");
+        ids.push((*kind, v["anomalies"][0]["id"].as_str().unwrap().to_owned()));
+    }
+    coord.kill9();
+    let undone = eventually(Duration::from_secs(10), || ids.iter().all(|(k, id)| !artifact(k, id, &iface, &state))).await;
+    for (kind, id) in &ids {
+        rows.push(format!("| {kind} | coordinator killed (dead-man) | {} |", if artifact(kind, id, &iface, &state) { "yes" } else { "none" }));
+    }
+    println!("| fault | exit path | left behind |\n|---|---|---|\n{}", rows.join("\n"));
+    assert!(undone && rows.iter().all(|r| r.ends_with("| none |")), "{}", rows.join("\n"));
+    agent.stop(Duration::ZERO).await;
+}

@@ -64,7 +64,10 @@ async fn faults_apply_revert_and_fall_to_the_dead_man_switch() {
         let c = peer.recv.read_chunk(1 << 16, true).await.unwrap().unwrap();
         peer.dec.push(&c.bytes);
     };
-    assert!(hello.capabilities.fault_backends.contains(&"cpu_stress".to_string()), "{:?}", hello.capabilities);
+    assert!(hello.capabilities.fault_backends.iter().any(|b| b.kind == "cpu_stress"), "{:?}", hello.capabilities);
+    assert!(hello.capabilities.net_admin, "tests run as root: {:?}", hello.capabilities);
+    let delay = hello.capabilities.fault_backends.iter().find(|b| b.kind == "network_delay");
+    assert!(delay.is_some_and(|b| b.mechanism.contains("NFQUEUE")), "{:?}", hello.capabilities);
     peer.send(&CoordMsg::Welcome { node: "n1".into(), max_frame: DEFAULT_MAX_FRAME }).await;
 
     let now = distdiag_agent::now_ms();

@@ -14,6 +14,8 @@ mod disk;
 pub mod journal;
 mod memory;
 mod network;
+
+pub use network::has_net_admin;
 mod nfqueue;
 
 use std::collections::BTreeMap;
@@ -238,13 +240,20 @@ impl FaultEngine {
         Ok((FaultEngine { cfg, journal, exe, disk_root, proc_root: proc_root.to_owned(), net_backends, active: BTreeMap::new() }, reverted))
     }
 
-    /// Fault types this engine can apply.
-    pub fn backends(&self) -> Vec<String> {
+    /// Fault types this engine can apply, with the mechanism behind each.
+    pub fn backends(&self) -> Vec<distdiag_common::proto::FaultBackend> {
         if !self.cfg.enabled {
             return Vec::new();
         }
-        let mut v: Vec<String> = ["cpu_stress", "memory_stress", "disk_stress"].map(String::from).to_vec();
-        v.extend(self.net_backends.iter().map(|s| (*s).to_owned()));
+        let b = |kind: &str, mechanism: &str| distdiag_common::proto::FaultBackend { kind: kind.to_owned(), mechanism: mechanism.to_owned() };
+        let mut v = vec![b("cpu_stress", "stress-worker processes"), b("memory_stress", "stress-worker processes"), b("disk_stress", "stress-worker processes")];
+        for kind in &self.net_backends {
+            v.push(match *kind {
+                "network_loss" => b(kind, "nftables netdev egress, numgen"),
+                "network_bandwidth" => b(kind, "tc htb"),
+                _ => b(kind, "iptables NFQUEUE held in the agent (no sch_netem)"),
+            });
+        }
         v
     }
 

@@ -50,7 +50,7 @@ pub(super) fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<S
 }
 
 /// Whether this process may change network settings (CAP_NET_ADMIN).
-pub(super) fn has_net_admin() -> bool {
+pub fn has_net_admin() -> bool {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).is_some_and(|caps| caps & (1 << 12) != 0)
 }

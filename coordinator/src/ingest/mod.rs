@@ -232,7 +232,8 @@ async fn session(ingest: &Arc<Ingest>, conn: &quinn::Connection, node: &str) -> 
     if let Some(old) = ingest.registry.insert(node, conn.clone(), control_tx) {
         old.close(CLOSE_NORMAL.into(), b"replaced by a newer connection of the same node");
     }
-    info!(metrics = width, interval_ms = hello.interval_ms, faults = ?hello.capabilities.fault_backends, "agent connected");
+    let faults: Vec<&str> = hello.capabilities.fault_backends.iter().map(|b| b.kind.as_str()).collect();
+    info!(metrics = width, interval_ms = hello.interval_ms, ?faults, "agent connected");
 
     let sender = tokio::spawn(send_loop(ingest.clone(), conn.clone(), send, out_rx, node.to_owned()));
     let mut catalog = hello.catalog.clone();
