@@ -153,9 +153,11 @@ impl Config {
         if !(1_000..=3_600_000).contains(&f.deadman_grace_ms) {
             return invalid(format!("fault.deadman_grace_ms = {} is outside 1000..=3600000", f.deadman_grace_ms));
         }
-        if let Some(p) = &self.collect.cgroup_path {
-            if p.split('/').any(|c| c == "..") {
-                return invalid(format!("collect.cgroup_path {p:?} must not contain '..'"));
+        for (field, p) in [("collect.cgroup_path", &self.collect.cgroup_path), ("fault.cgroup_path", &self.fault.cgroup_path)] {
+            if let Some(p) = p {
+                if p.split('/').any(|c| c == "..") {
+                    return invalid(format!("{field} {p:?} must not contain '..'"));
+                }
             }
         }
         Ok(())

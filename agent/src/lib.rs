@@ -165,6 +165,7 @@ pub async fn start(cfg: Config, tap: Option<mpsc::UnboundedSender<Row>>) -> Resu
     let buffer = Buffer::open(&cfg.state_dir.join("spill"), cfg.buffer_limits()).map_err(|e| AgentError::Setup(e.to_string()))?;
     // Network faults never touch the connection to the coordinator.
     let mut fault_cfg = cfg.fault.clone();
+    fault_cfg.cgroup_root = cfg.collect.cgroup_root.clone();
     fault_cfg.control = std::net::ToSocketAddrs::to_socket_addrs(cfg.uplink.coordinator.as_str()).ok().and_then(|mut a| a.next());
     // Reverts whatever a crashed earlier run left behind, before anything else.
     let (engine, leftovers) = FaultEngine::open(fault_cfg, &cfg.state_dir, &cfg.collect.procfs_root).map_err(|e| AgentError::Setup(e.to_string()))?;

@@ -185,7 +185,9 @@ fn fault_run(cfg: &Config, spec: &str, duration_ms: u64, id: &str) -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
-    let (mut engine, leftovers) = match FaultEngine::open(cfg.fault.clone(), &cfg.state_dir, &cfg.collect.procfs_root) {
+    let mut fault_cfg = cfg.fault.clone();
+    fault_cfg.cgroup_root = cfg.collect.cgroup_root.clone();
+    let (mut engine, leftovers) = match FaultEngine::open(fault_cfg, &cfg.state_dir, &cfg.collect.procfs_root) {
         Ok(e) => e,
         Err(e) => return usage(e),
     };

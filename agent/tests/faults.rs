@@ -21,8 +21,8 @@ fn now_ms() -> i64 {
     distdiag_agent::now_ms()
 }
 
-fn engine(state: &Path, cgroup_procs: Option<PathBuf>) -> FaultEngine {
-    let cfg = FaultConfig { worker_exe: Some(exe()), cgroup_procs, ..FaultConfig::default() };
+fn engine(state: &Path, cgroup_path: Option<String>) -> FaultEngine {
+    let cfg = FaultConfig { worker_exe: Some(exe()), cgroup_path, ..FaultConfig::default() };
     FaultEngine::open(cfg, state, Path::new("/proc")).unwrap().0
 }
 
@@ -58,36 +58,46 @@ fn io_write_bytes(pid: u32) -> u64 {
     s.lines().find_map(|l| l.strip_prefix("write_bytes: ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
-/// A throwaway CPU-accounting cgroup (v2, or v1 cpuacct).
+/// A throwaway cgroup: on v2 one directory; on v1 the same path in the
+/// cpuacct and memory hierarchies.
 struct TestCgroup {
-    dir: PathBuf,
-    procs: PathBuf,
+    name: String,
+    dirs: Vec<PathBuf>,
     v2: bool,
 }
 
 impl TestCgroup {
     fn create(name: &str) -> Option<TestCgroup> {
         let root = Path::new("/sys/fs/cgroup");
-        let (dir, v2) = if root.join("cgroup.controllers").exists() { (root.join(name), true) } else { (root.join("cpuacct").join(name), false) };
-        std::fs::create_dir(&dir).ok()?;
-        Some(TestCgroup { procs: dir.join("cgroup.procs"), dir, v2 })
+        let v2 = root.join("cgroup.controllers").exists();
+        let dirs: Vec<PathBuf> = if v2 { vec![root.join(name)] } else { vec![root.join("cpuacct").join(name), root.join("memory").join(name)] };
+        for d in &dirs {
+            std::fs::create_dir(d).ok()?;
+        }
+        Some(TestCgroup { name: name.to_owned(), dirs, v2 })
+    }
+
+    fn procs(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dirs[i].join("cgroup.procs")).unwrap_or_default()
     }
 
     /// CPU seconds used by the group so far.
     fn usage(&self) -> f64 {
         if self.v2 {
-            let s = std::fs::read_to_string(self.dir.join("cpu.stat")).unwrap();
+            let s = std::fs::read_to_string(self.dirs[0].join("cpu.stat")).unwrap();
             s.lines().find_map(|l| l.strip_prefix("usage_usec ")).unwrap().trim().parse::<f64>().unwrap() / 1e6
         } else {
-            std::fs::read_to_string(self.dir.join("cpuacct.usage")).unwrap().trim().parse::<f64>().unwrap() / 1e9
+            std::fs::read_to_string(self.dirs[0].join("cpuacct.usage")).unwrap().trim().parse::<f64>().unwrap() / 1e9
         }
     }
 }
 
 impl Drop for TestCgroup {
     fn drop(&mut self) {
-        let _ = wait_until(Duration::from_secs(2), || std::fs::read_to_string(&self.procs).map(|s| s.trim().is_empty()).unwrap_or(true));
-        let _ = std::fs::remove_dir(&self.dir);
+        for (i, d) in self.dirs.iter().enumerate() {
+            let _ = wait_until(Duration::from_secs(2), || self.procs(i).trim().is_empty());
+            let _ = std::fs::remove_dir(d);
+        }
     }
 }
 
@@ -98,8 +108,13 @@ fn measured_cpu_stress_loads_its_cgroup_as_requested() {
         return;
     };
     let state = tempfile::tempdir().unwrap();
-    let mut e = engine(state.path(), Some(cg.procs.clone()));
+    let mut e = engine(state.path(), Some(cg.name.clone()));
     e.apply("cpu", &FaultSpec::CpuStress { workers: 1, load_percent: 50 }, now_ms() + 30_000, now_ms()).unwrap();
+    // The stressor joined the cgroup in every hierarchy (v1) or the one directory (v2).
+    let pid = e.pids("cpu")[0].to_string();
+    for i in 0..cg.dirs.len() {
+        assert!(cg.procs(i).lines().any(|l| l == pid), "stressor not in {}", cg.dirs[i].display());
+    }
     std::thread::sleep(Duration::from_millis(300));
     let (u0, t0) = (cg.usage(), Instant::now());
     std::thread::sleep(Duration::from_secs(2));
@@ -109,6 +124,11 @@ fn measured_cpu_stress_loads_its_cgroup_as_requested() {
     let pids = e.pids("cpu");
     assert!(e.revert("cpu").unwrap());
     assert!(pids.iter().all(|p| !alive(*p)));
+    assert_eq!(journal_len(state.path()), 0);
+    // A cgroup that does not exist is refused before anything starts.
+    drop(e);
+    let mut e = engine(state.path(), Some("distdiag-no-such-cgroup".into()));
+    assert!(e.apply("x", &FaultSpec::CpuStress { workers: 1, load_percent: 5 }, now_ms() + 5_000, now_ms()).is_err());
     assert_eq!(journal_len(state.path()), 0);
 }
 

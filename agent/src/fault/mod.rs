@@ -46,9 +46,13 @@ pub struct FaultConfig {
     /// Where disk_stress writes when the request names no path
     /// (default: `<state_dir>/fault-disk`).
     pub disk_dir: Option<PathBuf>,
-    /// A `cgroup.procs` (v2) or `tasks`/`cgroup.procs` (v1) file stressor
-    /// processes are written to, e.g. the database's cgroup.
-    pub cgroup_procs: Option<PathBuf>,
+    /// A cgroup for stressor processes, relative to the cgroup root — e.g.
+    /// the database's, `system.slice/mariadb.service`. On cgroup v2 it is one
+    /// directory; on v1 the process joins it in every hierarchy (cpu,
+    /// cpuacct, memory, blkio, ...) where that path exists.
+    pub cgroup_path: Option<String>,
+    /// Where cgroups are mounted.
+    pub cgroup_root: PathBuf,
     /// The executable started as `stress-worker` (default: this program).
     #[serde(skip)]
     pub worker_exe: Option<PathBuf>,
@@ -65,7 +69,8 @@ impl Default for FaultConfig {
             deadman_grace_ms: 30_000,
             memory_margin_bytes: 256 << 20,
             disk_dir: None,
-            cgroup_procs: None,
+            cgroup_path: None,
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             worker_exe: None,
             control: None,
         }
@@ -348,6 +353,7 @@ impl FaultEngine {
             return Err(FaultError::Invalid(format!("the deadline is {} s away; this agent allows at most {} s", (deadline_ms - now_ms) / 1000, self.cfg.max_duration_ms / 1000)));
         }
         let plan = self.plan(id, spec)?;
+        let cgroups = if plan.workers.is_empty() { Vec::new() } else { self.cgroup_procs_files()? };
         let mut entry = Entry {
             id: id.to_owned(),
             spec: spec.clone(),
@@ -361,7 +367,7 @@ impl FaultEngine {
         // Journal first: from here on, any later run knows how to undo this.
         self.journal.write(&entry)?;
         let mut active = Active { entry: entry.clone(), children: Vec::new(), queue: plan.delay.as_ref().map(|d| d.queue), delayer: None };
-        let started = self.start(&plan, &mut entry, &mut active);
+        let started = self.start(&plan, &cgroups, &mut entry, &mut active);
         if let Err(e) = started {
             if let Err(undo) = self.undo(active) {
                 tracing::error!(fault = %id, error = %undo, "cleanup after a failed start failed");
@@ -374,7 +380,7 @@ impl FaultEngine {
         Ok(())
     }
 
-    fn start(&self, plan: &Plan, entry: &mut Entry, active: &mut Active) -> Result<(), FaultError> {
+    fn start(&self, plan: &Plan, cgroups: &[PathBuf], entry: &mut Entry, active: &mut Active) -> Result<(), FaultError> {
         // The queue listens before any packet is sent to it.
         if let Some(d) = &plan.delay {
             active.delayer = Some(nfqueue::Delayer::start(d.queue, d.latency, d.jitter)?);
@@ -408,11 +414,30 @@ impl FaultEngine {
                 active.entry.pgid = entry.pgid;
                 self.journal.write(entry)?;
             }
-            if let Some(procs) = &self.cfg.cgroup_procs {
+            for procs in cgroups {
                 std::fs::write(procs, pid.to_string()).map_err(|e| FaultError::Spawn(format!("cannot move stressor {pid} into {}: {e}", procs.display())))?;
             }
         }
         Ok(())
+    }
+
+    /// The `cgroup.procs` files stressors are written to (none without a
+    /// configured cgroup path).
+    fn cgroup_procs_files(&self) -> Result<Vec<PathBuf>, FaultError> {
+        let Some(rel) = &self.cfg.cgroup_path else { return Ok(Vec::new()) };
+        let rel = rel.trim_matches('/');
+        let root = &self.cfg.cgroup_root;
+        let files: Vec<PathBuf> = if root.join("cgroup.controllers").exists() {
+            vec![root.join(rel).join("cgroup.procs")]
+        } else {
+            std::fs::read_dir(root)
+                .map(|d| d.flatten().map(|e| e.path().join(rel).join("cgroup.procs")).filter(|p| p.exists()).collect())
+                .unwrap_or_default()
+        };
+        if files.is_empty() || !files.iter().all(|f| f.exists()) {
+            return Err(FaultError::Refused(format!("cgroup {rel:?} does not exist under {}", root.display())));
+        }
+        Ok(files)
     }
 
     /// Stops a fault's processes, removes its files and its journal entry.
