@@ -114,8 +114,21 @@ impl Pair {
 
     /// `distdiag-agent fault-run` inside namespace `a`; returns once applied.
     fn fault(&self, state: &Path, id: &str, spec: &str, duration_ms: u64) -> Child {
+        self.fault_with(state, id, spec, duration_ms, None)
+    }
+
+    /// The same with a delay backend forced through a config file.
+    fn fault_with(&self, state: &Path, id: &str, spec: &str, duration_ms: u64, delay_backend: Option<&str>) -> Child {
+        let mut args = vec![exe().to_owned()];
+        if let Some(b) = delay_backend {
+            let cfg = state.join("agent.toml");
+            std::fs::write(&cfg, format!("[fault]\ndelay_backend = \"{b}\"\n")).unwrap();
+            args.extend(["-c".to_owned(), cfg.display().to_string()]);
+        }
+        args.extend(["--state-dir", state.to_str().unwrap(), "fault-run", "--id", id, "--duration-ms", &duration_ms.to_string(), "--spec", spec].map(String::from));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut c = self
-            .cmd(&self.a, &[exe(), "--state-dir", state.to_str().unwrap(), "fault-run", "--id", id, "--duration-ms", &duration_ms.to_string(), "--spec", spec])
+            .cmd(&self.a, &refs)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -168,7 +181,7 @@ fn measured_network_delay_adds_the_configured_latency_through_nfqueue() {
     let Some(p) = Pair::create("d") else { return };
     let state = tempfile::tempdir().unwrap();
     let before = p.rtt_ms();
-    let f = p.fault(state.path(), "delay", &format!(r#"{{"network_delay":{{"latency_ms":100,"jitter_ms":0,"interface":"{}","peers":[],"ports":[]}}}}"#, p.va), 60_000);
+    let f = p.fault_with(state.path(), "delay", &format!(r#"{{"network_delay":{{"latency_ms":100,"jitter_ms":0,"interface":"{}","peers":[],"ports":[]}}}}"#, p.va), 60_000, Some("nfqueue"));
     assert!(out("ip", &["netns", "exec", &p.a, "iptables", "-t", "mangle", "-S", "OUTPUT"]).contains("-j DD-"));
     let during = p.rtt_ms();
     let added = during - before;
@@ -179,6 +192,27 @@ fn measured_network_delay_adds_the_configured_latency_through_nfqueue() {
     assert!(!mangle.contains("DD-"), "chain left after SIGTERM: {mangle}");
     let after = p.rtt_ms();
     assert!(after < before + 20.0, "RTT after revert {after:.1} ms, before {before:.1} ms");
+}
+
+#[test]
+fn measured_network_delay_through_netem_where_the_kernel_has_it() {
+    let Some(p) = Pair::create("n") else { return };
+    let probe = tempfile::tempdir().unwrap();
+    let ns = format!("ddnetem{}", std::process::id());
+    let has_netem = ok("ip", &["netns", "add", &ns]) && ok("ip", &["-n", &ns, "link", "set", "lo", "up"]) && ok("tc", &["-n", &ns, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]);
+    let _ = ok("ip", &["netns", "del", &ns]);
+    if !has_netem {
+        println!("SKIP: this kernel has no sch_netem; network_delay uses the NFQUEUE backend (tested above)");
+        return;
+    }
+    let before = p.rtt_ms();
+    let f = p.fault_with(probe.path(), "netem", &format!(r#"{{"network_delay":{{"latency_ms":100,"jitter_ms":0,"interface":"{}","peers":[],"ports":[]}}}}"#, p.va), 60_000, Some("netem"));
+    assert!(p.root_qdisc().contains("7a01:"));
+    let added = p.rtt_ms() - before;
+    println!("network_delay 100 ms (netem): TCP RTT +{added:.1} ms");
+    assert!((added - 100.0).abs() <= 20.0, "RTT rose by {added:.1} ms, asked for 100");
+    term(f);
+    assert!(!p.root_qdisc().contains("7a01:"));
 }
 
 #[test]

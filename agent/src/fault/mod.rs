@@ -56,9 +56,20 @@ pub struct FaultConfig {
     /// The executable started as `stress-worker` (default: this program).
     #[serde(skip)]
     pub worker_exe: Option<PathBuf>,
+    /// How `network_delay` is done: `auto` (netem where the kernel has it,
+    /// else NFQUEUE), `netem` or `nfqueue`.
+    pub delay_backend: DelayBackend,
     /// The coordinator's address: network faults never touch this traffic.
     #[serde(skip)]
     pub control: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DelayBackend {
+    Auto,
+    Netem,
+    Nfqueue,
 }
 
 impl Default for FaultConfig {
@@ -72,6 +83,7 @@ impl Default for FaultConfig {
             cgroup_path: None,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             worker_exe: None,
+            delay_backend: DelayBackend::Auto,
             control: None,
         }
     }
@@ -100,8 +112,8 @@ pub(crate) struct Plan {
     paths: Vec<PathBuf>,
     /// An nftables table to load: (name, script).
     nft: Option<(String, String)>,
-    /// A bandwidth limit: (interface, kbit/s).
-    qdisc: Option<(String, u64)>,
+    /// A root qdisc of this agent: (interface, tc argument vectors).
+    qdisc: Option<(String, Vec<Vec<String>>)>,
     /// A delay: the queue, its rules and how long packets are held.
     delay: Option<DelayPlan>,
 }
@@ -137,6 +149,8 @@ pub struct FaultEngine {
     disk_root: PathBuf,
     proc_root: PathBuf,
     net_backends: Vec<&'static str>,
+    /// Delay with netem rather than NFQUEUE.
+    netem: bool,
     active: BTreeMap<String, Active>,
 }
 
@@ -241,8 +255,23 @@ impl FaultEngine {
             journal.remove(&e.id)?;
             reverted.push(e.id);
         }
-        let net_backends = if cfg.enabled { network::probe() } else { Vec::new() };
-        Ok((FaultEngine { cfg, journal, exe, disk_root, proc_root: proc_root.to_owned(), net_backends, active: BTreeMap::new() }, reverted))
+        // probe() lists network_delay when the NFQUEUE backend works.
+        let probed = if cfg.enabled { network::probe() } else { Vec::new() };
+        let nfqueue = probed.contains(&"network_delay");
+        let netem = cfg.delay_backend != DelayBackend::Nfqueue && probed.contains(&"network_bandwidth") && network::netem_available();
+        let delay = match cfg.delay_backend {
+            DelayBackend::Netem => netem,
+            DelayBackend::Nfqueue => nfqueue,
+            DelayBackend::Auto => netem || nfqueue,
+        };
+        if cfg.delay_backend == DelayBackend::Netem && !netem {
+            tracing::warn!("fault.delay_backend = netem, but this kernel has no sch_netem; network_delay is unavailable");
+        }
+        let mut net_backends: Vec<&'static str> = probed.into_iter().filter(|k| *k != "network_delay").collect();
+        if delay {
+            net_backends.push("network_delay");
+        }
+        Ok((FaultEngine { cfg, journal, exe, disk_root, proc_root: proc_root.to_owned(), net_backends, netem, active: BTreeMap::new() }, reverted))
     }
 
     /// Fault types this engine can apply, with the mechanism behind each.
@@ -256,6 +285,7 @@ impl FaultEngine {
             v.push(match *kind {
                 "network_loss" => b(kind, "nftables netdev egress, numgen"),
                 "network_bandwidth" => b(kind, "tc htb"),
+                _ if self.netem => b(kind, "tc netem"),
                 _ => b(kind, "iptables NFQUEUE held in the agent (no sch_netem)"),
             });
         }
@@ -304,6 +334,13 @@ impl FaultEngine {
                 let script = network::loss_script(id, *percent, &iface, peers, ports, self.cfg.control)?;
                 Ok(Plan { workers: Vec::new(), paths: Vec::new(), nft: Some((network::table_name("netdev", id), script)), qdisc: None, delay: None })
             }
+            FaultSpec::NetworkDelay { latency_ms, jitter_ms, interface, peers, ports } if self.netem => {
+                self.require("network_delay")?;
+                let iface = self.iface(interface.as_deref())?;
+                network::check_root(&iface)?;
+                let steps = network::netem_delay_steps(&iface, *latency_ms, *jitter_ms, peers, ports, self.cfg.control)?;
+                Ok(Plan { workers: Vec::new(), paths: Vec::new(), nft: None, qdisc: Some((iface, steps)), delay: None })
+            }
             FaultSpec::NetworkDelay { latency_ms, jitter_ms, interface, peers, ports } => {
                 self.require("network_delay")?;
                 let iface = self.iface(interface.as_deref())?;
@@ -318,7 +355,8 @@ impl FaultEngine {
                 self.require("network_bandwidth")?;
                 let iface = self.iface(interface.as_deref())?;
                 network::check_root(&iface)?;
-                Ok(Plan { workers: Vec::new(), paths: Vec::new(), nft: None, qdisc: Some((iface, *rate_kbit)), delay: None })
+                let steps = network::bandwidth_steps(&iface, *rate_kbit, self.cfg.control)?;
+                Ok(Plan { workers: Vec::new(), paths: Vec::new(), nft: None, qdisc: Some((iface, steps)), delay: None })
             }
             FaultSpec::MemoryStress { size } => {
                 let meminfo = std::fs::read_to_string(self.proc_root.join("meminfo")).map_err(|e| FaultError::Refused(format!("cannot read meminfo: {e}")))?;
@@ -389,8 +427,8 @@ impl FaultEngine {
         if let Some((_, script)) = &plan.nft {
             network::apply_loss(script)?;
         }
-        if let Some((iface, rate)) = &plan.qdisc {
-            network::apply_bandwidth(iface, *rate, self.cfg.control)?;
+        if let Some((iface, steps)) = &plan.qdisc {
+            network::apply_tc(iface, steps)?;
         }
         for p in &plan.paths {
             std::fs::create_dir_all(p).map_err(|e| FaultError::Spawn(format!("{}: {e}", p.display())))?;

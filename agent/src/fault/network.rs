@@ -55,6 +55,86 @@ pub fn has_net_admin() -> bool {
     status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).is_some_and(|caps| caps & (1 << 12) != 0)
 }
 
+/// Whether the kernel has `sch_netem`: tried on the loopback of a
+/// throwaway network namespace, so the host is never touched.
+pub(super) fn netem_available() -> bool {
+    let ns = format!("ddprobe{}", std::process::id());
+    if run("ip", &["netns", "add", &ns], None).is_err() {
+        return false;
+    }
+    let ok = run("ip", &["-n", &ns, "link", "set", "lo", "up"], None).is_ok() && run("tc", &["-n", &ns, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"], None).is_ok();
+    let _ = run("ip", &["netns", "del", &ns], None);
+    ok
+}
+
+/// tc argument vectors for a delay with netem: a prio root qdisc with this
+/// agent's handle whose priomap sends everything to band 1, netem on band 3,
+/// and u32 filters steering what matches to band 3 — after one that keeps the
+/// control connection on band 1. IPv4 only.
+pub(super) fn netem_delay_steps(iface: &str, latency_ms: u32, jitter_ms: u32, peers: &[String], ports: &[u16], control: Option<SocketAddr>) -> Result<Vec<Vec<String>>, FaultError> {
+    validate_iface(iface)?;
+    let peers = peers.iter().map(|p| parse_peer(p)).collect::<Result<Vec<_>, _>>()?;
+    if peers.iter().any(|(ip, _)| ip.is_ipv6()) {
+        return Err(FaultError::Unsupported("network_delay for IPv6 peers".into()));
+    }
+    let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<String>>();
+    let mut steps = vec![s(&["qdisc", "add", "dev", iface, "root", "handle", TC_HANDLE, "prio", "bands", "3", "priomap"])];
+    steps[0].extend(std::iter::repeat_n("0".to_owned(), 16));
+    steps.push(s(&["qdisc", "add", "dev", iface, "parent", "7a01:3", "handle", "7a02:", "netem", "delay", &format!("{latency_ms}ms"), &format!("{jitter_ms}ms")]));
+    let filter = |prio: &str, matches: &[String], flow: &str| {
+        let mut f = s(&["filter", "add", "dev", iface, "parent", TC_HANDLE, "protocol", "ip", "prio", prio, "u32"]);
+        if matches.is_empty() {
+            f.extend(s(&["match", "u32", "0", "0"]));
+        }
+        f.extend(matches.iter().cloned());
+        f.extend(s(&["flowid", flow]));
+        f
+    };
+    if let Some(SocketAddr::V4(c)) = control {
+        steps.push(filter("1", &s(&["match", "ip", "dst", &format!("{}/32", c.ip()), "match", "ip", "dport", &c.port().to_string(), "0xffff"]), "7a01:1"));
+    }
+    let dests: Vec<Vec<String>> = if peers.is_empty() { vec![Vec::new()] } else { peers.iter().map(|(ip, l)| s(&["match", "ip", "dst", &format!("{ip}/{l}")])).collect() };
+    let port_matches: Vec<Vec<String>> = if ports.is_empty() { vec![Vec::new()] } else { ports.iter().map(|p| s(&["match", "ip", "dport", &p.to_string(), "0xffff"])).collect() };
+    for d in &dests {
+        for p in &port_matches {
+            let m: Vec<String> = d.iter().chain(p.iter()).cloned().collect();
+            steps.push(filter("2", &m, "7a01:3"));
+        }
+    }
+    Ok(steps)
+}
+
+/// tc argument vectors for a bandwidth limit: an htb root qdisc with this
+/// agent's handle, the limit on the default class, and an unshaped class the
+/// control connection is filtered into.
+pub(super) fn bandwidth_steps(iface: &str, rate_kbit: u64, control: Option<SocketAddr>) -> Result<Vec<Vec<String>>, FaultError> {
+    validate_iface(iface)?;
+    let rate = format!("{rate_kbit}kbit");
+    let mut v = vec![
+        ["qdisc", "add", "dev", iface, "root", "handle", TC_HANDLE, "htb", "default", "10"].map(String::from).to_vec(),
+        ["class", "add", "dev", iface, "parent", TC_HANDLE, "classid", "7a01:10", "htb", "rate", &rate, "ceil", &rate].map(String::from).to_vec(),
+        ["class", "add", "dev", iface, "parent", TC_HANDLE, "classid", "7a01:20", "htb", "rate", "10gbit"].map(String::from).to_vec(),
+    ];
+    if let Some(SocketAddr::V4(c)) = control {
+        let dst = format!("{}/32", c.ip());
+        let port = c.port().to_string();
+        v.push(["filter", "add", "dev", iface, "parent", TC_HANDLE, "protocol", "ip", "prio", "1", "u32", "match", "ip", "dst", &dst, "match", "ip", "dport", &port, "0xffff", "flowid", "7a01:20"].map(String::from).to_vec());
+    }
+    Ok(v)
+}
+
+/// Runs tc steps on `iface`; on failure removes what was installed.
+pub(super) fn apply_tc(iface: &str, steps: &[Vec<String>]) -> Result<(), FaultError> {
+    for args in steps {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        if let Err(e) = run("tc", &refs, None) {
+            let _ = remove_qdisc(iface);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 /// Which network fault types work here: tools present and CAP_NET_ADMIN.
 pub(super) fn probe() -> Vec<&'static str> {
     if !has_net_admin() {
@@ -252,32 +332,6 @@ pub(super) fn check_root(iface: &str) -> Result<(), FaultError> {
     Ok(())
 }
 
-/// Installs the bandwidth limit on `iface` (checked with [`check_root`]).
-pub(super) fn apply_bandwidth(iface: &str, rate_kbit: u64, control: Option<SocketAddr>) -> Result<(), FaultError> {
-    let rate = format!("{rate_kbit}kbit");
-    let steps: Vec<Vec<String>> = {
-        let mut v = vec![
-            ["qdisc", "add", "dev", iface, "root", "handle", TC_HANDLE, "htb", "default", "10"].map(String::from).to_vec(),
-            ["class", "add", "dev", iface, "parent", TC_HANDLE, "classid", "7a01:10", "htb", "rate", &rate, "ceil", &rate].map(String::from).to_vec(),
-            ["class", "add", "dev", iface, "parent", TC_HANDLE, "classid", "7a01:20", "htb", "rate", "10gbit"].map(String::from).to_vec(),
-        ];
-        if let Some(SocketAddr::V4(c)) = control {
-            let dst = format!("{}/32", c.ip());
-            let port = c.port().to_string();
-            v.push(["filter", "add", "dev", iface, "parent", TC_HANDLE, "protocol", "ip", "prio", "1", "u32", "match", "ip", "dst", &dst, "match", "ip", "dport", &port, "0xffff", "flowid", "7a01:20"].map(String::from).to_vec());
-        }
-        v
-    };
-    for args in steps {
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        if let Err(e) = run("tc", &refs, None) {
-            let _ = remove_qdisc(iface);
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
 pub(super) fn remove_qdisc(iface: &str) -> Result<(), FaultError> {
     match run("tc", &["qdisc", "del", "dev", iface, "root", "handle", TC_HANDLE], None) {
         Ok(_) => Ok(()),
@@ -321,6 +375,22 @@ mod tests {
         assert!(loss_script("f", 5.0, "bad iface name", &[], &[], None).is_err());
         assert!(loss_script("f", 5.0, "eth0", &["10.0.0.1; flush ruleset".into()], &[], None).is_err());
         assert!(loss_script("f", 5.0, "eth0", &["10.0.0.0/33".into()], &[], None).is_err());
+    }
+
+    #[test]
+    fn tc_steps_keep_the_control_connection_out_of_the_fault() {
+        let control = Some("10.1.2.3:7400".parse().unwrap());
+        let n: Vec<String> = netem_delay_steps("eth0", 100, 10, &["10.0.0.0/24".into()], &[3306], control).unwrap().iter().map(|v| v.join(" ")).collect();
+        assert!(n[0].starts_with("qdisc add dev eth0 root handle 7a01: prio bands 3 priomap 0 0"), "{n:?}");
+        assert_eq!(n[1], "qdisc add dev eth0 parent 7a01:3 handle 7a02: netem delay 100ms 10ms");
+        assert_eq!(n[2], "filter add dev eth0 parent 7a01: protocol ip prio 1 u32 match ip dst 10.1.2.3/32 match ip dport 7400 0xffff flowid 7a01:1");
+        assert_eq!(n[3], "filter add dev eth0 parent 7a01: protocol ip prio 2 u32 match ip dst 10.0.0.0/24 match ip dport 3306 0xffff flowid 7a01:3");
+        let all: Vec<String> = netem_delay_steps("eth0", 5, 0, &[], &[], None).unwrap().iter().map(|v| v.join(" ")).collect();
+        assert_eq!(all.last().unwrap(), "filter add dev eth0 parent 7a01: protocol ip prio 2 u32 match u32 0 0 flowid 7a01:3");
+        assert!(netem_delay_steps("eth0", 5, 0, &["fd00::1".into()], &[], None).is_err());
+        let b: Vec<String> = bandwidth_steps("eth0", 8000, control).unwrap().iter().map(|v| v.join(" ")).collect();
+        assert_eq!(b[1], "class add dev eth0 parent 7a01: classid 7a01:10 htb rate 8000kbit ceil 8000kbit");
+        assert!(b[3].ends_with("match ip dst 10.1.2.3/32 match ip dport 7400 0xffff flowid 7a01:20"), "{b:?}");
     }
 
     #[test]
