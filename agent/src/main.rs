@@ -183,8 +183,7 @@ fn fault_run(cfg: &Config, spec: &str, duration_ms: u64, id: &str) -> ExitCode {
         Ok(s) => s,
         Err(e) => return usage(format!("--spec is not a fault: {e}")),
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    init_logging();
     let mut fault_cfg = cfg.fault.clone();
     fault_cfg.cgroup_root = cfg.collect.cgroup_root.clone();
     let (mut engine, leftovers) = match FaultEngine::open(fault_cfg, &cfg.state_dir, &cfg.collect.procfs_root) {
@@ -230,12 +229,16 @@ fn fault_run(cfg: &Config, spec: &str, duration_ms: u64, id: &str) -> ExitCode {
     })
 }
 
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+}
+
 fn run(cfg: Config) -> ExitCode {
     if let Err(e) = cfg.check_files() {
         return usage(e);
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    init_logging();
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

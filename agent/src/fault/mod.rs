@@ -479,10 +479,9 @@ impl FaultEngine {
     }
 
     /// Stops a fault's processes, removes its files and its journal entry.
+    /// Only the engine's own children are signalled (never a process group
+    /// by number, which could belong to someone else once they are gone).
     fn undo(&self, mut a: Active) -> Result<(), FaultError> {
-        if let Some(pg) = a.entry.pgid.and_then(Pid::from_raw) {
-            let _ = rustix::process::kill_process_group(pg, Signal::KILL);
-        }
         for c in &mut a.children {
             let _ = c.kill();
             let _ = c.wait();
