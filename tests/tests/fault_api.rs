@@ -91,7 +91,7 @@ async fn faults_through_the_api_are_applied_reverted_and_labelled() {
     let (code, out) = cli(&coord, &["fault", "start", "bogus"]).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("unknown anomaly type"), "{out}");
-    let (code, out) = cli(&coord, &["fault", "list", "--history", "--from", "0"]).await;
+    let (code, out) = cli(&coord, &["fault", "list", "--history", "--from", "-1h"]).await;
     assert!(code == 0 && out.matches("cpu_stress").count() >= 2, "{out}");
 
     // A fault outlives its coordinator only until the dead-man switch fires.

@@ -58,8 +58,8 @@ enum FaultCommand {
     List {
         #[arg(long)]
         history: bool,
-        /// With --history: start of the period (ms, RFC 3339, or -24h).
-        #[arg(long, default_value = "-24h")]
+        /// With --history: start of the period (ms, RFC 3339, or relative such as -24h).
+        #[arg(long, default_value = "-24h", allow_hyphen_values = true)]
         from: String,
     },
 }
