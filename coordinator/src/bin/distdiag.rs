@@ -42,7 +42,8 @@ enum FaultCommand {
         /// Target node; repeat for several. Default: the only connected agent.
         #[arg(long)]
         node: Vec<String>,
-        /// A parameter as key=value (numbers and true/false are typed); repeatable.
+        /// A parameter as key=value; numbers, true/false and JSON arrays
+        /// (ports=[3306], peers=["10.0.0.0/24"]) are typed. Repeatable.
         #[arg(long = "param", value_parser = parse_param)]
         params: Vec<(String, Value)>,
         /// How long, e.g. 90s or 5m (default: the coordinator's).
@@ -66,7 +67,7 @@ enum FaultCommand {
 
 fn parse_param(s: &str) -> Result<(String, Value), String> {
     let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?} is not key=value"))?;
-    let v = serde_json::from_str::<Value>(v).ok().filter(|j| j.is_number() || j.is_boolean()).unwrap_or_else(|| Value::String(v.to_owned()));
+    let v = serde_json::from_str::<Value>(v).ok().filter(|j| j.is_number() || j.is_boolean() || j.is_array()).unwrap_or_else(|| Value::String(v.to_owned()));
     Ok((k.to_owned(), v))
 }
 
@@ -163,4 +164,20 @@ fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_typed() {
+        assert_eq!(parse_param("load_percent=50").unwrap(), ("load_percent".into(), json!(50)));
+        assert_eq!(parse_param("ports=[3306,33060]").unwrap(), ("ports".into(), json!([3306, 33060])));
+        assert_eq!(parse_param("interface=eth0").unwrap(), ("interface".into(), json!("eth0")));
+        assert_eq!(parse_param("path=/var/tmp").unwrap(), ("path".into(), json!("/var/tmp")));
+        assert!(parse_param("no-equals").is_err());
+        assert_eq!(urlencode("-1h"), "-1h");
+        assert_eq!(urlencode("2026-01-01T00:00:00+01:00"), "2026-01-01T00%3A00%3A00%2B01%3A00");
+    }
 }
