@@ -235,7 +235,7 @@ async fn session(ingest: &Arc<Ingest>, conn: &quinn::Connection, node: &str) -> 
     let faults: Vec<&str> = hello.capabilities.fault_backends.iter().map(|b| b.kind.as_str()).collect();
     info!(metrics = width, interval_ms = hello.interval_ms, ?faults, "agent connected");
 
-    let sender = tokio::spawn(send_loop(ingest.clone(), conn.clone(), send, out_rx, node.to_owned()));
+    let sender = tokio::spawn(send_loop(ingest.clone(), conn.clone(), send, out_rx));
     let mut catalog = hello.catalog.clone();
     let result = loop {
         let payload = match read_frame(&mut recv, &mut dec).await {
@@ -297,7 +297,7 @@ async fn session(ingest: &Arc<Ingest>, conn: &quinn::Connection, node: &str) -> 
     result
 }
 
-async fn send_loop(ingest: Arc<Ingest>, conn: quinn::Connection, mut send: quinn::SendStream, mut rx: mpsc::Receiver<Outgoing>, node: String) {
+async fn send_loop(ingest: Arc<Ingest>, conn: quinn::Connection, mut send: quinn::SendStream, mut rx: mpsc::Receiver<Outgoing>) {
     let max = ingest.max_frame;
     while let Some(out) = rx.recv().await {
         let msg = match out {
@@ -309,7 +309,6 @@ async fn send_loop(ingest: Arc<Ingest>, conn: quinn::Connection, mut send: quinn
                     Telemetry::inc(&t.rows, outcome.rows as u64);
                     Telemetry::inc(&t.values, outcome.values as u64);
                     Telemetry::inc(&t.duplicate_rows, outcome.duplicates as u64);
-                    ingest.registry.touch(&node, now_ms());
                     debug!(seq, rows, "batch durable");
                     CoordMsg::Ack { seq }
                 }

@@ -13,7 +13,6 @@ struct Entry {
     /// Messages for the agent, written on its stream by the connection's task.
     control: mpsc::Sender<CoordMsg>,
     since_ms: i64,
-    last_batch_ms: Option<i64>,
 }
 
 /// Connected agents, by node name. One connection per node: a newer one
@@ -29,7 +28,6 @@ pub struct AgentInfo {
     pub node: String,
     pub remote: SocketAddr,
     pub connected_since_ms: i64,
-    pub last_batch_ms: Option<i64>,
 }
 
 impl Registry {
@@ -39,7 +37,7 @@ impl Registry {
 
     /// Registers a connection; returns the one it replaces, if any.
     pub fn insert(&self, node: &str, conn: quinn::Connection, control: mpsc::Sender<CoordMsg>) -> Option<quinn::Connection> {
-        let e = Entry { conn, control, since_ms: super::now_ms(), last_batch_ms: None };
+        let e = Entry { conn, control, since_ms: super::now_ms() };
         self.lock().insert(node.to_owned(), e).map(|old| old.conn)
     }
 
@@ -60,12 +58,6 @@ impl Registry {
         }
     }
 
-    pub fn touch(&self, node: &str, ts: i64) {
-        if let Some(e) = self.lock().get_mut(node) {
-            e.last_batch_ms = Some(ts);
-        }
-    }
-
     pub fn len(&self) -> usize {
         self.lock().len()
     }
@@ -78,7 +70,7 @@ impl Registry {
         let mut v: Vec<AgentInfo> = self
             .lock()
             .iter()
-            .map(|(n, e)| AgentInfo { node: n.clone(), remote: e.conn.remote_address(), connected_since_ms: e.since_ms, last_batch_ms: e.last_batch_ms })
+            .map(|(n, e)| AgentInfo { node: n.clone(), remote: e.conn.remote_address(), connected_since_ms: e.since_ms })
             .collect();
         v.sort_by(|a, b| a.node.cmp(&b.node));
         v
