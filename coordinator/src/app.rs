@@ -12,7 +12,10 @@ use tracing::{info, warn};
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
+use crate::dbfault::DbFaults;
+use crate::dbprobe::DbProbes;
 use crate::faults::Faults;
+use crate::workload::Workloads;
 use crate::ingest::{self, Ingest, Registry};
 use crate::store::{SeriesStore, SledStore};
 use crate::telemetry::Telemetry;
@@ -35,6 +38,8 @@ pub struct Running {
     endpoint: quinn::Endpoint,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    workloads: Arc<Workloads>,
+    dbfaults: Arc<DbFaults>,
 }
 
 fn generate_token() -> Result<String, AppError> {
@@ -125,7 +130,28 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
     });
     let mut tasks = vec![tokio::spawn(ingest::serve(endpoint.clone(), ingest_state, shutdown_rx.clone()))];
 
-    let app = api::router(ApiState { store: store.clone(), registry, faults: faults.clone(), fault_limits: cfg.faults.clone(), telemetry: telemetry.clone(), token: token.into() });
+    let probes = Arc::new(DbProbes::new(cfg.databases.clone()));
+    tasks.extend(probes.spawn(store.clone(), Duration::from_millis(cfg.probe.interval_ms), shutdown_rx.clone()));
+    let workloads = Workloads::new(cfg.databases.clone(), store.clone());
+    workloads.recover();
+    let dbfaults = DbFaults::new(store.clone(), cfg.databases.clone(), workloads.clone());
+    for (id, res) in dbfaults.recover().await {
+        if let Err(error) = res {
+            warn!(fault = %id, %error, "a database fault from the previous run is still applied; retrying every minute");
+        }
+    }
+    let app = api::router(ApiState {
+        store: store.clone(),
+        registry,
+        faults: faults.clone(),
+        fault_limits: cfg.faults.clone(),
+        telemetry: telemetry.clone(),
+        token: token.into(),
+        probes,
+        probe_interval_ms: cfg.probe.interval_ms,
+        workloads: workloads.clone(),
+        dbfaults: dbfaults.clone(),
+    });
     let mut rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
         let graceful = async move {
@@ -135,14 +161,14 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
             warn!(%error, "API server ended");
         }
     }));
-    tasks.push(tokio::spawn(housekeeping(store.clone(), faults, telemetry, cfg.store.retention_hours, shutdown_rx)));
-    info!(api = %api_addr, ingest = %ingest_addr, data = %cfg.data_dir.display(), "coordinator running");
-    Ok(Running { api_addr, ingest_addr, token_file, store, endpoint, shutdown, tasks })
+    tasks.push(tokio::spawn(housekeeping(store.clone(), faults, dbfaults.clone(), telemetry, cfg.store.retention_hours, shutdown_rx)));
+    info!(api = %api_addr, ingest = %ingest_addr, data = %cfg.data_dir.display(), databases = cfg.databases.len(), "coordinator running");
+    Ok(Running { api_addr, ingest_addr, token_file, store, endpoint, shutdown, tasks, workloads, dbfaults })
 }
 
 /// Every 5 s: measures the ingest rate and seals nodes that pin old log
 /// segments; every minute: applies retention.
-async fn housekeeping(store: Arc<dyn SeriesStore>, faults: Arc<Faults>, t: Arc<Telemetry>, retention_hours: u32, mut stop: watch::Receiver<bool>) {
+async fn housekeeping(store: Arc<dyn SeriesStore>, faults: Arc<Faults>, dbfaults: Arc<DbFaults>, t: Arc<Telemetry>, retention_hours: u32, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let mut last = t.values.load(Ordering::Relaxed);
     let mut last_at = std::time::Instant::now();
@@ -167,6 +193,10 @@ async fn housekeeping(store: Arc<dyn SeriesStore>, faults: Arc<Faults>, t: Arc<T
             Err(error) => warn!(%error, "store upkeep task failed"),
         }
         n += 1;
+        if n.is_multiple_of(12) {
+            // Database faults a previous run could not revert at start.
+            dbfaults.recover().await;
+        }
         if retention_hours > 0 && n % 12 == 1 {
             let cutoff = ingest::now_ms() - i64::from(retention_hours) * 3_600_000;
             let s = store.clone();
@@ -182,6 +212,12 @@ async fn housekeeping(store: Arc<dyn SeriesStore>, faults: Arc<Faults>, t: Arc<T
 impl Running {
     /// Stops accepting, closes agent connections, stops the API and flushes.
     pub async fn shutdown(self) {
+        // Database faults and workloads end with the coordinator.
+        let (_, failed) = self.dbfaults.revert_all().await;
+        for (id, error) in failed {
+            warn!(fault = %id, %error, "database fault not reverted at shutdown; the next start retries");
+        }
+        self.workloads.stop_all().await;
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;

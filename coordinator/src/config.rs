@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::db::DbTarget;
 use crate::store::StoreConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,22 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub store: StoreSection,
     pub faults: FaultsConfig,
+    pub probe: ProbeConfig,
+    /// Databases to probe, load with workloads and perturb (`[[databases]]`).
+    pub databases: Vec<DbTarget>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeConfig {
+    /// How often each database is sampled (1 s ..= 5 min).
+    pub interval_ms: u64,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig { interval_ms: 5_000 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -84,7 +101,15 @@ pub struct StoreSection {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { data_dir: PathBuf::from("data"), api: ApiConfig::default(), ingest: IngestConfig::default(), store: StoreSection::default(), faults: FaultsConfig::default() }
+        Config {
+            data_dir: PathBuf::from("data"),
+            api: ApiConfig::default(),
+            ingest: IngestConfig::default(),
+            store: StoreSection::default(),
+            faults: FaultsConfig::default(),
+            probe: ProbeConfig::default(),
+            databases: Vec::new(),
+        }
     }
 }
 
@@ -151,6 +176,15 @@ impl Config {
         }
         if self.api.listen == self.ingest.listen {
             return bad("api.listen and ingest.listen must differ".into());
+        }
+        if !(1_000..=300_000).contains(&self.probe.interval_ms) {
+            return bad(format!("probe.interval_ms = {} is outside 1000..=300000", self.probe.interval_ms));
+        }
+        for (i, t) in self.databases.iter().enumerate() {
+            t.validate().map_err(ConfigError::Invalid)?;
+            if self.databases[..i].iter().any(|u| u.name == t.name) {
+                return bad(format!("two databases are named {:?}", t.name));
+            }
         }
         if self.data_dir.as_os_str().is_empty() {
             return bad("data_dir must not be empty".into());

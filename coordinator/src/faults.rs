@@ -14,7 +14,7 @@ use distdiag_common::proto::CoordMsg;
 use tokio::sync::oneshot;
 
 use crate::ingest::{now_ms, Registry};
-use crate::store::{FaultPhase, FaultRecord, SeriesStore, StoreError};
+use crate::store::{FaultPhase, FaultRecord, RecordSpec, SeriesStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FaultsError {
@@ -48,9 +48,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Faults {
-    /// Picks up the faults a previous run left live (their agents still hold them).
+    /// Picks up the agent faults a previous run left live (their agents still
+    /// hold them). Database faults are [`crate::dbfault`]'s.
     pub fn new(store: Arc<dyn SeriesStore>, registry: Registry, answer_timeout: Duration) -> Result<Self, StoreError> {
-        let live = store.faults(i64::MIN, i64::MAX)?.into_iter().filter(|r| r.state.is_live()).map(|r| (r.id.clone(), r)).collect();
+        let live = store.faults(i64::MIN, i64::MAX)?.into_iter().filter(|r| r.state.is_live() && matches!(r.spec, RecordSpec::Agent(_))).map(|r| (r.id.clone(), r)).collect();
         Ok(Faults { store, registry, live: Mutex::new(live), waiters: Mutex::new(HashMap::new()), seq: AtomicU64::new(0), answer_timeout })
     }
 
@@ -91,7 +92,7 @@ impl Faults {
             id: id.clone(),
             node: node.to_owned(),
             kind: spec.kind().to_owned(),
-            spec: spec.clone(),
+            spec: RecordSpec::Agent(spec.clone()),
             requested_ms: now,
             applied_ms: None,
             deadline_ms,

@@ -6,8 +6,12 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod db;
+pub mod dbfault;
+pub mod dbprobe;
 pub mod faults;
 pub mod ingest;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod workload;

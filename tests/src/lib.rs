@@ -6,6 +6,8 @@
 // Test support: a failed set-up step should panic with its reason.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod db;
+
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -173,6 +175,22 @@ pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool 
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     f()
+}
+
+/// Polls an async check until it holds or `timeout` passes.
+pub async fn eventually_async<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    f().await
 }
 
 /// Stressor processes (`stress-worker`) whose parent is `parent`.

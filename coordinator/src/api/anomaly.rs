@@ -114,7 +114,7 @@ pub(super) fn spec_from(kind: &str, p: &Map<String, Value>) -> Result<FaultSpec,
         }
         other => {
             return Err(ApiError::bad_request(format!(
-                "unknown anomaly type {other:?}; one of cpu_stress, memory_stress, disk_stress, network_delay, network_loss, network_bandwidth"
+                "unknown anomaly type {other:?}; one of cpu_stress, memory_stress, disk_stress, network_delay, network_loss, network_bandwidth, cache_bottleneck, too_many_indexes, workload_surge, lock_contention"
             )))
         }
     };
@@ -135,6 +135,17 @@ fn duration_ms(v: Option<&Value>, default_ms: u64, max_ms: u64) -> Result<u64, A
     Ok(ms)
 }
 
+fn dbfault_error(e: crate::dbfault::DbFaultError) -> ApiError {
+    use crate::dbfault::DbFaultError as E;
+    match e {
+        E::Invalid(m) => ApiError::bad_request(m),
+        E::Unknown(_) => ApiError::not_found(e.to_string()),
+        E::Db(d) => super::database::db_error(d),
+        E::Sql { .. } => ApiError { status: StatusCode::FAILED_DEPENDENCY, message: e.to_string() },
+        E::Store(_) => ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() },
+    }
+}
+
 fn faults_error(e: FaultsError) -> ApiError {
     let status = match e {
         FaultsError::NotConnected(_) => StatusCode::CONFLICT,
@@ -148,9 +159,22 @@ fn faults_error(e: FaultsError) -> ApiError {
 
 pub(super) async fn start(State(state): State<ApiState>, body: Result<Json<StartRequest>, JsonRejection>) -> Result<Json<Value>, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let spec = spec_from(&req.kind, &req.params)?;
     let limits = &state.fault_limits;
     let duration = duration_ms(req.duration.as_ref(), limits.default_duration_ms, limits.max_duration_ms)?;
+    if crate::dbfault::KINDS.contains(&req.kind.as_str()) {
+        if req.node.is_some() || req.nodes.is_some() {
+            return Err(ApiError::bad_request(format!("{} acts on a database: name it in params.database, not node", req.kind)));
+        }
+        let p: crate::dbfault::DbFaultParams = params(&req.kind, &req.params)?;
+        let spec = state.dbfaults.spec_from(&req.kind, p).map_err(dbfault_error)?;
+        let rec = state.dbfaults.apply(spec, duration).await.map_err(dbfault_error)?;
+        return Ok(Json(json!({
+            "status": "success",
+            "message": format!("Started {} anomaly", req.kind),
+            "anomalies": [rec],
+        })));
+    }
+    let spec = spec_from(&req.kind, &req.params)?;
     let nodes = match (req.node, req.nodes) {
         (Some(_), Some(_)) => return Err(ApiError::bad_request("give node or nodes, not both")),
         (Some(n), None) => vec![n],
@@ -201,12 +225,19 @@ pub(super) async fn stop(State(state): State<ApiState>, body: axum::body::Bytes)
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("stop request: {e}")))?
     };
     match req.id {
+        Some(id) if state.dbfaults.is_db_fault(&id) => {
+            let rec = state.dbfaults.revert(&id).await.map_err(dbfault_error)?;
+            Ok(Json(json!({ "status": "success", "message": format!("Stopped anomaly {id}"), "stopped": [rec] })))
+        }
         Some(id) => {
             let rec = state.faults.revert(&id).await.map_err(faults_error)?;
             Ok(Json(json!({ "status": "success", "message": format!("Stopped anomaly {id}"), "stopped": [rec] })))
         }
         None => {
-            let (done, failed) = state.faults.revert_all().await;
+            let (mut done, mut failed) = state.faults.revert_all().await;
+            let (db_done, db_failed) = state.dbfaults.revert_all().await;
+            done.extend(db_done);
+            failed.extend(db_failed);
             let status = if failed.is_empty() { "success" } else { "partial" };
             let failed: Vec<Value> = failed.into_iter().map(|(id, why)| json!({ "id": id, "error": why })).collect();
             Ok(Json(json!({ "status": status, "message": "Stopped all anomalies", "stopped": done, "failed": failed })))
@@ -215,7 +246,9 @@ pub(super) async fn stop(State(state): State<ApiState>, body: axum::body::Bytes)
 }
 
 pub(super) async fn active(State(state): State<ApiState>) -> Json<Value> {
-    Json(json!({ "anomalies": state.faults.active() }))
+    let mut all = state.faults.active();
+    all.extend(state.dbfaults.active());
+    Json(json!({ "anomalies": all }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,8 +5,10 @@
 //! 4xx/5xx status.
 
 mod anomaly;
+mod database;
 mod metrics;
 mod prom;
+mod workload;
 
 use std::sync::Arc;
 
@@ -14,12 +16,15 @@ use axum::extract::{Path, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
 use crate::config::FaultsConfig;
+use crate::dbfault::DbFaults;
+use crate::dbprobe::DbProbes;
 use crate::faults::Faults;
+use crate::workload::Workloads;
 use crate::ingest::Registry;
 use crate::store::{SeriesStore, StoreError};
 use crate::telemetry::Telemetry;
@@ -33,6 +38,10 @@ pub struct ApiState {
     pub fault_limits: FaultsConfig,
     pub telemetry: Arc<Telemetry>,
     pub token: Arc<str>,
+    pub probes: Arc<DbProbes>,
+    pub probe_interval_ms: u64,
+    pub workloads: Arc<Workloads>,
+    pub dbfaults: Arc<DbFaults>,
 }
 
 /// An error answered as JSON.
@@ -77,6 +86,17 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/nodes", get(list_nodes))
         .route("/api/nodes/{node}", get(get_node).delete(delete_node))
         .route("/api/metrics", get(metrics::get_metrics))
+        .route("/api/databases", get(database::databases))
+        .route("/api/metrics/database", get(database::database_metrics))
+        .route("/api/metrics/tenant", get(database::tenant_metrics))
+        .route("/api/workload/prepare", post(workload::prepare))
+        .route("/api/workload/start", post(workload::start))
+        .route("/api/workload/check", post(workload::check))
+        .route("/api/workload/stop-all", post(workload::stop_all))
+        .route("/api/workload/active", get(workload::active))
+        .route("/api/workload/runs", get(workload::runs))
+        .route("/api/workload/{id}", get(workload::get_one))
+        .route("/api/workload/{id}/stop", post(workload::stop))
         .route("/api/anomaly/start", axum::routing::post(anomaly::start))
         .route("/api/anomaly/stop", axum::routing::post(anomaly::stop))
         .route("/api/anomaly/active", get(anomaly::active))

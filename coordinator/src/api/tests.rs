@@ -28,7 +28,33 @@ fn state(dir: &std::path::Path) -> ApiState {
     let store: Arc<dyn SeriesStore> = Arc::new(store);
     let registry = Registry::default();
     let faults = Arc::new(crate::faults::Faults::new(store.clone(), registry.clone(), std::time::Duration::from_secs(1)).unwrap());
-    ApiState { store, registry, faults, fault_limits: crate::config::FaultsConfig::default(), telemetry: Arc::new(Telemetry::default()), token: "secret-token-123456".into() }
+    // One database nobody listens on: the API must answer clearly, not hang or crash.
+    let unreachable = crate::db::DbTarget {
+        name: "nowhere".into(),
+        dialect: crate::db::DialectKind::Mysql,
+        host: "127.0.0.1".into(),
+        port: 9,
+        user: "root".into(),
+        password: None,
+        password_env: None,
+        schema: "distdiag".into(),
+        host_node: None,
+    };
+    let targets = vec![unreachable];
+    let workloads = crate::workload::Workloads::new(targets.clone(), store.clone());
+    let dbfaults = crate::dbfault::DbFaults::new(store.clone(), targets.clone(), workloads.clone());
+    ApiState {
+        store,
+        registry,
+        faults,
+        fault_limits: crate::config::FaultsConfig::default(),
+        telemetry: Arc::new(Telemetry::default()),
+        token: "secret-token-123456".into(),
+        probes: Arc::new(crate::dbprobe::DbProbes::new(targets)),
+        probe_interval_ms: 5000,
+        workloads,
+        dbfaults,
+    }
 }
 
 async fn call(app: &Router, req: Request<Body>) -> (StatusCode, serde_json::Value) {
@@ -242,4 +268,55 @@ fn seed_defaults_fill_in_missing_parameters() {
     assert_eq!(super::anomaly::spec_from("cpu_stress", &empty).unwrap(), FaultSpec::CpuStress { workers: 1, load_percent: 100 });
     assert_eq!(super::anomaly::spec_from("memory_stress", &empty).unwrap(), FaultSpec::MemoryStress { size: MemorySize::Bytes(256 << 20) });
     assert!(matches!(super::anomaly::spec_from("network_delay", &empty).unwrap(), FaultSpec::NetworkDelay { latency_ms: 100, .. }));
+}
+
+#[tokio::test]
+async fn bad_workload_requests_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = router(state(dir.path()));
+    let tok = Some("secret-token-123456");
+    for (body, want, needle) in [
+        (r#"{"type":"oltp_read_write","threads":0}"#, StatusCode::BAD_REQUEST, "threads = 0"),
+        (r#"{"type":"oltp_read_write","threads":65}"#, StatusCode::BAD_REQUEST, "threads = 65"),
+        (r#"{"type":"oltp_insert","threads":4}"#, StatusCode::BAD_REQUEST, "unknown workload type"),
+        (r#"{"type":"tpcc","options":{"warehouses":0}}"#, StatusCode::BAD_REQUEST, "warehouses"),
+        (r#"{"type":"oltp_read_write","options":{"tabels":2}}"#, StatusCode::BAD_REQUEST, "tabels"),
+        (r#"{"type":"oltp_read_write","options":{"database":"other"}}"#, StatusCode::NOT_FOUND, "unknown database"),
+    ] {
+        let (s, v) = call(&app, post("/api/workload/start", body, tok)).await;
+        assert_eq!(s, want, "{body}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(needle), "{body}: {v}");
+    }
+    let (s, v) = call(&app, post("/api/workload/no-such-run/stop", "", tok)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (s, _) = call(&app, get("/api/workload/no-such-run")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = call(&app, post("/api/workload/start", r#"{"type":"oltp_read_write"}"#, None)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn an_unreachable_database_gets_a_4xx_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = router(state(dir.path()));
+    let tok = Some("secret-token-123456");
+    let (s, v) = call(&app, post("/api/workload/start", r#"{"type":"oltp_read_write","threads":2}"#, tok)).await;
+    assert_eq!(s, StatusCode::FAILED_DEPENDENCY, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("cannot connect"), "{v}");
+    let (s, v) = call(&app, post("/api/anomaly/start", r#"{"type":"cache_bottleneck"}"#, tok)).await;
+    assert_eq!(s, StatusCode::FAILED_DEPENDENCY, "{v}");
+    let (s, v) = call(&app, get("/api/metrics/tenant?tenant_name=distdiag")).await;
+    assert_eq!(s, StatusCode::FAILED_DEPENDENCY, "{v}");
+    let (s, v) = call(&app, post("/api/workload/prepare", r#"{"type":"oltp_read_write","wait":true}"#, tok)).await;
+    assert_eq!(s, StatusCode::FAILED_DEPENDENCY, "{v}");
+    assert!(v["status"].as_str().unwrap().contains("cannot connect"), "{v}");
+    // The failed fault is a closed record, not a live one.
+    let (_, v) = call(&app, get("/api/anomaly/active")).await;
+    assert_eq!(v["anomalies"].as_array().unwrap().len(), 0, "{v}");
+    let (s, v) = call(&app, get("/api/metrics/database")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["databases"][0]["name"], "nowhere");
+    let (s, v) = call(&app, post("/api/anomaly/start", r#"{"type":"too_many_indexes","params":{"tables":["x`y"]}}"#, tok)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("plain identifier"), "{v}");
 }

@@ -82,6 +82,16 @@ impl FaultPhase {
     }
 }
 
+/// What was injected: an agent fault or a database fault. Untagged: the
+/// two enums' variant names differ, and records written before database
+/// faults existed read back as `Agent`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum RecordSpec {
+    Agent(FaultSpec),
+    Database(crate::dbfault::DbFaultSpec),
+}
+
 /// One injected fault: the ground-truth label of what was done where, when.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct FaultRecord {
@@ -89,7 +99,7 @@ pub struct FaultRecord {
     pub node: String,
     #[serde(rename = "type")]
     pub kind: String,
-    pub spec: FaultSpec,
+    pub spec: RecordSpec,
     pub requested_ms: i64,
     pub applied_ms: Option<i64>,
     pub deadline_ms: i64,
@@ -154,6 +164,13 @@ pub trait SeriesStore: Send + Sync {
     fn save_fault(&self, rec: &FaultRecord) -> Result<(), StoreError>;
     /// Fault records whose lifetime overlaps `[from_ms, to_ms]`, oldest first.
     fn faults(&self, from_ms: i64, to_ms: i64) -> Result<Vec<FaultRecord>, StoreError>;
+    /// Stores a document (a workload report, a database fault's recovery
+    /// data, ...) under `key` in the named collection, durably.
+    fn put_doc(&self, collection: &str, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    fn get_doc(&self, collection: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every document of a collection, in key order.
+    fn docs(&self, collection: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    fn delete_doc(&self, collection: &str, key: &str) -> Result<(), StoreError>;
     /// Seals every node's hot rows now (used at shutdown and by tests).
     fn seal_all(&self) -> Result<(), StoreError>;
     /// Periodic upkeep: seals nodes whose unsealed rows keep an old log

@@ -75,6 +75,7 @@ pub struct SledStore {
     nodes_tree: sled::Tree,
     series: sled::Tree,
     faults_tree: sled::Tree,
+    docs_tree: sled::Tree,
     wal: Mutex<Wal>,
     /// sled was written since its last flush. sled's log grows with every
     /// flush, so it is flushed only when something in it changed.
@@ -116,6 +117,14 @@ fn node_of_key(key: &[u8]) -> Option<&str> {
     std::str::from_utf8(&rest[..end]).ok()
 }
 
+fn doc_key(collection: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(collection.len() + key.len() + 1);
+    k.extend_from_slice(collection.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
@@ -131,12 +140,14 @@ impl SledStore {
         let nodes_tree = db.open_tree("nodes")?;
         let series = db.open_tree("series")?;
         let faults_tree = db.open_tree("faults")?;
+        let docs_tree = db.open_tree("docs")?;
         let (wal, records) = Wal::open(&dir.join("wal"), cfg.wal_segment_bytes)?;
         let store = SledStore {
             db,
             nodes_tree,
             series,
             faults_tree,
+            docs_tree,
             wal: Mutex::new(wal),
             sled_dirty: AtomicBool::new(false),
             cfg,
@@ -511,6 +522,33 @@ impl SeriesStore for SledStore {
             }
         }
         Ok(out)
+    }
+
+    fn put_doc(&self, collection: &str, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.docs_tree.insert(doc_key(collection, key), value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn get_doc(&self, collection: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.docs_tree.get(doc_key(collection, key))?.map(|v| v.to_vec()))
+    }
+
+    fn docs(&self, collection: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let p = doc_key(collection, "");
+        let mut out = Vec::new();
+        for item in self.docs_tree.scan_prefix(&p) {
+            let (k, v) = item?;
+            let key = String::from_utf8_lossy(&k[p.len()..]).into_owned();
+            out.push((key, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn delete_doc(&self, collection: &str, key: &str) -> Result<(), StoreError> {
+        self.docs_tree.remove(doc_key(collection, key))?;
+        self.db.flush()?;
+        Ok(())
     }
 
     fn seal_all(&self) -> Result<(), StoreError> {

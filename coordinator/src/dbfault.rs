@@ -1,0 +1,600 @@
+//! Database-level faults, executed by the coordinator through the database:
+//! `cache_bottleneck` (OceanBase `memstore_limit_percentage`, MySQL
+//! `innodb_buffer_pool_size`), `too_many_indexes`, `workload_surge` and
+//! `lock_contention`. As with agent faults, the recovery data is stored
+//! *before* anything changes (a document per fault), the fault is a labelled
+//! [`FaultRecord`], and the coordinator reverts on request, at the deadline,
+//! at shutdown and — from the stored recovery data — at its next start after
+//! a crash. Values are bound as statement parameters; the two places SQL
+//! cannot take one (`ALTER SYSTEM SET`, DDL names) get integers the code
+//! formats and identifiers that passed [`check_ident`].
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Row;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::db::{check_ident, col_f64, col_string, DbError, DbTarget, DialectKind};
+use crate::ingest::now_ms;
+use crate::store::{FaultPhase, FaultRecord, RecordSpec, SeriesStore, StoreError};
+use crate::workload::Workloads;
+
+/// Collection of recovery documents.
+const RECOVERY: &str = "dbfault_recovery";
+
+pub const KINDS: [&str; 4] = ["cache_bottleneck", "too_many_indexes", "workload_surge", "lock_contention"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbFaultError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no active database fault {0:?}")]
+    Unknown(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("database {target}: {reason}")]
+    Sql { target: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A database fault as requested (stored in the fault record).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum DbFaultSpec {
+    /// OceanBase: memstore limit in percent; MySQL: buffer pool bytes.
+    CacheBottleneck { database: String, percent: Option<u8>, bytes: Option<u64> },
+    TooManyIndexes { database: String, count: u32, tables: Vec<String> },
+    WorkloadSurge { workload_id: String, threads: usize },
+    LockContention { database: String, table: String, rows: u32, sessions: u32, hold_ms: u64 },
+}
+
+impl DbFaultSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DbFaultSpec::CacheBottleneck { .. } => "cache_bottleneck",
+            DbFaultSpec::TooManyIndexes { .. } => "too_many_indexes",
+            DbFaultSpec::WorkloadSurge { .. } => "workload_surge",
+            DbFaultSpec::LockContention { .. } => "lock_contention",
+        }
+    }
+}
+
+/// What it takes to undo a fault, stored before it is applied.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Recovery {
+    /// An OceanBase parameter (`ALTER SYSTEM`) or a MySQL global variable, and its previous value.
+    ObParameter { name: String, previous: String },
+    MysqlVariable { name: String, previous: u64 },
+    /// Indexes (table, index) this fault creates; dropped if they exist.
+    Indexes { indexes: Vec<(String, String)> },
+    /// The run and its concurrency before the surge.
+    Surge { workload_id: String, previous_threads: usize },
+    /// Sessions holding row locks end with their connections: nothing to restore.
+    Sessions,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct RecoveryDoc {
+    fault_id: String,
+    database: String,
+    recovery: Recovery,
+}
+
+struct Live {
+    rec: FaultRecord,
+    target: Option<DbTarget>,
+    recovery: Recovery,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+pub struct DbFaults {
+    store: Arc<dyn SeriesStore>,
+    targets: Vec<DbTarget>,
+    workloads: Arc<Workloads>,
+    live: Mutex<BTreeMap<String, Live>>,
+    seq: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn sql_err(t: &DbTarget, e: impl std::fmt::Display) -> DbFaultError {
+    DbFaultError::Sql { target: t.name.clone(), reason: e.to_string() }
+}
+
+/// Request parameters of a database fault (the API's `params`).
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields, default)]
+pub struct DbFaultParams {
+    pub database: Option<String>,
+    pub percent: Option<u8>,
+    pub bytes: Option<u64>,
+    pub count: Option<u32>,
+    pub tables: Vec<String>,
+    pub workload_id: Option<String>,
+    pub threads: Option<usize>,
+    pub table: Option<String>,
+    pub rows: Option<u32>,
+    pub sessions: Option<u32>,
+    pub hold_ms: Option<u64>,
+}
+
+impl DbFaults {
+    pub fn new(store: Arc<dyn SeriesStore>, targets: Vec<DbTarget>, workloads: Arc<Workloads>) -> Arc<Self> {
+        Arc::new(DbFaults { store, targets, workloads, live: Mutex::new(BTreeMap::new()), seq: AtomicU64::new(0) })
+    }
+
+    fn target(&self, name: Option<&str>) -> Result<DbTarget, DbFaultError> {
+        match name {
+            Some(n) => self.targets.iter().find(|t| t.name == n).cloned().ok_or_else(|| DbFaultError::Db(DbError::UnknownTarget(n.to_owned()))),
+            None => match self.targets.as_slice() {
+                [one] => Ok(one.clone()),
+                [] => Err(DbFaultError::Invalid("no database is configured ([[databases]] in the coordinator config)".into())),
+                _ => Err(DbFaultError::Invalid("several databases are configured; name one in params.database".into())),
+            },
+        }
+    }
+
+    /// Turns a request into a spec, with defaults, checking names and ranges.
+    pub fn spec_from(&self, kind: &str, p: DbFaultParams) -> Result<DbFaultSpec, DbFaultError> {
+        let bad = |m: String| Err(DbFaultError::Invalid(m));
+        match kind {
+            "cache_bottleneck" => {
+                let t = self.target(p.database.as_deref())?;
+                let (percent, bytes) = match t.dialect {
+                    DialectKind::Oceanbase => (Some(p.percent.unwrap_or(10)), None),
+                    DialectKind::Mysql => (None, Some(p.bytes.unwrap_or(8 << 20))),
+                };
+                if let Some(pc) = percent {
+                    if !(1..=99).contains(&pc) {
+                        return bad(format!("cache_bottleneck: percent = {pc} is outside 1..=99"));
+                    }
+                }
+                if let Some(b) = bytes {
+                    if !(1 << 20..=1 << 40).contains(&b) {
+                        return bad(format!("cache_bottleneck: bytes = {b} is outside 1 MiB ..= 1 TiB"));
+                    }
+                }
+                Ok(DbFaultSpec::CacheBottleneck { database: t.name, percent, bytes })
+            }
+            "too_many_indexes" => {
+                let t = self.target(p.database.as_deref())?;
+                let count = p.count.unwrap_or(10);
+                if !(1..=64).contains(&count) {
+                    return bad(format!("too_many_indexes: count = {count} is outside 1..=64"));
+                }
+                let tables = if p.tables.is_empty() { vec!["sbtest1".to_owned()] } else { p.tables };
+                for tb in &tables {
+                    check_ident(tb).map_err(|e| DbFaultError::Invalid(format!("too_many_indexes: table {e}")))?;
+                }
+                Ok(DbFaultSpec::TooManyIndexes { database: t.name, count, tables })
+            }
+            "workload_surge" => {
+                let id = match p.workload_id {
+                    Some(id) => id,
+                    None => {
+                        let running: Vec<_> = self.workloads.active().into_iter().filter(|r| r.phase() == crate::workload::Phase::Running).collect();
+                        match running.as_slice() {
+                            [one] => one.id.clone(),
+                            [] => return bad("workload_surge: no workload is running".into()),
+                            _ => return bad("workload_surge: several workloads run; name one in params.workload_id".into()),
+                        }
+                    }
+                };
+                let run = self.workloads.get(&id).filter(|r| r.phase() == crate::workload::Phase::Running).ok_or_else(|| DbFaultError::Invalid(format!("workload_surge: workload {id:?} is not running")))?;
+                let threads = p.threads.unwrap_or((run.threads() * 4).min(crate::workload::MAX_THREADS));
+                if threads <= run.threads() || threads > crate::workload::MAX_THREADS {
+                    return bad(format!("workload_surge: threads = {threads} must be above the current {} and at most {}", run.threads(), crate::workload::MAX_THREADS));
+                }
+                Ok(DbFaultSpec::WorkloadSurge { workload_id: id, threads })
+            }
+            "lock_contention" => {
+                let t = self.target(p.database.as_deref())?;
+                let table = p.table.unwrap_or_else(|| "sbtest1".into());
+                check_ident(&table).map_err(|e| DbFaultError::Invalid(format!("lock_contention: table {e}")))?;
+                let (rows, sessions, hold_ms) = (p.rows.unwrap_or(4), p.sessions.unwrap_or(8), p.hold_ms.unwrap_or(200));
+                if !(1..=1000).contains(&rows) || !(1..=64).contains(&sessions) || !(1..=10_000).contains(&hold_ms) {
+                    return bad(format!("lock_contention: rows {rows} (1..=1000), sessions {sessions} (1..=64), hold_ms {hold_ms} (1..=10000)"));
+                }
+                Ok(DbFaultSpec::LockContention { database: t.name, table, rows, sessions, hold_ms })
+            }
+            other => bad(format!("{other:?} is not a database fault")),
+        }
+    }
+
+    fn save_recovery(&self, id: &str, database: &str, recovery: &Recovery) -> Result<(), DbFaultError> {
+        let doc = RecoveryDoc { fault_id: id.to_owned(), database: database.to_owned(), recovery: recovery.clone() };
+        let bytes = serde_json::to_vec(&doc).map_err(|e| DbFaultError::Invalid(e.to_string()))?;
+        self.store.put_doc(RECOVERY, id, &bytes)?;
+        Ok(())
+    }
+
+    /// Applies a fault until `duration_ms` from now.
+    pub async fn apply(self: &Arc<Self>, spec: DbFaultSpec, duration_ms: u64) -> Result<FaultRecord, DbFaultError> {
+        let now = now_ms();
+        let id = format!("d{now}-{}", self.seq.fetch_add(1, Ordering::Relaxed));
+        let (target, node) = match &spec {
+            DbFaultSpec::WorkloadSurge { workload_id, .. } => {
+                let run = self.workloads.get(workload_id).ok_or_else(|| DbFaultError::Invalid(format!("unknown workload {workload_id:?}")))?;
+                let node = run.targets.first().map(|t| t.label_node()).unwrap_or_else(|| "cluster".into());
+                // A surge on a run over several databases is a cluster-wide fault.
+                let node = if run.targets.len() > 1 { "cluster".into() } else { node };
+                (None, node)
+            }
+            DbFaultSpec::CacheBottleneck { database, .. } | DbFaultSpec::TooManyIndexes { database, .. } | DbFaultSpec::LockContention { database, .. } => {
+                let t = self.target(Some(database))?;
+                let node = t.label_node();
+                (Some(t), node)
+            }
+        };
+        let mut rec = FaultRecord {
+            id: id.clone(),
+            node,
+            kind: spec.kind().to_owned(),
+            spec: RecordSpec::Database(spec.clone()),
+            requested_ms: now,
+            applied_ms: None,
+            deadline_ms: now.saturating_add(i64::try_from(duration_ms).unwrap_or(i64::MAX)),
+            ended_ms: None,
+            state: FaultPhase::Pending,
+            detail: String::new(),
+        };
+        self.store.save_fault(&rec)?;
+        let (stop, _) = watch::channel(false);
+        let applied = self.execute(&id, &spec, target.as_ref(), &stop).await;
+        let (recovery, tasks, detail) = match applied {
+            Ok(x) => x,
+            Err(e) => {
+                rec.state = FaultPhase::Failed;
+                rec.ended_ms = Some(now_ms());
+                rec.detail = e.to_string();
+                self.store.save_fault(&rec)?;
+                let _ = self.store.delete_doc(RECOVERY, &id);
+                return Err(e);
+            }
+        };
+        rec.state = FaultPhase::Applied;
+        rec.applied_ms = Some(now_ms());
+        rec.detail = detail;
+        self.store.save_fault(&rec)?;
+        info!(fault = %id, kind = rec.kind, node = %rec.node, "database fault applied");
+        // The deadline.
+        let this = self.clone();
+        let fid = id.clone();
+        let mut stopped = stop.subscribe();
+        let timer = tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(duration_ms)) => {
+                    let _ = this.revert_as(&fid, FaultPhase::Expired).await;
+                }
+                _ = stopped.changed() => {}
+            }
+        });
+        let mut all = tasks;
+        all.push(timer);
+        lock(&self.live).insert(id, Live { rec: rec.clone(), target, recovery, stop, tasks: all });
+        Ok(rec)
+    }
+
+    /// Does the change; returns the recovery, tasks that hold the fault, and a detail.
+    async fn execute(&self, id: &str, spec: &DbFaultSpec, t: Option<&DbTarget>, stop: &watch::Sender<bool>) -> Result<(Recovery, Vec<tokio::task::JoinHandle<()>>, String), DbFaultError> {
+        match (spec, t) {
+            (DbFaultSpec::CacheBottleneck { percent, bytes, .. }, Some(t)) => {
+                let mut c = t.connect(false, Duration::from_secs(5)).await?;
+                let out = match t.dialect {
+                    DialectKind::Oceanbase => {
+                        let pct = percent.unwrap_or(10);
+                        let mut found = None;
+                        for name in ["memstore_limit_percentage", "_memstore_limit_percentage"] {
+                            let v: Option<Option<String>> = c.exec_first("SELECT VALUE FROM oceanbase.V$OB_PARAMETERS WHERE NAME = ?", (name,)).await.map_err(|e| sql_err(t, e))?;
+                            if let Some(Some(v)) = v {
+                                found = Some((name, v));
+                                break;
+                            }
+                        }
+                        let (name, previous) = found.ok_or_else(|| sql_err(t, "neither memstore_limit_percentage nor _memstore_limit_percentage exists"))?;
+                        let prev_num: u32 = previous.trim().parse().map_err(|_| sql_err(t, format!("{name} is {previous:?}, not an integer; not touching it")))?;
+                        let recovery = Recovery::ObParameter { name: name.to_owned(), previous: prev_num.to_string() };
+                        self.save_recovery(id, &t.name, &recovery)?;
+                        // ALTER SYSTEM takes no placeholders: a name from the list above and a u8.
+                        c.query_drop(format!("ALTER SYSTEM SET {name} = {pct}")).await.map_err(|e| sql_err(t, e))?;
+                        (recovery, format!("{name}: {prev_num} -> {pct}"))
+                    }
+                    DialectKind::Mysql => {
+                        let b = bytes.unwrap_or(8 << 20);
+                        let prev: Option<u64> = c.query_first("SELECT @@GLOBAL.innodb_buffer_pool_size").await.map_err(|e| sql_err(t, e))?;
+                        let prev = prev.ok_or_else(|| sql_err(t, "innodb_buffer_pool_size is unknown"))?;
+                        let recovery = Recovery::MysqlVariable { name: "innodb_buffer_pool_size".into(), previous: prev };
+                        self.save_recovery(id, &t.name, &recovery)?;
+                        c.exec_drop("SET GLOBAL innodb_buffer_pool_size = ?", (b,)).await.map_err(|e| sql_err(t, e))?;
+                        let now: Option<u64> = c.query_first("SELECT @@GLOBAL.innodb_buffer_pool_size").await.map_err(|e| sql_err(t, e))?;
+                        (recovery, format!("innodb_buffer_pool_size: {prev} -> {}", now.unwrap_or(b)))
+                    }
+                };
+                let _ = c.disconnect().await;
+                Ok((out.0, Vec::new(), out.1))
+            }
+            (DbFaultSpec::TooManyIndexes { count, tables, .. }, Some(t)) => {
+                let mut c = t.connect(true, Duration::from_secs(5)).await?;
+                // Columns of each table, to index in turn.
+                let mut plan: Vec<(String, String, Vec<String>)> = Vec::new();
+                let tag = id.trim_start_matches('d').replace('-', "_");
+                for tb in tables {
+                    let cols: Vec<String> = c
+                        .exec("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", (t.schema.as_str(), tb.as_str()))
+                        .await
+                        .map_err(|e| sql_err(t, e))?;
+                    if cols.is_empty() {
+                        return Err(DbFaultError::Invalid(format!("too_many_indexes: table {}.{tb} does not exist (prepare a workload first)", t.schema)));
+                    }
+                    for col in &cols {
+                        check_ident(col).map_err(|e| sql_err(t, format!("column {e}")))?;
+                    }
+                    plan.push((tb.clone(), String::new(), cols));
+                }
+                let mut indexes = Vec::new();
+                let mut ddl = Vec::new();
+                for n in 0..*count as usize {
+                    let (tb, _, cols) = &plan[n % plan.len()];
+                    let round = n / plan.len();
+                    // Single columns first, then pairs.
+                    let a = &cols[round % cols.len()];
+                    let b = &cols[(round / cols.len() + round + 1) % cols.len()];
+                    let columns = if round < cols.len() { a.clone() } else { format!("{a}, {b}") };
+                    let name = format!("dd{tag}_{n}");
+                    indexes.push((tb.clone(), name.clone()));
+                    ddl.push(format!("CREATE INDEX {name} ON {tb} ({columns})"));
+                }
+                let recovery = Recovery::Indexes { indexes };
+                self.save_recovery(id, &t.name, &recovery)?;
+                for stmt in &ddl {
+                    if let Err(e) = c.query_drop(stmt.as_str()).await {
+                        let _ = c.disconnect().await;
+                        let _ = undo(t, &recovery).await;
+                        return Err(sql_err(t, e));
+                    }
+                }
+                let _ = c.disconnect().await;
+                Ok((recovery, Vec::new(), format!("{count} indexes on {}", tables.join(", "))))
+            }
+            (DbFaultSpec::WorkloadSurge { workload_id, threads }, _) => {
+                let run = self.workloads.get(workload_id).ok_or_else(|| DbFaultError::Invalid(format!("unknown workload {workload_id:?}")))?;
+                let recovery = Recovery::Surge { workload_id: workload_id.clone(), previous_threads: run.threads() };
+                self.save_recovery(id, "", &recovery)?;
+                let before = run.set_threads(*threads).map_err(|e| DbFaultError::Invalid(e.to_string()))?;
+                Ok((recovery, Vec::new(), format!("{workload_id}: threads {before} -> {threads}")))
+            }
+            (DbFaultSpec::LockContention { table, rows, sessions, hold_ms, .. }, Some(t)) => {
+                let mut c = t.connect(true, Duration::from_secs(5)).await?;
+                let q = format!("SELECT MIN(id), MAX(id) FROM {table}");
+                let r: Option<Row> = c.query_first(q).await.map_err(|e| sql_err(t, format!("{e} (lock_contention needs a table with an integer id and k column, e.g. a prepared OLTP table)")))?;
+                let _ = c.disconnect().await;
+                let (lo, hi) = r.map(|r| (col_f64(&r, 0), col_f64(&r, 1))).unwrap_or((None, None));
+                let (Some(lo), Some(hi)) = (lo, hi) else {
+                    return Err(DbFaultError::Invalid(format!("lock_contention: table {table} is empty")));
+                };
+                // The hot rows sit in the middle, where sysbench's special distribution draws most.
+                let mid = ((lo + hi) / 2.0) as u64;
+                let first = mid.saturating_sub(u64::from(*rows) / 2).max(lo as u64);
+                self.save_recovery(id, &t.name, &Recovery::Sessions)?;
+                let sql = format!("UPDATE {table} SET k = k + 1 WHERE id BETWEEN ? AND ?");
+                let mut tasks = Vec::new();
+                for _ in 0..*sessions {
+                    let (t, sql, mut stop_rx) = (t.clone(), sql.clone(), stop.subscribe());
+                    let (hold, last) = (Duration::from_millis(*hold_ms), first + u64::from(*rows) - 1);
+                    tasks.push(tokio::spawn(async move {
+                        let mut conn = None;
+                        loop {
+                            if *stop_rx.borrow() {
+                                break;
+                            }
+                            if conn.is_none() {
+                                conn = t.connect(true, Duration::from_secs(5)).await.ok();
+                                if conn.is_none() {
+                                    tokio::time::sleep(Duration::from_millis(500)).await;
+                                    continue;
+                                }
+                            }
+                            let Some(c) = conn.as_mut() else { continue };
+                            let ok = async {
+                                c.query_drop("BEGIN").await?;
+                                c.exec_drop(sql.as_str(), (first, last)).await?;
+                                Ok::<(), mysql_async::Error>(())
+                            }
+                            .await;
+                            if ok.is_ok() {
+                                // Hold the row locks.
+                                tokio::select! {
+                                    _ = tokio::time::sleep(hold) => {}
+                                    _ = stop_rx.changed() => {}
+                                }
+                            }
+                            if c.query_drop("COMMIT").await.is_err() {
+                                conn = None;
+                            }
+                        }
+                        if let Some(c) = conn {
+                            let _ = c.disconnect().await;
+                        }
+                    }));
+                }
+                Ok((Recovery::Sessions, tasks, format!("{sessions} sessions holding rows {first}..={} of {table} for {hold_ms} ms at a time", first + u64::from(*rows) - 1)))
+            }
+            (_, None) => Err(DbFaultError::Invalid("no database for this fault".into())),
+        }
+    }
+
+    pub fn is_db_fault(&self, id: &str) -> bool {
+        lock(&self.live).contains_key(id)
+    }
+
+    pub async fn revert(&self, id: &str) -> Result<FaultRecord, DbFaultError> {
+        self.revert_as(id, FaultPhase::Reverted).await
+    }
+
+    async fn revert_as(&self, id: &str, phase: FaultPhase) -> Result<FaultRecord, DbFaultError> {
+        let live = lock(&self.live).remove(id).ok_or_else(|| DbFaultError::Unknown(id.to_owned()))?;
+        let _ = live.stop.send(true);
+        for t in live.tasks {
+            if tokio::time::timeout(Duration::from_secs(15), t).await.is_err() {
+                warn!(fault = %id, "a lock session did not end in time");
+            }
+        }
+        let mut rec = live.rec;
+        let result = match (&live.recovery, &live.target) {
+            (Recovery::Surge { workload_id, previous_threads }, _) => {
+                if let Some(run) = self.workloads.get(workload_id) {
+                    if run.phase() == crate::workload::Phase::Running {
+                        let _ = run.set_threads(*previous_threads);
+                    }
+                }
+                Ok(())
+            }
+            (r, Some(t)) => undo(t, r).await,
+            (_, None) => Ok(()),
+        };
+        rec.ended_ms = Some(now_ms());
+        match result {
+            Ok(()) => {
+                rec.state = phase;
+                let _ = self.store.delete_doc(RECOVERY, id);
+            }
+            Err(e) => {
+                // The recovery document stays: the next start tries again.
+                rec.state = FaultPhase::Failed;
+                rec.detail = format!("revert failed: {e}");
+                warn!(fault = %id, error = %e, "database fault revert failed; will retry at next start");
+            }
+        }
+        self.store.save_fault(&rec)?;
+        info!(fault = %id, state = ?rec.state, "database fault ended");
+        Ok(rec)
+    }
+
+    pub async fn revert_all(&self) -> (Vec<FaultRecord>, Vec<(String, String)>) {
+        let ids: Vec<String> = lock(&self.live).keys().cloned().collect();
+        let (mut done, mut failed) = (Vec::new(), Vec::new());
+        for id in ids {
+            match self.revert(&id).await {
+                Ok(r) => done.push(r),
+                Err(DbFaultError::Unknown(_)) => {}
+                Err(e) => failed.push((id, e.to_string())),
+            }
+        }
+        (done, failed)
+    }
+
+    pub fn active(&self) -> Vec<FaultRecord> {
+        lock(&self.live).values().map(|l| l.rec.clone()).collect()
+    }
+
+    /// Undoes what a previous run left applied (its recovery documents), and
+    /// closes those faults' records.
+    pub async fn recover(&self) -> Vec<(String, Result<(), String>)> {
+        let docs = self.store.docs(RECOVERY).unwrap_or_default();
+        let mut out = Vec::new();
+        for (id, bytes) in docs {
+            if self.is_db_fault(&id) {
+                // Applied by this run: its own revert handles it.
+                continue;
+            }
+            let Ok(doc) = serde_json::from_slice::<RecoveryDoc>(&bytes) else {
+                out.push((id, Err("unreadable recovery document".into())));
+                continue;
+            };
+            let res = match (&doc.recovery, self.targets.iter().find(|t| t.name == doc.database)) {
+                (Recovery::Surge { .. } | Recovery::Sessions, _) => Ok(()),
+                (r, Some(t)) => undo(t, r).await.map_err(|e| e.to_string()),
+                (_, None) => Err(format!("database {:?} is no longer configured", doc.database)),
+            };
+            if res.is_ok() {
+                let _ = self.store.delete_doc(RECOVERY, &id);
+                if let Ok(recs) = self.store.faults(i64::MIN, i64::MAX) {
+                    if let Some(mut rec) = recs.into_iter().find(|r| r.id == doc.fault_id) {
+                        if rec.state.is_live() {
+                            rec.state = FaultPhase::Reverted;
+                            rec.ended_ms = Some(now_ms());
+                            rec.detail = "reverted at coordinator start (the previous run ended with it applied)".into();
+                            let _ = self.store.save_fault(&rec);
+                        }
+                    }
+                }
+                info!(fault = %id, "database fault left by a previous run reverted");
+            } else if let Err(e) = &res {
+                warn!(fault = %id, error = %e, "cannot revert a database fault left by a previous run");
+            }
+            out.push((id, res));
+        }
+        out
+    }
+}
+
+/// Restores what a recovery document describes.
+async fn undo(t: &DbTarget, r: &Recovery) -> Result<(), DbFaultError> {
+    let mut c = t.connect(true, Duration::from_secs(5)).await?;
+    let res = async {
+        match r {
+            Recovery::ObParameter { name, previous } => {
+                if !matches!(name.as_str(), "memstore_limit_percentage" | "_memstore_limit_percentage") {
+                    return Err(sql_err(t, format!("refusing to set unexpected parameter {name:?}")));
+                }
+                let v: u32 = previous.parse().map_err(|_| sql_err(t, format!("stored previous value {previous:?} is not an integer")))?;
+                c.query_drop(format!("ALTER SYSTEM SET {name} = {v}")).await.map_err(|e| sql_err(t, e))
+            }
+            Recovery::MysqlVariable { name, previous } => {
+                if name != "innodb_buffer_pool_size" {
+                    return Err(sql_err(t, format!("refusing to set unexpected variable {name:?}")));
+                }
+                c.exec_drop("SET GLOBAL innodb_buffer_pool_size = ?", (previous,)).await.map_err(|e| sql_err(t, e))
+            }
+            Recovery::Indexes { indexes } => {
+                for (table, index) in indexes {
+                    check_ident(table).map_err(DbFaultError::Invalid)?;
+                    check_ident(index).map_err(DbFaultError::Invalid)?;
+                    let exists: Option<Option<String>> = c
+                        .exec_first("SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = ? LIMIT 1", (t.schema.as_str(), table.as_str(), index.as_str()))
+                        .await
+                        .map_err(|e| sql_err(t, e))?;
+                    if exists.is_some() {
+                        c.query_drop(format!("DROP INDEX {index} ON {table}")).await.map_err(|e| sql_err(t, e))?;
+                    }
+                }
+                Ok(())
+            }
+            Recovery::Surge { .. } | Recovery::Sessions => Ok(()),
+        }
+    }
+    .await;
+    let _ = c.disconnect().await;
+    res
+}
+
+/// Current value of the setting a cache fault changes (for tests and checks).
+pub async fn cache_setting(t: &DbTarget) -> Result<String, DbFaultError> {
+    let mut c = t.connect(false, Duration::from_secs(5)).await?;
+    let v = match t.dialect {
+        DialectKind::Oceanbase => {
+            let rows: Vec<Row> = c
+                .query("SELECT NAME, VALUE FROM oceanbase.V$OB_PARAMETERS WHERE NAME IN ('memstore_limit_percentage', '_memstore_limit_percentage') ORDER BY NAME DESC")
+                .await
+                .map_err(|e| sql_err(t, e))?;
+            rows.first().map(|r| format!("{}={}", col_string(r, 0).unwrap_or_default(), col_string(r, 1).unwrap_or_default())).unwrap_or_default()
+        }
+        DialectKind::Mysql => {
+            let v: Option<u64> = c.query_first("SELECT @@GLOBAL.innodb_buffer_pool_size").await.map_err(|e| sql_err(t, e))?;
+            format!("innodb_buffer_pool_size={}", v.unwrap_or(0))
+        }
+    };
+    let _ = c.disconnect().await;
+    Ok(v)
+}
