@@ -33,7 +33,18 @@ fi
 # Network faults: nftables (loss), iptables (NFQUEUE for delay), iproute2 (tc, test namespaces).
 apt_install nftables iptables iproute2
 
+# Database tests: MariaDB (the MySQL dialect) and seekdb, the OceanBase
+# kernel shipped by the PyPI package pylibseekdb. The tests start their own
+# servers on free loopback ports; nothing here starts a service.
+apt_install mariadb-server python3 python3-pip
+if ! python3 -c 'import pylibseekdb' >/dev/null 2>&1; then
+  echo "installing: pylibseekdb (pip)"
+  python3 -m pip install --quiet pylibseekdb 2>/dev/null || python3 -m pip install --quiet --break-system-packages pylibseekdb
+fi
+
 if [ "$want" = bench ]; then
+  # The yardstick for the native OLTP workload.
+  apt_install sysbench
   # The comparison tool for the agent's collection cost.
   apt_install prometheus-node-exporter
 fi

@@ -266,6 +266,36 @@ async fn tpcc_and_tpch(kind: DialectKind) {
     let id = env.run("tpch", 2, json!({ "scale_factor": 0.01, "duration_s": 3 })).await;
     let r = env.wait_done(&id, Duration::from_secs(120)).await;
     assert!(r["totals"]["transactions"].as_u64().unwrap() > 0, "{r}");
+
+    // The CLI: prepare with progress, start, list, show, stop.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(distdiag_tests::bin("distdiag"))
+            .arg("--url")
+            .arg(env.coord.url(""))
+            .arg("--data-dir")
+            .arg(&env.coord.data_dir)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, out, err) = cli(&["workload", "prepare", "oltp_point_select", "--option", "table_size=500"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(err.contains("100.0 %") && out.contains("prepared"), "{out}{err}");
+    let (code, out, err) = cli(&["workload", "start", "oltp_point_select", "--threads", "2", "--option", "table_size=500"]);
+    assert_eq!(code, Some(0), "{err}");
+    let id = out.trim().to_owned();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, out, _) = cli(&["workload", "list"]);
+    assert!(out.contains(&id) && out.contains("running"), "{out}");
+    let (code, out, _) = cli(&["workload", "stop", "--id", &id]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("stopped"), "{out}");
+    let (_, out, _) = cli(&["workload", "show", &id]);
+    assert!(out.lines().count() > 3 && out.contains("p95_ms"), "{out}");
+    let (code, _, err) = cli(&["workload", "start", "oltp_point_select", "--threads", "65"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("threads = 65"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,16 +28,54 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Faults on agents.
+    /// Faults on agents and databases.
     #[command(subcommand)]
     Fault(FaultCommand),
+    /// Benchmark workloads against the configured databases.
+    #[command(subcommand)]
+    Workload(WorkloadCommand),
+}
+
+#[derive(Subcommand)]
+enum WorkloadCommand {
+    /// Create and load a benchmark's tables, showing progress:
+    /// `distdiag workload prepare oltp_read_write --option tables=4 --option table_size=100000`.
+    Prepare {
+        /// oltp_read_write, oltp_read_only, oltp_write_only, oltp_point_select, tpcc, tpch.
+        kind: String,
+        /// A workload option as key=value (tables, table_size, warehouses, scale_factor, database, ...). Repeatable.
+        #[arg(long = "option", value_parser = parse_param)]
+        options: Vec<(String, Value)>,
+    },
+    /// Start a run: `distdiag workload start oltp_read_write --threads 8 --option duration_s=60`.
+    Start {
+        kind: String,
+        /// Concurrent workers, 1..=64.
+        #[arg(long, default_value_t = 4)]
+        threads: i64,
+        #[arg(long = "option", value_parser = parse_param)]
+        options: Vec<(String, Value)>,
+    },
+    /// Stop one run by id, or every run.
+    Stop {
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Active runs with their live figures; with --all, every stored run.
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// One run's report (totals and per-interval TPS, QPS, errors, latency).
+    Show { id: String },
 }
 
 #[derive(Subcommand)]
 enum FaultCommand {
     /// Start a fault: `distdiag fault start cpu_stress --node db1 --param load_percent=50 --duration 2m`.
     Start {
-        /// cpu_stress, memory_stress, disk_stress, network_delay, network_loss, network_bandwidth.
+        /// cpu_stress, memory_stress, disk_stress, network_delay, network_loss, network_bandwidth;
+        /// database faults: cache_bottleneck, too_many_indexes, workload_surge, lock_contention.
         kind: String,
         /// Target node; repeat for several. Default: the only connected agent.
         #[arg(long)]
@@ -86,6 +124,33 @@ fn table(recs: &[Value]) {
         let n = |k: &str| r[k].as_i64().map_or("-".to_owned(), |v| v.to_string());
         println!("{:<24} {:<10} {:<16} {:<9} {:>14} {:>14}  {}", s("id"), s("node"), s("type"), s("state"), n("applied_ms"), n("ended_ms"), s("detail"));
     }
+}
+
+fn fmt_num(v: &Value) -> String {
+    v.as_f64().map_or("-".to_owned(), |x| format!("{x:.1}"))
+}
+
+fn workload_table(runs: &[Value]) {
+    println!("{:<40} {:<18} {:<9} {:>7} {:>9} {:>10} {:>8} {:>9} {:>9}", "workload_id", "type", "phase", "threads", "tps", "qps", "errors", "p95_ms", "txns");
+    for r in runs {
+        let cur = &r["current"];
+        println!(
+            "{:<40} {:<18} {:<9} {:>7} {:>9} {:>10} {:>8} {:>9} {:>9}",
+            r["workload_id"].as_str().unwrap_or("-"),
+            r["type"].as_str().unwrap_or("-"),
+            r["phase"].as_str().unwrap_or("-"),
+            r["threads"],
+            fmt_num(&cur["tps"]),
+            fmt_num(&cur["qps"]),
+            r["totals"]["errors"],
+            fmt_num(&cur["latency_ms"]["p95"]),
+            r["totals"]["transactions"],
+        );
+    }
+}
+
+fn options_map(options: &[(String, Value)]) -> Value {
+    Value::Object(options.iter().cloned().collect::<Map<String, Value>>())
 }
 
 fn main() -> ExitCode {
@@ -154,6 +219,71 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
             let url = if *history { format!("{base}/api/anomaly/history?from={}", urlencode(from)) } else { format!("{base}/api/anomaly/active") };
             let v = send(client.get(url)).await?;
             table(v["anomalies"].as_array().map(Vec::as_slice).unwrap_or_default());
+        }
+        Command::Workload(WorkloadCommand::Prepare { kind, options }) => {
+            let tok = token(cli).map_err(|e| (EX_USAGE, e))?;
+            let body = json!({ "type": kind, "options": options_map(options) });
+            let v = send(client.post(format!("{base}/api/workload/prepare")).bearer_auth(&tok).json(&body)).await?;
+            let id = v["workload_id"].as_str().unwrap_or_default().to_owned();
+            loop {
+                let r = send(client.get(format!("{base}/api/workload/{id}"))).await?;
+                let pct = r["progress"].as_f64().unwrap_or(0.0) * 100.0;
+                match r["phase"].as_str() {
+                    Some("preparing") => eprint!("\rpreparing {kind}: {pct:5.1} %"),
+                    Some("prepared") => {
+                        eprintln!("\rpreparing {kind}: 100.0 %");
+                        println!("{id}: prepared");
+                        break;
+                    }
+                    _ => {
+                        eprintln!();
+                        return Err((1, format!("prepare failed: {}", r["error"].as_str().unwrap_or("unknown"))));
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+        Command::Workload(WorkloadCommand::Start { kind, threads, options }) => {
+            let tok = token(cli).map_err(|e| (EX_USAGE, e))?;
+            let body = json!({ "type": kind, "threads": threads, "options": options_map(options) });
+            let v = send(client.post(format!("{base}/api/workload/start")).bearer_auth(tok).json(&body)).await?;
+            println!("{}", v["workload_id"].as_str().unwrap_or("-"));
+        }
+        Command::Workload(WorkloadCommand::Stop { id }) => {
+            let tok = token(cli).map_err(|e| (EX_USAGE, e))?;
+            let url = match id {
+                Some(i) => format!("{base}/api/workload/{i}/stop"),
+                None => format!("{base}/api/workload/stop-all"),
+            };
+            let v = send(client.post(url).bearer_auth(tok).json(&json!({}))).await?;
+            match &v["report"] {
+                Value::Null => println!("stopped: {}", v["stopped"]),
+                r => workload_table(std::slice::from_ref(r)),
+            }
+        }
+        Command::Workload(WorkloadCommand::List { all }) => {
+            let url = if *all { format!("{base}/api/workload/runs") } else { format!("{base}/api/workload/active") };
+            let v = send(client.get(url)).await?;
+            workload_table(v["workloads"].as_array().map(Vec::as_slice).unwrap_or_default());
+        }
+        Command::Workload(WorkloadCommand::Show { id }) => {
+            let v = send(client.get(format!("{base}/api/workload/{id}"))).await?;
+            workload_table(std::slice::from_ref(&v));
+            println!("\n{:>14} {:>7} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9}", "timestamp", "threads", "tps", "qps", "err/s", "p50_ms", "p95_ms", "p99_ms");
+            for i in v["intervals"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                let l = &i["latency_ms"];
+                println!(
+                    "{:>14} {:>7} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9}",
+                    i["timestamp"],
+                    i["threads"],
+                    fmt_num(&i["tps"]),
+                    fmt_num(&i["qps"]),
+                    fmt_num(&i["errors_per_s"]),
+                    fmt_num(&l["p50"]),
+                    fmt_num(&l["p95"]),
+                    fmt_num(&l["p99"])
+                );
+            }
         }
     }
     Ok(())
