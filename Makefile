@@ -6,6 +6,7 @@ CARGO ?= cargo
 .PHONY: demo test bench build lint unit deps-test deps-bench
 
 demo:
+	scripts/install-deps.sh demo
 	$(CARGO) build --release -p distdiag-coordinator -p distdiag-agent
 	scripts/demo.sh
 

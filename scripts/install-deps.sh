@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what `make test` and `make bench` need when it is missing.
-# Idempotent; run as root (apt-get) on Debian 12. Usage: install-deps.sh [test|bench]
+# Idempotent; run as root (apt-get) on Debian 12. Usage: install-deps.sh [test|bench|demo]
 set -euo pipefail
 want=${1:-test}
 
@@ -20,6 +20,20 @@ apt_install() {
   fi
 }
 
+install_databases() {
+  apt_install mariadb-server python3 python3-pip
+  if ! python3 -c 'import pylibseekdb' >/dev/null 2>&1; then
+    echo "installing: pylibseekdb (pip)"
+    python3 -m pip install --quiet pylibseekdb 2>/dev/null || python3 -m pip install --quiet --break-system-packages pylibseekdb
+  fi
+}
+
+if [ "$want" = demo ]; then
+  # The demo's local database: seekdb, or MariaDB where seekdb cannot be installed.
+  install_databases || echo "no database installed; the demo runs without one" >&2
+  exit 0
+fi
+
 # Build and test tooling.
 command -v cc >/dev/null || apt_install gcc libc6-dev
 command -v kill >/dev/null || apt_install procps
@@ -36,11 +50,7 @@ apt_install nftables iptables iproute2
 # Database tests: MariaDB (the MySQL dialect) and seekdb, the OceanBase
 # kernel shipped by the PyPI package pylibseekdb. The tests start their own
 # servers on free loopback ports; nothing here starts a service.
-apt_install mariadb-server python3 python3-pip
-if ! python3 -c 'import pylibseekdb' >/dev/null 2>&1; then
-  echo "installing: pylibseekdb (pip)"
-  python3 -m pip install --quiet pylibseekdb 2>/dev/null || python3 -m pip install --quiet --break-system-packages pylibseekdb
-fi
+install_databases
 
 if [ "$want" = bench ]; then
   # The yardstick for the native OLTP workload.

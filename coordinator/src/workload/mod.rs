@@ -332,7 +332,7 @@ pub struct Run {
     pub started_ms: i64,
     ended_ms: Mutex<Option<i64>>,
     threads: AtomicUsize,
-    spawned: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    spawned: Mutex<Vec<std::thread::JoinHandle<()>>>,
     stop: watch::Sender<bool>,
     progress: Progress,
     acc: Mutex<Acc>,
@@ -499,7 +499,20 @@ impl Run {
         let mut spawned = lock(&self.spawned);
         while spawned.len() < n {
             let idx = spawned.len();
-            spawned.push(tokio::spawn(worker_loop(self.clone(), idx)));
+            // Each worker is an OS thread with its own single-threaded runtime,
+            // as sysbench's threads are: no work stealing and no cross-thread
+            // wake-ups between a statement and its answer.
+            let run = self.clone();
+            let handle = std::thread::Builder::new().name(format!("workload-{idx}")).spawn(move || {
+                match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt.block_on(worker_loop(run, idx)),
+                    Err(error) => warn!(workload = %run.id, worker = idx, %error, "cannot start a worker runtime"),
+                }
+            });
+            match handle {
+                Ok(h) => spawned.push(h),
+                Err(e) => return Err(WorkloadError::Invalid(format!("cannot start worker {idx}: {e}"))),
+            }
         }
         Ok(before)
     }
@@ -737,8 +750,13 @@ impl Workloads {
         }
         run.request_stop();
         let handles: Vec<_> = std::mem::take(&mut *lock(&run.spawned));
-        for h in handles {
-            let _ = tokio::time::timeout(Duration::from_secs(30), h).await;
+        let joined = tokio::task::spawn_blocking(move || {
+            for h in handles {
+                let _ = h.join();
+            }
+        });
+        if tokio::time::timeout(Duration::from_secs(30), joined).await.is_err() {
+            warn!(workload = %run.id, "workers did not stop within 30 s");
         }
         run.close_interval();
         run.end(if finished { Phase::Finished } else { Phase::Stopped }, None);

@@ -6,7 +6,11 @@
 //! (b) coordinator ingest rate with many simulated agents over real QUIC with
 //!     mutual TLS, and bytes per stored value (synthetic series at 1 s spacing,
 //!     and a real capture of this host at 1 s);
-//! (c) reading one node's series over 1 h, from the store and through REST.
+//! (c) reading one node's series over 1 h, from the store and through REST;
+//! (d) the native `oltp_read_write` workload vs Debian's sysbench 1.0.20
+//!     against the same MariaDB and the same seekdb: TPS and client CPU per
+//!     transaction, equal tables, rows, threads and duration, alternating
+//!     runs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -324,8 +328,91 @@ fn coord_pid(data: &std::path::Path) -> u32 {
     panic!("coordinator process not found");
 }
 
+/// CPU seconds this process and its waited-for children have used.
+fn self_and_children_cpu() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let f: Vec<f64> = stat.rsplit_once(')').map(|p| p.1).unwrap_or("").split_ascii_whitespace().map(|v| v.parse::<f64>().unwrap_or(0.0)).collect();
+    let hz = rustix::param::clock_ticks_per_second() as f64;
+    ((f[11] + f[12]) / hz, (f[13] + f[14]) / hz)
+}
+
+/// (transactions, seconds, client CPU seconds, errors) of one native run.
+fn native_oltp(rt: &tokio::runtime::Runtime, w: &Arc<distdiag_coordinator::workload::Workloads>, o: &distdiag_coordinator::workload::Options, threads: usize) -> (f64, f64, f64, f64) {
+    use distdiag_coordinator::workload::{Phase, WorkloadKind};
+    let cpu0 = self_and_children_cpu().0;
+    let run = rt.block_on(w.start(WorkloadKind::OltpReadWrite, threads, o.clone())).expect("start native run");
+    while run.phase() == Phase::Running {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cpu = self_and_children_cpu().0 - cpu0;
+    let r = run.report(false);
+    (r["totals"]["transactions"].as_f64().unwrap(), r["elapsed_s"].as_f64().unwrap(), cpu, r["totals"]["errors"].as_f64().unwrap())
+}
+
+/// The same with sysbench as a child process.
+fn sysbench_oltp(port: u16, tables: u32, size: u64, threads: usize, secs: u64) -> (f64, f64, f64, f64) {
+    let cpu0 = self_and_children_cpu().1;
+    let out = Command::new("sysbench")
+        .arg("oltp_read_write")
+        .args(["--db-driver=mysql", "--mysql-host=127.0.0.1", "--mysql-user=root", "--mysql-db=distdiag", "--report-interval=0", "--mysql-ignore-errors=1213,1205,1020,6002,4012,4038"])
+        .arg(format!("--mysql-port={port}"))
+        .arg(format!("--tables={tables}"))
+        .arg(format!("--table-size={size}"))
+        .arg(format!("--threads={threads}"))
+        .arg(format!("--time={secs}"))
+        .arg("run")
+        .output()
+        .expect("run sysbench");
+    let cpu = self_and_children_cpu().1 - cpu0;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "sysbench failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    let field = |name: &str| -> f64 {
+        text.lines().find_map(|l| l.trim().strip_prefix(name)).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0.0)
+    };
+    let txns = field("transactions:");
+    let time = text.lines().find_map(|l| l.trim().strip_prefix("total time:")).and_then(|v| v.trim().trim_end_matches('s').parse().ok()).unwrap_or(secs as f64);
+    (txns, time, cpu, field("ignored errors:"))
+}
+
+fn oltp_vs_sysbench(lines: &mut Vec<Line>) {
+    use distdiag_coordinator::db::DialectKind;
+    use distdiag_coordinator::workload::{Options, WorkloadKind, Workloads};
+    if Command::new("sysbench").arg("--version").output().is_err() {
+        lines.push(line("native oltp_read_write vs sysbench", "-".into(), "sysbench not installed".into(), "-".into(), "≥ 1.0"));
+        return;
+    }
+    let (tables, size, threads, secs, rounds) = (4u32, 10_000u64, 4usize, 15u64, 2);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    for kind in [DialectKind::Mysql, DialectKind::Oceanbase] {
+        let name = if kind == DialectKind::Mysql { "MariaDB 10.11" } else { "seekdb 1.4 (OceanBase)" };
+        eprintln!("(d) oltp_read_write on {name} ...");
+        let server = distdiag_tests::db::DbServer::start(kind);
+        let t = server.target("bench");
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn SeriesStore> = Arc::new(SledStore::open(dir.path(), StoreConfig::default()).unwrap());
+        let w = Workloads::new(vec![t.clone()], store);
+        let o = Options { tables, table_size: size, duration_s: secs, report_interval_s: 1, ..Options::default() };
+        let _enter = rt.enter();
+        let (_, job) = w.prepare(WorkloadKind::OltpReadWrite, o.clone()).unwrap();
+        rt.block_on(job).unwrap();
+        let (mut ours, mut theirs) = ((0.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.0));
+        for _ in 0..rounds {
+            let n = native_oltp(&rt, &w, &o, threads);
+            let s = sysbench_oltp(server.port, tables, size, threads, secs);
+            eprintln!("    native {:.0} txn in {:.1} s ({:.2} s CPU, {} errors) | sysbench {:.0} txn in {:.1} s ({:.2} s CPU, {} errors)", n.0, n.1, n.2, n.3, s.0, s.1, s.2, s.3);
+            ours = (ours.0 + n.0, ours.1 + n.1, ours.2 + n.2, ours.3 + n.3);
+            theirs = (theirs.0 + s.0, theirs.1 + s.1, theirs.2 + s.2, theirs.3 + s.3);
+        }
+        let (tps_o, tps_t) = (ours.0 / ours.1, theirs.0 / theirs.1);
+        let (cpu_o, cpu_t) = (ours.2 / ours.0 * 1e6, theirs.2 / theirs.0 * 1e6);
+        let setup = format!("{tables} tables × {size} rows, {threads} threads, {rounds}×{secs} s alternating");
+        lines.push(line(&format!("oltp_read_write TPS on {name} ({setup})"), format!("{tps_o:.0}"), format!("{tps_t:.0} (sysbench 1.0.20)"), format!("{:.2}", tps_o / tps_t), "≥ 1.0"));
+        lines.push(line(&format!("client CPU per transaction on {name}"), format!("{cpu_o:.0} µs"), format!("{cpu_t:.0} µs"), format!("{:.2}", cpu_o / cpu_t), "≤ 0.5"));
+    }
+}
+
 /// Sections to run: all by default, or those named on the command line
-/// (`agent`, `ingest`, `capture`).
+/// (`agent`, `ingest`, `capture`, `oltp`).
 fn main() {
     let only: Vec<String> = std::env::args().skip(1).collect();
     let run = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
@@ -342,6 +429,10 @@ fn main() {
         eprintln!("real host capture at 1 s for 60 s ...");
         let (bpv, width) = real_capture_bytes_per_value(60);
         lines.push(line(&format!("bytes per value, this host's real series at 1 s ({width} metrics, one 60-row block)"), format!("{bpv:.3}"), "-".into(), "-".into(), "≤ 2"));
+    }
+
+    if run("oltp") {
+        oltp_vs_sysbench(&mut lines);
     }
 
     println!("| measurement | distdiag | comparison | ratio | goal |");
