@@ -263,7 +263,7 @@ pub(crate) mod fixture {
     use std::path::PathBuf;
 
     pub(crate) fn dir() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/host1")
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())).join("fixtures/host1")
     }
 
     pub(crate) fn text(rel: &str) -> String {
