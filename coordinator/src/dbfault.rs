@@ -327,7 +327,7 @@ impl DbFaults {
             (DbFaultSpec::TooManyIndexes { count, tables, .. }, Some(t)) => {
                 let mut c = t.connect(true, Duration::from_secs(5)).await?;
                 // Columns of each table, to index in turn.
-                let mut plan: Vec<(String, String, Vec<String>)> = Vec::new();
+                let mut plan: Vec<(String, Vec<String>)> = Vec::new();
                 let tag = id.trim_start_matches('d').replace('-', "_");
                 for tb in tables {
                     let cols: Vec<String> = c
@@ -340,12 +340,12 @@ impl DbFaults {
                     for col in &cols {
                         check_ident(col).map_err(|e| sql_err(t, format!("column {e}")))?;
                     }
-                    plan.push((tb.clone(), String::new(), cols));
+                    plan.push((tb.clone(), cols));
                 }
                 let mut indexes = Vec::new();
                 let mut ddl = Vec::new();
                 for n in 0..*count as usize {
-                    let (tb, _, cols) = &plan[n % plan.len()];
+                    let (tb, cols) = &plan[n % plan.len()];
                     let round = n / plan.len();
                     // Single columns first, then pairs.
                     let a = &cols[round % cols.len()];
