@@ -521,7 +521,8 @@ impl DbFaults {
                 let _ = self.store.delete_doc(RECOVERY, &id);
                 if let Ok(recs) = self.store.faults(i64::MIN, i64::MAX) {
                     if let Some(mut rec) = recs.into_iter().find(|r| r.id == doc.fault_id) {
-                        if rec.state.is_live() {
+                        // Live, or closed as failed by a revert that did not get through.
+                        if rec.state.is_live() || rec.detail.starts_with("revert failed") {
                             rec.state = FaultPhase::Reverted;
                             rec.ended_ms = Some(now_ms());
                             rec.detail = "reverted at coordinator start (the previous run ended with it applied)".into();
