@@ -135,14 +135,7 @@ impl DbFaults {
     }
 
     fn target(&self, name: Option<&str>) -> Result<DbTarget, DbFaultError> {
-        match name {
-            Some(n) => self.targets.iter().find(|t| t.name == n).cloned().ok_or_else(|| DbFaultError::Db(DbError::UnknownTarget(n.to_owned()))),
-            None => match self.targets.as_slice() {
-                [one] => Ok(one.clone()),
-                [] => Err(DbFaultError::Invalid("no database is configured ([[databases]] in the coordinator config)".into())),
-                _ => Err(DbFaultError::Invalid("several databases are configured; name one in params.database".into())),
-            },
-        }
+        Ok(crate::db::find(&self.targets, name, true)?.clone())
     }
 
     /// Turns a request into a spec, with defaults, checking names and ranges.
@@ -306,7 +299,7 @@ impl DbFaults {
                         let prev_num: u32 = previous.trim().parse().map_err(|_| sql_err(t, format!("{name} is {previous:?}, not an integer; not touching it")))?;
                         let recovery = Recovery::ObParameter { name: name.to_owned(), previous: prev_num.to_string() };
                         self.save_recovery(id, &t.name, &recovery)?;
-                        // ALTER SYSTEM takes no placeholders: a name from the list above and a u8.
+                        // ALTER SYSTEM binds no parameters: the text holds a name from the list above and a u8.
                         c.query_drop(format!("ALTER SYSTEM SET {name} = {pct}")).await.map_err(|e| sql_err(t, e))?;
                         (recovery, format!("{name}: {prev_num} -> {pct}"))
                     }

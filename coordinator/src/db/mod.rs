@@ -147,6 +147,19 @@ impl DbTarget {
     }
 }
 
+const NONE_CONFIGURED: &str = "no database is configured ([[databases]] in the coordinator config)";
+
+/// The target named `name`; without a name, the first one (`only = false`)
+/// or the only one (`only = true`, so a request never picks among several).
+pub fn find<'a>(targets: &'a [DbTarget], name: Option<&str>, only: bool) -> Result<&'a DbTarget, DbError> {
+    match (name, targets) {
+        (Some(n), _) => targets.iter().find(|t| t.name == n).ok_or_else(|| DbError::UnknownTarget(n.to_owned())),
+        (None, []) => Err(DbError::Invalid(NONE_CONFIGURED.into())),
+        (None, [first, ..]) if !only || targets.len() == 1 => Ok(first),
+        (None, _) => Err(DbError::Invalid("several databases are configured; name one in params.database".into())),
+    }
+}
+
 /// Creates the workload schema when missing.
 pub async fn ensure_schema(t: &DbTarget) -> Result<(), DbError> {
     check_ident(&t.schema).map_err(DbError::Invalid)?;
@@ -229,6 +242,18 @@ mod tests {
         assert_eq!(value_f64(&Value::Bytes(b"ON".to_vec())), None);
         assert_eq!(value_f64(&Value::NULL), None);
         assert_eq!(value_f64(&Value::UInt(7)), Some(7.0));
+    }
+
+    #[test]
+    fn targets_are_found_by_name_or_default() {
+        let t = |n: &str| DbTarget { name: n.into(), dialect: DialectKind::Mysql, host: "h".into(), port: 1, user: "u".into(), password: None, password_env: None, schema: "s".into(), host_node: None };
+        let two = [t("a"), t("b")];
+        assert_eq!(find(&two, Some("b"), true).unwrap().name, "b");
+        assert!(matches!(find(&two, Some("c"), false), Err(DbError::UnknownTarget(_))));
+        assert_eq!(find(&two, None, false).unwrap().name, "a");
+        assert!(find(&two, None, true).unwrap_err().to_string().contains("several"));
+        assert_eq!(find(&two[..1], None, true).unwrap().name, "a");
+        assert!(find(&[], None, false).unwrap_err().to_string().contains("no database"));
     }
 
     #[test]

@@ -259,10 +259,7 @@ impl DbProbes {
     }
 
     pub fn target(&self, name: Option<&str>) -> Result<&DbTarget, crate::db::DbError> {
-        match name {
-            Some(n) => self.targets.iter().find(|t| t.name == n).ok_or_else(|| crate::db::DbError::UnknownTarget(n.to_owned())),
-            None => self.targets.first().ok_or_else(|| crate::db::DbError::Invalid("no database is configured ([[databases]] in the coordinator config)".into())),
-        }
+        crate::db::find(&self.targets, name, false)
     }
 
     pub fn status(&self) -> Vec<ProbeStatus> {

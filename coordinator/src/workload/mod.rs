@@ -268,17 +268,13 @@ pub enum Phase {
     Failed,
 }
 
+/// Microseconds from 1 µs to 1 h, 3 significant digits.
+#[allow(clippy::expect_used)]
 fn new_hist() -> Histogram<u64> {
-    // Microseconds from 1 µs to 1 h, 3 significant digits.
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable_hist()))
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant histogram bounds are valid")
 }
 
-#[allow(clippy::panic)]
-fn unreachable_hist() -> Histogram<u64> {
-    panic!("HDR histogram bounds are constants and valid")
-}
-
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Counts {
     events: u64,
     queries: u64,
@@ -450,9 +446,7 @@ impl Run {
         let elapsed_s = (ended.unwrap_or_else(now_ms) - self.started_ms) as f64 / 1000.0;
         let (totals, hist) = {
             let t = lock(&self.totals);
-            let mut c = Counts::default();
-            c.add(&t.0);
-            (c, t.1.clone())
+            (t.0.clone(), t.1.clone())
         };
         let intervals = lock(&self.intervals);
         let last = intervals.last().cloned();
@@ -609,14 +603,10 @@ impl Workloads {
     }
 
     fn resolve(&self, o: &Options) -> Result<Vec<DbTarget>, WorkloadError> {
-        let find = |n: &str| self.targets.iter().find(|t| t.name == n).cloned().ok_or_else(|| WorkloadError::Db(DbError::UnknownTarget(n.to_owned())));
         if !o.databases.is_empty() {
-            return o.databases.iter().map(|n| find(n)).collect();
+            return o.databases.iter().map(|n| Ok(crate::db::find(&self.targets, Some(n), false)?.clone())).collect();
         }
-        match &o.database {
-            Some(n) => Ok(vec![find(n)?]),
-            None => self.targets.first().cloned().map(|t| vec![t]).ok_or_else(|| WorkloadError::Invalid("no database is configured ([[databases]] in the coordinator config)".into())),
-        }
+        Ok(vec![crate::db::find(&self.targets, o.database.as_deref(), false)?.clone()])
     }
 
     fn new_id(&self, kind: &str) -> String {

@@ -472,7 +472,7 @@ mod tests {
     }
 
     #[test]
-    fn there_are_22_queries_without_placeholders() {
+    fn there_are_22_queries_with_their_substitution_values() {
         let q = queries(0.01);
         assert_eq!(q.len(), 22);
         assert!(q.iter().all(|s| !s.contains(":1") && !s.contains(":2")));
