@@ -116,7 +116,12 @@ async fn oltp_probe_and_faults(kind: DialectKind) {
     let (_, dbs) = env.get("/api/databases").await;
     println!("{kind:?} discovery: {}", dbs["databases"][0]["discovery"]);
 
-    let opts = json!({ "tables": 2, "table_size": 2000, "report_interval_s": 1 });
+    // Uniform ids: sysbench's default `special` piles 75 % of the draws on 20
+    // rows of this small table, and seekdb's deadlock detection can then stall
+    // every worker for seconds (seen in CI), which is the server's behaviour,
+    // not what this test is about. The short read-only runs below use the default;
+    // the write-only one is uniform for the same reason.
+    let opts = json!({ "tables": 2, "table_size": 2000, "report_interval_s": 1, "rand_type": "uniform" });
     env.prepare("oltp_read_write", opts.clone()).await;
     let n: Vec<u64> = env.sql("SELECT COUNT(*) FROM sbtest2").await;
     assert_eq!(n, vec![2000]);
@@ -124,12 +129,15 @@ async fn oltp_probe_and_faults(kind: DialectKind) {
     // qps > 0 while a workload runs.
     let id = env.run("oltp_read_write", 4, opts.clone()).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let during = env.db_fields(3).await;
+    let during = env.db_fields(5).await;
     let busy = during.iter().filter_map(|f| f["qps"].as_f64()).fold(0.0, f64::max);
     assert!(busy > 10.0, "qps during the workload: {during:?}");
     let (_, live) = env.get(&format!("/api/workload/{id}")).await;
-    assert!(live["current"]["tps"].as_f64().unwrap() > 0.0, "{live}");
-    assert!(live["current"]["latency_ms"]["p99"].as_f64().unwrap() > 0.0, "{live}");
+    // Live figures: every closed interval is in the report with TPS and latency.
+    let intervals = live["intervals"].as_array().unwrap();
+    assert!(intervals.len() >= 3, "{live}");
+    assert!(intervals.iter().any(|i| i["tps"].as_f64().unwrap() > 0.0 && i["latency_ms"]["p99"].as_f64().unwrap() > 0.0), "{live}");
+    assert_eq!(live["current"], *intervals.last().unwrap());
     assert_eq!(live["running"], true);
     let (_, active) = env.get("/api/workload/active").await;
     assert_eq!(active["workloads"].as_array().unwrap().len(), 1);
@@ -167,7 +175,7 @@ async fn oltp_probe_and_faults(kind: DialectKind) {
 
     // The other OLTP mixes each run and stop by themselves.
     for wk in ["oltp_read_only", "oltp_write_only", "oltp_point_select"] {
-        let id = env.run(wk, 2, json!({ "tables": 2, "table_size": 2000, "duration_s": 2 })).await;
+        let id = env.run(wk, 2, json!({ "tables": 2, "table_size": 2000, "duration_s": 2, "rand_type": if wk == "oltp_write_only" { "uniform" } else { "special" } })).await;
         let r = env.wait_done(&id, Duration::from_secs(30)).await;
         assert_eq!(r["phase"], "finished", "{r}");
         assert!(r["totals"]["transactions"].as_u64().unwrap() > 0, "{wk}: {r}");
