@@ -22,6 +22,7 @@ bench: deps-bench
 	$(CARGO_TARGET_DIR)/release/distdiag-bench
 
 build:
+	scripts/fetch-xgboost.sh
 	$(CARGO) build --workspace --bins
 
 deps-test:

@@ -28,11 +28,19 @@ install_databases() {
   fi
 }
 
+# The coordinator links the XGBoost C library (bindgen needs libclang; pip fetches it).
+apt_install libclang-dev python3 python3-pip
+here=$(dirname "$0")
+
 if [ "$want" = demo ]; then
+  "$here/fetch-xgboost.sh"
   # The demo's local database: seekdb, or MariaDB where seekdb cannot be installed.
   install_databases || echo "no database installed; the demo runs without one" >&2
   exit 0
 fi
+
+# Tests and the benchmark also load the models in Python's xgboost.
+"$here/fetch-xgboost.sh" --python
 
 # Build and test tooling.
 command -v cc >/dev/null || apt_install gcc libc6-dev

@@ -140,6 +140,13 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
             warn!(fault = %id, %error, "a database fault from the previous run is still applied; retrying every minute");
         }
     }
+    let merge: std::collections::BTreeMap<String, String> = cfg.databases.iter().filter_map(|t| t.host_node.clone().map(|h| (t.store_node(), h))).collect();
+    let training = crate::training::Training::new(store.clone());
+    let models = crate::models::Models::new(store.clone());
+    let online = crate::online::Online::new(store.clone(), models.clone(), cfg.diagnosis.clone(), merge.clone(), shutdown_rx.clone());
+    if cfg.diagnosis.enabled {
+        tasks.push(tokio::spawn(online.clone().run(shutdown_rx.clone())));
+    }
     let app = api::router(ApiState {
         store: store.clone(),
         registry,
@@ -151,6 +158,11 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
         probe_interval_ms: cfg.probe.interval_ms,
         workloads: workloads.clone(),
         dbfaults: dbfaults.clone(),
+        training,
+        models,
+        online,
+        diagnosis: cfg.diagnosis.clone(),
+        diagnosis_merge: merge,
     });
     let mut rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {

@@ -30,6 +30,7 @@ pub struct Config {
     pub store: StoreSection,
     pub faults: FaultsConfig,
     pub probe: ProbeConfig,
+    pub diagnosis: DiagnosisConfig,
     /// Databases to probe, load with workloads and perturb (`[[databases]]`).
     pub databases: Vec<DbTarget>,
 }
@@ -44,6 +45,39 @@ pub struct ProbeConfig {
 impl Default for ProbeConfig {
     fn default() -> Self {
         ProbeConfig { interval_ms: 5_000 }
+    }
+}
+
+/// Online diagnosis (`[diagnosis]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiagnosisConfig {
+    /// Rank the nodes every stride.
+    pub enabled: bool,
+    /// Window geometry of the statistical scorer and of new models
+    /// (an active model brings its own).
+    pub window: crate::diagnose::WindowConfig,
+    /// Rankings kept in memory for `GET /api/anomaly/ranks?from=&to=`.
+    pub history_rankings: usize,
+    /// Alertmanager-compatible webhook (`POST` of an alert list); none by default.
+    pub alert_webhook: Option<String>,
+    /// Fire when the top entry's probability reaches this (0..=1).
+    pub alert_threshold: f64,
+    /// Known topology: `[[diagnosis.topology]] a = "n1", b = "n2", weight = 0.5`.
+    pub topology: Vec<TopologyEdge>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TopologyEdge {
+    pub a: String,
+    pub b: String,
+    pub weight: f64,
+}
+
+impl Default for DiagnosisConfig {
+    fn default() -> Self {
+        DiagnosisConfig { enabled: true, window: crate::diagnose::WindowConfig::default(), history_rankings: 17_280, alert_webhook: None, alert_threshold: 0.8, topology: Vec::new() }
     }
 }
 
@@ -108,6 +142,7 @@ impl Default for Config {
             store: StoreSection::default(),
             faults: FaultsConfig::default(),
             probe: ProbeConfig::default(),
+            diagnosis: DiagnosisConfig::default(),
             databases: Vec::new(),
         }
     }
@@ -166,6 +201,21 @@ impl Config {
         }
         if self.store.tuning.cache_bytes < 1 << 20 {
             return bad("store.cache_bytes must be at least 1048576".into());
+        }
+        let d = &self.diagnosis;
+        if let Err(e) = d.window.validate() {
+            return bad(format!("diagnosis.window: {e}"));
+        }
+        if !(0.0..=1.0).contains(&d.alert_threshold) || d.history_rankings > 1_000_000 {
+            return bad("diagnosis: alert_threshold must be in 0..=1 and history_rankings at most 1000000".into());
+        }
+        if let Some(url) = &d.alert_webhook {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return bad(format!("diagnosis.alert_webhook = {url:?} is not an http(s) URL"));
+            }
+        }
+        if d.topology.iter().any(|t| !(t.weight.is_finite() && t.weight >= 0.0)) {
+            return bad("diagnosis.topology weights must be finite and >= 0".into());
         }
         let f = &self.faults;
         if !(1_000..=86_400_000).contains(&f.max_duration_ms) || f.default_duration_ms == 0 || f.default_duration_ms > f.max_duration_ms {

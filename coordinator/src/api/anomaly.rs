@@ -28,6 +28,30 @@ pub(super) struct StartRequest {
     params: Map<String, Value>,
     /// Seconds (number) or a duration such as "90s", "5m".
     duration: Option<Value>,
+    /// Record this fault as a training case (default: on while
+    /// `POST /api/training/collect` is in effect).
+    collect_training_data: Option<bool>,
+    /// Normal data kept before and after the fault (seconds, default 30).
+    pre_s: Option<u32>,
+    post_s: Option<u32>,
+    /// Scenario label of the case.
+    scenario: Option<String>,
+}
+
+/// Opens the training case of faults just started, if asked to.
+fn maybe_case(state: &ApiState, req: &StartRequest, recs: &[crate::store::FaultRecord]) -> Result<Option<crate::training::Case>, ApiError> {
+    if !req.collect_training_data.unwrap_or_else(|| state.training.collect_all()) {
+        return Ok(None);
+    }
+    let (pre, post) = (req.pre_s.unwrap_or(30), req.post_s.unwrap_or(30));
+    if pre > 3600 || post > 3600 {
+        return Err(ApiError::bad_request("pre_s and post_s are at most 3600"));
+    }
+    state
+        .training
+        .open_case(recs, req.scenario.as_deref().unwrap_or(""), i64::from(pre) * 1000, i64::from(post) * 1000, now_ms())
+        .map(Some)
+        .map_err(super::diagnosis::training_error)
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -167,15 +191,27 @@ pub(super) async fn start(State(state): State<ApiState>, body: Result<Json<Start
         }
         let p: crate::dbfault::DbFaultParams = params(&req.kind, &req.params)?;
         let spec = state.dbfaults.spec_from(&req.kind, p).map_err(dbfault_error)?;
+        if let Some(s) = &req.scenario {
+            if s.contains([',', '"', '\n']) || s.len() > 100 {
+                return Err(ApiError::bad_request("scenario: at most 100 characters, no commas or quotes"));
+            }
+        }
         let rec = state.dbfaults.apply(spec, duration).await.map_err(dbfault_error)?;
+        let case = maybe_case(&state, &req, std::slice::from_ref(&rec))?;
         return Ok(Json(json!({
             "status": "success",
             "message": format!("Started {} anomaly", req.kind),
             "anomalies": [rec],
+            "case": case,
         })));
     }
     let spec = spec_from(&req.kind, &req.params)?;
-    let nodes = match (req.node, req.nodes) {
+    if let Some(s) = &req.scenario {
+        if s.contains([',', '"', '\n']) || s.len() > 100 {
+            return Err(ApiError::bad_request("scenario: at most 100 characters, no commas or quotes"));
+        }
+    }
+    let nodes = match (req.node.clone(), req.nodes.clone()) {
         (Some(_), Some(_)) => return Err(ApiError::bad_request("give node or nodes, not both")),
         (Some(n), None) => vec![n],
         (None, Some(ns)) if !ns.is_empty() => ns,
@@ -210,10 +246,12 @@ pub(super) async fn start(State(state): State<ApiState>, body: Result<Json<Start
             }
         }
     }
+    let case = maybe_case(&state, &req, &started)?;
     Ok(Json(json!({
         "status": "success",
         "message": format!("Started {} anomaly", req.kind),
         "anomalies": started,
+        "case": case,
     })))
 }
 

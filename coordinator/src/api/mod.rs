@@ -6,6 +6,7 @@
 
 mod anomaly;
 mod database;
+pub(crate) mod diagnosis;
 mod metrics;
 mod prom;
 mod workload;
@@ -42,6 +43,12 @@ pub struct ApiState {
     pub probe_interval_ms: u64,
     pub workloads: Arc<Workloads>,
     pub dbfaults: Arc<DbFaults>,
+    pub training: Arc<crate::training::Training>,
+    pub models: Arc<crate::models::Models>,
+    pub online: Arc<crate::online::Online>,
+    pub diagnosis: crate::config::DiagnosisConfig,
+    /// Database store nodes merged into their host node for diagnosis.
+    pub diagnosis_merge: std::collections::BTreeMap<String, String>,
 }
 
 /// An error answered as JSON.
@@ -101,6 +108,25 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/anomaly/stop", axum::routing::post(anomaly::stop))
         .route("/api/anomaly/active", get(anomaly::active))
         .route("/api/anomaly/history", get(anomaly::history))
+        .route("/api/anomaly/train", post(diagnosis::train))
+        .route("/api/anomaly/train/{job}", get(diagnosis::train_job))
+        .route("/api/anomaly/ranks", get(diagnosis::ranks))
+        .route("/api/anomaly/ranks/stream", get(diagnosis::ranks_stream))
+        .route("/api/anomaly/ranks/graph", get(diagnosis::ranks_graph))
+        .route("/api/training/normal/start", post(diagnosis::normal_start))
+        .route("/api/training/normal/stop", post(diagnosis::normal_stop))
+        .route("/api/training/collect", post(diagnosis::collect))
+        .route("/api/training/stop", post(diagnosis::collect_stop))
+        .route("/api/training/stats", get(diagnosis::stats))
+        .route("/api/training/cases", get(diagnosis::cases))
+        .route("/api/models", get(diagnosis::models))
+        .route("/api/models/rollback", post(diagnosis::rollback))
+        .route("/api/models/{id}", get(diagnosis::model))
+        .route("/api/models/{id}/activate", post(diagnosis::activate))
+        .route("/api/models/{id}/evaluate", post(diagnosis::evaluate))
+        .route("/api/models/{id}/booster/{type}", get(diagnosis::booster))
+        .route("/api/datasets", get(diagnosis::datasets))
+        .route("/api/datasets/{name}", get(diagnosis::dataset).post(diagnosis::import_dataset))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)

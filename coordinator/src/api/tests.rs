@@ -43,7 +43,16 @@ fn state(dir: &std::path::Path) -> ApiState {
     let targets = vec![unreachable];
     let workloads = crate::workload::Workloads::new(targets.clone(), store.clone());
     let dbfaults = crate::dbfault::DbFaults::new(store.clone(), targets.clone(), workloads.clone());
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    let training = crate::training::Training::new(store.clone());
+    let models = crate::models::Models::new(store.clone());
+    let online = crate::online::Online::new(store.clone(), models.clone(), crate::config::DiagnosisConfig::default(), Default::default(), stop);
     ApiState {
+        training,
+        models,
+        online,
+        diagnosis: crate::config::DiagnosisConfig::default(),
+        diagnosis_merge: Default::default(),
         store,
         registry,
         faults,
@@ -319,4 +328,143 @@ async fn an_unreachable_database_gets_a_4xx_not_a_crash() {
     let (s, v) = call(&app, post("/api/anomaly/start", r#"{"type":"too_many_indexes","params":{"tables":["x`y"]}}"#, tok)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert!(v["error"].as_str().unwrap().contains("plain identifier"), "{v}");
+}
+
+/// Three nodes with a CPU counter and a memory gauge; node `n{hot}` burns
+/// CPU during each fault in `faults` (start s, end s, case id), which are
+/// recorded as fault records and cases.
+fn seed_training(state: &ApiState, faults: &[(i64, i64, &str, &str, &str)]) {
+    let catalog = vec![MetricDesc::counter("cg.cpu_usage", "seconds"), MetricDesc::gauge("mem.used", "bytes")];
+    let base = 2_000_000_000i64;
+    for n in ["a", "b", "c"] {
+        state.store.upsert_node(n, HostFacts::default(), Capabilities::default(), catalog.clone(), 1000, base).unwrap();
+        let mut cpu = 0.0;
+        let rows: Vec<Row> = (0..900i64)
+            .map(|i| {
+                let t = base + i * 1000;
+                let hot = faults.iter().any(|(s, e, node, kind, _)| *node == n && *kind == "cpu_stress" && i >= *s && i < *e);
+                let mem_hot = faults.iter().any(|(s, e, node, kind, _)| *node == n && *kind == "memory_stress" && i >= *s && i < *e);
+                cpu += if hot { 0.95 } else { 0.1 + 0.02 * ((i * 7 + n.len() as i64) % 5) as f64 };
+                Row { ts_ms: t, values: vec![cpu, if mem_hot { 9e9 } else { 1e9 + 1e7 * ((i * 3) % 7) as f64 }] }
+            })
+            .collect();
+        state.store.append(n, &rows).unwrap();
+    }
+    for (k, (s, e, node, kind, _)) in faults.iter().enumerate() {
+        let rec = crate::store::FaultRecord {
+            id: format!("f{k}"),
+            node: node.to_string(),
+            kind: kind.to_string(),
+            spec: crate::store::RecordSpec::Agent(distdiag_common::fault::FaultSpec::CpuStress { workers: 1, load_percent: 100 }),
+            requested_ms: base + s * 1000,
+            applied_ms: Some(base + s * 1000),
+            deadline_ms: base + e * 1000,
+            ended_ms: Some(base + e * 1000),
+            state: crate::store::FaultPhase::Reverted,
+            detail: String::new(),
+        };
+        state.store.save_fault(&rec).unwrap();
+        state.training.open_case(&[rec], "A", 30_000, 30_000, base + s * 1000 + k as i64).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn training_collection_models_and_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = state(dir.path());
+    let app = router(st.clone());
+    let tok = Some("secret-token-123456");
+    // Nothing collected: training is refused with a clear message; unknowns are 404.
+    let (s, v) = call(&app, post("/api/anomaly/train", "", tok)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("nothing collected"), "{v}");
+    assert_eq!(call(&app, get("/api/anomaly/train/nope")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(&app, get("/api/models/nope")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(&app, post("/api/models/rollback", "", tok)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(&app, post("/api/anomaly/train", r#"{"params":{"eta":0}}"#, tok)).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(call(&app, post("/api/anomaly/train", r#"{"bogus":1}"#, tok)).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(call(&app, post("/api/anomaly/train", "", None)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&app, get("/api/anomaly/ranks/graph")).await.0, StatusCode::NOT_FOUND);
+    let (s, v) = call(&app, get("/api/anomaly/ranks")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v["note"].as_str().unwrap().contains("no ranking yet"));
+    // Normal collection: a second start conflicts, a stop without a start too.
+    assert_eq!(call(&app, post("/api/training/normal/start", "", tok)).await.0, StatusCode::OK);
+    assert_eq!(call(&app, post("/api/training/normal/start", "", tok)).await.0, StatusCode::CONFLICT);
+    assert_eq!(call(&app, post("/api/training/normal/stop", "", tok)).await.0, StatusCode::OK);
+    assert_eq!(call(&app, post("/api/training/normal/stop", "", tok)).await.0, StatusCode::CONFLICT);
+
+    // Six CPU cases on rotating nodes, two memory cases.
+    let faults = [
+        (100, 160, "a", "cpu_stress", "k1"),
+        (200, 260, "b", "cpu_stress", "k2"),
+        (300, 360, "c", "cpu_stress", "k3"),
+        (400, 460, "a", "cpu_stress", "k4"),
+        (500, 560, "b", "memory_stress", "k5"),
+        (600, 660, "c", "memory_stress", "k6"),
+        (700, 760, "c", "cpu_stress", "k7"),
+        (800, 860, "a", "memory_stress", "k8"),
+    ];
+    seed_training(&st, &faults);
+    let (s, v) = call(&app, get("/api/training/stats")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["cases"], 8);
+    // 8 faults × 60 s on one node each.
+    assert_eq!(v["anomaly_samples"], 480, "{v}");
+    assert_eq!(v["per_type"]["cpu_stress"], 300);
+    assert!(v["normal_samples"].as_u64().unwrap() > 480);
+    let (s, v) = call(&app, post("/api/anomaly/train", r#"{"params":{"nthread":1,"validation_fraction":0.3}}"#, tok)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let job = v["job"].as_str().unwrap().to_string();
+    let mut done = serde_json::Value::Null;
+    for _ in 0..300 {
+        let (_, j) = call(&app, get(&format!("/api/anomaly/train/{job}"))).await;
+        if j["state"] != "running" {
+            done = j;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(done["state"], "done", "{done}");
+    let id = done["model_id"].as_str().unwrap().to_string();
+    let (_, m) = call(&app, get(&format!("/api/models/{id}"))).await;
+    assert_eq!(m["active"], true);
+    assert_eq!(m["types"], serde_json::json!(["cpu_stress", "memory_stress"]));
+    // Evaluated on cases it did not train on, beside the baselines.
+    let e = &m["evaluation"];
+    assert!(e["cases"].as_u64().unwrap() >= 2, "{m}");
+    assert!(e["model"]["at_fault"]["ac1"].as_f64().unwrap() >= 0.99, "{e}");
+    assert!(e["dummy"]["at_fault"]["ac1"].is_number());
+    let (s, ev) = call(&app, post(&format!("/api/models/{id}/evaluate"), "", tok)).await;
+    assert_eq!(s, StatusCode::OK, "{ev}");
+    assert!(ev["markdown"].as_str().unwrap().contains("| model | at fault |"));
+    let (s, b) = call(&app, get(&format!("/api/models/{id}/booster/cpu_stress"))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(b["learner"].is_object());
+    // The collected data exports as a dataset, and imports under a name.
+    let (s, ds) = call(&app, get("/api/datasets/collected")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(ds["labels"].as_array().unwrap().len(), 8);
+    assert_eq!(call(&app, post("/api/datasets/bad%20name", &ds.to_string(), tok)).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(call(&app, post("/api/datasets/copy", &ds.to_string(), tok)).await.0, StatusCode::OK);
+    assert_eq!(call(&app, post("/api/datasets/broken", r#"{"manifest":1}"#, tok)).await.0, StatusCode::BAD_REQUEST);
+    // A second version from the imported copy; rollback returns to the first.
+    let (s, v) = call(&app, post("/api/anomaly/train", r#"{"dataset":"copy","params":{"nthread":1,"seed":7}}"#, tok)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let job = v["job"].as_str().unwrap().to_string();
+    for _ in 0..300 {
+        let (_, j) = call(&app, get(&format!("/api/anomaly/train/{job}"))).await;
+        if j["state"] != "running" {
+            assert_eq!(j["state"], "done", "{j}");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (_, list) = call(&app, get("/api/models")).await;
+    assert_eq!(list["models"].as_array().unwrap().len(), 2);
+    assert_ne!(list["active"].as_str().unwrap(), id);
+    let (s, r) = call(&app, post("/api/models/rollback", "", tok)).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["model"]["id"], id.as_str());
+    assert_eq!(st.models.active_id().as_deref(), Some(id.as_str()));
 }

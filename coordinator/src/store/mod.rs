@@ -141,6 +141,9 @@ pub struct Latest {
     pub rows: Vec<(i64, Vec<f64>)>,
 }
 
+/// A node's catalog and its rows `(timestamp_ms, values)`.
+pub type Rows = (Vec<MetricDesc>, Vec<(i64, Vec<f64>)>);
+
 /// Storage of per-node metric series.
 pub trait SeriesStore: Send + Sync {
     /// Records or refreshes a node and its catalog. A catalog may only grow:
@@ -154,6 +157,9 @@ pub trait SeriesStore: Send + Sync {
     fn node(&self, node: &str) -> Option<NodeRecord>;
     /// Points of one metric with `from <= ts <= to`, sorted by time.
     fn query(&self, node: &str, metric: &str, from_ms: i64, to_ms: i64) -> Result<Vec<(i64, f64)>, StoreError>;
+    /// Every row of a node with `from <= ts <= to`, sorted by time, values
+    /// aligned with the returned catalog (NaN where missing).
+    fn range(&self, node: &str, from_ms: i64, to_ms: i64) -> Result<Rows, StoreError>;
     fn latest(&self, node: &str) -> Option<Latest>;
     fn stats(&self) -> StoreStats;
     /// Deletes sealed blocks that end before `cutoff_ms`; returns how many.

@@ -433,6 +433,32 @@ impl SeriesStore for SledStore {
         Ok(points)
     }
 
+    fn range(&self, node: &str, from_ms: i64, to_ms: i64) -> Result<super::Rows, StoreError> {
+        let st = self.state(node)?;
+        let (catalog, mut rows) = {
+            let st = lock(&st);
+            let rows: Vec<(i64, Vec<f64>)> = st.hot.range(from_ms..=to_ms).map(|(t, v)| (*t, v.clone())).collect();
+            (st.record.catalog.clone(), rows)
+        };
+        let width = catalog.len();
+        let lo = block_key(node, from_ms.saturating_sub(self.cfg.block_span_ms), 0);
+        let hi = block_key(node, to_ms, u64::MAX);
+        for item in self.series.range(lo..=hi) {
+            let (_, v) = item?;
+            let view = BlockView::parse(&v).map_err(corrupt)?;
+            if view.timestamps.last().is_none_or(|l| *l < from_ms) {
+                continue;
+            }
+            rows.extend(view.rows(width).map_err(corrupt)?.into_iter().filter(|(t, _)| *t >= from_ms && *t <= to_ms));
+        }
+        for r in &mut rows {
+            r.1.resize(width, f64::NAN);
+        }
+        rows.sort_by_key(|r| r.0);
+        rows.dedup_by_key(|r| r.0);
+        Ok((catalog, rows))
+    }
+
     fn latest(&self, node: &str) -> Option<Latest> {
         let st = self.state(node).ok()?;
         let st = lock(&st);

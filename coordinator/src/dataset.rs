@@ -1,0 +1,471 @@
+//! Datasets: labelled series of several nodes, cut into the periods of
+//! cases. Built from the store (collected normal periods and fault cases),
+//! or imported from the export format, which is a directory of CSV files:
+//!
+//! - `manifest.json`: `{"format": "distdiag-dataset", "version": 1, "step_ms": 1000, "window": {...}}`
+//! - `series.csv`: `node,metric,timestamp_ms,value` — one row per finite
+//!   sample, counters already per-second rates, devices summed per metric;
+//! - `labels.csv`: `case,node,type,start_ms,end_ms` — the faults;
+//! - `cases.csv`: `case,scenario,start_ms,end_ms` — the periods (normal
+//!   collections are cases without labels);
+//! - `windows.csv` (written, not read): the labelled windows with every
+//!   feature, for external tools.
+//!
+//! Names may not hold commas, quotes or line breaks; times are Unix ms.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use distdiag_common::{MetricDesc, MetricKind};
+use serde::{Deserialize, Serialize};
+
+use crate::diagnose::eval::{evaluate, Report, Truth};
+use crate::diagnose::model::Scorer;
+use crate::diagnose::rank::{rank_cases, Ranker};
+use crate::diagnose::labels::{build_windows, Period, Windows};
+use crate::diagnose::{FaultEvent, Frame, NodeSeries, WindowConfig};
+use crate::store::{SeriesStore, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    pub step_ms: i64,
+    pub window: WindowConfig,
+}
+
+/// A case's period with its scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CasePeriod {
+    pub case: String,
+    pub scenario: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+/// Series per node and metric, as `(timestamp_ms, value)` on the step grid.
+pub type SeriesMap = BTreeMap<String, BTreeMap<String, Vec<(i64, f64)>>>;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dataset {
+    pub manifest: Manifest,
+    pub series: SeriesMap,
+    pub labels: Vec<FaultEvent>,
+    pub cases: Vec<CasePeriod>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{path}: {error}")]
+    Io { path: String, error: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(m: impl Into<String>) -> DatasetError {
+    DatasetError::Invalid(m.into())
+}
+
+/// The metric a catalog name aggregates into: labels (`:sda`) dropped.
+pub fn base_metric(name: &str) -> &str {
+    name.split_once(':').map_or(name, |(b, _)| b)
+}
+
+/// One node's stored rows as grid series: counters become per-second rates
+/// (resets give a gap), metrics of several devices are summed (percent
+/// gauges take the largest), each row lands on the nearest grid slot.
+pub fn grid_series(catalog: &[MetricDesc], rows: &[(i64, Vec<f64>)], step_ms: i64) -> BTreeMap<String, Vec<(i64, f64)>> {
+    let mut per: BTreeMap<String, BTreeMap<i64, f64>> = BTreeMap::new();
+    for (j, desc) in catalog.iter().enumerate() {
+        let base = base_metric(&desc.name).to_string();
+        let max_not_sum = desc.unit == "percent";
+        let slot = per.entry(base).or_default();
+        let mut prev: Option<(i64, f64)> = None;
+        for (ts, vals) in rows {
+            let Some(v) = vals.get(j).copied().filter(|v| v.is_finite()) else {
+                prev = None;
+                continue;
+            };
+            let value = match desc.kind {
+                MetricKind::Gauge => Some(v),
+                MetricKind::Counter => {
+                    let r = prev.and_then(|(pt, pv)| (ts > &pt && v >= pv).then(|| (v - pv) * 1000.0 / (ts - pt) as f64));
+                    prev = Some((*ts, v));
+                    r
+                }
+            };
+            if let Some(x) = value {
+                let g = ((*ts as f64 / step_ms as f64).round() as i64) * step_ms;
+                slot.entry(g).and_modify(|acc| *acc = if max_not_sum { acc.max(x) } else { *acc + x }).or_insert(x);
+            }
+        }
+    }
+    per.into_iter().filter(|(_, m)| !m.is_empty()).map(|(k, m)| (k, m.into_iter().collect())).collect()
+}
+
+impl Dataset {
+    pub fn new(step_ms: i64, window: WindowConfig) -> Dataset {
+        Dataset { manifest: Manifest { format: "distdiag-dataset".into(), version: 1, step_ms, window }, series: SeriesMap::new(), labels: Vec::new(), cases: Vec::new() }
+    }
+
+    /// Checks names, times and references.
+    pub fn validate(&self) -> Result<(), DatasetError> {
+        let m = &self.manifest;
+        if m.format != "distdiag-dataset" || m.version != 1 {
+            return Err(invalid(format!("manifest: format {:?} version {} is not distdiag-dataset 1", m.format, m.version)));
+        }
+        if m.step_ms != m.window.step_ms {
+            return Err(invalid("manifest: step_ms differs from window.step_ms"));
+        }
+        m.window.validate().map_err(invalid)?;
+        let name_ok = |s: &str| !s.is_empty() && s.len() <= 200 && !s.contains([',', '"', '\n', '\r']);
+        for (node, metrics) in &self.series {
+            if !name_ok(node) {
+                return Err(invalid(format!("bad node name {node:?}")));
+            }
+            for metric in metrics.keys() {
+                if !name_ok(metric) || metric.contains('|') {
+                    return Err(invalid(format!("bad metric name {metric:?}")));
+                }
+            }
+        }
+        for c in &self.cases {
+            if !name_ok(&c.case) || !(c.scenario.is_empty() || name_ok(&c.scenario)) || c.end_ms <= c.start_ms {
+                return Err(invalid(format!("bad case {:?}: names without commas, end after start", c.case)));
+            }
+        }
+        for l in &self.labels {
+            if !name_ok(&l.node) || !name_ok(&l.kind) || l.end_ms <= l.start_ms {
+                return Err(invalid(format!("bad label {} {} {}..{}", l.node, l.kind, l.start_ms, l.end_ms)));
+            }
+            if !self.cases.iter().any(|c| c.case == l.case) {
+                return Err(invalid(format!("label of {} names case {:?}, which cases.csv lacks", l.node, l.case)));
+            }
+        }
+        if self.cases.is_empty() {
+            return Err(invalid("the dataset has no cases"));
+        }
+        Ok(())
+    }
+
+    /// The grid frame of `[from, to]` over every node with data there.
+    pub fn frame(&self, from_ms: i64, to_ms: i64) -> Frame {
+        let step = self.manifest.step_ms.max(1);
+        let start = from_ms.div_euclid(step) * step;
+        let len = ((to_ms - start) / step + 1).max(0) as usize;
+        let mut nodes = Vec::new();
+        for (node, metrics) in &self.series {
+            let mut ns = NodeSeries { node: node.clone(), metrics: BTreeMap::new() };
+            for (metric, pts) in metrics {
+                let lo = pts.partition_point(|p| p.0 < start);
+                let mut v = vec![f64::NAN; len];
+                let mut any = false;
+                for (t, x) in &pts[lo..] {
+                    if *t > to_ms {
+                        break;
+                    }
+                    let i = ((t - start) / step) as usize;
+                    if i < len {
+                        v[i] = *x;
+                        any = true;
+                    }
+                }
+                if any {
+                    ns.metrics.insert(metric.clone(), v);
+                }
+            }
+            if !ns.metrics.is_empty() {
+                nodes.push(ns);
+            }
+        }
+        Frame { start_ms: start, step_ms: step, len, nodes }
+    }
+
+    /// Each case's frame, from one reference period before it to its end.
+    pub fn period_frames(&self) -> Vec<(Period, Frame)> {
+        let w = self.manifest.window;
+        self.cases
+            .iter()
+            .map(|c| (Period { case: c.case.clone(), start_ms: c.start_ms, end_ms: c.end_ms }, self.frame(c.start_ms - w.baseline_ms - w.window_ms, c.end_ms)))
+            .collect()
+    }
+
+    /// Labelled windows of every case.
+    pub fn windows(&self, metrics: Option<&[String]>) -> Windows {
+        build_windows(&self.period_frames(), &self.labels, &self.manifest.window, metrics)
+    }
+
+    /// Fault cases with their root causes.
+    pub fn truths(&self) -> Vec<Truth> {
+        self.cases
+            .iter()
+            .filter_map(|c| {
+                let mut causes: Vec<(String, String)> = self.labels.iter().filter(|l| l.case == c.case).map(|l| (l.node.clone(), l.kind.clone())).collect();
+                causes.sort();
+                causes.dedup();
+                (!causes.is_empty()).then(|| Truth { case: c.case.clone(), scenario: c.scenario.clone(), causes })
+            })
+            .collect()
+    }
+
+    /// Writes the export format into `dir` (created if needed).
+    pub fn export(&self, dir: &Path) -> Result<(), DatasetError> {
+        let io = |p: &Path, e: std::io::Error| DatasetError::Io { path: p.display().to_string(), error: e.to_string() };
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let write = |name: &str, text: String| -> Result<(), DatasetError> {
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(|e| io(&p, e))
+        };
+        write("manifest.json", serde_json::to_string_pretty(&self.manifest).map_err(|e| invalid(e.to_string()))? + "\n")?;
+        let mut s = String::from("node,metric,timestamp_ms,value\n");
+        for (node, metrics) in &self.series {
+            for (metric, pts) in metrics {
+                for (t, v) in pts {
+                    let _ = writeln!(s, "{node},{metric},{t},{v}");
+                }
+            }
+        }
+        write("series.csv", s)?;
+        let mut s = String::from("case,node,type,start_ms,end_ms\n");
+        for l in &self.labels {
+            let _ = writeln!(s, "{},{},{},{},{}", l.case, l.node, l.kind, l.start_ms, l.end_ms);
+        }
+        write("labels.csv", s)?;
+        let mut s = String::from("case,scenario,start_ms,end_ms\n");
+        for c in &self.cases {
+            let _ = writeln!(s, "{},{},{},{}", c.case, c.scenario, c.start_ms, c.end_ms);
+        }
+        write("cases.csv", s)?;
+        let w = self.windows(None);
+        let mut s = String::from("case,node,end_ms,labels,edge");
+        for f in &w.feature_names {
+            s.push(',');
+            s.push_str(f);
+        }
+        s.push('\n');
+        for (i, r) in w.rows.iter().enumerate() {
+            let _ = write!(s, "{},{},{},{},{}", r.case, r.node, r.end_ms, r.labels.join(";"), u8::from(r.edge));
+            for x in w.row(i) {
+                if x.is_nan() {
+                    s.push(',');
+                } else {
+                    let _ = write!(s, ",{x}");
+                }
+            }
+            s.push('\n');
+        }
+        write("windows.csv", s)
+    }
+
+    /// Reads the export format from `dir` and validates it.
+    pub fn import(dir: &Path) -> Result<Dataset, DatasetError> {
+        let read = |name: &str| -> Result<String, DatasetError> {
+            let p = dir.join(name);
+            std::fs::read_to_string(&p).map_err(|e| DatasetError::Io { path: p.display().to_string(), error: e.to_string() })
+        };
+        let manifest: Manifest = serde_json::from_str(&read("manifest.json")?).map_err(|e| invalid(format!("manifest.json: {e}")))?;
+        let mut ds = Dataset { manifest, series: SeriesMap::new(), labels: Vec::new(), cases: Vec::new() };
+        let rows = |name: &str, header: &str, text: &str| -> Result<Vec<Vec<String>>, DatasetError> {
+            let mut lines = text.lines();
+            if lines.next().map(str::trim) != Some(header) {
+                return Err(invalid(format!("{name}: the first line must be {header:?}")));
+            }
+            let width = header.split(',').count();
+            lines
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+                .map(|(i, l)| {
+                    let f: Vec<String> = l.split(',').map(|x| x.trim().to_string()).collect();
+                    if f.len() == width {
+                        Ok(f)
+                    } else {
+                        Err(invalid(format!("{name} line {}: {} fields, want {width}", i + 2, f.len())))
+                    }
+                })
+                .collect()
+        };
+        let num = |name: &str, what: &str, s: &str| -> Result<i64, DatasetError> { s.parse::<i64>().map_err(|_| invalid(format!("{name}: {what} {s:?} is not an integer"))) };
+        for f in rows("series.csv", "node,metric,timestamp_ms,value", &read("series.csv")?)? {
+            let t = num("series.csv", "timestamp_ms", &f[2])?;
+            let v: f64 = f[3].parse().map_err(|_| invalid(format!("series.csv: value {:?} is not a number", f[3])))?;
+            if v.is_finite() {
+                ds.series.entry(f[0].clone()).or_default().entry(f[1].clone()).or_default().push((t, v));
+            }
+        }
+        for metrics in ds.series.values_mut() {
+            for pts in metrics.values_mut() {
+                pts.sort_by_key(|p| p.0);
+                pts.dedup_by_key(|p| p.0);
+            }
+        }
+        for f in rows("labels.csv", "case,node,type,start_ms,end_ms", &read("labels.csv")?)? {
+            ds.labels.push(FaultEvent { case: f[0].clone(), node: f[1].clone(), kind: f[2].clone(), start_ms: num("labels.csv", "start_ms", &f[3])?, end_ms: num("labels.csv", "end_ms", &f[4])? });
+        }
+        for f in rows("cases.csv", "case,scenario,start_ms,end_ms", &read("cases.csv")?)? {
+            ds.cases.push(CasePeriod { case: f[0].clone(), scenario: f[1].clone(), start_ms: num("cases.csv", "start_ms", &f[2])?, end_ms: num("cases.csv", "end_ms", &f[3])? });
+        }
+        ds.validate()?;
+        Ok(ds)
+    }
+
+    /// Adds every node's series of `[from, to]` from the store; database
+    /// nodes (`db:<name>`) are merged into the node `merge` maps them to.
+    pub fn add_from_store(&mut self, store: &dyn SeriesStore, from_ms: i64, to_ms: i64, merge: &BTreeMap<String, String>) -> Result<(), DatasetError> {
+        for rec in store.nodes() {
+            let (catalog, rows) = store.range(&rec.node, from_ms, to_ms)?;
+            if rows.is_empty() {
+                continue;
+            }
+            let target = merge.get(&rec.node).cloned().unwrap_or_else(|| rec.node.clone());
+            let grid = grid_series(&catalog, &rows, self.manifest.step_ms);
+            let node = self.series.entry(target).or_default();
+            for (metric, pts) in grid {
+                let s = node.entry(metric).or_default();
+                s.extend(pts);
+                s.sort_by_key(|p| p.0);
+                s.dedup_by_key(|p| p.0);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The figures of one ranker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodReports {
+    /// At the middle of each case's faults.
+    pub at_fault: Report,
+    /// With the diagnosis time 30 s earlier and later.
+    pub shifted_minus_30s: Report,
+    pub shifted_plus_30s: Report,
+}
+
+/// Model, statistical scorer and Dummy side by side on the same cases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub cases: usize,
+    pub case_ids: Vec<String>,
+    pub model: Option<MethodReports>,
+    pub statistical: MethodReports,
+    pub dummy: MethodReports,
+}
+
+impl Dataset {
+    /// Evaluates the fault cases of this dataset except `exclude` (the
+    /// cases a model trained on) with `scorer`, the statistical scorer and
+    /// Dummy (seeded).
+    pub fn evaluate(&self, scorer: Option<&Scorer>, exclude: &[String], seed: u64) -> Result<Evaluation, String> {
+        let truths: Vec<Truth> = self.truths().into_iter().filter(|t| !exclude.contains(&t.case)).collect();
+        if truths.is_empty() {
+            return Err("no fault cases to evaluate (every case was used for training, or the dataset has none)".into());
+        }
+        let periods: Vec<(Period, Frame)> = self.period_frames().into_iter().filter(|(p, _)| truths.iter().any(|t| t.case == p.case)).collect();
+        let cfg = scorer.map_or(self.manifest.window, |s| s.window);
+        let mut types: Vec<String> = truths.iter().flat_map(|t| t.causes.iter().map(|c| c.1.clone())).collect();
+        if let Some(s) = scorer {
+            types.extend(s.types());
+        }
+        types.sort();
+        types.dedup();
+        let run = |ranker: &Ranker<'_>| -> Result<MethodReports, String> {
+            Ok(MethodReports {
+                at_fault: evaluate(&rank_cases(&periods, &truths, &self.labels, &cfg, ranker, 0)?),
+                shifted_minus_30s: evaluate(&rank_cases(&periods, &truths, &self.labels, &cfg, ranker, -30_000)?),
+                shifted_plus_30s: evaluate(&rank_cases(&periods, &truths, &self.labels, &cfg, ranker, 30_000)?),
+            })
+        };
+        Ok(Evaluation {
+            cases: truths.len(),
+            case_ids: truths.iter().map(|t| t.case.clone()).collect(),
+            model: scorer.map(|s| run(&Ranker::Model(s))).transpose()?,
+            statistical: run(&Ranker::Statistical(&types))?,
+            dummy: run(&Ranker::Dummy(&types, seed))?,
+        })
+    }
+}
+
+/// A Markdown table of an evaluation: AC@1/3/5, Avg@5 and macro-F1 per
+/// method, at the fault and shifted, then per scenario.
+pub fn evaluation_markdown(e: &Evaluation) -> String {
+    let mut s = format!("{} cases\n\n| method | time | AC@1 | AC@3 | AC@5 | Avg@5 | macro-F1 |\n|---|---|---|---|---|---|---|\n", e.cases);
+    let mut methods: Vec<(&str, &MethodReports)> = Vec::new();
+    if let Some(m) = &e.model {
+        methods.push(("model", m));
+    }
+    methods.push(("statistical", &e.statistical));
+    methods.push(("dummy", &e.dummy));
+    for (name, m) in &methods {
+        for (when, r) in [("at fault", &m.at_fault), ("-30 s", &m.shifted_minus_30s), ("+30 s", &m.shifted_plus_30s)] {
+            let o = &r.overall;
+            let _ = writeln!(s, "| {name} | {when} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |", o.ac1, o.ac3, o.ac5, o.avg5, r.macro_f1);
+        }
+    }
+    s.push_str("\n| method | scenario | cases | AC@1 | AC@3 | AC@5 | Avg@5 |\n|---|---|---|---|---|---|---|\n");
+    for (name, m) in &methods {
+        for (scen, o) in &m.at_fault.per_scenario {
+            let _ = writeln!(s, "| {name} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |", if scen.is_empty() { "-" } else { scen }, o.cases, o.ac1, o.ac3, o.ac5, o.avg5);
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Dataset {
+        let mut d = Dataset::new(1000, WindowConfig { window_ms: 5000, stride_ms: 5000, step_ms: 1000, baseline_ms: 10_000 });
+        for node in ["n1", "n2"] {
+            let pts: Vec<(i64, f64)> = (0..60).map(|i| (i * 1000, if node == "n2" && i >= 40 { 90.0 } else { 10.0 + (i % 3) as f64 })).collect();
+            d.series.entry(node.into()).or_default().insert("cg.cpu_usage".into(), pts);
+        }
+        d.cases.push(CasePeriod { case: "c1".into(), scenario: "A".into(), start_ms: 20_000, end_ms: 59_000 });
+        d.labels.push(FaultEvent { case: "c1".into(), node: "n2".into(), kind: "cpu_stress".into(), start_ms: 40_000, end_ms: 60_000 });
+        d
+    }
+
+    #[test]
+    fn counters_become_rates_and_devices_sum() {
+        let catalog = vec![MetricDesc::counter("disk.write_bytes:sda", "bytes"), MetricDesc::counter("disk.write_bytes:sdb", "bytes"), MetricDesc::gauge("cpu.util:0", "percent"), MetricDesc::gauge("cpu.util:1", "percent")];
+        let rows = vec![(1000, vec![100.0, 10.0, 5.0, 7.0]), (2010, vec![300.0, 30.0, 6.0, 2.0]), (3000, vec![50.0, 50.0, 1.0, 1.0])];
+        let g = grid_series(&catalog, &rows, 1000);
+        // 200 B over 1.01 s + 20 B over 1.01 s, on slot 2000; the reset at 3000 s gives only sdb's 20/0.99.
+        let w = &g["disk.write_bytes"];
+        assert_eq!(w[0].0, 2000);
+        assert!((w[0].1 - 220.0 * 1000.0 / 1010.0).abs() < 1e-9);
+        assert_eq!(w[1].0, 3000);
+        assert!((w[1].1 - 20.0 * 1000.0 / 990.0).abs() < 1e-9);
+        assert_eq!(g["cpu.util"], vec![(1000, 7.0), (2000, 6.0), (3000, 1.0)]);
+    }
+
+    #[test]
+    fn export_import_round_trip_and_windows() {
+        let d = sample();
+        d.validate().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        d.export(dir.path()).unwrap();
+        let back = Dataset::import(dir.path()).unwrap();
+        assert_eq!(back, d);
+        let windows = std::fs::read_to_string(dir.path().join("windows.csv")).unwrap();
+        assert!(windows.starts_with("case,node,end_ms,labels,edge,cg.cpu_usage|mean,"));
+        let w = d.windows(None);
+        assert_eq!(w.rows.len(), 2 * 7, "ends 25..=55 s by 5 s, two nodes");
+        assert!(w.rows.iter().any(|r| r.node == "n2" && r.labels == vec!["cpu_stress".to_string()]));
+        assert_eq!(d.truths()[0].causes, vec![("n2".to_string(), "cpu_stress".to_string())]);
+        // The statistical scorer finds n2 (it jumps against its own past); Dummy is there too.
+        let e = d.evaluate(None, &[], 1).unwrap();
+        assert_eq!(e.cases, 1);
+        assert_eq!(e.statistical.at_fault.overall.ac1, 1.0);
+        assert_eq!(e.dummy.at_fault.overall.cases, 1);
+        assert!(evaluation_markdown(&e).contains("| statistical | at fault | 1.000 |"));
+        assert!(d.evaluate(None, &["c1".to_string()], 1).is_err());
+        // Bad input: a broken line and a label of an unknown case.
+        std::fs::write(dir.path().join("labels.csv"), "case,node,type,start_ms,end_ms\nc9,n1,cpu_stress,1,2\n").unwrap();
+        assert!(Dataset::import(dir.path()).unwrap_err().to_string().contains("c9"));
+        std::fs::write(dir.path().join("labels.csv"), "case,node,type,start_ms,end_ms\nc1,n1,cpu_stress,1\n").unwrap();
+        assert!(Dataset::import(dir.path()).unwrap_err().to_string().contains("line 2"));
+    }
+}

@@ -1,0 +1,242 @@
+//! The node graph and weighted PageRank. Edge weight between two nodes is
+//! the mean |Pearson r| of their metric series over the window (the paper's
+//! Eq. 2), over the metrics that vary on both; known topology edges add
+//! their weight. PageRank runs on a petgraph graph with weight-proportional
+//! transitions; the teleport vector may be personalised.
+
+use petgraph::graph::{NodeIndex, UnGraph};
+use petgraph::visit::EdgeRef;
+use serde::Serialize;
+
+use super::Frame;
+
+/// Pearson correlation of two equally long series (pairs with a NaN are
+/// skipped); None when either side is constant or fewer than 3 pairs remain.
+pub fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
+    let pairs: Vec<(f64, f64)> = a.iter().zip(b).filter(|(x, y)| x.is_finite() && y.is_finite()).map(|(x, y)| (*x, *y)).collect();
+    if pairs.len() < 3 {
+        return None;
+    }
+    let n = pairs.len() as f64;
+    let (ma, mb) = (pairs.iter().map(|p| p.0).sum::<f64>() / n, pairs.iter().map(|p| p.1).sum::<f64>() / n);
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in &pairs {
+        sab += (x - ma) * (y - mb);
+        saa += (x - ma).powi(2);
+        sbb += (y - mb).powi(2);
+    }
+    let d = (saa * sbb).sqrt();
+    if d <= 1e-12 * (1.0 + ma.abs() + mb.abs()) || !d.is_finite() {
+        return None;
+    }
+    Some((sab / d).clamp(-1.0, 1.0))
+}
+
+/// A weighted undirected graph over a frame's nodes.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NodeGraph {
+    pub nodes: Vec<String>,
+    /// (i, j, weight) with i < j and weight > 0.
+    pub edges: Vec<(usize, usize, f64)>,
+}
+
+/// Centred, unit-norm copy of a series (missing values count as the mean);
+/// None when it does not vary.
+fn normalised(v: &[f64]) -> Option<Vec<f64>> {
+    let f: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if f.len() < 3 {
+        return None;
+    }
+    let m = f.iter().sum::<f64>() / f.len() as f64;
+    let c: Vec<f64> = v.iter().map(|x| if x.is_finite() { x - m } else { 0.0 }).collect();
+    let norm = c.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if norm <= 1e-12 * (1.0 + m.abs()) * (f.len() as f64).sqrt() || !norm.is_finite() {
+        return None;
+    }
+    Some(c.into_iter().map(|x| x / norm).collect())
+}
+
+/// The correlation graph of the window `[start, end)` over `metrics`, plus
+/// `topology` edges (node names, extra weight).
+pub fn correlation_graph(frame: &Frame, start: usize, end: usize, metrics: &[String], topology: &[(String, String, f64)]) -> NodeGraph {
+    let n = frame.nodes.len();
+    // Per metric, per node: the normalised window.
+    let norm: Vec<Vec<Option<Vec<f64>>>> = metrics
+        .iter()
+        .map(|m| frame.nodes.iter().map(|node| node.metrics.get(m).and_then(|v| normalised(&v[start.min(v.len())..end.min(v.len())]))).collect())
+        .collect();
+    let mut edges = Vec::new();
+    for i in 0..n {
+        for j in i + 1..n {
+            let (mut sum, mut count) = (0.0, 0usize);
+            for per_node in &norm {
+                if let (Some(a), Some(b)) = (&per_node[i], &per_node[j]) {
+                    let r: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                    sum += r.abs().min(1.0);
+                    count += 1;
+                }
+            }
+            let mut w = if count > 0 { sum / count as f64 } else { 0.0 };
+            for (a, b, extra) in topology {
+                let (na, nb) = (&frame.nodes[i].node, &frame.nodes[j].node);
+                if (a == na && b == nb) || (a == nb && b == na) {
+                    w += extra.max(0.0);
+                }
+            }
+            if w > 0.0 {
+                edges.push((i, j, w));
+            }
+        }
+    }
+    NodeGraph { nodes: frame.nodes.iter().map(|s| s.node.clone()).collect(), edges }
+}
+
+/// Weighted PageRank: from each node the walk follows an edge with
+/// probability proportional to its weight, and with probability
+/// `1 - damping` (or from a node without edges) jumps by `teleport`
+/// (uniform when None; normalised). Power iteration until the L1 change is
+/// below `tol` or 200 rounds. Sums to 1.
+pub fn pagerank(g: &NodeGraph, damping: f64, teleport: Option<&[f64]>, tol: f64) -> Vec<f64> {
+    let n = g.nodes.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut graph: UnGraph<usize, f64> = UnGraph::with_capacity(n, g.edges.len());
+    let ids: Vec<NodeIndex> = (0..n).map(|i| graph.add_node(i)).collect();
+    for &(a, b, w) in &g.edges {
+        graph.add_edge(ids[a], ids[b], w);
+    }
+    let tele: Vec<f64> = match teleport {
+        Some(t) if t.len() == n && t.iter().all(|x| x.is_finite() && *x >= 0.0) && t.iter().sum::<f64>() > 0.0 => {
+            let s: f64 = t.iter().sum();
+            t.iter().map(|x| x / s).collect()
+        }
+        _ => vec![1.0 / n as f64; n],
+    };
+    let strength: Vec<f64> = ids.iter().map(|&v| graph.edges(v).map(|e| *e.weight()).sum()).collect();
+    let mut pr = tele.clone();
+    for _ in 0..200 {
+        let mut next = vec![0.0; n];
+        let mut dangling = 0.0;
+        for (i, &v) in ids.iter().enumerate() {
+            if strength[i] <= 0.0 {
+                dangling += pr[i];
+                continue;
+            }
+            for e in graph.edges(v) {
+                let j = graph[e.target()];
+                let j = if j == i { graph[e.source()] } else { j };
+                next[j] += damping * pr[i] * e.weight() / strength[i];
+            }
+        }
+        for (j, x) in next.iter_mut().enumerate() {
+            *x += ((1.0 - damping) + damping * dangling) * tele[j];
+        }
+        let total: f64 = next.iter().sum();
+        for x in &mut next {
+            *x /= total;
+        }
+        let change: f64 = next.iter().zip(&pr).map(|(a, b)| (a - b).abs()).sum();
+        pr = next;
+        if change < tol {
+            break;
+        }
+    }
+    pr
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
+}
+
+/// GraphML of a graph with per-node attributes (`pagerank`, `score`, `type`).
+pub fn to_graphml(g: &NodeGraph, node_attrs: &[(f64, f64, String)]) -> String {
+    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<graphml xmlns=\"http://graphml.graphdrawing.org/xmlns\">\n");
+    s.push_str("  <key id=\"pagerank\" for=\"node\" attr.name=\"pagerank\" attr.type=\"double\"/>\n");
+    s.push_str("  <key id=\"score\" for=\"node\" attr.name=\"score\" attr.type=\"double\"/>\n");
+    s.push_str("  <key id=\"type\" for=\"node\" attr.name=\"type\" attr.type=\"string\"/>\n");
+    s.push_str("  <key id=\"weight\" for=\"edge\" attr.name=\"weight\" attr.type=\"double\"/>\n");
+    s.push_str("  <graph id=\"diagnosis\" edgedefault=\"undirected\">\n");
+    for (i, name) in g.nodes.iter().enumerate() {
+        s.push_str(&format!("    <node id=\"{}\">", xml_escape(name)));
+        if let Some((pr, score, kind)) = node_attrs.get(i) {
+            s.push_str(&format!("<data key=\"pagerank\">{pr}</data><data key=\"score\">{score}</data><data key=\"type\">{}</data>", xml_escape(kind)));
+        }
+        s.push_str("</node>\n");
+    }
+    for (a, b, w) in &g.edges {
+        s.push_str(&format!("    <edge source=\"{}\" target=\"{}\"><data key=\"weight\">{w}</data></edge>\n", xml_escape(&g.nodes[*a]), xml_escape(&g.nodes[*b])));
+    }
+    s.push_str("  </graph>\n</graphml>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::NodeSeries;
+
+    #[test]
+    fn pearson_of_known_series() {
+        assert!((pearson(&[1.0, 2.0, 3.0, 4.0], &[2.0, 4.0, 6.0, 8.0]).unwrap() - 1.0).abs() < 1e-12);
+        assert!((pearson(&[1.0, 2.0, 3.0, 4.0], &[4.0, 3.0, 2.0, 1.0]).unwrap() + 1.0).abs() < 1e-12);
+        // x = 1..5, y = 1,3,2,5,4: r = 0.8.
+        assert!((pearson(&[1.0, 2.0, 3.0, 4.0, 5.0], &[1.0, 3.0, 2.0, 5.0, 4.0]).unwrap() - 0.8).abs() < 1e-12);
+        assert_eq!(pearson(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]), None);
+        assert_eq!(pearson(&[1.0, f64::NAN, 3.0, 4.0], &[1.0, 5.0, 3.0, 4.0]).map(|r| (r * 1e9).round()), Some(1e9));
+    }
+
+    #[test]
+    fn pagerank_of_hand_computed_graphs() {
+        // A symmetric triangle: uniform.
+        let tri = NodeGraph { nodes: vec!["a".into(), "b".into(), "c".into()], edges: vec![(0, 1, 1.0), (1, 2, 1.0), (0, 2, 1.0)] };
+        for p in pagerank(&tri, 0.85, None, 1e-12) {
+            assert!((p - 1.0 / 3.0).abs() < 1e-9);
+        }
+        // A star a–b, a–c: with d = 0.85, PR(a) = (1 + d) / (3 (1 + d/2) ) ... solved:
+        // PR(a) = 0.15/3 + 0.85 (PR(b) + PR(c)), PR(b) = 0.15/3 + 0.85 PR(a)/2.
+        // → PR(b) = (0.05 + 0.425 PR(a)), PR(a) = 0.05 + 1.7 (0.05 + 0.425 PR(a))
+        // → PR(a) (1 - 0.7225) = 0.135 → PR(a) = 0.486486...
+        let star = NodeGraph { nodes: vec!["a".into(), "b".into(), "c".into()], edges: vec![(0, 1, 1.0), (0, 2, 1.0)] };
+        let p = pagerank(&star, 0.85, None, 1e-14);
+        assert!((p[0] - 0.135 / 0.2775).abs() < 1e-9, "{p:?}");
+        assert!((p[1] - p[2]).abs() < 1e-12);
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        // Weights matter: a path a–b (weight 3), b–c (weight 1): b gets all of a's walk.
+        let w = NodeGraph { nodes: vec!["a".into(), "b".into(), "c".into()], edges: vec![(0, 1, 3.0), (1, 2, 1.0)] };
+        let p = pagerank(&w, 0.85, None, 1e-14);
+        assert!(p[0] > p[2], "{p:?}");
+        // A node without edges keeps only its teleport share; personalisation moves mass.
+        let lone = NodeGraph { nodes: vec!["a".into(), "b".into()], edges: vec![] };
+        assert_eq!(pagerank(&lone, 0.85, None, 1e-12), vec![0.5, 0.5]);
+        let p = pagerank(&lone, 0.85, Some(&[3.0, 1.0]), 1e-12);
+        assert!((p[0] - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn correlation_graph_weights_and_graphml() {
+        let node = |name: &str, m1: Vec<f64>, m2: Vec<f64>| NodeSeries { node: name.into(), metrics: [("m1".to_string(), m1), ("m2".to_string(), m2)].into() };
+        let frame = Frame {
+            start_ms: 0,
+            step_ms: 1000,
+            len: 4,
+            nodes: vec![
+                node("a", vec![1.0, 2.0, 3.0, 4.0], vec![1.0, 1.0, 1.0, 1.0]),
+                node("b", vec![4.0, 3.0, 2.0, 1.0], vec![1.0, 2.0, 1.0, 2.0]),
+                node("c", vec![1.0, 2.0, 3.0, 4.0], vec![2.0, 1.0, 2.0, 1.0]),
+            ],
+        };
+        let metrics = vec!["m1".to_string(), "m2".to_string()];
+        let g = correlation_graph(&frame, 0, 4, &metrics, &[]);
+        // a–b: only m1 varies on both, |r| = 1; a–c likewise; b–c: m1 |r| = 1, m2 |r| = 1.
+        assert_eq!(g.edges.len(), 3);
+        for (_, _, w) in &g.edges {
+            assert!((w - 1.0).abs() < 1e-12);
+        }
+        let g2 = correlation_graph(&frame, 0, 4, &metrics, &[("a".into(), "b".into(), 0.5)]);
+        assert!((g2.edges[0].2 - 1.5).abs() < 1e-12);
+        let xml = to_graphml(&g, &[(0.3, 0.2, "cpu_stress".into())]);
+        assert!(xml.contains("<node id=\"a\"><data key=\"pagerank\">0.3</data>"));
+        assert_eq!(xml.matches("<edge ").count(), 3);
+    }
+}

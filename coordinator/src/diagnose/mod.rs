@@ -1,0 +1,136 @@
+//! Diagnosis, pure: windows and features, labels, grouped splits, the
+//! XGBoost classifiers, the node graph and PageRank, the statistical
+//! scorer, ranking and evaluation. No I/O and no async: callers read the
+//! store, build a [`Frame`] and run this under `spawn_blocking`.
+//!
+//! The method is DistDiagnosis': one binary classifier per anomaly type
+//! gives p(type | node) for every node's latest window; a graph over the
+//! nodes weighted by the mean |Pearson r| of their series gives PageRank;
+//! score(node, type) = p(type | node) × PR(node).
+
+pub mod eval;
+pub mod features;
+pub mod graph;
+pub mod labels;
+pub mod model;
+pub mod rank;
+pub mod split;
+pub mod stat;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Per-node series on one regular time grid: sample `i` is at
+/// `start_ms + i * step_ms`. Values are NaN where nothing was sampled;
+/// counters are already per-second rates.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Frame {
+    pub start_ms: i64,
+    pub step_ms: i64,
+    pub len: usize,
+    pub nodes: Vec<NodeSeries>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NodeSeries {
+    pub node: String,
+    /// Metric name → `len` values.
+    pub metrics: BTreeMap<String, Vec<f64>>,
+}
+
+impl Frame {
+    /// Index of the first sample at or after `ts_ms` (may be `len`).
+    pub fn index_at(&self, ts_ms: i64) -> usize {
+        if ts_ms <= self.start_ms {
+            return 0;
+        }
+        let i = (ts_ms - self.start_ms + self.step_ms - 1) / self.step_ms.max(1);
+        (i as usize).min(self.len)
+    }
+
+    pub fn time_of(&self, i: usize) -> i64 {
+        self.start_ms + i as i64 * self.step_ms
+    }
+
+    /// Every metric name of any node, sorted.
+    pub fn metric_names(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.nodes.iter().flat_map(|n| n.metrics.keys().cloned()).collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+}
+
+/// One injected fault: the ground truth of what was wrong where, when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultEvent {
+    /// The case it belongs to (faults of one case share it).
+    pub case: String,
+    pub node: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+/// Window geometry and feature settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WindowConfig {
+    /// Window length (default 10 s).
+    pub window_ms: i64,
+    /// Distance between window ends (default 5 s).
+    pub stride_ms: i64,
+    /// Sample spacing of the grid (default 1 s).
+    pub step_ms: i64,
+    /// The node's own reference period, just before the window (default 120 s).
+    pub baseline_ms: i64,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        WindowConfig { window_ms: 10_000, stride_ms: 5_000, step_ms: 1_000, baseline_ms: 120_000 }
+    }
+}
+
+impl WindowConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.step_ms < 100 || self.step_ms > 60_000 {
+            return Err(format!("step_ms must be 100..60000, not {}", self.step_ms));
+        }
+        if self.window_ms < 3 * self.step_ms || self.window_ms > 3_600_000 {
+            return Err(format!("window_ms must hold at least 3 samples and be at most 1 h, not {}", self.window_ms));
+        }
+        if self.stride_ms < self.step_ms || self.stride_ms > self.window_ms * 10 {
+            return Err(format!("stride_ms must be at least one step and at most 10 windows, not {}", self.stride_ms));
+        }
+        if self.baseline_ms < self.window_ms || self.baseline_ms > 86_400_000 {
+            return Err(format!("baseline_ms must be at least one window and at most a day, not {}", self.baseline_ms));
+        }
+        Ok(())
+    }
+
+    pub fn samples(&self) -> usize {
+        (self.window_ms / self.step_ms).max(1) as usize
+    }
+}
+
+/// Median of finite values (NaN when there are none). Sorts `v`.
+pub(crate) fn median_of(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Finite values of a slice.
+pub(crate) fn finite(v: &[f64]) -> Vec<f64> {
+    v.iter().copied().filter(|x| x.is_finite()).collect()
+}

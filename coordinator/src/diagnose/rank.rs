@@ -1,0 +1,166 @@
+//! Ranking at one moment: every node's latest window is scored per type —
+//! by the classifiers, or by the statistical scorer without a model, or at
+//! random (the Dummy baseline) — and multiplied by the node's PageRank on
+//! the window's correlation graph: score = p(type | node) × PR(node). The
+//! walk teleports in proportion to each node's highest p, so PageRank
+//! spreads suspicion along correlated nodes instead of favouring the most
+//! connected one.
+
+use serde::{Deserialize, Serialize};
+
+use super::features::window_features;
+use super::graph::{correlation_graph, pagerank, NodeGraph};
+use super::model::Scorer;
+use super::split::SplitMix;
+use super::{stat, Frame, WindowConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Model,
+    Statistical,
+    Dummy,
+}
+
+/// One (node, type) of a ranking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankEntry {
+    pub node: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub score: f64,
+    pub probability: f64,
+    pub pagerank: f64,
+    /// Metrics that weigh most in this entry (model: |SHAP|; statistical: |z|).
+    pub top_metrics: Vec<(String, f64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ranking {
+    pub method: Method,
+    /// End of the window (ms).
+    pub at_ms: i64,
+    pub entries: Vec<RankEntry>,
+    pub graph: NodeGraph,
+    pub pagerank: Vec<f64>,
+}
+
+/// How to rank.
+pub enum Ranker<'a> {
+    Model(&'a Scorer),
+    /// Over these types.
+    Statistical(&'a [String]),
+    /// Random order over these types, from this seed.
+    Dummy(&'a [String], u64),
+}
+
+pub const DAMPING: f64 = 0.85;
+
+/// Ranks every (node, type) for the window ending at sample `end` of
+/// `frame`. `explain` entries (from the top) get their top metrics.
+pub fn rank(frame: &Frame, end: usize, cfg: &WindowConfig, ranker: &Ranker<'_>, topology: &[(String, String, f64)], explain: usize) -> Result<Ranking, String> {
+    let at_ms = frame.time_of(end);
+    let n = frame.nodes.len();
+    let metrics: Vec<String> = match ranker {
+        Ranker::Model(s) => s.metrics.clone(),
+        _ => frame.metric_names(),
+    };
+    let start = end.saturating_sub(cfg.samples());
+    let graph = correlation_graph(frame, start, end, &metrics, topology);
+    // p[node][type] and per entry explanation.
+    // Types, p[node][type], feature rows, method.
+    type Scores = (Vec<String>, Vec<Vec<f64>>, Vec<Vec<f32>>, Method);
+    let (types, probs, feats, method): Scores = match ranker {
+        Ranker::Model(s) => {
+            let f = window_features(frame, end, cfg, &metrics);
+            let x: Vec<f32> = f.iter().flatten().copied().collect();
+            let p = s.predict(&x, n)?;
+            let probs = (0..n).map(|i| p.iter().map(|per_type| f64::from(per_type[i])).collect()).collect();
+            (s.types(), probs, f, Method::Model)
+        }
+        Ranker::Statistical(types) => {
+            let f = window_features(frame, end, cfg, &metrics);
+            let probs = f.iter().map(|row| stat::score_row(&metrics, row, types).into_iter().map(|(p, _)| p).collect()).collect();
+            (types.to_vec(), probs, f, Method::Statistical)
+        }
+        Ranker::Dummy(types, seed) => {
+            let mut rng = SplitMix(*seed ^ at_ms as u64);
+            let probs = (0..n).map(|_| types.iter().map(|_| rng.next_f64()).collect()).collect();
+            (types.to_vec(), probs, Vec::new(), Method::Dummy)
+        }
+    };
+    let teleport: Vec<f64> = probs.iter().map(|p| p.iter().copied().fold(0.0, f64::max) + 1e-6).collect();
+    let pr = match method {
+        Method::Dummy => vec![1.0 / n.max(1) as f64; n],
+        _ => pagerank(&graph, DAMPING, Some(&teleport), 1e-10),
+    };
+    let mut entries = Vec::with_capacity(n * types.len());
+    for (i, node) in frame.nodes.iter().enumerate() {
+        for (t, kind) in types.iter().enumerate() {
+            let p = probs[i][t];
+            entries.push(RankEntry { node: node.node.clone(), kind: kind.clone(), score: p * pr[i], probability: p, pagerank: pr[i], top_metrics: Vec::new() });
+        }
+    }
+    let order: Vec<usize> = {
+        let mut o: Vec<usize> = (0..entries.len()).collect();
+        o.sort_by(|a, b| entries[*b].score.total_cmp(&entries[*a].score).then(entries[*a].node.cmp(&entries[*b].node)).then(entries[*a].kind.cmp(&entries[*b].kind)));
+        o
+    };
+    let mut sorted: Vec<RankEntry> = order.iter().map(|&k| entries[k].clone()).collect();
+    for e in sorted.iter_mut().take(explain) {
+        let i = frame.nodes.iter().position(|s| s.node == e.node).unwrap_or(0);
+        let t = types.iter().position(|k| *k == e.kind).unwrap_or(0);
+        e.top_metrics = match ranker {
+            Ranker::Model(s) => s.top_metrics(t, &feats[i], 3)?,
+            Ranker::Statistical(ts) => stat::score_row(&metrics, &feats[i], &ts[t..=t]).into_iter().next().map(|(_, m)| m).unwrap_or_default(),
+            Ranker::Dummy(..) => Vec::new(),
+        };
+    }
+    Ok(Ranking { method, at_ms, entries: sorted, graph, pagerank: pr })
+}
+
+/// Ranks each case at the middle of its faults' span plus `shift_ms`
+/// (clamped to the case's frame): one (truth, ranking) per case whose
+/// frame is in `periods`.
+pub fn rank_cases(periods: &[(super::labels::Period, Frame)], truths: &[super::eval::Truth], events: &[super::FaultEvent], cfg: &WindowConfig, ranker: &Ranker<'_>, shift_ms: i64) -> Result<Vec<(super::eval::Truth, super::eval::Ranked)>, String> {
+    let mut out = Vec::new();
+    for truth in truths {
+        let Some((_, frame)) = periods.iter().find(|(p, _)| p.case == truth.case) else { continue };
+        let span: Vec<&super::FaultEvent> = events.iter().filter(|e| e.case == truth.case).collect();
+        let (Some(s), Some(e)) = (span.iter().map(|e| e.start_ms).min(), span.iter().map(|e| e.end_ms).max()) else { continue };
+        let at = (s + e) / 2 + shift_ms;
+        let end = frame.index_at(at).clamp(cfg.samples().min(frame.len), frame.len);
+        let r = rank(frame, end, cfg, ranker, &[], 0)?;
+        out.push((truth.clone(), r.entries.into_iter().map(|e| (e.node, e.kind)).collect()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::NodeSeries;
+
+    #[test]
+    fn statistical_ranking_finds_the_deviating_node() {
+        let mk = |name: &str, v: Vec<f64>| NodeSeries { node: name.into(), metrics: [("cg.cpu_usage".to_string(), v.clone()), ("disk.write_bytes".to_string(), v.iter().map(|x| x * 0.5 + 1.0).collect())].into() };
+        let wobble = |k: usize| (0..60).map(|i| 10.0 + ((i * k) % 7) as f64).collect::<Vec<f64>>();
+        let mut hot = wobble(3);
+        for x in &mut hot[50..] {
+            *x += 80.0;
+        }
+        let frame = Frame { start_ms: 0, step_ms: 1000, len: 60, nodes: vec![mk("a", wobble(2)), mk("b", hot), mk("c", wobble(5))] };
+        let cfg = WindowConfig { window_ms: 10_000, stride_ms: 5_000, step_ms: 1000, baseline_ms: 40_000 };
+        let types = vec!["cpu_stress".to_string(), "memory_stress".to_string()];
+        let r = rank(&frame, 60, &cfg, &Ranker::Statistical(&types), &[], 2).unwrap();
+        assert_eq!(r.method, Method::Statistical);
+        assert_eq!((r.entries[0].node.as_str(), r.entries[0].kind.as_str()), ("b", "cpu_stress"));
+        assert_eq!(r.entries.len(), 6);
+        assert_eq!(r.entries[0].top_metrics[0].0, "cg.cpu_usage");
+        assert!((r.pagerank.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        assert_eq!(r.at_ms, 60_000);
+        let d = rank(&frame, 60, &cfg, &Ranker::Dummy(&types, 3), &[], 0).unwrap();
+        assert_eq!(d.entries.len(), 6);
+        assert_eq!(d, rank(&frame, 60, &cfg, &Ranker::Dummy(&types, 3), &[], 0).unwrap());
+    }
+}

@@ -1,0 +1,241 @@
+//! Online diagnosis: every stride, every recently seen node's latest
+//! window is ranked — by the active model, or by the statistical scorer
+//! when there is none (and the ranking says so). Rankings are kept in
+//! memory for the history endpoint, pushed to subscribers (SSE), and an
+//! Alertmanager-compatible webhook fires when the top entry's probability
+//! reaches the threshold.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::{broadcast, watch};
+
+use crate::config::DiagnosisConfig;
+use crate::dataset::Dataset;
+use crate::diagnose::graph::NodeGraph;
+use crate::diagnose::rank::{rank, Method, RankEntry, Ranker};
+use crate::diagnose::stat;
+use crate::ingest::now_ms;
+use crate::models::Models;
+use crate::store::SeriesStore;
+
+/// One published ranking.
+#[derive(Debug, Clone, Serialize)]
+pub struct Diagnosis {
+    pub timestamp: i64,
+    pub method: Method,
+    pub model_id: Option<String>,
+    /// What produced it, in words.
+    pub note: String,
+    pub window_ms: i64,
+    pub ranks: Vec<RankEntry>,
+    pub graph: NodeGraph,
+    pub pagerank: Vec<f64>,
+}
+
+pub struct Online {
+    store: Arc<dyn SeriesStore>,
+    models: Arc<Models>,
+    cfg: DiagnosisConfig,
+    merge: BTreeMap<String, String>,
+    history: Mutex<VecDeque<Arc<Diagnosis>>>,
+    tx: broadcast::Sender<Arc<Diagnosis>>,
+    /// (node, type) → when it fired and when last sent.
+    firing: Mutex<BTreeMap<(String, String), (i64, i64)>>,
+    http: reqwest::Client,
+    stop: watch::Receiver<bool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Online {
+    pub fn new(store: Arc<dyn SeriesStore>, models: Arc<Models>, cfg: DiagnosisConfig, merge: BTreeMap<String, String>, stop: watch::Receiver<bool>) -> Arc<Online> {
+        let (tx, _) = broadcast::channel(64);
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
+        Arc::new(Online { store, models, cfg, merge, history: Mutex::new(VecDeque::new()), tx, firing: Mutex::new(BTreeMap::new()), http, stop })
+    }
+
+    /// New rankings, and a receiver that changes at shutdown (streams end then).
+    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<Diagnosis>>, watch::Receiver<bool>) {
+        (self.tx.subscribe(), self.stop.clone())
+    }
+
+    pub fn latest(&self) -> Option<Arc<Diagnosis>> {
+        lock(&self.history).back().cloned()
+    }
+
+    pub fn history(&self, from_ms: i64, to_ms: i64) -> Vec<Arc<Diagnosis>> {
+        lock(&self.history).iter().filter(|d| d.timestamp >= from_ms && d.timestamp <= to_ms).cloned().collect()
+    }
+
+    /// Ranks now. None when no node has a full window of recent data.
+    pub fn diagnose_once(&self, now: i64) -> Result<Option<Diagnosis>, String> {
+        let active = self.models.active();
+        let window = match &active {
+            Some(a) => lock(a).scorer.window,
+            None => self.cfg.window,
+        };
+        // Nodes seen within two windows.
+        let recent = now - 2 * window.window_ms.max(10_000);
+        let mut ds = Dataset::new(window.step_ms, window);
+        let from = now - window.baseline_ms - window.window_ms;
+        for rec in self.store.nodes() {
+            let last = self.store.latest(&rec.node).and_then(|l| l.rows.first().map(|r| r.0)).unwrap_or(i64::MIN);
+            if last < recent {
+                continue;
+            }
+            let (catalog, rows) = self.store.range(&rec.node, from - window.step_ms, now).map_err(|e| e.to_string())?;
+            let target = self.merge.get(&rec.node).cloned().unwrap_or_else(|| rec.node.clone());
+            let node = ds.series.entry(target).or_default();
+            for (m, pts) in crate::dataset::grid_series(&catalog, &rows, window.step_ms) {
+                node.entry(m).or_default().extend(pts);
+            }
+        }
+        if ds.series.is_empty() {
+            return Ok(None);
+        }
+        // The window ends at the newest sample every node has.
+        let newest = ds.series.values().filter_map(|m| m.values().filter_map(|p| p.last().map(|x| x.0)).max()).min().unwrap_or(now);
+        let frame = ds.frame(from, newest);
+        let end = frame.index_at(newest + 1);
+        if end < window.samples() {
+            return Ok(None);
+        }
+        let topology: Vec<(String, String, f64)> = self.cfg.topology.iter().map(|t| (t.a.clone(), t.b.clone(), t.weight)).collect();
+        let (ranking, model_id, note) = match &active {
+            Some(a) => {
+                let a = lock(a);
+                let r = rank(&frame, end, &window, &Ranker::Model(&a.scorer), &topology, 5)?;
+                (r, Some(a.id.clone()), format!("model {}", a.id))
+            }
+            None => {
+                let types = stat::known_types();
+                let r = rank(&frame, end, &window, &Ranker::Statistical(&types), &topology, 5)?;
+                (r, None, "no active model: statistical scorer (median/MAD deviation from each node's recent past)".to_string())
+            }
+        };
+        Ok(Some(Diagnosis { timestamp: ranking.at_ms, method: ranking.method, model_id, note, window_ms: window.window_ms, ranks: ranking.entries, graph: ranking.graph, pagerank: ranking.pagerank }))
+    }
+
+    fn publish(&self, d: Diagnosis) -> Arc<Diagnosis> {
+        let d = Arc::new(d);
+        {
+            let mut h = lock(&self.history);
+            h.push_back(d.clone());
+            while h.len() > self.cfg.history_rankings.max(1) {
+                h.pop_front();
+            }
+        }
+        let _ = self.tx.send(d.clone());
+        d
+    }
+
+    /// Alerts to send for a ranking: newly crossing entries, resends every
+    /// 5 minutes, and resolutions (with `endsAt`).
+    fn alerts(&self, d: &Diagnosis) -> Vec<serde_json::Value> {
+        let now = d.timestamp;
+        let iso = |ms: i64| humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)).to_string();
+        let over: Vec<&RankEntry> = d.ranks.iter().take(5).filter(|e| e.probability >= self.cfg.alert_threshold).collect();
+        let mut firing = lock(&self.firing);
+        let mut out = Vec::new();
+        for e in &over {
+            let key = (e.node.clone(), e.kind.clone());
+            let (since, sent) = firing.get(&key).copied().map_or((now, None), |(a, b)| (a, Some(b)));
+            if sent.is_none_or(|s| now - s >= 300_000) {
+                out.push(json!({
+                    "labels": { "alertname": "DistdiagRootCause", "node": e.node, "type": e.kind, "severity": "critical", "method": d.method },
+                    "annotations": {
+                        "summary": format!("{} on {} (score {:.3}, p {:.2})", e.kind, e.node, e.score, e.probability),
+                        "top_metrics": e.top_metrics.iter().map(|m| m.0.clone()).collect::<Vec<_>>().join(", "),
+                        "rank": (d.ranks.iter().position(|x| x.node == e.node && x.kind == e.kind).unwrap_or(0) + 1).to_string(),
+                    },
+                    "startsAt": iso(since),
+                    "generatorURL": "/api/anomaly/ranks",
+                }));
+                firing.insert(key, (since, now));
+            }
+        }
+        let ended: Vec<(String, String)> = firing.keys().filter(|k| !over.iter().any(|e| e.node == k.0 && e.kind == k.1)).cloned().collect();
+        for k in ended {
+            if let Some((since, _)) = firing.remove(&k) {
+                out.push(json!({
+                    "labels": { "alertname": "DistdiagRootCause", "node": k.0, "type": k.1, "severity": "critical", "method": d.method },
+                    "annotations": { "summary": format!("{} on {} resolved", k.1, k.0) },
+                    "startsAt": iso(since),
+                    "endsAt": iso(now),
+                    "generatorURL": "/api/anomaly/ranks",
+                }));
+            }
+        }
+        out
+    }
+
+    /// Runs until shutdown: one ranking per stride.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let stride = Duration::from_millis(self.cfg.window.stride_ms.max(100) as u64);
+        let mut tick = tokio::time::interval(stride);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let me = self.clone();
+            let result = tokio::task::spawn_blocking(move || me.diagnose_once(now_ms())).await;
+            let d = match result {
+                Ok(Ok(Some(d))) => self.publish(d),
+                Ok(Ok(None)) => continue,
+                Ok(Err(e)) => {
+                    tracing::warn!("diagnosis failed: {e}");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!("diagnosis task: {e}");
+                    continue;
+                }
+            };
+            if let Some(url) = &self.cfg.alert_webhook {
+                let alerts = self.alerts(&d);
+                if !alerts.is_empty() {
+                    if let Err(e) = self.http.post(url).json(&alerts).send().await.and_then(|r| r.error_for_status()) {
+                        tracing::warn!("alert webhook {url}: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alerts_fire_once_then_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn SeriesStore> = Arc::new(crate::store::SledStore::open(dir.path(), crate::store::StoreConfig::default()).unwrap());
+        let models = Models::new(store.clone());
+        let (_stop_tx, stop) = watch::channel(false);
+        let online = Online::new(store, models, DiagnosisConfig { alert_threshold: 0.5, ..DiagnosisConfig::default() }, BTreeMap::new(), stop);
+        let entry = |p: f64| RankEntry { node: "n1".into(), kind: "cpu_stress".into(), score: p / 3.0, probability: p, pagerank: 1.0 / 3.0, top_metrics: vec![("cg.cpu_usage".into(), 2.0)] };
+        let d = |ts: i64, p: f64| Diagnosis { timestamp: ts, method: Method::Model, model_id: None, note: String::new(), window_ms: 10_000, ranks: vec![entry(p)], graph: NodeGraph { nodes: vec![], edges: vec![] }, pagerank: vec![] };
+        let a = online.alerts(&d(1_000, 0.9));
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0]["labels"]["node"], "n1");
+        assert_eq!(a[0]["annotations"]["top_metrics"], "cg.cpu_usage");
+        assert!(a[0].get("endsAt").is_none());
+        // Still firing 5 s later: not sent again; 5 minutes later: resent.
+        assert!(online.alerts(&d(6_000, 0.9)).is_empty());
+        assert_eq!(online.alerts(&d(301_000, 0.9)).len(), 1);
+        // Below the threshold: resolved once.
+        let r = online.alerts(&d(306_000, 0.1));
+        assert_eq!(r.len(), 1);
+        assert!(r[0]["endsAt"].is_string());
+        assert!(online.alerts(&d(311_000, 0.1)).is_empty());
+    }
+}

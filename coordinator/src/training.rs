@@ -1,0 +1,251 @@
+//! Training-data collection (seed 002): normal periods started and stopped
+//! by hand, and fault cases opened by `POST /api/anomaly/start` with
+//! `collect_training_data`: the normal data before the fault, the fault
+//! period and the normal data after it. Cases are first-class documents
+//! (collection `training` in the store); their fault times come from the
+//! fault records, so a case is right even when its fault ended early.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::{CasePeriod, Dataset, DatasetError};
+use crate::diagnose::{FaultEvent, WindowConfig};
+use crate::store::{FaultRecord, SeriesStore, StoreError};
+
+const COLLECTION: &str = "training";
+
+/// A normal collection period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NormalPeriod {
+    pub id: String,
+    pub start_ms: i64,
+    pub end_ms: Option<i64>,
+}
+
+/// A fault case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Case {
+    pub id: String,
+    /// Free label (a campaign's scenario family); empty by default.
+    pub scenario: String,
+    pub fault_ids: Vec<String>,
+    pub nodes: Vec<String>,
+    pub types: Vec<String>,
+    pub requested_ms: i64,
+    /// Normal data kept before the first fault and after the last.
+    pub pre_ms: i64,
+    pub post_ms: i64,
+    /// Filled from the fault records: first applied, last ended (None while live).
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainingError {
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Stats {
+    pub total_samples: u64,
+    pub normal_samples: u64,
+    pub anomaly_samples: u64,
+    /// Samples (node × timestamp) per fault type.
+    pub per_type: BTreeMap<String, u64>,
+    pub normal_ratio: f64,
+    pub anomaly_ratio: f64,
+    /// The smaller of the two shares is at least 30 %.
+    pub is_balanced: bool,
+    pub normal_periods: usize,
+    pub cases: usize,
+    pub collecting_normal: bool,
+}
+
+pub struct Training {
+    store: Arc<dyn SeriesStore>,
+    lock: Mutex<()>,
+    /// `POST /api/training/collect`: every fault started opens a case.
+    collect_all: std::sync::atomic::AtomicBool,
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl Training {
+    pub fn new(store: Arc<dyn SeriesStore>) -> Arc<Training> {
+        Arc::new(Training { store, lock: Mutex::new(()), collect_all: std::sync::atomic::AtomicBool::new(false) })
+    }
+
+    fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_collect_all(&self, on: bool) {
+        self.collect_all.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn collect_all(&self) -> bool {
+        self.collect_all.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn normal_periods(&self) -> Result<Vec<NormalPeriod>, StoreError> {
+        Ok(self.store.docs(COLLECTION)?.into_iter().filter(|(k, _)| k.starts_with("normal:")).filter_map(|(_, v)| serde_json::from_slice(&v).ok()).collect())
+    }
+
+    pub fn cases(&self) -> Result<Vec<Case>, StoreError> {
+        Ok(self.store.docs(COLLECTION)?.into_iter().filter(|(k, _)| k.starts_with("case:")).filter_map(|(_, v)| serde_json::from_slice(&v).ok()).collect())
+    }
+
+    pub fn start_normal(&self, now_ms: i64) -> Result<NormalPeriod, TrainingError> {
+        let _g = self.guard();
+        if let Some(open) = self.normal_periods()?.into_iter().find(|p| p.end_ms.is_none()) {
+            return Err(TrainingError::Conflict(format!("normal collection {} is already running since {}", open.id, open.start_ms)));
+        }
+        let p = NormalPeriod { id: format!("normal-{now_ms}"), start_ms: now_ms, end_ms: None };
+        self.store.put_doc(COLLECTION, &format!("normal:{}", p.id), &encode(&p)?)?;
+        Ok(p)
+    }
+
+    pub fn stop_normal(&self, now_ms: i64) -> Result<NormalPeriod, TrainingError> {
+        let _g = self.guard();
+        let mut open = self.normal_periods()?.into_iter().find(|p| p.end_ms.is_none()).ok_or_else(|| TrainingError::Conflict("no normal collection is running".into()))?;
+        open.end_ms = Some(now_ms.max(open.start_ms + 1));
+        self.store.put_doc(COLLECTION, &format!("normal:{}", open.id), &encode(&open)?)?;
+        Ok(open)
+    }
+
+    /// Opens a case for faults just started.
+    pub fn open_case(&self, records: &[FaultRecord], scenario: &str, pre_ms: i64, post_ms: i64, now_ms: i64) -> Result<Case, TrainingError> {
+        if records.is_empty() {
+            return Err(TrainingError::Invalid("a case needs at least one fault".into()));
+        }
+        if scenario.contains([',', '"', '\n']) || scenario.len() > 100 {
+            return Err(TrainingError::Invalid("scenario: at most 100 characters, no commas or quotes".into()));
+        }
+        let mut nodes: Vec<String> = records.iter().map(|r| r.node.clone()).collect();
+        nodes.sort();
+        nodes.dedup();
+        let mut types: Vec<String> = records.iter().map(|r| r.kind.clone()).collect();
+        types.sort();
+        types.dedup();
+        let case = Case {
+            id: format!("case-{now_ms}-{}", &records[0].id.chars().rev().take(6).collect::<String>()),
+            scenario: scenario.to_owned(),
+            fault_ids: records.iter().map(|r| r.id.clone()).collect(),
+            nodes,
+            types,
+            requested_ms: records.iter().map(|r| r.requested_ms).min().unwrap_or(now_ms),
+            pre_ms,
+            post_ms,
+            start_ms: None,
+            end_ms: None,
+        };
+        let _g = self.guard();
+        self.store.put_doc(COLLECTION, &format!("case:{}", case.id), &encode(&case)?)?;
+        Ok(case)
+    }
+
+    /// Fault events of a case from its records, and the case with its times.
+    fn resolve(&self, case: &Case, now_ms: i64) -> Result<(Case, Vec<FaultEvent>), StoreError> {
+        let recs = self.store.faults(case.requested_ms - 1, now_ms)?;
+        let mut events = Vec::new();
+        for r in recs.iter().filter(|r| case.fault_ids.contains(&r.id)) {
+            let Some(start) = r.applied_ms else { continue };
+            let end = r.ended_ms.unwrap_or(now_ms).max(start + 1);
+            events.push(FaultEvent { case: case.id.clone(), node: r.node.clone(), kind: r.kind.clone(), start_ms: start, end_ms: end });
+        }
+        let mut c = case.clone();
+        c.start_ms = events.iter().map(|e| e.start_ms).min();
+        let live = recs.iter().any(|r| case.fault_ids.contains(&r.id) && r.state.is_live());
+        c.end_ms = if live { None } else { events.iter().map(|e| e.end_ms).max() };
+        Ok((c, events))
+    }
+
+    /// Cases with their times filled in.
+    pub fn resolved_cases(&self, now_ms: i64) -> Result<Vec<(Case, Vec<FaultEvent>)>, StoreError> {
+        self.cases()?.iter().map(|c| self.resolve(c, now_ms)).collect()
+    }
+
+    /// Everything collected so far as a dataset: finished normal periods and
+    /// cases whose faults took effect (a live case up to now).
+    pub fn dataset(&self, window: WindowConfig, merge: &BTreeMap<String, String>, now_ms: i64) -> Result<Dataset, TrainingError> {
+        let mut ds = Dataset::new(window.step_ms, window);
+        for p in self.normal_periods()? {
+            let end = p.end_ms.unwrap_or(now_ms);
+            if end - p.start_ms >= window.window_ms {
+                ds.cases.push(CasePeriod { case: p.id.clone(), scenario: "normal".into(), start_ms: p.start_ms, end_ms: end });
+            }
+        }
+        for (c, events) in self.resolved_cases(now_ms)? {
+            let Some(start) = c.start_ms else { continue };
+            let end = c.end_ms.map_or(now_ms, |e| (e + c.post_ms).min(now_ms));
+            ds.cases.push(CasePeriod { case: c.id.clone(), scenario: c.scenario.clone(), start_ms: start - c.pre_ms, end_ms: end.max(start + 1) });
+            ds.labels.extend(events);
+        }
+        if ds.cases.is_empty() {
+            return Err(TrainingError::Invalid("nothing collected yet: run a normal collection or start faults with collect_training_data".into()));
+        }
+        // Each case with the reference period before it.
+        let spans: Vec<(i64, i64)> = ds.cases.iter().map(|c| (c.start_ms - window.baseline_ms - window.window_ms, c.end_ms)).collect();
+        for (a, b) in spans {
+            ds.add_from_store(self.store.as_ref(), a, b, merge)?;
+        }
+        Ok(ds)
+    }
+
+    /// Sample counts of the collected periods: a sample is one node's row;
+    /// it is anomalous when a case's fault on that node covers it.
+    pub fn stats(&self, now_ms: i64) -> Result<Stats, TrainingError> {
+        let normal = self.normal_periods()?;
+        let cases = self.resolved_cases(now_ms)?;
+        let mut spans: Vec<(i64, i64, Vec<FaultEvent>)> = normal.iter().map(|p| (p.start_ms, p.end_ms.unwrap_or(now_ms), Vec::new())).collect();
+        for (c, events) in &cases {
+            if let Some(s) = c.start_ms {
+                let end = c.end_ms.map_or(now_ms, |e| (e + c.post_ms).min(now_ms));
+                spans.push((s - c.pre_ms, end, events.clone()));
+            }
+        }
+        let (mut normal_n, mut anomaly_n) = (0u64, 0u64);
+        let mut per_type: BTreeMap<String, u64> = BTreeMap::new();
+        for rec in self.store.nodes() {
+            for (a, b, events) in &spans {
+                let (_, rows) = self.store.range(&rec.node, *a, *b)?;
+                for (ts, _) in rows {
+                    let active: Vec<&FaultEvent> = events.iter().filter(|e| e.node == rec.node && e.start_ms <= ts && ts < e.end_ms).collect();
+                    if active.is_empty() {
+                        normal_n += 1;
+                    } else {
+                        anomaly_n += 1;
+                        for e in active {
+                            *per_type.entry(e.kind.clone()).or_default() += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let total = normal_n + anomaly_n;
+        let (nr, ar) = if total == 0 { (0.0, 0.0) } else { (normal_n as f64 / total as f64, anomaly_n as f64 / total as f64) };
+        Ok(Stats {
+            total_samples: total,
+            normal_samples: normal_n,
+            anomaly_samples: anomaly_n,
+            per_type,
+            normal_ratio: nr,
+            anomaly_ratio: ar,
+            is_balanced: total > 0 && nr.min(ar) >= 0.3,
+            normal_periods: normal.len(),
+            cases: cases.len(),
+            collecting_normal: normal.iter().any(|p| p.end_ms.is_none()),
+        })
+    }
+}
