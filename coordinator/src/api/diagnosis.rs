@@ -140,6 +140,11 @@ pub(super) async fn model(State(state): State<ApiState>, Path(id): Path<String>)
     Ok(Json(serde_json::to_value(state.models.describe(&id).map_err(models_error)?).map_err(internal)?))
 }
 
+/// The whole version, boosters included (for `distdiag eval --model`).
+pub(super) async fn export_model(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<crate::models::ModelDoc>, ApiError> {
+    Ok(Json(state.models.get(&id).map_err(models_error)?))
+}
+
 /// One type's booster as XGBoost JSON (loads in Python: `Booster(model_file=...)`).
 pub(super) async fn booster(State(state): State<ApiState>, Path((id, kind)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
     let doc = state.models.get(&id).map_err(models_error)?;

@@ -125,6 +125,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/models/{id}/activate", post(diagnosis::activate))
         .route("/api/models/{id}/evaluate", post(diagnosis::evaluate))
         .route("/api/models/{id}/booster/{type}", get(diagnosis::booster))
+        .route("/api/models/{id}/export", get(diagnosis::export_model))
         .route("/api/datasets", get(diagnosis::datasets))
         .route("/api/datasets/{name}", get(diagnosis::dataset).post(diagnosis::import_dataset))
         .fallback(|| async { ApiError::not_found("no such endpoint") })

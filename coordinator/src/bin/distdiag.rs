@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use distdiag_coordinator::dataset::{evaluation_markdown, Dataset};
+use distdiag_coordinator::diagnose::model::{train, ModelSet, Scorer, TrainParams};
 use serde_json::{json, Map, Value};
 
 const EX_USAGE: u8 = 64;
@@ -34,6 +36,55 @@ enum Command {
     /// Benchmark workloads against the configured databases.
     #[command(subcommand)]
     Workload(WorkloadCommand),
+    /// Labelled datasets: export the collected data, import external data.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// Evaluate on a dataset directory (the export format): a model's
+    /// AC@1/3/5, Avg@5, per-type F1 and confusion beside the statistical
+    /// scorer and Dummy, also with the diagnosis time shifted by ±30 s.
+    /// Without --model, trains on a case-grouped split and evaluates on
+    /// the held-out cases.
+    Eval {
+        #[arg(long)]
+        dataset: PathBuf,
+        /// A model id on the coordinator, or a file saved from
+        /// `GET /api/models/{id}/export`.
+        #[arg(long)]
+        model: Option<String>,
+        /// Share of cases held out when training here.
+        #[arg(long, default_value_t = 0.3)]
+        holdout: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Print the evaluation as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train a model version from the collected data (or an imported dataset) and wait for it.
+    Train {
+        #[arg(long)]
+        dataset: Option<String>,
+    },
+    /// Model versions.
+    Models,
+    /// The current root-cause ranking.
+    Ranks {
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum DatasetCommand {
+    /// Write a dataset (default: the collected data) as CSV files into a directory.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "collected")]
+        name: String,
+    },
+    /// Read a dataset directory, check it and store it on the coordinator under a name.
+    Import { dir: PathBuf, #[arg(long)] name: String },
 }
 
 #[derive(Subcommand)]
@@ -265,6 +316,83 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
             let url = if *all { format!("{base}/api/workload/runs") } else { format!("{base}/api/workload/active") };
             let v = send(client.get(url)).await?;
             workload_table(v["workloads"].as_array().map(Vec::as_slice).unwrap_or_default());
+        }
+        Command::Dataset(DatasetCommand::Export { out, name }) => {
+            let v = send(client.get(format!("{base}/api/datasets/{}", urlencode(name)))).await?;
+            let ds: Dataset = serde_json::from_value(v).map_err(|e| (1, format!("bad dataset from {base}: {e}")))?;
+            ds.export(out).map_err(|e| (1, e.to_string()))?;
+            println!("{}: {} nodes, {} cases, {} labels", out.display(), ds.series.len(), ds.cases.len(), ds.labels.len());
+        }
+        Command::Dataset(DatasetCommand::Import { dir, name }) => {
+            let ds = Dataset::import(dir).map_err(|e| (1, e.to_string()))?;
+            let tok = token(cli).map_err(|e| (EX_USAGE, e))?;
+            let v = send(client.post(format!("{base}/api/datasets/{}", urlencode(name))).bearer_auth(tok).json(&ds)).await?;
+            println!("{name}: {} cases, {} labels", v["cases"], v["labels"]);
+        }
+        Command::Eval { dataset, model, holdout, seed, json: as_json } => {
+            let ds = Dataset::import(dataset).map_err(|e| (1, e.to_string()))?;
+            let set: ModelSet = match model {
+                Some(m) if std::path::Path::new(m).is_file() => {
+                    let text = std::fs::read_to_string(m).map_err(|e| (1, format!("{m}: {e}")))?;
+                    serde_json::from_str::<Value>(&text).ok().and_then(|v| serde_json::from_value(v["set"].clone()).ok()).ok_or_else(|| (1, format!("{m} is not a model export")))?
+                }
+                Some(id) => {
+                    let v = send(client.get(format!("{base}/api/models/{}/export", urlencode(id)))).await?;
+                    serde_json::from_value(v["set"].clone()).map_err(|e| (1, format!("bad model from {base}: {e}")))?
+                }
+                None => {
+                    let params = TrainParams { validation_fraction: *holdout, seed: *seed, ..TrainParams::default() };
+                    let windows = ds.windows(None);
+                    eprintln!("training on {} windows ({} features), holding out {:.0} % of the cases", windows.rows.len(), windows.width(), holdout * 100.0);
+                    train(&windows, ds.manifest.window, &params, &mut |d, n, what| eprintln!("  {d}/{n} {what}")).map_err(|e| (1, e))?
+                }
+            };
+            let scorer = Scorer::load(&set).map_err(|e| (1, e))?;
+            let e = ds.evaluate(Some(&scorer), &set.train_cases, *seed).map_err(|e| (1, e))?;
+            if *as_json {
+                println!("{}", serde_json::to_string_pretty(&e).unwrap_or_default());
+            } else {
+                print!("{}", evaluation_markdown(&e));
+            }
+        }
+        Command::Train { dataset } => {
+            let tok = token(cli).map_err(|e| (EX_USAGE, e))?;
+            let body = dataset.as_ref().map_or(json!({}), |d| json!({ "dataset": d }));
+            let v = send(client.post(format!("{base}/api/anomaly/train")).bearer_auth(tok).json(&body)).await?;
+            let job = v["job"].as_str().unwrap_or_default().to_owned();
+            loop {
+                let j = send(client.get(format!("{base}/api/anomaly/train/{job}"))).await?;
+                match j["state"].as_str() {
+                    Some("running") => eprint!("\r{:5.1} % {:<60}", j["progress"].as_f64().unwrap_or(0.0) * 100.0, j["message"].as_str().unwrap_or("")),
+                    Some("done") => {
+                        eprintln!();
+                        println!("{}", j["model_id"].as_str().unwrap_or("-"));
+                        break;
+                    }
+                    _ => {
+                        eprintln!();
+                        return Err((1, format!("training failed: {}", j["message"].as_str().unwrap_or("unknown"))));
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+        Command::Models => {
+            let v = send(client.get(format!("{base}/api/models"))).await?;
+            println!("{:<22} {:<7} {:<12} {:>6} {:>6}  types", "id", "active", "source", "AC@1", "cases");
+            for m in v["models"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                let ac1 = &m["evaluation"]["model"]["at_fault"]["ac1"];
+                println!("{:<22} {:<7} {:<12} {:>6} {:>6}  {}", m["id"].as_str().unwrap_or("-"), m["active"], m["source"].as_str().unwrap_or("-"), ac1.as_f64().map_or("-".into(), |x| format!("{x:.3}")), m["evaluation"]["cases"], m["types"]);
+            }
+        }
+        Command::Ranks { limit } => {
+            let v = send(client.get(format!("{base}/api/anomaly/ranks?limit={limit}"))).await?;
+            println!("{} ({})", v["note"].as_str().unwrap_or(""), v["timestamp"]);
+            println!("{:>4} {:<16} {:<18} {:>9} {:>6} {:>8}  top metrics", "rank", "node", "type", "score", "p", "pagerank");
+            for (i, e) in v["ranks"].as_array().map(Vec::as_slice).unwrap_or_default().iter().enumerate() {
+                let top: Vec<&str> = e["top_metrics"].as_array().map(Vec::as_slice).unwrap_or_default().iter().filter_map(|m| m[0].as_str()).collect();
+                println!("{:>4} {:<16} {:<18} {:>9.4} {:>6.3} {:>8.4}  {}", i + 1, e["node"].as_str().unwrap_or("-"), e["type"].as_str().unwrap_or("-"), e["score"].as_f64().unwrap_or(0.0), e["probability"].as_f64().unwrap_or(0.0), e["pagerank"].as_f64().unwrap_or(0.0), top.join(", "));
+            }
         }
         Command::Workload(WorkloadCommand::Show { id }) => {
             let v = send(client.get(format!("{base}/api/workload/{id}"))).await?;

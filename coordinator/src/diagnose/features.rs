@@ -6,7 +6,7 @@
 //! (`base_z`, median/MAD, clipped to ±50) and a relative change (`base_rel`).
 //! A metric a node lacks gives NaN features (XGBoost's "missing").
 
-use super::{finite, median_of, Frame, WindowConfig};
+use super::{finite, median_of, median_without, Frame, WindowConfig};
 
 /// Feature names per metric, in vector order.
 pub const STATS: [&str; 12] = ["mean", "std", "min", "max", "median", "slope", "dmean", "dstd", "dmax", "peer", "base_z", "base_rel"];
@@ -22,36 +22,56 @@ pub fn metric_of(feature: &str) -> &str {
 }
 
 /// The nine statistics of one series (NaN values skipped); all NaN when
-/// fewer than one finite value.
+/// fewer than one finite value. No allocation for windows up to 64 samples.
 pub fn series_stats(values: &[f64]) -> [f64; 9] {
-    let pts: Vec<(f64, f64)> = values.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(i, v)| (i as f64, *v)).collect();
-    if pts.is_empty() {
+    let (mut n, mut sum, mut sx) = (0usize, 0.0, 0.0);
+    let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+    for (i, v) in values.iter().enumerate().filter(|(_, v)| v.is_finite()) {
+        n += 1;
+        sum += v;
+        sx += i as f64;
+        min = min.min(*v);
+        max = max.max(*v);
+    }
+    if n == 0 {
         return [f64::NAN; 9];
     }
-    let n = pts.len() as f64;
-    let mean = pts.iter().map(|p| p.1).sum::<f64>() / n;
-    let var = pts.iter().map(|p| (p.1 - mean).powi(2)).sum::<f64>() / n;
-    let min = pts.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
-    let max = pts.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
-    let median = median_of(&mut pts.iter().map(|p| p.1).collect::<Vec<_>>());
-    let slope = if pts.len() < 2 {
-        0.0
+    let nf = n as f64;
+    let (mean, xm) = (sum / nf, sx / nf);
+    let (mut var, mut sxx, mut sxy) = (0.0, 0.0, 0.0);
+    let (mut dn, mut dsum, mut dsq, mut dmax) = (0usize, 0.0, 0.0, 0.0f64);
+    let mut prev: Option<f64> = None;
+    let mut stack = [0f64; 64];
+    let mut heap = Vec::new();
+    let mut k = 0;
+    for (i, v) in values.iter().enumerate().filter(|(_, v)| v.is_finite()) {
+        var += (v - mean).powi(2);
+        sxx += (i as f64 - xm).powi(2);
+        sxy += (i as f64 - xm) * (v - mean);
+        if let Some(p) = prev {
+            let d = v - p;
+            dn += 1;
+            dsum += d;
+            dsq += d * d;
+            dmax = dmax.max(d.abs());
+        }
+        prev = Some(*v);
+        if n <= stack.len() {
+            stack[k] = *v;
+            k += 1;
+        } else {
+            heap.push(*v);
+        }
+    }
+    let median = if n <= stack.len() { median_of(&mut stack[..k]) } else { median_of(&mut heap) };
+    let slope = if n < 2 || sxx == 0.0 { 0.0 } else { sxy / sxx };
+    let (dmean, dstd) = if dn == 0 {
+        (0.0, 0.0)
     } else {
-        let xm = pts.iter().map(|p| p.0).sum::<f64>() / n;
-        let sxx: f64 = pts.iter().map(|p| (p.0 - xm).powi(2)).sum();
-        let sxy: f64 = pts.iter().map(|p| (p.0 - xm) * (p.1 - mean)).sum();
-        sxy / sxx
+        let dm = dsum / dn as f64;
+        (dm, (dsq / dn as f64 - dm * dm).max(0.0).sqrt())
     };
-    let diffs: Vec<f64> = pts.windows(2).map(|w| w[1].1 - w[0].1).collect();
-    let (dmean, dstd, dmax) = if diffs.is_empty() {
-        (0.0, 0.0, 0.0)
-    } else {
-        let k = diffs.len() as f64;
-        let dm = diffs.iter().sum::<f64>() / k;
-        let dv = diffs.iter().map(|d| (d - dm).powi(2)).sum::<f64>() / k;
-        (dm, dv.sqrt(), diffs.iter().map(|d| d.abs()).fold(0.0, f64::max))
-    };
-    [mean, var.sqrt(), min, max, median, slope, dmean, dstd, dmax]
+    [mean, (var / nf).sqrt(), min, max, median, slope, dmean, dstd, dmax]
 }
 
 /// Symmetric relative difference of `a` against `b`, in [-1, 1].
@@ -66,18 +86,32 @@ pub fn rel_diff(a: f64, b: f64) -> f64 {
     }
 }
 
+/// Median and MAD of the finite values of a reference sample; None with
+/// fewer than 3.
+pub fn median_mad(reference: &[f64]) -> Option<(f64, f64)> {
+    let mut r = finite(reference);
+    if r.len() < 3 {
+        return None;
+    }
+    let med = median_of(&mut r);
+    for v in &mut r {
+        *v = (*v - med).abs();
+    }
+    Some((med, median_of(&mut r)))
+}
+
+fn z_from(x: f64, med: f64, mad: f64) -> f64 {
+    let scale = 1.4826 * mad + 1e-3 * med.abs() + 1e-9;
+    ((x - med) / scale).clamp(-50.0, 50.0)
+}
+
 /// Robust z-score of `x` against a reference sample, clipped to ±50; NaN
 /// when the reference has fewer than 3 values.
 pub fn robust_z(x: f64, reference: &[f64]) -> f64 {
-    let mut r = finite(reference);
-    if r.len() < 3 || !x.is_finite() {
-        return f64::NAN;
+    match median_mad(reference) {
+        Some((med, mad)) if x.is_finite() => z_from(x, med, mad),
+        _ => f64::NAN,
     }
-    let med = median_of(&mut r);
-    let mut dev: Vec<f64> = r.iter().map(|v| (v - med).abs()).collect();
-    let mad = median_of(&mut dev);
-    let scale = 1.4826 * mad + 1e-3 * med.abs() + 1e-9;
-    ((x - med) / scale).clamp(-50.0, 50.0)
 }
 
 /// Features of every node's window ending (exclusively) at sample `end`,
@@ -85,26 +119,59 @@ pub fn robust_z(x: f64, reference: &[f64]) -> f64 {
 /// window is `[end - samples, end)`, the reference period the
 /// `baseline_ms` before it.
 pub fn window_features(frame: &Frame, end: usize, cfg: &WindowConfig, metrics: &[String]) -> Vec<Vec<f32>> {
+    // Metrics are independent: split them over the cores, join per node.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    if threads < 2 || metrics.len() * frame.nodes.len() < 2_000 {
+        return features_of(frame, end, cfg, metrics);
+    }
+    let chunk = metrics.len().div_ceil(threads);
+    let parts: Vec<Vec<Vec<f32>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = metrics.chunks(chunk).map(|c| s.spawn(move || features_of(frame, end, cfg, c))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    });
+    let mut out: Vec<Vec<f32>> = vec![Vec::with_capacity(metrics.len() * STATS.len()); frame.nodes.len()];
+    for part in parts {
+        for (row, p) in out.iter_mut().zip(part) {
+            row.extend(p);
+        }
+    }
+    out
+}
+
+/// At most this many evenly spaced samples of the reference period enter
+/// its median and MAD.
+const REFERENCE_POINTS: usize = 40;
+
+fn features_of(frame: &Frame, end: usize, cfg: &WindowConfig, metrics: &[String]) -> Vec<Vec<f32>> {
     let w = cfg.samples();
     let b = (cfg.baseline_ms / cfg.step_ms.max(1)).max(1) as usize;
     let start = end.saturating_sub(w);
     let base_start = start.saturating_sub(b);
+    let every = (start - base_start).div_ceil(REFERENCE_POINTS).max(1);
+    let mut reference = Vec::with_capacity(REFERENCE_POINTS);
     let mut out: Vec<Vec<f32>> = vec![Vec::with_capacity(metrics.len() * STATS.len()); frame.nodes.len()];
     for m in metrics {
         let stats: Vec<[f64; 9]> = frame.nodes.iter().map(|n| n.metrics.get(m).map_or([f64::NAN; 9], |v| series_stats(&v[start..end.min(v.len())]))).collect();
+        // Every node's mean, sorted once: a node's peers' median is the
+        // median without it.
+        let mut means: Vec<(f64, usize)> = stats.iter().enumerate().filter(|(_, p)| p[0].is_finite()).map(|(i, p)| (p[0], i)).collect();
+        means.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let sorted: Vec<f64> = means.iter().map(|x| x.0).collect();
+        let mut rank_of = vec![usize::MAX; frame.nodes.len()];
+        for (k, (_, i)) in means.iter().enumerate() {
+            rank_of[*i] = k;
+        }
         for (i, node) in frame.nodes.iter().enumerate() {
             let s = &stats[i];
-            let mut peers: Vec<f64> = stats.iter().enumerate().filter(|(j, p)| *j != i && p[0].is_finite()).map(|(_, p)| p[0]).collect();
-            let peer = if peers.is_empty() { f64::NAN } else { rel_diff(s[0], median_of(&mut peers)) };
-            let (base_z, base_rel) = match node.metrics.get(m) {
-                Some(v) if base_start < start => {
-                    let reference = &v[base_start..start.min(v.len())];
-                    let mut r = finite(reference);
-                    let z = robust_z(s[4], reference);
-                    let rel = if r.len() < 3 { f64::NAN } else { rel_diff(s[0], median_of(&mut r)) };
-                    (z, rel)
-                }
-                _ => (f64::NAN, f64::NAN),
+            // Without a mean of its own (NaN) there is nothing to contrast.
+            let peer = if rank_of[i] == usize::MAX { f64::NAN } else { rel_diff(s[0], median_without(&sorted, rank_of[i])) };
+            reference.clear();
+            if let Some(v) = node.metrics.get(m).filter(|_| base_start < start) {
+                reference.extend(v[base_start..start.min(v.len())].iter().step_by(every).copied());
+            }
+            let (base_z, base_rel) = match median_mad(&reference) {
+                Some((med, mad)) => (if s[4].is_finite() { z_from(s[4], med, mad) } else { f64::NAN }, rel_diff(s[0], med)),
+                None => (f64::NAN, f64::NAN),
             };
             let row = &mut out[i];
             row.extend(s.iter().map(|x| *x as f32));

@@ -57,37 +57,58 @@ fn normalised(v: &[f64]) -> Option<Vec<f64>> {
 }
 
 /// The correlation graph of the window `[start, end)` over `metrics`, plus
-/// `topology` edges (node names, extra weight).
+/// `topology` edges (node names, extra weight). Each node's windows are
+/// laid out contiguously (centred, unit norm, zeros where a metric is
+/// constant or absent, with a mask), so a pair is a run of short dot
+/// products; pairs are split over the cores.
 pub fn correlation_graph(frame: &Frame, start: usize, end: usize, metrics: &[String], topology: &[(String, String, f64)]) -> NodeGraph {
     let n = frame.nodes.len();
-    // Per metric, per node: the normalised window.
-    let norm: Vec<Vec<Option<Vec<f64>>>> = metrics
-        .iter()
-        .map(|m| frame.nodes.iter().map(|node| node.metrics.get(m).and_then(|v| normalised(&v[start.min(v.len())..end.min(v.len())]))).collect())
-        .collect();
-    let mut edges = Vec::new();
-    for i in 0..n {
-        for j in i + 1..n {
-            let (mut sum, mut count) = (0.0, 0usize);
-            for per_node in &norm {
-                if let (Some(a), Some(b)) = (&per_node[i], &per_node[j]) {
-                    let r: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-                    sum += r.abs().min(1.0);
-                    count += 1;
-                }
-            }
-            let mut w = if count > 0 { sum / count as f64 } else { 0.0 };
-            for (a, b, extra) in topology {
-                let (na, nb) = (&frame.nodes[i].node, &frame.nodes[j].node);
-                if (a == na && b == nb) || (a == nb && b == na) {
-                    w += extra.max(0.0);
-                }
-            }
-            if w > 0.0 {
-                edges.push((i, j, w));
+    let w = end.saturating_sub(start);
+    let mut data = vec![0.0f64; n * metrics.len() * w];
+    let mut valid = vec![false; n * metrics.len()];
+    for (i, node) in frame.nodes.iter().enumerate() {
+        for (k, m) in metrics.iter().enumerate() {
+            if let Some(z) = node.metrics.get(m).and_then(|v| normalised(&v[start.min(v.len())..end.min(v.len())])) {
+                let at = (i * metrics.len() + k) * w;
+                data[at..at + z.len()].copy_from_slice(&z);
+                valid[i * metrics.len() + k] = true;
             }
         }
     }
+    let pair_weight = |i: usize, j: usize| -> f64 {
+        let (mut sum, mut count) = (0.0, 0usize);
+        for k in 0..metrics.len() {
+            if valid[i * metrics.len() + k] && valid[j * metrics.len() + k] {
+                let a = &data[(i * metrics.len() + k) * w..][..w];
+                let b = &data[(j * metrics.len() + k) * w..][..w];
+                let r: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                sum += r.abs().min(1.0);
+                count += 1;
+            }
+        }
+        let mut wgt = if count > 0 { sum / count as f64 } else { 0.0 };
+        for (a, b, extra) in topology {
+            let (na, nb) = (&frame.nodes[i].node, &frame.nodes[j].node);
+            if (a == na && b == nb) || (a == nb && b == na) {
+                wgt += extra.max(0.0);
+            }
+        }
+        wgt
+    };
+    let rows: Vec<usize> = (0..n).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(8);
+    let edges_of = |is: &[usize]| -> Vec<(usize, usize, f64)> { is.iter().flat_map(|&i| (i + 1..n).map(move |j| (i, j))).map(|(i, j)| (i, j, pair_weight(i, j))).filter(|e| e.2 > 0.0).collect() };
+    let mut edges: Vec<(usize, usize, f64)> = if threads < 2 || n < 16 {
+        edges_of(&rows)
+    } else {
+        // Interleave rows so the triangular work is even.
+        let parts: Vec<Vec<usize>> = (0..threads).map(|t| rows.iter().copied().filter(|i| i % threads == t).collect()).collect();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = parts.iter().map(|p| s.spawn(|| edges_of(p))).collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        })
+    };
+    edges.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     NodeGraph { nodes: frame.nodes.iter().map(|s| s.node.clone()).collect(), edges }
 }
 

@@ -116,21 +116,54 @@ impl WindowConfig {
     }
 }
 
-/// Median of finite values (NaN when there are none). Sorts `v`.
+/// Median (NaN of an empty slice). Reorders `v` (selection, not a sort).
 pub(crate) fn median_of(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
+    let n = v.len();
+    if n == 0 {
         return f64::NAN;
     }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
+    let (lo, mid, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
+    let mid = *mid;
     if n % 2 == 1 {
-        v[n / 2]
+        mid
     } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+        let below = lo.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (below + mid) / 2.0
+    }
+}
+
+/// Median of a sorted slice without element `skip`.
+pub(crate) fn median_without(sorted: &[f64], skip: usize) -> f64 {
+    let n = sorted.len().saturating_sub(1);
+    if n == 0 {
+        return f64::NAN;
+    }
+    let at = |k: usize| if k < skip { sorted[k] } else { sorted[k + 1] };
+    if n % 2 == 1 {
+        at(n / 2)
+    } else {
+        (at(n / 2 - 1) + at(n / 2)) / 2.0
     }
 }
 
 /// Finite values of a slice.
 pub(crate) fn finite(v: &[f64]) -> Vec<f64> {
     v.iter().copied().filter(|x| x.is_finite()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median_of(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median_of(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median_of(&mut []).is_nan());
+        let sorted = [1.0, 2.0, 3.0, 10.0];
+        assert_eq!(median_without(&sorted, 3), 2.0);
+        assert_eq!(median_without(&sorted, 0), 3.0);
+        assert_eq!(median_without(&sorted[..3], 1), 2.0);
+        assert!(median_without(&[5.0], 0).is_nan());
+    }
 }

@@ -287,17 +287,30 @@ impl Scorer {
     /// Per metric, the summed |SHAP contribution| of one row to type `t`'s
     /// margin, largest first, at most `k`.
     pub fn top_metrics(&self, t: usize, row: &[f32], k: usize) -> Result<Vec<(String, f64)>, String> {
-        let Some((_, b)) = self.boosters.get(t) else { return Ok(Vec::new()) };
-        let d = DMatrix::from_dense(row, 1).map_err(xgb_err)?;
-        let (c, _) = b.predict_contributions(&d).map_err(xgb_err)?;
-        let mut per: BTreeMap<&str, f64> = BTreeMap::new();
-        for (name, v) in self.feature_names.iter().zip(&c) {
-            *per.entry(super::features::metric_of(name)).or_default() += f64::from(v.abs());
+        Ok(self.top_metrics_rows(t, row, 1, k)?.into_iter().next().unwrap_or_default())
+    }
+
+    /// [`Scorer::top_metrics`] of several rows (row-major) in one call.
+    pub fn top_metrics_rows(&self, t: usize, x: &[f32], rows: usize, k: usize) -> Result<Vec<Vec<(String, f64)>>, String> {
+        let Some((_, b)) = self.boosters.get(t) else { return Ok(vec![Vec::new(); rows]) };
+        if rows == 0 {
+            return Ok(Vec::new());
         }
-        let mut v: Vec<(String, f64)> = per.into_iter().filter(|(_, x)| *x > 0.0).map(|(m, x)| (m.to_string(), x)).collect();
-        v.sort_by(|a, b| b.1.total_cmp(&a.1));
-        v.truncate(k);
-        Ok(v)
+        let d = DMatrix::from_dense(x, rows).map_err(xgb_err)?;
+        let (c, _) = b.predict_contributions(&d).map_err(xgb_err)?;
+        let width = self.feature_names.len() + 1;
+        Ok(c.chunks(width)
+            .map(|row| {
+                let mut per: BTreeMap<&str, f64> = BTreeMap::new();
+                for (name, v) in self.feature_names.iter().zip(row) {
+                    *per.entry(super::features::metric_of(name)).or_default() += f64::from(v.abs());
+                }
+                let mut v: Vec<(String, f64)> = per.into_iter().filter(|(_, x)| *x > 0.0).map(|(m, x)| (m.to_string(), x)).collect();
+                v.sort_by(|a, b| b.1.total_cmp(&a.1));
+                v.truncate(k);
+                v
+            })
+            .collect())
     }
 }
 

@@ -107,14 +107,29 @@ pub fn rank(frame: &Frame, end: usize, cfg: &WindowConfig, ranker: &Ranker<'_>, 
         o
     };
     let mut sorted: Vec<RankEntry> = order.iter().map(|&k| entries[k].clone()).collect();
-    for e in sorted.iter_mut().take(explain) {
-        let i = frame.nodes.iter().position(|s| s.node == e.node).unwrap_or(0);
-        let t = types.iter().position(|k| *k == e.kind).unwrap_or(0);
-        e.top_metrics = match ranker {
-            Ranker::Model(s) => s.top_metrics(t, &feats[i], 3)?,
-            Ranker::Statistical(ts) => stat::score_row(&metrics, &feats[i], &ts[t..=t]).into_iter().next().map(|(_, m)| m).unwrap_or_default(),
-            Ranker::Dummy(..) => Vec::new(),
-        };
+    let node_index = |name: &str| frame.nodes.iter().position(|s| s.node == name).unwrap_or(0);
+    let type_index = |kind: &str| types.iter().position(|k| k == kind).unwrap_or(0);
+    match ranker {
+        Ranker::Model(s) => {
+            // One SHAP call per type over the explained entries' rows.
+            for t in 0..types.len() {
+                let which: Vec<usize> = (0..explain.min(sorted.len())).filter(|&e| type_index(&sorted[e].kind) == t).collect();
+                if which.is_empty() {
+                    continue;
+                }
+                let x: Vec<f32> = which.iter().flat_map(|&e| feats[node_index(&sorted[e].node)].iter().copied()).collect();
+                for (e, top) in which.iter().zip(s.top_metrics_rows(t, &x, which.len(), 3)?) {
+                    sorted[*e].top_metrics = top;
+                }
+            }
+        }
+        Ranker::Statistical(ts) => {
+            for e in sorted.iter_mut().take(explain) {
+                let (i, t) = (node_index(&e.node), type_index(&e.kind));
+                e.top_metrics = stat::score_row(&metrics, &feats[i], &ts[t..=t]).into_iter().next().map(|(_, m)| m).unwrap_or_default();
+            }
+        }
+        Ranker::Dummy(..) => {}
     }
     Ok(Ranking { method, at_ms, entries: sorted, graph, pagerank: pr })
 }

@@ -10,7 +10,10 @@
 //! (d) the native `oltp_read_write` workload vs Debian's sysbench 1.0.20
 //!     against the same MariaDB and the same seekdb: TPS and client CPU per
 //!     transaction, equal tables, rows, threads and duration, alternating
-//!     runs.
+//!     runs;
+//! (e) diagnosis: training the per-type XGBoost classifiers from Rust vs
+//!     Python's xgboost on the same exported dataset (windows.csv) with the
+//!     same parameters and rounds; ranking 100 nodes × 200 metrics.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -434,10 +437,139 @@ fn main() {
     if run("oltp") {
         oltp_vs_sysbench(&mut lines);
     }
+    if run("diagnosis") {
+        eprintln!("(e) diagnosis: training vs Python xgboost, ranking 100 × 200 ...");
+        diagnosis(&mut lines);
+    }
 
     println!("| measurement | distdiag | comparison | ratio | goal |");
     println!("|---|---|---|---|---|");
     for l in lines {
         println!("| {} | {} | {} | {} | {} |", l.what, l.ours, l.theirs, l.ratio, l.goal);
     }
+}
+
+/// A dataset of `nodes` nodes × `metrics` gauges over `secs` seconds, with
+/// a CPU-like and a disk-like fault on rotating nodes every 120 s.
+fn synthetic_dataset(nodes: usize, metrics: usize, secs: i64, seed: u64) -> distdiag_coordinator::dataset::Dataset {
+    use distdiag_coordinator::dataset::{CasePeriod, Dataset};
+    use distdiag_coordinator::diagnose::{FaultEvent, WindowConfig};
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut ds = Dataset::new(1000, WindowConfig::default());
+    let t0 = 1_800_000_000_000i64;
+    let mut k = 0;
+    let mut start = 150;
+    while start + 60 < secs {
+        let (node, kind) = (k % nodes, if k % 2 == 0 { "cpu_stress" } else { "disk_stress" });
+        let case = format!("case{k}");
+        ds.cases.push(CasePeriod { case: case.clone(), scenario: "A".into(), start_ms: t0 + (start - 30) * 1000, end_ms: t0 + (start + 60) * 1000 });
+        ds.labels.push(FaultEvent { case, node: format!("n{node}"), kind: kind.into(), start_ms: t0 + start * 1000, end_ms: t0 + (start + 30) * 1000 });
+        k += 1;
+        start += 120;
+    }
+    for n in 0..nodes {
+        let node = ds.series.entry(format!("n{n}")).or_default();
+        for m in 0..metrics {
+            let base = rng.random_range(1.0..100.0);
+            let pts: Vec<(i64, f64)> = (0..secs)
+                .map(|i| {
+                    let t = t0 + i * 1000;
+                    let mut v = base * (1.0 + 0.1 * rng.random_range(-1.0..1.0));
+                    for l in ds.labels.iter().filter(|l| l.node == format!("n{n}") && t >= l.start_ms && t < l.end_ms) {
+                        if (l.kind == "cpu_stress" && m % 7 == 0) || (l.kind == "disk_stress" && m % 7 == 3) {
+                            v *= 3.0;
+                        }
+                    }
+                    (t, v)
+                })
+                .collect();
+            node.insert(format!("m{m:03}.x"), pts);
+        }
+    }
+    ds
+}
+
+fn diagnosis(lines: &mut Vec<Line>) {
+    use distdiag_coordinator::diagnose::model::{train, Scorer, TrainParams};
+    use distdiag_coordinator::diagnose::rank::{rank, Ranker};
+    use distdiag_coordinator::diagnose::stat;
+    // Training: same windows, same parameters, fixed rounds (no early stopping), one thread each.
+    let ds = synthetic_dataset(5, 60, 3600, 11);
+    let dir = tempfile::tempdir().unwrap();
+    ds.export(dir.path()).unwrap();
+    let windows = ds.windows(None);
+    let params = TrainParams { rounds: 100, early_stopping_rounds: 1000, validation_fraction: 0.0, nthread: 1, ..TrainParams::default() };
+    let t = Instant::now();
+    let set = train(&windows, ds.manifest.window, &params, &mut |_, _, _| {}).unwrap();
+    let rust_s = t.elapsed().as_secs_f64();
+    let py_params: Vec<String> = set.types.iter().map(|tm| serde_json::to_string(&params.xgb_params(tm.scale_pos_weight).into_iter().collect::<std::collections::BTreeMap<_, _>>()).unwrap()).collect();
+    let script = r#"
+import sys, json, time, numpy as np, xgboost as xgb
+path, rounds, types, params = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(','), [json.loads(p) for p in sys.argv[4:]]
+rows, labels, edge = [], [], []
+with open(path) as f:
+    header = f.readline()
+    for line in f:
+        p = line.rstrip('\n').split(',')
+        labels.append(p[3].split(';') if p[3] else []); edge.append(p[4] == '1')
+        rows.append([float(v) if v else np.nan for v in p[5:]])
+x = np.array(rows, dtype=np.float32)
+keep = ~np.array(edge)
+x = x[keep]; labels = [l for l, k in zip(labels, keep) if k]
+total = 0.0
+for t, prm in zip(types, params):
+    y = np.array([1.0 if t in l else 0.0 for l in labels], dtype=np.float32)
+    d = xgb.DMatrix(x, label=y, missing=np.nan)
+    s = time.perf_counter(); xgb.train(prm, d, rounds); total += time.perf_counter() - s
+print(total)
+"#;
+    let types: Vec<String> = set.types.iter().map(|t| t.kind.clone()).collect();
+    let out = Command::new("python3").arg("-c").arg(script).arg(dir.path().join("windows.csv")).arg(params.rounds.to_string()).arg(types.join(",")).args(&py_params).output().expect("python3");
+    let py_s: Option<f64> = String::from_utf8_lossy(&out.stdout).trim().parse().ok();
+    match py_s {
+        Some(p) => lines.push(line(
+            &format!("training, {} types × {} rounds on {} windows × {} features (1 thread)", types.len(), params.rounds, windows.rows.len(), windows.width()),
+            format!("{rust_s:.2} s"),
+            format!("{p:.2} s (Python xgboost 3.4.1, training calls only)"),
+            format!("{:.2}", rust_s / p),
+            "≈ 1 (same library)",
+        )),
+        None => lines.push(line("training vs Python xgboost", format!("{rust_s:.2} s"), format!("python failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")), "-".into(), "≈ 1")),
+    }
+
+    // Ranking 100 nodes × 200 metrics: features, classifiers, graph, PageRank, top metrics.
+    let big = synthetic_dataset(100, 200, 400, 5);
+    let bw = big.manifest.window;
+    let (from, to) = (big.cases[0].start_ms - bw.baseline_ms - bw.window_ms, big.cases[0].end_ms);
+    let frame = big.frame(from, to);
+    let small_windows = distdiag_coordinator::diagnose::labels::build_windows(&big.period_frames()[..1], &big.labels, &bw, None);
+    let small = train(&small_windows, bw, &TrainParams { rounds: 50, validation_fraction: 0.0, ..TrainParams::default() }, &mut |_, _, _| {}).unwrap();
+    let scorer = Scorer::load(&small).unwrap();
+    let end = frame.index_at(big.labels[0].start_ms + 20_000);
+    let mut times = Vec::new();
+    for _ in 0..15 {
+        let t = Instant::now();
+        let r = rank(&frame, end, &bw, &Ranker::Model(&scorer), &[], 5).unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(r.entries.len(), 100 * scorer.types().len());
+    }
+    times.sort_by(f64::total_cmp);
+    if std::env::var("BENCH_DETAIL").is_ok() {
+        let metrics = frame.metric_names();
+        let t = Instant::now();
+        let _ = distdiag_coordinator::diagnose::features::window_features(&frame, end, &bw, &metrics);
+        eprintln!("features {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let _ = distdiag_coordinator::diagnose::graph::correlation_graph(&frame, end - 10, end, &metrics, &[]);
+        eprintln!("graph {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    }
+    let types = stat::known_types();
+    let mut stimes = Vec::new();
+    for _ in 0..15 {
+        let t = Instant::now();
+        rank(&frame, end, &bw, &Ranker::Statistical(&types), &[], 5).unwrap();
+        stimes.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    stimes.sort_by(f64::total_cmp);
+    lines.push(line("ranking 100 nodes × 200 metrics, model (median of 15)", format!("{:.1} ms", times[7]), format!("statistical scorer {:.1} ms", stimes[7]), "-".into(), "< 20 ms"));
 }

@@ -1,0 +1,222 @@
+//! Diagnosis end to end: a real coordinator, three real agents (each with
+//! its own cgroup, so its stressors and its cgroup metrics are its own),
+//! normal collection, CPU and disk faults on different nodes recorded as
+//! training cases, a model trained from Rust, and a new fault found at rank
+//! 1 of `/api/anomaly/ranks` within one window plus one stride. The model
+//! also loads in Python's xgboost with the same predictions.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use distdiag_coordinator::diagnose::model::Scorer;
+use distdiag_coordinator::models::ModelDoc;
+use distdiag_tests::*;
+use serde_json::{json, Value};
+
+const CONTROLLERS: [&str; 4] = ["cpu", "cpuacct", "memory", "blkio"];
+
+/// A cgroup per node under a test-owned parent, removed on drop.
+struct Cgroups {
+    parent: String,
+}
+
+impl Cgroups {
+    fn new(nodes: &[&str]) -> Option<Cgroups> {
+        let parent = format!("distdiag-test-{}", std::process::id());
+        for c in CONTROLLERS {
+            let base = PathBuf::from("/sys/fs/cgroup").join(c);
+            if !base.is_dir() {
+                return None;
+            }
+            for n in nodes {
+                std::fs::create_dir_all(base.join(&parent).join(n)).ok()?;
+            }
+        }
+        Some(Cgroups { parent })
+    }
+
+    fn path(&self, node: &str) -> String {
+        format!("{}/{node}", self.parent)
+    }
+}
+
+impl Drop for Cgroups {
+    fn drop(&mut self) {
+        for c in CONTROLLERS {
+            let dir = PathBuf::from("/sys/fs/cgroup").join(c).join(&self.parent);
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                for e in entries.flatten() {
+                    if e.path().is_dir() {
+                        let _ = std::fs::remove_dir(e.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}
+
+async fn post(c: &reqwest::Client, coord: &Coordinator, path: &str, body: Value) -> (u16, Value) {
+    let r = c.post(coord.url(path)).bearer_auth(coord.token()).json(&body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(c: &reqwest::Client, coord: &Coordinator, path: &str) -> Value {
+    c.get(coord.url(path)).send().await.unwrap().json().await.unwrap()
+}
+
+async fn fault(c: &reqwest::Client, coord: &Coordinator, kind: &str, node: &str, secs: u64) -> Value {
+    let params = if kind == "cpu_stress" { json!({"workers": 1, "load_percent": 100}) } else { json!({"workers": 1, "bytes": 16 << 20}) };
+    let (s, v) = post(c, coord, "/api/anomaly/start", json!({"type": kind, "node": node, "params": params, "duration": secs, "collect_training_data": true, "pre_s": 10, "post_s": 10, "scenario": "A"})).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["case"]["id"].is_string(), "{v}");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collect_train_and_rank_a_new_fault_first() {
+    let nodes = ["n1", "n2", "n3"];
+    let Some(cgroups) = Cgroups::new(&nodes) else {
+        eprintln!("SKIP: no cgroup v1 cpu/cpuacct/memory/blkio hierarchies to give each node its own cgroup");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("coord");
+    std::fs::create_dir_all(&data).unwrap();
+    let certs = make_certs(&data.join("certs"), &nodes);
+    let config = tmp.path().join("coordinator.toml");
+    std::fs::write(&config, "[diagnosis.window]\nwindow_ms = 10000\nstride_ms = 5000\nbaseline_ms = 30000\n").unwrap();
+    let (api, quic) = free_ports();
+    let coord = Coordinator::start(&data, api, quic, &["--config", config.to_str().unwrap()]);
+    let mut agents = Vec::new();
+    for n in nodes {
+        let mut cfg = agent_config(n, &certs, quic, &tmp.path().join(n), 1000);
+        cfg.collect.cgroup_path = Some(cgroups.path(n));
+        cfg.fault.cgroup_path = Some(cgroups.path(n));
+        cfg.fault.disk_dir = Some(tmp.path().join(format!("{n}-disk")));
+        agents.push(distdiag_agent::start(cfg, None).await.unwrap());
+    }
+    assert!(eventually(Duration::from_secs(10), || agents.iter().all(|a| a.status().connected)).await);
+    let c = reqwest::Client::new();
+
+    // Without a model the statistical scorer ranks, and says so.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let r = get(&c, &coord, "/api/anomaly/ranks").await;
+    assert_eq!(r["method"], "statistical", "{r}");
+    assert!(r["note"].as_str().unwrap().contains("no active model"));
+
+    // Normal data, then three rounds of a CPU fault and a disk fault on
+    // different nodes at once, each a training case.
+    assert_eq!(post(&c, &coord, "/api/training/normal/start", json!({})).await.0, 200);
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert_eq!(post(&c, &coord, "/api/training/normal/stop", json!({})).await.0, 200);
+    for (cpu, disk) in [("n1", "n2"), ("n2", "n3"), ("n3", "n1")] {
+        fault(&c, &coord, "cpu_stress", cpu, 20).await;
+        fault(&c, &coord, "disk_stress", disk, 20).await;
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        assert!(eventually(Duration::from_secs(10), || stressors_of(std::process::id()).is_empty()).await, "faults end at their deadline");
+    }
+    let stats = get(&c, &coord, "/api/training/stats").await;
+    assert_eq!(stats["cases"], 6, "{stats}");
+    assert!(stats["per_type"]["cpu_stress"].as_u64().unwrap() >= 50, "{stats}");
+    assert!(stats["per_type"]["disk_stress"].as_u64().unwrap() >= 50, "{stats}");
+    assert!(stats["normal_samples"].as_u64().unwrap() > stats["anomaly_samples"].as_u64().unwrap());
+
+    // Train from Rust through the XGBoost C library.
+    let (s, v) = post(&c, &coord, "/api/anomaly/train", json!({"params": {"validation_fraction": 0.34}})).await;
+    assert_eq!(s, 202, "{v}");
+    let job = v["job"].as_str().unwrap().to_owned();
+    let mut j = Value::Null;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        j = get(&c, &coord, &format!("/api/anomaly/train/{job}")).await;
+        if j["state"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(j["state"], "done", "{j}");
+    let model_id = j["model_id"].as_str().unwrap().to_owned();
+    let m = get(&c, &coord, &format!("/api/models/{model_id}")).await;
+    assert_eq!(m["types"], json!(["cpu_stress", "disk_stress"]), "{m}");
+    eprintln!("model {model_id}: held-out evaluation {}", m["evaluation"]);
+
+    // A new fault: its node and type at rank 1 within a window plus a stride.
+    let v = fault(&c, &coord, "cpu_stress", "n2", 30).await;
+    let applied = v["anomalies"][0]["applied_ms"].as_i64().unwrap();
+    let t0 = Instant::now();
+    let mut first: Option<(Duration, Value)> = None;
+    while t0.elapsed() < Duration::from_secs(25) {
+        let r = get(&c, &coord, "/api/anomaly/ranks").await;
+        let top = &r["ranks"][0];
+        if r["method"] == "model" && top["node"] == "n2" && top["type"] == "cpu_stress" && r["timestamp"].as_i64().unwrap_or(0) > applied {
+            first = Some((t0.elapsed(), r));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (after, r) = first.expect("n2 cpu_stress never reached rank 1");
+    eprintln!("rank 1 after {after:?}: {}", r["ranks"][0]);
+    assert!(after <= Duration::from_millis(15_000 + 1_500), "rank 1 only after {after:?} (window 10 s + stride 5 s)");
+    assert!(!r["ranks"][0]["top_metrics"].as_array().unwrap().is_empty());
+    // Once a whole window is inside the fault the model is sure of it too.
+    let mut sure = None;
+    while t0.elapsed() < Duration::from_secs(25) {
+        let r = get(&c, &coord, "/api/anomaly/ranks").await;
+        let top = &r["ranks"][0];
+        if top["node"] == "n2" && top["type"] == "cpu_stress" && top["probability"].as_f64().unwrap_or(0.0) >= 0.5 {
+            sure = Some(t0.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let sure = sure.expect("the model never gave n2 cpu_stress p >= 0.5");
+    eprintln!("rank 1 with p >= 0.5 after {sure:?}");
+    assert!(sure <= Duration::from_millis(15_000 + 1_500), "p >= 0.5 only after {sure:?}");
+    let g = c.get(coord.url("/api/anomaly/ranks/graph?format=graphml")).send().await.unwrap().text().await.unwrap();
+    assert!(g.contains("<graphml") && g.contains("id=\"n2\""), "{g}");
+    let hist = get(&c, &coord, "/api/anomaly/ranks?from=-5m").await;
+    assert!(hist["history"].as_array().unwrap().len() >= 3);
+    post(&c, &coord, "/api/anomaly/stop", json!({})).await;
+
+    // Export the collected data with the CLI, then the same rows through
+    // Rust and through Python's xgboost.
+    let out = tmp.path().join("dataset");
+    let status = std::process::Command::new(bin("distdiag"))
+        .args(["--url", &coord.url(""), "--data-dir", data.to_str().unwrap(), "dataset", "export", "--out", out.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let doc: ModelDoc = c.get(coord.url(&format!("/api/models/{model_id}/export"))).send().await.unwrap().json().await.unwrap();
+    let ds = distdiag_coordinator::dataset::Dataset::import(&out).unwrap();
+    let windows = ds.windows(Some(&doc.set.metrics));
+    assert!(windows.rows.len() > 100);
+    let scorer = Scorer::load(&doc.set).unwrap();
+    let rust = scorer.predict(&windows.x, windows.rows.len()).unwrap();
+    let rows_csv = tmp.path().join("rows.csv");
+    let mut text = String::new();
+    for i in 0..windows.rows.len() {
+        let row: Vec<String> = windows.row(i).iter().map(|x| if x.is_nan() { "nan".into() } else { format!("{x}") }).collect();
+        text.push_str(&row.join(","));
+        text.push('\n');
+    }
+    std::fs::write(&rows_csv, text).unwrap();
+    let booster = tmp.path().join("cpu.json");
+    std::fs::write(&booster, &doc.set.types[0].booster).unwrap();
+    let py = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import sys, numpy as np, xgboost as xgb\nx = np.loadtxt(sys.argv[1], delimiter=',', dtype=np.float32, ndmin=2)\nb = xgb.Booster(model_file=sys.argv[2])\nfor p in b.predict(xgb.DMatrix(x, missing=np.nan)): print(repr(float(p)))")
+        .arg(&rows_csv)
+        .arg(&booster)
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "python xgboost: {}", String::from_utf8_lossy(&py.stderr));
+    let python: Vec<f64> = String::from_utf8_lossy(&py.stdout).lines().map(|l| l.trim().parse().unwrap()).collect();
+    assert_eq!(python.len(), rust[0].len());
+    let max_diff = python.iter().zip(&rust[0]).map(|(p, r)| (p - f64::from(*r)).abs()).fold(0.0, f64::max);
+    eprintln!("Rust vs Python xgboost on {} rows: max |diff| = {max_diff:e}", python.len());
+    assert!(max_diff < 1e-6, "max |diff| {max_diff}");
+    drop(agents);
+}
