@@ -108,7 +108,7 @@ pub fn correlation_graph(frame: &Frame, start: usize, end: usize, metrics: &[Str
             handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
         })
     };
-    edges.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    edges.sort_by_key(|e| (e.0, e.1));
     NodeGraph { nodes: frame.nodes.iter().map(|s| s.node.clone()).collect(), edges }
 }
 
