@@ -44,9 +44,6 @@ fn maybe_case(state: &ApiState, req: &StartRequest, recs: &[crate::store::FaultR
         return Ok(None);
     }
     let (pre, post) = (req.pre_s.unwrap_or(30), req.post_s.unwrap_or(30));
-    if pre > 3600 || post > 3600 {
-        return Err(ApiError::bad_request("pre_s and post_s are at most 3600"));
-    }
     state
         .training
         .open_case(recs, req.scenario.as_deref().unwrap_or(""), i64::from(pre) * 1000, i64::from(post) * 1000, now_ms())
@@ -183,6 +180,15 @@ fn faults_error(e: FaultsError) -> ApiError {
 
 pub(super) async fn start(State(state): State<ApiState>, body: Result<Json<StartRequest>, JsonRejection>) -> Result<Json<Value>, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    // Everything a training case needs is checked before any fault starts.
+    if req.pre_s.unwrap_or(0) > 3600 || req.post_s.unwrap_or(0) > 3600 {
+        return Err(ApiError::bad_request("pre_s and post_s are at most 3600"));
+    }
+    if let Some(s) = &req.scenario {
+        if s.contains([',', '"', '\n']) || s.len() > 100 {
+            return Err(ApiError::bad_request("scenario: at most 100 characters, no commas or quotes"));
+        }
+    }
     let limits = &state.fault_limits;
     let duration = duration_ms(req.duration.as_ref(), limits.default_duration_ms, limits.max_duration_ms)?;
     if crate::dbfault::KINDS.contains(&req.kind.as_str()) {
@@ -191,11 +197,6 @@ pub(super) async fn start(State(state): State<ApiState>, body: Result<Json<Start
         }
         let p: crate::dbfault::DbFaultParams = params(&req.kind, &req.params)?;
         let spec = state.dbfaults.spec_from(&req.kind, p).map_err(dbfault_error)?;
-        if let Some(s) = &req.scenario {
-            if s.contains([',', '"', '\n']) || s.len() > 100 {
-                return Err(ApiError::bad_request("scenario: at most 100 characters, no commas or quotes"));
-            }
-        }
         let rec = state.dbfaults.apply(spec, duration).await.map_err(dbfault_error)?;
         let case = maybe_case(&state, &req, std::slice::from_ref(&rec))?;
         return Ok(Json(json!({
@@ -206,11 +207,6 @@ pub(super) async fn start(State(state): State<ApiState>, body: Result<Json<Start
         })));
     }
     let spec = spec_from(&req.kind, &req.params)?;
-    if let Some(s) = &req.scenario {
-        if s.contains([',', '"', '\n']) || s.len() > 100 {
-            return Err(ApiError::bad_request("scenario: at most 100 characters, no commas or quotes"));
-        }
-    }
     let nodes = match (req.node.clone(), req.nodes.clone()) {
         (Some(_), Some(_)) => return Err(ApiError::bad_request("give node or nodes, not both")),
         (Some(n), None) => vec![n],

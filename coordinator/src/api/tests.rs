@@ -388,6 +388,12 @@ async fn training_collection_models_and_bad_input() {
     let (s, v) = call(&app, get("/api/anomaly/ranks")).await;
     assert_eq!(s, StatusCode::OK);
     assert!(v["note"].as_str().unwrap().contains("no ranking yet"));
+    // A training case's settings are checked before any fault starts.
+    let (s, v) = call(&app, post("/api/anomaly/start", r#"{"type":"cpu_stress","collect_training_data":true,"pre_s":5000}"#, tok)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = call(&app, post("/api/anomaly/start", r#"{"type":"cpu_stress","collect_training_data":true,"scenario":"a,b"}"#, tok)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(st.faults.active().is_empty());
     // Normal collection: a second start conflicts, a stop without a start too.
     assert_eq!(call(&app, post("/api/training/normal/start", "", tok)).await.0, StatusCode::OK);
     assert_eq!(call(&app, post("/api/training/normal/start", "", tok)).await.0, StatusCode::CONFLICT);
