@@ -70,6 +70,14 @@ pub struct Stats {
     pub collecting_normal: bool,
 }
 
+/// A case's scenario label goes into CSV files: short, no commas or quotes.
+pub fn check_scenario(s: &str) -> Result<(), String> {
+    if s.contains([',', '"', '\n', '\r']) || s.len() > 100 {
+        return Err("scenario: at most 100 characters, no commas or quotes".into());
+    }
+    Ok(())
+}
+
 pub struct Training {
     store: Arc<dyn SeriesStore>,
     lock: Mutex<()>,
@@ -129,9 +137,7 @@ impl Training {
         if records.is_empty() {
             return Err(TrainingError::Invalid("a case needs at least one fault".into()));
         }
-        if scenario.contains([',', '"', '\n']) || scenario.len() > 100 {
-            return Err(TrainingError::Invalid("scenario: at most 100 characters, no commas or quotes".into()));
-        }
+        check_scenario(scenario).map_err(TrainingError::Invalid)?;
         let mut nodes: Vec<String> = records.iter().map(|r| r.node.clone()).collect();
         nodes.sort();
         nodes.dedup();

@@ -185,9 +185,7 @@ pub(super) async fn start(State(state): State<ApiState>, body: Result<Json<Start
         return Err(ApiError::bad_request("pre_s and post_s are at most 3600"));
     }
     if let Some(s) = &req.scenario {
-        if s.contains([',', '"', '\n']) || s.len() > 100 {
-            return Err(ApiError::bad_request("scenario: at most 100 characters, no commas or quotes"));
-        }
+        crate::training::check_scenario(s).map_err(ApiError::bad_request)?;
     }
     let limits = &state.fault_limits;
     let duration = duration_ms(req.duration.as_ref(), limits.default_duration_ms, limits.max_duration_ms)?;

@@ -288,6 +288,23 @@ impl SledStore {
     }
 }
 
+impl SledStore {
+    /// Calls `f` with every sealed block of `node` that may hold samples in
+    /// `[from_ms, to_ms]` (callers filter the samples themselves).
+    fn each_block(&self, node: &str, from_ms: i64, to_ms: i64, mut f: impl FnMut(&BlockView<'_>) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        let lo = block_key(node, from_ms.saturating_sub(self.cfg.block_span_ms), 0);
+        let hi = block_key(node, to_ms, u64::MAX);
+        for item in self.series.range(lo..=hi) {
+            let (_, v) = item?;
+            let view = BlockView::parse(&v).map_err(corrupt)?;
+            if view.timestamps.last().is_some_and(|l| *l >= from_ms) {
+                f(&view)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl SeriesStore for SledStore {
     fn upsert_node(&self, node: &str, host: HostFacts, caps: Capabilities, catalog: Vec<MetricDesc>, interval_ms: u32, now_ms: i64) -> Result<(), StoreError> {
         let existing = self.nodes.read().unwrap_or_else(|p| p.into_inner()).get(node).cloned();
@@ -416,18 +433,12 @@ impl SeriesStore for SledStore {
                 .collect();
             (idx, pts)
         };
-        let lo = block_key(node, from_ms.saturating_sub(self.cfg.block_span_ms), 0);
-        let hi = block_key(node, to_ms, u64::MAX);
-        for item in self.series.range(lo..=hi) {
-            let (_, v) = item?;
-            let view = BlockView::parse(&v).map_err(corrupt)?;
-            if view.timestamps.last().is_none_or(|l| *l < from_ms) {
-                continue;
-            }
+        self.each_block(node, from_ms, to_ms, |view| {
             if let Some(col) = view.column(idx).map_err(corrupt)? {
                 points.extend(view.timestamps.iter().zip(col).filter(|(t, x)| **t >= from_ms && **t <= to_ms && !x.is_nan()).map(|(t, x)| (*t, x)));
             }
-        }
+            Ok(())
+        })?;
         points.sort_by_key(|p| p.0);
         points.dedup_by_key(|p| p.0);
         Ok(points)
@@ -441,16 +452,10 @@ impl SeriesStore for SledStore {
             (st.record.catalog.clone(), rows)
         };
         let width = catalog.len();
-        let lo = block_key(node, from_ms.saturating_sub(self.cfg.block_span_ms), 0);
-        let hi = block_key(node, to_ms, u64::MAX);
-        for item in self.series.range(lo..=hi) {
-            let (_, v) = item?;
-            let view = BlockView::parse(&v).map_err(corrupt)?;
-            if view.timestamps.last().is_none_or(|l| *l < from_ms) {
-                continue;
-            }
+        self.each_block(node, from_ms, to_ms, |view| {
             rows.extend(view.rows(width).map_err(corrupt)?.into_iter().filter(|(t, _)| *t >= from_ms && *t <= to_ms));
-        }
+            Ok(())
+        })?;
         for r in &mut rows {
             r.1.resize(width, f64::NAN);
         }
