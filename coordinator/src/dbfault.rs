@@ -265,7 +265,10 @@ impl DbFaults {
         let this = self.clone();
         let fid = id.clone();
         let mut stopped = stop.subscribe();
-        let timer = tokio::spawn(async move {
+        // Not among the tasks a revert waits for: the timer itself reverts
+        // (waiting for itself would hold the revert up), and a revert from
+        // elsewhere ends it through the stop signal.
+        tokio::spawn(async move {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(duration_ms)) => {
                     let _ = this.revert_as(&fid, FaultPhase::Expired).await;
@@ -273,9 +276,7 @@ impl DbFaults {
                 _ = stopped.changed() => {}
             }
         });
-        let mut all = tasks;
-        all.push(timer);
-        lock(&self.live).insert(id, Live { rec: rec.clone(), target, recovery, stop, tasks: all });
+        lock(&self.live).insert(id, Live { rec: rec.clone(), target, recovery, stop, tasks });
         Ok(rec)
     }
 

@@ -193,6 +193,18 @@ async fn oltp_probe_and_faults(kind: DialectKind) {
     env.stop_fault(cb["id"].as_str().unwrap()).await;
     assert_eq!(distdiag_coordinator::dbfault::cache_setting(&t).await.unwrap(), original);
     println!("{kind:?} cache_bottleneck: {original} -> {during} -> restored");
+    // At its deadline the coordinator reverts by itself, at once (not after
+    // waiting for its own timer), and the record says so.
+    let cb = env.fault(json!({ "type": "cache_bottleneck", "duration": 2 })).await;
+    let fid = cb["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let expired = distdiag_tests::eventually_async(Duration::from_secs(5), || async {
+        let (_, hist) = env.get("/api/anomaly/history?from=-1h").await;
+        hist["anomalies"].as_array().unwrap().iter().any(|r| r["id"] == fid.as_str() && r["state"] == "expired" && r["ended_ms"].is_number())
+    })
+    .await;
+    assert!(expired, "expired within 5 s of its deadline");
+    assert_eq!(distdiag_coordinator::dbfault::cache_setting(&t).await.unwrap(), original);
 
     // too_many_indexes creates indexes and drops exactly those.
     let idx0 = index_names(&env).await;
