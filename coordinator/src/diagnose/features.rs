@@ -89,15 +89,19 @@ pub fn rel_diff(a: f64, b: f64) -> f64 {
 /// Median and MAD of the finite values of a reference sample; None with
 /// fewer than 3.
 pub fn median_mad(reference: &[f64]) -> Option<(f64, f64)> {
-    let mut r = finite(reference);
+    median_mad_in(&mut finite(reference))
+}
+
+/// [`median_mad`] of finite values, reordering and overwriting them.
+fn median_mad_in(r: &mut [f64]) -> Option<(f64, f64)> {
     if r.len() < 3 {
         return None;
     }
-    let med = median_of(&mut r);
-    for v in &mut r {
+    let med = median_of(r);
+    for v in r.iter_mut() {
         *v = (*v - med).abs();
     }
-    Some((med, median_of(&mut r)))
+    Some((med, median_of(r)))
 }
 
 fn z_from(x: f64, med: f64, mad: f64) -> f64 {
@@ -150,8 +154,13 @@ fn features_of(frame: &Frame, end: usize, cfg: &WindowConfig, metrics: &[String]
     let every = (start - base_start).div_ceil(REFERENCE_POINTS).max(1);
     let mut reference = Vec::with_capacity(REFERENCE_POINTS);
     let mut out: Vec<Vec<f32>> = vec![Vec::with_capacity(metrics.len() * STATS.len()); frame.nodes.len()];
+    let mut stats: Vec<[f64; 9]> = Vec::with_capacity(frame.nodes.len());
+    let mut cols: Vec<Option<&Vec<f64>>> = Vec::with_capacity(frame.nodes.len());
     for m in metrics {
-        let stats: Vec<[f64; 9]> = frame.nodes.iter().map(|n| n.metrics.get(m).map_or([f64::NAN; 9], |v| series_stats(&v[start..end.min(v.len())]))).collect();
+        cols.clear();
+        cols.extend(frame.nodes.iter().map(|n| n.metrics.get(m)));
+        stats.clear();
+        stats.extend(cols.iter().map(|c| c.map_or([f64::NAN; 9], |v| series_stats(&v[start.min(v.len())..end.min(v.len())]))));
         // Every node's mean, sorted once: a node's peers' median is the
         // median without it.
         let mut means: Vec<(f64, usize)> = stats.iter().enumerate().filter(|(_, p)| p[0].is_finite()).map(|(i, p)| (p[0], i)).collect();
@@ -161,15 +170,15 @@ fn features_of(frame: &Frame, end: usize, cfg: &WindowConfig, metrics: &[String]
         for (k, (_, i)) in means.iter().enumerate() {
             rank_of[*i] = k;
         }
-        for (i, node) in frame.nodes.iter().enumerate() {
+        for (i, col) in cols.iter().enumerate() {
             let s = &stats[i];
             // Without a mean of its own (NaN) there is nothing to contrast.
             let peer = if rank_of[i] == usize::MAX { f64::NAN } else { rel_diff(s[0], median_without(&sorted, rank_of[i])) };
             reference.clear();
-            if let Some(v) = node.metrics.get(m).filter(|_| base_start < start) {
-                reference.extend(v[base_start..start.min(v.len())].iter().step_by(every).copied());
+            if let Some(v) = col.filter(|_| base_start < start) {
+                reference.extend(v[base_start.min(v.len())..start.min(v.len())].iter().step_by(every).copied().filter(|x| x.is_finite()));
             }
-            let (base_z, base_rel) = match median_mad(&reference) {
+            let (base_z, base_rel) = match median_mad_in(&mut reference) {
                 Some((med, mad)) => (if s[4].is_finite() { z_from(s[4], med, mad) } else { f64::NAN }, rel_diff(s[0], med)),
                 None => (f64::NAN, f64::NAN),
             };

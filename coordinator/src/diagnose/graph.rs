@@ -57,36 +57,42 @@ fn normalised(v: &[f64]) -> Option<Vec<f64>> {
 }
 
 /// The correlation graph of the window `[start, end)` over `metrics`, plus
-/// `topology` edges (node names, extra weight). Each node's windows are
-/// laid out contiguously (centred, unit norm, zeros where a metric is
-/// constant or absent, with a mask), so a pair is a run of short dot
-/// products; pairs are split over the cores.
+/// `topology` edges (node names, extra weight). Each metric window is
+/// centred and scaled to unit norm (zeros where a metric is constant or
+/// absent, with a mask). A node's windows are laid out sample-major
+/// (`[sample][metric]`), so a pair's correlations accumulate as a few
+/// element-wise passes over all its metrics at once, which the compiler
+/// vectorises; pairs are split over the cores.
 pub fn correlation_graph(frame: &Frame, start: usize, end: usize, metrics: &[String], topology: &[(String, String, f64)]) -> NodeGraph {
     let n = frame.nodes.len();
+    let m = metrics.len();
     let w = end.saturating_sub(start);
-    let mut data = vec![0.0f64; n * metrics.len() * w];
-    let mut valid = vec![false; n * metrics.len()];
+    let mut data = vec![0.0f64; n * w * m];
+    let mut valid = vec![0.0f64; n * m];
     for (i, node) in frame.nodes.iter().enumerate() {
-        for (k, m) in metrics.iter().enumerate() {
-            if let Some(z) = node.metrics.get(m).and_then(|v| normalised(&v[start.min(v.len())..end.min(v.len())])) {
-                let at = (i * metrics.len() + k) * w;
-                data[at..at + z.len()].copy_from_slice(&z);
-                valid[i * metrics.len() + k] = true;
+        for (k, name) in metrics.iter().enumerate() {
+            if let Some(z) = node.metrics.get(name).and_then(|v| normalised(&v[start.min(v.len())..end.min(v.len())])) {
+                for (s, x) in z.iter().enumerate() {
+                    data[(i * w + s) * m + k] = *x;
+                }
+                valid[i * m + k] = 1.0;
             }
         }
     }
-    let pair_weight = |i: usize, j: usize| -> f64 {
-        let (mut sum, mut count) = (0.0, 0usize);
-        for k in 0..metrics.len() {
-            if valid[i * metrics.len() + k] && valid[j * metrics.len() + k] {
-                let a = &data[(i * metrics.len() + k) * w..][..w];
-                let b = &data[(j * metrics.len() + k) * w..][..w];
-                let r: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-                sum += r.abs().min(1.0);
-                count += 1;
+    let pair_weight = |i: usize, j: usize, acc: &mut Vec<f64>| -> f64 {
+        acc.clear();
+        acc.resize(m, 0.0);
+        for s in 0..w {
+            let a = &data[(i * w + s) * m..][..m];
+            let b = &data[(j * w + s) * m..][..m];
+            for ((r, x), y) in acc.iter_mut().zip(a).zip(b) {
+                *r += x * y;
             }
         }
-        let mut wgt = if count > 0 { sum / count as f64 } else { 0.0 };
+        // A metric missing on either side has r = 0 and does not count.
+        let count: f64 = valid[i * m..][..m].iter().zip(&valid[j * m..][..m]).map(|(x, y)| x * y).sum();
+        let sum: f64 = acc.iter().map(|r| r.abs().min(1.0)).sum();
+        let mut wgt = if count > 0.0 { sum / count } else { 0.0 };
         for (a, b, extra) in topology {
             let (na, nb) = (&frame.nodes[i].node, &frame.nodes[j].node);
             if (a == na && b == nb) || (a == nb && b == na) {
@@ -97,7 +103,19 @@ pub fn correlation_graph(frame: &Frame, start: usize, end: usize, metrics: &[Str
     };
     let rows: Vec<usize> = (0..n).collect();
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(8);
-    let edges_of = |is: &[usize]| -> Vec<(usize, usize, f64)> { is.iter().flat_map(|&i| (i + 1..n).map(move |j| (i, j))).map(|(i, j)| (i, j, pair_weight(i, j))).filter(|e| e.2 > 0.0).collect() };
+    let edges_of = |is: &[usize]| -> Vec<(usize, usize, f64)> {
+        let mut acc = Vec::with_capacity(m);
+        let mut out = Vec::new();
+        for &i in is {
+            for j in i + 1..n {
+                let wgt = pair_weight(i, j, &mut acc);
+                if wgt > 0.0 {
+                    out.push((i, j, wgt));
+                }
+            }
+        }
+        out
+    };
     let mut edges: Vec<(usize, usize, f64)> = if threads < 2 || n < 16 {
         edges_of(&rows)
     } else {
