@@ -3,7 +3,7 @@ CARGO_TARGET_DIR ?= /var/tmp/distdiag-target
 export CARGO_TARGET_DIR
 CARGO ?= cargo
 
-.PHONY: demo test bench build lint unit deps-test deps-bench
+.PHONY: demo test bench bench-accuracy build lint unit deps-test deps-bench
 
 demo:
 	scripts/install-deps.sh demo
@@ -20,6 +20,12 @@ lint:
 bench: deps-bench
 	$(CARGO) build --release --workspace --bins
 	$(CARGO_TARGET_DIR)/release/distdiag-bench
+
+# The full fault campaign on the testbed (Galera, then standalone MariaDB);
+# hours with the defaults, see scripts/bench-accuracy.sh for the knobs.
+bench-accuracy: deps-bench
+	$(CARGO) build --release --workspace --bins
+	scripts/bench-accuracy.sh
 
 build:
 	scripts/fetch-xgboost.sh

@@ -60,6 +60,11 @@ apt_install nftables iptables iproute2
 # servers on free loopback ports; nothing here starts a service.
 install_databases
 
+# The testbed: nsenter (util-linux) puts each node's processes in its
+# namespace; Galera clusters replicate with galera-4 and transfer state
+# with rsync.
+apt_install util-linux galera-4 rsync
+
 if [ "$want" = bench ]; then
   # The yardstick for the native OLTP workload.
   apt_install sysbench

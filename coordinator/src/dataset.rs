@@ -198,12 +198,14 @@ impl Dataset {
         build_windows(&self.period_frames(), &self.labels, &self.manifest.window, metrics)
     }
 
-    /// Fault cases with their root causes.
+    /// Fault cases with their root causes. A fault on no node of the
+    /// dataset (a cluster-wide workload surge, labelled `cluster`) is a
+    /// disturbance, not a root cause a ranking of nodes can name.
     pub fn truths(&self) -> Vec<Truth> {
         self.cases
             .iter()
             .filter_map(|c| {
-                let mut causes: Vec<(String, String)> = self.labels.iter().filter(|l| l.case == c.case).map(|l| (l.node.clone(), l.kind.clone())).collect();
+                let mut causes: Vec<(String, String)> = self.labels.iter().filter(|l| l.case == c.case && self.series.contains_key(&l.node)).map(|l| (l.node.clone(), l.kind.clone())).collect();
                 causes.sort();
                 causes.dedup();
                 (!causes.is_empty()).then(|| Truth { case: c.case.clone(), scenario: c.scenario.clone(), causes })
@@ -288,7 +290,17 @@ impl Dataset {
                 .collect()
         };
         let num = |name: &str, what: &str, s: &str| -> Result<i64, DatasetError> { s.parse::<i64>().map_err(|_| invalid(format!("{name}: {what} {s:?} is not an integer"))) };
-        for f in rows("series.csv", "node,metric,timestamp_ms,value", &read("series.csv")?)? {
+        // The raw series may come gzip-compressed (series.csv.gz).
+        let series = if !dir.join("series.csv").exists() && dir.join("series.csv.gz").exists() {
+            let p = dir.join("series.csv.gz");
+            let file = std::fs::File::open(&p).map_err(|e| DatasetError::Io { path: p.display().to_string(), error: e.to_string() })?;
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(file), &mut text).map_err(|e| DatasetError::Io { path: p.display().to_string(), error: e.to_string() })?;
+            text
+        } else {
+            read("series.csv")?
+        };
+        for f in rows("series.csv", "node,metric,timestamp_ms,value", &series)? {
             let t = num("series.csv", "timestamp_ms", &f[2])?;
             let v: f64 = f[3].parse().map_err(|_| invalid(format!("series.csv: value {:?} is not a number", f[3])))?;
             if v.is_finite() {
@@ -403,6 +415,12 @@ pub fn evaluation_markdown(e: &Evaluation) -> String {
             let _ = writeln!(s, "| {name} | {when} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |", o.ac1, o.ac3, o.ac5, o.avg5, r.macro_f1);
         }
     }
+    s.push_str("\n| method | type | precision | recall | F1 |\n|---|---|---|---|---|\n");
+    for (name, m) in &methods {
+        for (kind, p) in &m.at_fault.per_type {
+            let _ = writeln!(s, "| {name} | {kind} | {:.3} | {:.3} | {:.3} |", p.precision, p.recall, p.f1);
+        }
+    }
     s.push_str("\n| method | scenario | cases | AC@1 | AC@3 | AC@5 | Avg@5 |\n|---|---|---|---|---|---|---|\n");
     for (name, m) in &methods {
         for (scen, o) in &m.at_fault.per_scenario {
@@ -449,6 +467,15 @@ mod tests {
         d.export(dir.path()).unwrap();
         let back = Dataset::import(dir.path()).unwrap();
         assert_eq!(back, d);
+        // The same series gzip-compressed import alike.
+        let gz = tempfile::tempdir().unwrap();
+        for f in ["manifest.json", "labels.csv", "cases.csv"] {
+            std::fs::copy(dir.path().join(f), gz.path().join(f)).unwrap();
+        }
+        let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(gz.path().join("series.csv.gz")).unwrap(), flate2::Compression::default());
+        std::io::Write::write_all(&mut enc, &std::fs::read(dir.path().join("series.csv")).unwrap()).unwrap();
+        enc.finish().unwrap();
+        assert_eq!(Dataset::import(gz.path()).unwrap(), d);
         let windows = std::fs::read_to_string(dir.path().join("windows.csv")).unwrap();
         assert!(windows.starts_with("case,node,end_ms,labels,edge,cg.cpu_usage|mean,"));
         let w = d.windows(None);

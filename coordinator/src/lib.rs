@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod app;
+pub mod campaign;
 pub mod config;
 pub mod db;
 pub mod dbfault;

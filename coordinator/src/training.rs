@@ -161,6 +161,32 @@ impl Training {
         Ok(case)
     }
 
+    /// A stored case by id.
+    pub fn case(&self, id: &str) -> Result<Option<Case>, StoreError> {
+        match self.store.get_doc(COLLECTION, &format!("case:{id}"))? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Adds faults just started to an existing case (a compound case built
+    /// from several requests, e.g. two fault types on one node).
+    pub fn join_case(&self, id: &str, records: &[FaultRecord]) -> Result<Case, TrainingError> {
+        let _g = self.guard();
+        let mut case = self.case(id)?.ok_or_else(|| TrainingError::Invalid(format!("no training case {id:?}")))?;
+        for r in records {
+            case.fault_ids.push(r.id.clone());
+            case.nodes.push(r.node.clone());
+            case.types.push(r.kind.clone());
+        }
+        case.nodes.sort();
+        case.nodes.dedup();
+        case.types.sort();
+        case.types.dedup();
+        self.store.put_doc(COLLECTION, &format!("case:{}", case.id), &encode(&case)?)?;
+        Ok(case)
+    }
+
     /// Fault events of a case from its records, and the case with its times.
     fn resolve(&self, case: &Case, now_ms: i64) -> Result<(Case, Vec<FaultEvent>), StoreError> {
         let recs = self.store.faults(case.requested_ms - 1, now_ms)?;

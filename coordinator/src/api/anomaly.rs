@@ -36,10 +36,16 @@ pub(super) struct StartRequest {
     post_s: Option<u32>,
     /// Scenario label of the case.
     scenario: Option<String>,
+    /// Add this fault to an existing training case instead of opening one
+    /// (a compound case: several requests, one case).
+    case: Option<String>,
 }
 
 /// Opens the training case of faults just started, if asked to.
 fn maybe_case(state: &ApiState, req: &StartRequest, recs: &[crate::store::FaultRecord]) -> Result<Option<crate::training::Case>, ApiError> {
+    if let Some(id) = &req.case {
+        return state.training.join_case(id, recs).map(Some).map_err(super::diagnosis::training_error);
+    }
     if !req.collect_training_data.unwrap_or_else(|| state.training.collect_all()) {
         return Ok(None);
     }
@@ -186,6 +192,15 @@ pub(super) async fn start(State(state): State<ApiState>, body: Result<Json<Start
     }
     if let Some(s) = &req.scenario {
         crate::training::check_scenario(s).map_err(ApiError::bad_request)?;
+    }
+    if let Some(id) = &req.case {
+        if req.pre_s.is_some() || req.post_s.is_some() || req.scenario.is_some() || req.collect_training_data == Some(false) {
+            return Err(ApiError::bad_request("case joins an existing training case: pre_s, post_s and scenario are the case's, and collect_training_data cannot be false"));
+        }
+        let known = state.training.case(id).map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() })?;
+        if known.is_none() {
+            return Err(ApiError::not_found(format!("no training case {id:?}")));
+        }
     }
     let limits = &state.fault_limits;
     let duration = duration_ms(req.duration.as_ref(), limits.default_duration_ms, limits.max_duration_ms)?;

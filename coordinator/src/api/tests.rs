@@ -393,6 +393,10 @@ async fn training_collection_models_and_bad_input() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     let (s, v) = call(&app, post("/api/anomaly/start", r#"{"type":"cpu_stress","collect_training_data":true,"scenario":"a,b"}"#, tok)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = call(&app, post("/api/anomaly/start", r#"{"type":"cpu_stress","case":"case-nope"}"#, tok)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (s, v) = call(&app, post("/api/anomaly/start", r#"{"type":"cpu_stress","case":"case-nope","pre_s":5}"#, tok)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert!(st.faults.active().is_empty());
     // Normal collection: a second start conflicts, a stop without a start too.
     assert_eq!(call(&app, post("/api/training/normal/start", "", tok)).await.0, StatusCode::OK);
@@ -473,4 +477,20 @@ async fn training_collection_models_and_bad_input() {
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(r["model"]["id"], id.as_str());
     assert_eq!(st.models.active_id().as_deref(), Some(id.as_str()));
+
+    // A compound case: a second fault joins the first case; its label
+    // counts under that case, and the case lists both nodes and types.
+    let first = st.training.cases().unwrap().into_iter().find(|c| c.fault_ids == ["f0"]).unwrap();
+    let mut extra = st.store.faults(0, i64::MAX).unwrap().into_iter().find(|r| r.id == "f0").unwrap();
+    extra.id = "f-extra".into();
+    extra.node = "b".into();
+    extra.kind = "memory_stress".into();
+    st.store.save_fault(&extra).unwrap();
+    let joined = st.training.join_case(&first.id, std::slice::from_ref(&extra)).unwrap();
+    assert_eq!(joined.nodes, ["a", "b"]);
+    assert_eq!(joined.types, ["cpu_stress", "memory_stress"]);
+    let (_, ds) = call(&app, get("/api/datasets/collected")).await;
+    let in_case: Vec<&serde_json::Value> = ds["labels"].as_array().unwrap().iter().filter(|l| l["case"] == first.id.as_str()).collect();
+    assert_eq!(in_case.len(), 2, "{in_case:?}");
+    assert!(st.training.join_case("case-nope", &[extra]).is_err());
 }

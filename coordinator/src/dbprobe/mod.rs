@@ -230,6 +230,8 @@ pub struct ProbeStatus {
     pub node: String,
     pub dialect: DialectKind,
     pub addr: String,
+    /// The agent node this server runs on, if configured.
+    pub host_node: Option<String>,
     pub connected: bool,
     pub last_error: Option<String>,
     pub last_sample_ms: Option<i64>,
@@ -251,7 +253,7 @@ impl DbProbes {
         let status = targets
             .iter()
             .map(|t| {
-                let s = ProbeStatus { name: t.name.clone(), node: t.store_node(), dialect: t.dialect, addr: t.addr(), connected: false, last_error: None, last_sample_ms: None, discovery: Discovery::default() };
+                let s = ProbeStatus { name: t.name.clone(), node: t.store_node(), dialect: t.dialect, addr: t.addr(), host_node: t.host_node.clone(), connected: false, last_error: None, last_sample_ms: None, discovery: Discovery::default() };
                 (t.name.clone(), s)
             })
             .collect();

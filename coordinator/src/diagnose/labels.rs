@@ -80,6 +80,12 @@ impl Windows {
         Windows { metrics: self.metrics.clone(), feature_names: self.feature_names.clone(), rows: idx.iter().map(|&i| self.rows[i].clone()).collect(), x }
     }
 
+    /// Keeps the windows whose case passes `keep` (a split by case).
+    pub fn retain_cases(&mut self, keep: impl Fn(&str) -> bool) {
+        let idx: Vec<usize> = (0..self.rows.len()).filter(|&i| keep(&self.rows[i].case)).collect();
+        *self = self.subset(&idx);
+    }
+
     /// Every type that labels some window, sorted.
     pub fn types(&self) -> Vec<String> {
         let mut t: Vec<String> = self.rows.iter().flat_map(|r| r.labels.iter().cloned()).collect();

@@ -2,6 +2,8 @@
 //! Usage errors exit with 64; an error answer from the API exits with 1 and
 //! prints its message.
 
+mod campaign;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -67,10 +69,63 @@ enum Command {
     },
     /// Model versions.
     Models,
+    /// Fault campaigns: scenario families A (one fault, one node), B (one
+    /// fault, two nodes), C (two faults, one node), W (a node fault during
+    /// a cluster-wide workload surge), recorded and evaluated.
+    #[command(subcommand)]
+    Campaign(CampaignCommand),
     /// The current root-cause ranking.
     Ranks {
         #[arg(long, default_value_t = 10)]
         limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum CampaignCommand {
+    /// Run a campaign against the coordinator's agents and databases, then
+    /// write OUT/dataset (export format), OUT/report.md and OUT/report.json.
+    Run {
+        #[arg(long)]
+        out: PathBuf,
+        /// Families, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "A,B,C,W")]
+        families: Vec<String>,
+        /// Fault types, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "cpu_stress,memory_stress,disk_stress,network_delay,network_loss,cache_bottleneck,too_many_indexes")]
+        types: Vec<String>,
+        /// Cases per scenario.
+        #[arg(long, default_value_t = 10)]
+        cases: u32,
+        #[arg(long, default_value_t = 30)]
+        normal_s: u32,
+        #[arg(long, default_value_t = 40)]
+        fault_s: u32,
+        #[arg(long, default_value_t = 20)]
+        recovery_s: u32,
+        /// Normal collection before the first case.
+        #[arg(long, default_value_t = 60)]
+        warmup_s: u32,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Share of each scenario's cases held out for evaluation.
+        #[arg(long, default_value_t = 0.3)]
+        holdout: f64,
+        /// The workload family W surges (default: the one running over several databases).
+        #[arg(long)]
+        workload: Option<String>,
+    },
+    /// The report of a recorded campaign dataset (export format), trained
+    /// and evaluated here.
+    Report {
+        #[arg(long)]
+        dataset: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0.3)]
+        holdout: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
     },
 }
 
@@ -376,6 +431,20 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
+        }
+        Command::Campaign(CampaignCommand::Run { out, families, types, cases, normal_s, fault_s, recovery_s, warmup_s, seed, holdout, workload }) => {
+            let config = distdiag_coordinator::campaign::CampaignConfig { families: families.clone(), types: types.clone(), cases: *cases, normal_s: *normal_s, fault_s: *fault_s, recovery_s: *recovery_s, warmup_s: *warmup_s, seed: *seed, holdout: *holdout };
+            config.validate().map_err(|e| (EX_USAGE, e))?;
+            let api = campaign::Api { base: base.to_owned(), token: token(cli).map_err(|e| (EX_USAGE, e))?, client: client.clone() };
+            let params = TrainParams { seed: *seed, ..TrainParams::default() };
+            campaign::run(&api, campaign::RunArgs { config, workload: workload.as_deref(), out, params }).await?;
+        }
+        Command::Campaign(CampaignCommand::Report { dataset, out, holdout, seed }) => {
+            if !(*holdout > 0.0 && *holdout < 1.0) {
+                return Err((EX_USAGE, format!("holdout = {holdout} must be inside (0, 1)")));
+            }
+            let ds = Dataset::import(dataset).map_err(|e| (1, e.to_string()))?;
+            campaign::write_report(&ds, out, *holdout, &TrainParams { seed: *seed, ..TrainParams::default() }, false)?;
         }
         Command::Models => {
             let v = send(client.get(format!("{base}/api/models"))).await?;

@@ -1,0 +1,408 @@
+//! Fault campaigns: the DistDiagnosis paper's scenario families turned into
+//! a seeded plan of cases, and the accuracy report of a recorded campaign.
+//! Pure: planning and reporting take plain data; driving a coordinator
+//! through its API is the `distdiag campaign` command's job.
+//!
+//! Families (scenario labels are `family:types`, e.g. `B:disk_stress`):
+//!
+//! - `A`: one fault on one node, one scenario per fault type;
+//! - `B`: the same fault on two nodes;
+//! - `C`: two different faults on one node (each type paired with the next);
+//! - `W`: a node fault while a cluster-wide workload surge runs. The surge is
+//!   labelled on node `cluster`: a disturbance every node sees, not a root
+//!   cause (see [`crate::dataset::Dataset::truths`]).
+//!
+//! Nodes rotate through the cases from a seeded offset, so every node
+//! carries every kind of fault about equally often.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::dataset::{evaluation_markdown, Dataset, Evaluation, MethodReports};
+use crate::diagnose::eval::AcRow;
+use crate::diagnose::model::{train, Scorer, TrainParams};
+use crate::diagnose::split::{held_out_cases, SplitMix};
+
+pub const FAMILIES: [&str; 4] = ["A", "B", "C", "W"];
+/// Faults an agent injects on its host.
+pub const HOST_TYPES: [&str; 6] = ["cpu_stress", "memory_stress", "disk_stress", "network_delay", "network_loss", "network_bandwidth"];
+/// Faults the coordinator injects into a node's database.
+pub const DB_TYPES: [&str; 3] = ["cache_bottleneck", "too_many_indexes", "lock_contention"];
+
+/// What to run; every field has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CampaignConfig {
+    pub families: Vec<String>,
+    /// Fault types the families are built from.
+    pub types: Vec<String>,
+    /// Cases per scenario.
+    pub cases: u32,
+    /// Seconds of normal data before each case's faults, of fault, and of
+    /// recovery after them.
+    pub normal_s: u32,
+    pub fault_s: u32,
+    pub recovery_s: u32,
+    /// Normal collection before the first case (seconds; 0: none).
+    pub warmup_s: u32,
+    pub seed: u64,
+    /// Share of each scenario's cases held out for evaluation; the model
+    /// trains on the others only.
+    pub holdout: f64,
+}
+
+impl Default for CampaignConfig {
+    fn default() -> Self {
+        CampaignConfig {
+            families: FAMILIES.iter().map(|s| (*s).to_owned()).collect(),
+            types: ["cpu_stress", "memory_stress", "disk_stress", "network_delay", "network_loss", "cache_bottleneck", "too_many_indexes"].iter().map(|s| (*s).to_owned()).collect(),
+            cases: 10,
+            normal_s: 30,
+            fault_s: 40,
+            recovery_s: 20,
+            warmup_s: 60,
+            seed: 42,
+            holdout: 0.3,
+        }
+    }
+}
+
+impl CampaignConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.families.is_empty() {
+            return Err("families: give at least one of A, B, C, W".into());
+        }
+        for f in &self.families {
+            if !FAMILIES.contains(&f.as_str()) {
+                return Err(format!("family {f:?} is not one of A, B, C, W"));
+            }
+        }
+        if self.types.is_empty() {
+            return Err("types: give at least one fault type".into());
+        }
+        for t in &self.types {
+            if !HOST_TYPES.contains(&t.as_str()) && !DB_TYPES.contains(&t.as_str()) {
+                return Err(format!("type {t:?} is not a node fault ({}, {})", HOST_TYPES.join(", "), DB_TYPES.join(", ")));
+            }
+        }
+        if !(1..=1000).contains(&self.cases) {
+            return Err(format!("cases = {} is outside 1..=1000", self.cases));
+        }
+        if !(5..=3600).contains(&self.fault_s) || self.normal_s > 3600 || self.recovery_s > 3600 || self.warmup_s > 3600 {
+            return Err("fault_s must be 5..=3600 and normal_s, recovery_s, warmup_s at most 3600".into());
+        }
+        if !(self.holdout > 0.0 && self.holdout < 1.0) {
+            return Err(format!("holdout = {} must be inside (0, 1)", self.holdout));
+        }
+        Ok(())
+    }
+}
+
+/// The cluster a plan is made for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cluster {
+    /// Nodes with a connected agent.
+    pub nodes: Vec<String>,
+    /// Node → the database that runs on it (database faults need one).
+    pub databases: BTreeMap<String, String>,
+    /// A running workload over all the databases, for family W's surge.
+    pub workload: Option<String>,
+}
+
+/// One fault request of a case: the body of `POST /api/anomaly/start`
+/// without the case fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedFault {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Target node of a host fault (`None` for database and cluster faults).
+    pub node: Option<String>,
+    pub params: Map<String, Value>,
+    /// The node the fault's label will carry.
+    pub label_node: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedCase {
+    pub scenario: String,
+    pub faults: Vec<PlannedFault>,
+}
+
+impl PlannedCase {
+    pub fn family(&self) -> &str {
+        family_of(&self.scenario)
+    }
+}
+
+/// `A` of `A:cpu_stress`.
+pub fn family_of(scenario: &str) -> &str {
+    scenario.split(':').next().unwrap_or(scenario)
+}
+
+/// The fault of type `kind` on `node`, with parameters sized for a node of
+/// the testbed (a cgroup with a CPU quota and a memory limit).
+fn fault_on(kind: &str, node: &str, cluster: &Cluster) -> Result<PlannedFault, String> {
+    let mut params = Map::new();
+    let host = |params: Map<String, Value>| Ok(PlannedFault { kind: kind.to_owned(), node: Some(node.to_owned()), params, label_node: node.to_owned() });
+    match kind {
+        "cpu_stress" => {
+            params.insert("workers".into(), json!(1));
+            params.insert("load_percent".into(), json!(100));
+            host(params)
+        }
+        "memory_stress" => {
+            params.insert("bytes".into(), json!(384u64 << 20));
+            host(params)
+        }
+        "disk_stress" => {
+            params.insert("workers".into(), json!(1));
+            params.insert("bytes".into(), json!(64u64 << 20));
+            host(params)
+        }
+        "network_delay" => {
+            params.insert("latency_ms".into(), json!(50));
+            host(params)
+        }
+        "network_loss" => {
+            params.insert("percent".into(), json!(20.0));
+            host(params)
+        }
+        "network_bandwidth" => {
+            params.insert("rate_kbit".into(), json!(2000));
+            host(params)
+        }
+        "cache_bottleneck" | "too_many_indexes" | "lock_contention" => {
+            let db = cluster.databases.get(node).ok_or_else(|| format!("{kind} on {node}: no database on that node"))?;
+            params.insert("database".into(), json!(db));
+            if kind == "too_many_indexes" {
+                params.insert("count".into(), json!(8));
+            }
+            Ok(PlannedFault { kind: kind.to_owned(), node: None, params, label_node: node.to_owned() })
+        }
+        other => Err(format!("{other:?} is not a node fault")),
+    }
+}
+
+fn surge(cluster: &Cluster) -> Result<PlannedFault, String> {
+    let id = cluster.workload.as_ref().ok_or("family W needs a workload running over every database (none given)")?;
+    let mut params = Map::new();
+    params.insert("workload_id".into(), json!(id));
+    Ok(PlannedFault { kind: "workload_surge".into(), node: None, params, label_node: "cluster".into() })
+}
+
+/// The cases of a campaign, in the order they run: scenarios interleaved
+/// (round robin) so a drift of the machine over the run touches all of
+/// them alike.
+pub fn plan(cfg: &CampaignConfig, cluster: &Cluster) -> Result<Vec<PlannedCase>, String> {
+    cfg.validate()?;
+    let mut nodes = cluster.nodes.clone();
+    nodes.sort();
+    nodes.dedup();
+    if nodes.is_empty() {
+        return Err("no nodes: no agent is connected".into());
+    }
+    let wants_two = cfg.families.iter().any(|f| f == "B");
+    if wants_two && nodes.len() < 2 {
+        return Err("family B needs at least two nodes".into());
+    }
+    let mut rng = SplitMix(cfg.seed);
+    // Scenario name and the faults of its k-th case.
+    type Maker<'a> = Box<dyn Fn(usize) -> Result<Vec<PlannedFault>, String> + 'a>;
+    let mut scenarios: Vec<(String, Maker)> = Vec::new();
+    let n = nodes.len();
+    for fam in FAMILIES.iter().filter(|f| cfg.families.iter().any(|g| g == *f)) {
+        for (ti, t) in cfg.types.iter().enumerate() {
+            let offset = (rng.next_u64() % n as u64) as usize;
+            let nodes = &nodes;
+            let t = t.as_str();
+            match *fam {
+                "A" => scenarios.push((format!("A:{t}"), Box::new(move |k| Ok(vec![fault_on(t, &nodes[(offset + k) % n], cluster)?])))),
+                "B" => scenarios.push((
+                    format!("B:{t}"),
+                    Box::new(move |k| {
+                        let a = (offset + k) % n;
+                        // The partner steps through the other nodes too.
+                        let b = (a + 1 + k / n % (n - 1)) % n;
+                        Ok(vec![fault_on(t, &nodes[a], cluster)?, fault_on(t, &nodes[b], cluster)?])
+                    }),
+                )),
+                "C" => {
+                    if cfg.types.len() < 2 {
+                        return Err("family C needs at least two fault types".into());
+                    }
+                    let u = cfg.types[(ti + 1) % cfg.types.len()].as_str();
+                    // With two types the pairs (a, b) and (b, a) are one scenario.
+                    if scenarios.iter().any(|(s, _)| *s == format!("C:{u}+{t}")) {
+                        continue;
+                    }
+                    scenarios.push((format!("C:{t}+{u}"), Box::new(move |k| { let node = &nodes[(offset + k) % n]; Ok(vec![fault_on(t, node, cluster)?, fault_on(u, node, cluster)?]) })));
+                }
+                _ => scenarios.push((format!("W:{t}+workload_surge"), Box::new(move |k| Ok(vec![fault_on(t, &nodes[(offset + k) % n], cluster)?, surge(cluster)?])))),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for k in 0..cfg.cases as usize {
+        for (name, make) in &scenarios {
+            out.push(PlannedCase { scenario: name.clone(), faults: make(k)? });
+        }
+    }
+    Ok(out)
+}
+
+/// AC figures per scenario family, from the per-scenario rows (AC@k is a
+/// mean over cases, so the family's is the case-weighted mean).
+pub fn per_family(per_scenario: &BTreeMap<String, AcRow>) -> BTreeMap<String, AcRow> {
+    let mut out: BTreeMap<String, AcRow> = BTreeMap::new();
+    for (s, r) in per_scenario {
+        let f = out.entry(family_of(s).to_owned()).or_default();
+        let (a, b) = (f.cases as f64, r.cases as f64);
+        if a + b == 0.0 {
+            continue;
+        }
+        let mix = |x: f64, y: f64| (x * a + y * b) / (a + b);
+        *f = AcRow { cases: f.cases + r.cases, ac1: mix(f.ac1, r.ac1), ac3: mix(f.ac3, r.ac3), ac5: mix(f.ac5, r.ac5), avg5: mix(f.avg5, r.avg5) };
+    }
+    out
+}
+
+/// A campaign's accuracy: trained on some cases, evaluated on the others.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignReport {
+    pub train_cases: Vec<String>,
+    pub test_cases: Vec<String>,
+    /// Types that got a classifier, and those skipped with why.
+    pub types: Vec<String>,
+    pub skipped: BTreeMap<String, String>,
+    pub evaluation: Evaluation,
+    /// method → family → AC row, at the fault and shifted by ±30 s.
+    pub families: BTreeMap<String, BTreeMap<String, FamilyRows>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FamilyRows {
+    pub at_fault: AcRow,
+    pub shifted_minus_30s: AcRow,
+    pub shifted_plus_30s: AcRow,
+}
+
+fn family_rows(m: &MethodReports) -> BTreeMap<String, FamilyRows> {
+    let (a, b, c) = (per_family(&m.at_fault.per_scenario), per_family(&m.shifted_minus_30s.per_scenario), per_family(&m.shifted_plus_30s.per_scenario));
+    a.into_iter().map(|(f, r)| (f.clone(), FamilyRows { at_fault: r, shifted_minus_30s: b.get(&f).copied().unwrap_or_default(), shifted_plus_30s: c.get(&f).copied().unwrap_or_default() })).collect()
+}
+
+/// Holds out `holdout` of each scenario's fault cases, trains a model on
+/// the rest (normal periods included), and evaluates model, statistical
+/// scorer and Dummy on the held-out cases only.
+pub fn report(ds: &Dataset, holdout: f64, params: &TrainParams, progress: &mut dyn FnMut(usize, usize, &str)) -> Result<CampaignReport, String> {
+    let truths = ds.truths();
+    let strata: BTreeMap<String, String> = truths.iter().map(|t| (t.case.clone(), t.scenario.clone())).collect();
+    let test = held_out_cases(&strata, holdout, params.seed);
+    if test.is_empty() {
+        return Err("too few cases to hold any out: a scenario needs at least two cases".into());
+    }
+    let mut windows = ds.windows(None);
+    windows.retain_cases(|c| !test.iter().any(|t| t == c));
+    let set = train(&windows, ds.manifest.window, params, progress)?;
+    let scorer = Scorer::load(&set)?;
+    let train_cases: Vec<String> = ds.cases.iter().map(|c| c.case.clone()).filter(|c| !test.contains(c)).collect();
+    let evaluation = ds.evaluate(Some(&scorer), &train_cases, params.seed)?;
+    let mut families = BTreeMap::new();
+    if let Some(m) = &evaluation.model {
+        families.insert("model".to_owned(), family_rows(m));
+    }
+    families.insert("statistical".to_owned(), family_rows(&evaluation.statistical));
+    families.insert("dummy".to_owned(), family_rows(&evaluation.dummy));
+    Ok(CampaignReport { train_cases, test_cases: test, types: set.types.iter().map(|t| t.kind.clone()).collect(), skipped: set.skipped.clone(), evaluation, families })
+}
+
+/// The report as Markdown: families first, then the evaluation's tables.
+pub fn markdown(r: &CampaignReport) -> String {
+    let mut s = format!("# Campaign report\n\nTrained on {} cases (normal periods included), evaluated on {} held-out fault cases. Classifiers: {}.\n", r.train_cases.len(), r.test_cases.len(), r.types.join(", "));
+    for (t, why) in &r.skipped {
+        let _ = writeln!(s, "- no classifier for {t}: {why}");
+    }
+    s.push_str("\n## Per scenario family\n\n| method | family | cases | AC@1 | AC@3 | AC@5 | Avg@5 | AC@1 −30 s | AC@1 +30 s |\n|---|---|---|---|---|---|---|---|---|\n");
+    for m in ["model", "statistical", "dummy"] {
+        for (f, rows) in r.families.get(m).into_iter().flatten() {
+            let o = &rows.at_fault;
+            let _ = writeln!(s, "| {m} | {f} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |", o.cases, o.ac1, o.ac3, o.ac5, o.avg5, rows.shifted_minus_30s.ac1, rows.shifted_plus_30s.ac1);
+        }
+    }
+    s.push_str("\n## Overall and per scenario\n\n");
+    s.push_str(&evaluation_markdown(&r.evaluation));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(n: usize) -> Cluster {
+        let nodes: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
+        Cluster { databases: nodes.iter().map(|x| (x.clone(), format!("db{}", &x[1..]))).collect(), nodes, workload: Some("w1".into()) }
+    }
+
+    #[test]
+    fn plans_every_family_with_rotating_nodes() {
+        let cfg = CampaignConfig { types: vec!["cpu_stress".into(), "cache_bottleneck".into()], cases: 3, ..CampaignConfig::default() };
+        let p = plan(&cfg, &cluster(3)).unwrap();
+        // (A, B, W: 2 types; C: the one pair) × 3 cases.
+        assert_eq!(p.len(), 21);
+        let a: Vec<&PlannedCase> = p.iter().filter(|c| c.scenario == "A:cpu_stress").collect();
+        let mut nodes: Vec<&str> = a.iter().map(|c| c.faults[0].node.as_deref().unwrap()).collect();
+        nodes.sort();
+        assert_eq!(nodes, ["n1", "n2", "n3"], "three cases visit three nodes");
+        for c in p.iter().filter(|c| c.family() == "B") {
+            assert_eq!(c.faults.len(), 2);
+            assert_ne!(c.faults[0].label_node, c.faults[1].label_node, "{c:?}");
+            assert_eq!(c.faults[0].kind, c.faults[1].kind);
+        }
+        for c in p.iter().filter(|c| c.family() == "C") {
+            assert_eq!(c.faults[0].label_node, c.faults[1].label_node);
+            assert_ne!(c.faults[0].kind, c.faults[1].kind);
+        }
+        let w = p.iter().find(|c| c.family() == "W").unwrap();
+        assert_eq!(w.faults[1].kind, "workload_surge");
+        assert_eq!(w.faults[1].label_node, "cluster");
+        // A database fault names the node's database, not the node.
+        let db = p.iter().find(|c| c.scenario == "A:cache_bottleneck").unwrap();
+        assert!(db.faults[0].node.is_none());
+        assert_eq!(db.faults[0].params["database"], format!("db{}", &db.faults[0].label_node[1..]).as_str());
+        // Same seed, same plan; another seed moves the nodes.
+        assert_eq!(plan(&cfg, &cluster(3)).unwrap(), p);
+        let other = plan(&CampaignConfig { seed: 7, ..cfg.clone() }, &cluster(3)).unwrap();
+        assert_ne!(other, p);
+    }
+
+    #[test]
+    fn refuses_what_cannot_run() {
+        let cfg = CampaignConfig::default();
+        assert!(plan(&cfg, &Cluster::default()).unwrap_err().contains("no nodes"));
+        assert!(plan(&CampaignConfig { families: vec!["B".into()], ..cfg.clone() }, &cluster(1)).unwrap_err().contains("two nodes"));
+        let no_work = Cluster { workload: None, ..cluster(3) };
+        assert!(plan(&CampaignConfig { families: vec!["W".into()], ..cfg.clone() }, &no_work).unwrap_err().contains("workload"));
+        let no_db = Cluster { databases: BTreeMap::new(), ..cluster(3) };
+        assert!(plan(&cfg, &no_db).unwrap_err().contains("no database"));
+        assert!(CampaignConfig { families: vec!["Z".into()], ..cfg.clone() }.validate().is_err());
+        assert!(CampaignConfig { types: vec!["reboot".into()], ..cfg.clone() }.validate().is_err());
+        assert!(CampaignConfig { holdout: 1.0, ..cfg.clone() }.validate().is_err());
+        assert!(CampaignConfig { fault_s: 1, ..cfg }.validate().is_err());
+    }
+
+    #[test]
+    fn family_rows_are_case_weighted() {
+        let mut per = BTreeMap::new();
+        per.insert("A:cpu_stress".to_owned(), AcRow { cases: 3, ac1: 1.0, ac3: 1.0, ac5: 1.0, avg5: 1.0 });
+        per.insert("A:disk_stress".to_owned(), AcRow { cases: 1, ac1: 0.0, ac3: 1.0, ac5: 1.0, avg5: 0.6 });
+        per.insert("B:cpu_stress".to_owned(), AcRow { cases: 2, ac1: 0.5, ac3: 1.0, ac5: 1.0, avg5: 0.9 });
+        let f = per_family(&per);
+        assert_eq!(f["A"].cases, 4);
+        assert!((f["A"].ac1 - 0.75).abs() < 1e-12);
+        assert!((f["A"].avg5 - 0.9).abs() < 1e-12);
+        assert_eq!(f["B"], per["B:cpu_stress"]);
+    }
+}
