@@ -123,17 +123,23 @@ pub fn robust_z(x: f64, reference: &[f64]) -> f64 {
 /// window is `[end - samples, end)`, the reference period the
 /// `baseline_ms` before it.
 pub fn window_features(frame: &Frame, end: usize, cfg: &WindowConfig, metrics: &[String]) -> Vec<Vec<f32>> {
+    window_features_of(&frame.columns(metrics), end, cfg, metrics.len())
+}
+
+/// [`window_features`] over series already looked up ([`Frame::columns`]).
+pub fn window_features_of(cols: &[Vec<Option<&[f64]>>], end: usize, cfg: &WindowConfig, n_metrics: usize) -> Vec<Vec<f32>> {
     // Metrics are independent: split them over the cores, join per node.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    if threads < 2 || metrics.len() * frame.nodes.len() < 2_000 {
-        return features_of(frame, end, cfg, metrics);
+    if threads < 2 || n_metrics * cols.len() < 2_000 {
+        return features_of(cols, end, cfg, 0..n_metrics);
     }
-    let chunk = metrics.len().div_ceil(threads);
+    let chunk = n_metrics.div_ceil(threads);
+    let ranges: Vec<std::ops::Range<usize>> = (0..n_metrics).step_by(chunk).map(|a| a..(a + chunk).min(n_metrics)).collect();
     let parts: Vec<Vec<Vec<f32>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = metrics.chunks(chunk).map(|c| s.spawn(move || features_of(frame, end, cfg, c))).collect();
+        let handles: Vec<_> = ranges.iter().map(|r| s.spawn(move || features_of(cols, end, cfg, r.clone()))).collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
     });
-    let mut out: Vec<Vec<f32>> = vec![Vec::with_capacity(metrics.len() * STATS.len()); frame.nodes.len()];
+    let mut out: Vec<Vec<f32>> = vec![Vec::with_capacity(n_metrics * STATS.len()); cols.len()];
     for part in parts {
         for (row, p) in out.iter_mut().zip(part) {
             row.extend(p);
@@ -146,36 +152,34 @@ pub fn window_features(frame: &Frame, end: usize, cfg: &WindowConfig, metrics: &
 /// its median and MAD.
 const REFERENCE_POINTS: usize = 40;
 
-fn features_of(frame: &Frame, end: usize, cfg: &WindowConfig, metrics: &[String]) -> Vec<Vec<f32>> {
+fn features_of(cols: &[Vec<Option<&[f64]>>], end: usize, cfg: &WindowConfig, metrics: std::ops::Range<usize>) -> Vec<Vec<f32>> {
     let w = cfg.samples();
     let b = (cfg.baseline_ms / cfg.step_ms.max(1)).max(1) as usize;
     let start = end.saturating_sub(w);
     let base_start = start.saturating_sub(b);
     let every = (start - base_start).div_ceil(REFERENCE_POINTS).max(1);
     let mut reference = Vec::with_capacity(REFERENCE_POINTS);
-    let mut out: Vec<Vec<f32>> = vec![Vec::with_capacity(metrics.len() * STATS.len()); frame.nodes.len()];
-    let mut stats: Vec<[f64; 9]> = Vec::with_capacity(frame.nodes.len());
-    let mut cols: Vec<Option<&Vec<f64>>> = Vec::with_capacity(frame.nodes.len());
-    for m in metrics {
-        cols.clear();
-        cols.extend(frame.nodes.iter().map(|n| n.metrics.get(m)));
+    let n = cols.len();
+    let mut out: Vec<Vec<f32>> = vec![Vec::with_capacity(metrics.len() * STATS.len()); n];
+    let mut stats: Vec<[f64; 9]> = Vec::with_capacity(n);
+    for k in metrics {
         stats.clear();
-        stats.extend(cols.iter().map(|c| c.map_or([f64::NAN; 9], |v| series_stats(&v[start.min(v.len())..end.min(v.len())]))));
+        stats.extend(cols.iter().map(|c| c[k].map_or([f64::NAN; 9], |v| series_stats(&v[start.min(v.len())..end.min(v.len())]))));
         // Every node's mean, sorted once: a node's peers' median is the
         // median without it.
         let mut means: Vec<(f64, usize)> = stats.iter().enumerate().filter(|(_, p)| p[0].is_finite()).map(|(i, p)| (p[0], i)).collect();
         means.sort_by(|a, b| a.0.total_cmp(&b.0));
         let sorted: Vec<f64> = means.iter().map(|x| x.0).collect();
-        let mut rank_of = vec![usize::MAX; frame.nodes.len()];
-        for (k, (_, i)) in means.iter().enumerate() {
-            rank_of[*i] = k;
+        let mut rank_of = vec![usize::MAX; n];
+        for (r, (_, i)) in means.iter().enumerate() {
+            rank_of[*i] = r;
         }
         for (i, col) in cols.iter().enumerate() {
             let s = &stats[i];
             // Without a mean of its own (NaN) there is nothing to contrast.
             let peer = if rank_of[i] == usize::MAX { f64::NAN } else { rel_diff(s[0], median_without(&sorted, rank_of[i])) };
             reference.clear();
-            if let Some(v) = col.filter(|_| base_start < start) {
+            if let Some(v) = col[k].filter(|_| base_start < start) {
                 reference.extend(v[base_start.min(v.len())..start.min(v.len())].iter().step_by(every).copied().filter(|x| x.is_finite()));
             }
             let (base_z, base_rel) = match median_mad_in(&mut reference) {

@@ -40,20 +40,29 @@ pub struct NodeGraph {
     pub edges: Vec<(usize, usize, f64)>,
 }
 
-/// Centred, unit-norm copy of a series (missing values count as the mean);
-/// None when it does not vary.
-fn normalised(v: &[f64]) -> Option<Vec<f64>> {
-    let f: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-    if f.len() < 3 {
-        return None;
+/// A window centred and scaled to unit norm (missing values as 0), into a
+/// reused buffer; false (buffer unspecified) when the window has fewer
+/// than 3 finite values or is constant.
+fn normalise_into(v: &[f64], out: &mut Vec<f64>) -> bool {
+    let (mut count, mut sum) = (0usize, 0.0);
+    for x in v.iter().filter(|x| x.is_finite()) {
+        count += 1;
+        sum += x;
     }
-    let m = f.iter().sum::<f64>() / f.len() as f64;
-    let c: Vec<f64> = v.iter().map(|x| if x.is_finite() { x - m } else { 0.0 }).collect();
-    let norm = c.iter().map(|x| x * x).sum::<f64>().sqrt();
-    if norm <= 1e-12 * (1.0 + m.abs()) * (f.len() as f64).sqrt() || !norm.is_finite() {
-        return None;
+    if count < 3 {
+        return false;
     }
-    Some(c.into_iter().map(|x| x / norm).collect())
+    let m = sum / count as f64;
+    out.clear();
+    out.extend(v.iter().map(|x| if x.is_finite() { x - m } else { 0.0 }));
+    let norm = out.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if norm <= 1e-12 * (1.0 + m.abs()) * (count as f64).sqrt() || !norm.is_finite() {
+        return false;
+    }
+    for x in out.iter_mut() {
+        *x /= norm;
+    }
+    true
 }
 
 /// The correlation graph of the window `[start, end)` over `metrics`, plus
@@ -64,18 +73,26 @@ fn normalised(v: &[f64]) -> Option<Vec<f64>> {
 /// element-wise passes over all its metrics at once, which the compiler
 /// vectorises; pairs are split over the cores.
 pub fn correlation_graph(frame: &Frame, start: usize, end: usize, metrics: &[String], topology: &[(String, String, f64)]) -> NodeGraph {
+    correlation_graph_of(frame, &frame.columns(metrics), start, end, topology)
+}
+
+/// [`correlation_graph`] over series already looked up ([`Frame::columns`]).
+pub fn correlation_graph_of(frame: &Frame, cols: &[Vec<Option<&[f64]>>], start: usize, end: usize, topology: &[(String, String, f64)]) -> NodeGraph {
     let n = frame.nodes.len();
-    let m = metrics.len();
+    let m = cols.first().map_or(0, Vec::len);
     let w = end.saturating_sub(start);
     let mut data = vec![0.0f64; n * w * m];
     let mut valid = vec![0.0f64; n * m];
-    for (i, node) in frame.nodes.iter().enumerate() {
-        for (k, name) in metrics.iter().enumerate() {
-            if let Some(z) = node.metrics.get(name).and_then(|v| normalised(&v[start.min(v.len())..end.min(v.len())])) {
-                for (s, x) in z.iter().enumerate() {
-                    data[(i * w + s) * m + k] = *x;
+    let mut z = Vec::with_capacity(w);
+    for (i, node_cols) in cols.iter().enumerate() {
+        for (k, col) in node_cols.iter().enumerate() {
+            if let Some(v) = col {
+                if normalise_into(&v[start.min(v.len())..end.min(v.len())], &mut z) {
+                    for (s, x) in z.iter().enumerate() {
+                        data[(i * w + s) * m + k] = *x;
+                    }
+                    valid[i * m + k] = 1.0;
                 }
-                valid[i * m + k] = 1.0;
             }
         }
     }

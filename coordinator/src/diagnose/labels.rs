@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::features::{feature_names, window_features};
+use super::features::{feature_names, window_features_of};
 use super::{FaultEvent, Frame, WindowConfig};
 
 /// A stretch of time that belongs to one case (a fault case with its
@@ -110,11 +110,12 @@ pub fn build_windows(periods: &[(Period, Frame)], events: &[FaultEvent], cfg: &W
     };
     let mut out = Windows { feature_names: feature_names(&metrics), metrics, ..Windows::default() };
     for (period, frame) in periods {
+        let cols = frame.columns(&out.metrics);
         let mut end = period.start_ms + cfg.window_ms;
         while end <= period.end_ms {
             let end_idx = frame.index_at(end);
             if end_idx >= cfg.samples() {
-                let feats = window_features(frame, end_idx, cfg, &out.metrics);
+                let feats = window_features_of(&cols, end_idx, cfg, out.metrics.len());
                 for (node, f) in frame.nodes.iter().zip(feats) {
                     let (labels, edge) = window_labels(events, &node.node, end - cfg.window_ms, end);
                     out.rows.push(WindowRow { case: period.case.clone(), node: node.node.clone(), end_ms: end, labels, edge });

@@ -53,6 +53,31 @@ impl Frame {
         self.start_ms + i as i64 * self.step_ms
     }
 
+    /// Each node's series of each of `metrics` (`[node][metric]`, None where
+    /// a node lacks one). A sorted list is matched in one pass over each
+    /// node's sorted map instead of one lookup per pair, which dominated
+    /// ranking time at a few hundred metrics.
+    pub fn columns(&self, metrics: &[String]) -> Vec<Vec<Option<&[f64]>>> {
+        let sorted = metrics.windows(2).all(|w| w[0] < w[1]);
+        self.nodes
+            .iter()
+            .map(|n| {
+                if !sorted {
+                    return metrics.iter().map(|m| n.metrics.get(m).map(Vec::as_slice)).collect();
+                }
+                let mut out = Vec::with_capacity(metrics.len());
+                let mut have = n.metrics.iter().peekable();
+                for m in metrics {
+                    while have.peek().is_some_and(|(k, _)| k.as_str() < m.as_str()) {
+                        have.next();
+                    }
+                    out.push(have.peek().filter(|(k, _)| *k == m).map(|(_, v)| v.as_slice()));
+                }
+                out
+            })
+            .collect()
+    }
+
     /// Every metric name of any node, sorted.
     pub fn metric_names(&self) -> Vec<String> {
         let mut all: Vec<String> = self.nodes.iter().flat_map(|n| n.metrics.keys().cloned()).collect();

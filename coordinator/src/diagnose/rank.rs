@@ -8,8 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::features::window_features;
-use super::graph::{correlation_graph, pagerank, NodeGraph};
+use super::features::window_features_of;
+use super::graph::{correlation_graph_of, pagerank, NodeGraph};
 use super::model::Scorer;
 use super::split::SplitMix;
 use super::{stat, Frame, WindowConfig};
@@ -66,20 +66,21 @@ pub fn rank(frame: &Frame, end: usize, cfg: &WindowConfig, ranker: &Ranker<'_>, 
         _ => frame.metric_names(),
     };
     let start = end.saturating_sub(cfg.samples());
-    let graph = correlation_graph(frame, start, end, &metrics, topology);
+    let cols = frame.columns(&metrics);
+    let graph = correlation_graph_of(frame, &cols, start, end, topology);
     // p[node][type] and per entry explanation.
     // Types, p[node][type], feature rows, method.
     type Scores = (Vec<String>, Vec<Vec<f64>>, Vec<Vec<f32>>, Method);
     let (types, probs, feats, method): Scores = match ranker {
         Ranker::Model(s) => {
-            let f = window_features(frame, end, cfg, &metrics);
+            let f = window_features_of(&cols, end, cfg, metrics.len());
             let x: Vec<f32> = f.iter().flatten().copied().collect();
             let p = s.predict(&x, n)?;
             let probs = (0..n).map(|i| p.iter().map(|per_type| f64::from(per_type[i])).collect()).collect();
             (s.types(), probs, f, Method::Model)
         }
         Ranker::Statistical(types) => {
-            let f = window_features(frame, end, cfg, &metrics);
+            let f = window_features_of(&cols, end, cfg, metrics.len());
             let probs = f.iter().map(|row| stat::score_row(&metrics, row, types).into_iter().map(|(p, _)| p).collect()).collect();
             (types.to_vec(), probs, f, Method::Statistical)
         }
