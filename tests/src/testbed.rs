@@ -613,8 +613,23 @@ fn mariadb_args(node: &NodeState, dir: &Path, port: u16) -> Vec<String> {
     .into()
 }
 
-fn install_mariadb(dir: &Path) -> Result<()> {
-    run("mariadb-install-db", &["--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db", "--user=root", &format!("--datadir={}", dir.join("data").display())]).map(|_| ())
+fn install_mariadb(dir: &Path, user: &str) -> Result<()> {
+    run("mariadb-install-db", &["--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db", &format!("--user={user}"), &format!("--datadir={}", dir.join("data").display())]).map(|_| ())
+}
+
+/// Makes `dir` and its parents up to the testbed's directory traversable
+/// and gives `dir` to `user`.
+fn hand_over(state: &State, dir: &Path, user: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut p = Some(dir);
+    while let Some(d) = p {
+        if !d.starts_with(&state.dir) {
+            break;
+        }
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
+        p = d.parent();
+    }
+    run("chown", &["-R", &format!("{user}:{user}"), &dir.display().to_string()]).map(|_| ())
 }
 
 /// Lets root connect over TCP from the host (the coordinator). Constant
@@ -632,7 +647,7 @@ async fn start_databases(opts: &Options, state: &mut State) -> Result<()> {
             for n in &nodes {
                 let dir = state.dir.join(&n.name).join("mariadb");
                 std::fs::create_dir_all(&dir)?;
-                install_mariadb(&dir)?;
+                install_mariadb(&dir, "root")?;
                 let pid = spawn_in(state, &format!("db-{}", n.name), n, &mariadb_args(n, &dir, 3306), &dir.join("mariadb.log"))?;
                 let sock = dir.join("mysql.sock");
                 wait_for(Duration::from_secs(60), &format!("MariaDB on {}", n.name), || sock.exists() && alive(pid))?;
@@ -653,10 +668,15 @@ async fn start_databases(opts: &Options, state: &mut State) -> Result<()> {
             let address = format!("gcomm://{}", members.join(","));
             for (i, n) in nodes.iter().enumerate() {
                 let dir = state.dir.join(&n.name).join("mariadb");
+                // As user mysql: the joiner's rsync daemon, started by the
+                // server, would otherwise drop to nobody and be refused the
+                // data directory.
                 std::fs::create_dir_all(&dir)?;
-                install_mariadb(&dir)?;
+                hand_over(state, &dir, "mysql")?;
+                install_mariadb(&dir, "mysql")?;
                 let mut args = mariadb_args(n, &dir, 3306);
-                args.retain(|a| a != "--skip-log-bin");
+                args.retain(|a| a != "--skip-log-bin" && a != "--user=root");
+                args.push("--user=mysql".into());
                 args.extend([
                     "--wsrep-on=ON".to_owned(),
                     format!("--wsrep-provider={GALERA}"),
