@@ -14,7 +14,6 @@
 //! Processes enter a node's namespace with `nsenter --net` (not `ip netns
 //! exec`, which remounts /sys and would hide the cgroup hierarchies).
 
-use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -75,8 +74,6 @@ pub struct Options {
     pub workload_threads: usize,
     /// Rows per table of that workload (two tables).
     pub table_size: u64,
-    /// Extra coordinator configuration (TOML appended to the generated one).
-    pub coordinator_toml: String,
 }
 
 impl Options {
@@ -92,7 +89,6 @@ impl Options {
             api: SocketAddr::from(([127, 0, 0, 1], 0)),
             workload_threads: 1,
             table_size: 20_000,
-            coordinator_toml: String::new(),
         }
     }
 
@@ -316,7 +312,7 @@ impl Testbed {
             Ok(token) => Ok(Testbed { state, token, keep_files: false, torn_down: false }),
             Err(e) => {
                 let problems = teardown(&state, true);
-                Err(e.context(if problems.is_empty() { "testbed bring-up failed; everything it made is removed".to_owned() } else { format!("testbed bring-up failed; could not remove: {}", problems.join("; ")) }))
+                Err(e.context(if problems.is_empty() { format!("testbed bring-up failed; everything it made is removed but its directory {} (logs)", state.dir.display()) } else { format!("testbed bring-up failed; could not remove: {}", problems.join("; ")) }))
             }
         }
     }
@@ -487,7 +483,6 @@ async fn build(opts: &Options, state: &mut State) -> Result<String> {
             cfg.push_str(&format!("[[databases]]\nname = \"{db}\"\ndialect = \"{dialect}\"\nhost = \"{}\"\nport = {port}\nuser = \"root\"\nschema = \"distdiag\"\nhost_node = \"{}\"\n\n", n.addr, n.name));
         }
     }
-    cfg.push_str(&opts.coordinator_toml);
     let cfg_path = state.dir.join("coordinator.toml");
     std::fs::write(&cfg_path, &cfg)?;
     let log = std::fs::File::create(state.dir.join("coordinator.log"))?;
@@ -561,11 +556,12 @@ fn wait_for(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) -> Resul
     bail!("{what} did not come up within {timeout:?}")
 }
 
-/// Waits until a server in a node's namespace answers MySQL from the host.
-async fn wait_sql(addr: Ipv4Addr, port: u16, timeout: Duration, what: &str, pid: u32) -> Result<()> {
-    let target = distdiag_coordinator::db::DbTarget {
-        name: "probe".into(),
-        dialect: distdiag_coordinator::db::DialectKind::Mysql,
+/// A coordinator target for root on a server at `addr:port` (the testbed's
+/// servers let root in from the host without a password).
+pub fn sql_target(addr: Ipv4Addr, port: u16, dialect: distdiag_coordinator::db::DialectKind) -> distdiag_coordinator::db::DbTarget {
+    distdiag_coordinator::db::DbTarget {
+        name: "testbed".into(),
+        dialect,
         host: addr.to_string(),
         port,
         user: "root".into(),
@@ -573,7 +569,12 @@ async fn wait_sql(addr: Ipv4Addr, port: u16, timeout: Duration, what: &str, pid:
         password_env: None,
         schema: "distdiag".into(),
         host_node: None,
-    };
+    }
+}
+
+/// Waits until a server in a node's namespace answers MySQL from the host.
+async fn wait_sql(addr: Ipv4Addr, port: u16, timeout: Duration, what: &str, pid: u32) -> Result<()> {
+    let target = sql_target(addr, port, distdiag_coordinator::db::DialectKind::Mysql);
     let deadline = Instant::now() + timeout;
     let mut last = String::new();
     while Instant::now() < deadline {
@@ -643,69 +644,58 @@ async fn start_databases(opts: &Options, state: &mut State) -> Result<()> {
     let nodes = state.nodes.clone();
     match opts.db {
         DbKind::None => {}
-        DbKind::Mariadb => {
-            for n in &nodes {
-                let dir = state.dir.join(&n.name).join("mariadb");
-                std::fs::create_dir_all(&dir)?;
-                install_mariadb(&dir, "root")?;
-                let pid = spawn_in(state, &format!("db-{}", n.name), n, &mariadb_args(n, &dir, 3306), &dir.join("mariadb.log"))?;
-                let sock = dir.join("mysql.sock");
-                wait_for(Duration::from_secs(60), &format!("MariaDB on {}", n.name), || sock.exists() && alive(pid))?;
-                // The socket file appears before the server accepts.
-                let deadline = Instant::now() + Duration::from_secs(30);
-                while let Err(e) = open_root(&dir) {
-                    if Instant::now() > deadline || !alive(pid) {
-                        return Err(e.context(format!("MariaDB on {}", n.name)));
-                    }
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
-                wait_sql(n.addr, 3306, Duration::from_secs(30), &format!("MariaDB on {}", n.name), pid).await?;
-                set_db(state, &n.name, 3306);
-            }
-        }
-        DbKind::Galera => {
+        DbKind::Mariadb | DbKind::Galera => {
+            let galera = opts.db == DbKind::Galera;
+            let what = if galera { "Galera node" } else { "MariaDB on" };
             let members: Vec<String> = nodes.iter().map(|n| n.addr.to_string()).collect();
             let address = format!("gcomm://{}", members.join(","));
             for (i, n) in nodes.iter().enumerate() {
+                let what = format!("{what} {}", n.name);
                 let dir = state.dir.join(&n.name).join("mariadb");
-                // As user mysql: the joiner's rsync daemon, started by the
-                // server, would otherwise drop to nobody and be refused the
-                // data directory.
                 std::fs::create_dir_all(&dir)?;
-                hand_over(state, &dir, "mysql")?;
-                install_mariadb(&dir, "mysql")?;
                 let mut args = mariadb_args(n, &dir, 3306);
-                args.retain(|a| a != "--skip-log-bin" && a != "--user=root");
-                args.push("--user=mysql".into());
-                args.extend([
-                    "--wsrep-on=ON".to_owned(),
-                    format!("--wsrep-provider={GALERA}"),
-                    format!("--wsrep-cluster-address={address}"),
-                    "--wsrep-cluster-name=distdiag".into(),
-                    format!("--wsrep-node-address={}", n.addr),
-                    format!("--wsrep-node-name={}", n.name),
-                    "--wsrep-sst-method=rsync".into(),
-                    "--binlog-format=ROW".into(),
-                    "--default-storage-engine=InnoDB".into(),
-                    "--innodb-autoinc-lock-mode=2".into(),
-                ]);
-                if i == 0 {
-                    args.push("--wsrep-new-cluster".into());
+                if galera {
+                    // As user mysql: the joiner's rsync daemon, started by
+                    // the server, would otherwise drop to nobody and be
+                    // refused the data directory.
+                    hand_over(state, &dir, "mysql")?;
+                    install_mariadb(&dir, "mysql")?;
+                    args.retain(|a| a != "--skip-log-bin" && a != "--user=root");
+                    args.extend([
+                        "--user=mysql".to_owned(),
+                        "--wsrep-on=ON".into(),
+                        format!("--wsrep-provider={GALERA}"),
+                        format!("--wsrep-cluster-address={address}"),
+                        "--wsrep-cluster-name=distdiag".into(),
+                        format!("--wsrep-node-address={}", n.addr),
+                        format!("--wsrep-node-name={}", n.name),
+                        "--wsrep-sst-method=rsync".into(),
+                        "--binlog-format=ROW".into(),
+                        "--default-storage-engine=InnoDB".into(),
+                        "--innodb-autoinc-lock-mode=2".into(),
+                    ]);
+                    if i == 0 {
+                        args.push("--wsrep-new-cluster".into());
+                    }
+                } else {
+                    install_mariadb(&dir, "root")?;
                 }
                 let pid = spawn_in(state, &format!("db-{}", n.name), n, &args, &dir.join("mariadb.log"))?;
                 let sock = dir.join("mysql.sock");
-                wait_for(Duration::from_secs(120), &format!("Galera node {}", n.name), || sock.exists() && alive(pid))?;
-                if i == 0 {
+                let start_timeout = Duration::from_secs(if galera { 120 } else { 60 });
+                wait_for(start_timeout, &what, || sock.exists() && alive(pid))?;
+                // Galera joiners receive the grants with their state transfer.
+                if !galera || i == 0 {
+                    // The socket file appears before the server accepts.
                     let deadline = Instant::now() + Duration::from_secs(30);
                     while let Err(e) = open_root(&dir) {
                         if Instant::now() > deadline || !alive(pid) {
-                            return Err(e.context(format!("Galera node {}", n.name)));
+                            return Err(e.context(what));
                         }
                         tokio::time::sleep(Duration::from_millis(300)).await;
                     }
                 }
-                // Joiners receive the grants with their state transfer.
-                wait_sql(n.addr, 3306, Duration::from_secs(120), &format!("Galera node {}", n.name), pid).await?;
+                wait_sql(n.addr, 3306, start_timeout, &what, pid).await?;
                 set_db(state, &n.name, 3306);
             }
         }
@@ -766,9 +756,4 @@ async fn start_workload(client: &reqwest::Client, api: SocketAddr, token: &str, 
     body["options"]["databases"] = json!(dbs);
     let v: Value = client.post(format!("http://{api}/api/workload/start")).bearer_auth(token).json(&body).send().await?.json().await?;
     v["workload_id"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("workload start refused: {v}"))
-}
-
-/// Node name → database name, for a campaign plan.
-pub fn databases(state: &State) -> BTreeMap<String, String> {
-    state.nodes.iter().filter_map(|n| n.database.clone().map(|d| (n.name.clone(), d))).collect()
 }

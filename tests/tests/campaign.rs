@@ -18,7 +18,7 @@ use std::time::Duration;
 use distdiag_coordinator::campaign::{report, CampaignReport};
 use distdiag_coordinator::dataset::Dataset;
 use distdiag_coordinator::diagnose::model::TrainParams;
-use distdiag_tests::testbed::{DbKind, Options, Testbed};
+use distdiag_tests::testbed::{sql_target, DbKind, Options, Testbed};
 use distdiag_tests::*;
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
@@ -93,17 +93,7 @@ async fn small_campaign_on_a_three_node_testbed() {
         }
     }
     for n in &tb.state.nodes {
-        let t = distdiag_coordinator::db::DbTarget {
-            name: "check".into(),
-            dialect: distdiag_coordinator::db::DialectKind::Mysql,
-            host: n.addr.to_string(),
-            port: n.db_port.unwrap(),
-            user: "root".into(),
-            password: None,
-            password_env: None,
-            schema: "distdiag".into(),
-            host_node: None,
-        };
+        let t = sql_target(n.addr, n.db_port.unwrap(), distdiag_coordinator::db::DialectKind::Mysql);
         let mut conn = t.connect(false, Duration::from_secs(5)).await.unwrap();
         let size: Option<u64> = conn.query_first("SELECT @@innodb_buffer_pool_size").await.unwrap();
         assert_eq!(size, Some(128 << 20), "{}: buffer pool restored", n.name);

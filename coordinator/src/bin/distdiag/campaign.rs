@@ -21,24 +21,25 @@ pub(crate) struct Api {
     pub client: reqwest::Client,
 }
 
-impl Api {
-    async fn answer(resp: Result<reqwest::Response, reqwest::Error>, base: &str) -> Result<Value, Failure> {
-        let resp = resp.map_err(|e| (1u8, format!("cannot reach {base}: {e}")))?;
-        let status = resp.status();
-        let body: Value = resp.json().await.map_err(|e| (1u8, format!("bad answer from {base}: {e}")))?;
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err((1, format!("{status}: {}", body["error"].as_str().unwrap_or("(no message)"))))
-        }
+/// An API answer's JSON body, or the API's error message (exit code 1).
+pub(crate) async fn answer(resp: Result<reqwest::Response, reqwest::Error>, base: &str) -> Result<Value, Failure> {
+    let resp = resp.map_err(|e| (1u8, format!("cannot reach {base}: {e}")))?;
+    let status = resp.status();
+    let body: Value = resp.json().await.map_err(|e| (1u8, format!("bad answer from {base}: {e}")))?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err((1, format!("{status}: {}", body["error"].as_str().unwrap_or("(no message)"))))
     }
+}
 
+impl Api {
     async fn get(&self, path: &str) -> Result<Value, Failure> {
-        Self::answer(self.client.get(format!("{}{path}", self.base)).send().await, &self.base).await
+        answer(self.client.get(format!("{}{path}", self.base)).send().await, &self.base).await
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<Value, Failure> {
-        Self::answer(self.client.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(body).send().await, &self.base).await
+        answer(self.client.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(body).send().await, &self.base).await
     }
 }
 
@@ -70,7 +71,7 @@ fn human(secs: u64) -> String {
 
 /// Starts one case's faults: the first opens the training case, the others
 /// join it. On a refusal, what already started is stopped.
-async fn start_case(api: &Api, cfg: &CampaignConfig, case: &PlannedCase) -> Result<(String, Vec<String>), Failure> {
+async fn start_case(api: &Api, cfg: &CampaignConfig, case: &PlannedCase) -> Result<Vec<String>, Failure> {
     let mut case_id: Option<String> = None;
     let mut ids = Vec::new();
     for f in &case.faults {
@@ -102,8 +103,10 @@ async fn start_case(api: &Api, cfg: &CampaignConfig, case: &PlannedCase) -> Resu
             }
         }
     }
-    let case_id = case_id.ok_or((1, "the coordinator opened no training case".to_owned()))?;
-    Ok((case_id, ids))
+    if case_id.is_none() {
+        return Err((1, "the coordinator opened no training case".to_owned()));
+    }
+    Ok(ids)
 }
 
 /// Waits until every fault of `ids` has ended (they end at their deadline):
@@ -172,7 +175,7 @@ async fn drive(api: &Api, cfg: &CampaignConfig, cases: &[PlannedCase], total: u6
         eprintln!("[{:>3}/{}] {:<36} {}  (~{} left)", i + 1, cases.len(), case.scenario, targets.join(" + "), human(left));
         tokio::time::sleep(Duration::from_secs(cfg.normal_s.into())).await;
         match start_case(api, cfg, case).await {
-            Ok((_, ids)) => {
+            Ok(ids) => {
                 tokio::time::sleep(Duration::from_secs(cfg.fault_s.into())).await;
                 wait_ended(api, &ids, Duration::from_secs(60)).await?;
                 failed = 0;

@@ -287,16 +287,7 @@ fn main() -> ExitCode {
 async fn run(cli: &Cli) -> Result<(), (u8, String)> {
     let client = reqwest::Client::new();
     let base = cli.url.trim_end_matches('/');
-    let send = |req: reqwest::RequestBuilder| async move {
-        let resp = req.send().await.map_err(|e| (1u8, format!("cannot reach {base}: {e}")))?;
-        let status = resp.status();
-        let body: Value = resp.json().await.map_err(|e| (1u8, format!("bad answer from {base}: {e}")))?;
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err((1u8, format!("{status}: {}", body["error"].as_str().unwrap_or("(no message)"))))
-        }
-    };
+    let send = |req: reqwest::RequestBuilder| async move { campaign::answer(req.send().await, base).await };
     match &cli.command {
         Command::Fault(FaultCommand::Start { kind, node, params, duration }) => {
             let tok = token(cli).map_err(|e| (EX_USAGE, e))?;
