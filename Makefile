@@ -22,7 +22,7 @@ bench: deps-bench
 	$(CARGO_TARGET_DIR)/release/distdiag-bench
 
 # The full fault campaign on the testbed (Galera, then standalone MariaDB);
-# hours with the defaults, see scripts/bench-accuracy.sh for the knobs.
+# about an hour per database with the defaults, see scripts/bench-accuracy.sh for the knobs.
 bench-accuracy: deps-bench
 	$(CARGO) build --release --workspace --bins
 	scripts/bench-accuracy.sh

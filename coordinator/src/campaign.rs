@@ -21,10 +21,10 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::dataset::{evaluation_markdown, Dataset, Evaluation, MethodReports};
+use crate::dataset::{evaluation_markdown, CaseRankings, Dataset, Evaluation, MethodReports, Rankings};
 use crate::diagnose::eval::AcRow;
 use crate::diagnose::model::{train, Scorer, TrainParams};
-use crate::diagnose::split::{held_out_cases, SplitMix};
+use crate::diagnose::split::{case_folds, SplitMix};
 
 pub const FAMILIES: [&str; 4] = ["A", "B", "C", "W"];
 /// Faults an agent injects on its host.
@@ -49,9 +49,12 @@ pub struct CampaignConfig {
     /// Normal collection before the first case (seconds; 0: none).
     pub warmup_s: u32,
     pub seed: u64,
-    /// Share of each scenario's cases held out for evaluation; the model
-    /// trains on the others only.
-    pub holdout: f64,
+    /// Cross-validation folds of the report: the fault cases are dealt
+    /// into this many folds (scenario by scenario, so each family spreads
+    /// over all of them) and each fold is ranked by a model trained on the
+    /// other folds only, so every case is evaluated exactly once, by a model
+    /// that never saw it.
+    pub folds: u32,
 }
 
 impl Default for CampaignConfig {
@@ -65,7 +68,7 @@ impl Default for CampaignConfig {
             recovery_s: 20,
             warmup_s: 60,
             seed: 42,
-            holdout: 0.3,
+            folds: 2,
         }
     }
 }
@@ -94,9 +97,7 @@ impl CampaignConfig {
         if !(5..=3600).contains(&self.fault_s) || self.normal_s > 3600 || self.recovery_s > 3600 || self.warmup_s > 3600 {
             return Err("fault_s must be 5..=3600 and normal_s, recovery_s, warmup_s at most 3600".into());
         }
-        if !(self.holdout > 0.0 && self.holdout < 1.0) {
-            return Err(format!("holdout = {} must be inside (0, 1)", self.holdout));
-        }
+        check_folds(self.folds)?;
         Ok(())
     }
 }
@@ -269,17 +270,27 @@ pub fn per_family(per_scenario: &BTreeMap<String, AcRow>) -> BTreeMap<String, Ac
     out
 }
 
-/// A campaign's accuracy: trained on some cases, evaluated on the others.
+/// A campaign's accuracy, cross-validated: each fold's cases ranked by a
+/// model trained on the other folds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CampaignReport {
-    pub train_cases: Vec<String>,
-    pub test_cases: Vec<String>,
-    /// Types that got a classifier, and those skipped with why.
+    /// The fault cases of each fold (disjoint; together every fault case).
+    pub folds: Vec<Vec<String>>,
+    /// Types that got a classifier (in every fold), and those skipped in
+    /// some fold with why.
     pub types: Vec<String>,
     pub skipped: BTreeMap<String, String>,
     pub evaluation: Evaluation,
     /// method → family → AC row, at the fault and shifted by ±30 s.
     pub families: BTreeMap<String, BTreeMap<String, FamilyRows>>,
+}
+
+pub fn check_folds(folds: u32) -> Result<(), String> {
+    if (2..=10).contains(&folds) {
+        Ok(())
+    } else {
+        Err(format!("folds = {folds} is outside 2..=10"))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -294,34 +305,66 @@ fn family_rows(m: &MethodReports) -> BTreeMap<String, FamilyRows> {
     a.into_iter().map(|(f, r)| (f.clone(), FamilyRows { at_fault: r, shifted_minus_30s: b.get(&f).copied().unwrap_or_default(), shifted_plus_30s: c.get(&f).copied().unwrap_or_default() })).collect()
 }
 
-/// Holds out `holdout` of each scenario's fault cases, trains a model on
-/// the rest (normal periods included), and evaluates model, statistical
-/// scorer and Dummy on the held-out cases only.
-pub fn report(ds: &Dataset, holdout: f64, params: &TrainParams, progress: &mut dyn FnMut(usize, usize, &str)) -> Result<CampaignReport, String> {
+/// Deals the fault cases into `folds` folds (stratified by scenario); for
+/// each fold trains a model on every other case (normal periods included)
+/// and ranks the fold's cases with it, the statistical scorer and Dummy;
+/// the pooled rankings make the report.
+pub fn report(ds: &Dataset, folds: u32, params: &TrainParams, progress: &mut dyn FnMut(usize, usize, &str)) -> Result<CampaignReport, String> {
+    check_folds(folds)?;
     let truths = ds.truths();
     let strata: BTreeMap<String, String> = truths.iter().map(|t| (t.case.clone(), t.scenario.clone())).collect();
-    let test = held_out_cases(&strata, holdout, params.seed);
-    if test.is_empty() {
-        return Err("too few cases to hold any out: a scenario needs at least two cases".into());
+    if strata.len() < folds as usize {
+        return Err(format!("{} fault cases cannot fill {folds} folds", strata.len()));
     }
-    let mut windows = ds.windows(None);
-    windows.retain_cases(|c| !test.iter().any(|t| t == c));
-    let set = train(&windows, ds.manifest.window, params, progress)?;
-    let scorer = Scorer::load(&set)?;
-    let train_cases: Vec<String> = ds.cases.iter().map(|c| c.case.clone()).filter(|c| !test.contains(c)).collect();
-    let evaluation = ds.evaluate(Some(&scorer), &train_cases, params.seed)?;
+    let fold_of = case_folds(&strata, folds as usize, params.seed);
+    let mut pooled = CaseRankings { model: Some(Rankings::default()), ..CaseRankings::default() };
+    let mut fold_cases = Vec::new();
+    let mut types: Option<Vec<String>> = None;
+    let mut skipped = BTreeMap::new();
+    for f in 0..folds as usize {
+        let test: Vec<String> = fold_of.iter().filter(|(_, &k)| k == f).map(|(c, _)| c.clone()).collect();
+        let mut windows = ds.windows(None);
+        windows.retain_cases(|c| !test.iter().any(|t| t == c));
+        let set = train(&windows, ds.manifest.window, params, &mut |d, n, what| progress(d, n, &format!("fold {}/{folds}: {what}", f + 1)))?;
+        let scorer = Scorer::load(&set)?;
+        let exclude: Vec<String> = ds.cases.iter().map(|c| c.case.clone()).filter(|c| !test.contains(c)).collect();
+        let r = ds.rank(Some(&scorer), &exclude, params.seed)?;
+        pooled.case_ids.extend(r.case_ids);
+        if let (Some(p), Some(m)) = (pooled.model.as_mut(), r.model) {
+            p.append(m);
+        }
+        pooled.statistical.append(r.statistical);
+        pooled.dummy.append(r.dummy);
+        let trained: Vec<String> = set.types.iter().map(|t| t.kind.clone()).collect();
+        types = Some(match types {
+            None => trained,
+            Some(t) => t.into_iter().filter(|k| trained.contains(k)).collect(),
+        });
+        for (t, why) in &set.skipped {
+            skipped.insert(t.clone(), format!("fold {}: {why}", f + 1));
+        }
+        fold_cases.push(test);
+    }
+    let evaluation = pooled.evaluation();
     let mut families = BTreeMap::new();
     if let Some(m) = &evaluation.model {
         families.insert("model".to_owned(), family_rows(m));
     }
     families.insert("statistical".to_owned(), family_rows(&evaluation.statistical));
     families.insert("dummy".to_owned(), family_rows(&evaluation.dummy));
-    Ok(CampaignReport { train_cases, test_cases: test, types: set.types.iter().map(|t| t.kind.clone()).collect(), skipped: set.skipped.clone(), evaluation, families })
+    Ok(CampaignReport { folds: fold_cases, types: types.unwrap_or_default(), skipped, evaluation, families })
 }
 
 /// The report as Markdown: families first, then the evaluation's tables.
 pub fn markdown(r: &CampaignReport) -> String {
-    let mut s = format!("# Campaign report\n\nTrained on {} cases (normal periods included), evaluated on {} held-out fault cases. Classifiers: {}.\n", r.train_cases.len(), r.test_cases.len(), r.types.join(", "));
+    let sizes: Vec<String> = r.folds.iter().map(|f| f.len().to_string()).collect();
+    let mut s = format!(
+        "# Campaign report\n\n{} fault cases, cross-validated in {} folds ({} cases): each fold ranked by a model trained on the other folds (normal periods included). Classifiers: {}.\n",
+        r.evaluation.cases,
+        r.folds.len(),
+        sizes.join(" + "),
+        r.types.join(", ")
+    );
     for (t, why) in &r.skipped {
         let _ = writeln!(s, "- no classifier for {t}: {why}");
     }
@@ -389,7 +432,8 @@ mod tests {
         assert!(plan(&cfg, &no_db).unwrap_err().contains("no database"));
         assert!(CampaignConfig { families: vec!["Z".into()], ..cfg.clone() }.validate().is_err());
         assert!(CampaignConfig { types: vec!["reboot".into()], ..cfg.clone() }.validate().is_err());
-        assert!(CampaignConfig { holdout: 1.0, ..cfg.clone() }.validate().is_err());
+        assert!(CampaignConfig { folds: 1, ..cfg.clone() }.validate().is_err());
+        assert!(CampaignConfig { folds: 11, ..cfg.clone() }.validate().is_err());
         assert!(CampaignConfig { fault_s: 1, ..cfg }.validate().is_err());
     }
 

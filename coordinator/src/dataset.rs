@@ -20,7 +20,7 @@ use std::path::Path;
 use distdiag_common::{MetricDesc, MetricKind};
 use serde::{Deserialize, Serialize};
 
-use crate::diagnose::eval::{evaluate, Report, Truth};
+use crate::diagnose::eval::{evaluate, Ranked, Report, Truth};
 use crate::diagnose::model::Scorer;
 use crate::diagnose::rank::{rank_cases, Ranker};
 use crate::diagnose::labels::{build_windows, Period, Windows};
@@ -365,11 +365,62 @@ pub struct Evaluation {
     pub dummy: MethodReports,
 }
 
+/// One method's ranked cases, at the fault and with the diagnosis time
+/// shifted by ±30 s: the raw material of a [`MethodReports`], so that
+/// rankings made by different models (one per cross-validation fold) can
+/// be pooled before they are scored.
+#[derive(Debug, Clone, Default)]
+pub struct Rankings {
+    pub at_fault: Vec<(Truth, Ranked)>,
+    pub minus_30s: Vec<(Truth, Ranked)>,
+    pub plus_30s: Vec<(Truth, Ranked)>,
+}
+
+impl Rankings {
+    pub fn append(&mut self, mut other: Rankings) {
+        self.at_fault.append(&mut other.at_fault);
+        self.minus_30s.append(&mut other.minus_30s);
+        self.plus_30s.append(&mut other.plus_30s);
+    }
+
+    pub fn report(&self) -> MethodReports {
+        MethodReports { at_fault: evaluate(&self.at_fault), shifted_minus_30s: evaluate(&self.minus_30s), shifted_plus_30s: evaluate(&self.plus_30s) }
+    }
+}
+
+/// Model, statistical scorer and Dummy rankings of the same cases.
+#[derive(Debug, Clone, Default)]
+pub struct CaseRankings {
+    pub case_ids: Vec<String>,
+    pub model: Option<Rankings>,
+    pub statistical: Rankings,
+    pub dummy: Rankings,
+}
+
+impl CaseRankings {
+    pub fn evaluation(&self) -> Evaluation {
+        Evaluation {
+            cases: self.case_ids.len(),
+            case_ids: self.case_ids.clone(),
+            model: self.model.as_ref().map(Rankings::report),
+            statistical: self.statistical.report(),
+            dummy: self.dummy.report(),
+        }
+    }
+}
+
 impl Dataset {
     /// Evaluates the fault cases of this dataset except `exclude` (the
     /// cases a model trained on) with `scorer`, the statistical scorer and
     /// Dummy (seeded).
     pub fn evaluate(&self, scorer: Option<&Scorer>, exclude: &[String], seed: u64) -> Result<Evaluation, String> {
+        Ok(self.rank(scorer, exclude, seed)?.evaluation())
+    }
+
+    /// Ranks the fault cases of this dataset except `exclude` with
+    /// `scorer`, the statistical scorer and Dummy (seeded), at the middle
+    /// of each case's faults and 30 s before and after it.
+    pub fn rank(&self, scorer: Option<&Scorer>, exclude: &[String], seed: u64) -> Result<CaseRankings, String> {
         let truths: Vec<Truth> = self.truths().into_iter().filter(|t| !exclude.contains(&t.case)).collect();
         if truths.is_empty() {
             return Err("no fault cases to evaluate (every case was used for training, or the dataset has none)".into());
@@ -382,15 +433,14 @@ impl Dataset {
         }
         types.sort();
         types.dedup();
-        let run = |ranker: &Ranker<'_>| -> Result<MethodReports, String> {
-            Ok(MethodReports {
-                at_fault: evaluate(&rank_cases(&periods, &truths, &self.labels, &cfg, ranker, 0)?),
-                shifted_minus_30s: evaluate(&rank_cases(&periods, &truths, &self.labels, &cfg, ranker, -30_000)?),
-                shifted_plus_30s: evaluate(&rank_cases(&periods, &truths, &self.labels, &cfg, ranker, 30_000)?),
+        let run = |ranker: &Ranker<'_>| -> Result<Rankings, String> {
+            Ok(Rankings {
+                at_fault: rank_cases(&periods, &truths, &self.labels, &cfg, ranker, 0)?,
+                minus_30s: rank_cases(&periods, &truths, &self.labels, &cfg, ranker, -30_000)?,
+                plus_30s: rank_cases(&periods, &truths, &self.labels, &cfg, ranker, 30_000)?,
             })
         };
-        Ok(Evaluation {
-            cases: truths.len(),
+        Ok(CaseRankings {
             case_ids: truths.iter().map(|t| t.case.clone()).collect(),
             model: scorer.map(|s| run(&Ranker::Model(s))).transpose()?,
             statistical: run(&Ranker::Statistical(&types))?,

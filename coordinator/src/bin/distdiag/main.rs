@@ -108,9 +108,10 @@ enum CampaignCommand {
         warmup_s: u32,
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Share of each scenario's cases held out for evaluation.
-        #[arg(long, default_value_t = 0.3)]
-        holdout: f64,
+        /// Cross-validation folds of the report (2..=10): every fault case
+        /// is ranked by a model trained on the other folds.
+        #[arg(long, default_value_t = 2)]
+        folds: u32,
         /// The workload family W surges (default: the one running over several databases).
         #[arg(long)]
         workload: Option<String>,
@@ -122,8 +123,9 @@ enum CampaignCommand {
         dataset: PathBuf,
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value_t = 0.3)]
-        holdout: f64,
+        /// Cross-validation folds (2..=10).
+        #[arg(long, default_value_t = 2)]
+        folds: u32,
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
@@ -423,19 +425,17 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
         }
-        Command::Campaign(CampaignCommand::Run { out, families, types, cases, normal_s, fault_s, recovery_s, warmup_s, seed, holdout, workload }) => {
-            let config = distdiag_coordinator::campaign::CampaignConfig { families: families.clone(), types: types.clone(), cases: *cases, normal_s: *normal_s, fault_s: *fault_s, recovery_s: *recovery_s, warmup_s: *warmup_s, seed: *seed, holdout: *holdout };
+        Command::Campaign(CampaignCommand::Run { out, families, types, cases, normal_s, fault_s, recovery_s, warmup_s, seed, folds, workload }) => {
+            let config = distdiag_coordinator::campaign::CampaignConfig { families: families.clone(), types: types.clone(), cases: *cases, normal_s: *normal_s, fault_s: *fault_s, recovery_s: *recovery_s, warmup_s: *warmup_s, seed: *seed, folds: *folds };
             config.validate().map_err(|e| (EX_USAGE, e))?;
             let api = campaign::Api { base: base.to_owned(), token: token(cli).map_err(|e| (EX_USAGE, e))?, client: client.clone() };
             let params = TrainParams { seed: *seed, ..TrainParams::default() };
             campaign::run(&api, campaign::RunArgs { config, workload: workload.as_deref(), out, params }).await?;
         }
-        Command::Campaign(CampaignCommand::Report { dataset, out, holdout, seed }) => {
-            if !(*holdout > 0.0 && *holdout < 1.0) {
-                return Err((EX_USAGE, format!("holdout = {holdout} must be inside (0, 1)")));
-            }
+        Command::Campaign(CampaignCommand::Report { dataset, out, folds, seed }) => {
+            distdiag_coordinator::campaign::check_folds(*folds).map_err(|e| (EX_USAGE, e))?;
             let ds = Dataset::import(dataset).map_err(|e| (1, e.to_string()))?;
-            campaign::write_report(&ds, out, *holdout, &TrainParams { seed: *seed, ..TrainParams::default() }, false)?;
+            campaign::write_report(&ds, out, *folds, &TrainParams { seed: *seed, ..TrainParams::default() }, false)?;
         }
         Command::Models => {
             let v = send(client.get(format!("{base}/api/models"))).await?;
