@@ -415,7 +415,8 @@ fn oltp_vs_sysbench(lines: &mut Vec<Line>) {
 }
 
 /// Sections to run: all by default, or those named on the command line
-/// (`agent`, `ingest`, `capture`, `oltp`).
+/// (`agent`, `ingest`, `capture`, `oltp`, `training`, `ranking`;
+/// `diagnosis` is the last two).
 fn main() {
     let only: Vec<String> = std::env::args().skip(1).collect();
     let run = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
@@ -437,9 +438,13 @@ fn main() {
     if run("oltp") {
         oltp_vs_sysbench(&mut lines);
     }
-    if run("diagnosis") {
-        eprintln!("(e) diagnosis: training vs Python xgboost, ranking 100 × 200 ...");
-        diagnosis(&mut lines);
+    if run("diagnosis") || run("training") {
+        eprintln!("(e) diagnosis: training vs Python xgboost ...");
+        training(&mut lines);
+    }
+    if run("diagnosis") || run("ranking") {
+        eprintln!("(e) diagnosis: ranking 100 nodes × 200 metrics ...");
+        ranking(&mut lines);
     }
 
     println!("| measurement | distdiag | comparison | ratio | goal |");
@@ -489,10 +494,8 @@ fn synthetic_dataset(nodes: usize, metrics: usize, secs: i64, seed: u64) -> dist
     ds
 }
 
-fn diagnosis(lines: &mut Vec<Line>) {
-    use distdiag_coordinator::diagnose::model::{train, Scorer, TrainParams};
-    use distdiag_coordinator::diagnose::rank::{rank, Ranker};
-    use distdiag_coordinator::diagnose::stat;
+fn training(lines: &mut Vec<Line>) {
+    use distdiag_coordinator::diagnose::model::{train, TrainParams};
     // Training: same windows, same parameters, fixed rounds (no early stopping), one thread each.
     let ds = synthetic_dataset(5, 60, 3600, 11);
     let dir = tempfile::tempdir().unwrap();
@@ -537,7 +540,13 @@ print(total)
         None => lines.push(line("training vs Python xgboost", format!("{rust_s:.2} s"), format!("python failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")), "-".into(), "≈ 1")),
     }
 
-    // Ranking 100 nodes × 200 metrics: features, classifiers, graph, PageRank, top metrics.
+}
+
+/// Ranking 100 nodes × 200 metrics: features, classifiers, graph, PageRank, top metrics.
+fn ranking(lines: &mut Vec<Line>) {
+    use distdiag_coordinator::diagnose::model::{train, Scorer, TrainParams};
+    use distdiag_coordinator::diagnose::rank::{rank, Ranker};
+    use distdiag_coordinator::diagnose::stat;
     let big = synthetic_dataset(100, 200, 400, 5);
     let bw = big.manifest.window;
     let (from, to) = (big.cases[0].start_ms - bw.baseline_ms - bw.window_ms, big.cases[0].end_ms);
