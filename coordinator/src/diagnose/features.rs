@@ -168,7 +168,9 @@ fn features_of(cols: &[Vec<Option<&[f64]>>], end: usize, cfg: &WindowConfig, met
         // Every node's mean, sorted once: a node's peers' median is the
         // median without it.
         let mut means: Vec<(f64, usize)> = stats.iter().enumerate().filter(|(_, p)| p[0].is_finite()).map(|(i, p)| (p[0], i)).collect();
-        means.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // Unstable is enough: removing any one of equal means leaves the same
+        // multiset, so the peers' median does not depend on tie order.
+        means.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
         let sorted: Vec<f64> = means.iter().map(|x| x.0).collect();
         let mut rank_of = vec![usize::MAX; n];
         for (r, (_, i)) in means.iter().enumerate() {
