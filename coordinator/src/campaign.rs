@@ -50,8 +50,8 @@ pub struct CampaignConfig {
     pub warmup_s: u32,
     pub seed: u64,
     /// Cross-validation folds of the report: the fault cases are dealt
-    /// into this many folds (scenario by scenario, so each family spreads
-    /// over all of them) and each fold is ranked by a model trained on the
+    /// into this many folds (grouped by [`lead_type`], so every type keeps
+    /// training cases in every fold) and each fold is ranked by a model trained on the
     /// other folds only, so every case is evaluated exactly once, by a model
     /// that never saw it.
     pub folds: u32,
@@ -305,14 +305,24 @@ fn family_rows(m: &MethodReports) -> BTreeMap<String, FamilyRows> {
     a.into_iter().map(|(f, r)| (f.clone(), FamilyRows { at_fault: r, shifted_minus_30s: b.get(&f).copied().unwrap_or_default(), shifted_plus_30s: c.get(&f).copied().unwrap_or_default() })).collect()
 }
 
-/// Deals the fault cases into `folds` folds (stratified by scenario); for
+/// The fault type a scenario's cases are dealt into folds by: its first
+/// fault ("C:cpu_stress+memory_stress" → "cpu_stress"). Dealing by type
+/// rather than by scenario name keeps every type in every fold's training
+/// share: with one case per scenario, scenarios taken in name order put
+/// all of a type's cases into one fold whenever the type count is even.
+/// A name without a family prefix is its own stratum.
+pub fn lead_type(scenario: &str) -> &str {
+    scenario.split_once(':').map_or(scenario, |(_, rest)| rest.split('+').next().unwrap_or(rest))
+}
+
+/// Deals the fault cases into `folds` folds (stratified by [`lead_type`]); for
 /// each fold trains a model on every other case (normal periods included)
 /// and ranks the fold's cases with it, the statistical scorer and Dummy;
 /// the pooled rankings make the report.
 pub fn report(ds: &Dataset, folds: u32, params: &TrainParams, progress: &mut dyn FnMut(usize, usize, &str)) -> Result<CampaignReport, String> {
     check_folds(folds)?;
     let truths = ds.truths();
-    let strata: BTreeMap<String, String> = truths.iter().map(|t| (t.case.clone(), t.scenario.clone())).collect();
+    let strata: BTreeMap<String, String> = truths.iter().map(|t| (t.case.clone(), lead_type(&t.scenario).to_owned())).collect();
     if strata.len() < folds as usize {
         return Err(format!("{} fault cases cannot fill {folds} folds", strata.len()));
     }
@@ -387,6 +397,29 @@ mod tests {
     fn cluster(n: usize) -> Cluster {
         let nodes: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
         Cluster { databases: nodes.iter().map(|x| (x.clone(), format!("db{}", &x[1..]))).collect(), nodes, workload: Some("w1".into()) }
+    }
+
+    #[test]
+    fn folds_keep_every_type_in_every_training_share() {
+        assert_eq!(lead_type("C:cpu_stress+memory_stress"), "cpu_stress");
+        assert_eq!(lead_type("W:disk_stress+workload_surge"), "disk_stress");
+        assert_eq!(lead_type("A:cache_bottleneck"), "cache_bottleneck");
+        assert_eq!(lead_type("imported"), "imported");
+        // Six types, one case per scenario: the layout that once put every
+        // memory_stress case into one fold.
+        let types: Vec<String> = ["cpu_stress", "memory_stress", "disk_stress", "network_delay", "network_loss", "cache_bottleneck"].iter().map(|s| (*s).to_owned()).collect();
+        let cfg = CampaignConfig { types: types.clone(), cases: 1, ..CampaignConfig::default() };
+        let p = plan(&cfg, &cluster(3)).unwrap();
+        let strata: BTreeMap<String, String> = p.iter().enumerate().map(|(i, c)| (format!("case{i:02}"), lead_type(&c.scenario).to_owned())).collect();
+        for seed in [1, 42, 7] {
+            let folds = case_folds(&strata, 2, seed);
+            for f in 0..2 {
+                for t in &types {
+                    let trained = p.iter().enumerate().filter(|(i, c)| folds[&format!("case{i:02}")] != f && c.faults.iter().any(|x| &x.kind == t)).count();
+                    assert!(trained >= 2, "seed {seed}, fold {f}: {t} has {trained} training cases");
+                }
+            }
+        }
     }
 
     #[test]
