@@ -347,11 +347,17 @@ pub fn report(ds: &Dataset, folds: u32, params: &TrainParams, progress: &mut dyn
         pooled.dummy.append(r.dummy);
         let trained: Vec<String> = set.types.iter().map(|t| t.kind.clone()).collect();
         types = Some(match types {
-            None => trained,
+            None => trained.clone(),
             Some(t) => t.into_iter().filter(|k| trained.contains(k)).collect(),
         });
         for (t, why) in &set.skipped {
             skipped.insert(t.clone(), format!("fold {}: {why}", f + 1));
+        }
+        // A type this fold is tested on but no training window carries.
+        for t in truths.iter().filter(|t| test.contains(&t.case)).flat_map(|t| t.causes.iter().map(|c| &c.1)) {
+            if !trained.contains(t) && !set.skipped.contains_key(t) {
+                skipped.insert(t.clone(), format!("fold {}: no training case has it", f + 1));
+            }
         }
         fold_cases.push(test);
     }
