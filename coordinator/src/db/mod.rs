@@ -4,6 +4,8 @@
 //! statement they send is a fixed text with `?` parameters, and the few
 //! identifiers that must be spliced into DDL pass [`check_ident`] first.
 
+pub mod wire;
+
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
@@ -139,6 +141,23 @@ impl DbTarget {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(err(e.to_string())),
             Err(_) => Err(err(format!("no answer within {} ms", timeout.as_millis()))),
+        }
+    }
+
+    /// A session of the lean pipelining client ([`wire`]) on the workload
+    /// schema. When a caching_sha2_password server wants a full login, one
+    /// mysql_async login (which can send the password safely) fills the
+    /// server's cache and the fast login is tried again.
+    pub async fn wire_connect(&self, timeout: Duration) -> Result<wire::Conn, DbError> {
+        let err = |e: wire::Error| DbError::Connect { target: self.name.clone(), addr: self.addr(), reason: e.to_string() };
+        let (addr, password) = (self.addr(), self.password_value());
+        let login = wire::Login { addr: &addr, user: &self.user, password: password.as_deref(), database: Some(&self.schema), timeout };
+        match wire::Conn::connect(&login).await {
+            Err(wire::Error::FullAuthRequired) => {
+                let _ = self.connect(true, timeout).await?.disconnect().await;
+                wire::Conn::connect(&login).await.map_err(err)
+            }
+            r => r.map_err(err),
         }
     }
 

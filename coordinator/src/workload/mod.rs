@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use self::rand::{Rand, RandType};
-use crate::db::{DbError, DbTarget};
+use crate::db::{wire, DbError, DbTarget};
 use crate::ingest::now_ms;
 use crate::store::SeriesStore;
 
@@ -120,6 +120,11 @@ pub struct Options {
     pub rand_type: RandType,
     /// OLTP: rows per range query.
     pub range_size: u64,
+    /// OLTP: write a transaction's statements at once and read their
+    /// answers after (same statements, order and transactions; the
+    /// client no longer waits between them). False: one at a time, as
+    /// sysbench does.
+    pub pipeline: bool,
     /// Seconds to run; 0 runs until stopped.
     pub duration_s: u64,
     /// Seconds per report interval (1..=3600).
@@ -144,6 +149,7 @@ impl Default for Options {
             table_size: 10_000,
             rand_type: RandType::default(),
             range_size: 100,
+            pipeline: true,
             duration_s: 0,
             report_interval_s: 1,
             warehouses: 1,
@@ -209,9 +215,86 @@ impl Progress {
     }
 }
 
+/// A worker's database session.
+pub enum Session {
+    /// mysql_async (TPC-C, TPC-H).
+    Mysql(Conn),
+    /// The lean pipelining client (OLTP).
+    Wire(Box<wire::Conn>),
+}
+
+impl Session {
+    pub fn mysql(&mut self) -> Result<&mut Conn, EventError> {
+        match self {
+            Session::Mysql(c) => Ok(c),
+            Session::Wire(_) => Err(EventError::Session("this benchmark runs on mysql_async sessions")),
+        }
+    }
+
+    pub fn wire(&mut self) -> Result<&mut wire::Conn, EventError> {
+        match self {
+            Session::Wire(c) => Ok(c),
+            Session::Mysql(_) => Err(EventError::Session("this benchmark runs on the pipelining client")),
+        }
+    }
+
+    async fn rollback(&mut self) {
+        let _ = match self {
+            Session::Mysql(c) => c.query_drop("ROLLBACK").await.map_err(EventError::from),
+            Session::Wire(c) => async {
+                c.query("ROLLBACK").await?;
+                c.finish().await
+            }
+            .await
+            .map_err(EventError::from),
+        };
+    }
+
+    async fn close(self) {
+        match self {
+            Session::Mysql(c) => {
+                let _ = c.disconnect().await;
+            }
+            Session::Wire(c) => c.close().await,
+        }
+    }
+}
+
+/// How a benchmark's workers talk to the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    Mysql,
+    /// The pipelining client; `autocommit: false` runs `SET autocommit=0`
+    /// first, so that statements sent behind one that failed (a deadlock
+    /// ends the transaction) stay in a transaction the rollback undoes.
+    Wire { pipeline: bool, autocommit: bool },
+}
+
+/// Why an event failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error(transparent)]
+    Mysql(#[from] mysql_async::Error),
+    #[error(transparent)]
+    Wire(#[from] wire::Error),
+    #[error("{0}")]
+    Session(&'static str),
+}
+
+impl EventError {
+    /// The session is gone (reconnect) rather than one transaction refused.
+    fn lost(&self) -> bool {
+        match self {
+            EventError::Mysql(e) => matches!(e, mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)),
+            EventError::Wire(e) => e.lost(),
+            EventError::Session(_) => true,
+        }
+    }
+}
+
 /// What one worker owns.
 pub struct Worker {
-    pub conn: Conn,
+    pub conn: Session,
     pub rand: Rand,
     /// 0-based worker index (TPC-C terminal, TPC-H stream).
     pub index: usize,
@@ -233,7 +316,11 @@ pub trait Driver: Send + Sync {
     /// Tables that must exist before a run.
     fn tables(&self) -> Vec<String>;
     /// One transaction on the worker's connection.
-    fn event<'a>(&'a self, w: &'a mut Worker) -> BoxFuture<'a, Result<Event, mysql_async::Error>>;
+    fn event<'a>(&'a self, w: &'a mut Worker) -> BoxFuture<'a, Result<Event, EventError>>;
+    /// The session its workers need.
+    fn session(&self) -> SessionKind {
+        SessionKind::Mysql
+    }
 }
 
 /// Checks that a prepare ran: every table the driver needs exists.
@@ -338,11 +425,6 @@ pub struct Run {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Whether an error ends the connection (reconnect) rather than one transaction.
-fn connection_lost(e: &mysql_async::Error) -> bool {
-    matches!(e, mysql_async::Error::Io(_) | mysql_async::Error::Driver(_))
 }
 
 impl Run {
@@ -516,14 +598,26 @@ impl Run {
     }
 }
 
-async fn connect_worker(run: &Run, idx: usize) -> Result<Conn, DbError> {
+async fn connect_worker(run: &Run, idx: usize) -> Result<Session, DbError> {
     let t = &run.targets[idx % run.targets.len()];
-    t.connect(true, Duration::from_secs(5)).await
+    let timeout = Duration::from_secs(5);
+    match run.driver.session() {
+        SessionKind::Mysql => t.connect(true, timeout).await.map(Session::Mysql),
+        SessionKind::Wire { pipeline, autocommit } => {
+            let mut c = t.wire_connect(timeout).await?;
+            if !autocommit {
+                c.query("SET autocommit=0").await.map_err(|e| t.query_error(e))?;
+                c.finish().await.map_err(|e| t.query_error(e))?;
+            }
+            c.set_pipeline(pipeline);
+            Ok(Session::Wire(Box::new(c)))
+        }
+    }
 }
 
 async fn worker_loop(run: Arc<Run>, idx: usize) {
     let mut stop = run.stop.subscribe();
-    let mut conn: Option<Conn> = None;
+    let mut conn: Option<Session> = None;
     // Seed and worker index only: the same options replay the same streams.
     let seed = run.options.seed.wrapping_mul(1_000_003).wrapping_add(idx as u64);
     let mut rand = Some(Rand::new(run.options.rand_type, seed));
@@ -571,21 +665,21 @@ async fn worker_loop(run: Arc<Run>, idx: usize) {
                 run.record(Ok(ev), elapsed, false);
                 conn = Some(c);
             }
-            Err(e) if connection_lost(&e) => {
+            Err(e) if e.lost() => {
                 run.record(Err(()), elapsed, true);
                 drop(c);
             }
             Err(_) => {
                 // Deadlock, lock wait timeout and the like: the transaction is
                 // lost, the connection is fine (as sysbench, count and go on).
-                let _ = c.query_drop("ROLLBACK").await;
+                c.rollback().await;
                 run.record(Err(()), elapsed, false);
                 conn = Some(c);
             }
         }
     }
     if let Some(c) = conn {
-        let _ = c.disconnect().await;
+        c.close().await;
     }
 }
 

@@ -4,44 +4,40 @@
 //! update, one non-index update, one delete+insert of the same id), each
 //! group on a table drawn uniformly, ids from the configured distribution.
 //! Statements are server-side prepared and cached per connection, as
-//! sysbench's are.
-
-use std::sync::Arc;
+//! sysbench's are, and sent through the pipelining client
+//! ([`crate::db::wire`]) unless the run's `pipeline` option is off.
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Value;
 
 use super::rand::{Rand, SB_C_TEMPLATE, SB_PAD_TEMPLATE};
-use super::{BoxFuture, Driver, Event, Options, Progress, Worker, WorkloadError, WorkloadKind};
-use crate::db::DbTarget;
+use super::{BoxFuture, Driver, Event, EventError, Options, Progress, SessionKind, Worker, WorkloadError, WorkloadKind};
+use crate::db::{wire, DbTarget};
 
-/// Statement texts of one table, built once (the table number is ours, never input).
-struct TableStmts {
-    point: String,
-    simple: String,
-    sum: String,
-    order: String,
-    distinct: String,
-    index_update: String,
-    non_index_update: String,
-    delete: String,
-    insert: String,
-}
+/// The statements of one table, by index; the table number is ours, never input.
+const POINT: usize = 0;
+const SIMPLE: usize = 1;
+const SUM: usize = 2;
+const ORDER: usize = 3;
+const DISTINCT: usize = 4;
+const INDEX_UPDATE: usize = 5;
+const NON_INDEX_UPDATE: usize = 6;
+const DELETE: usize = 7;
+const INSERT: usize = 8;
+const PER_TABLE: usize = 9;
 
-impl TableStmts {
-    fn new(n: u32) -> Self {
-        TableStmts {
-            point: format!("SELECT c FROM sbtest{n} WHERE id=?"),
-            simple: format!("SELECT c FROM sbtest{n} WHERE id BETWEEN ? AND ?"),
-            sum: format!("SELECT SUM(k) FROM sbtest{n} WHERE id BETWEEN ? AND ?"),
-            order: format!("SELECT c FROM sbtest{n} WHERE id BETWEEN ? AND ? ORDER BY c"),
-            distinct: format!("SELECT DISTINCT c FROM sbtest{n} WHERE id BETWEEN ? AND ? ORDER BY c"),
-            index_update: format!("UPDATE sbtest{n} SET k=k+1 WHERE id=?"),
-            non_index_update: format!("UPDATE sbtest{n} SET c=? WHERE id=?"),
-            delete: format!("DELETE FROM sbtest{n} WHERE id=?"),
-            insert: format!("INSERT INTO sbtest{n} (id, k, c, pad) VALUES (?, ?, ?, ?)"),
-        }
-    }
+fn table_stmts(n: u32) -> [String; PER_TABLE] {
+    [
+        format!("SELECT c FROM sbtest{n} WHERE id=?"),
+        format!("SELECT c FROM sbtest{n} WHERE id BETWEEN ? AND ?"),
+        format!("SELECT SUM(k) FROM sbtest{n} WHERE id BETWEEN ? AND ?"),
+        format!("SELECT c FROM sbtest{n} WHERE id BETWEEN ? AND ? ORDER BY c"),
+        format!("SELECT DISTINCT c FROM sbtest{n} WHERE id BETWEEN ? AND ? ORDER BY c"),
+        format!("UPDATE sbtest{n} SET k=k+1 WHERE id=?"),
+        format!("UPDATE sbtest{n} SET c=? WHERE id=?"),
+        format!("DELETE FROM sbtest{n} WHERE id=?"),
+        format!("INSERT INTO sbtest{n} (id, k, c, pad) VALUES (?, ?, ?, ?)"),
+    ]
 }
 
 pub struct Oltp {
@@ -50,17 +46,23 @@ pub struct Oltp {
     table_size: u64,
     range_size: u64,
     seed: u64,
-    stmts: Arc<Vec<TableStmts>>,
+    pipeline: bool,
+    stmts: Vec<[String; PER_TABLE]>,
 }
 
 impl Oltp {
     pub fn new(kind: WorkloadKind, o: &Options) -> Self {
-        Oltp { kind, tables: o.tables, table_size: o.table_size, range_size: o.range_size, seed: o.seed, stmts: Arc::new((1..=o.tables).map(TableStmts::new).collect()) }
+        Oltp { kind, tables: o.tables, table_size: o.table_size, range_size: o.range_size, seed: o.seed, pipeline: o.pipeline, stmts: (1..=o.tables).map(table_stmts).collect() }
     }
 
-    fn table(&self, r: &mut Rand) -> &TableStmts {
-        let i = r.uniform(1, u64::from(self.tables)) as usize - 1;
-        &self.stmts[i]
+    /// A table drawn uniformly (0-based).
+    fn table(&self, r: &mut Rand) -> usize {
+        r.uniform(1, u64::from(self.tables)) as usize - 1
+    }
+
+    /// Statement `which` of table `t`, prepared on this session once.
+    async fn stmt(&self, c: &mut wire::Conn, t: usize, which: usize) -> Result<wire::Stmt, wire::Error> {
+        c.stmt(t * PER_TABLE + which, &self.stmts[t][which]).await
     }
 }
 
@@ -106,49 +108,61 @@ impl Driver for Oltp {
         })
     }
 
-    fn event<'a>(&'a self, w: &'a mut Worker) -> BoxFuture<'a, Result<Event, mysql_async::Error>> {
+    fn session(&self) -> SessionKind {
+        // Writes need autocommit off under pipelining: see SessionKind.
+        SessionKind::Wire { pipeline: self.pipeline, autocommit: !matches!(self.kind, WorkloadKind::OltpReadWrite | WorkloadKind::OltpWriteOnly) }
+    }
+
+    /// One sysbench event. Pipelined, a read-write transaction is two
+    /// round trips: BEGIN, the reads and the writes at once, then COMMIT
+    /// once their answers are all in (or ROLLBACK, from the worker loop,
+    /// if one failed — as sysbench rolls back on an ignored error).
+    fn event<'a>(&'a self, w: &'a mut Worker) -> BoxFuture<'a, Result<Event, EventError>> {
         Box::pin(async move {
-            let size = self.table_size;
-            let range = self.range_size;
-            let (c, r) = (&mut w.conn, &mut w.rand);
-            let mut q = 0u32;
-            let reads = matches!(self.kind, WorkloadKind::OltpReadWrite | WorkloadKind::OltpReadOnly);
-            let writes = matches!(self.kind, WorkloadKind::OltpReadWrite | WorkloadKind::OltpWriteOnly);
+            let (size, range) = (self.table_size, self.range_size);
+            let (c, r) = (w.conn.wire()?, &mut w.rand);
+            use wire::Param::{Bytes, U64};
             if self.kind == WorkloadKind::OltpPointSelect {
-                let s = self.table(r);
-                c.exec_drop(&s.point, (r.default_range(1, size),)).await?;
+                let s = self.stmt(c, self.table(r), POINT).await?;
+                c.execute(s, &[U64(r.default_range(1, size))]).await?;
+                c.finish().await?;
                 return Ok(Event { queries: 1, kind: "point_select" });
             }
-            c.query_drop("BEGIN").await?;
-            q += 1;
+            let reads = matches!(self.kind, WorkloadKind::OltpReadWrite | WorkloadKind::OltpReadOnly);
+            let writes = matches!(self.kind, WorkloadKind::OltpReadWrite | WorkloadKind::OltpWriteOnly);
+            let mut q = 2;
+            c.query("BEGIN").await?;
             if reads {
-                let s = self.table(r);
+                let s = self.stmt(c, self.table(r), POINT).await?;
                 for _ in 0..10 {
-                    c.exec_drop(&s.point, (r.default_range(1, size),)).await?;
-                    q += 1;
+                    c.execute(s, &[U64(r.default_range(1, size))]).await?;
                 }
-                for stmt in [&self.table(r).simple, &self.table(r).sum, &self.table(r).order, &self.table(r).distinct] {
+                for which in [SIMPLE, SUM, ORDER, DISTINCT] {
+                    let s = self.stmt(c, self.table(r), which).await?;
                     let id = r.default_range(1, size);
-                    c.exec_drop(stmt, (id, id + range - 1)).await?;
-                    q += 1;
+                    c.execute(s, &[U64(id), U64(id + range - 1)]).await?;
                 }
+                q += 14;
             }
             if writes {
-                let s = self.table(r);
-                c.exec_drop(&s.index_update, (r.default_range(1, size),)).await?;
-                let s = self.table(r);
+                let s = self.stmt(c, self.table(r), INDEX_UPDATE).await?;
+                c.execute(s, &[U64(r.default_range(1, size))]).await?;
+                let s = self.stmt(c, self.table(r), NON_INDEX_UPDATE).await?;
                 let cv = r.template(SB_C_TEMPLATE);
-                c.exec_drop(&s.non_index_update, (cv, r.default_range(1, size))).await?;
-                let s = self.table(r);
+                c.execute(s, &[Bytes(cv.as_bytes()), U64(r.default_range(1, size))]).await?;
+                let t = self.table(r);
+                let (del, ins) = (self.stmt(c, t, DELETE).await?, self.stmt(c, t, INSERT).await?);
                 let id = r.default_range(1, size);
                 let k = r.default_range(1, size);
-                c.exec_drop(&s.delete, (id,)).await?;
+                c.execute(del, &[U64(id)]).await?;
                 let (cv, pad) = (r.template(SB_C_TEMPLATE), r.template(SB_PAD_TEMPLATE));
-                c.exec_drop(&s.insert, (id, k, cv, pad)).await?;
+                c.execute(ins, &[U64(id), U64(k), Bytes(cv.as_bytes()), Bytes(pad.as_bytes())]).await?;
                 q += 4;
+                // The writes' answers decide between COMMIT and ROLLBACK.
+                c.finish().await?;
             }
-            c.query_drop("COMMIT").await?;
-            q += 1;
+            c.query("COMMIT").await?;
+            c.finish().await?;
             Ok(Event { queries: q, kind: "transaction" })
         })
     }

@@ -13,7 +13,7 @@ use mysql_async::{Conn, Row, Value};
 use serde::Serialize;
 
 use super::rand::{Rand, RandType};
-use super::{bulk_insert, datetime_value, BoxFuture, Driver, Event, Options, Progress, Worker, WorkloadError};
+use super::{bulk_insert, datetime_value, BoxFuture, Driver, Event, EventError, Options, Progress, Worker, WorkloadError};
 use crate::db::{col_f64, DbTarget};
 use crate::ingest::now_ms;
 
@@ -424,18 +424,19 @@ impl Driver for Tpcc {
         })
     }
 
-    fn event<'a>(&'a self, w: &'a mut Worker) -> BoxFuture<'a, Result<Event, mysql_async::Error>> {
+    fn event<'a>(&'a self, w: &'a mut Worker) -> BoxFuture<'a, Result<Event, EventError>> {
         Box::pin(async move {
             let home = (w.index as u64 % self.warehouses) + 1;
             let pick = w.rand.uniform(1, 100);
-            let (c, r) = (&mut w.conn, &mut w.rand);
-            match pick {
+            let (c, r) = (w.conn.mysql()?, &mut w.rand);
+            let ev = match pick {
                 1..=45 => self.new_order(c, r, home).await,
                 46..=88 => self.payment(c, r, home).await,
                 89..=92 => self.order_status(c, r, home).await,
                 93..=96 => self.delivery(c, r, home).await,
                 _ => self.stock_level(c, r, home).await,
-            }
+            };
+            Ok(ev?)
         })
     }
 }

@@ -12,7 +12,7 @@ use mysql_async::{Conn, Row, Value};
 use serde::Serialize;
 
 use super::rand::{Rand, RandType};
-use super::{bulk_insert, date_value, days_from_civil, BoxFuture, Driver, Event, Options, Progress, Worker, WorkloadError};
+use super::{bulk_insert, date_value, days_from_civil, BoxFuture, Driver, Event, EventError, Options, Progress, Worker, WorkloadError};
 use crate::db::DbTarget;
 
 const REGIONS: [&str; 5] = ["AFRICA", "AMERICA", "ASIA", "EUROPE", "MIDDLE EAST"];
@@ -402,11 +402,11 @@ impl Driver for Tpch {
 
     /// Each worker is a query stream running the 22 queries in turn, the
     /// streams offset from one another.
-    fn event<'a>(&'a self, w: &'a mut Worker) -> BoxFuture<'a, Result<Event, mysql_async::Error>> {
+    fn event<'a>(&'a self, w: &'a mut Worker) -> BoxFuture<'a, Result<Event, EventError>> {
         Box::pin(async move {
             let i = ((w.events + w.index as u64 * 7) % 22) as usize;
             let sql = &queries(self.sf)[i];
-            let _: Vec<Row> = w.conn.query(sql.as_str()).await?;
+            let _: Vec<Row> = w.conn.mysql()?.query(sql.as_str()).await?;
             w.events += 1;
             Ok(Event { queries: 1, kind: QUERY_NAMES[i] })
         })
