@@ -262,6 +262,42 @@ impl Dataset {
         write("windows.csv", s)
     }
 
+    /// Adds another recording's cases, labels and series (several
+    /// campaigns evaluated as one). Both must use the same windows and
+    /// grid, no case id may repeat, and a node's series of the two may not
+    /// overlap in time (they would interleave into one).
+    pub fn merge(&mut self, other: Dataset) -> Result<(), DatasetError> {
+        if other.manifest != self.manifest {
+            return Err(invalid(format!("the datasets were built with different windows or steps: {:?} and {:?}", self.manifest, other.manifest)));
+        }
+        if let Some(c) = other.cases.iter().find(|c| self.cases.iter().any(|s| s.case == c.case)) {
+            return Err(invalid(format!("case {:?} is in both datasets", c.case)));
+        }
+        let span = |m: &BTreeMap<String, Vec<(i64, f64)>>| {
+            let first = m.values().filter_map(|p| p.first()).map(|p| p.0).min();
+            let last = m.values().filter_map(|p| p.last()).map(|p| p.0).max();
+            first.zip(last)
+        };
+        for (node, metrics) in &other.series {
+            if let (Some((a0, a1)), Some((b0, b1))) = (self.series.get(node).and_then(span), span(metrics)) {
+                if a0 <= b1 && b0 <= a1 {
+                    return Err(invalid(format!("node {node}: the datasets' series overlap in time ({a0}..{a1} and {b0}..{b1})")));
+                }
+            }
+        }
+        for (node, metrics) in other.series {
+            let mine = self.series.entry(node).or_default();
+            for (metric, pts) in metrics {
+                let s = mine.entry(metric).or_default();
+                s.extend(pts);
+                s.sort_by_key(|p| p.0);
+            }
+        }
+        self.labels.extend(other.labels);
+        self.cases.extend(other.cases);
+        self.validate()
+    }
+
     /// Reads the export format from `dir` and validates it.
     pub fn import(dir: &Path) -> Result<Dataset, DatasetError> {
         let read = |name: &str| -> Result<String, DatasetError> {
@@ -544,5 +580,38 @@ mod tests {
         assert!(Dataset::import(dir.path()).unwrap_err().to_string().contains("c9"));
         std::fs::write(dir.path().join("labels.csv"), "case,node,type,start_ms,end_ms\nc1,n1,cpu_stress,1\n").unwrap();
         assert!(Dataset::import(dir.path()).unwrap_err().to_string().contains("line 2"));
+    }
+
+    #[test]
+    fn recordings_merge_when_disjoint() {
+        // A second recording of the same nodes an hour later.
+        let shifted = |d: &Dataset, by: i64, id: &str| {
+            let mut o = d.clone();
+            for pts in o.series.values_mut().flat_map(|m| m.values_mut()) {
+                for p in pts.iter_mut() {
+                    p.0 += by;
+                }
+            }
+            for c in &mut o.cases {
+                (c.case, c.start_ms, c.end_ms) = (id.into(), c.start_ms + by, c.end_ms + by);
+            }
+            for l in &mut o.labels {
+                (l.case, l.start_ms, l.end_ms) = (id.into(), l.start_ms + by, l.end_ms + by);
+            }
+            o
+        };
+        let mut d = sample();
+        d.merge(shifted(&sample(), 3_600_000, "c2")).unwrap();
+        assert_eq!(d.cases.len(), 2);
+        assert_eq!(d.series["n2"]["cg.cpu_usage"].len(), 120);
+        assert_eq!(d.truths().len(), 2);
+        assert_eq!(d.windows(None).rows.len(), 2 * 2 * 7, "each case keeps its own windows");
+        // Refused: the same case again, overlapping series, other windows.
+        let err = |o: Dataset| sample().merge(o).unwrap_err().to_string();
+        assert!(err(shifted(&sample(), 3_600_000, "c1")).contains("in both"));
+        assert!(err(shifted(&sample(), 30_000, "c2")).contains("overlap"));
+        let mut other = shifted(&sample(), 3_600_000, "c2");
+        other.manifest.window.baseline_ms = 20_000;
+        assert!(err(other).contains("different windows"));
     }
 }

@@ -117,10 +117,11 @@ enum CampaignCommand {
         workload: Option<String>,
     },
     /// The report of a recorded campaign dataset (export format), trained
-    /// and evaluated here.
+    /// and evaluated here; several `--dataset`s (recordings of the same
+    /// testbed at different times) are evaluated as one.
     Report {
-        #[arg(long)]
-        dataset: PathBuf,
+        #[arg(long, required = true)]
+        dataset: Vec<PathBuf>,
         #[arg(long)]
         out: PathBuf,
         /// Cross-validation folds (2..=10).
@@ -434,7 +435,11 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
         }
         Command::Campaign(CampaignCommand::Report { dataset, out, folds, seed }) => {
             distdiag_coordinator::campaign::check_folds(*folds).map_err(|e| (EX_USAGE, e))?;
-            let ds = Dataset::import(dataset).map_err(|e| (1, e.to_string()))?;
+            let mut ds = Dataset::import(&dataset[0]).map_err(|e| (1, format!("{}: {e}", dataset[0].display())))?;
+            for d in &dataset[1..] {
+                let more = Dataset::import(d).map_err(|e| (1, format!("{}: {e}", d.display())))?;
+                ds.merge(more).map_err(|e| (1, format!("{}: {e}", d.display())))?;
+            }
             campaign::write_report(&ds, out, *folds, &TrainParams { seed: *seed, ..TrainParams::default() }, false)?;
         }
         Command::Models => {
