@@ -247,13 +247,19 @@ async fn oltp_probe_and_faults(kind: DialectKind) {
         assert_eq!(n, vec![2000], "{table} after the read-write run");
     }
 
-    // The other OLTP mixes each run and stop by themselves.
-    for wk in ["oltp_read_only", "oltp_write_only", "oltp_point_select"] {
-        let id = env.run(wk, 2, json!({ "tables": 2, "table_size": 2000, "duration_s": 2, "rand_type": if wk == "oltp_write_only" { "uniform" } else { "special" } })).await;
+    // The other OLTP mixes each run and stop by themselves; read-write
+    // once more one statement at a time.
+    for (wk, pipeline) in [("oltp_read_only", true), ("oltp_write_only", true), ("oltp_point_select", true), ("oltp_read_write", false)] {
+        let rand_type = if matches!(wk, "oltp_read_only" | "oltp_point_select") { "special" } else { "uniform" };
+        let id = env.run(wk, 2, json!({ "tables": 2, "table_size": 2000, "duration_s": 2, "rand_type": rand_type, "pipeline": pipeline })).await;
         let r = env.wait_done(&id, Duration::from_secs(30)).await;
         assert_eq!(r["phase"], "finished", "{r}");
         assert!(r["totals"]["transactions"].as_u64().unwrap() > 0, "{wk}: {r}");
-        println!("{kind:?} {wk}: {} transactions, {} errors", r["totals"]["transactions"], r["totals"]["errors"]);
+        println!("{kind:?} {wk} (pipeline {pipeline}): {} transactions, {} errors", r["totals"]["transactions"], r["totals"]["errors"]);
+    }
+    for table in ["sbtest1", "sbtest2"] {
+        let n: Vec<u64> = env.sql(&format!("SELECT COUNT(*) FROM {table}")).await;
+        assert_eq!(n, vec![2000], "{table} after the write runs");
     }
     let (_, runs) = env.get("/api/workload/runs").await;
     assert!(runs["workloads"].as_array().unwrap().len() >= 5, "{runs}");
