@@ -104,7 +104,7 @@ impl Env {
     }
 }
 
-/// The pipelining client against the real server: password logins, a
+/// The pipelining client (blocking I/O; brief here) against the real server: password logins, a
 /// batch with a failing statement in the middle (the others still run, the
 /// session stays in step), large results skipped across buffer refills, and
 /// a session killed by the server reported as lost.
@@ -116,21 +116,21 @@ async fn wire_client(env: &Env) {
     env.sql::<u8>("CREATE TABLE wire_t (id INTEGER NOT NULL PRIMARY KEY, v VARCHAR(64) NOT NULL)").await;
     let addr = format!("127.0.0.1:{}", env.server.port);
     let login = |pw: &'static str| Login { addr: &addr, user: "ddwire", password: Some(pw), database: Some("distdiag"), timeout: Duration::from_secs(10) };
-    match Conn::connect(&login("wrong")).await {
+    match Conn::connect(&login("wrong")) {
         Err(e @ Error::Server { .. }) => assert!(e.to_string().contains("ccess denied"), "{e}"),
         Err(e) => panic!("a wrong password gave {e}"),
         Ok(_) => panic!("a wrong password logged in"),
     }
-    let mut c = Conn::connect(&login("wire-pw")).await.unwrap();
+    let mut c = Conn::connect(&login("wire-pw")).unwrap();
 
     // One batch: BEGIN, three inserts of which the second breaks the key, COMMIT.
-    let ins = c.stmt(0, "INSERT INTO wire_t (id, v) VALUES (?, ?)").await.unwrap();
-    c.query("BEGIN").await.unwrap();
+    let ins = c.stmt(0, "INSERT INTO wire_t (id, v) VALUES (?, ?)").unwrap();
+    c.query("BEGIN").unwrap();
     for (id, v) in [(1, "a"), (1, "dup"), (2, "b")] {
-        c.execute(ins, &[Param::U64(id), Param::Bytes(v.as_bytes())]).await.unwrap();
+        c.execute(ins, &[Param::U64(id), Param::Bytes(v.as_bytes())]).unwrap();
     }
-    c.query("COMMIT").await.unwrap();
-    let e = c.finish().await.unwrap_err();
+    c.query("COMMIT").unwrap();
+    let e = c.finish().unwrap_err();
     assert_eq!(e.code(), Some(1062), "{e}");
     assert!(!e.lost());
     let rows: Vec<(u64, String)> = env.sql("SELECT id, v FROM wire_t ORDER BY id").await;
@@ -138,16 +138,16 @@ async fn wire_client(env: &Env) {
 
     // Results far larger than the read buffer, a row larger than it, then
     // a statement that must still get its own answer.
-    let big = c.stmt(1, "SELECT REPEAT('x', ?) FROM information_schema.COLUMNS LIMIT 300").await.unwrap();
-    c.execute(big, &[Param::U64(1000)]).await.unwrap();
-    c.query("SELECT REPEAT('y', 200000)").await.unwrap();
-    c.execute(ins, &[Param::U64(3), Param::Bytes(b"c")]).await.unwrap();
-    c.finish().await.unwrap();
+    let big = c.stmt(1, "SELECT REPEAT('x', ?) FROM information_schema.COLUMNS LIMIT 300").unwrap();
+    c.execute(big, &[Param::U64(1000)]).unwrap();
+    c.query("SELECT REPEAT('y', 200000)").unwrap();
+    c.execute(ins, &[Param::U64(3), Param::Bytes(b"c")]).unwrap();
+    c.finish().unwrap();
     // Sequential mode answers each statement at once.
     c.set_pipeline(false);
-    let e = c.execute(ins, &[Param::U64(3), Param::Bytes(b"again")]).await.unwrap_err();
+    let e = c.execute(ins, &[Param::U64(3), Param::Bytes(b"again")]).unwrap_err();
     assert_eq!(e.code(), Some(1062), "{e}");
-    c.query("SELECT 1").await.unwrap();
+    c.query("SELECT 1").unwrap();
     let n: Vec<u64> = env.sql("SELECT COUNT(*) FROM wire_t").await;
     assert_eq!(n, vec![3]);
 
@@ -155,16 +155,15 @@ async fn wire_client(env: &Env) {
     let ids: Vec<u64> = env.sql("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'ddwire'").await;
     assert_eq!(ids.len(), 1, "{ids:?}");
     env.sql::<u8>(&format!("KILL {}", ids[0])).await;
-    let lost = async {
-        for _ in 0..50 {
-            if let Err(e) = c.query("SELECT 1").await {
-                return e;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut lost = None;
+    for _ in 0..50 {
+        if let Err(e) = c.query("SELECT 1") {
+            lost = Some(e);
+            break;
         }
-        panic!("the killed session kept answering");
-    };
-    let e = lost.await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let e = lost.expect("the killed session kept answering");
     assert!(e.lost(), "{e}");
     env.sql::<u8>("DROP TABLE wire_t").await;
     env.sql::<u8>("DROP USER 'ddwire'@'%'").await;

@@ -145,17 +145,18 @@ impl DbTarget {
     }
 
     /// A session of the lean pipelining client ([`wire`]) on the workload
-    /// schema. When a caching_sha2_password server wants a full login, one
+    /// schema. Its I/O blocks the calling thread (an OLTP worker's own).
+    /// When a caching_sha2_password server wants a full login, one
     /// mysql_async login (which can send the password safely) fills the
     /// server's cache and the fast login is tried again.
     pub async fn wire_connect(&self, timeout: Duration) -> Result<wire::Conn, DbError> {
         let err = |e: wire::Error| DbError::Connect { target: self.name.clone(), addr: self.addr(), reason: e.to_string() };
         let (addr, password) = (self.addr(), self.password_value());
         let login = wire::Login { addr: &addr, user: &self.user, password: password.as_deref(), database: Some(&self.schema), timeout };
-        match wire::Conn::connect(&login).await {
+        match wire::Conn::connect(&login) {
             Err(wire::Error::FullAuthRequired) => {
                 let _ = self.connect(true, timeout).await?.disconnect().await;
-                wire::Conn::connect(&login).await.map_err(err)
+                wire::Conn::connect(&login).map_err(err)
             }
             r => r.map_err(err),
         }

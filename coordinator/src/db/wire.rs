@@ -8,17 +8,20 @@
 //! their order and the transaction boundaries stay exactly those of the
 //! sequential client, only the client's waiting between them goes.
 //!
-//! Plain TCP; `mysql_native_password` and `caching_sha2_password` (its
-//! fast path, the server's cache being primed by a full login through
-//! mysql_async when it asks for one). Everything else the coordinator says
-//! to a database goes through mysql_async.
+//! Blocking I/O, like sysbench's threads: each OLTP worker is an OS thread
+//! of its own, and a read that sleeps in the kernel costs one system call
+//! where a readiness loop costs two or three. Plain TCP;
+//! `mysql_native_password` and `caching_sha2_password` (its fast path, the
+//! server's cache being primed by a full login through mysql_async when it
+//! asks for one). Everything else the coordinator says to a database goes
+//! through mysql_async.
 
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -101,6 +104,8 @@ pub struct Conn {
     failed: Option<Error>,
     /// When false every command is sent and answered on its own.
     pipeline: bool,
+    /// Acknowledge every read at once (see [`Conn::set_quickack`]).
+    quickack: bool,
     /// Prepared statements by the caller's key.
     stmts: Vec<Option<Stmt>>,
 }
@@ -115,17 +120,40 @@ pub struct Login<'a> {
 }
 
 impl Conn {
-    pub async fn connect(l: &Login<'_>) -> Result<Conn, Error> {
-        let stream = match tokio::time::timeout(l.timeout, TcpStream::connect(l.addr)).await {
-            Ok(s) => s?,
-            Err(_) => return Err(Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {} ms", l.timeout.as_millis())))),
+    /// Connects and logs in, blocking the calling thread (at most about
+    /// `timeout` per address and for the login).
+    pub fn connect(l: &Login<'_>) -> Result<Conn, Error> {
+        let mut last = None;
+        let mut stream = None;
+        for addr in l.addr.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&addr, l.timeout) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let stream = match (stream, last) {
+            (Some(s), _) => s,
+            (None, Some(e)) => return Err(Error::Io(e)),
+            (None, None) => return Err(Error::Protocol(format!("{} resolves to no address", l.addr))),
         };
         stream.set_nodelay(true)?;
-        let mut c = Conn { stream, buf: vec![0; 64 * 1024], start: 0, end: 0, big: Vec::new(), seq: 0, out: Vec::with_capacity(4096), pending: 0, failed: None, pipeline: true, stmts: Vec::new() };
-        match tokio::time::timeout(l.timeout, c.handshake(l)).await {
-            Ok(r) => r.map(|()| c),
-            Err(_) => Err(Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "no handshake within the timeout"))),
-        }
+        stream.set_read_timeout(Some(l.timeout))?;
+        stream.set_write_timeout(Some(l.timeout))?;
+        let mut c = Conn { stream, buf: vec![0; 64 * 1024], start: 0, end: 0, big: Vec::new(), seq: 0, out: Vec::with_capacity(4096), pending: 0, failed: None, pipeline: true, quickack: false, stmts: Vec::new() };
+        c.handshake(l).map_err(|e| match e {
+            Error::Io(io) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no login answer within {} ms", l.timeout.as_millis())))
+            }
+            e => e,
+        })?;
+        // Statements wait as long as the server makes them (lock waits end
+        // by the server's own timeouts), as sysbench's do.
+        c.stream.set_read_timeout(None)?;
+        c.stream.set_write_timeout(None)?;
+        Ok(c)
     }
 
     /// Sequential (false) or pipelined (true, the default) commands.
@@ -133,8 +161,17 @@ impl Conn {
         self.pipeline = on;
     }
 
-    async fn handshake(&mut self, l: &Login<'_>) -> Result<(), Error> {
-        let p = self.packet().await?.to_vec();
+    /// Acknowledges every read at once. For servers that leave Nagle's
+    /// algorithm on (seekdb does): they hold each pipelined answer after
+    /// the first until the one before is acknowledged, and a delayed ACK
+    /// stalls the pipeline for milliseconds. Costs an extra packet per read
+    /// elsewhere.
+    pub fn set_quickack(&mut self, on: bool) {
+        self.quickack = on;
+    }
+
+    fn handshake(&mut self, l: &Login<'_>) -> Result<(), Error> {
+        let p = self.packet()?.to_vec();
         if p.first() == Some(&0xFF) {
             return Err(server_error(&p));
         }
@@ -174,11 +211,11 @@ impl Conn {
             r.extend_from_slice(plugin.as_bytes());
             r.push(0);
         }
-        self.send_packet(self.seq.wrapping_add(1), &r).await?;
+        self.send_packet(self.seq.wrapping_add(1), &r)?;
         let mut plugin = plugin;
         let mut switched = false;
         loop {
-            let p = self.packet().await?.to_vec();
+            let p = self.packet()?.to_vec();
             match p.first() {
                 Some(0x00) => return Ok(()),
                 Some(0xFF) => return Err(server_error(&p)),
@@ -195,7 +232,7 @@ impl Conn {
                         other => return Err(Error::Auth(format!("the account uses the {other} plugin; the OLTP client speaks {NATIVE} and {CACHING_SHA2}"))),
                     };
                     let answer = scramble(plugin, password, salt);
-                    self.send_packet(self.seq.wrapping_add(1), &answer).await?;
+                    self.send_packet(self.seq.wrapping_add(1), &answer)?;
                 }
                 Some(0x01) if plugin == CACHING_SHA2 => match p.get(1) {
                     Some(0x03) => {} // fast login accepted; the OK follows
@@ -208,17 +245,17 @@ impl Conn {
     }
 
     /// Prepares `sql` once per connection under `key` (small dense numbers).
-    pub async fn stmt(&mut self, key: usize, sql: &str) -> Result<Stmt, Error> {
+    pub fn stmt(&mut self, key: usize, sql: &str) -> Result<Stmt, Error> {
         if let Some(Some(s)) = self.stmts.get(key) {
             return Ok(*s);
         }
         // The prepare's answer carries the id the executes need, so it
         // cannot wait in the pipeline behind them.
-        self.settle().await?;
+        self.settle()?;
         self.command(COM_STMT_PREPARE, sql.as_bytes())?;
-        self.flush().await?;
+        self.flush()?;
         self.pending -= 1;
-        let p = self.packet().await?;
+        let p = self.packet()?;
         if p.first() == Some(&0xFF) {
             return Err(server_error(p));
         }
@@ -232,7 +269,7 @@ impl Conn {
         for n in [params, columns] {
             if n > 0 {
                 for _ in 0..=n {
-                    self.packet().await?;
+                    self.packet()?;
                 }
             }
         }
@@ -245,13 +282,13 @@ impl Conn {
     }
 
     /// Queues a text statement (sent now unless pipelining).
-    pub async fn query(&mut self, sql: &str) -> Result<(), Error> {
+    pub fn query(&mut self, sql: &str) -> Result<(), Error> {
         self.command(COM_QUERY, sql.as_bytes())?;
-        self.step().await
+        self.step()
     }
 
     /// Queues an execution of a prepared statement (sent now unless pipelining).
-    pub async fn execute(&mut self, s: Stmt, params: &[Param<'_>]) -> Result<(), Error> {
+    pub fn execute(&mut self, s: Stmt, params: &[Param<'_>]) -> Result<(), Error> {
         if params.len() != usize::from(s.params) {
             return Err(Error::Protocol(format!("statement {} takes {} parameters, got {}", s.id, s.params, params.len())));
         }
@@ -279,13 +316,13 @@ impl Conn {
             }
         }
         self.command(COM_STMT_EXECUTE, &b)?;
-        self.step().await
+        self.step()
     }
 
     /// Sends what is queued, reads every answer and returns the first
     /// statement error among them (the session stays usable after one).
-    pub async fn finish(&mut self) -> Result<(), Error> {
-        self.settle().await?;
+    pub fn finish(&mut self) -> Result<(), Error> {
+        self.settle()?;
         match self.failed.take() {
             Some(e) => Err(e),
             None => Ok(()),
@@ -293,19 +330,19 @@ impl Conn {
     }
 
     /// Ends the session politely.
-    pub async fn close(mut self) {
-        let _ = self.finish().await;
+    pub fn close(mut self) {
+        let _ = self.finish();
         if self.command(COM_QUIT, &[]).is_ok() {
-            let _ = self.flush().await;
+            let _ = self.flush();
         }
-        let _ = self.stream.shutdown().await;
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
 
-    async fn step(&mut self) -> Result<(), Error> {
+    fn step(&mut self) -> Result<(), Error> {
         if self.pipeline {
             return Ok(());
         }
-        self.finish().await
+        self.finish()
     }
 
     fn command(&mut self, code: u8, body: &[u8]) -> Result<(), Error> {
@@ -323,9 +360,9 @@ impl Conn {
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), Error> {
+    fn flush(&mut self) -> Result<(), Error> {
         if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
+            self.stream.write_all(&self.out)?;
             self.out.clear();
         }
         Ok(())
@@ -333,11 +370,11 @@ impl Conn {
 
     /// Sends what is queued and reads every pending answer; statement
     /// errors are kept in `failed`, a broken connection returns at once.
-    async fn settle(&mut self) -> Result<(), Error> {
-        self.flush().await?;
+    fn settle(&mut self) -> Result<(), Error> {
+        self.flush()?;
         while self.pending > 0 {
             self.pending -= 1;
-            if let Err(e) = self.skip_answer().await {
+            if let Err(e) = self.skip_answer() {
                 if e.lost() {
                     return Err(e);
                 }
@@ -348,9 +385,9 @@ impl Conn {
     }
 
     /// Reads one command's answer: OK, error, or result sets skipped row by row.
-    async fn skip_answer(&mut self) -> Result<(), Error> {
+    fn skip_answer(&mut self) -> Result<(), Error> {
         loop {
-            let p = self.packet().await?;
+            let p = self.packet()?;
             let status = match p.first() {
                 Some(0x00) => ok_status(p),
                 Some(0xFF) => return Err(server_error(p)),
@@ -359,10 +396,10 @@ impl Conn {
                     let columns = lenenc(p).ok_or_else(|| Error::Protocol("bad column count".into()))?;
                     // Column definitions and their EOF.
                     for _ in 0..=columns {
-                        self.packet().await?;
+                        self.packet()?;
                     }
                     loop {
-                        let p = self.packet().await?;
+                        let p = self.packet()?;
                         match p.first() {
                             Some(0xFE) if p.len() < 9 => break eof_status(p),
                             Some(0xFF) => return Err(server_error(p)),
@@ -378,17 +415,17 @@ impl Conn {
         }
     }
 
-    async fn send_packet(&mut self, seq: u8, payload: &[u8]) -> Result<(), Error> {
+    fn send_packet(&mut self, seq: u8, payload: &[u8]) -> Result<(), Error> {
         let mut b = Vec::with_capacity(payload.len() + 4);
         b.extend_from_slice(&(payload.len() as u32).to_le_bytes()[..3]);
         b.push(seq);
         b.extend_from_slice(payload);
-        self.stream.write_all(&b).await?;
+        self.stream.write_all(&b)?;
         Ok(())
     }
 
     /// Makes `n` unread bytes available in `buf[start..]`.
-    async fn fill(&mut self, n: usize) -> Result<(), Error> {
+    fn fill(&mut self, n: usize) -> Result<(), Error> {
         while self.end - self.start < n {
             if self.start + n > self.buf.len() {
                 self.buf.copy_within(self.start..self.end, 0);
@@ -398,18 +435,21 @@ impl Conn {
                     self.buf.resize(n.next_power_of_two(), 0);
                 }
             }
-            let got = self.stream.read(&mut self.buf[self.end..]).await?;
+            let got = self.stream.read(&mut self.buf[self.end..])?;
             if got == 0 {
                 return Err(Error::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the server closed the connection")));
             }
             self.end += got;
+            if self.quickack {
+                let _ = rustix::net::sockopt::set_tcp_quickack(&self.stream, true);
+            }
         }
         Ok(())
     }
 
     /// The next packet's payload (valid until the next read).
-    async fn packet(&mut self) -> Result<&[u8], Error> {
-        let (start, len) = self.chunk().await?;
+    fn packet(&mut self) -> Result<&[u8], Error> {
+        let (start, len) = self.chunk()?;
         if len < MAX_PAYLOAD {
             return Ok(&self.buf[start..start + len]);
         }
@@ -417,7 +457,7 @@ impl Conn {
         self.big.clear();
         self.big.extend_from_slice(&self.buf[start..start + len]);
         loop {
-            let (start, len) = self.chunk().await?;
+            let (start, len) = self.chunk()?;
             self.big.extend_from_slice(&self.buf[start..start + len]);
             if len < MAX_PAYLOAD {
                 return Ok(&self.big);
@@ -425,12 +465,12 @@ impl Conn {
         }
     }
 
-    async fn chunk(&mut self) -> Result<(usize, usize), Error> {
-        self.fill(4).await?;
+    fn chunk(&mut self) -> Result<(usize, usize), Error> {
+        self.fill(4)?;
         let h = &self.buf[self.start..self.start + 4];
         let len = u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
         self.seq = h[3];
-        self.fill(4 + len).await?;
+        self.fill(4 + len)?;
         let start = self.start + 4;
         self.start += 4 + len;
         Ok((start, len))

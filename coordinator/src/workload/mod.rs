@@ -219,7 +219,7 @@ impl Progress {
 pub enum Session {
     /// mysql_async (TPC-C, TPC-H).
     Mysql(Conn),
-    /// The lean pipelining client (OLTP).
+    /// The lean pipelining client (OLTP); blocking I/O on the worker's own thread.
     Wire(Box<wire::Conn>),
 }
 
@@ -241,12 +241,7 @@ impl Session {
     async fn rollback(&mut self) {
         let _ = match self {
             Session::Mysql(c) => c.query_drop("ROLLBACK").await.map_err(EventError::from),
-            Session::Wire(c) => async {
-                c.query("ROLLBACK").await?;
-                c.finish().await
-            }
-            .await
-            .map_err(EventError::from),
+            Session::Wire(c) => c.query("ROLLBACK").and_then(|()| c.finish()).map_err(EventError::from),
         };
     }
 
@@ -255,7 +250,7 @@ impl Session {
             Session::Mysql(c) => {
                 let _ = c.disconnect().await;
             }
-            Session::Wire(c) => c.close().await,
+            Session::Wire(c) => c.close(),
         }
     }
 }
@@ -606,10 +601,11 @@ async fn connect_worker(run: &Run, idx: usize) -> Result<Session, DbError> {
         SessionKind::Wire { pipeline, autocommit } => {
             let mut c = t.wire_connect(timeout).await?;
             if !autocommit {
-                c.query("SET autocommit=0").await.map_err(|e| t.query_error(e))?;
-                c.finish().await.map_err(|e| t.query_error(e))?;
+                c.query("SET autocommit=0").and_then(|()| c.finish()).map_err(|e| t.query_error(e))?;
             }
             c.set_pipeline(pipeline);
+            // seekdb leaves Nagle on: see `set_quickack`.
+            c.set_quickack(pipeline && t.dialect == crate::db::DialectKind::Oceanbase);
             Ok(Session::Wire(Box::new(c)))
         }
     }

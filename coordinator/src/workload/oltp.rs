@@ -61,8 +61,8 @@ impl Oltp {
     }
 
     /// Statement `which` of table `t`, prepared on this session once.
-    async fn stmt(&self, c: &mut wire::Conn, t: usize, which: usize) -> Result<wire::Stmt, wire::Error> {
-        c.stmt(t * PER_TABLE + which, &self.stmts[t][which]).await
+    fn stmt(&self, c: &mut wire::Conn, t: usize, which: usize) -> Result<wire::Stmt, wire::Error> {
+        c.stmt(t * PER_TABLE + which, &self.stmts[t][which])
     }
 }
 
@@ -113,7 +113,8 @@ impl Driver for Oltp {
         SessionKind::Wire { pipeline: self.pipeline, autocommit: !matches!(self.kind, WorkloadKind::OltpReadWrite | WorkloadKind::OltpWriteOnly) }
     }
 
-    /// One sysbench event. Pipelined, a read-write transaction is two
+    /// One sysbench event, on the worker's own thread (the client's I/O
+    /// blocks, as sysbench's does). Pipelined, a read-write transaction is two
     /// round trips: BEGIN, the reads and the writes at once, then COMMIT
     /// once their answers are all in (or ROLLBACK, from the worker loop,
     /// if one failed — as sysbench rolls back on an ignored error).
@@ -123,46 +124,46 @@ impl Driver for Oltp {
             let (c, r) = (w.conn.wire()?, &mut w.rand);
             use wire::Param::{Bytes, U64};
             if self.kind == WorkloadKind::OltpPointSelect {
-                let s = self.stmt(c, self.table(r), POINT).await?;
-                c.execute(s, &[U64(r.default_range(1, size))]).await?;
-                c.finish().await?;
+                let s = self.stmt(c, self.table(r), POINT)?;
+                c.execute(s, &[U64(r.default_range(1, size))])?;
+                c.finish()?;
                 return Ok(Event { queries: 1, kind: "point_select" });
             }
             let reads = matches!(self.kind, WorkloadKind::OltpReadWrite | WorkloadKind::OltpReadOnly);
             let writes = matches!(self.kind, WorkloadKind::OltpReadWrite | WorkloadKind::OltpWriteOnly);
             let mut q = 2;
-            c.query("BEGIN").await?;
+            c.query("BEGIN")?;
             if reads {
-                let s = self.stmt(c, self.table(r), POINT).await?;
+                let s = self.stmt(c, self.table(r), POINT)?;
                 for _ in 0..10 {
-                    c.execute(s, &[U64(r.default_range(1, size))]).await?;
+                    c.execute(s, &[U64(r.default_range(1, size))])?;
                 }
                 for which in [SIMPLE, SUM, ORDER, DISTINCT] {
-                    let s = self.stmt(c, self.table(r), which).await?;
+                    let s = self.stmt(c, self.table(r), which)?;
                     let id = r.default_range(1, size);
-                    c.execute(s, &[U64(id), U64(id + range - 1)]).await?;
+                    c.execute(s, &[U64(id), U64(id + range - 1)])?;
                 }
                 q += 14;
             }
             if writes {
-                let s = self.stmt(c, self.table(r), INDEX_UPDATE).await?;
-                c.execute(s, &[U64(r.default_range(1, size))]).await?;
-                let s = self.stmt(c, self.table(r), NON_INDEX_UPDATE).await?;
+                let s = self.stmt(c, self.table(r), INDEX_UPDATE)?;
+                c.execute(s, &[U64(r.default_range(1, size))])?;
+                let s = self.stmt(c, self.table(r), NON_INDEX_UPDATE)?;
                 let cv = r.template(SB_C_TEMPLATE);
-                c.execute(s, &[Bytes(cv.as_bytes()), U64(r.default_range(1, size))]).await?;
+                c.execute(s, &[Bytes(cv.as_bytes()), U64(r.default_range(1, size))])?;
                 let t = self.table(r);
-                let (del, ins) = (self.stmt(c, t, DELETE).await?, self.stmt(c, t, INSERT).await?);
+                let (del, ins) = (self.stmt(c, t, DELETE)?, self.stmt(c, t, INSERT)?);
                 let id = r.default_range(1, size);
                 let k = r.default_range(1, size);
-                c.execute(del, &[U64(id)]).await?;
+                c.execute(del, &[U64(id)])?;
                 let (cv, pad) = (r.template(SB_C_TEMPLATE), r.template(SB_PAD_TEMPLATE));
-                c.execute(ins, &[U64(id), U64(k), Bytes(cv.as_bytes()), Bytes(pad.as_bytes())]).await?;
+                c.execute(ins, &[U64(id), U64(k), Bytes(cv.as_bytes()), Bytes(pad.as_bytes())])?;
                 q += 4;
                 // The writes' answers decide between COMMIT and ROLLBACK.
-                c.finish().await?;
+                c.finish()?;
             }
-            c.query("COMMIT").await?;
-            c.finish().await?;
+            c.query("COMMIT")?;
+            c.finish()?;
             Ok(Event { queries: q, kind: "transaction" })
         })
     }
