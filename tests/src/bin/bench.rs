@@ -9,8 +9,9 @@
 //! (c) reading one node's series over 1 h, from the store and through REST;
 //! (d) the native `oltp_read_write` workload vs Debian's sysbench 1.0.20
 //!     against the same MariaDB and the same seekdb: TPS and client CPU per
-//!     transaction, equal tables, rows, threads and duration, alternating
-//!     runs; native pipelined (the default) and one statement at a time;
+//!     transaction, equal tables, rows, threads and duration, runs taking
+//!     turns in a rotating order; native pipelined (the default) and one
+//!     statement at a time;
 //! (e) diagnosis: training the per-type XGBoost classifiers from Rust vs
 //!     Python's xgboost on the same exported dataset (windows.csv) with the
 //!     same parameters and rounds; ranking 100 nodes × 200 metrics.
