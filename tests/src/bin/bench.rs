@@ -10,7 +10,7 @@
 //! (d) the native `oltp_read_write` workload vs Debian's sysbench 1.0.20
 //!     against the same MariaDB and the same seekdb: TPS and client CPU per
 //!     transaction, equal tables, rows, threads and duration, runs taking
-//!     turns in a rotating order; native pipelined (the default) and one
+//!     turns in a rotating order after a warm-up run; native pipelined (the default) and one
 //!     statement at a time;
 //! (e) diagnosis: training the per-type XGBoost classifiers from Rust vs
 //!     Python's xgboost on the same exported dataset (windows.csv) with the
@@ -403,6 +403,9 @@ fn oltp_vs_sysbench(lines: &mut Vec<Line>) {
         // round trips) and sysbench, each round in another order: a run
         // leaves the server with work (purge, flushing) that slows the next.
         let sequential = Options { pipeline: false, ..o.clone() };
+        // Not counted: the first run after a load warms the server's caches.
+        let warm = native_oltp(&rt, &w, &sequential, threads);
+        eprintln!("     warm-up: {:.0} txn in {:.1} s", warm.0, warm.1);
         let mut sums = [(0.0, 0.0, 0.0, 0.0); 3];
         for round in 0..rounds {
             for k in 0..3 {
