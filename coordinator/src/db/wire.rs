@@ -528,23 +528,27 @@ fn scramble(plugin: &str, password: &[u8], salt: &[u8]) -> Vec<u8> {
     }
     if plugin == CACHING_SHA2 {
         // SHA256(pw) XOR SHA256(SHA256(SHA256(pw)) + salt)
-        let h1 = Sha256::digest(password);
-        let h2 = Sha256::digest(h1);
-        let mut d = Sha256::new();
-        d.update(h2);
-        d.update(salt);
-        let h3 = d.finalize();
-        h1.iter().zip(h3.iter()).map(|(a, b)| a ^ b).collect()
+        xor_scramble::<Sha256>(password, salt, false)
     } else {
         // SHA1(pw) XOR SHA1(salt + SHA1(SHA1(pw)))
-        let h1 = Sha1::digest(password);
-        let h2 = Sha1::digest(h1);
-        let mut d = Sha1::new();
-        d.update(salt);
-        d.update(h2);
-        let h3 = d.finalize();
-        h1.iter().zip(h3.iter()).map(|(a, b)| a ^ b).collect()
+        xor_scramble::<Sha1>(password, salt, true)
     }
+}
+
+/// H(pw) XOR H(salt + H(H(pw))), or with the salt after H(H(pw)).
+fn xor_scramble<D: Digest>(password: &[u8], salt: &[u8], salt_first: bool) -> Vec<u8> {
+    let h1 = D::digest(password);
+    let h2 = D::digest(&h1);
+    let mut d = D::new();
+    if salt_first {
+        d.update(salt);
+        d.update(&h2);
+    } else {
+        d.update(&h2);
+        d.update(salt);
+    }
+    let h3 = d.finalize();
+    h1.iter().zip(h3.iter()).map(|(a, b)| a ^ b).collect()
 }
 
 fn put_lenenc(b: &mut Vec<u8>, v: u64) {
@@ -623,7 +627,7 @@ mod tests {
     }
 
     #[test]
-    fn native_password_scramble_matches_the_reference() {
+    fn native_password_answer_verifies_as_the_server_checks() {
         let salt = b"01234567890123456789";
         let got = scramble(NATIVE, b"password", salt);
         // SHA1(pw) XOR SHA1(salt + SHA1(SHA1(pw))), spelt out step by step.
