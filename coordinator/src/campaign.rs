@@ -331,9 +331,11 @@ pub fn report(ds: &Dataset, folds: u32, params: &TrainParams, progress: &mut dyn
     let mut fold_cases = Vec::new();
     let mut types: Option<Vec<String>> = None;
     let mut skipped = BTreeMap::new();
+    // Features once; each fold keeps the windows of its training cases.
+    let all_windows = ds.windows(None);
     for f in 0..folds as usize {
         let test: Vec<String> = fold_of.iter().filter(|(_, &k)| k == f).map(|(c, _)| c.clone()).collect();
-        let mut windows = ds.windows(None);
+        let mut windows = all_windows.clone();
         windows.retain_cases(|c| !test.iter().any(|t| t == c));
         let set = train(&windows, ds.manifest.window, params, &mut |d, n, what| progress(d, n, &format!("fold {}/{folds}: {what}", f + 1)))?;
         let scorer = Scorer::load(&set)?;
