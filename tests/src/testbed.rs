@@ -738,7 +738,10 @@ fn set_db(state: &mut State, node: &str, port: u16) {
 async fn start_workload(client: &reqwest::Client, api: SocketAddr, token: &str, opts: &Options, state: &State) -> Result<String> {
     let dbs: Vec<String> = state.nodes.iter().filter_map(|n| n.database.clone()).collect();
     let prepare_on: Vec<String> = if opts.db == DbKind::Galera { dbs[..1].to_vec() } else { dbs.clone() };
-    let options = json!({"tables": 2, "table_size": opts.table_size, "rand_type": "uniform"});
+    // One statement at a time, as an application (and sysbench) sends
+    // them: the background load the faults are measured against, the same
+    // in every recording whatever the workload client's default.
+    let options = json!({"tables": 2, "table_size": opts.table_size, "rand_type": "uniform", "pipeline": false});
     let mut body = json!({"type": "oltp_read_write", "options": options.clone()});
     body["options"]["databases"] = json!(prepare_on);
     let v: Value = client.post(format!("http://{api}/api/workload/prepare")).bearer_auth(token).json(&body).send().await?.json().await?;
