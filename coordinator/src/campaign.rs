@@ -395,6 +395,13 @@ pub fn markdown(r: &CampaignReport) -> String {
     }
     s.push_str("\n## Overall and per scenario\n\n");
     s.push_str(&evaluation_markdown(&r.evaluation));
+    if let Some(m) = &r.evaluation.model {
+        s.push_str("\n## Model, case by case\n\n| case | scenario | root causes | top 3 | AC@1 |\n|---|---|---|---|---|\n");
+        let pairs = |v: &[(String, String)]| v.iter().map(|(n, t)| format!("{t}@{n}")).collect::<Vec<_>>().join(", ");
+        for c in &m.at_fault.per_case {
+            let _ = writeln!(s, "| {} | {} | {} | {} | {:.2} |", c.case, c.scenario, pairs(&c.causes), pairs(&c.top), c.ac1);
+        }
+    }
     s
 }
 

@@ -73,7 +73,24 @@ pub struct Report {
     pub macro_f1: f64,
     /// true type → predicted type → count.
     pub confusion: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Each case's truth beside the head of its ranking.
+    #[serde(default)]
+    pub per_case: Vec<CaseRow>,
 }
+
+/// One case of a [`Report`]: what was wrong and what the ranking put first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseRow {
+    pub case: String,
+    pub scenario: String,
+    pub causes: Vec<(String, String)>,
+    /// The first [`CASE_TOP`] (node, type) of the ranking.
+    pub top: Vec<(String, String)>,
+    pub ac1: f64,
+}
+
+/// How much of each case's ranking a report keeps.
+pub const CASE_TOP: usize = 3;
 
 fn ac_row(items: &[Scored<'_>]) -> AcRow {
     let n = items.len();
@@ -93,6 +110,10 @@ pub fn evaluate(results: &[(Truth, Ranked)]) -> Report {
         scenarios.entry(it.0.scenario.as_str()).or_default().push(*it);
     }
     report.per_scenario = scenarios.into_iter().map(|(s, v)| (s.to_string(), ac_row(&v))).collect();
+    report.per_case = results
+        .iter()
+        .map(|(t, r)| CaseRow { case: t.case.clone(), scenario: t.scenario.clone(), causes: t.causes.clone(), top: r.iter().take(CASE_TOP).cloned().collect(), ac1: ac_at_k(r, &t.causes, 1) })
+        .collect();
     for (truth, ranking) in results {
         let k = truth.causes.len().max(1);
         let top: Vec<&(String, String)> = ranking.iter().take(k).collect();
@@ -176,5 +197,9 @@ mod tests {
         assert_eq!(r.confusion["disk"]["cpu"], 1);
         assert_eq!(r.confusion["disk"]["none"], 1);
         assert_eq!(r.confusion["cpu"]["cpu"], 2);
+        assert_eq!(r.per_case.len(), 3);
+        assert_eq!(r.per_case[1].top, vec![e("n2", "cpu"), e("n2", "disk")]);
+        assert_eq!((r.per_case[1].ac1, r.per_case[2].ac1), (0.0, 1.0));
+        assert_eq!(r.per_case[2].top.len(), CASE_TOP);
     }
 }
