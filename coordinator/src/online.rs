@@ -222,7 +222,7 @@ mod tests {
         let models = Models::new(store.clone());
         let (_stop_tx, stop) = watch::channel(false);
         let online = Online::new(store, models, DiagnosisConfig { alert_threshold: 0.5, ..DiagnosisConfig::default() }, BTreeMap::new(), stop);
-        let entry = |p: f64| RankEntry { node: "n1".into(), kind: "cpu_stress".into(), score: p / 3.0, probability: p, pagerank: 1.0 / 3.0, top_metrics: vec![("cg.cpu_usage".into(), 2.0)] };
+        let entry = |p: f64| RankEntry { node: "n1".into(), kind: "cpu_stress".into(), score: p / 3.0, probability: p, excess: p, pagerank: 1.0 / 3.0, top_metrics: vec![("cg.cpu_usage".into(), 2.0)] };
         let d = |ts: i64, p: f64| Diagnosis { timestamp: ts, method: Method::Model, model_id: None, note: String::new(), window_ms: 10_000, ranks: vec![entry(p)], graph: NodeGraph { nodes: vec![], edges: vec![] }, pagerank: vec![] };
         let a = online.alerts(&d(1_000, 0.9));
         assert_eq!(a.len(), 1);

@@ -6,7 +6,9 @@
 //! The method is DistDiagnosis': one binary classifier per anomaly type
 //! gives p(type | node) for every node's latest window; a graph over the
 //! nodes weighted by the mean |Pearson r| of their series gives PageRank;
-//! score(node, type) = p(type | node) × PR(node).
+//! score(node, type) = p(type | node) × PR(node), with one change of ours:
+//! p enters as its excess over the other nodes' median p of the type, so
+//! that what every node shows names no node (see [`rank`]).
 
 pub mod eval;
 pub mod features;

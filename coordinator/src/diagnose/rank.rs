@@ -1,10 +1,14 @@
 //! Ranking at one moment: every node's latest window is scored per type —
 //! by the classifiers, or by the statistical scorer without a model, or at
-//! random (the Dummy baseline) — and multiplied by the node's PageRank on
-//! the window's correlation graph: score = p(type | node) × PR(node). The
-//! walk teleports in proportion to each node's highest p, so PageRank
-//! spreads suspicion along correlated nodes instead of favouring the most
-//! connected one.
+//! random (the Dummy baseline). A root cause is where a node stands out from
+//! the others, so each p(type | node) is taken against its peers: the
+//! excess e = max(0, p − median of the other nodes' p(type)), plus 10⁻³ p
+//! to order what the peers share. A classifier that answers alike on every
+//! node (a cluster-wide load, a host-wide signal) names no node. The excess
+//! is multiplied by the node's PageRank on the window's correlation graph:
+//! score = e(type | node) × PR(node). The walk teleports in proportion to
+//! each node's highest excess, so PageRank spreads suspicion along
+//! correlated nodes instead of favouring the most connected one.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +33,11 @@ pub struct RankEntry {
     #[serde(rename = "type")]
     pub kind: String,
     pub score: f64,
+    /// p(type | node) as the scorer gives it.
     pub probability: f64,
+    /// p above the other nodes' median p of the type ([`against_peers`]).
+    #[serde(default)]
+    pub excess: f64,
     pub pagerank: f64,
     /// Metrics that weigh most in this entry (model: |SHAP|; statistical: |z|).
     pub top_metrics: Vec<(String, f64)>,
@@ -90,24 +98,8 @@ pub fn rank(frame: &Frame, end: usize, cfg: &WindowConfig, ranker: &Ranker<'_>, 
             (types.to_vec(), probs, Vec::new(), Method::Dummy)
         }
     };
-    let teleport: Vec<f64> = probs.iter().map(|p| p.iter().copied().fold(0.0, f64::max) + 1e-6).collect();
-    let pr = match method {
-        Method::Dummy => vec![1.0 / n.max(1) as f64; n],
-        _ => pagerank(&graph, DAMPING, Some(&teleport), 1e-10),
-    };
-    let mut entries = Vec::with_capacity(n * types.len());
-    for (i, node) in frame.nodes.iter().enumerate() {
-        for (t, kind) in types.iter().enumerate() {
-            let p = probs[i][t];
-            entries.push(RankEntry { node: node.node.clone(), kind: kind.clone(), score: p * pr[i], probability: p, pagerank: pr[i], top_metrics: Vec::new() });
-        }
-    }
-    let order: Vec<usize> = {
-        let mut o: Vec<usize> = (0..entries.len()).collect();
-        o.sort_by(|a, b| entries[*b].score.total_cmp(&entries[*a].score).then(entries[*a].node.cmp(&entries[*b].node)).then(entries[*a].kind.cmp(&entries[*b].kind)));
-        o
-    };
-    let mut sorted: Vec<RankEntry> = order.iter().map(|&k| entries[k].clone()).collect();
+    let mut ranking = order(frame, end, &types, &probs, method, graph);
+    let sorted = &mut ranking.entries;
     let node_index = |name: &str| frame.nodes.iter().position(|s| s.node == name).unwrap_or(0);
     let type_index = |kind: &str| types.iter().position(|k| k == kind).unwrap_or(0);
     match ranker {
@@ -132,7 +124,59 @@ pub fn rank(frame: &Frame, end: usize, cfg: &WindowConfig, ranker: &Ranker<'_>, 
         }
         Ranker::Dummy(..) => {}
     }
-    Ok(Ranking { method, at_ms, entries: sorted, graph, pagerank: pr })
+    Ok(ranking)
+}
+
+/// The ranking of scores `probs[node][type]` (in `frame`'s node order) on
+/// `graph`: excess over peers, PageRank, score, best first; no top metrics.
+pub fn order(frame: &Frame, end: usize, types: &[String], probs: &[Vec<f64>], method: Method, graph: NodeGraph) -> Ranking {
+    let n = frame.nodes.len();
+    // Dummy's random draws are its ranking as they are.
+    let excess = if method == Method::Dummy { probs.to_vec() } else { against_peers(probs) };
+    let teleport: Vec<f64> = excess.iter().map(|p| p.iter().copied().fold(0.0, f64::max) + 1e-6).collect();
+    let pr = match method {
+        Method::Dummy => vec![1.0 / n.max(1) as f64; n],
+        _ => pagerank(&graph, DAMPING, Some(&teleport), 1e-10),
+    };
+    let mut entries = Vec::with_capacity(n * types.len());
+    for (i, node) in frame.nodes.iter().enumerate() {
+        for (t, kind) in types.iter().enumerate() {
+            let (p, e) = (probs[i][t], excess[i][t]);
+            entries.push(RankEntry { node: node.node.clone(), kind: kind.clone(), score: e * pr[i], probability: p, excess: e, pagerank: pr[i], top_metrics: Vec::new() });
+        }
+    }
+    let order: Vec<usize> = {
+        let mut o: Vec<usize> = (0..entries.len()).collect();
+        o.sort_by(|a, b| entries[*b].score.total_cmp(&entries[*a].score).then(entries[*a].node.cmp(&entries[*b].node)).then(entries[*a].kind.cmp(&entries[*b].kind)));
+        o
+    };
+    let sorted: Vec<RankEntry> = order.iter().map(|&k| entries[k].clone()).collect();
+    Ranking { method, at_ms: frame.time_of(end), entries: sorted, graph, pagerank: pr }
+}
+
+/// Share of p added to the excess, so that what every node shows still
+/// orders below what one node shows alone.
+pub const SHARED_SHARE: f64 = 1e-3;
+
+/// Each node's p(type) less the median p(type) of the other nodes, floored
+/// at zero, plus [`SHARED_SHARE`] of p. Probabilities are `[node][type]`;
+/// a lone node keeps its p.
+pub fn against_peers(probs: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let n = probs.len();
+    if n < 2 {
+        return probs.to_vec();
+    }
+    let types = probs.first().map_or(0, Vec::len);
+    let mut out = probs.to_vec();
+    for t in 0..types {
+        let mut col: Vec<(f64, usize)> = probs.iter().enumerate().map(|(i, p)| (p[t], i)).collect();
+        col.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let sorted: Vec<f64> = col.iter().map(|c| c.0).collect();
+        for (r, &(p, i)) in col.iter().enumerate() {
+            out[i][t] = (p - super::median_without(&sorted, r)).max(0.0) + SHARED_SHARE * p;
+        }
+    }
+    out
 }
 
 /// Ranks each case at the middle of its faults' span plus `shift_ms`
@@ -178,5 +222,40 @@ mod tests {
         let d = rank(&frame, 60, &cfg, &Ranker::Dummy(&types, 3), &[], 0).unwrap();
         assert_eq!(d.entries.len(), 6);
         assert_eq!(d, rank(&frame, 60, &cfg, &Ranker::Dummy(&types, 3), &[], 0).unwrap());
+    }
+
+    #[test]
+    fn excess_over_peers_by_hand() {
+        // Type 0 high everywhere (shared), type 1 high on node 1 only; two
+        // of four nodes share type 2.
+        let p = vec![vec![0.9, 0.1, 0.8], vec![0.95, 0.8, 0.8], vec![0.9, 0.1, 0.1], vec![0.9, 0.2, 0.0]];
+        let e = against_peers(&p);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        // Node 1, type 0: 0.95 − median(0.9, 0.9, 0.9) = 0.05.
+        assert!(close(e[1][0], 0.05 + SHARED_SHARE * 0.95), "{e:?}");
+        // Node 0, type 0: 0.9 − median(0.95, 0.9, 0.9) = 0 → only the shared share.
+        assert!(close(e[0][0], SHARED_SHARE * 0.9));
+        // Node 1, type 1: 0.8 − median(0.1, 0.1, 0.2) = 0.7.
+        assert!(close(e[1][1], 0.7 + SHARED_SHARE * 0.8));
+        // Nodes 0 and 1 share type 2: each 0.8 − median(0.8, 0.1, 0.0) = 0.7.
+        assert!(close(e[0][2], 0.7 + SHARED_SHARE * 0.8) && close(e[1][2], e[0][2]));
+        assert!(close(e[3][2], 0.0));
+        // A lone node keeps its probabilities.
+        assert_eq!(against_peers(&p[..1]), p[..1].to_vec());
+    }
+
+    #[test]
+    fn a_type_every_node_shows_ranks_below_one_node_alone() {
+        // The scorer's first type fires on all three nodes; the second only on b.
+        let mk = |name: &str, v: Vec<f64>| NodeSeries { node: name.into(), metrics: [("m".to_string(), v)].into() };
+        let frame = Frame { start_ms: 0, step_ms: 1000, len: 30, nodes: vec![mk("a", vec![1.0; 30]), mk("b", vec![2.0; 30]), mk("c", vec![3.0; 30])] };
+        let probs = vec![vec![0.99, 0.05], vec![0.99, 0.6], vec![0.99, 0.05]];
+        let metrics = frame.metric_names();
+        let graph = correlation_graph_of(&frame, &frame.columns(&metrics), 20, 30, &[]);
+        let r = order(&frame, 30, &["shared".to_string(), "alone".to_string()], &probs, Method::Model, graph);
+        assert_eq!((r.entries[0].node.as_str(), r.entries[0].kind.as_str()), ("b", "alone"));
+        assert_eq!(r.entries[0].probability, 0.6);
+        assert!((r.entries[0].excess - (0.55 + SHARED_SHARE * 0.6)).abs() < 1e-12);
+        assert!(r.entries.iter().filter(|e| e.kind == "shared").all(|e| e.score < r.entries[0].score / 100.0));
     }
 }

@@ -453,10 +453,10 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
         Command::Ranks { limit } => {
             let v = send(client.get(format!("{base}/api/anomaly/ranks?limit={limit}"))).await?;
             println!("{} ({})", v["note"].as_str().unwrap_or(""), v["timestamp"]);
-            println!("{:>4} {:<16} {:<18} {:>9} {:>6} {:>8}  top metrics", "rank", "node", "type", "score", "p", "pagerank");
+            println!("{:>4} {:<16} {:<18} {:>9} {:>6} {:>6} {:>8}  top metrics", "rank", "node", "type", "score", "p", "excess", "pagerank");
             for (i, e) in v["ranks"].as_array().map(Vec::as_slice).unwrap_or_default().iter().enumerate() {
                 let top: Vec<&str> = e["top_metrics"].as_array().map(Vec::as_slice).unwrap_or_default().iter().filter_map(|m| m[0].as_str()).collect();
-                println!("{:>4} {:<16} {:<18} {:>9.4} {:>6.3} {:>8.4}  {}", i + 1, e["node"].as_str().unwrap_or("-"), e["type"].as_str().unwrap_or("-"), e["score"].as_f64().unwrap_or(0.0), e["probability"].as_f64().unwrap_or(0.0), e["pagerank"].as_f64().unwrap_or(0.0), top.join(", "));
+                println!("{:>4} {:<16} {:<18} {:>9.4} {:>6.3} {:>6.3} {:>8.4}  {}", i + 1, e["node"].as_str().unwrap_or("-"), e["type"].as_str().unwrap_or("-"), e["score"].as_f64().unwrap_or(0.0), e["probability"].as_f64().unwrap_or(0.0), e["excess"].as_f64().unwrap_or(0.0), e["pagerank"].as_f64().unwrap_or(0.0), top.join(", "));
             }
         }
         Command::Workload(WorkloadCommand::Show { id }) => {
