@@ -331,13 +331,16 @@ pub fn report(ds: &Dataset, folds: u32, params: &TrainParams, progress: &mut dyn
     let mut fold_cases = Vec::new();
     let mut types: Option<Vec<String>> = None;
     let mut skipped = BTreeMap::new();
+    // The fold's own test cases are what it is evaluated on, so the cases
+    // early stopping held out are trained on afterwards too.
+    let fold_params = TrainParams { refit: true, ..params.clone() };
     // Features once; each fold keeps the windows of its training cases.
     let all_windows = ds.windows(None);
     for f in 0..folds as usize {
         let test: Vec<String> = fold_of.iter().filter(|(_, &k)| k == f).map(|(c, _)| c.clone()).collect();
         let mut windows = all_windows.clone();
         windows.retain_cases(|c| !test.iter().any(|t| t == c));
-        let set = train(&windows, ds.manifest.window, params, &mut |d, n, what| progress(d, n, &format!("fold {}/{folds}: {what}", f + 1)))?;
+        let set = train(&windows, ds.manifest.window, &fold_params, &mut |d, n, what| progress(d, n, &format!("fold {}/{folds}: {what}", f + 1)))?;
         let scorer = Scorer::load(&set)?;
         let exclude: Vec<String> = ds.cases.iter().map(|c| c.case.clone()).filter(|c| !test.contains(c)).collect();
         let r = ds.rank(Some(&scorer), &exclude, params.seed)?;

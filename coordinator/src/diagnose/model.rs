@@ -2,7 +2,9 @@
 //! library (`xgb`). Training: windows that straddle a fault edge are left
 //! out; a validation side grouped by case (see [`super::split`]) drives
 //! early stopping on log loss; positives are weighted by negatives /
-//! positives; everything is seeded. Boosters are kept as XGBoost JSON, which
+//! positives; everything is seeded. With `refit`, each classifier is then
+//! trained again on the training and validation cases together for the
+//! rounds early stopping chose, so that no labelled case is left unused. Boosters are kept as XGBoost JSON, which
 //! Python's xgboost loads as is.
 
 use std::collections::BTreeMap;
@@ -31,6 +33,10 @@ pub struct TrainParams {
     pub validation_fraction: f64,
     /// Fewest positive training windows a type needs to get a classifier.
     pub min_positive_windows: usize,
+    /// After early stopping, train again on the training and validation
+    /// cases together for the chosen number of rounds. The validation
+    /// cases then count as training cases (none are left to evaluate on).
+    pub refit: bool,
     pub seed: u64,
     /// XGBoost threads (0: all cores).
     pub nthread: u32,
@@ -48,6 +54,7 @@ impl Default for TrainParams {
             min_child_weight: 1.0,
             validation_fraction: 0.25,
             min_positive_windows: 3,
+            refit: false,
             seed: 42,
             nthread: 0,
         }
@@ -192,7 +199,7 @@ pub fn train(windows: &Windows, window: WindowConfig, params: &TrainParams, prog
         window,
         params: params.clone(),
         types: Vec::new(),
-        train_cases: strata.keys().filter(|c| !held.contains(c)).cloned().collect(),
+        train_cases: strata.keys().filter(|c| params.refit || !held.contains(c)).cloned().collect(),
         valid_cases: held.clone(),
         skipped: BTreeMap::new(),
     };
@@ -229,7 +236,20 @@ pub fn train(windows: &Windows, window: WindowConfig, params: &TrainParams, prog
                 best = round;
             }
         }
-        let trimmed = if best + 1 < run { booster.slice(0, best as i32 + 1).map_err(xgb_err)? } else { booster };
+        let (trimmed, fit_pos, fit_neg, spw) = if params.refit && !valid_idx.is_empty() {
+            let apos = usable.iter().filter(|i| has(i)).count();
+            let aspw = (usable.len() - apos) as f64 / apos as f64;
+            let dall = matrix(windows, &usable, Some(kind))?;
+            let mut b = new_booster(&[&dall], &params.xgb_params(aspw))?;
+            for round in 0..=best {
+                b.update(&dall, round as i32).map_err(xgb_err)?;
+            }
+            (b, apos, usable.len() - apos, aspw)
+        } else if best + 1 < run {
+            (booster.slice(0, best as i32 + 1).map_err(xgb_err)?, pos, neg, spw)
+        } else {
+            (booster, pos, neg, spw)
+        };
         let json = trimmed.save_buffer(false).map_err(xgb_err)?;
         let vpos = valid_idx.iter().filter(|i| has(i)).count();
         set.types.push(TypeModel {
@@ -238,8 +258,8 @@ pub fn train(windows: &Windows, window: WindowConfig, params: &TrainParams, prog
             best_iteration: best,
             rounds_run: run,
             scale_pos_weight: spw,
-            train_positives: pos,
-            train_negatives: neg,
+            train_positives: fit_pos,
+            train_negatives: fit_neg,
             valid_positives: vpos,
             valid_negatives: valid_idx.len() - vpos,
             valid_logloss: best_loss.is_finite().then_some(best_loss),
@@ -360,6 +380,29 @@ mod tests {
         // Deterministic: the same seed gives the same booster.
         let again = train(&w, WindowConfig::default(), &TrainParams { nthread: 1, ..TrainParams::default() }, &mut |_, _, _| {}).unwrap();
         assert_eq!(again.types[0].booster, t.booster);
+    }
+
+    #[test]
+    fn refit_trains_on_the_validation_cases_too() {
+        let w = toy();
+        let params = TrainParams { nthread: 1, ..TrainParams::default() };
+        let plain = train(&w, WindowConfig::default(), &params, &mut |_, _, _| {}).unwrap();
+        let refit = train(&w, WindowConfig::default(), &TrainParams { refit: true, ..params }, &mut |_, _, _| {}).unwrap();
+        let (p, r) = (&plain.types[0], &refit.types[0]);
+        // The same held-out cases chose the same number of rounds...
+        assert_eq!(refit.valid_cases, plain.valid_cases);
+        assert_eq!((r.best_iteration, r.valid_logloss), (p.best_iteration, p.valid_logloss));
+        // ...and the final booster saw every usable window: 12 cases × 19 (edges left out).
+        assert_eq!(r.train_positives + r.train_negatives, 12 * 19);
+        assert_eq!(p.train_positives + p.train_negatives + p.valid_positives + p.valid_negatives, 12 * 19);
+        assert!(r.train_positives > p.train_positives);
+        assert_ne!(r.booster, p.booster);
+        for c in &refit.valid_cases {
+            assert!(refit.train_cases.contains(c));
+        }
+        let s = Scorer::load(&refit).unwrap();
+        let prob = s.predict(&[5.5, 0.1, 0.2, 0.1], 2).unwrap();
+        assert!(prob[0][0] > 0.9 && prob[0][1] < 0.1, "{prob:?}");
     }
 
     #[test]
