@@ -4,8 +4,8 @@
 //! early stopping on log loss; positives are weighted by negatives /
 //! positives; everything is seeded. With `refit`, each classifier is then
 //! trained again on the training and validation cases together for the
-//! rounds early stopping chose, so that no labelled case is left unused. Boosters are kept as XGBoost JSON, which
-//! Python's xgboost loads as is.
+//! rounds early stopping chose, so that no labelled case is left unused.
+//! Boosters are kept as XGBoost JSON, which Python's xgboost loads as is.
 
 use std::collections::BTreeMap;
 
