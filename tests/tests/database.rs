@@ -104,7 +104,8 @@ impl Env {
     }
 }
 
-/// The pipelining client (blocking I/O; brief here) against the real server: password logins, a
+/// The pipelining client against the real server (its calls block; each is
+/// short against the local server): password logins, a
 /// batch with a failing statement in the middle (the others still run, the
 /// session stays in step), large results skipped across buffer refills, and
 /// a session killed by the server reported as lost.

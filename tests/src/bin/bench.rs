@@ -10,8 +10,8 @@
 //! (d) the native `oltp_read_write` workload vs Debian's sysbench 1.0.20
 //!     against the same MariaDB and the same seekdb: TPS and client CPU per
 //!     transaction, equal tables, rows, threads and duration, runs taking
-//!     turns in a rotating order after a warm-up run; native pipelined (the default) and one
-//!     statement at a time;
+//!     turns in a rotating order after a warm-up run; native pipelined (the
+//!     default) and one statement at a time;
 //! (e) diagnosis: training the per-type XGBoost classifiers from Rust vs
 //!     Python's xgboost on the same exported dataset (windows.csv) with the
 //!     same parameters and rounds; ranking 100 nodes × 200 metrics.
