@@ -52,7 +52,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
-# Network faults: nftables (loss), iptables (NFQUEUE for delay), iproute2 (tc, test namespaces).
+# Network faults: iptables (NFQUEUE and statistic for delay and loss), iproute2 (tc, test
+# namespaces), nftables (reverting loss faults that earlier versions journalled as tables).
 apt_install nftables iptables iproute2
 
 # Database tests: MariaDB (the MySQL dialect) and seekdb, the OceanBase

@@ -153,7 +153,7 @@ fn sh(cmd: &str, args: &[&str]) -> String {
 /// What the host holds for a fault of `kind` with id `id`.
 fn artifact(kind: &str, id: &str, iface: &str, state: &std::path::Path) -> bool {
     match kind {
-        "network_loss" => sh("nft", &["list", "tables"]).contains(&format!("distdiag-{id}")),
+        "network_loss" => sh("iptables", &["-t", "mangle", "-S", "POSTROUTING"]).contains(&format!("-o {iface} -j DD-")),
         "network_bandwidth" => sh("tc", &["qdisc", "show", "dev", iface, "root"]).contains("7a01:"),
         "network_delay" => sh("iptables", &["-t", "mangle", "-S", "OUTPUT"]).contains(&format!("-o {iface} -j DD-")),
         "disk_stress" => state.join(format!("fault-disk/distdiag-{id}")).exists(),

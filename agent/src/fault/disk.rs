@@ -11,7 +11,7 @@ const CHUNK: usize = 1 << 20;
 
 pub(super) fn plan(workers: u32, bytes: u64, dir: &Path) -> Plan {
     let args = vec!["--kind".to_owned(), "disk".to_owned(), "--bytes".to_owned(), bytes.to_string(), "--dir".to_owned(), dir.display().to_string()];
-    Plan { workers: (0..workers).map(|_| args.clone()).collect(), paths: vec![dir.to_owned()], nft: None, qdisc: None, delay: None }
+    Plan { workers: (0..workers).map(|_| args.clone()).collect(), paths: vec![dir.to_owned()], qdisc: None, queue: None }
 }
 
 /// The worker: write and fsync, over and over.

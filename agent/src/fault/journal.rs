@@ -21,13 +21,15 @@ pub struct Entry {
     pub pgid: Option<i32>,
     /// Files and directories the fault created (removed on revert).
     pub paths: Vec<PathBuf>,
-    /// nftables tables (family inet) the fault installs.
+    /// nftables tables ("netdev distdiag-ID") of loss faults written by
+    /// earlier versions; still reverted when a journal names one.
     #[serde(default)]
     pub nft_tables: Vec<String>,
     /// Interfaces on which the fault installs this agent's root qdisc.
     #[serde(default)]
     pub qdiscs: Vec<String>,
-    /// iptables chains of the fault, as "IFACE CHAIN".
+    /// iptables chains of the fault, as "IFACE CHAIN HOOK" (earlier
+    /// versions: "IFACE CHAIN", an OUTPUT jump).
     #[serde(default)]
     pub iptables: Vec<String>,
 }

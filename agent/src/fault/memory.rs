@@ -22,7 +22,7 @@ pub(super) fn plan(bytes: u64, available: u64, margin: u64) -> Result<Plan, Faul
         )));
     }
     let args = vec!["--kind".to_owned(), "memory".to_owned(), "--bytes".to_owned(), bytes.to_string()];
-    Ok(Plan { workers: vec![args], paths: Vec::new(), nft: None, qdisc: None, delay: None })
+    Ok(Plan { workers: vec![args], paths: Vec::new(), qdisc: None, queue: None })
 }
 
 /// The worker: allocate, touch every page, hold.

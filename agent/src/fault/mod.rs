@@ -110,20 +110,19 @@ pub(crate) struct Plan {
     /// Arguments of each stressor process after `stress-worker --parent PID`.
     workers: Vec<Vec<String>>,
     paths: Vec<PathBuf>,
-    /// An nftables table to load: (name, script).
-    nft: Option<(String, String)>,
     /// A root qdisc of this agent: (interface, tc argument vectors).
     qdisc: Option<(String, Vec<Vec<String>>)>,
-    /// A delay: the queue, its rules and how long packets are held.
-    delay: Option<DelayPlan>,
+    /// A delay or a loss: the queue, what is done with its packets, its rules.
+    queue: Option<QueuePlan>,
 }
 
-struct DelayPlan {
+struct QueuePlan {
+    /// The first queue number to try: another program (or agent) in this
+    /// network namespace may hold it, and then the next free one is taken.
     queue: u16,
-    latency: Duration,
-    jitter: Duration,
-    iface: String,
-    chain: String,
+    action: nfqueue::Action,
+    /// The chain as the journal records it ([`network::recorded_chain`]).
+    recorded: String,
     rules: Vec<Vec<String>>,
 }
 
@@ -131,7 +130,7 @@ struct Active {
     entry: Entry,
     children: Vec<Child>,
     queue: Option<u16>,
-    delayer: Option<nfqueue::Delayer>,
+    queue_thread: Option<nfqueue::Queue>,
 }
 
 /// A fault as reported to the coordinator.
@@ -202,7 +201,7 @@ fn remove_network(e: &Entry) {
         }
     }
     for c in &e.iptables {
-        if let Err(error) = network::remove_delay_rules(c) {
+        if let Err(error) = network::remove_queue_rules(c) {
             tracing::error!(fault = %e.id, chain = %c, %error, "cannot delete a fault's iptables chain; delete it by hand");
         }
     }
@@ -255,7 +254,8 @@ impl FaultEngine {
             journal.remove(&e.id)?;
             reverted.push(e.id);
         }
-        // probe() lists network_delay when the NFQUEUE backend works.
+        // probe() lists network_delay when the NFQUEUE backend works (and
+        // network_loss when iptables' statistic match does too).
         let probed = if cfg.enabled { network::probe() } else { Vec::new() };
         let nfqueue = probed.contains(&"network_delay");
         let netem = cfg.delay_backend != DelayBackend::Nfqueue && probed.contains(&"network_bandwidth") && network::netem_available();
@@ -283,7 +283,7 @@ impl FaultEngine {
         let mut v = vec![b("cpu_stress", "stress-worker processes"), b("memory_stress", "stress-worker processes"), b("disk_stress", "stress-worker processes")];
         for kind in &self.net_backends {
             v.push(match *kind {
-                "network_loss" => b(kind, "nftables netdev egress, numgen"),
+                "network_loss" => b(kind, "iptables statistic + NFQUEUE, dropped in the agent (silent, as on a lossy link)"),
                 "network_bandwidth" => b(kind, "tc htb"),
                 _ if self.netem => b(kind, "tc netem"),
                 _ => b(kind, "iptables NFQUEUE held in the agent (no sch_netem)"),
@@ -308,7 +308,7 @@ impl FaultEngine {
         if self.net_backends.contains(&kind) {
             Ok(())
         } else {
-            Err(FaultError::Unsupported(format!("{kind} (needs nft/tc and CAP_NET_ADMIN)")))
+            Err(FaultError::Unsupported(format!("{kind} (needs iptables with NFQUEUE and statistic, or tc, and CAP_NET_ADMIN)")))
         }
     }
 
@@ -325,38 +325,45 @@ impl FaultEngine {
         self.active.get(id).map(|a| a.children.iter().map(Child::id).collect()).unwrap_or_default()
     }
 
+    /// A free queue number and the plan of a delay or loss through it.
+    fn queue_plan(&self, id: &str, m: network::QueueMatch<'_>, action: nfqueue::Action) -> Result<Plan, FaultError> {
+        let used: Vec<u16> = self.active.values().filter_map(|a| a.queue).collect();
+        let queue = (nfqueue::QUEUE_BASE..nfqueue::QUEUE_BASE + 999).find(|q| !used.contains(q)).ok_or_else(|| FaultError::Refused("too many delay and loss faults".into()))?;
+        let chain = network::fault_chain(id);
+        let rules = network::queue_rules(&chain, &network::QueueMatch { queue, ..m })?;
+        let recorded = network::recorded_chain(m.iface, &chain, m.hook);
+        Ok(Plan { workers: Vec::new(), paths: Vec::new(), qdisc: None, queue: Some(QueuePlan { queue, action, recorded, rules }) })
+    }
+
     fn plan(&self, id: &str, spec: &FaultSpec) -> Result<Plan, FaultError> {
         match spec {
             FaultSpec::CpuStress { workers, load_percent } => Ok(cpu::plan(*workers, *load_percent)),
             FaultSpec::NetworkLoss { percent, interface, peers, ports } => {
                 self.require("network_loss")?;
                 let iface = self.iface(interface.as_deref())?;
-                let script = network::loss_script(id, *percent, &iface, peers, ports, self.cfg.control)?;
-                Ok(Plan { workers: Vec::new(), paths: Vec::new(), nft: Some((network::table_name("netdev", id), script)), qdisc: None, delay: None })
+                let m = network::QueueMatch { kind: "network_loss", iface: &iface, hook: network::Hook::Postrouting, queue: 0, share: Some(f64::from(*percent) / 100.0), peers, ports, control: self.cfg.control };
+                self.queue_plan(id, m, nfqueue::Action::Drop)
             }
             FaultSpec::NetworkDelay { latency_ms, jitter_ms, interface, peers, ports } if self.netem => {
                 self.require("network_delay")?;
                 let iface = self.iface(interface.as_deref())?;
                 network::check_root(&iface)?;
                 let steps = network::netem_delay_steps(&iface, *latency_ms, *jitter_ms, peers, ports, self.cfg.control)?;
-                Ok(Plan { workers: Vec::new(), paths: Vec::new(), nft: None, qdisc: Some((iface, steps)), delay: None })
+                Ok(Plan { workers: Vec::new(), paths: Vec::new(), qdisc: Some((iface, steps)), queue: None })
             }
             FaultSpec::NetworkDelay { latency_ms, jitter_ms, interface, peers, ports } => {
                 self.require("network_delay")?;
                 let iface = self.iface(interface.as_deref())?;
-                let used: Vec<u16> = self.active.values().filter_map(|a| a.queue).collect();
-                let queue = (nfqueue::QUEUE_BASE..nfqueue::QUEUE_BASE + 999).find(|q| !used.contains(q)).ok_or_else(|| FaultError::Refused("too many delay faults".into()))?;
-                let chain = network::delay_chain(id);
-                let rules = network::delay_rules(&chain, &iface, queue, peers, ports, self.cfg.control)?;
-                let delay = DelayPlan { queue, latency: Duration::from_millis(u64::from(*latency_ms)), jitter: Duration::from_millis(u64::from(*jitter_ms)), iface, chain, rules };
-                Ok(Plan { workers: Vec::new(), paths: Vec::new(), nft: None, qdisc: None, delay: Some(delay) })
+                let m = network::QueueMatch { kind: "network_delay", iface: &iface, hook: network::Hook::Output, queue: 0, share: None, peers, ports, control: self.cfg.control };
+                let action = nfqueue::Action::Hold { latency: Duration::from_millis(u64::from(*latency_ms)), jitter: Duration::from_millis(u64::from(*jitter_ms)) };
+                self.queue_plan(id, m, action)
             }
             FaultSpec::NetworkBandwidth { rate_kbit, interface } => {
                 self.require("network_bandwidth")?;
                 let iface = self.iface(interface.as_deref())?;
                 network::check_root(&iface)?;
                 let steps = network::bandwidth_steps(&iface, *rate_kbit, self.cfg.control)?;
-                Ok(Plan { workers: Vec::new(), paths: Vec::new(), nft: None, qdisc: Some((iface, steps)), delay: None })
+                Ok(Plan { workers: Vec::new(), paths: Vec::new(), qdisc: Some((iface, steps)), queue: None })
             }
             FaultSpec::MemoryStress { size } => {
                 let meminfo = std::fs::read_to_string(self.proc_root.join("meminfo")).map_err(|e| FaultError::Refused(format!("cannot read meminfo: {e}")))?;
@@ -398,13 +405,13 @@ impl FaultEngine {
             deadline_ms,
             pgid: None,
             paths: plan.paths.clone(),
-            nft_tables: plan.nft.iter().map(|(t, _)| t.clone()).collect(),
+            nft_tables: Vec::new(),
             qdiscs: plan.qdisc.iter().map(|(i, _)| i.clone()).collect(),
-            iptables: plan.delay.iter().map(|d| format!("{} {}", d.iface, d.chain)).collect(),
+            iptables: plan.queue.iter().map(|q| q.recorded.clone()).collect(),
         };
         // Journal first: from here on, any later run knows how to undo this.
         self.journal.write(&entry)?;
-        let mut active = Active { entry: entry.clone(), children: Vec::new(), queue: plan.delay.as_ref().map(|d| d.queue), delayer: None };
+        let mut active = Active { entry: entry.clone(), children: Vec::new(), queue: plan.queue.as_ref().map(|q| q.queue), queue_thread: None };
         let started = self.start(&plan, &cgroups, &mut entry, &mut active);
         if let Err(e) = started {
             if let Err(undo) = self.undo(active) {
@@ -420,12 +427,13 @@ impl FaultEngine {
 
     fn start(&self, plan: &Plan, cgroups: &[PathBuf], entry: &mut Entry, active: &mut Active) -> Result<(), FaultError> {
         // The queue listens before any packet is sent to it.
-        if let Some(d) = &plan.delay {
-            active.delayer = Some(nfqueue::Delayer::start(d.queue, d.latency, d.jitter)?);
-            network::apply_delay_rules(&d.rules, &d.iface, &d.chain)?;
-        }
-        if let Some((_, script)) = &plan.nft {
-            network::apply_loss(script)?;
+        if let Some(q) = &plan.queue {
+            let used: Vec<u16> = self.active.values().filter_map(|a| a.queue).collect();
+            let candidates = (q.queue..nfqueue::QUEUE_BASE + 999).filter(|n| !used.contains(n));
+            let (thread, number) = nfqueue::Queue::start_first_free(candidates, q.action)?;
+            active.queue_thread = Some(thread);
+            active.queue = Some(number);
+            network::apply_queue_rules(&network::with_queue(&q.rules, number), &q.recorded)?;
         }
         if let Some((iface, steps)) = &plan.qdisc {
             network::apply_tc(iface, steps)?;
@@ -489,7 +497,7 @@ impl FaultEngine {
         a.entry.paths.iter().for_each(|p| remove_path(p));
         remove_network(&a.entry);
         // No packet reaches the queue now; release what it still holds.
-        drop(a.delayer.take());
+        drop(a.queue_thread.take());
         self.journal.remove(&a.entry.id)
     }
 

@@ -1,10 +1,16 @@
 //! Network faults, egress only, built from validated values (never from
 //! text a user typed):
 //!
-//! - `network_loss`: one nftables table per fault, `netdev distdiag-<id>`,
-//!   whose chain on the interface's egress hook drops matching packets with
-//!   `numgen random` — at the device, like a lossy link (an output-hook drop
-//!   would hand senders EPERM instead); revert is one `nft delete table`.
+//! - `network_loss`: one iptables chain per fault in the mangle table,
+//!   jumped to from POSTROUTING for the interface, whose rule sends a random
+//!   share of matching IPv4 packets (`-m statistic --mode random`) to an
+//!   NFQUEUE where the agent drops them. The drop is silent, as on a lossy
+//!   link: the sender learns of it only from missing acknowledgements and
+//!   retransmits. A drop anywhere on the local output path (an nftables or
+//!   tc drop, a full qdisc) is reported back to the sending socket instead
+//!   (`NET_XMIT_DROP`): TCP then re-sends at once without a retransmission
+//!   or a timeout, and the "loss" acts as a throttle. POSTROUTING comes after
+//!   the delay chain's OUTPUT, so loss and delay compose on one node.
 //! - `network_bandwidth`: an htb root qdisc with this agent's handle `7a01:`
 //!   on the interface, limiting everything but the control connection; revert
 //!   is one `tc qdisc del`.
@@ -63,6 +69,18 @@ pub(super) fn netem_available() -> bool {
         return false;
     }
     let ok = run("ip", &["-n", &ns, "link", "set", "lo", "up"], None).is_ok() && run("tc", &["-n", &ns, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"], None).is_ok();
+    let _ = run("ip", &["netns", "del", &ns], None);
+    ok
+}
+
+/// Whether iptables' `statistic` match works: tried in a throwaway network
+/// namespace, so the host's rules are never touched.
+fn statistic_available() -> bool {
+    let ns = format!("ddstat{}", std::process::id());
+    if run("ip", &["netns", "add", &ns], None).is_err() {
+        return false;
+    }
+    let ok = run("ip", &["netns", "exec", &ns, "iptables", "-t", "mangle", "-A", "POSTROUTING", "-m", "statistic", "--mode", "random", "--probability", "0.5", "-j", "RETURN"], None).is_ok();
     let _ = run("ip", &["netns", "del", &ns], None);
     ok
 }
@@ -141,11 +159,11 @@ pub(super) fn probe() -> Vec<&'static str> {
         return Vec::new();
     }
     let mut out = Vec::new();
-    if run("nft", &["--version"], None).is_ok() {
-        out.push("network_loss");
-    }
     if run("iptables", &["-V"], None).is_ok() && super::nfqueue::available() {
         out.push("network_delay");
+        if statistic_available() {
+            out.push("network_loss");
+        }
     }
     if run("tc", &["-V"], None).is_ok() {
         out.push("network_bandwidth");
@@ -178,46 +196,72 @@ fn parse_peer(p: &str) -> Result<(IpAddr, u8), FaultError> {
     Ok((ip, len))
 }
 
-/// The nft table of a loss fault: "FAMILY NAME", as the journal records it.
-pub(super) fn table_name(family: &str, id: &str) -> String {
-    format!("{family} distdiag-{id}")
-}
-
-/// The nftables script of a loss fault on `iface`. `percent` is applied
-/// with a resolution of 0.01 %.
-pub(super) fn loss_script(id: &str, percent: f32, iface: &str, peers: &[String], ports: &[u16], control: Option<SocketAddr>) -> Result<String, FaultError> {
-    validate_iface(iface)?;
-    let head = format!("table {} {{\n  chain egress {{\n    type filter hook egress device \"{iface}\" priority 0; policy accept;\n", table_name("netdev", id));
-    let threshold = (f64::from(percent) * 100.0).round() as u32;
-    script(head, peers, ports, control, &format!("numgen random mod 10000 < {threshold} drop"))
-}
-
-/// The iptables chain of a delay fault (chain names are at most 28
+/// The iptables chain of a delay or loss fault (chain names are at most 28
 /// characters, fault ids up to 64): `DD-` and a hash of the id.
-pub(super) fn delay_chain(id: &str) -> String {
+pub(super) fn fault_chain(id: &str) -> String {
     let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     format!("DD-{h:016x}")
 }
 
-/// iptables argument vectors that install a delay fault, in order: a chain
-/// that returns the control connection and sends matching packets to NFQUEUE
-/// `queue` (or lets them pass when nothing listens), and the jump to it from
-/// OUTPUT for `iface`. IPv4 only.
-pub(super) fn delay_rules(chain: &str, iface: &str, queue: u16, peers: &[String], ports: &[u16], control: Option<SocketAddr>) -> Result<Vec<Vec<String>>, FaultError> {
-    validate_iface(iface)?;
-    if ports.len() > 15 {
-        return Err(FaultError::Invalid("network_delay takes at most 15 ports".into()));
+/// Where a queue fault's chain is jumped to from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Hook {
+    /// Delay: first on the output path.
+    Output,
+    /// Loss: after routing, so after a delay's OUTPUT chain.
+    Postrouting,
+}
+
+impl Hook {
+    fn chain(self) -> &'static str {
+        match self {
+            Hook::Output => "OUTPUT",
+            Hook::Postrouting => "POSTROUTING",
+        }
     }
-    let peers = peers.iter().map(|p| parse_peer(p)).collect::<Result<Vec<_>, _>>()?;
+}
+
+/// What a queue fault's rules match and where they send it.
+pub(super) struct QueueMatch<'a> {
+    pub kind: &'static str,
+    pub iface: &'a str,
+    pub hook: Hook,
+    pub queue: u16,
+    /// Share of matching packets queued (loss); all of them when None.
+    pub share: Option<f64>,
+    pub peers: &'a [String],
+    pub ports: &'a [u16],
+    pub control: Option<SocketAddr>,
+}
+
+/// iptables argument vectors that install a delay or loss fault, in order:
+/// a chain that returns the control connection and sends matching packets
+/// (or a random share of them) to NFQUEUE `queue` — or lets them pass when
+/// nothing listens — and the jump to it from the hook for `iface`. IPv4
+/// only.
+pub(super) fn queue_rules(chain: &str, m: &QueueMatch<'_>) -> Result<Vec<Vec<String>>, FaultError> {
+    validate_iface(m.iface)?;
+    if m.ports.len() > 15 {
+        return Err(FaultError::Invalid(format!("{} takes at most 15 ports", m.kind)));
+    }
+    let peers = m.peers.iter().map(|p| parse_peer(p)).collect::<Result<Vec<_>, _>>()?;
     if peers.iter().any(|(ip, _)| ip.is_ipv6()) {
-        return Err(FaultError::Unsupported("network_delay for IPv6 peers".into()));
+        return Err(FaultError::Unsupported(format!("{} for IPv6 peers", m.kind)));
     }
+    let (ports, iface, control) = (m.ports, m.iface, m.control);
     let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<String>>();
     let mut rules = vec![s(&["-t", "mangle", "-N", chain])];
     if let Some(SocketAddr::V4(c)) = control {
         rules.push(s(&["-t", "mangle", "-A", chain, "-d", &format!("{}/32", c.ip()), "-p", "udp", "--dport", &c.port().to_string(), "-j", "RETURN"]));
     }
-    let target = ["-j", "NFQUEUE", "--queue-num", &queue.to_string(), "--queue-bypass"].map(String::from);
+    let mut target = Vec::new();
+    if let Some(share) = m.share {
+        if !(share > 0.0 && share <= 1.0) {
+            return Err(FaultError::Invalid(format!("{} share {share} is not in (0, 1]", m.kind)));
+        }
+        target.extend(s(&["-m", "statistic", "--mode", "random", "--probability", &format!("{share:.6}")]));
+    }
+    target.extend(s(&["-j", "NFQUEUE", "--queue-num", &m.queue.to_string(), "--queue-bypass"]));
     let dests: Vec<Option<String>> = if peers.is_empty() { vec![None] } else { peers.iter().map(|(ip, l)| Some(format!("{ip}/{l}"))).collect() };
     let list = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
     for d in &dests {
@@ -234,27 +278,61 @@ pub(super) fn delay_rules(chain: &str, iface: &str, queue: u16, peers: &[String]
             rules.push(r);
         }
     }
-    rules.push(s(&["-t", "mangle", "-A", "OUTPUT", "-o", iface, "-j", chain]));
+    rules.push(s(&["-t", "mangle", "-A", m.hook.chain(), "-o", iface, "-j", chain]));
     Ok(rules)
 }
 
-pub(super) fn apply_delay_rules(rules: &[Vec<String>], iface: &str, chain: &str) -> Result<(), FaultError> {
+/// `rules` sending to queue `number` instead of the one they were built with.
+pub(super) fn with_queue(rules: &[Vec<String>], number: u16) -> Vec<Vec<String>> {
+    rules
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if let Some(at) = r.iter().position(|a| a == "--queue-num") {
+                if let Some(n) = r.get_mut(at + 1) {
+                    *n = number.to_string();
+                }
+            }
+            r
+        })
+        .collect()
+}
+
+/// How the journal records a queue fault's chain: "IFACE CHAIN HOOK".
+pub(super) fn recorded_chain(iface: &str, chain: &str, hook: Hook) -> String {
+    format!("{iface} {chain} {}", hook.chain())
+}
+
+/// Installs a queue fault's rules (see [`queue_rules`]); on failure removes
+/// what was installed.
+pub(super) fn apply_queue_rules(rules: &[Vec<String>], recorded: &str) -> Result<(), FaultError> {
     for r in rules {
         let args: Vec<&str> = r.iter().map(String::as_str).collect();
         if let Err(e) = run("iptables", &args, None) {
-            let _ = remove_delay_rules(&format!("{iface} {chain}"));
+            let _ = remove_queue_rules(recorded);
             return Err(e);
         }
     }
     Ok(())
 }
 
-/// Removes a delay fault's jump and chain, recorded as "IFACE CHAIN".
-pub(super) fn remove_delay_rules(recorded: &str) -> Result<(), FaultError> {
-    let (iface, chain) = recorded.split_once(' ').filter(|(_, c)| c.starts_with("DD-")).ok_or_else(|| FaultError::Journal(format!("not a chain of this agent: {recorded:?}")))?;
+/// Removes a queue fault's jump and chain, recorded as "IFACE CHAIN HOOK"
+/// (or "IFACE CHAIN", a delay's OUTPUT jump, as earlier versions wrote).
+pub(super) fn remove_queue_rules(recorded: &str) -> Result<(), FaultError> {
+    let bad = || FaultError::Journal(format!("not a chain of this agent: {recorded:?}"));
+    let mut parts = recorded.split(' ');
+    let (Some(iface), Some(chain)) = (parts.next(), parts.next().filter(|c| c.starts_with("DD-"))) else { return Err(bad()) };
+    let hook = match parts.next() {
+        None | Some("OUTPUT") => "OUTPUT",
+        Some("POSTROUTING") => "POSTROUTING",
+        Some(_) => return Err(bad()),
+    };
+    if parts.next().is_some() {
+        return Err(bad());
+    }
     validate_iface(iface)?;
     let gone = |m: &str| m.contains("No chain") || m.contains("does not exist") || m.contains("Bad rule") || m.contains("No such file");
-    for args in [vec!["-t", "mangle", "-D", "OUTPUT", "-o", iface, "-j", chain], vec!["-t", "mangle", "-F", chain], vec!["-t", "mangle", "-X", chain]] {
+    for args in [vec!["-t", "mangle", "-D", hook, "-o", iface, "-j", chain], vec!["-t", "mangle", "-F", chain], vec!["-t", "mangle", "-X", chain]] {
         match run("iptables", &args, None) {
             Ok(_) => {}
             Err(FaultError::Spawn(m)) if gone(&m) => {}
@@ -264,41 +342,8 @@ pub(super) fn remove_delay_rules(recorded: &str) -> Result<(), FaultError> {
     Ok(())
 }
 
-/// A fault's chain: accept the control connection, then `action` on what matches.
-fn script(head: String, peers: &[String], ports: &[u16], control: Option<SocketAddr>, action: &str) -> Result<String, FaultError> {
-    let peers = peers.iter().map(|p| parse_peer(p)).collect::<Result<Vec<_>, _>>()?;
-    let mut s = head;
-    if let Some(c) = control {
-        let fam = if c.is_ipv4() { "ip" } else { "ip6" };
-        s.push_str(&format!("    {fam} daddr {} udp dport {} accept\n", c.ip(), c.port()));
-    }
-    let mut matches = String::new();
-    let v4: Vec<String> = peers.iter().filter(|(ip, _)| ip.is_ipv4()).map(|(ip, l)| format!("{ip}/{l}")).collect();
-    let v6: Vec<String> = peers.iter().filter(|(ip, _)| ip.is_ipv6()).map(|(ip, l)| format!("{ip}/{l}")).collect();
-    if !ports.is_empty() {
-        let list: Vec<String> = ports.iter().map(u16::to_string).collect();
-        matches.push_str(&format!("meta l4proto {{ tcp, udp }} th dport {{ {} }} ", list.join(", ")));
-    }
-    let tail = action;
-    if peers.is_empty() {
-        s.push_str(&format!("    {matches}{tail}\n"));
-    } else {
-        if !v4.is_empty() {
-            s.push_str(&format!("    {matches}ip daddr {{ {} }} {tail}\n", v4.join(", ")));
-        }
-        if !v6.is_empty() {
-            s.push_str(&format!("    {matches}ip6 daddr {{ {} }} {tail}\n", v6.join(", ")));
-        }
-    }
-    s.push_str("  }\n}\n");
-    Ok(s)
-}
-
-pub(super) fn apply_loss(script: &str) -> Result<(), FaultError> {
-    run("nft", &["-f", "-"], Some(script)).map(|_| ())
-}
-
-/// Deletes a table recorded as "FAMILY NAME".
+/// Deletes a table recorded as "FAMILY NAME": loss faults of earlier
+/// versions were nftables tables, and a journal may still name one.
 pub(super) fn remove_table(table: &str) -> Result<(), FaultError> {
     let (family, name) = table.split_once(' ').filter(|(f, n)| *f == "netdev" && n.starts_with("distdiag-")).ok_or_else(|| FaultError::Journal(format!("not a table of this agent: {table:?}")))?;
     match run("nft", &["delete", "table", family, name], None) {
@@ -344,37 +389,53 @@ pub(super) fn remove_qdisc(iface: &str) -> Result<(), FaultError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn loss_scripts_exclude_the_control_connection_and_match_what_was_asked() {
-        let control = Some("10.1.2.3:7400".parse().unwrap());
-        let s = loss_script("f1", 12.5, "eth0", &["10.0.0.0/24".into(), "fd00::1".into()], &[3306], control).unwrap();
-        assert!(s.contains("table netdev distdiag-f1 {"), "{s}");
-        assert!(s.contains("hook egress device \"eth0\""), "{s}");
-        assert!(s.contains("ip daddr 10.1.2.3 udp dport 7400 accept"), "{s}");
-        assert!(s.contains("meta l4proto { tcp, udp } th dport { 3306 } ip daddr { 10.0.0.0/24 } numgen random mod 10000 < 1250 drop"), "{s}");
-        assert!(s.contains("ip6 daddr { fd00::1/128 }"), "{s}");
-        // The accept comes before any drop.
-        assert!(s.find("accept").unwrap() < s.find("drop").unwrap());
+    fn m<'a>(kind: &'static str, iface: &'a str, hook: Hook, share: Option<f64>, peers: &'a [String], ports: &'a [u16], control: Option<SocketAddr>) -> QueueMatch<'a> {
+        QueueMatch { kind, iface, hook, queue: 31_000, share, peers, ports, control }
     }
 
     #[test]
     fn delay_rules_return_the_control_connection_first_and_queue_the_rest() {
         let control = Some("10.1.2.3:7400".parse().unwrap());
-        let chain = delay_chain(&"x".repeat(64));
+        let chain = fault_chain(&"x".repeat(64));
         assert!(chain.len() <= 28 && chain.starts_with("DD-"));
-        assert_ne!(delay_chain("a"), delay_chain("b"));
-        let r = delay_rules(&chain, "eth0", 31_000, &["10.0.0.0/24".into()], &[3306, 33060], control).unwrap();
+        assert_ne!(fault_chain("a"), fault_chain("b"));
+        let peers = ["10.0.0.0/24".to_string()];
+        let r = queue_rules(&chain, &m("network_delay", "eth0", Hook::Output, None, &peers, &[3306, 33060], control)).unwrap();
         let lines: Vec<String> = r.iter().map(|v| v.join(" ")).collect();
         assert_eq!(lines[0], format!("-t mangle -N {chain}"));
         assert_eq!(lines[1], format!("-t mangle -A {chain} -d 10.1.2.3/32 -p udp --dport 7400 -j RETURN"));
         assert_eq!(lines[2], format!("-t mangle -A {chain} -d 10.0.0.0/24 -p tcp -m multiport --dports 3306,33060 -j NFQUEUE --queue-num 31000 --queue-bypass"));
         assert_eq!(lines[3], format!("-t mangle -A {chain} -d 10.0.0.0/24 -p udp -m multiport --dports 3306,33060 -j NFQUEUE --queue-num 31000 --queue-bypass"));
         assert_eq!(lines.last().unwrap(), &format!("-t mangle -A OUTPUT -o eth0 -j {chain}"));
-        assert!(delay_rules(&chain, "eth0", 1, &["fd00::1".into()], &[], None).is_err());
-        assert!(delay_rules(&chain, "eth 0", 1, &[], &[], None).is_err());
-        assert!(loss_script("f", 5.0, "bad iface name", &[], &[], None).is_err());
-        assert!(loss_script("f", 5.0, "eth0", &["10.0.0.1; flush ruleset".into()], &[], None).is_err());
-        assert!(loss_script("f", 5.0, "eth0", &["10.0.0.0/33".into()], &[], None).is_err());
+        let v6 = ["fd00::1".to_string()];
+        assert!(matches!(queue_rules(&chain, &m("network_delay", "eth0", Hook::Output, None, &v6, &[], None)), Err(FaultError::Unsupported(_))));
+        assert!(queue_rules(&chain, &m("network_delay", "eth 0", Hook::Output, None, &[], &[], None)).is_err());
+    }
+
+    #[test]
+    fn loss_rules_queue_a_random_share_after_routing() {
+        let control = Some("10.1.2.3:7400".parse().unwrap());
+        let chain = fault_chain("f1");
+        let r = queue_rules(&chain, &m("network_loss", "eth0", Hook::Postrouting, Some(0.125), &[], &[], control)).unwrap();
+        let lines: Vec<String> = r.iter().map(|v| v.join(" ")).collect();
+        assert_eq!(lines[1], format!("-t mangle -A {chain} -d 10.1.2.3/32 -p udp --dport 7400 -j RETURN"));
+        assert_eq!(lines[2], format!("-t mangle -A {chain} -m statistic --mode random --probability 0.125000 -j NFQUEUE --queue-num 31000 --queue-bypass"));
+        assert_eq!(lines.last().unwrap(), &format!("-t mangle -A POSTROUTING -o eth0 -j {chain}"));
+        let moved: Vec<String> = with_queue(&r, 31_007).iter().map(|v| v.join(" ")).collect();
+        assert_eq!(moved[2], lines[2].replace("--queue-num 31000", "--queue-num 31007"));
+        assert_eq!((&moved[..2], &moved[3..]), (&lines[..2], &lines[3..]));
+        assert_eq!(recorded_chain("eth0", &chain, Hook::Postrouting), format!("eth0 {chain} POSTROUTING"));
+        for bad in [0.0, 1.5, f64::NAN] {
+            assert!(queue_rules(&chain, &m("network_loss", "eth0", Hook::Postrouting, Some(bad), &[], &[], None)).is_err(), "{bad}");
+        }
+        let injected = ["10.0.0.1; flush".to_string()];
+        assert!(queue_rules(&chain, &m("network_loss", "eth0", Hook::Postrouting, Some(0.1), &injected, &[], None)).is_err());
+        let wide = ["10.0.0.0/33".to_string()];
+        assert!(queue_rules(&chain, &m("network_loss", "eth0", Hook::Postrouting, Some(0.1), &wide, &[], None)).is_err());
+        // What the journal holds is checked before any iptables call.
+        for recorded in ["eth0 INPUT", "eth0 DD-1 FORWARD", "eth0 DD-1 OUTPUT extra", "bad iface DD-1"] {
+            assert!(remove_queue_rules(recorded).is_err(), "{recorded}");
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! `network_delay` without `sch_netem`: matching egress packets are sent to
-//! an NFQUEUE (nftables `queue num N bypass`), and a thread of the agent
-//! holds each one for the latency (± uniform jitter) before its ACCEPT
-//! verdict. With `bypass`, packets pass untouched whenever no program listens
+//! `network_delay` without `sch_netem`, and `network_loss`: matching egress
+//! packets are sent to an NFQUEUE (iptables `NFQUEUE --queue-bypass`), and a
+//! thread of the agent either holds each one for the latency (± uniform
+//! jitter) before its ACCEPT verdict, or drops it. A dropped packet was
+//! already handed to the queue, so its sender is told nothing, as on a lossy
+//! link. With `bypass`, packets pass untouched whenever no program listens
 //! on the queue, so a dead agent never blackholes traffic.
 //!
 //! Messages are nfnetlink (NETLINK_NETFILTER, subsystem NFQUEUE) built and
@@ -37,6 +39,7 @@ const CMD_UNBIND: u8 = 2;
 const COPY_META: u8 = 1;
 const PACKET_HDR: u16 = 1;
 const VERDICT_HDR: u16 = 2;
+const NF_DROP: u32 = 0;
 const NF_ACCEPT: u32 = 1;
 const HDR: usize = 16 + 4;
 
@@ -104,9 +107,9 @@ pub(super) fn parse(buf: &[u8]) -> Result<Vec<Event>, String> {
     Ok(out)
 }
 
-fn verdict(queue: u16, id: u32, seq: u32) -> Vec<u8> {
+fn verdict(queue: u16, id: u32, seq: u32, accept: bool) -> Vec<u8> {
     let mut v = [0u8; 8];
-    v[0..4].copy_from_slice(&NF_ACCEPT.to_be_bytes());
+    v[0..4].copy_from_slice(&(if accept { NF_ACCEPT } else { NF_DROP }).to_be_bytes());
     v[4..8].copy_from_slice(&id.to_be_bytes());
     message(MSG_VERDICT, NLM_F_REQUEST, seq, queue, &[(VERDICT_HDR, &v)])
 }
@@ -146,25 +149,51 @@ pub(super) fn available() -> bool {
     bind(QUEUE_BASE + 999).and_then(|fd| configure(&fd, QUEUE_BASE + 999, 9, &[(CFG_CMD, &[CMD_UNBIND, 0, 0, 0])])).is_ok()
 }
 
-/// A running delay: the queue is bound before [`Delayer::start`] returns.
-pub(super) struct Delayer {
+/// What the queue's thread does with each packet.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Action {
+    /// Accept it after the latency ± uniform jitter.
+    Hold { latency: Duration, jitter: Duration },
+    /// Drop it (the rules chose which packets reach the queue).
+    Drop,
+}
+
+/// A running queue: bound before [`Queue::start`] returns.
+pub(super) struct Queue {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Delayer {
-    pub(super) fn start(queue: u16, latency: Duration, jitter: Duration) -> Result<Self, FaultError> {
+impl Queue {
+    /// Starts on the first of `candidates` (at most 32 tried) that binds:
+    /// one another program holds fails to bind. Returns the queue number.
+    pub(super) fn start_first_free(candidates: impl Iterator<Item = u16>, action: Action) -> Result<(Self, u16), FaultError> {
+        let mut last = FaultError::Refused("no free queue number for delay and loss faults".into());
+        for n in candidates.take(32) {
+            match Queue::start(n, action) {
+                Ok(q) => return Ok((q, n)),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    pub(super) fn start(queue: u16, action: Action) -> Result<Self, FaultError> {
         let fd = bind(queue)?;
         rustix::net::sockopt::set_socket_timeout(&fd, rustix::net::sockopt::Timeout::Recv, Some(Duration::from_millis(2))).map_err(io)?;
         let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&fd, 4 << 20);
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
-        let thread = std::thread::Builder::new().name(format!("delay-q{queue}")).spawn(move || hold(fd, queue, latency, jitter, &s)).map_err(io)?;
-        Ok(Delayer { stop, thread: Some(thread) })
+        let (name, run): (String, Box<dyn FnOnce() + Send>) = match action {
+            Action::Hold { latency, jitter } => (format!("delay-q{queue}"), Box::new(move || hold(fd, queue, latency, jitter, &s))),
+            Action::Drop => (format!("loss-q{queue}"), Box::new(move || drop_all(fd, queue, &s))),
+        };
+        let thread = std::thread::Builder::new().name(name).spawn(run).map_err(io)?;
+        Ok(Queue { stop, thread: Some(thread) })
     }
 }
 
-impl Drop for Delayer {
+impl Drop for Queue {
     /// Releases every held packet at once and closes the queue.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -181,7 +210,7 @@ fn hold(fd: OwnedFd, queue: u16, latency: Duration, jitter: Duration, stop: &Ato
     let mut seq = 10u32;
     let release = |id: u32, seq: &mut u32| {
         *seq = seq.wrapping_add(1);
-        let _ = sendto(&fd, &verdict(queue, id, *seq), SendFlags::empty(), &kernel);
+        let _ = sendto(&fd, &verdict(queue, id, *seq, true), SendFlags::empty(), &kernel);
     };
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -204,6 +233,23 @@ fn hold(fd: OwnedFd, queue: u16, latency: Duration, jitter: Duration, stop: &Ato
         while due.peek().is_some_and(|Reverse((t, _))| *t <= now) {
             if let Some(Reverse((_, id))) = due.pop() {
                 release(id, &mut seq);
+            }
+        }
+    }
+}
+
+/// Drops every packet the queue receives until `stop`.
+fn drop_all(fd: OwnedFd, queue: u16, stop: &AtomicBool) {
+    let kernel = SocketAddrNetlink::new(0, 0);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut seq = 10u32;
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok((_, n)) = recv(&fd, &mut buf[..], RecvFlags::empty()) {
+            for e in parse(&buf[..n.min(buf.len())]).unwrap_or_default() {
+                if let Event::Packet(id) = e {
+                    seq = seq.wrapping_add(1);
+                    let _ = sendto(&fd, &verdict(queue, id, seq, false), SendFlags::empty(), &kernel);
+                }
             }
         }
     }
@@ -233,8 +279,9 @@ mod tests {
         let mut bad = pkt;
         bad[0] = 250;
         assert!(parse(&bad).is_err());
-        let v = verdict(31_000, 5, 1);
+        let v = verdict(31_000, 5, 1, true);
         assert_eq!(&v[24..28], &NF_ACCEPT.to_be_bytes());
         assert_eq!(&v[28..32], &5u32.to_be_bytes());
+        assert_eq!(&verdict(31_000, 5, 1, false)[24..28], &NF_DROP.to_be_bytes());
     }
 }
