@@ -213,6 +213,17 @@ impl Dataset {
             .collect()
     }
 
+    /// Removes the cases with a fault of type `kind`, and their labels
+    /// (e.g. a type whose fault was implemented differently when this was
+    /// recorded); returns how many. The series stay: only cases make
+    /// windows.
+    pub fn drop_cases_with(&mut self, kind: &str) -> usize {
+        let gone: std::collections::BTreeSet<String> = self.labels.iter().filter(|l| l.kind == kind).map(|l| l.case.clone()).collect();
+        self.cases.retain(|c| !gone.contains(&c.case));
+        self.labels.retain(|l| !gone.contains(&l.case));
+        gone.len()
+    }
+
     /// Writes the export format into `dir` (created if needed).
     pub fn export(&self, dir: &Path) -> Result<(), DatasetError> {
         let io = |p: &Path, e: std::io::Error| DatasetError::Io { path: p.display().to_string(), error: e.to_string() };
@@ -613,5 +624,13 @@ mod tests {
         let mut other = shifted(&sample(), 3_600_000, "c2");
         other.manifest.window.baseline_ms = 20_000;
         assert!(err(other).contains("different windows"));
+        // Dropping a type's cases takes their labels and windows with them.
+        d.labels.push(FaultEvent { case: "c2".into(), node: "n1".into(), kind: "disk_stress".into(), start_ms: 3_640_000, end_ms: 3_660_000 });
+        assert_eq!(d.drop_cases_with("network_loss"), 0);
+        assert_eq!(d.drop_cases_with("disk_stress"), 1);
+        assert_eq!(d.cases.iter().map(|c| c.case.as_str()).collect::<Vec<_>>(), ["c1"]);
+        assert!(d.labels.iter().all(|l| l.case == "c1"));
+        d.validate().unwrap();
+        assert_eq!(d.windows(None).rows.len(), 2 * 7);
     }
 }

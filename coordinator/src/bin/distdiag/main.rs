@@ -143,6 +143,16 @@ enum DatasetCommand {
     },
     /// Read a dataset directory, check it and store it on the coordinator under a name.
     Import { dir: PathBuf, #[arg(long)] name: String },
+    /// Copy a dataset directory without the cases that have a fault of the
+    /// given types (and their labels), e.g. to merge a recording with newer
+    /// ones after a fault type's implementation changed. No coordinator needed.
+    Filter {
+        dir: PathBuf,
+        #[arg(long = "without-type", required = true)]
+        without: Vec<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -377,6 +387,20 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
             let tok = token(cli).map_err(|e| (EX_USAGE, e))?;
             let v = send(client.post(format!("{base}/api/datasets/{}", urlencode(name))).bearer_auth(tok).json(&ds)).await?;
             println!("{name}: {} cases, {} labels", v["cases"], v["labels"]);
+        }
+        Command::Dataset(DatasetCommand::Filter { dir, without, out }) => {
+            if out.exists() && std::fs::read_dir(out).map_or(true, |mut d| d.next().is_some()) {
+                return Err((EX_USAGE, format!("{} exists and is not empty; give a new directory", out.display())));
+            }
+            let mut ds = Dataset::import(dir).map_err(|e| (1, format!("{}: {e}", dir.display())))?;
+            let before = ds.cases.len();
+            for kind in without {
+                let n = ds.drop_cases_with(kind);
+                println!("{kind}: {n} cases dropped");
+            }
+            ds.validate().map_err(|e| (1, e.to_string()))?;
+            ds.export(out).map_err(|e| (1, e.to_string()))?;
+            println!("{}: {} of {before} cases, {} labels", out.display(), ds.cases.len(), ds.labels.len());
         }
         Command::Eval { dataset, model, holdout, seed, json: as_json } => {
             let ds = Dataset::import(dataset).map_err(|e| (1, e.to_string()))?;
