@@ -169,6 +169,50 @@ fn a_failed_bring_up_leaves_nothing() {
     assert!(format!("{:#}", rt.block_on(Testbed::up(&bad)).err().unwrap()).contains("1..=5"));
 }
 
+#[test]
+fn a_signal_during_bring_up_leaves_nothing() {
+    if let Err(why) = can_run() {
+        eprintln!("SKIP: {why}");
+        return;
+    }
+    let work = tempfile::Builder::new().prefix("distdiag-testbed").tempdir_in("/var/tmp").unwrap();
+    let dir = work.path().join("tb");
+    let net = 150 + (std::process::id() % 40) as u8;
+    let (api, _) = free_ports();
+    let child = Command::new(bin("distdiag-testbed"))
+        .args(["up", "--db", "none", "--nodes", "2", "--net", &net.to_string(), "--api", &api.to_string(), "--dir"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let netns = || String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).into_owned();
+    let first = format!("ddtb{net}-n1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !netns().contains(&first) {
+        assert!(std::time::Instant::now() < deadline, "no namespace {first} within 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("interrupted while coming up"), "{err}");
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(!netns().contains(&format!("ddtb{net}-")), "{}", netns());
+    assert!(!Path::new(&format!("/sys/class/net/ddtb{net}")).exists());
+    assert!(!Path::new(&format!("/sys/fs/cgroup/cpu/distdiag-tb{net}")).exists());
+    let mine = dir.display().to_string();
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&mine))
+        .collect();
+    assert!(left.is_empty(), "processes left: {left:?}");
+    assert!(!dir.exists());
+}
+
 /// A campaign recorded on the testbed (3 MariaDB nodes; families A, B, C
 /// and W over CPU, memory, disk, packet loss and cache faults), trained
 /// and evaluated deterministically: the model must beat Dummy and the

@@ -59,6 +59,30 @@ enum Cmd {
     },
 }
 
+/// Interrupted while coming up: bring-up stops at its next await (its
+/// blocking steps are short), then whatever it recorded is removed.
+async fn interrupted(up: tokio::task::JoinHandle<anyhow::Result<Testbed>>, dir: &std::path::Path, keep_files: bool) -> ExitCode {
+    eprintln!("interrupted while coming up; removing what was made");
+    up.abort();
+    let problems = match up.await {
+        Ok(Ok(mut tb)) => {
+            tb.keep_files(keep_files);
+            tb.down()
+        }
+        // It failed and removed what it made, or stopped half-way.
+        _ => match State::load(dir) {
+            Ok(state) => teardown(&state, keep_files),
+            Err(_) => Vec::new(),
+        },
+    };
+    if problems.is_empty() {
+        ExitCode::from(130)
+    } else {
+        eprintln!("could not remove: {}", problems.join("; "));
+        ExitCode::FAILURE
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -73,11 +97,32 @@ async fn main() -> ExitCode {
             }
             opts.api = api;
             opts.workload_threads = workload_threads;
-            eprintln!("bringing up {nodes} nodes ({db:?}) in {}", dir.display());
-            let mut tb = match Testbed::up(&opts).await {
-                Ok(tb) => tb,
+            // Signals are watched from the start: one during bring-up stops
+            // it and removes what it made (the state file records each
+            // part before it is created).
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
                 Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            eprintln!("bringing up {nodes} nodes ({db:?}) in {}", dir.display());
+            let mut up = tokio::spawn(async move { Testbed::up(&opts).await });
+            let done = tokio::select! {
+                r = &mut up => Some(r),
+                _ = tokio::signal::ctrl_c() => None,
+                _ = term.recv() => None,
+            };
+            let Some(done) = done else { return interrupted(up, &dir, keep_files).await };
+            let mut tb = match done {
+                Ok(Ok(tb)) => tb,
+                Ok(Err(e)) => {
                     eprintln!("error: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+                Err(e) => {
+                    eprintln!("error: bring-up stopped: {e}");
                     return ExitCode::FAILURE;
                 }
             };
@@ -95,13 +140,6 @@ async fn main() -> ExitCode {
                 println!("workload: {w}");
             }
             println!("Ctrl-C or `distdiag-testbed down --dir {}` removes it", dir.display());
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
