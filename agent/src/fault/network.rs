@@ -61,28 +61,33 @@ pub fn has_net_admin() -> bool {
     status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).is_some_and(|caps| caps & (1 << 12) != 0)
 }
 
-/// Whether the kernel has `sch_netem`: tried on the loopback of a
-/// throwaway network namespace, so the host is never touched.
-pub(super) fn netem_available() -> bool {
-    let ns = format!("ddprobe{}", std::process::id());
-    if run("ip", &["netns", "add", &ns], None).is_err() {
-        return false;
+/// Runs `script` (sh) in a throwaway network namespace, so the host's
+/// interfaces and rules are never touched: an anonymous one (`unshare
+/// --net`), which goes away with the process even if the agent is killed
+/// mid-probe; a named one where `unshare` is missing.
+fn in_throwaway_netns(script: &str) -> bool {
+    match Command::new("unshare").args(["--net", "sh", "-c", script]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status() {
+        Ok(s) => s.success(),
+        Err(_) => {
+            let ns = format!("ddprobe{}", std::process::id());
+            if run("ip", &["netns", "add", &ns], None).is_err() {
+                return false;
+            }
+            let ok = run("ip", &["netns", "exec", &ns, "sh", "-c", script], None).is_ok();
+            let _ = run("ip", &["netns", "del", &ns], None);
+            ok
+        }
     }
-    let ok = run("ip", &["-n", &ns, "link", "set", "lo", "up"], None).is_ok() && run("tc", &["-n", &ns, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"], None).is_ok();
-    let _ = run("ip", &["netns", "del", &ns], None);
-    ok
 }
 
-/// Whether iptables' `statistic` match works: tried in a throwaway network
-/// namespace, so the host's rules are never touched.
+/// Whether the kernel has `sch_netem` (tried on a throwaway loopback).
+pub(super) fn netem_available() -> bool {
+    in_throwaway_netns("ip link set lo up && tc qdisc add dev lo root netem delay 1ms")
+}
+
+/// Whether iptables' `statistic` match works (tried in a throwaway namespace).
 fn statistic_available() -> bool {
-    let ns = format!("ddstat{}", std::process::id());
-    if run("ip", &["netns", "add", &ns], None).is_err() {
-        return false;
-    }
-    let ok = run("ip", &["netns", "exec", &ns, "iptables", "-t", "mangle", "-A", "POSTROUTING", "-m", "statistic", "--mode", "random", "--probability", "0.5", "-j", "RETURN"], None).is_ok();
-    let _ = run("ip", &["netns", "del", &ns], None);
-    ok
+    in_throwaway_netns("iptables -t mangle -A POSTROUTING -m statistic --mode random --probability 0.5 -j RETURN")
 }
 
 /// tc argument vectors for a delay with netem: a prio root qdisc with this
