@@ -77,26 +77,30 @@ impl Pair {
         const N: usize = 2000;
         let recv = "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind((sys.argv[1],9999));print('ready',flush=True)\ns.settimeout(5);n=0\ntry:\n  while True:\n    s.recv(64);n+=1;s.settimeout(1.0)\nexcept socket.timeout:\n  pass\nprint(n,flush=True)";
         let send = "import socket,sys,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(int(sys.argv[2])):\n  s.sendto(b'x'*32,(sys.argv[1],9999))\n  if i%20==0: time.sleep(0.001)";
+        let got: usize = self.exchange(recv, send, &[&N.to_string()]).parse().unwrap();
+        got as f64 / N as f64
+    }
+
+    /// Runs Python `recv` in `b` (it prints `ready`, then one result line)
+    /// and `send` in `a`, both given `b`'s address (`send` also `args`);
+    /// returns the receiver's result.
+    fn exchange(&self, recv: &str, send: &str, args: &[&str]) -> String {
         let mut r = self.cmd(&self.b, &["python3", "-c", recv, &self.ip_b]).stdout(Stdio::piped()).spawn().unwrap();
         let mut lines = BufReader::new(r.stdout.take().unwrap()).lines();
         assert_eq!(lines.next().unwrap().unwrap(), "ready");
-        assert!(self.cmd(&self.a, &["python3", "-c", send, &self.ip_b, &N.to_string()]).status().unwrap().success());
-        let got: usize = lines.next().unwrap().unwrap().trim().parse().unwrap();
+        let mut send_args = vec!["python3", "-c", send, &self.ip_b];
+        send_args.extend(args);
+        assert!(self.cmd(&self.a, &send_args).status().unwrap().success());
+        let result = lines.next().unwrap().unwrap().trim().to_owned();
         r.wait().unwrap();
-        got as f64 / N as f64
+        result
     }
 
     /// TCP throughput from `a` to `b` over about two seconds, in bytes/s.
     fn throughput(&self) -> f64 {
         let recv = "import socket,sys,time\nl=socket.socket();l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);l.bind((sys.argv[1],9998));l.listen();print('ready',flush=True)\nc,_=l.accept();n=0;t0=None\nwhile True:\n  d=c.recv(65536)\n  if not d: break\n  if t0 is None: t0=time.time()\n  n+=len(d)\nprint(n/(time.time()-t0),flush=True)";
         let send = "import socket,sys,time\ns=socket.create_connection((sys.argv[1],9998));b=b'x'*16384;end=time.time()+2\nwhile time.time()<end: s.sendall(b)\ns.close()";
-        let mut r = self.cmd(&self.b, &["python3", "-c", recv, &self.ip_b]).stdout(Stdio::piped()).spawn().unwrap();
-        let mut lines = BufReader::new(r.stdout.take().unwrap()).lines();
-        assert_eq!(lines.next().unwrap().unwrap(), "ready");
-        assert!(self.cmd(&self.a, &["python3", "-c", send, &self.ip_b]).status().unwrap().success());
-        let rate: f64 = lines.next().unwrap().unwrap().trim().parse().unwrap();
-        r.wait().unwrap();
-        rate
+        self.exchange(recv, send, &[]).parse().unwrap()
     }
 
     /// A paced TCP send from `a` to `b`: 1000 bytes every millisecond for
@@ -104,12 +108,7 @@ impl Pair {
     fn paced_send(&self) {
         let recv = "import socket,sys\nl=socket.socket();l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);l.bind((sys.argv[1],9996));l.listen();print('ready',flush=True)\nc,_=l.accept();n=0\nwhile True:\n  d=c.recv(65536)\n  if not d: break\n  n+=len(d)\nprint(n,flush=True)";
         let send = "import socket,sys,time\ns=socket.create_connection((sys.argv[1],9996));s.setsockopt(socket.IPPROTO_TCP,socket.TCP_NODELAY,1)\nfor i in range(2000):\n  s.sendall(b'x'*1000);time.sleep(0.001)\ns.close()";
-        let mut r = self.cmd(&self.b, &["python3", "-c", recv, &self.ip_b]).stdout(Stdio::piped()).spawn().unwrap();
-        let mut lines = BufReader::new(r.stdout.take().unwrap()).lines();
-        assert_eq!(lines.next().unwrap().unwrap(), "ready");
-        assert!(self.cmd(&self.a, &["python3", "-c", send, &self.ip_b]).status().unwrap().success());
-        let got: usize = lines.next().unwrap().unwrap().trim().parse().unwrap();
-        r.wait().unwrap();
+        let got: usize = self.exchange(recv, send, &[]).parse().unwrap();
         assert_eq!(got, 2_000_000, "TCP delivers everything, loss or not");
     }
 
@@ -295,12 +294,11 @@ fn network_faults_end_at_their_deadline_and_after_a_crash_at_the_next_start() {
         c.kill().unwrap();
         c.wait().unwrap();
     }
-    let mangle = || p.mangle();
     assert!(p.has_loss());
     assert!(p.root_qdisc().contains("7a01:"));
-    assert!(mangle().contains(&format!("-A OUTPUT -o {} -j DD-", p.va)));
-    // With nobody on the queue, traffic bypasses it instead of stalling.
-    assert!(p.delivery() > 0.2, "a dead agent's delay queue must not blackhole traffic");
+    assert!(p.mangle().contains(&format!("-A OUTPUT -o {} -j DD-", p.va)));
+    // With nobody on the queues, traffic bypasses them instead of stalling.
+    assert!(p.delivery() > 0.2, "a dead agent's delay and loss queues must not blackhole traffic");
     // ...until the next start reverts what the journal names.
     let started = Instant::now();
     for st in [state.path(), state_bw.path(), state_delay.path()] {
@@ -309,7 +307,7 @@ fn network_faults_end_at_their_deadline_and_after_a_crash_at_the_next_start() {
         assert_eq!(left, 0);
     }
     assert!(!p.root_qdisc().contains("7a01:"), "{}", p.root_qdisc());
-    assert!(!mangle().contains("DD-"), "{}", mangle());
+    assert!(!p.mangle().contains("DD-"), "{}", p.mangle());
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 

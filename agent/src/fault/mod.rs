@@ -116,13 +116,14 @@ pub(crate) struct Plan {
     queue: Option<QueuePlan>,
 }
 
+/// The queue number is chosen when the fault starts: the first from
+/// [`nfqueue::QUEUE_BASE`] that this engine does not use and no other
+/// program in the network namespace holds.
 struct QueuePlan {
-    /// The first queue number to try: another program (or agent) in this
-    /// network namespace may hold it, and then the next free one is taken.
-    queue: u16,
     action: nfqueue::Action,
     /// The chain as the journal records it ([`network::recorded_chain`]).
     recorded: String,
+    /// Built for queue [`nfqueue::QUEUE_BASE`]; see [`network::with_queue`].
     rules: Vec<Vec<String>>,
 }
 
@@ -325,14 +326,12 @@ impl FaultEngine {
         self.active.get(id).map(|a| a.children.iter().map(Child::id).collect()).unwrap_or_default()
     }
 
-    /// A free queue number and the plan of a delay or loss through it.
-    fn queue_plan(&self, id: &str, m: network::QueueMatch<'_>, action: nfqueue::Action) -> Result<Plan, FaultError> {
-        let used: Vec<u16> = self.active.values().filter_map(|a| a.queue).collect();
-        let queue = (nfqueue::QUEUE_BASE..nfqueue::QUEUE_BASE + 999).find(|q| !used.contains(q)).ok_or_else(|| FaultError::Refused("too many delay and loss faults".into()))?;
+    /// The plan of a delay or loss through a queue (its number is chosen at start).
+    fn queue_plan(id: &str, m: network::QueueMatch<'_>, action: nfqueue::Action) -> Result<Plan, FaultError> {
         let chain = network::fault_chain(id);
-        let rules = network::queue_rules(&chain, &network::QueueMatch { queue, ..m })?;
+        let rules = network::queue_rules(&chain, &m)?;
         let recorded = network::recorded_chain(m.iface, &chain, m.hook);
-        Ok(Plan { workers: Vec::new(), paths: Vec::new(), qdisc: None, queue: Some(QueuePlan { queue, action, recorded, rules }) })
+        Ok(Plan { workers: Vec::new(), paths: Vec::new(), qdisc: None, queue: Some(QueuePlan { action, recorded, rules }) })
     }
 
     fn plan(&self, id: &str, spec: &FaultSpec) -> Result<Plan, FaultError> {
@@ -341,8 +340,8 @@ impl FaultEngine {
             FaultSpec::NetworkLoss { percent, interface, peers, ports } => {
                 self.require("network_loss")?;
                 let iface = self.iface(interface.as_deref())?;
-                let m = network::QueueMatch { kind: "network_loss", iface: &iface, hook: network::Hook::Postrouting, queue: 0, share: Some(f64::from(*percent) / 100.0), peers, ports, control: self.cfg.control };
-                self.queue_plan(id, m, nfqueue::Action::Drop)
+                let m = network::QueueMatch { kind: "network_loss", iface: &iface, hook: network::Hook::Postrouting, queue: nfqueue::QUEUE_BASE, share: Some(f64::from(*percent) / 100.0), peers, ports, control: self.cfg.control };
+                Self::queue_plan(id, m, nfqueue::Action::Drop)
             }
             FaultSpec::NetworkDelay { latency_ms, jitter_ms, interface, peers, ports } if self.netem => {
                 self.require("network_delay")?;
@@ -354,9 +353,9 @@ impl FaultEngine {
             FaultSpec::NetworkDelay { latency_ms, jitter_ms, interface, peers, ports } => {
                 self.require("network_delay")?;
                 let iface = self.iface(interface.as_deref())?;
-                let m = network::QueueMatch { kind: "network_delay", iface: &iface, hook: network::Hook::Output, queue: 0, share: None, peers, ports, control: self.cfg.control };
+                let m = network::QueueMatch { kind: "network_delay", iface: &iface, hook: network::Hook::Output, queue: nfqueue::QUEUE_BASE, share: None, peers, ports, control: self.cfg.control };
                 let action = nfqueue::Action::Hold { latency: Duration::from_millis(u64::from(*latency_ms)), jitter: Duration::from_millis(u64::from(*jitter_ms)) };
-                self.queue_plan(id, m, action)
+                Self::queue_plan(id, m, action)
             }
             FaultSpec::NetworkBandwidth { rate_kbit, interface } => {
                 self.require("network_bandwidth")?;
@@ -411,7 +410,7 @@ impl FaultEngine {
         };
         // Journal first: from here on, any later run knows how to undo this.
         self.journal.write(&entry)?;
-        let mut active = Active { entry: entry.clone(), children: Vec::new(), queue: plan.queue.as_ref().map(|q| q.queue), queue_thread: None };
+        let mut active = Active { entry: entry.clone(), children: Vec::new(), queue: None, queue_thread: None };
         let started = self.start(&plan, &cgroups, &mut entry, &mut active);
         if let Err(e) = started {
             if let Err(undo) = self.undo(active) {
@@ -429,7 +428,7 @@ impl FaultEngine {
         // The queue listens before any packet is sent to it.
         if let Some(q) = &plan.queue {
             let used: Vec<u16> = self.active.values().filter_map(|a| a.queue).collect();
-            let candidates = (q.queue..nfqueue::QUEUE_BASE + 999).filter(|n| !used.contains(n));
+            let candidates = (nfqueue::QUEUE_BASE..nfqueue::QUEUE_BASE + 999).filter(|n| !used.contains(n));
             let (thread, number) = nfqueue::Queue::start_first_free(candidates, q.action)?;
             active.queue_thread = Some(thread);
             active.queue = Some(number);

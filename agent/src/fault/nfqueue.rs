@@ -178,7 +178,7 @@ impl Queue {
         Err(last)
     }
 
-    pub(super) fn start(queue: u16, action: Action) -> Result<Self, FaultError> {
+    fn start(queue: u16, action: Action) -> Result<Self, FaultError> {
         let fd = bind(queue)?;
         rustix::net::sockopt::set_socket_timeout(&fd, rustix::net::sockopt::Timeout::Recv, Some(Duration::from_millis(2))).map_err(io)?;
         let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&fd, 4 << 20);
