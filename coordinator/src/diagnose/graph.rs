@@ -86,18 +86,33 @@ pub fn correlation_graph_of(frame: &Frame, cols: &[Vec<Option<&[f64]>>], start: 
     // matters to a correlation.
     let mut data = vec![0.0f32; n * w * m];
     let mut valid = vec![0.0f32; n * m];
-    let mut z = Vec::with_capacity(w);
-    for (i, node_cols) in cols.iter().enumerate() {
-        for (k, col) in node_cols.iter().enumerate() {
-            if let Some(v) = col {
-                if normalise_into(&v[start.min(v.len())..end.min(v.len())], &mut z) {
-                    for (s, x) in z.iter().enumerate() {
-                        data[(i * w + s) * m + k] = *x as f32;
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(8);
+    // Each node's block of `data` and `valid` is its own: nodes are laid
+    // out in parallel, a contiguous share of them per core.
+    let lay_out = |nodes: &[Vec<Option<&[f64]>>], data: &mut [f32], valid: &mut [f32]| {
+        let mut z = Vec::with_capacity(w);
+        for ((node_cols, block), ok) in nodes.iter().zip(data.chunks_mut((w * m).max(1))).zip(valid.chunks_mut(m.max(1))) {
+            for (k, col) in node_cols.iter().enumerate() {
+                if let Some(v) = col {
+                    if normalise_into(&v[start.min(v.len())..end.min(v.len())], &mut z) {
+                        for (s, x) in z.iter().enumerate() {
+                            block[s * m + k] = *x as f32;
+                        }
+                        ok[k] = 1.0;
                     }
-                    valid[i * m + k] = 1.0;
                 }
             }
         }
+    };
+    if threads < 2 || n < 16 || w * m == 0 {
+        lay_out(cols, &mut data, &mut valid);
+    } else {
+        let per = n.div_ceil(threads);
+        std::thread::scope(|s| {
+            for ((nodes, d), v) in cols.chunks(per).zip(data.chunks_mut(per * w * m)).zip(valid.chunks_mut(per * m)) {
+                s.spawn(move || lay_out(nodes, d, v));
+            }
+        });
     }
     let pair_weight = |i: usize, j: usize, acc: &mut Vec<f32>| -> f64 {
         acc.clear();
@@ -122,7 +137,6 @@ pub fn correlation_graph_of(frame: &Frame, cols: &[Vec<Option<&[f64]>>], start: 
         wgt
     };
     let rows: Vec<usize> = (0..n).collect();
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(8);
     let edges_of = |is: &[usize]| -> Vec<(usize, usize, f64)> {
         let mut acc = Vec::with_capacity(m);
         let mut out = Vec::new();
@@ -270,6 +284,47 @@ mod tests {
         assert_eq!(pagerank(&lone, 0.85, None, 1e-12), vec![0.5, 0.5]);
         let p = pagerank(&lone, 0.85, Some(&[3.0, 1.0]), 1e-12);
         assert!((p[0] - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_graph_of_many_nodes_is_the_mean_pearson_pair_by_pair() {
+        // 20 nodes (laid out and paired in parallel), 6 metrics: one
+        // constant on some nodes, one absent on others.
+        let mut rng = crate::diagnose::split::SplitMix(7);
+        let nodes: Vec<NodeSeries> = (0..20)
+            .map(|i| {
+                let mut metrics: std::collections::BTreeMap<String, Vec<f64>> = (0..6).map(|k| (format!("m{k}"), (0..30).map(|_| rng.next_f64() * 10.0).collect())).collect();
+                if i % 3 == 0 {
+                    metrics.insert("m2".into(), vec![4.0; 30]);
+                }
+                if i % 4 == 1 {
+                    metrics.remove("m5");
+                }
+                NodeSeries { node: format!("n{i:02}"), metrics }
+            })
+            .collect();
+        let frame = Frame { start_ms: 0, step_ms: 1000, len: 30, nodes };
+        let metrics: Vec<String> = (0..6).map(|k| format!("m{k}")).collect();
+        let g = correlation_graph(&frame, 18, 30, &metrics, &[]);
+        let mut want = Vec::new();
+        for i in 0..20 {
+            for j in i + 1..20 {
+                let rs: Vec<f64> = metrics
+                    .iter()
+                    .filter_map(|m| {
+                        let (a, b) = (frame.nodes[i].metrics.get(m)?, frame.nodes[j].metrics.get(m)?);
+                        // A constant side counts as a metric that does not vary: left out.
+                        pearson(&a[18..30], &b[18..30]).map(f64::abs)
+                    })
+                    .collect();
+                want.push((i, j, rs.iter().sum::<f64>() / rs.len() as f64));
+            }
+        }
+        assert_eq!(g.edges.len(), want.len());
+        for ((a, b, w), (i, j, x)) in g.edges.iter().zip(&want) {
+            assert_eq!((a, b), (i, j));
+            assert!((w - x).abs() < 1e-5, "{a}–{b}: {w} against {x}");
+        }
     }
 
     #[test]
