@@ -11,6 +11,11 @@ use super::{finite, median_of, median_without, Frame, WindowConfig};
 /// Feature names per metric, in vector order.
 pub const STATS: [&str; 12] = ["mean", "std", "min", "max", "median", "slope", "dmean", "dstd", "dmax", "peer", "base_z", "base_rel"];
 
+/// Positions in [`STATS`] of the features read across nodes or periods.
+const PEER: usize = 9;
+const BASE_Z: usize = 10;
+const BASE_REL: usize = 11;
+
 /// `metric|stat` for every metric, in vector order.
 pub fn feature_names(metrics: &[String]) -> Vec<String> {
     metrics.iter().flat_map(|m| STATS.iter().map(move |s| format!("{m}|{s}"))).collect()
@@ -123,20 +128,25 @@ pub fn robust_z(x: f64, reference: &[f64]) -> f64 {
 /// window is `[end - samples, end)`, the reference period the
 /// `baseline_ms` before it.
 pub fn window_features(frame: &Frame, end: usize, cfg: &WindowConfig, metrics: &[String]) -> Vec<Vec<f32>> {
-    window_features_of(&frame.columns(metrics), end, cfg, metrics.len())
+    window_features_of(&frame.columns(metrics), end, cfg, metrics.len(), None)
 }
 
 /// [`window_features`] over series already looked up ([`Frame::columns`]).
-pub fn window_features_of(cols: &[Vec<Option<&[f64]>>], end: usize, cfg: &WindowConfig, n_metrics: usize) -> Vec<Vec<f32>> {
+/// With `needed` (one flag per feature, in vector order), the flagged
+/// features are as without it and the others may be NaN: a metric with no
+/// flagged feature is skipped, and its reference period is read only for a
+/// flagged `base_z` or `base_rel`.
+pub fn window_features_of(cols: &[Vec<Option<&[f64]>>], end: usize, cfg: &WindowConfig, n_metrics: usize, needed: Option<&[bool]>) -> Vec<Vec<f32>> {
+    let needed = needed.filter(|f| f.len() == n_metrics * STATS.len());
     // Metrics are independent: split them over the cores, join per node.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     if threads < 2 || n_metrics * cols.len() < 2_000 {
-        return features_of(cols, end, cfg, 0..n_metrics);
+        return features_of(cols, end, cfg, 0..n_metrics, needed);
     }
     let chunk = n_metrics.div_ceil(threads);
     let ranges: Vec<std::ops::Range<usize>> = (0..n_metrics).step_by(chunk).map(|a| a..(a + chunk).min(n_metrics)).collect();
     let parts: Vec<Vec<Vec<f32>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = ranges.iter().map(|r| s.spawn(move || features_of(cols, end, cfg, r.clone()))).collect();
+        let handles: Vec<_> = ranges.iter().map(|r| s.spawn(move || features_of(cols, end, cfg, r.clone(), needed))).collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
     });
     let mut out: Vec<Vec<f32>> = vec![Vec::with_capacity(n_metrics * STATS.len()); cols.len()];
@@ -152,45 +162,56 @@ pub fn window_features_of(cols: &[Vec<Option<&[f64]>>], end: usize, cfg: &Window
 /// its median and MAD.
 const REFERENCE_POINTS: usize = 40;
 
-fn features_of(cols: &[Vec<Option<&[f64]>>], end: usize, cfg: &WindowConfig, metrics: std::ops::Range<usize>) -> Vec<Vec<f32>> {
+fn features_of(cols: &[Vec<Option<&[f64]>>], end: usize, cfg: &WindowConfig, metrics: std::ops::Range<usize>, needed: Option<&[bool]>) -> Vec<Vec<f32>> {
     let w = cfg.samples();
     let b = (cfg.baseline_ms / cfg.step_ms.max(1)).max(1) as usize;
     let start = end.saturating_sub(w);
     let base_start = start.saturating_sub(b);
     let every = (start - base_start).div_ceil(REFERENCE_POINTS).max(1);
     let mut reference = Vec::with_capacity(REFERENCE_POINTS);
-    let n = cols.len();
-    let mut out: Vec<Vec<f32>> = vec![Vec::with_capacity(metrics.len() * STATS.len()); n];
-    let mut stats: Vec<[f64; 9]> = Vec::with_capacity(n);
-    for k in metrics {
-        stats.clear();
-        stats.extend(cols.iter().map(|c| c[k].map_or([f64::NAN; 9], |v| series_stats(&v[start.min(v.len())..end.min(v.len())]))));
-        // Every node's mean, sorted once: a node's peers' median is the
-        // median without it.
-        let mut means: Vec<(f64, usize)> = stats.iter().enumerate().filter(|(_, p)| p[0].is_finite()).map(|(i, p)| (p[0], i)).collect();
-        // Unstable is enough: removing any one of equal means leaves the same
-        // multiset, so the peers' median does not depend on tie order.
-        means.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-        let sorted: Vec<f64> = means.iter().map(|x| x.0).collect();
-        let mut rank_of = vec![usize::MAX; n];
-        for (r, (_, i)) in means.iter().enumerate() {
-            rank_of[*i] = r;
-        }
-        for (i, col) in cols.iter().enumerate() {
-            let s = &stats[i];
-            // Without a mean of its own (NaN) there is nothing to contrast.
-            let peer = if rank_of[i] == usize::MAX { f64::NAN } else { rel_diff(s[0], median_without(&sorted, rank_of[i])) };
+    let (n, width) = (cols.len(), metrics.len());
+    // Node by node first (a node's series lie together in memory): every
+    // feature but the contrast with the peers, whose means are kept.
+    let mut means = vec![f64::NAN; n * width];
+    let mut out: Vec<Vec<f32>> = Vec::with_capacity(n);
+    for (i, col) in cols.iter().enumerate() {
+        let mut row = Vec::with_capacity(width * STATS.len());
+        for (at, k) in metrics.clone().enumerate() {
+            let flags = needed.map(|f| &f[k * STATS.len()..][..STATS.len()]);
+            let (Some(v), true) = (col[k], flags.is_none_or(|f| f.contains(&true))) else {
+                row.extend([f32::NAN; STATS.len()]);
+                continue;
+            };
+            let s = series_stats(&v[start.min(v.len())..end.min(v.len())]);
+            means[at * n + i] = s[0];
             reference.clear();
-            if let Some(v) = col[k].filter(|_| base_start < start) {
+            if base_start < start && flags.is_none_or(|f| f[BASE_Z] || f[BASE_REL]) {
                 reference.extend(v[base_start.min(v.len())..start.min(v.len())].iter().step_by(every).copied().filter(|x| x.is_finite()));
             }
             let (base_z, base_rel) = match median_mad_in(&mut reference) {
                 Some((med, mad)) => (if s[4].is_finite() { z_from(s[4], med, mad) } else { f64::NAN }, rel_diff(s[0], med)),
                 None => (f64::NAN, f64::NAN),
             };
-            let row = &mut out[i];
             row.extend(s.iter().map(|x| *x as f32));
-            row.extend([peer as f32, base_z as f32, base_rel as f32]);
+            row.extend([f32::NAN, base_z as f32, base_rel as f32]);
+        }
+        out.push(row);
+    }
+    // Then metric by metric, each node's mean against the median of its
+    // peers' means; without a mean of its own (NaN) there is nothing to
+    // contrast and the feature stays NaN.
+    let mut sorted: Vec<(f64, usize)> = Vec::with_capacity(n);
+    let mut values: Vec<f64> = Vec::with_capacity(n);
+    for at in 0..width {
+        sorted.clear();
+        sorted.extend(means[at * n..][..n].iter().enumerate().filter(|(_, m)| m.is_finite()).map(|(i, m)| (*m, i)));
+        // Unstable is enough: removing any one of equal means leaves the same
+        // multiset, so the peers' median does not depend on tie order.
+        sorted.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        values.clear();
+        values.extend(sorted.iter().map(|x| x.0));
+        for (r, &(mean, i)) in sorted.iter().enumerate() {
+            out[i][at * STATS.len() + PEER] = rel_diff(mean, median_without(&values, r)) as f32;
         }
     }
     out
@@ -261,6 +282,25 @@ mod tests {
         assert_eq!(f[1][10], 50.0);
         assert!((f[1][11] as f64 - 9.0 / 11.0).abs() < 1e-6);
         assert_eq!(f[0][10], 0.0);
+        // The flagged features as before; a metric without a flag is NaN,
+        // and so is the reference's part unless flagged.
+        let two = vec!["cpu".to_string(), "absent".to_string()];
+        let cols = frame.columns(&two);
+        let mut needed = vec![false; 2 * STATS.len()];
+        needed[BASE_Z] = true;
+        let some = window_features_of(&cols, 12, &cfg, 2, Some(&needed));
+        let all = window_features_of(&cols, 12, &cfg, 2, None);
+        for (s, a) in some.iter().zip(&all) {
+            for (j, (x, y)) in s.iter().zip(a).enumerate() {
+                let skipped = j >= STATS.len();
+                assert!(if skipped { x.is_nan() } else { x.to_bits() == y.to_bits() }, "feature {j}: {x} against {y}");
+            }
+        }
+        needed[BASE_Z] = false;
+        needed[PEER] = true;
+        let peer = window_features_of(&cols, 12, &cfg, 2, Some(&needed));
+        assert_eq!(peer[1][PEER], all[1][PEER]);
+        assert!(peer[1][BASE_REL].is_nan() && peer[1][0].to_bits() == all[1][0].to_bits());
         // A missing metric is NaN throughout.
         let g = window_features(&frame, 12, &cfg, &["absent".to_string()]);
         assert!(g[0].iter().all(|x| x.is_nan()));

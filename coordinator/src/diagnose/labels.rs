@@ -115,7 +115,7 @@ pub fn build_windows(periods: &[(Period, Frame)], events: &[FaultEvent], cfg: &W
         while end <= period.end_ms {
             let end_idx = frame.index_at(end);
             if end_idx >= cfg.samples() {
-                let feats = window_features_of(&cols, end_idx, cfg, out.metrics.len());
+                let feats = window_features_of(&cols, end_idx, cfg, out.metrics.len(), None);
                 for (node, f) in frame.nodes.iter().zip(feats) {
                     let (labels, edge) = window_labels(events, &node.node, end - cfg.window_ms, end);
                     out.rows.push(WindowRow { case: period.case.clone(), node: node.node.clone(), end_ms: end, labels, edge });

@@ -277,7 +277,48 @@ pub struct Scorer {
     pub metrics: Vec<String>,
     pub feature_names: Vec<String>,
     pub window: WindowConfig,
+    /// Per feature, whether any tree of any type splits on it. A feature
+    /// no tree reads changes neither a prediction nor a SHAP value, so it
+    /// need not be computed (all true when a model's JSON cannot be read).
+    pub used: Vec<bool>,
     boosters: Vec<(String, Booster)>,
+}
+
+/// Per feature (of `width`), whether a split node of a tree in one of the
+/// boosters' JSON reads it; all true when any JSON is not an XGBoost
+/// tree model.
+pub fn features_split_on<'a>(boosters: impl IntoIterator<Item = &'a str>, width: usize) -> Vec<bool> {
+    /// Trees found under `v` (their splits marked), or None when one is malformed.
+    fn walk(v: &serde_json::Value, used: &mut [bool]) -> Option<usize> {
+        match v {
+            serde_json::Value::Object(o) => match (o.get("left_children"), o.get("split_indices")) {
+                (Some(left), Some(split)) => {
+                    let (left, split) = (left.as_array()?, split.as_array()?);
+                    if left.len() != split.len() {
+                        return None;
+                    }
+                    for (l, f) in left.iter().zip(split) {
+                        // A leaf's left child is -1; its split index means nothing.
+                        if l.as_i64()? != -1 {
+                            *used.get_mut(usize::try_from(f.as_u64()?).ok()?)? = true;
+                        }
+                    }
+                    Some(1)
+                }
+                _ => o.values().map(|x| walk(x, used)).sum(),
+            },
+            serde_json::Value::Array(a) => a.iter().map(|x| walk(x, used)).sum(),
+            _ => Some(0),
+        }
+    }
+    let mut used = vec![false; width];
+    for json in boosters {
+        let trees = serde_json::from_str::<serde_json::Value>(json).ok().and_then(|v| walk(&v, &mut used));
+        if trees.is_none_or(|n| n == 0) {
+            return vec![true; width];
+        }
+    }
+    used
 }
 
 impl Scorer {
@@ -291,7 +332,8 @@ impl Scorer {
             b.set_param("nthread", "1").map_err(xgb_err)?;
             boosters.push((t.kind.clone(), b));
         }
-        Ok(Scorer { metrics: set.metrics.clone(), feature_names: set.feature_names.clone(), window: set.window, boosters })
+        let used = features_split_on(set.types.iter().map(|t| t.booster.as_str()), set.feature_names.len());
+        Ok(Scorer { metrics: set.metrics.clone(), feature_names: set.feature_names.clone(), window: set.window, used, boosters })
     }
 
     pub fn types(&self) -> Vec<String> {
@@ -304,8 +346,34 @@ impl Scorer {
         if rows == 0 {
             return Ok(vec![Vec::new(); self.boosters.len()]);
         }
-        let d = DMatrix::from_dense(x, rows).map_err(xgb_err)?;
+        let d = self.matrix(x, rows)?;
         self.boosters.iter().map(|(_, b)| b.predict(&d).map_err(xgb_err)).collect()
+    }
+
+    /// `rows` rows of `x` as a DMatrix that holds only the features some
+    /// tree reads (the rest are missing, which no tree can tell apart), so
+    /// that a wide frame costs what the model reads, not its width.
+    fn matrix(&self, x: &[f32], rows: usize) -> Result<DMatrix, String> {
+        let width = self.used.len();
+        if rows == 0 || width == 0 || x.len() != rows * width {
+            return Err(format!("{} values are not {rows} rows of {width} features", x.len()));
+        }
+        let columns: Vec<usize> = (0..width).filter(|&f| self.used[f]).collect();
+        if columns.len() == width {
+            return DMatrix::from_dense(x, rows).map_err(xgb_err);
+        }
+        let (mut indptr, mut indices, mut data) = (Vec::with_capacity(rows + 1), Vec::new(), Vec::new());
+        indptr.push(0);
+        for row in x.chunks(width) {
+            for &f in &columns {
+                if !row[f].is_nan() {
+                    indices.push(f);
+                    data.push(row[f]);
+                }
+            }
+            indptr.push(data.len());
+        }
+        DMatrix::from_csr(&indptr, &indices, &data, Some(width)).map_err(xgb_err)
     }
 
     /// Per metric, the summed |SHAP contribution| of one row to type `t`'s
@@ -320,7 +388,7 @@ impl Scorer {
         if rows == 0 {
             return Ok(Vec::new());
         }
-        let d = DMatrix::from_dense(x, rows).map_err(xgb_err)?;
+        let d = self.matrix(x, rows)?;
         let (c, _) = b.predict_contributions(&d).map_err(xgb_err)?;
         let width = self.feature_names.len() + 1;
         Ok(c.chunks(width)
@@ -403,6 +471,36 @@ mod tests {
         let s = Scorer::load(&refit).unwrap();
         let prob = s.predict(&[5.5, 0.1, 0.2, 0.1], 2).unwrap();
         assert!(prob[0][0] > 0.9 && prob[0][1] < 0.1, "{prob:?}");
+    }
+
+    #[test]
+    fn only_the_features_trees_split_on_are_read() {
+        // The toy's two features plus a constant one, which no tree can split on.
+        let mut w = toy();
+        w.feature_names.push("c|mean".into());
+        w.x = w.x.chunks(2).flat_map(|r| [r[0], r[1], 1.0]).collect();
+        let set = train(&w, WindowConfig::default(), &TrainParams { nthread: 1, ..TrainParams::default() }, &mut |_, _, _| {}).unwrap();
+        let sparse = Scorer::load(&set).unwrap();
+        assert_eq!(sparse.used.len(), 3);
+        assert!(sparse.used[0] && !sparse.used[2], "{:?}", sparse.used);
+        let mut dense = Scorer::load(&set).unwrap();
+        dense.used = vec![true; 3];
+        // What an unread feature holds changes nothing, to the last bit.
+        let rows = [5.5, 0.1, 1.0, 0.2, 0.1, 1.0, 5.2, f32::NAN, 1.0];
+        let mut blanked = rows;
+        for r in blanked.chunks_mut(3) {
+            r[2] = f32::NAN;
+            if !sparse.used[1] {
+                r[1] = 77.0;
+            }
+        }
+        assert_eq!(sparse.predict(&blanked, 3).unwrap(), dense.predict(&rows, 3).unwrap());
+        assert_eq!(sparse.top_metrics_rows(0, &blanked, 3, 3).unwrap(), dense.top_metrics_rows(0, &rows, 3, 3).unwrap());
+        assert!(sparse.predict(&rows[..4], 2).is_err());
+        // A JSON that is not a tree model reads every feature.
+        assert_eq!(features_split_on(["{}"], 2), vec![true, true]);
+        assert_eq!(features_split_on([r#"{"trees":[{"left_children":[1,-1,-1],"split_indices":[1,0,0]}]}"#], 3), vec![false, true, false]);
+        assert_eq!(features_split_on([r#"{"trees":[{"left_children":[1,-1,-1],"split_indices":[7,0,0]}]}"#], 3), vec![true; 3]);
     }
 
     #[test]

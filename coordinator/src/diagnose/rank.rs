@@ -81,14 +81,14 @@ pub fn rank(frame: &Frame, end: usize, cfg: &WindowConfig, ranker: &Ranker<'_>, 
     type Scores = (Vec<String>, Vec<Vec<f64>>, Vec<Vec<f32>>, Method);
     let (types, probs, feats, method): Scores = match ranker {
         Ranker::Model(s) => {
-            let f = window_features_of(&cols, end, cfg, metrics.len());
+            let f = window_features_of(&cols, end, cfg, metrics.len(), Some(&s.used));
             let x: Vec<f32> = f.iter().flatten().copied().collect();
             let p = s.predict(&x, n)?;
             let probs = (0..n).map(|i| p.iter().map(|per_type| f64::from(per_type[i])).collect()).collect();
             (s.types(), probs, f, Method::Model)
         }
         Ranker::Statistical(types) => {
-            let f = window_features_of(&cols, end, cfg, metrics.len());
+            let f = window_features_of(&cols, end, cfg, metrics.len(), None);
             let probs = f.iter().map(|row| stat::score_row(&metrics, row, types).into_iter().map(|(p, _)| p).collect()).collect();
             (types.to_vec(), probs, f, Method::Statistical)
         }
