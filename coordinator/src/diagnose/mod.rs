@@ -60,24 +60,32 @@ impl Frame {
     /// node's sorted map instead of one lookup per pair, which dominated
     /// ranking time at a few hundred metrics.
     pub fn columns(&self, metrics: &[String]) -> Vec<Vec<Option<&[f64]>>> {
+        fn node_columns<'a>(n: &'a NodeSeries, metrics: &[String], sorted: bool) -> Vec<Option<&'a [f64]>> {
+            if !sorted {
+                return metrics.iter().map(|m| n.metrics.get(m).map(Vec::as_slice)).collect();
+            }
+            let mut out = Vec::with_capacity(metrics.len());
+            let mut have = n.metrics.iter().peekable();
+            for m in metrics {
+                while have.peek().is_some_and(|(k, _)| k.as_str() < m.as_str()) {
+                    have.next();
+                }
+                out.push(have.peek().filter(|(k, _)| *k == m).map(|(_, v)| v.as_slice()));
+            }
+            out
+        }
         let sorted = metrics.windows(2).all(|w| w[0] < w[1]);
-        self.nodes
-            .iter()
-            .map(|n| {
-                if !sorted {
-                    return metrics.iter().map(|m| n.metrics.get(m).map(Vec::as_slice)).collect();
-                }
-                let mut out = Vec::with_capacity(metrics.len());
-                let mut have = n.metrics.iter().peekable();
-                for m in metrics {
-                    while have.peek().is_some_and(|(k, _)| k.as_str() < m.as_str()) {
-                        have.next();
-                    }
-                    out.push(have.peek().filter(|(k, _)| *k == m).map(|(_, v)| v.as_slice()));
-                }
-                out
-            })
-            .collect()
+        // The lookups chase a pointer per metric name (a cache miss each in
+        // a large frame): many nodes are split over the cores.
+        let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(8);
+        if threads < 2 || self.nodes.len() * metrics.len() < 4096 {
+            return self.nodes.iter().map(|n| node_columns(n, metrics, sorted)).collect();
+        }
+        let per = self.nodes.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let parts: Vec<_> = self.nodes.chunks(per).map(|part| s.spawn(move || part.iter().map(|n| node_columns(n, metrics, sorted)).collect::<Vec<_>>())).collect();
+            parts.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        })
     }
 
     /// Every metric name of any node, sorted.
@@ -192,5 +200,33 @@ mod tests {
         assert_eq!(median_without(&sorted, 0), 3.0);
         assert_eq!(median_without(&sorted[..3], 1), 2.0);
         assert!(median_without(&[5.0], 0).is_nan());
+    }
+
+    /// Enough nodes × metrics for the lookups to be split over the cores,
+    /// with gaps: every node's columns are its own series, in the asked
+    /// order, sorted or not.
+    #[test]
+    fn columns_are_each_nodes_own_series() {
+        let nodes: Vec<NodeSeries> = (0..40)
+            .map(|i| NodeSeries {
+                node: format!("n{i}"),
+                metrics: (0..150).filter(|k| (i + k) % 7 != 0).map(|k| (format!("m{k:03}"), vec![f64::from(i * 1000 + k); 2])).collect(),
+            })
+            .collect();
+        let frame = Frame { start_ms: 0, step_ms: 1000, len: 2, nodes };
+        let mut metrics: Vec<String> = (0..152).map(|k| format!("m{k:03}")).collect();
+        for sorted in [true, false] {
+            if !sorted {
+                metrics.reverse();
+            }
+            let cols = frame.columns(&metrics);
+            assert_eq!(cols.len(), 40);
+            assert!(cols.iter().flatten().any(Option::is_none), "the frame has gaps");
+            for (i, node) in cols.iter().enumerate() {
+                for (m, col) in metrics.iter().zip(node) {
+                    assert_eq!(*col, frame.nodes[i].metrics.get(m).map(Vec::as_slice), "n{i} {m}");
+                }
+            }
+        }
     }
 }

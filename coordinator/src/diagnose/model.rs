@@ -394,7 +394,9 @@ impl Scorer {
         Ok(c.chunks(width)
             .map(|row| {
                 let mut per: BTreeMap<&str, f64> = BTreeMap::new();
-                for (name, v) in self.feature_names.iter().zip(row) {
+                // Most contributions are zero (features no tree reads):
+                // they add nothing and skip the name lookup.
+                for (name, v) in self.feature_names.iter().zip(row).filter(|(_, v)| **v != 0.0) {
                     *per.entry(super::features::metric_of(name)).or_default() += f64::from(v.abs());
                 }
                 let mut v: Vec<(String, f64)> = per.into_iter().filter(|(_, x)| *x > 0.0).map(|(m, x)| (m.to_string(), x)).collect();
