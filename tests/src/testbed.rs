@@ -519,6 +519,14 @@ async fn build(opts: &Options, state: &mut State) -> Result<String> {
         a.collect.cgroup_path = Some(n.cgroup.clone());
         a.fault.cgroup_path = Some(n.cgroup.clone());
         a.fault.disk_dir = Some(ndir.join("disk"));
+        // Every node's server runs on this one host: found by name, each
+        // agent would sum all of them (the same `proc.*` on every node).
+        // A pid file points each agent at its own node's server.
+        if let Some((_, pid)) = state.pids.iter().find(|(what, _)| *what == format!("db-{}", n.name)) {
+            let pid_file = ndir.join("db.pid");
+            std::fs::write(&pid_file, format!("{pid}\n"))?;
+            a.collect.process_pid_file = Some(pid_file);
+        }
         let path = ndir.join("agent.toml");
         std::fs::write(&path, toml::to_string(&a)?)?;
         let args = vec![bin("distdiag-agent").display().to_string(), "--config".into(), path.display().to_string(), "run".into()];

@@ -110,6 +110,12 @@ async fn small_campaign_on_a_three_node_testbed() {
         assert!(names.contains(&l.node), "{l:?}");
         assert!(l.end_ms - l.start_ms >= 19_000, "a 20 s fault: {l:?}");
     }
+    // Each agent watched its own node's server, not every server on the
+    // host: one process counted on every node, throughout.
+    for n in &names {
+        let count = &ds.series[n]["proc.count"];
+        assert!(!count.is_empty() && count.iter().all(|&(_, v)| v == 1.0), "{n}: proc.count {:?}", &count[..count.len().min(5)]);
+    }
     let compound: Vec<_> = ds.labels.iter().filter(|l| ds.cases.iter().any(|c| c.case == l.case && c.scenario.starts_with("C:"))).collect();
     assert_eq!(compound.len(), 4);
     let windows = std::fs::read_to_string(out.join("dataset/windows.csv")).unwrap();
