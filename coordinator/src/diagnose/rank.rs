@@ -158,9 +158,12 @@ pub fn order(frame: &Frame, end: usize, types: &[String], probs: &[Vec<f64>], me
 /// orders below what one node shows alone.
 pub const SHARED_SHARE: f64 = 1e-3;
 
-/// Each node's p(type) less the median p(type) of the other nodes, floored
-/// at zero, plus [`SHARED_SHARE`] of p. Probabilities are `[node][type]`;
-/// a lone node keeps its p.
+/// Each node's p(type) less the lower quartile of the other nodes' p(type)
+/// (the lowest of up to four others), floored at zero, plus
+/// [`SHARED_SHARE`] of p. What nearly every node shows (a cluster-wide
+/// surge) is contrasted away; a fault on two nodes of three keeps its p,
+/// where the median of the others would halve it. Probabilities are
+/// `[node][type]`; a lone node keeps its p.
 pub fn against_peers(probs: &[Vec<f64>]) -> Vec<Vec<f64>> {
     let n = probs.len();
     if n < 2 {
@@ -173,10 +176,18 @@ pub fn against_peers(probs: &[Vec<f64>]) -> Vec<Vec<f64>> {
         col.sort_by(|a, b| a.0.total_cmp(&b.0));
         let sorted: Vec<f64> = col.iter().map(|c| c.0).collect();
         for (r, &(p, i)) in col.iter().enumerate() {
-            out[i][t] = (p - super::median_without(&sorted, r)).max(0.0) + SHARED_SHARE * p;
+            out[i][t] = (p - lower_quartile_without(&sorted, r)).max(0.0) + SHARED_SHARE * p;
         }
     }
     out
+}
+
+/// The lower quartile (the value at a quarter of the way, rounded down)
+/// of sorted `v` without its element `skip`.
+fn lower_quartile_without(v: &[f64], skip: usize) -> f64 {
+    let k = v.len() - 1;
+    let q = (k - 1) / 4;
+    v[if q < skip { q } else { q + 1 }]
 }
 
 /// Ranks each case at the middle of its faults' span plus `shift_ms`
@@ -227,19 +238,32 @@ mod tests {
     #[test]
     fn excess_over_peers_by_hand() {
         // Type 0 high everywhere (shared), type 1 high on node 1 only; two
-        // of four nodes share type 2.
+        // of four nodes share type 2. With three others the lower quartile
+        // is the lowest of them.
         let p = vec![vec![0.9, 0.1, 0.8], vec![0.95, 0.8, 0.8], vec![0.9, 0.1, 0.1], vec![0.9, 0.2, 0.0]];
         let e = against_peers(&p);
         let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
-        // Node 1, type 0: 0.95 − median(0.9, 0.9, 0.9) = 0.05.
+        // Node 1, type 0: 0.95 − min(0.9, 0.9, 0.9) = 0.05.
         assert!(close(e[1][0], 0.05 + SHARED_SHARE * 0.95), "{e:?}");
-        // Node 0, type 0: 0.9 − median(0.95, 0.9, 0.9) = 0 → only the shared share.
+        // Node 0, type 0: 0.9 − min(0.95, 0.9, 0.9) = 0 → only the shared share.
         assert!(close(e[0][0], SHARED_SHARE * 0.9));
-        // Node 1, type 1: 0.8 − median(0.1, 0.1, 0.2) = 0.7.
+        // Node 1, type 1: 0.8 − min(0.1, 0.1, 0.2) = 0.7.
         assert!(close(e[1][1], 0.7 + SHARED_SHARE * 0.8));
-        // Nodes 0 and 1 share type 2: each 0.8 − median(0.8, 0.1, 0.0) = 0.7.
-        assert!(close(e[0][2], 0.7 + SHARED_SHARE * 0.8) && close(e[1][2], e[0][2]));
+        // Nodes 0 and 1 share type 2: each 0.8 − min(0.8, 0.1, 0.0) = 0.8.
+        assert!(close(e[0][2], 0.8 + SHARED_SHARE * 0.8) && close(e[1][2], e[0][2]));
         assert!(close(e[3][2], 0.0));
+        // Two faulty nodes of three keep their p (the median of the
+        // others, 0.45, would halve it).
+        let two = against_peers(&[vec![0.9], vec![0.9], vec![0.0]]);
+        assert!(close(two[0][0], 0.9 + SHARED_SHARE * 0.9) && close(two[2][0], 0.0), "{two:?}");
+        // Nine nodes: eight others, the quartile is the second lowest. A
+        // type on eight of nine is cluster-wide: 0.8 − 0.8 = 0.
+        let mut wide = vec![vec![0.8]; 9];
+        wide[4][0] = 0.0;
+        assert!(close(against_peers(&wide)[0][0], SHARED_SHARE * 0.8));
+        // On seven of nine it stays: 0.8 − second lowest of (0, 0, 0.8 ×6) = 0.8.
+        wide[5][0] = 0.0;
+        assert!(close(against_peers(&wide)[0][0], 0.8 + SHARED_SHARE * 0.8));
         // A lone node keeps its probabilities.
         assert_eq!(against_peers(&p[..1]), p[..1].to_vec());
     }
