@@ -183,10 +183,13 @@ pub fn against_peers(probs: &[Vec<f64>]) -> Vec<Vec<f64>> {
 }
 
 /// The lower quartile (the value at a quarter of the way, rounded down)
-/// of sorted `v` without its element `skip`.
+/// of sorted `v` without its element `skip`; NaN when nothing is left.
 fn lower_quartile_without(v: &[f64], skip: usize) -> f64 {
-    let k = v.len() - 1;
-    let q = (k - 1) / 4;
+    let others = v.len().saturating_sub(1);
+    if others == 0 {
+        return f64::NAN;
+    }
+    let q = (others - 1) / 4;
     v[if q < skip { q } else { q + 1 }]
 }
 
@@ -266,6 +269,8 @@ mod tests {
         assert!(close(against_peers(&wide)[0][0], 0.8 + SHARED_SHARE * 0.8));
         // A lone node keeps its probabilities.
         assert_eq!(against_peers(&p[..1]), p[..1].to_vec());
+        assert!(lower_quartile_without(&[0.5], 0).is_nan());
+        assert_eq!(lower_quartile_without(&[0.1, 0.5], 0), 0.5);
     }
 
     #[test]
