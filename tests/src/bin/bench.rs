@@ -572,28 +572,25 @@ fn ranking(lines: &mut Vec<Line>) {
     let small = train(&small_windows, bw, &TrainParams { rounds: 50, validation_fraction: 0.0, ..TrainParams::default() }, &mut |_, _, _| {}).unwrap();
     let scorer = Scorer::load(&small).unwrap();
     let end = frame.index_at(big.labels[0].start_ms + 20_000);
-    let mut times = Vec::new();
-    for _ in 0..15 {
-        let t = Instant::now();
-        let r = rank(&frame, end, &bw, &Ranker::Model(&scorer), &[], 5).unwrap();
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-        assert_eq!(r.entries.len(), 100 * scorer.types().len());
-    }
-    times.sort_by(f64::total_cmp);
+    // The median of 15 runs of `f`, in ms.
+    let median_ms = |f: &dyn Fn()| {
+        let mut t: Vec<f64> = (0..15)
+            .map(|_| {
+                let t0 = Instant::now();
+                f();
+                t0.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        t.sort_by(f64::total_cmp);
+        t[7]
+    };
+    let rank_ms = |ranker: &Ranker<'_>| median_ms(&|| drop(rank(&frame, end, &bw, ranker, &[], 5).unwrap()));
+    let r = rank(&frame, end, &bw, &Ranker::Model(&scorer), &[], 5).unwrap();
+    assert_eq!(r.entries.len(), 100 * scorer.types().len());
+    let model = rank_ms(&Ranker::Model(&scorer));
     if std::env::var("BENCH_DETAIL").is_ok() {
         // The two largest parts of a ranking, each the median of 15.
         let metrics = frame.metric_names();
-        let median_ms = |f: &dyn Fn()| {
-            let mut t: Vec<f64> = (0..15)
-                .map(|_| {
-                    let t0 = Instant::now();
-                    f();
-                    t0.elapsed().as_secs_f64() * 1e3
-                })
-                .collect();
-            t.sort_by(f64::total_cmp);
-            t[7]
-        };
         let features = median_ms(&|| drop(distdiag_coordinator::diagnose::features::window_features(&frame, end, &bw, &metrics)));
         let graph = median_ms(&|| drop(distdiag_coordinator::diagnose::graph::correlation_graph(&frame, end - 10, end, &metrics, &[])));
         eprintln!("features {features:.1} ms, correlation graph {graph:.1} ms (medians of 15)");
@@ -602,14 +599,7 @@ fn ranking(lines: &mut Vec<Line>) {
     // cost when no feature can be skipped.
     let mut every = Scorer::load(&small).unwrap();
     every.used = vec![true; every.used.len()];
-    let mut etimes: Vec<f64> = (0..15)
-        .map(|_| {
-            let t = Instant::now();
-            rank(&frame, end, &bw, &Ranker::Model(&every), &[], 5).unwrap();
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    etimes.sort_by(f64::total_cmp);
+    let every_ms = rank_ms(&Ranker::Model(&every));
     // A model reading every feature of half the metrics: the share a
     // model trained on a real recording reads (69 of 145 metrics on the
     // standalone campaign), where the bench's synthetic model reads few.
@@ -617,28 +607,15 @@ fn ranking(lines: &mut Vec<Line>) {
     let names: std::collections::BTreeSet<&str> = half.feature_names.iter().map(|n| distdiag_coordinator::diagnose::features::metric_of(n)).collect();
     let kept: std::collections::BTreeSet<&str> = names.iter().step_by(2).copied().collect();
     half.used = half.feature_names.iter().map(|n| kept.contains(distdiag_coordinator::diagnose::features::metric_of(n))).collect();
-    let mut htimes: Vec<f64> = (0..15)
-        .map(|_| {
-            let t = Instant::now();
-            rank(&frame, end, &bw, &Ranker::Model(&half), &[], 5).unwrap();
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    htimes.sort_by(f64::total_cmp);
+    let half_ms = rank_ms(&Ranker::Model(&half));
     let read = scorer.used.iter().filter(|u| **u).count();
     let read_metrics: std::collections::BTreeSet<&str> = scorer.feature_names.iter().zip(&scorer.used).filter(|(_, u)| **u).map(|(n, _)| distdiag_coordinator::diagnose::features::metric_of(n)).collect();
     let types = stat::known_types();
-    let mut stimes = Vec::new();
-    for _ in 0..15 {
-        let t = Instant::now();
-        rank(&frame, end, &bw, &Ranker::Statistical(&types), &[], 5).unwrap();
-        stimes.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    stimes.sort_by(f64::total_cmp);
+    let stat_ms = rank_ms(&Ranker::Statistical(&types));
     lines.push(line(
         &format!("ranking 100 nodes × 200 metrics, model reading {read} of {} features from {} metrics (median of 15)", scorer.used.len(), read_metrics.len()),
-        format!("{:.1} ms", times[7]),
-        format!("every feature of half the metrics read {:.1} ms; every feature read {:.1} ms; statistical scorer {:.1} ms", htimes[7], etimes[7], stimes[7]),
+        format!("{model:.1} ms"),
+        format!("every feature of half the metrics read {half_ms:.1} ms; every feature read {every_ms:.1} ms; statistical scorer {stat_ms:.1} ms"),
         "-".into(),
         "< 20 ms",
     ));
