@@ -144,6 +144,41 @@ async fn wire_client(env: &Env) {
     c.query("SELECT REPEAT('y', 200000)").unwrap();
     c.execute(ins, &[Param::U64(3), Param::Bytes(b"c")]).unwrap();
     c.finish().unwrap();
+    // Pipelined answers the server makes at once come in one wake-up: the
+    // socket's low-water mark waits for the bytes the statements' last
+    // answers had, so every read beyond one per batch is one that the
+    // mark's wait cut short.
+    let point = c.stmt(2, "SELECT v FROM wire_t WHERE id = ?").unwrap();
+    let range = c.stmt(3, "SELECT id, REPEAT(v, 1000) FROM wire_t WHERE id BETWEEN ? AND ?").unwrap();
+    let batch = |c: &mut Conn, hi: u64| {
+        c.query("BEGIN").unwrap();
+        for id in 1..=3 {
+            c.execute(point, &[Param::U64(id)]).unwrap();
+        }
+        for _ in 0..4 {
+            c.execute(range, &[Param::U64(1), Param::U64(hi)]).unwrap();
+        }
+        c.query("COMMIT").unwrap();
+        c.finish()
+    };
+    for _ in 0..2 {
+        batch(&mut c, 3).unwrap();
+    }
+    let (reads0, cut0) = c.reads();
+    let batches = 50;
+    for _ in 0..batches {
+        batch(&mut c, 3).unwrap();
+    }
+    let (reads, cut) = (c.reads().0 - reads0, c.reads().1 - cut0);
+    println!("{batches} pipelined batches: {reads} reads, {cut} cut short by the wait");
+    assert!(reads <= batches + cut, "{reads} reads for {batches} batches, {cut} cut short");
+    assert!(cut <= batches / 2, "{cut} of {batches} waits cut short: the low-water mark overshoots");
+    // Shorter answers than last time: the wait gives up, the session goes on.
+    let cut0 = c.reads().1;
+    batch(&mut c, 1).unwrap();
+    assert!(c.reads().1 > cut0, "the mark waited for bytes that never came without its timeout");
+    batch(&mut c, 3).unwrap();
+
     // Sequential mode answers each statement at once.
     c.set_pipeline(false);
     let e = c.execute(ins, &[Param::U64(3), Param::Bytes(b"again")]).unwrap_err();

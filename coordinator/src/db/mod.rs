@@ -4,6 +4,7 @@
 //! statement they send is a fixed text with `?` parameters, and the few
 //! identifiers that must be spliced into DDL pass [`check_ident`] first.
 
+mod lowat;
 pub mod wire;
 
 use std::time::Duration;

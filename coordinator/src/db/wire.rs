@@ -10,12 +10,15 @@
 //!
 //! Blocking I/O, like sysbench's threads: each OLTP worker is an OS thread
 //! of its own, and a read that sleeps in the kernel costs one system call
-//! where a readiness loop costs two or three. Plain TCP;
+//! where a readiness loop costs two or three; while pipelined answers are
+//! read, the socket's low-water mark keeps that read asleep until all the
+//! bytes expected are in ([`Conn::reads`]). Plain TCP;
 //! `mysql_native_password` and `caching_sha2_password` (its fast path, the
 //! server's cache being primed by a full login through mysql_async when it
 //! asks for one). Everything else the coordinator says to a database goes
 //! through mysql_async.
 
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -71,6 +74,19 @@ const COM_STMT_EXECUTE: u8 = 0x17;
 const CHARSET: u8 = 45;
 const MAX_PAYLOAD: usize = 0xFF_FFFF;
 const NATIVE: &str = "mysql_native_password";
+/// The pending-command key of a text statement or a prepare.
+const TEXT: u32 = u32::MAX;
+/// The shortest OK answer: header, 0 rows, no insert id, status, warnings.
+const OK_MIN: usize = 4 + 1 + 1 + 1 + 2 + 2;
+/// Below this many bytes still to come, a read wakes on any byte.
+const MIN_LOWAT: usize = 256;
+/// The most bytes one read waits for (the kernel grows the socket's
+/// receive buffer to hold them, and `buf` grows with it).
+const MAX_LOWAT: usize = 256 * 1024;
+/// How long a read under a low-water mark waits before it takes what
+/// there is: the bound on the wait when an answer is shorter than its
+/// statement's last ones (a timer tick or two in practice).
+const LOWAT_WAIT: Duration = Duration::from_millis(2);
 const CACHING_SHA2: &str = "caching_sha2_password";
 
 /// A prepared statement of one connection.
@@ -78,6 +94,8 @@ const CACHING_SHA2: &str = "caching_sha2_password";
 pub struct Stmt {
     id: u32,
     params: u16,
+    /// The caller's key, which also indexes the sizes of its answers.
+    key: u32,
 }
 
 /// A statement parameter.
@@ -97,9 +115,26 @@ pub struct Conn {
     big: Vec<u8>,
     /// Sequence id of the last packet read.
     seq: u8,
-    /// Commands written to `out` or sent and not answered yet.
+    /// Commands written to `out`.
     out: Vec<u8>,
-    pending: usize,
+    /// Commands written or sent and not answered yet, oldest first: each
+    /// one's statement key, [`TEXT`] for the others.
+    pending: VecDeque<u32>,
+    /// The sizes in bytes of each statement key's last two answers.
+    sizes: Vec<[u32; 2]>,
+    /// Bytes of packets consumed since the connection opened, and where
+    /// the answer being read began.
+    consumed: u64,
+    answer_start: u64,
+    /// Reading the answers of pipelined commands ([`Conn::settle`]).
+    settling: bool,
+    /// The socket's low-water mark, and whether its read timeout is
+    /// [`LOWAT_WAIT`] (else none).
+    lowat: usize,
+    lowat_wait: bool,
+    /// Reads that returned data, and waits the timeout ended ([`Conn::reads`]).
+    reads: u64,
+    timeouts: u64,
     /// First statement error among the answers read so far.
     failed: Option<Error>,
     /// When false every command is sent and answered on its own.
@@ -142,7 +177,28 @@ impl Conn {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(l.timeout))?;
         stream.set_write_timeout(Some(l.timeout))?;
-        let mut c = Conn { stream, buf: vec![0; 64 * 1024], start: 0, end: 0, big: Vec::new(), seq: 0, out: Vec::with_capacity(4096), pending: 0, failed: None, pipeline: true, quickack: false, stmts: Vec::new() };
+        let mut c = Conn {
+            stream,
+            buf: vec![0; 64 * 1024],
+            start: 0,
+            end: 0,
+            big: Vec::new(),
+            seq: 0,
+            out: Vec::with_capacity(4096),
+            pending: VecDeque::new(),
+            sizes: Vec::new(),
+            consumed: 0,
+            answer_start: 0,
+            settling: false,
+            lowat: 1,
+            lowat_wait: false,
+            reads: 0,
+            timeouts: 0,
+            failed: None,
+            pipeline: true,
+            quickack: false,
+            stmts: Vec::new(),
+        };
         c.handshake(l).map_err(|e| match e {
             Error::Io(io) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                 Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no login answer within {} ms", l.timeout.as_millis())))
@@ -252,9 +308,9 @@ impl Conn {
         // The prepare's answer carries the id the executes need, so it
         // cannot wait in the pipeline behind them.
         self.settle()?;
-        self.command(COM_STMT_PREPARE, sql.as_bytes())?;
+        self.command(COM_STMT_PREPARE, sql.as_bytes(), TEXT)?;
         self.flush()?;
-        self.pending -= 1;
+        self.pending.pop_back();
         let p = self.packet()?;
         if p.first() == Some(&0xFF) {
             return Err(server_error(p));
@@ -273,9 +329,10 @@ impl Conn {
                 }
             }
         }
-        let s = Stmt { id, params };
+        let s = Stmt { id, params, key: u32::try_from(key).map_err(|_| Error::Protocol(format!("statement key {key} is too large")))? };
         if self.stmts.len() <= key {
             self.stmts.resize(key + 1, None);
+            self.sizes.resize(key + 1, [0; 2]);
         }
         self.stmts[key] = Some(s);
         Ok(s)
@@ -283,7 +340,7 @@ impl Conn {
 
     /// Queues a text statement (sent now unless pipelining).
     pub fn query(&mut self, sql: &str) -> Result<(), Error> {
-        self.command(COM_QUERY, sql.as_bytes())?;
+        self.command(COM_QUERY, sql.as_bytes(), TEXT)?;
         self.step()
     }
 
@@ -315,7 +372,7 @@ impl Conn {
                 }
             }
         }
-        self.command(COM_STMT_EXECUTE, &b)?;
+        self.command(COM_STMT_EXECUTE, &b, s.key)?;
         self.step()
     }
 
@@ -332,7 +389,7 @@ impl Conn {
     /// Ends the session politely.
     pub fn close(mut self) {
         let _ = self.finish();
-        if self.command(COM_QUIT, &[]).is_ok() {
+        if self.command(COM_QUIT, &[], TEXT).is_ok() {
             let _ = self.flush();
         }
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
@@ -345,7 +402,7 @@ impl Conn {
         self.finish()
     }
 
-    fn command(&mut self, code: u8, body: &[u8]) -> Result<(), Error> {
+    fn command(&mut self, code: u8, body: &[u8], key: u32) -> Result<(), Error> {
         let len = body.len() + 1;
         if len >= MAX_PAYLOAD {
             return Err(Error::Protocol(format!("a {len}-byte command does not fit one packet")));
@@ -355,7 +412,7 @@ impl Conn {
         self.out.push(code);
         self.out.extend_from_slice(body);
         if code != COM_QUIT {
-            self.pending += 1;
+            self.pending.push_back(key);
         }
         Ok(())
     }
@@ -372,14 +429,79 @@ impl Conn {
     /// errors are kept in `failed`, a broken connection returns at once.
     fn settle(&mut self) -> Result<(), Error> {
         self.flush()?;
-        while self.pending > 0 {
-            self.pending -= 1;
-            if let Err(e) = self.skip_answer() {
-                if e.lost() {
-                    return Err(e);
+        self.settling = self.pipeline;
+        let r = self.read_answers();
+        self.settling = false;
+        r
+    }
+
+    fn read_answers(&mut self) -> Result<(), Error> {
+        while let Some(&key) = self.pending.front() {
+            self.answer_start = self.consumed;
+            let r = self.skip_answer();
+            self.pending.pop_front();
+            match r {
+                Ok(()) => self.note_size(key, self.consumed - self.answer_start),
+                Err(e) if e.lost() => return Err(e),
+                Err(e) => {
+                    self.failed.get_or_insert(e);
                 }
-                self.failed.get_or_insert(e);
             }
+        }
+        Ok(())
+    }
+
+    /// Reads that returned data, and reads whose low-water mark gave up
+    /// after [`LOWAT_WAIT`] (the server slower than that, or an answer
+    /// shorter than its statement's last ones), since the connection opened.
+    pub fn reads(&self) -> (u64, u64) {
+        (self.reads, self.timeouts)
+    }
+
+    /// Bytes of the pending answers still to come, as far as their
+    /// statements' last answers tell (the smaller of the last two; the
+    /// shortest OK for text commands), less what the current one has
+    /// delivered.
+    fn expected_rest(&self) -> usize {
+        let size = |k: u32| self.sizes.get(k as usize).map_or(OK_MIN, |s| s[0].min(s[1]) as usize);
+        let mut keys = self.pending.iter();
+        let Some(&head) = keys.next() else { return 0 };
+        let done = usize::try_from(self.consumed - self.answer_start).unwrap_or(usize::MAX);
+        size(head).saturating_sub(done) + keys.map(|&k| size(k)).sum::<usize>()
+    }
+
+    fn note_size(&mut self, key: u32, bytes: u64) {
+        if let Some(s) = self.sizes.get_mut(key as usize) {
+            *s = [s[1], u32::try_from(bytes).unwrap_or(u32::MAX)];
+        }
+    }
+
+    /// Before a read that will block: while pipelined answers are read,
+    /// the socket's low-water mark is the bytes still expected, so the
+    /// thread sleeps until they are all in instead of waking on each
+    /// answer the server sends (the server answers one at a time; most of
+    /// a client's time per transaction is otherwise these wake-ups). The
+    /// read timeout bounds the wait when fewer bytes come; the mark and
+    /// the timeout go back to 1 byte and none for every other read. Makes
+    /// room in `buf` for the bytes waited for.
+    fn set_lowat(&mut self) -> Result<(), Error> {
+        let want = if self.settling { self.expected_rest().saturating_sub(self.end - self.start) } else { 0 };
+        let (lowat, wait) = if want >= MIN_LOWAT { (want.min(MAX_LOWAT), true) } else { (1, false) };
+        if self.buf.len() - self.end < lowat {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if self.buf.len() - self.end < lowat {
+                self.buf.resize((self.end + lowat).next_power_of_two(), 0);
+            }
+        }
+        if lowat != self.lowat {
+            super::lowat::set_rcvlowat(&self.stream, lowat)?;
+            self.lowat = lowat;
+        }
+        if wait != self.lowat_wait {
+            self.stream.set_read_timeout(wait.then_some(LOWAT_WAIT))?;
+            self.lowat_wait = wait;
         }
         Ok(())
     }
@@ -435,7 +557,22 @@ impl Conn {
                     self.buf.resize(n.next_power_of_two(), 0);
                 }
             }
-            let got = self.stream.read(&mut self.buf[self.end..])?;
+            self.set_lowat()?;
+            let got = match self.stream.read(&mut self.buf[self.end..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // Nothing at all within the wait: the server is busy.
+                Err(e) if self.lowat_wait && matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    self.timeouts += 1;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            self.reads += 1;
+            if got < self.lowat {
+                // Cut short by the wait (or the end of the stream).
+                self.timeouts += 1;
+            }
             if got == 0 {
                 return Err(Error::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the server closed the connection")));
             }
@@ -473,6 +610,7 @@ impl Conn {
         self.fill(4 + len)?;
         let start = self.start + 4;
         self.start += 4 + len;
+        self.consumed += 4 + len as u64;
         Ok((start, len))
     }
 }

@@ -378,7 +378,7 @@ fn sysbench_oltp(port: u16, tables: u32, size: u64, threads: usize, secs: u64) -
     (txns, time, cpu, field("ignored errors:"))
 }
 
-fn oltp_vs_sysbench(lines: &mut Vec<Line>) {
+fn oltp_vs_sysbench(lines: &mut Vec<Line>, kinds: &[distdiag_coordinator::db::DialectKind]) {
     use distdiag_coordinator::db::DialectKind;
     use distdiag_coordinator::workload::{Options, WorkloadKind, Workloads};
     if Command::new("sysbench").arg("--version").output().is_err() {
@@ -387,7 +387,7 @@ fn oltp_vs_sysbench(lines: &mut Vec<Line>) {
     }
     let (tables, size, threads, secs, rounds) = (4u32, 10_000u64, 4usize, 15u64, 3);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    for kind in [DialectKind::Mysql, DialectKind::Oceanbase] {
+    for &kind in kinds {
         let name = if kind == DialectKind::Mysql { "MariaDB 10.11" } else { "seekdb 1.4 (OceanBase)" };
         eprintln!("(d) oltp_read_write on {name} ...");
         let server = distdiag_tests::db::DbServer::start(kind);
@@ -433,7 +433,8 @@ fn oltp_vs_sysbench(lines: &mut Vec<Line>) {
 
 /// Sections to run: all by default, or those named on the command line
 /// (`agent`, `ingest`, `capture`, `oltp`, `training`, `ranking`;
-/// `diagnosis` is the last two).
+/// `diagnosis` is the last two; `oltp-mariadb` and `oltp-seekdb` are
+/// `oltp` on one server).
 fn main() {
     let only: Vec<String> = std::env::args().skip(1).collect();
     let run = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
@@ -452,8 +453,12 @@ fn main() {
         lines.push(line(&format!("bytes per value, this host's real series at 1 s ({width} metrics, one 60-row block)"), format!("{bpv:.3}"), "-".into(), "-".into(), "≤ 2"));
     }
 
-    if run("oltp") {
-        oltp_vs_sysbench(&mut lines);
+    {
+        use distdiag_coordinator::db::DialectKind;
+        let kinds: Vec<DialectKind> = [(DialectKind::Mysql, "oltp-mariadb"), (DialectKind::Oceanbase, "oltp-seekdb")].into_iter().filter(|(_, one)| run("oltp") || only.iter().any(|o| o == one)).map(|(k, _)| k).collect();
+        if !kinds.is_empty() {
+            oltp_vs_sysbench(&mut lines, &kinds);
+        }
     }
     if run("diagnosis") || run("training") {
         eprintln!("(e) diagnosis: training vs Python xgboost ...");
