@@ -256,8 +256,8 @@ impl SledStore {
             sealed.push(bytes);
             start = end;
         }
-        self.sled_dirty.store(true, Ordering::SeqCst);
         self.series.apply_batch(batch)?;
+        self.mark_dirty();
         for bytes in &sealed {
             if let Ok(view) = BlockView::parse(bytes) {
                 self.count_sealed(&view, bytes.len());
@@ -270,6 +270,17 @@ impl SledStore {
         st.hot.clear();
         st.hot_segment = None;
         Ok(())
+    }
+
+    /// Notes a write to sled, after it is made: a flush that takes the
+    /// mark then flushes it. Marked before the write, a flush of another
+    /// node's batch could take the mark between the two, flush without
+    /// the write, and leave it to sled's own timer: a node record written
+    /// then, lost with a crash inside that second, took the rows of its
+    /// acknowledged batches with it (the log replays rows only for known
+    /// nodes).
+    fn mark_dirty(&self) {
+        self.sled_dirty.store(true, Ordering::SeqCst);
     }
 
     fn wal(&self) -> MutexGuard<'_, Wal> {
@@ -323,8 +334,8 @@ impl SeriesStore for SledStore {
             None => NodeRecord { node: node.to_owned(), host, capabilities: caps, catalog, interval_ms, first_seen_ms: now_ms, last_seen_ms: now_ms },
         };
         let json = serde_json::to_vec(&record).map_err(corrupt)?;
-        self.sled_dirty.store(true, Ordering::SeqCst);
         self.nodes_tree.insert(node.as_bytes(), json)?;
+        self.mark_dirty();
         match existing {
             Some(st) => {
                 let mut st = lock(&st);
@@ -504,8 +515,8 @@ impl SeriesStore for SledStore {
                     removed += 1;
                 }
             }
-            self.sled_dirty.store(true, Ordering::SeqCst);
             self.series.apply_batch(batch)?;
+            self.mark_dirty();
         }
         Ok(removed)
     }
@@ -525,9 +536,9 @@ impl SeriesStore for SledStore {
             }
             batch.remove(k);
         }
-        self.sled_dirty.store(true, Ordering::SeqCst);
         self.series.apply_batch(batch)?;
         self.nodes_tree.remove(node.as_bytes())?;
+        self.mark_dirty();
         self.hot_rows.fetch_sub(st.hot.len() as u64, Ordering::Relaxed);
         Ok(true)
     }
