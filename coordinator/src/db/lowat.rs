@@ -1,7 +1,7 @@
 //! The project's one exception to `unsafe_code = "deny"`: the receive
 //! low-water mark (`SO_RCVLOWAT`), which neither std nor rustix sets. It
-//! lets the OLTP client sleep until a pipeline's answers are (nearly) all
-//! in instead of waking once per answer ([`super::wire`]).
+//! lets the OLTP client sleep until the bytes it expects of a pipeline's answers are
+//! all in instead of waking once per answer ([`super::wire`]).
 #![allow(unsafe_code)]
 
 use std::net::TcpStream;
