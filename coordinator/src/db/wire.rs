@@ -128,10 +128,9 @@ pub struct Conn {
     answer_start: u64,
     /// Reading the answers of pipelined commands ([`Conn::settle`]).
     settling: bool,
-    /// The socket's low-water mark, and whether its read timeout is
-    /// [`LOWAT_WAIT`] (else none).
+    /// The socket's low-water mark; above 1 byte its read timeout is
+    /// [`LOWAT_WAIT`], else none.
     lowat: usize,
-    lowat_wait: bool,
     /// Reads that returned data, and waits the timeout ended ([`Conn::reads`]).
     reads: u64,
     timeouts: u64,
@@ -191,7 +190,6 @@ impl Conn {
             answer_start: 0,
             settling: false,
             lowat: 1,
-            lowat_wait: false,
             reads: 0,
             timeouts: 0,
             failed: None,
@@ -486,24 +484,29 @@ impl Conn {
     /// room in `buf` for the bytes waited for.
     fn set_lowat(&mut self) -> Result<(), Error> {
         let want = if self.settling { self.expected_rest().saturating_sub(self.end - self.start) } else { 0 };
-        let (lowat, wait) = if want >= MIN_LOWAT { (want.min(MAX_LOWAT), true) } else { (1, false) };
-        if self.buf.len() - self.end < lowat {
+        let lowat = if want >= MIN_LOWAT { want.min(MAX_LOWAT) } else { 1 };
+        self.make_room(self.end - self.start + lowat);
+        if lowat != self.lowat {
+            super::lowat::set_rcvlowat(&self.stream, lowat)?;
+            if (lowat > 1) != (self.lowat > 1) {
+                self.stream.set_read_timeout((lowat > 1).then_some(LOWAT_WAIT))?;
+            }
+            self.lowat = lowat;
+        }
+        Ok(())
+    }
+
+    /// Makes `buf` hold `n` bytes from `start`: moves the unread bytes to
+    /// its front and grows it if that is not enough.
+    fn make_room(&mut self, n: usize) {
+        if self.start + n > self.buf.len() {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
-            if self.buf.len() - self.end < lowat {
-                self.buf.resize((self.end + lowat).next_power_of_two(), 0);
+            if n > self.buf.len() {
+                self.buf.resize(n.next_power_of_two(), 0);
             }
         }
-        if lowat != self.lowat {
-            super::lowat::set_rcvlowat(&self.stream, lowat)?;
-            self.lowat = lowat;
-        }
-        if wait != self.lowat_wait {
-            self.stream.set_read_timeout(wait.then_some(LOWAT_WAIT))?;
-            self.lowat_wait = wait;
-        }
-        Ok(())
     }
 
     /// Reads one command's answer: OK, error, or result sets skipped row by row.
@@ -549,20 +552,13 @@ impl Conn {
     /// Makes `n` unread bytes available in `buf[start..]`.
     fn fill(&mut self, n: usize) -> Result<(), Error> {
         while self.end - self.start < n {
-            if self.start + n > self.buf.len() {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-                if n > self.buf.len() {
-                    self.buf.resize(n.next_power_of_two(), 0);
-                }
-            }
+            self.make_room(n);
             self.set_lowat()?;
             let got = match self.stream.read(&mut self.buf[self.end..]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 // Nothing at all within the wait: the server is busy.
-                Err(e) if self.lowat_wait && matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(e) if self.lowat > 1 && matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                     self.timeouts += 1;
                     continue;
                 }
