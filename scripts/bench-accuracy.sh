@@ -3,11 +3,12 @@
 # MariaDB Galera cluster, then 3 standalone MariaDB nodes — and both
 # reports (AC@1/3/5, Avg@5 and per-type F1 per scenario family, for the
 # model, the statistical scorer and Dummy, trained and evaluated on
-# disjoint cases: cross-validated in FOLDS folds). About an hour per
+# disjoint cases: cross-validated in FOLDS folds, REPEATS times with the
+# cases dealt anew, figures the means over the dealings). About an hour per
 # database with the defaults; every knob is an environment variable:
 #   DBS="galera mariadb"  CASES=1  NORMAL_S=30  FAULT_S=90  RECOVERY_S=15
 #   TYPES=cpu_stress,memory_stress,disk_stress,network_delay,network_loss,cache_bottleneck,too_many_indexes
-#   FAMILIES=A,B,C,W  FOLDS=2  SEED=42  OUT=/var/tmp/distdiag-accuracy
+#   FAMILIES=A,B,C,W  FOLDS=2  REPEATS=5  SEED=42  OUT=/var/tmp/distdiag-accuracy
 # On Galera too_many_indexes is left out of the default types: its DDL
 # replicates to every member, so it is a cluster-wide change there, not a
 # fault of one node. Faults last 90 s so that a diagnosis 30 s early or
@@ -55,7 +56,7 @@ for db in $DBS; do
         --families "${FAMILIES:-A,B,C,W}" \
         --types "$types" \
         --cases "${CASES:-1}" --normal-s "${NORMAL_S:-30}" --fault-s "${FAULT_S:-90}" \
-        --recovery-s "${RECOVERY_S:-15}" --folds "${FOLDS:-2}" --seed "${SEED:-42}" >"$OUT/$db.md"
+        --recovery-s "${RECOVERY_S:-15}" --folds "${FOLDS:-2}" --repeats "${REPEATS:-5}" --seed "${SEED:-42}" >"$OUT/$db.md"
     stop_testbed
 done
 for db in $DBS; do

@@ -55,6 +55,12 @@ pub struct CampaignConfig {
     /// other folds only, so every case is evaluated exactly once, by a model
     /// that never saw it.
     pub folds: u32,
+    /// Times the cross-validation is run, each with the cases dealt into
+    /// folds anew (dealing seeds `seed`, `seed + 1`, ...): the report's
+    /// figures are means over the dealings, and a table shows each one.
+    /// With a few cases per type, which fold a case lands in moves AC@1 by
+    /// more than most changes to the method do.
+    pub repeats: u32,
 }
 
 impl Default for CampaignConfig {
@@ -69,6 +75,7 @@ impl Default for CampaignConfig {
             warmup_s: 60,
             seed: 42,
             folds: 2,
+            repeats: 1,
         }
     }
 }
@@ -98,6 +105,7 @@ impl CampaignConfig {
             return Err("fault_s must be 5..=3600 and normal_s, recovery_s, warmup_s at most 3600".into());
         }
         check_folds(self.folds)?;
+        check_repeats(self.repeats)?;
         Ok(())
     }
 }
@@ -271,11 +279,14 @@ pub fn per_family(per_scenario: &BTreeMap<String, AcRow>) -> BTreeMap<String, Ac
 }
 
 /// A campaign's accuracy, cross-validated: each fold's cases ranked by a
-/// model trained on the other folds.
+/// model trained on the other folds, and that repeated with the cases dealt
+/// anew. `evaluation` and `families` pool every dealing's rankings, so each
+/// AC figure is the mean over the dealings; their `cases` count each case
+/// once, while `per_case` has a row per case and dealing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CampaignReport {
-    /// The fault cases of each fold (disjoint; together every fault case).
-    pub folds: Vec<Vec<String>>,
+    /// Each cross-validation run, in order.
+    pub dealings: Vec<Dealing>,
     /// Types that got a classifier (in every fold), and those skipped in
     /// some fold with why.
     pub types: Vec<String>,
@@ -283,6 +294,28 @@ pub struct CampaignReport {
     pub evaluation: Evaluation,
     /// method → family → AC row, at the fault and shifted by ±30 s.
     pub families: BTreeMap<String, BTreeMap<String, FamilyRows>>,
+}
+
+/// One cross-validation run: how the cases were dealt and what the model
+/// scored on them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dealing {
+    /// Seed of the dealing (the classifiers keep the training seed).
+    pub seed: u64,
+    /// The fault cases of each fold (disjoint; together every fault case).
+    pub folds: Vec<Vec<String>>,
+    /// The model at the fault: overall, and AC@1 per family.
+    pub model: AcRow,
+    pub model_macro_f1: f64,
+    pub model_families: BTreeMap<String, f64>,
+}
+
+pub fn check_repeats(repeats: u32) -> Result<(), String> {
+    if (1..=20).contains(&repeats) {
+        Ok(())
+    } else {
+        Err(format!("repeats = {repeats} is outside 1..=20"))
+    }
 }
 
 pub fn check_folds(folds: u32) -> Result<(), String> {
@@ -318,17 +351,18 @@ pub fn lead_type(scenario: &str) -> &str {
 /// Deals the fault cases into `folds` folds (stratified by [`lead_type`]); for
 /// each fold trains a model on every other case (normal periods included)
 /// and ranks the fold's cases with it, the statistical scorer and Dummy;
-/// the pooled rankings make the report.
-pub fn report(ds: &Dataset, folds: u32, params: &TrainParams, progress: &mut dyn FnMut(usize, usize, &str)) -> Result<CampaignReport, String> {
+/// does that `repeats` times, dealing with seeds `params.seed`,
+/// `params.seed + 1`, ...; the pooled rankings make the report.
+pub fn report(ds: &Dataset, folds: u32, repeats: u32, params: &TrainParams, progress: &mut dyn FnMut(usize, usize, &str)) -> Result<CampaignReport, String> {
     check_folds(folds)?;
+    check_repeats(repeats)?;
     let truths = ds.truths();
     let strata: BTreeMap<String, String> = truths.iter().map(|t| (t.case.clone(), lead_type(&t.scenario).to_owned())).collect();
     if strata.len() < folds as usize {
         return Err(format!("{} fault cases cannot fill {folds} folds", strata.len()));
     }
-    let fold_of = case_folds(&strata, folds as usize, params.seed);
     let mut pooled = CaseRankings { model: Some(Rankings::default()), ..CaseRankings::default() };
-    let mut fold_cases = Vec::new();
+    let mut dealings = Vec::new();
     let mut types: Option<Vec<String>> = None;
     let mut skipped = BTreeMap::new();
     // The fold's own test cases are what it is evaluated on, so the cases
@@ -336,53 +370,96 @@ pub fn report(ds: &Dataset, folds: u32, params: &TrainParams, progress: &mut dyn
     let fold_params = TrainParams { refit: true, ..params.clone() };
     // Features once; each fold keeps the windows of its training cases.
     let all_windows = ds.windows(None);
-    for f in 0..folds as usize {
-        let test: Vec<String> = fold_of.iter().filter(|(_, &k)| k == f).map(|(c, _)| c.clone()).collect();
-        let mut windows = all_windows.clone();
-        windows.retain_cases(|c| !test.iter().any(|t| t == c));
-        let set = train(&windows, ds.manifest.window, &fold_params, &mut |d, n, what| progress(d, n, &format!("fold {}/{folds}: {what}", f + 1)))?;
-        let scorer = Scorer::load(&set)?;
-        let exclude: Vec<String> = ds.cases.iter().map(|c| c.case.clone()).filter(|c| !test.contains(c)).collect();
-        let r = ds.rank(Some(&scorer), &exclude, params.seed)?;
-        pooled.case_ids.extend(r.case_ids);
-        if let (Some(p), Some(m)) = (pooled.model.as_mut(), r.model) {
+    for rep in 0..u64::from(repeats) {
+        let seed = params.seed.wrapping_add(rep);
+        let fold_of = case_folds(&strata, folds as usize, seed);
+        let mut this = CaseRankings { model: Some(Rankings::default()), ..CaseRankings::default() };
+        let mut fold_cases = Vec::new();
+        for f in 0..folds as usize {
+            let test: Vec<String> = fold_of.iter().filter(|(_, &k)| k == f).map(|(c, _)| c.clone()).collect();
+            let mut windows = all_windows.clone();
+            windows.retain_cases(|c| !test.iter().any(|t| t == c));
+            let what = |f: usize| if repeats > 1 { format!("dealing {}/{repeats}, fold {}/{folds}", rep + 1, f + 1) } else { format!("fold {}/{folds}", f + 1) };
+            let set = train(&windows, ds.manifest.window, &fold_params, &mut |d, n, w| progress(d, n, &format!("{}: {w}", what(f))))?;
+            let scorer = Scorer::load(&set)?;
+            let exclude: Vec<String> = ds.cases.iter().map(|c| c.case.clone()).filter(|c| !test.contains(c)).collect();
+            let r = ds.rank(Some(&scorer), &exclude, params.seed)?;
+            this.case_ids.extend(r.case_ids);
+            if let (Some(p), Some(m)) = (this.model.as_mut(), r.model) {
+                p.append(m);
+            }
+            this.statistical.append(r.statistical);
+            this.dummy.append(r.dummy);
+            let trained: Vec<String> = set.types.iter().map(|t| t.kind.clone()).collect();
+            types = Some(match types {
+                None => trained.clone(),
+                Some(t) => t.into_iter().filter(|k| trained.contains(k)).collect(),
+            });
+            for (t, why) in &set.skipped {
+                skipped.insert(t.clone(), format!("{}: {why}", what(f)));
+            }
+            // A type this fold is tested on but no training window carries.
+            for t in truths.iter().filter(|t| test.contains(&t.case)).flat_map(|t| t.causes.iter().map(|c| &c.1)) {
+                if !trained.contains(t) && !set.skipped.contains_key(t) {
+                    skipped.insert(t.clone(), format!("{}: no training case has it", what(f)));
+                }
+            }
+            fold_cases.push(test);
+        }
+        let model = this.model.as_ref().map(Rankings::report).map(|m| m.at_fault).unwrap_or_default();
+        dealings.push(Dealing { seed, folds: fold_cases, model: model.overall, model_macro_f1: model.macro_f1, model_families: per_family(&model.per_scenario).into_iter().map(|(f, r)| (f, r.ac1)).collect() });
+        pooled.case_ids.extend(this.case_ids);
+        if let (Some(p), Some(m)) = (pooled.model.as_mut(), this.model) {
             p.append(m);
         }
-        pooled.statistical.append(r.statistical);
-        pooled.dummy.append(r.dummy);
-        let trained: Vec<String> = set.types.iter().map(|t| t.kind.clone()).collect();
-        types = Some(match types {
-            None => trained.clone(),
-            Some(t) => t.into_iter().filter(|k| trained.contains(k)).collect(),
-        });
-        for (t, why) in &set.skipped {
-            skipped.insert(t.clone(), format!("fold {}: {why}", f + 1));
-        }
-        // A type this fold is tested on but no training window carries.
-        for t in truths.iter().filter(|t| test.contains(&t.case)).flat_map(|t| t.causes.iter().map(|c| &c.1)) {
-            if !trained.contains(t) && !set.skipped.contains_key(t) {
-                skipped.insert(t.clone(), format!("fold {}: no training case has it", f + 1));
-            }
-        }
-        fold_cases.push(test);
+        pooled.statistical.append(this.statistical);
+        pooled.dummy.append(this.dummy);
     }
-    let evaluation = pooled.evaluation();
+    let mut evaluation = pooled.evaluation();
+    count_cases_once(&mut evaluation, repeats as usize);
     let mut families = BTreeMap::new();
     if let Some(m) = &evaluation.model {
         families.insert("model".to_owned(), family_rows(m));
     }
     families.insert("statistical".to_owned(), family_rows(&evaluation.statistical));
     families.insert("dummy".to_owned(), family_rows(&evaluation.dummy));
-    Ok(CampaignReport { folds: fold_cases, types: types.unwrap_or_default(), skipped, evaluation, families })
+    Ok(CampaignReport { dealings, types: types.unwrap_or_default(), skipped, evaluation, families })
+}
+
+/// Every dealing ranks every case once, so the pooled rows hold each case
+/// `repeats` times: their AC figures are already the means over the
+/// dealings, and their counts become counts of cases again.
+fn count_cases_once(e: &mut Evaluation, repeats: usize) {
+    if repeats <= 1 {
+        return;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    e.case_ids.retain(|c| seen.insert(c.clone()));
+    e.cases = e.case_ids.len();
+    let methods = e.model.iter_mut().chain([&mut e.statistical, &mut e.dummy]);
+    for m in methods {
+        for r in [&mut m.at_fault, &mut m.shifted_minus_30s, &mut m.shifted_plus_30s] {
+            r.overall.cases /= repeats;
+            for row in r.per_scenario.values_mut() {
+                row.cases /= repeats;
+            }
+        }
+    }
 }
 
 /// The report as Markdown: families first, then the evaluation's tables.
 pub fn markdown(r: &CampaignReport) -> String {
-    let sizes: Vec<String> = r.folds.iter().map(|f| f.len().to_string()).collect();
+    let folds = r.dealings.first().map_or(&[][..], |d| &d.folds[..]);
+    let sizes: Vec<String> = folds.iter().map(|f| f.len().to_string()).collect();
+    let repeated = if r.dealings.len() > 1 {
+        format!(" That was done {} times, the cases dealt anew each time (seeds {}); every figure below is the mean over the dealings.", r.dealings.len(), r.dealings.iter().map(|d| d.seed.to_string()).collect::<Vec<_>>().join(", "))
+    } else {
+        String::new()
+    };
     let mut s = format!(
-        "# Campaign report\n\n{} fault cases, cross-validated in {} folds ({} cases): each fold ranked by a model trained on the other folds (normal periods included). Classifiers: {}.\n",
+        "# Campaign report\n\n{} fault cases, cross-validated in {} folds ({} cases): each fold ranked by a model trained on the other folds (normal periods included).{repeated} Classifiers: {}.\n",
         r.evaluation.cases,
-        r.folds.len(),
+        folds.len(),
         sizes.join(" + "),
         r.types.join(", ")
     );
@@ -396,13 +473,28 @@ pub fn markdown(r: &CampaignReport) -> String {
             let _ = writeln!(s, "| {m} | {f} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |", o.cases, o.ac1, o.ac3, o.ac5, o.avg5, rows.shifted_minus_30s.ac1, rows.shifted_plus_30s.ac1);
         }
     }
+    if r.dealings.len() > 1 {
+        s.push_str("\n## Model per dealing\n\n| dealing seed | AC@1 | AC@3 | macro-F1 | AC@1 A / B / C / W |\n|---|---|---|---|---|\n");
+        for d in &r.dealings {
+            let fam: Vec<String> = FAMILIES.iter().map(|f| d.model_families.get(*f).map_or("-".to_owned(), |v| format!("{v:.2}"))).collect();
+            let _ = writeln!(s, "| {} | {:.3} | {:.3} | {:.3} | {} |", d.seed, d.model.ac1, d.model.ac3, d.model_macro_f1, fam.join(" / "));
+        }
+        let ac1: Vec<f64> = r.dealings.iter().map(|d| d.model.ac1).collect();
+        let (lo, hi) = ac1.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+        let _ = writeln!(s, "\nModel AC@1 ranges over {lo:.3}..{hi:.3} across the dealings.");
+    }
     s.push_str("\n## Overall and per scenario\n\n");
     s.push_str(&evaluation_markdown(&r.evaluation));
     if let Some(m) = &r.evaluation.model {
-        s.push_str("\n## Model, case by case\n\n| case | scenario | root causes | top 3 | AC@1 |\n|---|---|---|---|---|\n");
+        let n = r.dealings.len().max(1);
+        let (top, ac1) = if n > 1 { ("top 3 (first dealing)", format!("AC@1 (mean of {n})")) } else { ("top 3", "AC@1".to_owned()) };
+        let _ = write!(s, "\n## Model, case by case\n\n| case | scenario | root causes | {top} | {ac1} |\n|---|---|---|---|---|\n");
         let pairs = |v: &[(String, String)]| v.iter().map(|(n, t)| format!("{t}@{n}")).collect::<Vec<_>>().join(", ");
-        for c in &m.at_fault.per_case {
-            let _ = writeln!(s, "| {} | {} | {} | {} | {:.2} |", c.case, c.scenario, pairs(&c.causes), pairs(&c.top), c.ac1);
+        // Rows come dealing by dealing; the first dealing's order and top 3.
+        let rows = &m.at_fault.per_case;
+        for c in &rows[..rows.len() / n] {
+            let mean = rows.iter().filter(|x| x.case == c.case).map(|x| x.ac1).sum::<f64>() / n as f64;
+            let _ = writeln!(s, "| {} | {} | {} | {} | {:.2} |", c.case, c.scenario, pairs(&c.causes), pairs(&c.top), mean);
         }
     }
     s
@@ -485,6 +577,8 @@ mod tests {
         assert!(CampaignConfig { types: vec!["reboot".into()], ..cfg.clone() }.validate().is_err());
         assert!(CampaignConfig { folds: 1, ..cfg.clone() }.validate().is_err());
         assert!(CampaignConfig { folds: 11, ..cfg.clone() }.validate().is_err());
+        assert!(CampaignConfig { repeats: 0, ..cfg.clone() }.validate().is_err());
+        assert!(CampaignConfig { repeats: 21, ..cfg.clone() }.validate().is_err());
         assert!(CampaignConfig { fault_s: 1, ..cfg }.validate().is_err());
     }
 

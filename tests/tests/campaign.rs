@@ -126,8 +126,9 @@ async fn small_campaign_on_a_three_node_testbed() {
     assert!(r.evaluation.model.is_some());
     // Two folds, disjoint, together every fault case: each case was ranked
     // by a model that did not train on it.
-    assert_eq!(r.folds.len(), 2);
-    let mut evaluated: Vec<&String> = r.folds.iter().flatten().collect();
+    assert_eq!(r.dealings.len(), 1);
+    assert_eq!(r.dealings[0].folds.len(), 2);
+    let mut evaluated: Vec<&String> = r.dealings[0].folds.iter().flatten().collect();
     evaluated.sort();
     let mut all: Vec<&String> = fault_cases.iter().map(|c| &c.case).collect();
     all.sort();
@@ -229,13 +230,24 @@ fn recorded_campaign_model_beats_the_baselines() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/campaign-mariadb");
     let ds = Dataset::import(&dir).unwrap();
     let params = TrainParams { nthread: 1, seed: 42, ..TrainParams::default() };
-    let r = report(&ds, 2, &params, &mut |_, _, _| {}).unwrap();
-    let again = report(&ds, 2, &params, &mut |_, _, _| {}).unwrap();
-    assert_eq!(r, again, "training and evaluation are deterministic");
+    // Two dealings; the first is the single one again (deterministic).
+    let r = report(&ds, 2, 2, &params, &mut |_, _, _| {}).unwrap();
+    let once = report(&ds, 2, 1, &params, &mut |_, _, _| {}).unwrap();
+    assert_eq!(once.dealings[..], r.dealings[..1], "training and evaluation are deterministic");
+    assert_eq!(r.dealings[1].seed, 43);
+    assert_ne!(r.dealings[1].folds, r.dealings[0].folds, "the second dealing deals anew");
     let e = &r.evaluation;
-    let (m, s, d) = (e.model.as_ref().unwrap().at_fault.overall.ac1, e.statistical.at_fault.overall.ac1, e.dummy.at_fault.overall.ac1);
-    println!("{}", distdiag_coordinator::campaign::markdown(&r));
-    assert_eq!(e.cases, 40, "every case evaluated once");
+    let model = &e.model.as_ref().unwrap().at_fault;
+    let (m, s, d) = (model.overall.ac1, e.statistical.at_fault.overall.ac1, e.dummy.at_fault.overall.ac1);
+    let md = distdiag_coordinator::campaign::markdown(&r);
+    println!("{md}");
+    assert_eq!(e.cases, 40, "every case counted once");
+    assert_eq!(model.overall.cases, 40);
+    assert_eq!(model.per_case.len(), 80, "a row per case and dealing");
+    let mean = (r.dealings[0].model.ac1 + r.dealings[1].model.ac1) / 2.0;
+    assert!((m - mean).abs() < 1e-9, "pooled AC@1 {m} is the mean of the dealings' ({mean})");
+    assert_eq!(md.matches("\n| case-").count(), 40, "the case table has a row per case");
+    assert!(md.contains("| 43 | "), "the dealings table");
     assert!(m > s, "model AC@1 {m:.3} vs statistical {s:.3}");
     assert!(m > d, "model AC@1 {m:.3} vs Dummy {d:.3}");
 }

@@ -157,7 +157,7 @@ pub(crate) async fn run(api: &Api, args: RunArgs<'_>) -> Result<(), Failure> {
     }
     let v = api.get("/api/datasets/collected").await?;
     let ds: Dataset = serde_json::from_value(v).map_err(|e| (1, format!("bad dataset from {}: {e}", api.base)))?;
-    write_report(&ds, args.out, cfg.folds, &args.params, true)
+    write_report(&ds, args.out, cfg.folds, cfg.repeats, &args.params, true)
 }
 
 async fn drive(api: &Api, cfg: &CampaignConfig, cases: &[PlannedCase], total: u64) -> Result<(), Failure> {
@@ -195,14 +195,14 @@ async fn drive(api: &Api, cfg: &CampaignConfig, cases: &[PlannedCase], total: u6
 
 /// Writes `out/report.{json,md}` (and, with `export`, the dataset into
 /// `out/dataset`).
-pub(crate) fn write_report(ds: &Dataset, out: &Path, folds: u32, params: &TrainParams, export: bool) -> Result<(), Failure> {
+pub(crate) fn write_report(ds: &Dataset, out: &Path, folds: u32, repeats: u32, params: &TrainParams, export: bool) -> Result<(), Failure> {
     std::fs::create_dir_all(out).map_err(|e| (1, format!("{}: {e}", out.display())))?;
     if export {
         let dir = out.join("dataset");
         ds.export(&dir).map_err(|e| (1, e.to_string()))?;
         eprintln!("dataset: {} ({} cases, {} labels)", dir.display(), ds.cases.len(), ds.labels.len());
     }
-    let r: CampaignReport = report(ds, folds, params, &mut |d, n, what| eprintln!("  training {d}/{n} {what}")).map_err(|e| (1, e))?;
+    let r: CampaignReport = report(ds, folds, repeats, params, &mut |d, n, what| eprintln!("  training {d}/{n} {what}")).map_err(|e| (1, e))?;
     let md = markdown(&r);
     std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(&r).unwrap_or_default()).map_err(|e| (1, e.to_string()))?;
     std::fs::write(out.join("report.md"), &md).map_err(|e| (1, e.to_string()))?;

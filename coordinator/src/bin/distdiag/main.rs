@@ -112,6 +112,10 @@ enum CampaignCommand {
         /// is ranked by a model trained on the other folds.
         #[arg(long, default_value_t = 2)]
         folds: u32,
+        /// Cross-validation runs (1..=20), the cases dealt into folds anew
+        /// each time (seeds SEED, SEED+1, ...); figures are their means.
+        #[arg(long, default_value_t = 1)]
+        repeats: u32,
         /// The workload family W surges (default: the one running over several databases).
         #[arg(long)]
         workload: Option<String>,
@@ -127,6 +131,11 @@ enum CampaignCommand {
         /// Cross-validation folds (2..=10).
         #[arg(long, default_value_t = 2)]
         folds: u32,
+        /// Cross-validation runs (1..=20), the cases dealt into folds anew
+        /// each time (seeds SEED, SEED+1, ...); figures are their means.
+        #[arg(long, default_value_t = 1)]
+        repeats: u32,
+        /// Seed of the first dealing and of training.
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
@@ -450,21 +459,22 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
         }
-        Command::Campaign(CampaignCommand::Run { out, families, types, cases, normal_s, fault_s, recovery_s, warmup_s, seed, folds, workload }) => {
-            let config = distdiag_coordinator::campaign::CampaignConfig { families: families.clone(), types: types.clone(), cases: *cases, normal_s: *normal_s, fault_s: *fault_s, recovery_s: *recovery_s, warmup_s: *warmup_s, seed: *seed, folds: *folds };
+        Command::Campaign(CampaignCommand::Run { out, families, types, cases, normal_s, fault_s, recovery_s, warmup_s, seed, folds, repeats, workload }) => {
+            let config = distdiag_coordinator::campaign::CampaignConfig { families: families.clone(), types: types.clone(), cases: *cases, normal_s: *normal_s, fault_s: *fault_s, recovery_s: *recovery_s, warmup_s: *warmup_s, seed: *seed, folds: *folds, repeats: *repeats };
             config.validate().map_err(|e| (EX_USAGE, e))?;
             let api = campaign::Api { base: base.to_owned(), token: token(cli).map_err(|e| (EX_USAGE, e))?, client: client.clone() };
             let params = TrainParams { seed: *seed, ..TrainParams::default() };
             campaign::run(&api, campaign::RunArgs { config, workload: workload.as_deref(), out, params }).await?;
         }
-        Command::Campaign(CampaignCommand::Report { dataset, out, folds, seed }) => {
+        Command::Campaign(CampaignCommand::Report { dataset, out, folds, repeats, seed }) => {
             distdiag_coordinator::campaign::check_folds(*folds).map_err(|e| (EX_USAGE, e))?;
+            distdiag_coordinator::campaign::check_repeats(*repeats).map_err(|e| (EX_USAGE, e))?;
             let mut ds = Dataset::import(&dataset[0]).map_err(|e| (1, format!("{}: {e}", dataset[0].display())))?;
             for d in &dataset[1..] {
                 let more = Dataset::import(d).map_err(|e| (1, format!("{}: {e}", d.display())))?;
                 ds.merge(more).map_err(|e| (1, format!("{}: {e}", d.display())))?;
             }
-            campaign::write_report(&ds, out, *folds, &TrainParams { seed: *seed, ..TrainParams::default() }, false)?;
+            campaign::write_report(&ds, out, *folds, *repeats, &TrainParams { seed: *seed, ..TrainParams::default() }, false)?;
         }
         Command::Models => {
             let v = send(client.get(format!("{base}/api/models"))).await?;
