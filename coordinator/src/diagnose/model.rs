@@ -50,7 +50,13 @@ impl Default for TrainParams {
             rounds: 200,
             early_stopping_rounds: 15,
             subsample: 0.9,
-            colsample_bytree: 0.8,
+            // A random 30 % of the features per tree: with a few cases
+            // per type, many features separate the training windows
+            // equally well, and an ensemble spread over many of them
+            // generalises better than one leaning on the first found
+            // (mean AC@1 and macro-F1 over three dealings of three
+            // recordings: README, "Testbed and fault campaigns").
+            colsample_bytree: 0.3,
             min_child_weight: 1.0,
             validation_fraction: 0.25,
             min_positive_windows: 3,
