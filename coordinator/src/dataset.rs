@@ -106,6 +106,44 @@ pub fn grid_series(catalog: &[MetricDesc], rows: &[(i64, Vec<f64>)], step_ms: i6
     per.into_iter().filter(|(_, m)| !m.is_empty()).map(|(k, m)| (k, m.into_iter().collect())).collect()
 }
 
+/// Series computed from others in every frame, live and from recordings
+/// alike (a recording made before one was added gets it too; exports keep
+/// the recorded series only). Each is the work the database does per unit
+/// of load, which a fault in the database changes and a heavier or lighter
+/// workload does not:
+///
+/// - `db.cache_requests_per_query`: buffer-pool page requests per
+///   statement. Every extra index a write maintains adds page requests to
+///   it; a smaller buffer pool does not.
+/// - `db.write_bytes_per_query`: bytes the storage engine wrote per
+///   statement. Extra indexes and a pool too small to hold the dirty pages
+///   raise it; a surge of the same statements does not.
+/// - `db.cache_miss_share`: page requests that had to read from disk, in
+///   [0, 1]. A buffer pool too small for the working set raises it; extra
+///   indexes that fit do not.
+///
+/// A sample where the denominator is below one per second is NaN (no
+/// load, no ratio).
+pub const DERIVED: [&str; 3] = ["db.cache_requests_per_query", "db.write_bytes_per_query", "db.cache_miss_share"];
+
+/// Adds the [`DERIVED`] series a node's metrics allow.
+fn add_derived(metrics: &mut BTreeMap<String, Vec<f64>>) {
+    let ratio = |num: &str, den: &str, cap: f64| -> Option<Vec<f64>> {
+        let (n, d) = (metrics.get(num)?, metrics.get(den)?);
+        Some(n.iter().zip(d).map(|(n, d)| if n.is_finite() && d.is_finite() && *d >= 1.0 { (n / d).clamp(0.0, cap) } else { f64::NAN }).collect())
+    };
+    let series = [
+        ratio("db.cache_requests", "db.queries", f64::MAX),
+        ratio("db.io_write_bytes", "db.queries", f64::MAX),
+        ratio("db.cache_misses", "db.cache_requests", 1.0),
+    ];
+    for (name, v) in DERIVED.iter().zip(series) {
+        if let Some(v) = v.filter(|v| v.iter().any(|x| x.is_finite())) {
+            metrics.insert((*name).to_string(), v);
+        }
+    }
+}
+
 impl Dataset {
     pub fn new(step_ms: i64, window: WindowConfig) -> Dataset {
         Dataset { manifest: Manifest { format: "distdiag-dataset".into(), version: 1, step_ms, window }, series: SeriesMap::new(), labels: Vec::new(), cases: Vec::new() }
@@ -177,6 +215,7 @@ impl Dataset {
                     ns.metrics.insert(metric.clone(), v);
                 }
             }
+            add_derived(&mut ns.metrics);
             if !ns.metrics.is_empty() {
                 nodes.push(ns);
             }
@@ -554,6 +593,41 @@ mod tests {
         assert_eq!(w[1].0, 3000);
         assert!((w[1].1 - 20.0 * 1000.0 / 990.0).abs() < 1e-9);
         assert_eq!(g["cpu.util"], vec![(1000, 7.0), (2000, 6.0), (3000, 1.0)]);
+    }
+
+    #[test]
+    fn frames_carry_the_ratios_their_inputs_allow() {
+        let mut d = Dataset::new(1000, WindowConfig { window_ms: 5000, stride_ms: 5000, step_ms: 1000, baseline_ms: 10_000 });
+        let put = |d: &mut Dataset, node: &str, metric: &str, v: &[f64]| {
+            d.series.entry(node.into()).or_default().insert(metric.into(), v.iter().enumerate().map(|(i, x)| (i as i64 * 1000, *x)).collect());
+        };
+        // n1: 100 statements a second, then a surge to 200, then none.
+        put(&mut d, "n1", "db.queries", &[100.0, 200.0, 0.0, 100.0]);
+        put(&mut d, "n1", "db.cache_requests", &[1000.0, 2000.0, 0.0]);
+        put(&mut d, "n1", "db.cache_misses", &[0.0, 500.0, 0.0]);
+        put(&mut d, "n1", "db.io_write_bytes", &[4096.0, 8192.0, 0.0, 4096.0]);
+        // n2 has no buffer-pool counters: only the bytes per statement.
+        put(&mut d, "n2", "db.queries", &[50.0]);
+        put(&mut d, "n2", "db.io_write_bytes", &[5000.0]);
+        let f = d.frame(0, 3000);
+        let n1 = &f.nodes[0].metrics;
+        let nan_eq = |a: &[f64], b: &[f64]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y || (x.is_nan() && y.is_nan()));
+        let nan = f64::NAN;
+        // The surge doubles the statements, not the pages per statement.
+        assert!(nan_eq(&n1["db.cache_requests_per_query"], &[10.0, 10.0, nan, nan]), "{:?}", n1["db.cache_requests_per_query"]);
+        assert!(nan_eq(&n1["db.write_bytes_per_query"], &[40.96, 40.96, nan, 40.96]));
+        assert!(nan_eq(&n1["db.cache_miss_share"], &[0.0, 0.25, nan, nan]));
+        let n2 = &f.nodes[1].metrics;
+        assert!(nan_eq(&n2["db.write_bytes_per_query"], &[100.0, nan, nan, nan]));
+        assert!(!n2.contains_key("db.cache_requests_per_query") && !n2.contains_key("db.cache_miss_share"));
+        // Exports keep what was recorded; the ratios are made again on import.
+        d.cases.push(CasePeriod { case: "c1".into(), scenario: "A".into(), start_ms: 0, end_ms: 3000 });
+        let dir = tempfile::tempdir().unwrap();
+        d.export(dir.path()).unwrap();
+        let series = std::fs::read_to_string(dir.path().join("series.csv")).unwrap();
+        assert!(DERIVED.iter().all(|m| !series.contains(m)));
+        // (NaN is not equal to itself, so the frames compare as text.)
+        assert_eq!(format!("{:?}", Dataset::import(dir.path()).unwrap().frame(0, 3000)), format!("{f:?}"));
     }
 
     #[test]
