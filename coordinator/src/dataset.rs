@@ -75,14 +75,17 @@ pub fn base_metric(name: &str) -> &str {
 }
 
 /// One node's stored rows as grid series: counters become per-second rates
-/// (resets give a gap), metrics of several devices are summed (percent
-/// gauges take the largest), each row lands on the nearest grid slot.
+/// (resets give a gap), each row lands on the nearest grid slot, two rows
+/// of one metric on the same slot (a late sample, then a prompt one) give
+/// their mean, and metrics of several devices are summed (percent gauges
+/// take the largest).
 pub fn grid_series(catalog: &[MetricDesc], rows: &[(i64, Vec<f64>)], step_ms: i64) -> BTreeMap<String, Vec<(i64, f64)>> {
     let mut per: BTreeMap<String, BTreeMap<i64, f64>> = BTreeMap::new();
     for (j, desc) in catalog.iter().enumerate() {
         let base = base_metric(&desc.name).to_string();
         let max_not_sum = desc.unit == "percent";
-        let slot = per.entry(base).or_default();
+        // This device's values per slot: (sum, rows).
+        let mut own: BTreeMap<i64, (f64, u32)> = BTreeMap::new();
         let mut prev: Option<(i64, f64)> = None;
         for (ts, vals) in rows {
             let Some(v) = vals.get(j).copied().filter(|v| v.is_finite()) else {
@@ -99,8 +102,14 @@ pub fn grid_series(catalog: &[MetricDesc], rows: &[(i64, Vec<f64>)], step_ms: i6
             };
             if let Some(x) = value {
                 let g = ((*ts as f64 / step_ms as f64).round() as i64) * step_ms;
-                slot.entry(g).and_modify(|acc| *acc = if max_not_sum { acc.max(x) } else { *acc + x }).or_insert(x);
+                let e = own.entry(g).or_insert((0.0, 0));
+                *e = (e.0 + x, e.1 + 1);
             }
+        }
+        let slot = per.entry(base).or_default();
+        for (g, (sum, n)) in own {
+            let x = sum / f64::from(n);
+            slot.entry(g).and_modify(|acc| *acc = if max_not_sum { acc.max(x) } else { *acc + x }).or_insert(x);
         }
     }
     per.into_iter().filter(|(_, m)| !m.is_empty()).map(|(k, m)| (k, m.into_iter().collect())).collect()
@@ -593,6 +602,18 @@ mod tests {
         assert_eq!(w[1].0, 3000);
         assert!((w[1].1 - 20.0 * 1000.0 / 990.0).abs() < 1e-9);
         assert_eq!(g["cpu.util"], vec![(1000, 7.0), (2000, 6.0), (3000, 1.0)]);
+        // A sample 400 ms late, then one on time: both land on slot 2000.
+        // Each is the one process (not two): the slot holds 1, and the
+        // counter's two rates give their mean, not their sum.
+        let catalog = vec![MetricDesc::gauge("proc.count", "count"), MetricDesc::counter("proc.cpu_user", "seconds"), MetricDesc::counter("disk.reads:sda", "count"), MetricDesc::counter("disk.reads:sdb", "count")];
+        let rows = vec![(1000, vec![1.0, 10.0, 0.0, 0.0]), (1600, vec![1.0, 10.6, 60.0, 6.0]), (2400, vec![1.0, 10.8, 220.0, 22.0]), (3000, vec![1.0, 11.4, 280.0, 28.0])];
+        let g = grid_series(&catalog, &rows, 1000);
+        assert_eq!(g["proc.count"], vec![(1000, 1.0), (2000, 1.0), (3000, 1.0)]);
+        let cpu = &g["proc.cpu_user"];
+        assert_eq!(cpu.iter().map(|p| p.0).collect::<Vec<_>>(), vec![2000, 3000]);
+        assert!((cpu[0].1 - 0.625).abs() < 1e-9 && (cpu[1].1 - 1.0).abs() < 1e-9, "{cpu:?}");
+        // Devices still sum, each after its own mean: (100 + 200) / 2 + (10 + 20) / 2.
+        assert_eq!(g["disk.reads"], vec![(2000, 165.0), (3000, 110.0)]);
     }
 
     #[test]
