@@ -15,9 +15,9 @@ use crate::config::Config;
 use crate::dbfault::DbFaults;
 use crate::dbprobe::DbProbes;
 use crate::faults::Faults;
-use crate::workload::Workloads;
+use distdiag_workload::Workloads;
 use crate::ingest::{self, Ingest, Registry};
-use crate::store::{SeriesStore, SledStore};
+use distdiag_store::{SeriesStore, SledStore};
 use crate::telemetry::Telemetry;
 
 #[derive(Debug, thiserror::Error)]

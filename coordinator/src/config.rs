@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::DbTarget;
-use crate::store::StoreConfig;
+use distdiag_workload::db::DbTarget;
+use distdiag_store::StoreConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -56,7 +56,7 @@ pub struct DiagnosisConfig {
     pub enabled: bool,
     /// Window geometry of the statistical scorer and of new models
     /// (an active model brings its own).
-    pub window: crate::diagnose::WindowConfig,
+    pub window: distdiag_diagnose::WindowConfig,
     /// Rankings kept in memory for `GET /api/anomaly/ranks?from=&to=`.
     pub history_rankings: usize,
     /// Alertmanager-compatible webhook (`POST` of an alert list); none by default.
@@ -77,7 +77,7 @@ pub struct TopologyEdge {
 
 impl Default for DiagnosisConfig {
     fn default() -> Self {
-        DiagnosisConfig { enabled: true, window: crate::diagnose::WindowConfig::default(), history_rankings: 17_280, alert_webhook: None, alert_threshold: 0.8, topology: Vec::new() }
+        DiagnosisConfig { enabled: true, window: distdiag_diagnose::WindowConfig::default(), history_rankings: 17_280, alert_webhook: None, alert_threshold: 0.8, topology: Vec::new() }
     }
 }
 

@@ -20,10 +20,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::db::{check_ident, col_f64, col_string, DbError, DbTarget, DialectKind};
-use crate::ingest::now_ms;
-use crate::store::{FaultPhase, FaultRecord, RecordSpec, SeriesStore, StoreError};
-use crate::workload::Workloads;
+use distdiag_workload::db::{check_ident, col_f64, col_string, DbError, DbTarget, DialectKind};
+use distdiag_store::now_ms;
+use distdiag_api::faults::{DbFaultSpec, FaultPhase, FaultRecord, RecordSpec};
+use distdiag_store::{SeriesStore, StoreError};
+use distdiag_workload::Workloads;
 
 /// Collection of recovery documents.
 const RECOVERY: &str = "dbfault_recovery";
@@ -42,28 +43,6 @@ pub enum DbFaultError {
     Sql { target: String, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// A database fault as requested (stored in the fault record).
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum DbFaultSpec {
-    /// OceanBase: memstore limit in percent; MySQL: buffer pool bytes.
-    CacheBottleneck { database: String, percent: Option<u8>, bytes: Option<u64> },
-    TooManyIndexes { database: String, count: u32, tables: Vec<String> },
-    WorkloadSurge { workload_id: String, threads: usize },
-    LockContention { database: String, table: String, rows: u32, sessions: u32, hold_ms: u64 },
-}
-
-impl DbFaultSpec {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            DbFaultSpec::CacheBottleneck { .. } => "cache_bottleneck",
-            DbFaultSpec::TooManyIndexes { .. } => "too_many_indexes",
-            DbFaultSpec::WorkloadSurge { .. } => "workload_surge",
-            DbFaultSpec::LockContention { .. } => "lock_contention",
-        }
-    }
 }
 
 /// What it takes to undo a fault, stored before it is applied.
@@ -135,7 +114,7 @@ impl DbFaults {
     }
 
     fn target(&self, name: Option<&str>) -> Result<DbTarget, DbFaultError> {
-        Ok(crate::db::find(&self.targets, name, true)?.clone())
+        Ok(distdiag_workload::db::find(&self.targets, name, true)?.clone())
     }
 
     /// Turns a request into a spec, with defaults, checking names and ranges.
@@ -176,7 +155,7 @@ impl DbFaults {
                 let id = match p.workload_id {
                     Some(id) => id,
                     None => {
-                        let running: Vec<_> = self.workloads.active().into_iter().filter(|r| r.phase() == crate::workload::Phase::Running).collect();
+                        let running: Vec<_> = self.workloads.active().into_iter().filter(|r| r.phase() == distdiag_workload::Phase::Running).collect();
                         match running.as_slice() {
                             [one] => one.id.clone(),
                             [] => return bad("workload_surge: no workload is running".into()),
@@ -184,10 +163,10 @@ impl DbFaults {
                         }
                     }
                 };
-                let run = self.workloads.get(&id).filter(|r| r.phase() == crate::workload::Phase::Running).ok_or_else(|| DbFaultError::Invalid(format!("workload_surge: workload {id:?} is not running")))?;
-                let threads = p.threads.unwrap_or((run.threads() * 4).min(crate::workload::MAX_THREADS));
-                if threads <= run.threads() || threads > crate::workload::MAX_THREADS {
-                    return bad(format!("workload_surge: threads = {threads} must be above the current {} and at most {}", run.threads(), crate::workload::MAX_THREADS));
+                let run = self.workloads.get(&id).filter(|r| r.phase() == distdiag_workload::Phase::Running).ok_or_else(|| DbFaultError::Invalid(format!("workload_surge: workload {id:?} is not running")))?;
+                let threads = p.threads.unwrap_or((run.threads() * 4).min(distdiag_workload::MAX_THREADS));
+                if threads <= run.threads() || threads > distdiag_workload::MAX_THREADS {
+                    return bad(format!("workload_surge: threads = {threads} must be above the current {} and at most {}", run.threads(), distdiag_workload::MAX_THREADS));
                 }
                 Ok(DbFaultSpec::WorkloadSurge { workload_id: id, threads })
             }
@@ -448,7 +427,7 @@ impl DbFaults {
         let result = match (&live.recovery, &live.target) {
             (Recovery::Surge { workload_id, previous_threads }, _) => {
                 if let Some(run) = self.workloads.get(workload_id) {
-                    if run.phase() == crate::workload::Phase::Running {
+                    if run.phase() == distdiag_workload::Phase::Running {
                         let _ = run.set_threads(*previous_threads);
                     }
                 }

@@ -14,7 +14,7 @@ use distdiag_common::proto::CoordMsg;
 use tokio::sync::oneshot;
 
 use crate::ingest::{now_ms, Registry};
-use crate::store::{FaultPhase, FaultRecord, RecordSpec, SeriesStore, StoreError};
+use distdiag_store::{FaultPhase, FaultRecord, RecordSpec, SeriesStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FaultsError {

@@ -1,23 +1,18 @@
 //! The distdiag coordinator: receives agents' samples over QUIC with mutual
-//! TLS, stores them as compressed per-node blocks in sled and serves them over
-//! a REST API. `main.rs` is a thin shell over [`app::start`]; tests drive the
-//! library directly.
+//! TLS into the store, probes the databases and drives their workloads and
+//! faults, collects training data, trains and serves the models, ranks root
+//! causes online, and serves all of it over the REST API and the dashboard.
+//! `main.rs` is a thin shell over [`app::start`]; tests drive the library.
 
 pub mod api;
 pub mod app;
-pub mod campaign;
 pub mod config;
-pub mod db;
 pub mod dbfault;
-pub mod dataset;
 pub mod dbprobe;
-pub mod diagnose;
 pub mod faults;
 pub mod ingest;
 pub mod models;
 pub mod online;
-pub mod store;
 pub mod telemetry;
-pub mod training;
 pub mod tls;
-pub mod workload;
+pub mod training;

@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{Dataset, Evaluation};
-use crate::diagnose::model::{train, ModelSet, Scorer, TrainParams};
-use crate::diagnose::WindowConfig;
-use crate::store::{SeriesStore, StoreError};
+use distdiag_dataset::Dataset;
+use distdiag_diagnose::evaluate::{DatasetExt, Evaluation};
+use distdiag_diagnose::model::{train, ModelSet, Scorer, TrainParams};
+use distdiag_diagnose::WindowConfig;
+use distdiag_store::{SeriesStore, StoreError};
 
 const MODELS: &str = "models";
 const META: &str = "models_meta";
@@ -263,7 +264,7 @@ impl Models {
         let job = id.clone();
         tokio::task::spawn_blocking(move || {
             let result = me.run_training(&job, source, dataset, params, activate, now_ms);
-            let end = crate::ingest::now_ms();
+            let end = distdiag_store::now_ms();
             me.update_job(&job, |j| {
                 j.ended_ms = Some(end);
                 match result {

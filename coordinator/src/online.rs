@@ -14,13 +14,13 @@ use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
 use crate::config::DiagnosisConfig;
-use crate::dataset::Dataset;
-use crate::diagnose::graph::NodeGraph;
-use crate::diagnose::rank::{rank, Method, RankEntry, Ranker};
-use crate::diagnose::stat;
-use crate::ingest::now_ms;
+use distdiag_dataset::Dataset;
+use distdiag_diagnose::graph::NodeGraph;
+use distdiag_diagnose::rank::{rank, Method, RankEntry, Ranker};
+use distdiag_diagnose::stat;
+use distdiag_store::now_ms;
 use crate::models::Models;
-use crate::store::SeriesStore;
+use distdiag_store::SeriesStore;
 
 /// One published ranking.
 #[derive(Debug, Clone, Serialize)]
@@ -92,7 +92,7 @@ impl Online {
             let (catalog, rows) = self.store.range(&rec.node, from - window.step_ms, now).map_err(|e| e.to_string())?;
             let target = self.merge.get(&rec.node).cloned().unwrap_or_else(|| rec.node.clone());
             let node = ds.series.entry(target).or_default();
-            for (m, pts) in crate::dataset::grid_series(&catalog, &rows, window.step_ms) {
+            for (m, pts) in distdiag_dataset::grid_series(&catalog, &rows, window.step_ms) {
                 node.entry(m).or_default().extend(pts);
             }
         }
@@ -218,7 +218,7 @@ mod tests {
     #[test]
     fn alerts_fire_once_then_resolve() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn SeriesStore> = Arc::new(crate::store::SledStore::open(dir.path(), crate::store::StoreConfig::default()).unwrap());
+        let store: Arc<dyn SeriesStore> = Arc::new(distdiag_store::SledStore::open(dir.path(), distdiag_store::StoreConfig::default()).unwrap());
         let models = Models::new(store.clone());
         let (_stop_tx, stop) = watch::channel(false);
         let online = Online::new(store, models, DiagnosisConfig { alert_threshold: 0.5, ..DiagnosisConfig::default() }, BTreeMap::new(), stop);

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{CasePeriod, Dataset, DatasetError};
-use crate::diagnose::{FaultEvent, WindowConfig};
-use crate::store::{FaultRecord, SeriesStore, StoreError};
+use distdiag_dataset::{CasePeriod, Dataset, DatasetError};
+use distdiag_diagnose::{FaultEvent, WindowConfig};
+use distdiag_store::{FaultRecord, SeriesStore, StoreError};
 
 const COLLECTION: &str = "training";
 
@@ -230,7 +230,7 @@ impl Training {
         // Each case with the reference period before it.
         let spans: Vec<(i64, i64)> = ds.cases.iter().map(|c| (c.start_ms - window.baseline_ms - window.window_ms, c.end_ms)).collect();
         for (a, b) in spans {
-            ds.add_from_store(self.store.as_ref(), a, b, merge)?;
+            add_from_store(&mut ds, self.store.as_ref(), a, b, merge)?;
         }
         Ok(ds)
     }
@@ -280,4 +280,25 @@ impl Training {
             collecting_normal: normal.iter().any(|p| p.end_ms.is_none()),
         })
     }
+}
+
+/// Adds every node's series of `[from, to]` from the store to a dataset;
+/// database nodes (`db:<name>`) are merged into the node `merge` maps them to.
+pub fn add_from_store(ds: &mut Dataset, store: &dyn SeriesStore, from_ms: i64, to_ms: i64, merge: &BTreeMap<String, String>) -> Result<(), StoreError> {
+    for rec in store.nodes() {
+        let (catalog, rows) = store.range(&rec.node, from_ms, to_ms)?;
+        if rows.is_empty() {
+            continue;
+        }
+        let target = merge.get(&rec.node).cloned().unwrap_or_else(|| rec.node.clone());
+        let grid = distdiag_dataset::grid_series(&catalog, &rows, ds.manifest.step_ms);
+        let node = ds.series.entry(target).or_default();
+        for (metric, pts) in grid {
+            let s = node.entry(metric).or_default();
+            s.extend(pts);
+            s.sort_by_key(|p| p.0);
+            s.dedup_by_key(|p| p.0);
+        }
+    }
+    Ok(())
 }

@@ -15,11 +15,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use distdiag_coordinator::campaign::{report, CampaignReport};
-use distdiag_coordinator::dataset::Dataset;
-use distdiag_coordinator::diagnose::model::TrainParams;
-use distdiag_tests::testbed::{sql_target, DbKind, Options, Testbed};
-use distdiag_tests::*;
+use crate::campaign::{report, CampaignReport};
+use distdiag_dataset::Dataset;
+use distdiag_diagnose::model::TrainParams;
+use distdiag_testbed::testbed::{sql_target, DbKind, Options, Testbed};
+use distdiag_testbed::*;
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
 
@@ -93,7 +93,7 @@ async fn small_campaign_on_a_three_node_testbed() {
         }
     }
     for n in &tb.state.nodes {
-        let t = sql_target(n.addr, n.db_port.unwrap(), distdiag_coordinator::db::DialectKind::Mysql);
+        let t = sql_target(n.addr, n.db_port.unwrap(), distdiag_workload::db::DialectKind::Mysql);
         let mut conn = t.connect(false, Duration::from_secs(5)).await.unwrap();
         let size: Option<u64> = conn.query_first("SELECT @@innodb_buffer_pool_size").await.unwrap();
         assert_eq!(size, Some(128 << 20), "{}: buffer pool restored", n.name);
@@ -239,7 +239,7 @@ fn recorded_campaign_model_beats_the_baselines() {
     let e = &r.evaluation;
     let model = &e.model.as_ref().unwrap().at_fault;
     let (m, s, d) = (model.overall.ac1, e.statistical.at_fault.overall.ac1, e.dummy.at_fault.overall.ac1);
-    let md = distdiag_coordinator::campaign::markdown(&r);
+    let md = crate::campaign::markdown(&r);
     println!("{md}");
     assert_eq!(e.cases, 40, "every case counted once");
     assert_eq!(model.overall.cases, 40);

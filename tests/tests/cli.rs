@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use distdiag_tests::{bin, free_ports, make_certs};
+use distdiag_testbed::{bin, free_ports, make_certs};
 
 fn run(bin_name: &str, args: &[&str]) -> (i32, String) {
     let out = Command::new(bin(bin_name)).args(args).env("NO_COLOR", "1").output().unwrap();

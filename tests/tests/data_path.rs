@@ -9,8 +9,8 @@ use std::time::Duration;
 use distdiag_common::codec::{decode_payload, encode_frame, FrameDecoder};
 use distdiag_common::proto::*;
 use distdiag_common::Row;
-use distdiag_coordinator::store::{SeriesStore, SledStore, StoreConfig};
-use distdiag_tests::*;
+use distdiag_store::{SeriesStore, SledStore, StoreConfig};
+use distdiag_testbed::*;
 use tokio::sync::mpsc;
 
 fn drain(rx: &mut mpsc::UnboundedReceiver<Row>) -> Vec<Row> {

@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use distdiag_coordinator::db::{DbTarget, DialectKind};
-use distdiag_tests::db::DbServer;
-use distdiag_tests::{free_ports, make_certs, Coordinator};
+use distdiag_workload::db::{DbTarget, DialectKind};
+use distdiag_testbed::db::DbServer;
+use distdiag_testbed::{free_ports, make_certs, Coordinator};
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value};
 
@@ -110,7 +110,7 @@ impl Env {
 /// session stays in step), large results skipped across buffer refills, and
 /// a session killed by the server reported as lost.
 async fn wire_client(env: &Env) {
-    use distdiag_coordinator::db::wire::{Conn, Error, Login, Param};
+    use distdiag_workload::db::wire::{Conn, Error, Login, Param};
     env.sql::<u8>("CREATE USER IF NOT EXISTS 'ddwire'@'%' IDENTIFIED BY 'wire-pw'").await;
     env.sql::<u8>("GRANT ALL ON distdiag.* TO 'ddwire'@'%'").await;
     env.sql::<u8>("DROP TABLE IF EXISTS wire_t").await;
@@ -212,7 +212,7 @@ async fn index_names(env: &Env) -> Vec<String> {
 /// Probe, OLTP workloads and all four database faults on one server.
 async fn oltp_probe_and_faults(kind: DialectKind) {
     let env = Env::start(kind);
-    let ok = distdiag_tests::eventually_async(Duration::from_secs(30), || async { env.get("/api/databases").await.1["databases"][0]["connected"] == true }).await;
+    let ok = distdiag_testbed::eventually_async(Duration::from_secs(30), || async { env.get("/api/databases").await.1["databases"][0]["connected"] == true }).await;
     assert!(ok, "probe never connected:\n{}", env.coord.log_text());
     let (_, dbs) = env.get("/api/databases").await;
     println!("{kind:?} discovery: {}", dbs["databases"][0]["discovery"]);
@@ -313,7 +313,7 @@ async fn oltp_probe_and_faults(kind: DialectKind) {
     let cb = env.fault(json!({ "type": "cache_bottleneck", "duration": 2 })).await;
     let fid = cb["id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let expired = distdiag_tests::eventually_async(Duration::from_secs(5), || async {
+    let expired = distdiag_testbed::eventually_async(Duration::from_secs(5), || async {
         let (_, hist) = env.get("/api/anomaly/history?from=-1h").await;
         hist["anomalies"].as_array().unwrap().iter().any(|r| r["id"] == fid.as_str() && r["state"] == "expired" && r["ended_ms"].is_number())
     })
@@ -338,7 +338,7 @@ async fn oltp_probe_and_faults(kind: DialectKind) {
     assert_ne!(distdiag_coordinator::dbfault::cache_setting(&t).await.unwrap(), original, "still applied while the coordinator is down");
     env.coord.restart();
     // /health answers once start-up (and with it the revert) is done.
-    assert!(distdiag_tests::eventually_async(Duration::from_secs(30), || async { env.get("/health").await.0 == 200 }).await);
+    assert!(distdiag_testbed::eventually_async(Duration::from_secs(30), || async { env.get("/health").await.0 == 200 }).await);
     assert_eq!(distdiag_coordinator::dbfault::cache_setting(&t).await.unwrap(), original, "{}", env.coord.log_text());
     assert_eq!(index_names(&env).await, idx0);
     let (_, hist) = env.get("/api/anomaly/history?from=-1h").await;
@@ -404,7 +404,7 @@ async fn tpcc_and_tpch(kind: DialectKind) {
 
     // The CLI: prepare with progress, start, list, show, stop.
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(distdiag_tests::bin("distdiag"))
+        let out = std::process::Command::new(distdiag_testbed::bin("distdiag"))
             .arg("--url")
             .arg(env.coord.url(""))
             .arg("--data-dir")

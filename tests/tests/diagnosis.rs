@@ -10,9 +10,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use distdiag_coordinator::diagnose::model::Scorer;
+use distdiag_diagnose::evaluate::DatasetExt;
+use distdiag_diagnose::model::Scorer;
 use distdiag_coordinator::models::ModelDoc;
-use distdiag_tests::*;
+use distdiag_testbed::*;
 use serde_json::{json, Value};
 
 const CONTROLLERS: [&str; 4] = ["cpu", "cpuacct", "memory", "blkio"];
@@ -192,7 +193,7 @@ async fn collect_train_and_rank_a_new_fault_first() {
         .unwrap();
     assert!(status.success());
     let doc: ModelDoc = c.get(coord.url(&format!("/api/models/{model_id}/export"))).send().await.unwrap().json().await.unwrap();
-    let ds = distdiag_coordinator::dataset::Dataset::import(&out).unwrap();
+    let ds = distdiag_dataset::Dataset::import(&out).unwrap();
     let windows = ds.windows(Some(&doc.set.metrics));
     assert!(windows.rows.len() > 100);
     let scorer = Scorer::load(&doc.set).unwrap();

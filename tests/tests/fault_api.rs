@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use distdiag_tests::*;
+use distdiag_testbed::*;
 use serde_json::{json, Value};
 
 fn my_stressors() -> Vec<u32> {

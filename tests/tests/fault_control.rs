@@ -10,7 +10,7 @@ use std::time::Duration;
 use distdiag_common::codec::{decode_hello, decode_payload, encode_frame, FrameDecoder};
 use distdiag_common::fault::{FaultSpec, FaultState};
 use distdiag_common::proto::*;
-use distdiag_tests::*;
+use distdiag_testbed::*;
 
 struct Peer {
     send: quinn::SendStream,

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use super::metrics::parse_time;
 use super::{ApiError, ApiState};
 use crate::faults::FaultsError;
-use crate::ingest::now_ms;
+use distdiag_store::now_ms;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,7 +42,7 @@ pub(super) struct StartRequest {
 }
 
 /// Opens the training case of faults just started, if asked to.
-fn maybe_case(state: &ApiState, req: &StartRequest, recs: &[crate::store::FaultRecord]) -> Result<Option<crate::training::Case>, ApiError> {
+fn maybe_case(state: &ApiState, req: &StartRequest, recs: &[distdiag_store::FaultRecord]) -> Result<Option<crate::training::Case>, ApiError> {
     if let Some(id) = &req.case {
         return state.training.join_case(id, recs).map(Some).map_err(super::diagnosis::training_error);
     }

@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 
 use super::metrics::parse_time;
 use super::{ApiError, ApiState};
-use crate::db::DbError;
+use distdiag_workload::db::DbError;
 use crate::dbprobe::{dialect_for, series, DbFields};
-use crate::ingest::now_ms;
+use distdiag_store::now_ms;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,7 +69,7 @@ pub(super) async fn database_metrics(State(state): State<ApiState>, q: Result<Qu
             .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() })?;
         let rows = match rows {
             Ok(r) => r,
-            Err(crate::store::StoreError::UnknownNode(_)) => Vec::new(),
+            Err(distdiag_store::StoreError::UnknownNode(_)) => Vec::new(),
             Err(e) => return Err(e.into()),
         };
         let metrics: Vec<Value> = rows

@@ -16,18 +16,18 @@ use serde_json::{json, Value};
 
 use super::metrics::parse_time;
 use super::{ApiError, ApiState};
-use crate::dataset::Dataset;
-use crate::diagnose::graph::to_graphml;
-use crate::diagnose::model::TrainParams;
-use crate::diagnose::WindowConfig;
-use crate::ingest::now_ms;
+use distdiag_dataset::Dataset;
+use distdiag_diagnose::graph::to_graphml;
+use distdiag_diagnose::model::TrainParams;
+use distdiag_diagnose::WindowConfig;
+use distdiag_store::now_ms;
 use crate::models::ModelsError;
 use crate::training::TrainingError;
 
 pub(super) fn training_error(e: TrainingError) -> ApiError {
     let status = match e {
         TrainingError::Conflict(_) => StatusCode::CONFLICT,
-        TrainingError::Invalid(_) | TrainingError::Dataset(crate::dataset::DatasetError::Invalid(_)) => StatusCode::BAD_REQUEST,
+        TrainingError::Invalid(_) | TrainingError::Dataset(distdiag_dataset::DatasetError::Invalid(_)) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     ApiError { status, message: e.to_string() }
@@ -183,7 +183,7 @@ pub(super) async fn evaluate(State(state): State<ApiState>, Path(id): Path<Strin
         st.models.evaluate(&id, &ds, req.seed.unwrap_or(doc.set.params.seed)).map_err(models_error)
     })
     .await?;
-    Ok(Json(json!({ "evaluation": e, "markdown": crate::dataset::evaluation_markdown(&e) })))
+    Ok(Json(json!({ "evaluation": e, "markdown": distdiag_diagnose::evaluate::evaluation_markdown(&e) })))
 }
 
 pub(super) async fn datasets(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
@@ -197,22 +197,32 @@ pub(super) struct WindowQuery {
     stride_ms: Option<i64>,
 }
 
-/// `collected` is the data gathered so far; any other name an imported dataset.
+/// A dataset by name: `collected` is the data gathered so far (its windows
+/// as asked), any other name an imported dataset.
+fn named_dataset(state: &ApiState, name: &str, q: &WindowQuery) -> Result<Dataset, ApiError> {
+    if name == "collected" {
+        let mut w = state.diagnosis.window;
+        w.window_ms = q.window_ms.unwrap_or(w.window_ms);
+        w.stride_ms = q.stride_ms.unwrap_or(w.stride_ms);
+        collected(state, Some(w))
+    } else {
+        state.models.dataset(name).map_err(models_error)
+    }
+}
+
 pub(super) async fn dataset(State(state): State<ApiState>, Path(name): Path<String>, q: Result<Query<WindowQuery>, QueryRejection>) -> Result<Json<Dataset>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let st = state.clone();
-    let ds = blocking(move || {
-        if name == "collected" {
-            let mut w = st.diagnosis.window;
-            w.window_ms = q.window_ms.unwrap_or(w.window_ms);
-            w.stride_ms = q.stride_ms.unwrap_or(w.stride_ms);
-            collected(&st, Some(w))
-        } else {
-            st.models.dataset(&name).map_err(models_error)
-        }
-    })
-    .await?;
-    Ok(Json(ds))
+    Ok(Json(blocking(move || named_dataset(&st, &name, &q)).await?))
+}
+
+/// The dataset's labelled windows with every feature (`windows.csv` of the
+/// export format), for tools outside distdiag.
+pub(super) async fn dataset_windows(State(state): State<ApiState>, Path(name): Path<String>, q: Result<Query<WindowQuery>, QueryRejection>) -> Result<impl IntoResponse, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let st = state.clone();
+    let csv = blocking(move || named_dataset(&st, &name, &q).map(|ds| distdiag_diagnose::evaluate::DatasetExt::windows_csv(&ds))).await?;
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv))
 }
 
 pub(super) async fn import_dataset(State(state): State<ApiState>, Path(name): Path<String>, body: Result<Json<Dataset>, JsonRejection>) -> Result<Json<Value>, ApiError> {

@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ApiError, ApiState};
-use crate::ingest::now_ms;
-use crate::store::Latest;
+use distdiag_store::now_ms;
+use distdiag_store::Latest;
 
 /// Most points one series answer may carry.
 const MAX_POINTS: usize = 200_000;

@@ -25,9 +25,9 @@ use crate::config::FaultsConfig;
 use crate::dbfault::DbFaults;
 use crate::dbprobe::DbProbes;
 use crate::faults::Faults;
-use crate::workload::Workloads;
+use distdiag_workload::Workloads;
 use crate::ingest::Registry;
-use crate::store::{SeriesStore, StoreError};
+use distdiag_store::{SeriesStore, StoreError};
 use crate::telemetry::Telemetry;
 
 /// What the handlers share.
@@ -128,6 +128,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/models/{id}/export", get(diagnosis::export_model))
         .route("/api/datasets", get(diagnosis::datasets))
         .route("/api/datasets/{name}", get(diagnosis::dataset).post(diagnosis::import_dataset))
+        .route("/api/datasets/{name}/windows.csv", get(diagnosis::dataset_windows))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
@@ -167,7 +168,7 @@ async fn health(State(state): State<ApiState>) -> Json<serde_json::Value> {
     }))
 }
 
-fn node_json(state: &ApiState, rec: &crate::store::NodeRecord, with_catalog: bool) -> serde_json::Value {
+fn node_json(state: &ApiState, rec: &distdiag_store::NodeRecord, with_catalog: bool) -> serde_json::Value {
     let conn = state.registry.get(&rec.node);
     let latest_ts = state.store.latest(&rec.node).and_then(|l| l.rows.first().map(|r| r.0));
     let mut v = json!({

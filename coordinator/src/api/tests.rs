@@ -8,7 +8,7 @@ use tower::ServiceExt;
 
 use super::metrics::{downsample, latest_values, parse_step, parse_time, summary};
 use super::*;
-use crate::store::{SeriesStore, SledStore, StoreConfig};
+use distdiag_store::{SeriesStore, SledStore, StoreConfig};
 
 fn state(dir: &std::path::Path) -> ApiState {
     let store = SledStore::open(dir, StoreConfig::default()).unwrap();
@@ -29,9 +29,9 @@ fn state(dir: &std::path::Path) -> ApiState {
     let registry = Registry::default();
     let faults = Arc::new(crate::faults::Faults::new(store.clone(), registry.clone(), std::time::Duration::from_secs(1)).unwrap());
     // One database nobody listens on: the API must answer clearly, not hang or crash.
-    let unreachable = crate::db::DbTarget {
+    let unreachable = distdiag_workload::db::DbTarget {
         name: "nowhere".into(),
-        dialect: crate::db::DialectKind::Mysql,
+        dialect: distdiag_workload::db::DialectKind::Mysql,
         host: "127.0.0.1".into(),
         port: 9,
         user: "root".into(),
@@ -41,7 +41,7 @@ fn state(dir: &std::path::Path) -> ApiState {
         host_node: None,
     };
     let targets = vec![unreachable];
-    let workloads = crate::workload::Workloads::new(targets.clone(), store.clone());
+    let workloads = distdiag_workload::Workloads::new(targets.clone(), store.clone());
     let dbfaults = crate::dbfault::DbFaults::new(store.clone(), targets.clone(), workloads.clone());
     let (_tx, stop) = tokio::sync::watch::channel(false);
     let training = crate::training::Training::new(store.clone());
@@ -197,7 +197,7 @@ fn summary_uses_counter_rates_with_reset_handling() {
         MetricDesc::counter("disk.io_time:sda", "seconds"),
     ];
     // Newest first. The io_time counter wrapped at 32 bits.
-    let l = crate::store::Latest {
+    let l = distdiag_store::Latest {
         catalog,
         rows: vec![
             (2000, vec![10.5, 21.0, 0.5, 150.0, 50.0, 2.2, 0.8, 5.0]),
@@ -351,16 +351,16 @@ fn seed_training(state: &ApiState, faults: &[(i64, i64, &str, &str, &str)]) {
         state.store.append(n, &rows).unwrap();
     }
     for (k, (s, e, node, kind, _)) in faults.iter().enumerate() {
-        let rec = crate::store::FaultRecord {
+        let rec = distdiag_store::FaultRecord {
             id: format!("f{k}"),
             node: node.to_string(),
             kind: kind.to_string(),
-            spec: crate::store::RecordSpec::Agent(distdiag_common::fault::FaultSpec::CpuStress { workers: 1, load_percent: 100 }),
+            spec: distdiag_store::RecordSpec::Agent(distdiag_common::fault::FaultSpec::CpuStress { workers: 1, load_percent: 100 }),
             requested_ms: base + s * 1000,
             applied_ms: Some(base + s * 1000),
             deadline_ms: base + e * 1000,
             ended_ms: Some(base + e * 1000),
-            state: crate::store::FaultPhase::Reverted,
+            state: distdiag_store::FaultPhase::Reverted,
             detail: String::new(),
         };
         state.store.save_fault(&rec).unwrap();

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::database::db_error;
 use super::{ApiError, ApiState};
-use crate::workload::{Options, WorkloadError, WorkloadKind};
+use distdiag_workload::{Options, WorkloadError, WorkloadKind};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,12 +114,12 @@ pub(super) async fn check(State(state): State<ApiState>, b: Result<Json<Workload
     let t = state.probes.target(options.database.as_deref()).map_err(db_error)?.clone();
     match kind {
         WorkloadKind::Tpcc => {
-            let checks = crate::workload::tpcc::consistency(&t).await.map_err(workload_error)?;
+            let checks = distdiag_workload::tpcc::consistency(&t).await.map_err(workload_error)?;
             let passed = checks.iter().all(|c| c.passed);
             Ok(Json(json!({ "type": "tpcc", "database": t.name, "passed": passed, "checks": checks })))
         }
         WorkloadKind::Tpch => {
-            let runs = crate::workload::tpch::run_all(&t, options.scale_factor).await.map_err(workload_error)?;
+            let runs = distdiag_workload::tpch::run_all(&t, options.scale_factor).await.map_err(workload_error)?;
             let passed = runs.iter().all(|r| r.error.is_none());
             Ok(Json(json!({ "type": "tpch", "database": t.name, "passed": passed, "queries": runs })))
         }

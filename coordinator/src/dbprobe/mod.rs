@@ -22,9 +22,9 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::db::{DbTarget, DialectKind};
-use crate::ingest::now_ms;
-use crate::store::SeriesStore;
+use distdiag_workload::db::{DbTarget, DialectKind};
+use distdiag_store::now_ms;
+use distdiag_store::SeriesStore;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -260,8 +260,8 @@ impl DbProbes {
         DbProbes { targets, status: Mutex::new(status) }
     }
 
-    pub fn target(&self, name: Option<&str>) -> Result<&DbTarget, crate::db::DbError> {
-        crate::db::find(&self.targets, name, false)
+    pub fn target(&self, name: Option<&str>) -> Result<&DbTarget, distdiag_workload::db::DbError> {
+        distdiag_workload::db::find(&self.targets, name, false)
     }
 
     pub fn status(&self) -> Vec<ProbeStatus> {
@@ -382,7 +382,7 @@ async fn probe_loop(probes: Arc<DbProbes>, t: DbTarget, store: Arc<dyn SeriesSto
 
 /// Reads the stored samples of a database node in `[from, to]` (plus one
 /// before, so the first interval has a start) and derives the API fields.
-pub fn series(store: &dyn SeriesStore, node: &str, from_ms: i64, to_ms: i64, lookback_ms: i64) -> Result<Vec<DbFields>, crate::store::StoreError> {
+pub fn series(store: &dyn SeriesStore, node: &str, from_ms: i64, to_ms: i64, lookback_ms: i64) -> Result<Vec<DbFields>, distdiag_store::StoreError> {
     let mut rows: BTreeMap<i64, Sample> = BTreeMap::new();
     for m in ALL {
         let desc = m.desc();

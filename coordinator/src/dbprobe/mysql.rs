@@ -7,8 +7,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
 use super::{BoxFuture, Dialect, Discovery, Sample, TenantMetrics, M};
-use crate::db::{col_f64, col_string, DialectKind};
-use crate::ingest::now_ms;
+use distdiag_workload::db::{col_f64, col_string, DialectKind};
+use distdiag_store::now_ms;
 
 #[derive(Default)]
 pub(super) struct Mysql {

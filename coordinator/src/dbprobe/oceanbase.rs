@@ -10,7 +10,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
 use super::{BoxFuture, Dialect, Discovery, Sample, TenantMetrics, M};
-use crate::db::{col_f64, col_string, DialectKind};
+use distdiag_workload::db::{col_f64, col_string, DialectKind};
 
 /// Views the dialect can use, in the `oceanbase` schema.
 const VIEWS: &[&str] = &["GV$SYSSTAT", "V$OB_PLAN_CACHE_PLAN_STAT", "V$OB_PROCESSLIST", "V$OB_GROUP_IO_STAT", "V$OB_MEMORY", "V$OB_SERVER_STAT", "DBA_OB_TENANTS"];

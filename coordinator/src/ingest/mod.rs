@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn, Instrument};
 
 use crate::faults::Faults;
-use crate::store::{AppendOutcome, SeriesStore, StoreError};
+use distdiag_store::{AppendOutcome, SeriesStore, StoreError};
 use crate::telemetry::Telemetry;
 
 pub use registry::{AgentInfo, Registry};
@@ -54,9 +54,7 @@ impl From<ProtocolError> for SessionEnd {
     }
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+pub use distdiag_store::now_ms;
 
 /// Accepts connections until `shutdown` turns true.
 pub async fn serve(endpoint: quinn::Endpoint, ingest: Arc<Ingest>, mut shutdown: watch::Receiver<bool>) {

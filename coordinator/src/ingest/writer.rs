@@ -8,7 +8,7 @@ use std::time::Instant;
 use distdiag_common::Row;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{AppendOutcome, SeriesStore, StoreError};
+use distdiag_store::{AppendOutcome, SeriesStore, StoreError};
 use crate::telemetry::Telemetry;
 
 /// Most batches applied before one flush.

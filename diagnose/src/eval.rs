@@ -1,0 +1,197 @@
+//! Evaluation of rankings against known root causes, as the paper defines
+//! it: for a case with root causes R and a ranking L of (node, type),
+//! AC@k = |R ∩ L[..k]| / min(k, |R|), averaged over cases; Avg@5 is the
+//! mean of AC@1..AC@5. Per-type precision, recall and F1 take the top |R|
+//! entries as the prediction; the confusion matrix pairs each true cause
+//! with the type the ranking gives its node first ("none" when its node is
+//! not among the top |R|).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use distdiag_dataset::Truth;
+
+/// A ranking as (node, type), best first.
+pub type Ranked = Vec<(String, String)>;
+
+/// A case's truth with its ranking, borrowed.
+type Scored<'a> = (&'a Truth, &'a [(String, String)]);
+
+/// AC@k of one ranking.
+pub fn ac_at_k(ranking: &[(String, String)], causes: &[(String, String)], k: usize) -> f64 {
+    if causes.is_empty() || k == 0 {
+        return 0.0;
+    }
+    let hits = ranking.iter().take(k).filter(|e| causes.contains(e)).count();
+    hits as f64 / k.min(causes.len()) as f64
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Prf {
+    pub tp: usize,
+    pub fp: usize,
+    #[serde(rename = "fn")]
+    pub fn_: usize,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+}
+
+impl Prf {
+    fn finish(&mut self) {
+        self.precision = if self.tp + self.fp > 0 { self.tp as f64 / (self.tp + self.fp) as f64 } else { 0.0 };
+        self.recall = if self.tp + self.fn_ > 0 { self.tp as f64 / (self.tp + self.fn_) as f64 } else { 0.0 };
+        self.f1 = if self.precision + self.recall > 0.0 { 2.0 * self.precision * self.recall / (self.precision + self.recall) } else { 0.0 };
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct AcRow {
+    pub cases: usize,
+    pub ac1: f64,
+    pub ac3: f64,
+    pub ac5: f64,
+    pub avg5: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Report {
+    #[serde(flatten)]
+    pub overall: AcRow,
+    pub per_scenario: BTreeMap<String, AcRow>,
+    pub per_type: BTreeMap<String, Prf>,
+    /// Mean F1 over the types that are true causes somewhere.
+    pub macro_f1: f64,
+    /// true type → predicted type → count.
+    pub confusion: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Each case's truth beside the head of its ranking.
+    #[serde(default)]
+    pub per_case: Vec<CaseRow>,
+}
+
+/// One case of a [`Report`]: what was wrong and what the ranking put first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseRow {
+    pub case: String,
+    pub scenario: String,
+    pub causes: Vec<(String, String)>,
+    /// The first [`CASE_TOP`] (node, type) of the ranking.
+    pub top: Vec<(String, String)>,
+    pub ac1: f64,
+}
+
+/// How much of each case's ranking a report keeps.
+pub const CASE_TOP: usize = 3;
+
+fn ac_row(items: &[Scored<'_>]) -> AcRow {
+    let n = items.len();
+    if n == 0 {
+        return AcRow::default();
+    }
+    let mean = |k: usize| items.iter().map(|(t, r)| ac_at_k(r, &t.causes, k)).sum::<f64>() / n as f64;
+    AcRow { cases: n, ac1: mean(1), ac3: mean(3), ac5: mean(5), avg5: (1..=5).map(mean).sum::<f64>() / 5.0 }
+}
+
+/// The figures of rankings (one per case, best first) against their truths.
+pub fn evaluate(results: &[(Truth, Ranked)]) -> Report {
+    let items: Vec<Scored<'_>> = results.iter().map(|(t, r)| (t, r.as_slice())).collect();
+    let mut report = Report { overall: ac_row(&items), ..Report::default() };
+    let mut scenarios: BTreeMap<&str, Vec<Scored<'_>>> = BTreeMap::new();
+    for it in &items {
+        scenarios.entry(it.0.scenario.as_str()).or_default().push(*it);
+    }
+    report.per_scenario = scenarios.into_iter().map(|(s, v)| (s.to_string(), ac_row(&v))).collect();
+    report.per_case = results
+        .iter()
+        .map(|(t, r)| CaseRow { case: t.case.clone(), scenario: t.scenario.clone(), causes: t.causes.clone(), top: r.iter().take(CASE_TOP).cloned().collect(), ac1: ac_at_k(r, &t.causes, 1) })
+        .collect();
+    for (truth, ranking) in results {
+        let k = truth.causes.len().max(1);
+        let top: Vec<&(String, String)> = ranking.iter().take(k).collect();
+        for e in &top {
+            let prf = report.per_type.entry(e.1.clone()).or_default();
+            if truth.causes.contains(e) {
+                prf.tp += 1;
+            } else {
+                prf.fp += 1;
+            }
+        }
+        for c in &truth.causes {
+            if !top.contains(&c) {
+                report.per_type.entry(c.1.clone()).or_default().fn_ += 1;
+            }
+            let predicted = top.iter().find(|e| e.0 == c.0).map_or("none".to_string(), |e| e.1.clone());
+            *report.confusion.entry(c.1.clone()).or_default().entry(predicted).or_default() += 1;
+        }
+    }
+    for p in report.per_type.values_mut() {
+        p.finish();
+    }
+    let true_types: Vec<&String> = report.confusion.keys().collect();
+    report.macro_f1 = if true_types.is_empty() { 0.0 } else { true_types.iter().map(|t| report.per_type.get(*t).map_or(0.0, |p| p.f1)).sum::<f64>() / true_types.len() as f64 };
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(n: &str, t: &str) -> (String, String) {
+        (n.into(), t.into())
+    }
+
+    #[test]
+    fn ac_at_k_by_hand() {
+        let ranking = vec![e("n2", "cpu"), e("n1", "disk"), e("n1", "cpu"), e("n3", "cpu")];
+        // One cause at rank 3.
+        let one = [e("n1", "cpu")];
+        assert_eq!(ac_at_k(&ranking, &one, 1), 0.0);
+        assert_eq!(ac_at_k(&ranking, &one, 3), 1.0);
+        assert_eq!(ac_at_k(&ranking, &one, 5), 1.0);
+        // Two causes, at ranks 1 and 3: AC@1 = 1/1, AC@2 = 1/2, AC@3 = 2/2.
+        let two = [e("n2", "cpu"), e("n1", "cpu")];
+        assert_eq!(ac_at_k(&ranking, &two, 1), 1.0);
+        assert_eq!(ac_at_k(&ranking, &two, 2), 0.5);
+        assert_eq!(ac_at_k(&ranking, &two, 3), 1.0);
+        assert_eq!(ac_at_k(&ranking, &[], 3), 0.0);
+    }
+
+    #[test]
+    fn report_by_hand() {
+        let t = |case: &str, scen: &str, causes: Vec<(String, String)>| Truth { case: case.into(), scenario: scen.into(), causes };
+        let results = vec![
+            // Hit at rank 1.
+            (t("c1", "A", vec![e("n1", "cpu")]), vec![e("n1", "cpu"), e("n2", "cpu")]),
+            // Right node, wrong type first; cause at rank 2.
+            (t("c2", "A", vec![e("n2", "disk")]), vec![e("n2", "cpu"), e("n2", "disk")]),
+            // Two causes: one in the top 2, the other's node absent.
+            (t("c3", "B", vec![e("n1", "cpu"), e("n3", "disk")]), vec![e("n1", "cpu"), e("n2", "disk"), e("n3", "disk")]),
+        ];
+        let r = evaluate(&results);
+        assert_eq!(r.overall.cases, 3);
+        assert!((r.overall.ac1 - 2.0 / 3.0).abs() < 1e-12);
+        // AC@3: c1 1, c2 1, c3 2/2 = 1.
+        assert!((r.overall.ac3 - 1.0).abs() < 1e-12);
+        // Avg@5: c1 1 at every k; c2 0,1,1,1,1; c3 1, 1/2, 1, 1, 1.
+        let avg = (5.0 + 4.0 + 4.5) / 3.0 / 5.0;
+        assert!((r.overall.avg5 - avg).abs() < 1e-12, "{}", r.overall.avg5);
+        assert_eq!(r.per_scenario["A"].cases, 2);
+        assert_eq!(r.per_scenario["B"].ac1, 1.0);
+        // cpu: predicted n1 cpu (tp), n2 cpu (fp), n1 cpu (tp) → P 2/3, R 1.
+        let cpu = r.per_type["cpu"];
+        assert_eq!((cpu.tp, cpu.fp, cpu.fn_), (2, 1, 0));
+        // disk: n2 disk (fp, in c3's top 2), missed c2's and c3's causes.
+        let disk = r.per_type["disk"];
+        assert_eq!((disk.tp, disk.fp, disk.fn_), (0, 1, 2));
+        assert_eq!(disk.f1, 0.0);
+        assert!((r.macro_f1 - (0.8 / 2.0)).abs() < 1e-12, "{}", r.macro_f1);
+        assert_eq!(r.confusion["disk"]["cpu"], 1);
+        assert_eq!(r.confusion["disk"]["none"], 1);
+        assert_eq!(r.confusion["cpu"]["cpu"], 2);
+        assert_eq!(r.per_case.len(), 3);
+        assert_eq!(r.per_case[1].top, vec![e("n2", "cpu"), e("n2", "disk")]);
+        assert_eq!((r.per_case[1].ac1, r.per_case[2].ac1), (0.0, 1.0));
+        assert_eq!(r.per_case[2].top.len(), CASE_TOP);
+    }
+}

@@ -1,0 +1,290 @@
+//! Ranking at one moment: every node's latest window is scored per type —
+//! by the classifiers, or by the statistical scorer without a model, or at
+//! random (the Dummy baseline). A root cause is where a node stands out from
+//! the others, so each p(type | node) is taken against its peers: the
+//! excess e = max(0, p − median of the other nodes' p(type)), plus 10⁻³ p
+//! to order what the peers share. A classifier that answers alike on every
+//! node (a cluster-wide load, a host-wide signal) names no node. The excess
+//! is multiplied by the node's PageRank on the window's correlation graph:
+//! score = e(type | node) × PR(node). The walk teleports in proportion to
+//! each node's highest excess, so PageRank spreads suspicion along
+//! correlated nodes instead of favouring the most connected one.
+
+use serde::{Deserialize, Serialize};
+
+use super::features::window_features_of;
+use super::graph::{correlation_graph_of, pagerank, NodeGraph};
+use super::model::Scorer;
+use super::split::SplitMix;
+use super::{stat, Frame, WindowConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Model,
+    Statistical,
+    Dummy,
+}
+
+/// One (node, type) of a ranking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankEntry {
+    pub node: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub score: f64,
+    /// p(type | node) as the scorer gives it.
+    pub probability: f64,
+    /// p above the other nodes' median p of the type ([`against_peers`]).
+    #[serde(default)]
+    pub excess: f64,
+    pub pagerank: f64,
+    /// Metrics that weigh most in this entry (model: |SHAP|; statistical: |z|).
+    pub top_metrics: Vec<(String, f64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ranking {
+    pub method: Method,
+    /// End of the window (ms).
+    pub at_ms: i64,
+    pub entries: Vec<RankEntry>,
+    pub graph: NodeGraph,
+    pub pagerank: Vec<f64>,
+}
+
+/// How to rank.
+pub enum Ranker<'a> {
+    Model(&'a Scorer),
+    /// Over these types.
+    Statistical(&'a [String]),
+    /// Random order over these types, from this seed.
+    Dummy(&'a [String], u64),
+}
+
+pub const DAMPING: f64 = 0.85;
+
+/// Ranks every (node, type) for the window ending at sample `end` of
+/// `frame`. `explain` entries (from the top) get their top metrics.
+pub fn rank(frame: &Frame, end: usize, cfg: &WindowConfig, ranker: &Ranker<'_>, topology: &[(String, String, f64)], explain: usize) -> Result<Ranking, String> {
+    let at_ms = frame.time_of(end);
+    let n = frame.nodes.len();
+    let metrics: Vec<String> = match ranker {
+        Ranker::Model(s) => s.metrics.clone(),
+        _ => frame.metric_names(),
+    };
+    let start = end.saturating_sub(cfg.samples());
+    let cols = frame.columns(&metrics);
+    let graph = correlation_graph_of(frame, &cols, start, end, topology);
+    // p[node][type] and per entry explanation.
+    // Types, p[node][type], feature rows, method.
+    type Scores = (Vec<String>, Vec<Vec<f64>>, Vec<Vec<f32>>, Method);
+    let (types, probs, feats, method): Scores = match ranker {
+        Ranker::Model(s) => {
+            let f = window_features_of(&cols, end, cfg, metrics.len(), Some(&s.used));
+            let x: Vec<f32> = f.iter().flatten().copied().collect();
+            let p = s.predict(&x, n)?;
+            let probs = (0..n).map(|i| p.iter().map(|per_type| f64::from(per_type[i])).collect()).collect();
+            (s.types(), probs, f, Method::Model)
+        }
+        Ranker::Statistical(types) => {
+            let f = window_features_of(&cols, end, cfg, metrics.len(), None);
+            let probs = f.iter().map(|row| stat::score_row(&metrics, row, types).into_iter().map(|(p, _)| p).collect()).collect();
+            (types.to_vec(), probs, f, Method::Statistical)
+        }
+        Ranker::Dummy(types, seed) => {
+            let mut rng = SplitMix(*seed ^ at_ms as u64);
+            let probs = (0..n).map(|_| types.iter().map(|_| rng.next_f64()).collect()).collect();
+            (types.to_vec(), probs, Vec::new(), Method::Dummy)
+        }
+    };
+    let mut ranking = order(frame, end, &types, &probs, method, graph);
+    let sorted = &mut ranking.entries;
+    let node_index = |name: &str| frame.nodes.iter().position(|s| s.node == name).unwrap_or(0);
+    let type_index = |kind: &str| types.iter().position(|k| k == kind).unwrap_or(0);
+    match ranker {
+        Ranker::Model(s) => {
+            // One SHAP call per type over the explained entries' rows.
+            for t in 0..types.len() {
+                let which: Vec<usize> = (0..explain.min(sorted.len())).filter(|&e| type_index(&sorted[e].kind) == t).collect();
+                if which.is_empty() {
+                    continue;
+                }
+                let x: Vec<f32> = which.iter().flat_map(|&e| feats[node_index(&sorted[e].node)].iter().copied()).collect();
+                for (e, top) in which.iter().zip(s.top_metrics_rows(t, &x, which.len(), 3)?) {
+                    sorted[*e].top_metrics = top;
+                }
+            }
+        }
+        Ranker::Statistical(ts) => {
+            for e in sorted.iter_mut().take(explain) {
+                let (i, t) = (node_index(&e.node), type_index(&e.kind));
+                e.top_metrics = stat::score_row(&metrics, &feats[i], &ts[t..=t]).into_iter().next().map(|(_, m)| m).unwrap_or_default();
+            }
+        }
+        Ranker::Dummy(..) => {}
+    }
+    Ok(ranking)
+}
+
+/// The ranking of scores `probs[node][type]` (in `frame`'s node order) on
+/// `graph`: excess over peers, PageRank, score, best first; no top metrics.
+pub fn order(frame: &Frame, end: usize, types: &[String], probs: &[Vec<f64>], method: Method, graph: NodeGraph) -> Ranking {
+    let n = frame.nodes.len();
+    // Dummy's random draws are its ranking as they are.
+    let excess = if method == Method::Dummy { probs.to_vec() } else { against_peers(probs) };
+    let teleport: Vec<f64> = excess.iter().map(|p| p.iter().copied().fold(0.0, f64::max) + 1e-6).collect();
+    let pr = match method {
+        Method::Dummy => vec![1.0 / n.max(1) as f64; n],
+        _ => pagerank(&graph, DAMPING, Some(&teleport), 1e-10),
+    };
+    let mut entries = Vec::with_capacity(n * types.len());
+    for (i, node) in frame.nodes.iter().enumerate() {
+        for (t, kind) in types.iter().enumerate() {
+            let (p, e) = (probs[i][t], excess[i][t]);
+            entries.push(RankEntry { node: node.node.clone(), kind: kind.clone(), score: e * pr[i], probability: p, excess: e, pagerank: pr[i], top_metrics: Vec::new() });
+        }
+    }
+    let order: Vec<usize> = {
+        let mut o: Vec<usize> = (0..entries.len()).collect();
+        o.sort_by(|a, b| entries[*b].score.total_cmp(&entries[*a].score).then(entries[*a].node.cmp(&entries[*b].node)).then(entries[*a].kind.cmp(&entries[*b].kind)));
+        o
+    };
+    let sorted: Vec<RankEntry> = order.iter().map(|&k| entries[k].clone()).collect();
+    Ranking { method, at_ms: frame.time_of(end), entries: sorted, graph, pagerank: pr }
+}
+
+/// Share of p added to the excess, so that what every node shows still
+/// orders below what one node shows alone.
+pub const SHARED_SHARE: f64 = 1e-3;
+
+/// Each node's p(type) less the lower quartile of the other nodes' p(type)
+/// (the lowest of up to four others), floored at zero, plus
+/// [`SHARED_SHARE`] of p. What nearly every node shows (a cluster-wide
+/// surge) is contrasted away; a fault on two nodes of three keeps its p,
+/// where the median of the others would halve it. Probabilities are
+/// `[node][type]`; a lone node keeps its p.
+pub fn against_peers(probs: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let n = probs.len();
+    if n < 2 {
+        return probs.to_vec();
+    }
+    let types = probs.first().map_or(0, Vec::len);
+    let mut out = probs.to_vec();
+    for t in 0..types {
+        let mut col: Vec<(f64, usize)> = probs.iter().enumerate().map(|(i, p)| (p[t], i)).collect();
+        col.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let sorted: Vec<f64> = col.iter().map(|c| c.0).collect();
+        for (r, &(p, i)) in col.iter().enumerate() {
+            out[i][t] = (p - lower_quartile_without(&sorted, r)).max(0.0) + SHARED_SHARE * p;
+        }
+    }
+    out
+}
+
+/// The lower quartile (the value at a quarter of the way, rounded down)
+/// of sorted `v` without its element `skip`; NaN when nothing is left.
+fn lower_quartile_without(v: &[f64], skip: usize) -> f64 {
+    let others = v.len().saturating_sub(1);
+    if others == 0 {
+        return f64::NAN;
+    }
+    let q = (others - 1) / 4;
+    v[if q < skip { q } else { q + 1 }]
+}
+
+/// Ranks each case at the middle of its faults' span plus `shift_ms`
+/// (clamped to the case's frame): one (truth, ranking) per case whose
+/// frame is in `periods`.
+pub fn rank_cases(periods: &[(super::labels::Period, Frame)], truths: &[super::eval::Truth], events: &[super::FaultEvent], cfg: &WindowConfig, ranker: &Ranker<'_>, shift_ms: i64) -> Result<Vec<(super::eval::Truth, super::eval::Ranked)>, String> {
+    let mut out = Vec::new();
+    for truth in truths {
+        let Some((_, frame)) = periods.iter().find(|(p, _)| p.case == truth.case) else { continue };
+        let span: Vec<&super::FaultEvent> = events.iter().filter(|e| e.case == truth.case).collect();
+        let (Some(s), Some(e)) = (span.iter().map(|e| e.start_ms).min(), span.iter().map(|e| e.end_ms).max()) else { continue };
+        let at = (s + e) / 2 + shift_ms;
+        let end = frame.index_at(at).clamp(cfg.samples().min(frame.len), frame.len);
+        let r = rank(frame, end, cfg, ranker, &[], 0)?;
+        out.push((truth.clone(), r.entries.into_iter().map(|e| (e.node, e.kind)).collect()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NodeSeries;
+
+    #[test]
+    fn statistical_ranking_finds_the_deviating_node() {
+        let mk = |name: &str, v: Vec<f64>| NodeSeries { node: name.into(), metrics: [("cg.cpu_usage".to_string(), v.clone()), ("disk.write_bytes".to_string(), v.iter().map(|x| x * 0.5 + 1.0).collect())].into() };
+        let wobble = |k: usize| (0..60).map(|i| 10.0 + ((i * k) % 7) as f64).collect::<Vec<f64>>();
+        let mut hot = wobble(3);
+        for x in &mut hot[50..] {
+            *x += 80.0;
+        }
+        let frame = Frame { start_ms: 0, step_ms: 1000, len: 60, nodes: vec![mk("a", wobble(2)), mk("b", hot), mk("c", wobble(5))] };
+        let cfg = WindowConfig { window_ms: 10_000, stride_ms: 5_000, step_ms: 1000, baseline_ms: 40_000 };
+        let types = vec!["cpu_stress".to_string(), "memory_stress".to_string()];
+        let r = rank(&frame, 60, &cfg, &Ranker::Statistical(&types), &[], 2).unwrap();
+        assert_eq!(r.method, Method::Statistical);
+        assert_eq!((r.entries[0].node.as_str(), r.entries[0].kind.as_str()), ("b", "cpu_stress"));
+        assert_eq!(r.entries.len(), 6);
+        assert_eq!(r.entries[0].top_metrics[0].0, "cg.cpu_usage");
+        assert!((r.pagerank.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        assert_eq!(r.at_ms, 60_000);
+        let d = rank(&frame, 60, &cfg, &Ranker::Dummy(&types, 3), &[], 0).unwrap();
+        assert_eq!(d.entries.len(), 6);
+        assert_eq!(d, rank(&frame, 60, &cfg, &Ranker::Dummy(&types, 3), &[], 0).unwrap());
+    }
+
+    #[test]
+    fn excess_over_peers_by_hand() {
+        // Type 0 high everywhere (shared), type 1 high on node 1 only; two
+        // of four nodes share type 2. With three others the lower quartile
+        // is the lowest of them.
+        let p = vec![vec![0.9, 0.1, 0.8], vec![0.95, 0.8, 0.8], vec![0.9, 0.1, 0.1], vec![0.9, 0.2, 0.0]];
+        let e = against_peers(&p);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        // Node 1, type 0: 0.95 − min(0.9, 0.9, 0.9) = 0.05.
+        assert!(close(e[1][0], 0.05 + SHARED_SHARE * 0.95), "{e:?}");
+        // Node 0, type 0: 0.9 − min(0.95, 0.9, 0.9) = 0 → only the shared share.
+        assert!(close(e[0][0], SHARED_SHARE * 0.9));
+        // Node 1, type 1: 0.8 − min(0.1, 0.1, 0.2) = 0.7.
+        assert!(close(e[1][1], 0.7 + SHARED_SHARE * 0.8));
+        // Nodes 0 and 1 share type 2: each 0.8 − min(0.8, 0.1, 0.0) = 0.8.
+        assert!(close(e[0][2], 0.8 + SHARED_SHARE * 0.8) && close(e[1][2], e[0][2]));
+        assert!(close(e[3][2], 0.0));
+        // Two faulty nodes of three keep their p (the median of the
+        // others, 0.45, would halve it).
+        let two = against_peers(&[vec![0.9], vec![0.9], vec![0.0]]);
+        assert!(close(two[0][0], 0.9 + SHARED_SHARE * 0.9) && close(two[2][0], 0.0), "{two:?}");
+        // Nine nodes: eight others, the quartile is the second lowest. A
+        // type on eight of nine is cluster-wide: 0.8 − 0.8 = 0.
+        let mut wide = vec![vec![0.8]; 9];
+        wide[4][0] = 0.0;
+        assert!(close(against_peers(&wide)[0][0], SHARED_SHARE * 0.8));
+        // On seven of nine it stays: 0.8 − second lowest of (0, 0, 0.8 ×6) = 0.8.
+        wide[5][0] = 0.0;
+        assert!(close(against_peers(&wide)[0][0], 0.8 + SHARED_SHARE * 0.8));
+        // A lone node keeps its probabilities.
+        assert_eq!(against_peers(&p[..1]), p[..1].to_vec());
+        assert!(lower_quartile_without(&[0.5], 0).is_nan());
+        assert_eq!(lower_quartile_without(&[0.1, 0.5], 0), 0.5);
+    }
+
+    #[test]
+    fn a_type_every_node_shows_ranks_below_one_node_alone() {
+        // The scorer's first type fires on all three nodes; the second only on b.
+        let mk = |name: &str, v: Vec<f64>| NodeSeries { node: name.into(), metrics: [("m".to_string(), v)].into() };
+        let frame = Frame { start_ms: 0, step_ms: 1000, len: 30, nodes: vec![mk("a", vec![1.0; 30]), mk("b", vec![2.0; 30]), mk("c", vec![3.0; 30])] };
+        let probs = vec![vec![0.99, 0.05], vec![0.99, 0.6], vec![0.99, 0.05]];
+        let metrics = frame.metric_names();
+        let graph = correlation_graph_of(&frame, &frame.columns(&metrics), 20, 30, &[]);
+        let r = order(&frame, 30, &["shared".to_string(), "alone".to_string()], &probs, Method::Model, graph);
+        assert_eq!((r.entries[0].node.as_str(), r.entries[0].kind.as_str()), ("b", "alone"));
+        assert_eq!(r.entries[0].probability, 0.6);
+        assert!((r.entries[0].excess - (0.55 + SHARED_SHARE * 0.6)).abs() < 1e-12);
+        assert!(r.entries.iter().filter(|e| e.kind == "shared").all(|e| e.score < r.entries[0].score / 100.0));
+    }
+}

@@ -1,0 +1,212 @@
+//! `distdiag-lab`: the research commands that train XGBoost models on this
+//! machine — `eval` (a model, or one trained here, on a dataset directory)
+//! and `campaign run|report` (record a fault campaign through a
+//! coordinator, and its cross-validated report). `distdiag eval` and
+//! `distdiag campaign` run this program, so the `distdiag` CLI itself
+//! needs no XGBoost. Usage errors exit with 64, failures with 1.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use distdiag_dataset::Dataset;
+use distdiag_diagnose::evaluate::{evaluation_markdown, DatasetExt};
+use distdiag_diagnose::model::{train, ModelSet, Scorer, TrainParams};
+use distdiag_testbed::campaign::{check_folds, check_repeats, CampaignConfig};
+use distdiag_testbed::campaign_run::{self, Api, Failure, RunArgs};
+use serde_json::Value;
+
+const EX_USAGE: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "distdiag-lab", version, about = "Evaluate models on datasets and run fault campaigns (trains XGBoost here)")]
+struct Cli {
+    /// Base URL of the coordinator's API.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8000", env = "DISTDIAG_URL")]
+    url: String,
+    /// File holding the API token (default: <data-dir>/token); DISTDIAG_TOKEN overrides.
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
+    /// The coordinator's data directory, where the token file lives.
+    #[arg(long, global = true, default_value = "data")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate on a dataset directory (the export format): a model's
+    /// AC@1/3/5, Avg@5, per-type F1 and confusion beside the statistical
+    /// scorer and Dummy, also with the diagnosis time shifted by ±30 s.
+    /// Without --model, trains on a case-grouped split and evaluates on
+    /// the held-out cases.
+    Eval {
+        #[arg(long)]
+        dataset: PathBuf,
+        /// A model id on the coordinator, or a file saved from
+        /// `GET /api/models/{id}/export`.
+        #[arg(long)]
+        model: Option<String>,
+        /// Share of cases held out when training here.
+        #[arg(long, default_value_t = 0.3)]
+        holdout: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Print the evaluation as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fault campaigns: scenario families A (one fault, one node), B (one
+    /// fault, two nodes), C (two faults, one node), W (a node fault during
+    /// a cluster-wide workload surge), recorded and evaluated.
+    #[command(subcommand)]
+    Campaign(CampaignCommand),
+}
+
+#[derive(Subcommand)]
+enum CampaignCommand {
+    /// Run a campaign against the coordinator's agents and databases, then
+    /// write OUT/dataset (export format), OUT/report.md and OUT/report.json.
+    Run {
+        #[arg(long)]
+        out: PathBuf,
+        /// Families, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "A,B,C,W")]
+        families: Vec<String>,
+        /// Fault types, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "cpu_stress,memory_stress,disk_stress,network_delay,network_loss,cache_bottleneck,too_many_indexes")]
+        types: Vec<String>,
+        /// Cases per scenario.
+        #[arg(long, default_value_t = 10)]
+        cases: u32,
+        #[arg(long, default_value_t = 30)]
+        normal_s: u32,
+        #[arg(long, default_value_t = 40)]
+        fault_s: u32,
+        #[arg(long, default_value_t = 20)]
+        recovery_s: u32,
+        /// Normal collection before the first case.
+        #[arg(long, default_value_t = 60)]
+        warmup_s: u32,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Cross-validation folds of the report (2..=10): every fault case
+        /// is ranked by a model trained on the other folds.
+        #[arg(long, default_value_t = 2)]
+        folds: u32,
+        /// Cross-validation runs (1..=20), the cases dealt into folds anew
+        /// each time (seeds SEED, SEED+1, ...); figures are their means.
+        #[arg(long, default_value_t = 1)]
+        repeats: u32,
+        /// The workload family W surges (default: the one running over several databases).
+        #[arg(long)]
+        workload: Option<String>,
+    },
+    /// The report of a recorded campaign dataset (export format), trained
+    /// and evaluated here; several `--dataset`s (recordings of the same
+    /// testbed at different times) are evaluated as one.
+    Report {
+        #[arg(long, required = true)]
+        dataset: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Cross-validation folds (2..=10).
+        #[arg(long, default_value_t = 2)]
+        folds: u32,
+        /// Cross-validation runs (1..=20), the cases dealt into folds anew
+        /// each time (seeds SEED, SEED+1, ...); figures are their means.
+        #[arg(long, default_value_t = 1)]
+        repeats: u32,
+        /// Seed of the first dealing and of training.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+fn token(cli: &Cli) -> Result<String, Failure> {
+    if let Ok(t) = std::env::var("DISTDIAG_TOKEN") {
+        return Ok(t.trim().to_owned());
+    }
+    let path = cli.token_file.clone().unwrap_or_else(|| cli.data_dir.join("token"));
+    std::fs::read_to_string(&path)
+        .map(|t| t.trim().to_owned())
+        .map_err(|e| (EX_USAGE, format!("cannot read the API token from {}: {e} (use --token-file or DISTDIAG_TOKEN)", path.display())))
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EX_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("distdiag-lab: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(&cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, msg)) => {
+            eprintln!("distdiag-lab: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> Result<(), Failure> {
+    let base = cli.url.trim_end_matches('/').to_owned();
+    let client = reqwest::Client::new();
+    match &cli.command {
+        Command::Eval { dataset, model, holdout, seed, json: as_json } => {
+            let ds = Dataset::import(dataset).map_err(|e| (1, e.to_string()))?;
+            let set: ModelSet = match model {
+                Some(m) if std::path::Path::new(m).is_file() => {
+                    let text = std::fs::read_to_string(m).map_err(|e| (1, format!("{m}: {e}")))?;
+                    serde_json::from_str::<Value>(&text).ok().and_then(|v| serde_json::from_value(v["set"].clone()).ok()).ok_or_else(|| (1, format!("{m} is not a model export")))?
+                }
+                Some(id) => {
+                    let api = Api { base: base.clone(), token: String::new(), client };
+                    let v = api.get(&format!("/api/models/{id}/export")).await?;
+                    serde_json::from_value(v["set"].clone()).map_err(|e| (1, format!("bad model from {base}: {e}")))?
+                }
+                None => {
+                    let params = TrainParams { validation_fraction: *holdout, seed: *seed, ..TrainParams::default() };
+                    let windows = ds.windows(None);
+                    eprintln!("training on {} windows ({} features), holding out {:.0} % of the cases", windows.rows.len(), windows.width(), holdout * 100.0);
+                    train(&windows, ds.manifest.window, &params, &mut |d, n, what| eprintln!("  {d}/{n} {what}")).map_err(|e| (1, e))?
+                }
+            };
+            let scorer = Scorer::load(&set).map_err(|e| (1, e))?;
+            let e = ds.evaluate(Some(&scorer), &set.train_cases, *seed).map_err(|e| (1, e))?;
+            if *as_json {
+                println!("{}", serde_json::to_string_pretty(&e).unwrap_or_default());
+            } else {
+                print!("{}", evaluation_markdown(&e));
+            }
+        }
+        Command::Campaign(CampaignCommand::Run { out, families, types, cases, normal_s, fault_s, recovery_s, warmup_s, seed, folds, repeats, workload }) => {
+            let config = CampaignConfig { families: families.clone(), types: types.clone(), cases: *cases, normal_s: *normal_s, fault_s: *fault_s, recovery_s: *recovery_s, warmup_s: *warmup_s, seed: *seed, folds: *folds, repeats: *repeats };
+            config.validate().map_err(|e| (EX_USAGE, e))?;
+            let api = Api { base, token: token(cli)?, client };
+            let params = TrainParams { seed: *seed, ..TrainParams::default() };
+            campaign_run::run(&api, RunArgs { config, workload: workload.as_deref(), out, params }).await?;
+        }
+        Command::Campaign(CampaignCommand::Report { dataset, out, folds, repeats, seed }) => {
+            check_folds(*folds).map_err(|e| (EX_USAGE, e))?;
+            check_repeats(*repeats).map_err(|e| (EX_USAGE, e))?;
+            let mut ds = Dataset::import(&dataset[0]).map_err(|e| (1, format!("{}: {e}", dataset[0].display())))?;
+            for d in &dataset[1..] {
+                let more = Dataset::import(d).map_err(|e| (1, format!("{}: {e}", d.display())))?;
+                ds.merge(more).map_err(|e| (1, format!("{}: {e}", d.display())))?;
+            }
+            campaign_run::write_report(&ds, out, *folds, *repeats, &TrainParams { seed: *seed, ..TrainParams::default() }, false)?;
+        }
+    }
+    Ok(())
+}

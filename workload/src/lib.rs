@@ -1,0 +1,1010 @@
+//! Native workloads of distdiag driven through mysql_async, with no external binaries:
+//! sysbench-compatible OLTP ([`oltp`]), TPC-C ([`tpcc`]) and TPC-H
+//! ([`tpch`]). Each benchmark is a [`Driver`]: it prepares its schema and
+//! data and runs one transaction ("event") at a time on a worker's
+//! connection. The engine here runs workers, counts transactions, queries and
+//! errors, keeps latency in HDR histograms per report interval and stores
+//! every run's report. Several runs may go at once; a run's concurrency can be
+//! raised while it runs (the `workload_surge` fault does that).
+
+pub mod db;
+pub mod oltp;
+pub mod rand;
+pub mod tpcc;
+pub mod tpch;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use self::rand::{Rand, RandType};
+use crate::db::{wire, DbError, DbTarget};
+use distdiag_store::now_ms;
+use distdiag_store::SeriesStore;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Most workers a run may have (a surge may go this far).
+pub const MAX_THREADS: usize = 256;
+/// Most workers a start request may ask for.
+pub const MAX_START_THREADS: usize = 64;
+/// Tree of stored run reports.
+pub const RUNS_TREE: &str = "workloads";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("unknown workload {0:?}")]
+    Unknown(String),
+    #[error("{0}")]
+    NotPrepared(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("{0}")]
+    Sql(String),
+}
+
+impl From<mysql_async::Error> for WorkloadError {
+    fn from(e: mysql_async::Error) -> Self {
+        WorkloadError::Sql(e.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadKind {
+    OltpReadWrite,
+    OltpReadOnly,
+    OltpWriteOnly,
+    OltpPointSelect,
+    Tpcc,
+    Tpch,
+}
+
+impl WorkloadKind {
+    pub const ALL: [WorkloadKind; 6] = [Self::OltpReadWrite, Self::OltpReadOnly, Self::OltpWriteOnly, Self::OltpPointSelect, Self::Tpcc, Self::Tpch];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OltpReadWrite => "oltp_read_write",
+            Self::OltpReadOnly => "oltp_read_only",
+            Self::OltpWriteOnly => "oltp_write_only",
+            Self::OltpPointSelect => "oltp_point_select",
+            Self::Tpcc => "tpcc",
+            Self::Tpch => "tpch",
+        }
+    }
+
+    /// Parses a type name; `sysbench` (the seeds' name) means `oltp_read_write`.
+    pub fn parse(s: &str) -> Result<Self, WorkloadError> {
+        if s == "sysbench" {
+            return Ok(Self::OltpReadWrite);
+        }
+        Self::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|k| k.as_str()).collect();
+            WorkloadError::Invalid(format!("unknown workload type {s:?}; one of {} (or sysbench)", names.join(", ")))
+        })
+    }
+
+    fn driver(self, o: &Options) -> Arc<dyn Driver> {
+        match self {
+            Self::OltpReadWrite | Self::OltpReadOnly | Self::OltpWriteOnly | Self::OltpPointSelect => Arc::new(oltp::Oltp::new(self, o)),
+            Self::Tpcc => Arc::new(tpcc::Tpcc::new(o)),
+            Self::Tpch => Arc::new(tpch::Tpch::new(o)),
+        }
+    }
+}
+
+/// Options of prepare and run; each benchmark reads the ones it knows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    /// Target database; default the first configured.
+    pub database: Option<String>,
+    /// Several targets (a cluster): workers are spread over them in turn.
+    pub databases: Vec<String>,
+    /// OLTP: number of `sbtestN` tables (1..=64) and rows per table.
+    pub tables: u32,
+    pub table_size: u64,
+    pub rand_type: RandType,
+    /// OLTP: rows per range query.
+    pub range_size: u64,
+    /// OLTP: write a transaction's statements at once and read their
+    /// answers after (same statements, order and transactions; the
+    /// client no longer waits between them). False: one at a time, as
+    /// sysbench does.
+    pub pipeline: bool,
+    /// Seconds to run; 0 runs until stopped.
+    pub duration_s: u64,
+    /// Seconds per report interval (1..=3600).
+    pub report_interval_s: u64,
+    /// TPC-C warehouses (1..=1000).
+    pub warehouses: u32,
+    /// TPC-H scale factor (0.001..=10).
+    pub scale_factor: f64,
+    /// TPC-C: below 1 shrinks items, customers and orders per district
+    /// (floors 100 and 30) for quick tests; 1 is the specification.
+    pub tpcc_scale: f64,
+    /// Seed of the random streams (fixed for reproducible data and runs).
+    pub seed: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            database: None,
+            databases: Vec::new(),
+            tables: 1,
+            table_size: 10_000,
+            rand_type: RandType::default(),
+            range_size: 100,
+            pipeline: true,
+            duration_s: 0,
+            report_interval_s: 1,
+            warehouses: 1,
+            scale_factor: 0.01,
+            tpcc_scale: 1.0,
+            seed: 1,
+        }
+    }
+}
+
+impl Options {
+    pub fn validate(&self) -> Result<(), WorkloadError> {
+        let bad = |m: String| Err(WorkloadError::Invalid(m));
+        if !(1..=64).contains(&self.tables) {
+            return bad(format!("tables = {} is outside 1..=64", self.tables));
+        }
+        if !(1..=100_000_000).contains(&self.table_size) {
+            return bad(format!("table_size = {} is outside 1..=100000000", self.table_size));
+        }
+        if !(1..=self.table_size.max(1)).contains(&self.range_size) {
+            return bad(format!("range_size = {} is outside 1..=table_size", self.range_size));
+        }
+        if !(1..=3600).contains(&self.report_interval_s) {
+            return bad(format!("report_interval_s = {} is outside 1..=3600", self.report_interval_s));
+        }
+        if !(1..=1000).contains(&self.warehouses) {
+            return bad(format!("warehouses = {} is outside 1..=1000", self.warehouses));
+        }
+        if !(0.001..=10.0).contains(&self.scale_factor) {
+            return bad(format!("scale_factor = {} is outside 0.001..=10", self.scale_factor));
+        }
+        if !(0.001..=1.0).contains(&self.tpcc_scale) {
+            return bad(format!("tpcc_scale = {} is outside 0.001..=1", self.tpcc_scale));
+        }
+        if self.database.is_some() && !self.databases.is_empty() {
+            return bad("give database or databases, not both".into());
+        }
+        Ok(())
+    }
+}
+
+/// Progress of a prepare, shared with its job.
+#[derive(Default)]
+pub struct Progress {
+    done: AtomicU64,
+    total: AtomicU64,
+}
+
+impl Progress {
+    pub fn set_total(&self, n: u64) {
+        self.total.store(n, Ordering::Relaxed);
+    }
+    pub fn add(&self, n: u64) {
+        self.done.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn fraction(&self) -> f64 {
+        let t = self.total.load(Ordering::Relaxed);
+        if t == 0 {
+            0.0
+        } else {
+            (self.done.load(Ordering::Relaxed) as f64 / t as f64).min(1.0)
+        }
+    }
+}
+
+/// A worker's database session.
+pub enum Session {
+    /// mysql_async (TPC-C, TPC-H).
+    Mysql(Conn),
+    /// The lean pipelining client (OLTP); blocking I/O on the worker's own thread.
+    Wire(Box<wire::Conn>),
+}
+
+impl Session {
+    pub fn mysql(&mut self) -> Result<&mut Conn, EventError> {
+        match self {
+            Session::Mysql(c) => Ok(c),
+            Session::Wire(_) => Err(EventError::Session("this benchmark runs on mysql_async sessions")),
+        }
+    }
+
+    pub fn wire(&mut self) -> Result<&mut wire::Conn, EventError> {
+        match self {
+            Session::Wire(c) => Ok(c),
+            Session::Mysql(_) => Err(EventError::Session("this benchmark runs on the pipelining client")),
+        }
+    }
+
+    async fn rollback(&mut self) {
+        let _ = match self {
+            Session::Mysql(c) => c.query_drop("ROLLBACK").await.map_err(EventError::from),
+            Session::Wire(c) => c.query("ROLLBACK").and_then(|()| c.finish()).map_err(EventError::from),
+        };
+    }
+
+    async fn close(self) {
+        match self {
+            Session::Mysql(c) => {
+                let _ = c.disconnect().await;
+            }
+            Session::Wire(c) => c.close(),
+        }
+    }
+}
+
+/// How a benchmark's workers talk to the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    Mysql,
+    /// The pipelining client; `autocommit: false` runs `SET autocommit=0`
+    /// first, so that statements sent behind one that failed (a deadlock
+    /// ends the transaction) stay in a transaction the rollback undoes.
+    Wire { pipeline: bool, autocommit: bool },
+}
+
+/// Why an event failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error(transparent)]
+    Mysql(#[from] mysql_async::Error),
+    #[error(transparent)]
+    Wire(#[from] wire::Error),
+    #[error("{0}")]
+    Session(&'static str),
+}
+
+impl EventError {
+    /// The session is gone (reconnect) rather than one transaction refused.
+    fn lost(&self) -> bool {
+        match self {
+            EventError::Mysql(e) => matches!(e, mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)),
+            EventError::Wire(e) => e.lost(),
+            EventError::Session(_) => true,
+        }
+    }
+}
+
+/// What one worker owns.
+pub struct Worker {
+    pub conn: Session,
+    pub rand: Rand,
+    /// 0-based worker index (TPC-C terminal, TPC-H stream).
+    pub index: usize,
+    /// Events this worker has run.
+    pub events: u64,
+}
+
+/// One finished event: statements sent and the transaction type.
+#[derive(Debug, Clone, Copy)]
+pub struct Event {
+    pub queries: u32,
+    pub kind: &'static str,
+}
+
+/// A benchmark.
+pub trait Driver: Send + Sync {
+    /// Creates the schema and loads the data, dropping what was there.
+    fn prepare<'a>(&'a self, t: &'a DbTarget, progress: &'a Progress) -> BoxFuture<'a, Result<(), WorkloadError>>;
+    /// Tables that must exist before a run.
+    fn tables(&self) -> Vec<String>;
+    /// One transaction on the worker's connection.
+    fn event<'a>(&'a self, w: &'a mut Worker) -> BoxFuture<'a, Result<Event, EventError>>;
+    /// The session its workers need.
+    fn session(&self) -> SessionKind {
+        SessionKind::Mysql
+    }
+}
+
+/// Checks that a prepare ran: every table the driver needs exists.
+pub async fn check_prepared(t: &DbTarget, tables: &[String]) -> Result<(), WorkloadError> {
+    let mut c = t.connect(false, Duration::from_secs(5)).await?;
+    let mut missing = Vec::new();
+    for name in tables {
+        let found: Option<String> = c
+            .exec_first("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", (t.schema.as_str(), name.as_str()))
+            .await
+            .map_err(|e| t.query_error(e))?;
+        if found.is_none() {
+            missing.push(name.clone());
+        }
+    }
+    let _ = c.disconnect().await;
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(WorkloadError::NotPrepared(format!("database {}: schema {} lacks {}; run prepare first", t.name, t.schema, missing.join(", "))))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Preparing,
+    Prepared,
+    Running,
+    Stopped,
+    Finished,
+    Failed,
+}
+
+/// Microseconds from 1 µs to 1 h, 3 significant digits.
+#[allow(clippy::expect_used)]
+fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant histogram bounds are valid")
+}
+
+#[derive(Default, Clone)]
+struct Counts {
+    events: u64,
+    queries: u64,
+    errors: u64,
+    reconnects: u64,
+    by_kind: BTreeMap<&'static str, u64>,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.events += o.events;
+        self.queries += o.queries;
+        self.errors += o.errors;
+        self.reconnects += o.reconnects;
+        for (k, v) in &o.by_kind {
+            *self.by_kind.entry(k).or_default() += v;
+        }
+    }
+}
+
+struct Acc {
+    counts: Counts,
+    hist: Histogram<u64>,
+    since: Instant,
+}
+
+/// Latency percentiles in milliseconds.
+fn percentiles(h: &Histogram<u64>) -> Value {
+    if h.is_empty() {
+        return json!(null);
+    }
+    let ms = |v: u64| v as f64 / 1000.0;
+    json!({
+        "min": ms(h.min()),
+        "mean": h.mean() / 1000.0,
+        "p50": ms(h.value_at_quantile(0.50)),
+        "p95": ms(h.value_at_quantile(0.95)),
+        "p99": ms(h.value_at_quantile(0.99)),
+        "max": ms(h.max()),
+    })
+}
+
+/// One prepare job or run.
+pub struct Run {
+    pub id: String,
+    pub kind: WorkloadKind,
+    pub options: Options,
+    pub targets: Vec<DbTarget>,
+    driver: Arc<dyn Driver>,
+    phase: Mutex<(Phase, Option<String>)>,
+    pub started_ms: i64,
+    ended_ms: Mutex<Option<i64>>,
+    threads: AtomicUsize,
+    spawned: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    stop: watch::Sender<bool>,
+    progress: Progress,
+    acc: Mutex<Acc>,
+    totals: Mutex<(Counts, Histogram<u64>)>,
+    intervals: Mutex<Vec<Value>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Run {
+    fn new(id: String, kind: WorkloadKind, options: Options, targets: Vec<DbTarget>, phase: Phase) -> Arc<Run> {
+        let (stop, _) = watch::channel(false);
+        Arc::new(Run {
+            id,
+            kind,
+            driver: kind.driver(&options),
+            options,
+            targets,
+            phase: Mutex::new((phase, None)),
+            started_ms: now_ms(),
+            ended_ms: Mutex::new(None),
+            threads: AtomicUsize::new(0),
+            spawned: Mutex::new(Vec::new()),
+            stop,
+            progress: Progress::default(),
+            acc: Mutex::new(Acc { counts: Counts::default(), hist: new_hist(), since: Instant::now() }),
+            totals: Mutex::new((Counts::default(), new_hist())),
+            intervals: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn phase(&self) -> Phase {
+        lock(&self.phase).0
+    }
+
+    pub fn is_active(&self) -> bool {
+        matches!(self.phase(), Phase::Running | Phase::Preparing)
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads.load(Ordering::Relaxed)
+    }
+
+    fn end(&self, phase: Phase, error: Option<String>) {
+        let mut p = lock(&self.phase);
+        if matches!(p.0, Phase::Running | Phase::Preparing) {
+            *p = (phase, error);
+            *lock(&self.ended_ms) = Some(now_ms());
+        }
+    }
+
+    fn record(&self, ev: Result<Event, ()>, latency: Duration, reconnect: bool) {
+        let mut a = lock(&self.acc);
+        match ev {
+            Ok(e) => {
+                a.counts.events += 1;
+                a.counts.queries += u64::from(e.queries);
+                *a.counts.by_kind.entry(e.kind).or_default() += 1;
+                let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, 3_600_000_000);
+                let _ = a.hist.record(us);
+            }
+            Err(()) => a.counts.errors += 1,
+        }
+        if reconnect {
+            a.counts.reconnects += 1;
+        }
+    }
+
+    /// Closes the current interval into the report.
+    fn close_interval(&self) {
+        let (counts, hist, secs) = {
+            let mut a = lock(&self.acc);
+            let secs = a.since.elapsed().as_secs_f64();
+            a.since = Instant::now();
+            (std::mem::take(&mut a.counts), std::mem::replace(&mut a.hist, new_hist()), secs)
+        };
+        if secs <= 0.0 {
+            return;
+        }
+        let row = json!({
+            "timestamp": now_ms(),
+            "seconds": secs,
+            "threads": self.threads(),
+            "tps": counts.events as f64 / secs,
+            "qps": counts.queries as f64 / secs,
+            "errors_per_s": counts.errors as f64 / secs,
+            "reconnects": counts.reconnects,
+            "latency_ms": percentiles(&hist),
+            "by_type": counts.by_kind,
+        });
+        {
+            let mut t = lock(&self.totals);
+            t.0.add(&counts);
+            let _ = t.1.add(&hist);
+        }
+        let mut iv = lock(&self.intervals);
+        iv.push(row);
+        // A day of 1 s intervals at most; older ones are summarized in totals.
+        if iv.len() > 86_400 {
+            iv.remove(0);
+        }
+    }
+
+    /// The run's report: totals, live figures and the intervals so far.
+    pub fn report(&self, with_intervals: bool) -> Value {
+        let (phase, error) = lock(&self.phase).clone();
+        let ended = *lock(&self.ended_ms);
+        let elapsed_s = (ended.unwrap_or_else(now_ms) - self.started_ms) as f64 / 1000.0;
+        let (totals, hist) = {
+            let t = lock(&self.totals);
+            (t.0.clone(), t.1.clone())
+        };
+        let intervals = lock(&self.intervals);
+        let last = intervals.last().cloned();
+        let mut v = json!({
+            "workload_id": self.id,
+            "type": self.kind.as_str(),
+            "phase": phase,
+            "running": phase == Phase::Running,
+            "error": error,
+            "threads": self.threads(),
+            "databases": self.targets.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
+            "options": self.options,
+            "started_ms": self.started_ms,
+            "ended_ms": ended,
+            "elapsed_s": elapsed_s,
+            "totals": {
+                "transactions": totals.events,
+                "queries": totals.queries,
+                "errors": totals.errors,
+                "reconnects": totals.reconnects,
+                "by_type": totals.by_kind,
+                "latency_ms": percentiles(&hist),
+            },
+            "current": last,
+        });
+        if phase == Phase::Preparing || phase == Phase::Prepared {
+            v["progress"] = json!(self.progress.fraction());
+        }
+        if with_intervals {
+            v["intervals"] = json!(*intervals);
+        }
+        v
+    }
+
+    /// Sets the number of workers, starting new ones when it grows.
+    pub fn set_threads(self: &Arc<Self>, n: usize) -> Result<usize, WorkloadError> {
+        if !(1..=MAX_THREADS).contains(&n) {
+            return Err(WorkloadError::Invalid(format!("threads = {n} is outside 1..={MAX_THREADS}")));
+        }
+        if self.phase() != Phase::Running {
+            return Err(WorkloadError::Invalid(format!("workload {} is not running", self.id)));
+        }
+        let before = self.threads.swap(n, Ordering::Relaxed);
+        let mut spawned = lock(&self.spawned);
+        while spawned.len() < n {
+            let idx = spawned.len();
+            // Each worker is an OS thread with its own single-threaded runtime,
+            // as sysbench's threads are: no work stealing and no cross-thread
+            // wake-ups between a statement and its answer.
+            let run = self.clone();
+            let handle = std::thread::Builder::new().name(format!("workload-{idx}")).spawn(move || {
+                match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt.block_on(worker_loop(run, idx)),
+                    Err(error) => warn!(workload = %run.id, worker = idx, %error, "cannot start a worker runtime"),
+                }
+            });
+            match handle {
+                Ok(h) => spawned.push(h),
+                Err(e) => return Err(WorkloadError::Invalid(format!("cannot start worker {idx}: {e}"))),
+            }
+        }
+        Ok(before)
+    }
+
+    pub fn request_stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+async fn connect_worker(run: &Run, idx: usize) -> Result<Session, DbError> {
+    let t = &run.targets[idx % run.targets.len()];
+    let timeout = Duration::from_secs(5);
+    match run.driver.session() {
+        SessionKind::Mysql => t.connect(true, timeout).await.map(Session::Mysql),
+        SessionKind::Wire { pipeline, autocommit } => {
+            let mut c = t.wire_connect(timeout).await?;
+            if !autocommit {
+                c.query("SET autocommit=0").and_then(|()| c.finish()).map_err(|e| t.query_error(e))?;
+            }
+            c.set_pipeline(pipeline);
+            // seekdb leaves Nagle on: see `set_quickack`.
+            c.set_quickack(pipeline && t.dialect == crate::db::DialectKind::Oceanbase);
+            Ok(Session::Wire(Box::new(c)))
+        }
+    }
+}
+
+async fn worker_loop(run: Arc<Run>, idx: usize) {
+    let mut stop = run.stop.subscribe();
+    let mut conn: Option<Session> = None;
+    // Seed and worker index only: the same options replay the same streams.
+    let seed = run.options.seed.wrapping_mul(1_000_003).wrapping_add(idx as u64);
+    let mut rand = Some(Rand::new(run.options.rand_type, seed));
+    let mut events = 0u64;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        if idx >= run.threads() {
+            // Parked: the run's concurrency is below this worker's index.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                _ = stop.changed() => break,
+            }
+        }
+        let c = match conn.take() {
+            Some(c) => c,
+            None => match connect_worker(&run, idx).await {
+                Ok(c) => {
+                    backoff = Duration::from_millis(100);
+                    c
+                }
+                Err(e) => {
+                    run.record(Err(()), Duration::ZERO, true);
+                    warn!(workload = %run.id, worker = idx, error = %e, "worker cannot connect; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed() => break,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            },
+        };
+        let mut w = Worker { conn: c, rand: rand.take().unwrap_or_else(|| Rand::new(run.options.rand_type, seed)), index: idx, events };
+        let t0 = Instant::now();
+        let res = run.driver.event(&mut w).await;
+        let elapsed = t0.elapsed();
+        events = w.events + 1;
+        rand = Some(w.rand);
+        let mut c = w.conn;
+        match res {
+            Ok(ev) => {
+                run.record(Ok(ev), elapsed, false);
+                conn = Some(c);
+            }
+            Err(e) if e.lost() => {
+                run.record(Err(()), elapsed, true);
+                drop(c);
+            }
+            Err(_) => {
+                // Deadlock, lock wait timeout and the like: the transaction is
+                // lost, the connection is fine (as sysbench, count and go on).
+                c.rollback().await;
+                run.record(Err(()), elapsed, false);
+                conn = Some(c);
+            }
+        }
+    }
+    if let Some(c) = conn {
+        c.close().await;
+    }
+}
+
+/// All runs of this coordinator.
+pub struct Workloads {
+    targets: Vec<DbTarget>,
+    store: Arc<dyn SeriesStore>,
+    runs: Mutex<BTreeMap<String, Arc<Run>>>,
+    seq: AtomicU64,
+}
+
+impl Workloads {
+    pub fn new(targets: Vec<DbTarget>, store: Arc<dyn SeriesStore>) -> Arc<Self> {
+        Arc::new(Workloads { targets, store, runs: Mutex::new(BTreeMap::new()), seq: AtomicU64::new(0) })
+    }
+
+    fn resolve(&self, o: &Options) -> Result<Vec<DbTarget>, WorkloadError> {
+        if !o.databases.is_empty() {
+            return o.databases.iter().map(|n| Ok(crate::db::find(&self.targets, Some(n), false)?.clone())).collect();
+        }
+        Ok(vec![crate::db::find(&self.targets, o.database.as_deref(), false)?.clone()])
+    }
+
+    fn new_id(&self, kind: &str) -> String {
+        format!("{kind}-{}-{}", now_ms(), self.seq.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Run>> {
+        lock(&self.runs).get(id).cloned()
+    }
+
+    pub fn active(&self) -> Vec<Arc<Run>> {
+        lock(&self.runs).values().filter(|r| r.is_active()).cloned().collect()
+    }
+
+    fn save(&self, run: &Run) {
+        let doc = run.report(true);
+        let bytes = match serde_json::to_vec(&doc) {
+            Ok(b) => b,
+            Err(_) => return,
+        };
+        if let Err(error) = self.store.put_doc(RUNS_TREE, &run.id, &bytes) {
+            warn!(workload = %run.id, %error, "cannot store the workload report");
+        }
+    }
+
+    /// A stored report of a run that is no longer in memory.
+    pub fn stored(&self, id: &str) -> Option<Value> {
+        let bytes = self.store.get_doc(RUNS_TREE, id).ok().flatten()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Reports of all stored runs, without intervals, oldest first.
+    pub fn history(&self) -> Vec<Value> {
+        let docs = self.store.docs(RUNS_TREE).unwrap_or_default();
+        let mut out: Vec<Value> = docs
+            .into_iter()
+            .filter_map(|(_, b)| serde_json::from_slice::<Value>(&b).ok())
+            .map(|mut v| {
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("intervals");
+                }
+                v
+            })
+            .collect();
+        out.sort_by_key(|v| v["started_ms"].as_i64().unwrap_or(0));
+        out
+    }
+
+    /// Starts a prepare job; `done` resolves when it ends.
+    pub fn prepare(self: &Arc<Self>, kind: WorkloadKind, options: Options) -> Result<(Arc<Run>, tokio::task::JoinHandle<()>), WorkloadError> {
+        options.validate()?;
+        let targets = self.resolve(&options)?;
+        let busy = self.active().into_iter().find(|r| r.targets.iter().any(|t| targets.iter().any(|u| u.name == t.name)) && shares_tables(r.kind, kind));
+        if let Some(r) = busy {
+            return Err(WorkloadError::Invalid(format!("workload {} uses the same tables; stop it before preparing", r.id)));
+        }
+        let run = Run::new(self.new_id(&format!("prepare-{}", kind.as_str())), kind, options, targets, Phase::Preparing);
+        lock(&self.runs).insert(run.id.clone(), run.clone());
+        let this = self.clone();
+        let r = run.clone();
+        let handle = tokio::spawn(async move {
+            let mut outcome = Ok(());
+            for t in &r.targets {
+                info!(workload = %r.id, database = %t.name, "preparing");
+                let res = async {
+                    crate::db::ensure_schema(t).await?;
+                    r.driver.prepare(t, &r.progress).await
+                }
+                .await;
+                if let Err(e) = res {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+            match outcome {
+                Ok(()) => {
+                    info!(workload = %r.id, "prepared");
+                    r.end(Phase::Prepared, None);
+                }
+                Err(e) => {
+                    warn!(workload = %r.id, error = %e, "prepare failed");
+                    r.end(Phase::Failed, Some(e.to_string()));
+                }
+            }
+            this.save(&r);
+        });
+        Ok((run, handle))
+    }
+
+    /// Starts a run after checking that its database answers and is prepared.
+    pub async fn start(self: &Arc<Self>, kind: WorkloadKind, threads: usize, options: Options) -> Result<Arc<Run>, WorkloadError> {
+        options.validate()?;
+        if !(1..=MAX_START_THREADS).contains(&threads) {
+            return Err(WorkloadError::Invalid(format!("threads = {threads} is outside 1..={MAX_START_THREADS}")));
+        }
+        let targets = self.resolve(&options)?;
+        let driver = kind.driver(&options);
+        for t in &targets {
+            check_prepared(t, &driver.tables()).await?;
+        }
+        let run = Run::new(self.new_id(kind.as_str()), kind, options, targets, Phase::Running);
+        lock(&self.runs).insert(run.id.clone(), run.clone());
+        run.set_threads(threads)?;
+        info!(workload = %run.id, threads, "workload started");
+        self.save(&run);
+        let this = self.clone();
+        let r = run.clone();
+        tokio::spawn(async move { this.supervise(r).await });
+        Ok(run)
+    }
+
+    /// Closes report intervals, enforces the duration, and on stop waits
+    /// for the workers and stores the final report.
+    async fn supervise(self: Arc<Self>, run: Arc<Run>) {
+        let mut stop = run.stop.subscribe();
+        let mut tick = tokio::time::interval(Duration::from_secs(run.options.report_interval_s));
+        tick.tick().await;
+        let deadline = (run.options.duration_s > 0).then(|| tokio::time::Instant::now() + Duration::from_secs(run.options.duration_s));
+        let mut finished = false;
+        loop {
+            let until_deadline = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tick.tick() => run.close_interval(),
+                _ = until_deadline => { finished = true; break; }
+                _ = stop.changed() => break,
+            }
+        }
+        run.request_stop();
+        let handles: Vec<_> = std::mem::take(&mut *lock(&run.spawned));
+        let joined = tokio::task::spawn_blocking(move || {
+            for h in handles {
+                let _ = h.join();
+            }
+        });
+        if tokio::time::timeout(Duration::from_secs(30), joined).await.is_err() {
+            warn!(workload = %run.id, "workers did not stop within 30 s");
+        }
+        run.close_interval();
+        run.end(if finished { Phase::Finished } else { Phase::Stopped }, None);
+        info!(workload = %run.id, "workload ended");
+        self.save(&run);
+    }
+
+    /// Stops a run and waits until its workers are gone.
+    pub async fn stop(&self, id: &str) -> Result<Arc<Run>, WorkloadError> {
+        let run = self.get(id).ok_or_else(|| WorkloadError::Unknown(id.to_owned()))?;
+        run.request_stop();
+        for _ in 0..400 {
+            if !run.is_active() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(run)
+    }
+
+    pub async fn stop_all(&self) -> Vec<Arc<Run>> {
+        let mut out = Vec::new();
+        for r in self.active() {
+            if r.phase() == Phase::Running {
+                if let Ok(r) = self.stop(&r.id).await {
+                    out.push(r);
+                }
+            }
+        }
+        out
+    }
+
+    /// Marks runs a previous coordinator left "running" as interrupted.
+    pub fn recover(&self) {
+        for (id, bytes) in self.store.docs(RUNS_TREE).unwrap_or_default() {
+            let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else { continue };
+            if matches!(v["phase"].as_str(), Some("running" | "preparing")) {
+                v["phase"] = json!("failed");
+                v["running"] = json!(false);
+                v["error"] = json!("the coordinator stopped while this ran");
+                if let Ok(b) = serde_json::to_vec(&v) {
+                    let _ = self.store.put_doc(RUNS_TREE, &id, &b);
+                }
+            }
+        }
+    }
+}
+
+/// Whether two workload types use the same tables.
+fn shares_tables(a: WorkloadKind, b: WorkloadKind) -> bool {
+    let family = |k: WorkloadKind| match k {
+        WorkloadKind::Tpcc => 1,
+        WorkloadKind::Tpch => 2,
+        _ => 0,
+    };
+    family(a) == family(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_parse_and_unknown_ones_are_named() {
+        assert_eq!(WorkloadKind::parse("sysbench").unwrap(), WorkloadKind::OltpReadWrite);
+        for k in WorkloadKind::ALL {
+            assert_eq!(WorkloadKind::parse(k.as_str()).unwrap(), k);
+        }
+        let e = WorkloadKind::parse("oltp_insert").unwrap_err().to_string();
+        assert!(e.contains("oltp_read_write") && e.contains("tpch"), "{e}");
+    }
+
+    #[test]
+    fn options_are_validated() {
+        assert!(Options::default().validate().is_ok());
+        assert!(Options { tables: 0, ..Options::default() }.validate().is_err());
+        assert!(Options { tables: 65, ..Options::default() }.validate().is_err());
+        assert!(Options { scale_factor: 100.0, ..Options::default() }.validate().is_err());
+        assert!(Options { database: Some("a".into()), databases: vec!["b".into()], ..Options::default() }.validate().is_err());
+        assert!(serde_json::from_str::<Options>(r#"{"tabels": 2}"#).is_err());
+    }
+
+    #[test]
+    fn percentiles_come_from_the_histogram() {
+        let mut h = new_hist();
+        for us in 1..=1000u64 {
+            h.record(us * 1000).unwrap();
+        }
+        let p = percentiles(&h);
+        let p50 = p["p50"].as_f64().unwrap();
+        let p99 = p["p99"].as_f64().unwrap();
+        assert!((499.0..=501.0).contains(&p50), "{p50}");
+        assert!((989.0..=991.0).contains(&p99), "{p99}");
+        assert_eq!(percentiles(&new_hist()), json!(null));
+    }
+}
+
+/// Loads rows with multi-row INSERTs of `batch` rows, values as parameters.
+pub async fn bulk_insert(c: &mut Conn, table: &str, columns: &[&str], rows: &[Vec<mysql_async::Value>], batch: usize) -> Result<(), mysql_async::Error> {
+    let one = format!("({})", vec!["?"; columns.len()].join(","));
+    for chunk in rows.chunks(batch.max(1)) {
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(","));
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&one);
+        }
+        let params: Vec<mysql_async::Value> = chunk.iter().flatten().cloned().collect();
+        c.exec_drop(sql, params).await?;
+    }
+    Ok(())
+}
+
+/// Civil date of a day count since 1970-01-01 (proleptic Gregorian).
+pub fn civil_from_days(days: i64) -> (i32, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = (yoe + era * 400 + i64::from(m <= 2)) as i32;
+    (y, m, d)
+}
+
+/// Days since 1970-01-01 of a civil date.
+pub fn days_from_civil(y: i32, m: u32, d: u32) -> i64 {
+    let y = i64::from(y) - i64::from(m <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A DATE value.
+pub fn date_value(days: i64) -> mysql_async::Value {
+    let (y, m, d) = civil_from_days(days);
+    mysql_async::Value::Date(y as u16, m as u8, d as u8, 0, 0, 0, 0)
+}
+
+/// A DATETIME value for a Unix time in milliseconds.
+pub fn datetime_value(ms: i64) -> mysql_async::Value {
+    let secs = ms.div_euclid(1000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    mysql_async::Value::Date(y as u16, m as u8, d as u8, (s / 3600) as u8, ((s % 3600) / 60) as u8, (s % 60) as u8, 0)
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates_round_trip() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(days_from_civil(1992, 1, 1), 8035);
+        assert_eq!(civil_from_days(days_from_civil(1998, 12, 31)), (1998, 12, 31));
+        assert_eq!(civil_from_days(days_from_civil(2000, 2, 29)), (2000, 2, 29));
+        for d in -1000..30_000 {
+            let (y, m, dd) = civil_from_days(d);
+            assert_eq!(days_from_civil(y, m, dd), d);
+        }
+    }
+}
