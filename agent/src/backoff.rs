@@ -63,14 +63,24 @@ mod tests {
 
     #[test]
     fn constructor_validates() {
-        assert_eq!(Backoff::new(Duration::ZERO, Duration::from_secs(1), 0.1).unwrap_err(), BackoffError::ZeroBase);
-        assert_eq!(Backoff::new(Duration::from_secs(2), Duration::from_secs(1), 0.1).unwrap_err(), BackoffError::MaxBelowBase);
-        assert_eq!(Backoff::new(Duration::from_secs(1), Duration::from_secs(1), 1.5).unwrap_err(), BackoffError::Jitter);
+        assert_eq!(
+            Backoff::new(Duration::ZERO, Duration::from_secs(1), 0.1).unwrap_err(),
+            BackoffError::ZeroBase
+        );
+        assert_eq!(
+            Backoff::new(Duration::from_secs(2), Duration::from_secs(1), 0.1).unwrap_err(),
+            BackoffError::MaxBelowBase
+        );
+        assert_eq!(
+            Backoff::new(Duration::from_secs(1), Duration::from_secs(1), 1.5).unwrap_err(),
+            BackoffError::Jitter
+        );
     }
 
     #[test]
     fn doubles_until_the_cap() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000), 0.0).unwrap();
+        let mut b =
+            Backoff::new(Duration::from_millis(100), Duration::from_millis(1000), 0.0).unwrap();
         let d: Vec<u128> = (0..7).map(|_| b.next_delay(0.5).as_millis()).collect();
         assert_eq!(d, vec![100, 200, 400, 800, 1000, 1000, 1000]);
         b.reset();

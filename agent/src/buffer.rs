@@ -62,9 +62,24 @@ impl Buffer {
         for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
             let entry = entry.map_err(|e| io(dir, e))?;
             let path = entry.path();
-            let Some(seq) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".batch")).and_then(|n| n.parse::<u64>().ok()) else { continue };
-            match std::fs::read(&path).ok().and_then(|b| decode_payload::<Batch>(b.get(HEADER_LEN..)?, DEFAULT_MAX_FRAME).ok()) {
-                Some(batch) if batch.seq == seq => spilled.push(Spilled { seq, rows: batch.rows.len(), bytes: entry.metadata().map(|m| m.len()).unwrap_or(0), path }),
+            let Some(seq) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".batch"))
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            match std::fs::read(&path)
+                .ok()
+                .and_then(|b| decode_payload::<Batch>(b.get(HEADER_LEN..)?, DEFAULT_MAX_FRAME).ok())
+            {
+                Some(batch) if batch.seq == seq => spilled.push(Spilled {
+                    seq,
+                    rows: batch.rows.len(),
+                    bytes: entry.metadata().map(|m| m.len()).unwrap_or(0),
+                    path,
+                }),
                 _ => {
                     tracing::warn!(path = %path.display(), "unreadable spilled batch removed");
                     let _ = std::fs::remove_file(&path);
@@ -74,13 +89,28 @@ impl Buffer {
         spilled.sort_by_key(|s| s.seq);
         let next_seq = spilled.last().map_or(1, |s| s.seq + 1);
         let spill_bytes = spilled.iter().map(|s| s.bytes).sum();
-        Ok(Buffer { limits, dir: dir.to_owned(), spilled: spilled.into(), spill_bytes, mem: VecDeque::new(), mem_rows: 0, next_seq, sealed_below: next_seq, dropped_rows: 0 })
+        Ok(Buffer {
+            limits,
+            dir: dir.to_owned(),
+            spilled: spilled.into(),
+            spill_bytes,
+            mem: VecDeque::new(),
+            mem_rows: 0,
+            next_seq,
+            sealed_below: next_seq,
+            dropped_rows: 0,
+        })
     }
 
     /// Adds a freshly collected row.
     pub fn push(&mut self, row: Row) {
         match self.mem.back_mut() {
-            Some(last) if last.seq >= self.sealed_below && last.rows.len() < self.limits.max_rows_per_batch => last.rows.push(row),
+            Some(last)
+                if last.seq >= self.sealed_below
+                    && last.rows.len() < self.limits.max_rows_per_batch =>
+            {
+                last.rows.push(row)
+            }
             _ => {
                 self.mem.push_back(Batch { seq: self.next_seq, rows: vec![row] });
                 self.next_seq += 1;
@@ -98,9 +128,12 @@ impl Buffer {
     fn spill(&mut self, batch: Batch) {
         let path = self.dir.join(format!("{:020}.batch", batch.seq));
         let rows = batch.rows.len();
-        let written = encode_frame(&batch, DEFAULT_MAX_FRAME).map_err(|e| e.to_string()).and_then(|frame| {
-            std::fs::write(&path, &frame).map(|()| frame.len() as u64).map_err(|e| e.to_string())
-        });
+        let written =
+            encode_frame(&batch, DEFAULT_MAX_FRAME).map_err(|e| e.to_string()).and_then(|frame| {
+                std::fs::write(&path, &frame)
+                    .map(|()| frame.len() as u64)
+                    .map_err(|e| e.to_string())
+            });
         match written {
             Ok(bytes) => {
                 self.spill_bytes += bytes;
@@ -119,7 +152,11 @@ impl Buffer {
             let _ = std::fs::remove_file(&old.path);
             self.spill_bytes -= old.bytes;
             self.dropped_rows += old.rows as u64;
-            tracing::warn!(seq = old.seq, rows = old.rows, "spill limit reached; dropped the oldest unacknowledged batch");
+            tracing::warn!(
+                seq = old.seq,
+                rows = old.rows,
+                "spill limit reached; dropped the oldest unacknowledged batch"
+            );
         }
     }
 
@@ -131,9 +168,14 @@ impl Buffer {
             if out.len() >= max {
                 break;
             }
-            match std::fs::read(&s.path).ok().and_then(|b| decode_payload::<Batch>(b.get(HEADER_LEN..)?, DEFAULT_MAX_FRAME).ok()) {
+            match std::fs::read(&s.path)
+                .ok()
+                .and_then(|b| decode_payload::<Batch>(b.get(HEADER_LEN..)?, DEFAULT_MAX_FRAME).ok())
+            {
                 Some(b) => out.push(b),
-                None => tracing::warn!(path = %s.path.display(), "spilled batch unreadable; skipped"),
+                None => {
+                    tracing::warn!(path = %s.path.display(), "spilled batch unreadable; skipped")
+                }
             }
         }
         for b in self.mem.iter().filter(|b| b.seq >= from) {

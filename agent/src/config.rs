@@ -103,8 +103,10 @@ fn invalid<T>(m: String) -> Result<T, ConfigError> {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.to_owned(), reason: e.to_string() })?;
-        let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.to_owned(), reason: e.to_string() })?;
+        let cfg: Config = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), reason: e.to_string() })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -112,7 +114,9 @@ impl Config {
     /// The node name in effect.
     pub fn node_name(&self) -> String {
         self.node.clone().unwrap_or_else(|| {
-            std::fs::read_to_string(self.collect.procfs_root.join("sys/kernel/hostname")).map(|s| s.trim().to_owned()).unwrap_or_else(|_| "localhost".into())
+            std::fs::read_to_string(self.collect.procfs_root.join("sys/kernel/hostname"))
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| "localhost".into())
         })
     }
 
@@ -121,39 +125,66 @@ impl Config {
             return invalid(format!("interval_ms = {} is outside 100..=60000", self.interval_ms));
         }
         let node = self.node_name();
-        let node_ok = !node.is_empty() && node.len() <= 64 && !node.starts_with(['.', '-']) && node.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        let node_ok = !node.is_empty()
+            && node.len() <= 64
+            && !node.starts_with(['.', '-'])
+            && node.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
         if !node_ok {
-            return invalid(format!("node name {node:?} must be 1-64 characters of [A-Za-z0-9._-]"));
+            return invalid(format!(
+                "node name {node:?} must be 1-64 characters of [A-Za-z0-9._-]"
+            ));
         }
         let u = &self.uplink;
         match u.coordinator.rsplit_once(':') {
             Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {}
-            _ => return invalid(format!("uplink.coordinator = {:?} must be host:port", u.coordinator)),
+            _ => {
+                return invalid(format!(
+                    "uplink.coordinator = {:?} must be host:port",
+                    u.coordinator
+                ))
+            }
         }
         if u.server_name.is_empty() {
             return invalid("uplink.server_name must not be empty".into());
         }
         if u.max_rows_per_batch == 0 || u.max_rows_per_batch > 10_000 {
-            return invalid(format!("uplink.max_rows_per_batch = {} is outside 1..=10000", u.max_rows_per_batch));
+            return invalid(format!(
+                "uplink.max_rows_per_batch = {} is outside 1..=10000",
+                u.max_rows_per_batch
+            ));
         }
         if u.memory_buffer_rows == 0 {
             return invalid("uplink.memory_buffer_rows must be positive".into());
         }
         if !(1..=4096).contains(&u.max_in_flight) {
-            return invalid(format!("uplink.max_in_flight = {} is outside 1..=4096", u.max_in_flight));
+            return invalid(format!(
+                "uplink.max_in_flight = {} is outside 1..=4096",
+                u.max_in_flight
+            ));
         }
         if u.heartbeat_ms < 100 || u.connect_timeout_ms < 100 {
-            return invalid("uplink.heartbeat_ms and uplink.connect_timeout_ms must be at least 100".into());
+            return invalid(
+                "uplink.heartbeat_ms and uplink.connect_timeout_ms must be at least 100".into(),
+            );
         }
         self.backoff().map_err(|e| ConfigError::Invalid(format!("uplink backoff: {e}")))?;
         let f = &self.fault;
         if !(1_000..=86_400_000).contains(&f.max_duration_ms) {
-            return invalid(format!("fault.max_duration_ms = {} is outside 1000..=86400000", f.max_duration_ms));
+            return invalid(format!(
+                "fault.max_duration_ms = {} is outside 1000..=86400000",
+                f.max_duration_ms
+            ));
         }
         if !(1_000..=3_600_000).contains(&f.deadman_grace_ms) {
-            return invalid(format!("fault.deadman_grace_ms = {} is outside 1000..=3600000", f.deadman_grace_ms));
+            return invalid(format!(
+                "fault.deadman_grace_ms = {} is outside 1000..=3600000",
+                f.deadman_grace_ms
+            ));
         }
-        for (field, p) in [("collect.cgroup_path", &self.collect.cgroup_path), ("fault.cgroup_path", &self.fault.cgroup_path)] {
+        for (field, p) in [
+            ("collect.cgroup_path", &self.collect.cgroup_path),
+            ("fault.cgroup_path", &self.fault.cgroup_path),
+        ] {
             if let Some(p) = p {
                 if p.split('/').any(|c| c == "..") {
                     return invalid(format!("{field} {p:?} must not contain '..'"));
@@ -165,28 +196,45 @@ impl Config {
 
     /// Also checks that the files the config names are there.
     pub fn check_files(&self) -> Result<(), ConfigError> {
-        for (what, p) in [("uplink.ca_cert", &self.uplink.ca_cert), ("uplink.cert", &self.uplink.cert), ("uplink.key", &self.uplink.key)] {
+        for (what, p) in [
+            ("uplink.ca_cert", &self.uplink.ca_cert),
+            ("uplink.cert", &self.uplink.cert),
+            ("uplink.key", &self.uplink.key),
+        ] {
             if !p.is_file() {
                 return invalid(format!("{what} = {} does not exist", p.display()));
             }
         }
         if !self.collect.procfs_root.join("stat").is_file() {
-            return invalid(format!("collect.procfs_root = {} has no stat file", self.collect.procfs_root.display()));
+            return invalid(format!(
+                "collect.procfs_root = {} has no stat file",
+                self.collect.procfs_root.display()
+            ));
         }
         Ok(())
     }
 
     pub fn backoff(&self) -> Result<Backoff, crate::backoff::BackoffError> {
-        Backoff::new(Duration::from_millis(self.uplink.backoff_base_ms), Duration::from_millis(self.uplink.backoff_max_ms), self.uplink.backoff_jitter)
+        Backoff::new(
+            Duration::from_millis(self.uplink.backoff_base_ms),
+            Duration::from_millis(self.uplink.backoff_max_ms),
+            self.uplink.backoff_jitter,
+        )
     }
 
     pub fn buffer_limits(&self) -> BufferLimits {
-        BufferLimits { max_rows_per_batch: self.uplink.max_rows_per_batch, memory_rows: self.uplink.memory_buffer_rows, spill_bytes: self.uplink.spill_limit_bytes }
+        BufferLimits {
+            max_rows_per_batch: self.uplink.max_rows_per_batch,
+            memory_rows: self.uplink.memory_buffer_rows,
+            spill_bytes: self.uplink.spill_limit_bytes,
+        }
     }
 
     pub fn default_toml() -> String {
         let body = toml::to_string_pretty(&Config::default()).unwrap_or_default();
-        format!("# distdiag-agent configuration (all fields optional; these are the defaults)\n{body}")
+        format!(
+            "# distdiag-agent configuration (all fields optional; these are the defaults)\n{body}"
+        )
     }
 }
 
@@ -220,7 +268,11 @@ mod tests {
 
     #[test]
     fn example_config_is_valid() {
-        let path = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())).join("../examples/agent.toml");
+        let path = std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("../examples/agent.toml");
         Config::load(&path).unwrap();
     }
 }

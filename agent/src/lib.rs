@@ -29,7 +29,10 @@ use crate::config::Config;
 use crate::fault::{deadman_due, FaultEngine};
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +117,11 @@ impl Shared {
                 FaultCmd::Apply { id, .. } | FaultCmd::Revert { id } => id,
                 FaultCmd::RevertAll => String::new(),
             };
-            self.post(fault_status(id, FaultState::Refused, "the agent's fault queue is full".into()));
+            self.post(fault_status(
+                id,
+                FaultState::Refused,
+                "the agent's fault queue is full".into(),
+            ));
         }
     }
     pub fn fault_backends(&self) -> Vec<distdiag_common::proto::FaultBackend> {
@@ -132,7 +139,8 @@ fn catalog_path(state: &Path) -> PathBuf {
 
 fn load_catalog(state: &Path) -> Result<Vec<MetricDesc>, AgentError> {
     match std::fs::read(catalog_path(state)) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| AgentError::Setup(format!("{}: {e}", catalog_path(state).display()))),
+        Ok(b) => serde_json::from_slice(&b)
+            .map_err(|e| AgentError::Setup(format!("{}: {e}", catalog_path(state).display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(AgentError::Setup(format!("{}: {e}", catalog_path(state).display()))),
     }
@@ -157,18 +165,27 @@ pub struct Agent {
 
 /// Starts sampling and the uplink. `tap`, when given, receives a copy of
 /// every row collected (tests use it to check that everything arrives).
-pub async fn start(cfg: Config, tap: Option<mpsc::UnboundedSender<Row>>) -> Result<Agent, AgentError> {
+pub async fn start(
+    cfg: Config,
+    tap: Option<mpsc::UnboundedSender<Row>>,
+) -> Result<Agent, AgentError> {
     cfg.validate().map_err(|e| AgentError::Setup(e.to_string()))?;
     let client = uplink::client_config(&cfg).map_err(|e| AgentError::Setup(e.to_string()))?;
-    std::fs::create_dir_all(&cfg.state_dir).map_err(|e| AgentError::Setup(format!("{}: {e}", cfg.state_dir.display())))?;
+    std::fs::create_dir_all(&cfg.state_dir)
+        .map_err(|e| AgentError::Setup(format!("{}: {e}", cfg.state_dir.display())))?;
     let catalog = load_catalog(&cfg.state_dir)?;
-    let buffer = Buffer::open(&cfg.state_dir.join("spill"), cfg.buffer_limits()).map_err(|e| AgentError::Setup(e.to_string()))?;
+    let buffer = Buffer::open(&cfg.state_dir.join("spill"), cfg.buffer_limits())
+        .map_err(|e| AgentError::Setup(e.to_string()))?;
     // Network faults never touch the connection to the coordinator.
     let mut fault_cfg = cfg.fault.clone();
     fault_cfg.cgroup_root = cfg.collect.cgroup_root.clone();
-    fault_cfg.control = std::net::ToSocketAddrs::to_socket_addrs(cfg.uplink.coordinator.as_str()).ok().and_then(|mut a| a.next());
+    fault_cfg.control = std::net::ToSocketAddrs::to_socket_addrs(cfg.uplink.coordinator.as_str())
+        .ok()
+        .and_then(|mut a| a.next());
     // Reverts whatever a crashed earlier run left behind, before anything else.
-    let (engine, leftovers) = FaultEngine::open(fault_cfg, &cfg.state_dir, &cfg.collect.procfs_root).map_err(|e| AgentError::Setup(e.to_string()))?;
+    let (engine, leftovers) =
+        FaultEngine::open(fault_cfg, &cfg.state_dir, &cfg.collect.procfs_root)
+            .map_err(|e| AgentError::Setup(e.to_string()))?;
     let (fault_tx, fault_rx) = mpsc::channel(64);
     let shared = Arc::new(Shared {
         buffer: Mutex::new(buffer),
@@ -180,13 +197,29 @@ pub async fn start(cfg: Config, tap: Option<mpsc::UnboundedSender<Row>>) -> Resu
         wake: Notify::new(),
     });
     for id in leftovers {
-        shared.post(fault_status(id, FaultState::Reverted, "reverted at agent start: left by an earlier run".into()));
+        shared.post(fault_status(
+            id,
+            FaultState::Reverted,
+            "reverted at agent start: left by an earlier run".into(),
+        ));
     }
     let (stop_sampling, sampling_rx) = watch::channel(false);
     let (stop_faults, faults_rx) = watch::channel(false);
     let (shutdown, rx) = watch::channel(false);
-    let sampler = tokio::spawn(sample(cfg.clone(), shared.clone(), Sink::with_catalog(catalog), tap, sampling_rx));
-    let fault_task = tokio::spawn(run_faults(engine, fault_rx, shared.clone(), cfg.fault.deadman_grace_ms, faults_rx));
+    let sampler = tokio::spawn(sample(
+        cfg.clone(),
+        shared.clone(),
+        Sink::with_catalog(catalog),
+        tap,
+        sampling_rx,
+    ));
+    let fault_task = tokio::spawn(run_faults(
+        engine,
+        fault_rx,
+        shared.clone(),
+        cfg.fault.deadman_grace_ms,
+        faults_rx,
+    ));
     let uplink = tokio::spawn(uplink::run(cfg, client, shared.clone(), rx));
     Ok(Agent { shared, stop_sampling, stop_faults, shutdown, sampler, fault_task, uplink })
 }
@@ -194,7 +227,13 @@ pub async fn start(cfg: Config, tap: Option<mpsc::UnboundedSender<Row>>) -> Resu
 /// Applies and reverts faults; every 200 ms enforces deadlines, notices
 /// stressors that died, and fires the dead-man switch when the coordinator
 /// has been silent too long. Reverts everything when stopped.
-async fn run_faults(mut engine: FaultEngine, mut rx: mpsc::Receiver<FaultCmd>, shared: Arc<Shared>, grace_ms: u64, mut stop: watch::Receiver<bool>) {
+async fn run_faults(
+    mut engine: FaultEngine,
+    mut rx: mpsc::Receiver<FaultCmd>,
+    shared: Arc<Shared>,
+    grace_ms: u64,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -242,11 +281,21 @@ async fn run_faults(mut engine: FaultEngine, mut rx: mpsc::Receiver<FaultCmd>, s
         }
     }
     for id in engine.revert_all() {
-        shared.post(fault_status(id, FaultState::Reverted, "reverted because the agent is stopping".into()));
+        shared.post(fault_status(
+            id,
+            FaultState::Reverted,
+            "reverted because the agent is stopping".into(),
+        ));
     }
 }
 
-async fn sample(cfg: Config, shared: Arc<Shared>, mut sink: Sink, tap: Option<mpsc::UnboundedSender<Row>>, mut stop: watch::Receiver<bool>) {
+async fn sample(
+    cfg: Config,
+    shared: Arc<Shared>,
+    mut sink: Sink,
+    tap: Option<mpsc::UnboundedSender<Row>>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut collectors = Collectors::new(&cfg.collect);
     let mut tick = tokio::time::interval(Duration::from_millis(u64::from(cfg.interval_ms)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -295,7 +344,9 @@ impl Agent {
         let _ = self.sampler.await;
         let _ = self.fault_task.await;
         let deadline = tokio::time::Instant::now() + drain;
-        while (self.shared.buffer().pending_rows() > 0 || self.shared.outbox_len() > 0) && tokio::time::Instant::now() < deadline {
+        while (self.shared.buffer().pending_rows() > 0 || self.shared.outbox_len() > 0)
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = self.shutdown.send(true);

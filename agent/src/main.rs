@@ -12,7 +12,11 @@ use distdiag_agent::config::Config;
 const EX_USAGE: u8 = 64;
 
 #[derive(Parser)]
-#[command(name = "distdiag-agent", version, about = "distdiag host agent: samples the host and ships rows to the coordinator")]
+#[command(
+    name = "distdiag-agent",
+    version,
+    about = "distdiag host agent: samples the host and ships rows to the coordinator"
+)]
 struct Cli {
     /// Configuration file (TOML). Without it the embedded defaults apply.
     #[arg(short, long, global = true)]
@@ -127,7 +131,11 @@ fn main() -> ExitCode {
             let mut c = Collectors::new(&cfg.collect);
             let mut sink = Sink::default();
             c.collect(&mut sink);
-            let map: serde_json::Map<String, serde_json::Value> = sink.catalog().iter().map(|m| (m.name.clone(), serde_json::json!(sink.value(&m.name)))).collect();
+            let map: serde_json::Map<String, serde_json::Value> = sink
+                .catalog()
+                .iter()
+                .map(|m| (m.name.clone(), serde_json::json!(sink.value(&m.name))))
+                .collect();
             println!("{}", serde_json::to_string_pretty(&map).unwrap_or_default());
             ExitCode::SUCCESS
         }
@@ -144,9 +152,14 @@ fn self_usage() -> (f64, u64) {
     let after = stat.rsplit_once(')').map(|p| p.1).unwrap_or("");
     let f: Vec<&str> = after.split_ascii_whitespace().collect();
     let ticks = rustix::param::clock_ticks_per_second() as f64;
-    let cpu = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let cpu = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let hwm_kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_ascii_whitespace().next()?.parse::<u64>().ok()).unwrap_or(0);
+    let hwm_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_ascii_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0);
     (cpu / ticks, hwm_kb * 1024)
 }
 
@@ -158,12 +171,21 @@ fn collect_bench(cfg: &Config, count: u32) -> ExitCode {
     for i in 0..count {
         c.collect(&mut sink);
         // Encode as the uplink would, so the figure covers the whole sample path.
-        let batch = distdiag_common::Batch { seq: u64::from(i), rows: vec![sink.row(distdiag_agent::now_ms())] };
-        frame_bytes += distdiag_common::codec::encode_frame(&distdiag_common::AgentMsg::Batch(batch), distdiag_common::proto::DEFAULT_MAX_FRAME).map(|f| f.len()).unwrap_or(0);
+        let batch = distdiag_common::Batch {
+            seq: u64::from(i),
+            rows: vec![sink.row(distdiag_agent::now_ms())],
+        };
+        frame_bytes += distdiag_common::codec::encode_frame(
+            &distdiag_common::AgentMsg::Batch(batch),
+            distdiag_common::proto::DEFAULT_MAX_FRAME,
+        )
+        .map(|f| f.len())
+        .unwrap_or(0);
     }
     let wall = started.elapsed().as_secs_f64();
     let (cpu, hwm) = self_usage();
-    let per_collector: serde_json::Map<String, serde_json::Value> = c.stats().into_iter().map(|(n, s)| (n.to_owned(), serde_json::json!(s.seconds))).collect();
+    let per_collector: serde_json::Map<String, serde_json::Value> =
+        c.stats().into_iter().map(|(n, s)| (n.to_owned(), serde_json::json!(s.seconds))).collect();
     let out = serde_json::json!({
         "collector_seconds": per_collector,
         "collections": count,
@@ -186,10 +208,11 @@ fn fault_run(cfg: &Config, spec: &str, duration_ms: u64, id: &str) -> ExitCode {
     init_logging();
     let mut fault_cfg = cfg.fault.clone();
     fault_cfg.cgroup_root = cfg.collect.cgroup_root.clone();
-    let (mut engine, leftovers) = match FaultEngine::open(fault_cfg, &cfg.state_dir, &cfg.collect.procfs_root) {
-        Ok(e) => e,
-        Err(e) => return usage(e),
-    };
+    let (mut engine, leftovers) =
+        match FaultEngine::open(fault_cfg, &cfg.state_dir, &cfg.collect.procfs_root) {
+            Ok(e) => e,
+            Err(e) => return usage(e),
+        };
     for l in leftovers {
         tracing::warn!(fault = %l, "reverted a fault left by an earlier run");
     }
@@ -230,8 +253,13 @@ fn fault_run(cfg: &Config, spec: &str, duration_ms: u64, id: &str) -> ExitCode {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 fn run(cfg: Config) -> ExitCode {

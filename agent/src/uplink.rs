@@ -13,7 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use distdiag_common::codec::{decode_payload, encode_frame};
-use distdiag_common::proto::{AgentMsg, CoordMsg, Hello, ProtocolError, ALPN, CLOSE_NORMAL, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+use distdiag_common::proto::{
+    AgentMsg, CoordMsg, Hello, ProtocolError, ALPN, CLOSE_NORMAL, DEFAULT_MAX_FRAME,
+    PROTOCOL_VERSION,
+};
 use distdiag_common::FrameDecoder;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -53,21 +56,34 @@ pub fn client_config(cfg: &Config) -> Result<quinn::ClientConfig, UplinkError> {
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| UplinkError::Tls(e.to_string()))?
         .with_root_certificates(roots)
-        .with_client_auth_cert(pem::load_certs(&u.cert).map_err(tls_err)?, pem::load_key(&u.key).map_err(tls_err)?)
+        .with_client_auth_cert(
+            pem::load_certs(&u.cert).map_err(tls_err)?,
+            pem::load_key(&u.key).map_err(tls_err)?,
+        )
         .map_err(|e| UplinkError::Tls(e.to_string()))?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| UplinkError::Tls(e.to_string()))?;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| UplinkError::Tls(e.to_string()))?;
     let mut cc = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     let idle = (u.heartbeat_ms * 4).clamp(1_000, 60_000);
-    transport.max_idle_timeout(Some(Duration::from_millis(idle).try_into().map_err(|_| UplinkError::Tls("idle timeout".into()))?));
+    transport.max_idle_timeout(Some(
+        Duration::from_millis(idle)
+            .try_into()
+            .map_err(|_| UplinkError::Tls("idle timeout".into()))?,
+    ));
     transport.keep_alive_interval(Some(Duration::from_millis(u.heartbeat_ms)));
     cc.transport_config(Arc::new(transport));
     Ok(cc)
 }
 
 /// Runs sessions until `shutdown` turns true.
-pub async fn run(cfg: Config, client: quinn::ClientConfig, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    cfg: Config,
+    client: quinn::ClientConfig,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut backoff = match cfg.backoff() {
         Ok(b) => b,
         Err(e) => {
@@ -105,13 +121,22 @@ pub async fn run(cfg: Config, client: quinn::ClientConfig, shared: Arc<Shared>, 
 }
 
 async fn resolve(addr: &str) -> Result<SocketAddr, UplinkError> {
-    tokio::net::lookup_host(addr).await.map_err(|e| UplinkError::Resolve(format!("{addr}: {e}")))?.next().ok_or_else(|| UplinkError::Resolve(addr.to_owned()))
+    tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| UplinkError::Resolve(format!("{addr}: {e}")))?
+        .next()
+        .ok_or_else(|| UplinkError::Resolve(addr.to_owned()))
 }
 
-async fn read_msg(recv: &mut quinn::RecvStream, dec: &mut FrameDecoder) -> Result<Option<CoordMsg>, UplinkError> {
+async fn read_msg(
+    recv: &mut quinn::RecvStream,
+    dec: &mut FrameDecoder,
+) -> Result<Option<CoordMsg>, UplinkError> {
     loop {
         if let Some(p) = dec.next_frame().map_err(|e| UplinkError::Protocol(e.to_string()))? {
-            return decode_payload::<CoordMsg>(&p, DEFAULT_MAX_FRAME).map(Some).map_err(|e| UplinkError::Protocol(e.to_string()));
+            return decode_payload::<CoordMsg>(&p, DEFAULT_MAX_FRAME)
+                .map(Some)
+                .map_err(|e| UplinkError::Protocol(e.to_string()));
         }
         match recv.read_chunk(64 * 1024, true).await {
             Ok(Some(c)) => dec.push(&c.bytes),
@@ -121,20 +146,31 @@ async fn read_msg(recv: &mut quinn::RecvStream, dec: &mut FrameDecoder) -> Resul
     }
 }
 
-async fn send_msg(send: &mut quinn::SendStream, msg: &AgentMsg, max: u32) -> Result<(), UplinkError> {
+async fn send_msg(
+    send: &mut quinn::SendStream,
+    msg: &AgentMsg,
+    max: u32,
+) -> Result<(), UplinkError> {
     let frame = encode_frame(msg, max).map_err(|e| UplinkError::Protocol(e.to_string()))?;
     send.write_all(&frame).await.map_err(|e| UplinkError::Connection(e.to_string()))
 }
 
 /// Reads the coordinator's messages; acknowledgements shrink the buffer and
 /// fault commands go to the fault task.
-async fn reader(mut recv: quinn::RecvStream, mut dec: FrameDecoder, shared: Arc<Shared>, heard: Arc<std::sync::Mutex<Instant>>) -> Result<(), UplinkError> {
+async fn reader(
+    mut recv: quinn::RecvStream,
+    mut dec: FrameDecoder,
+    shared: Arc<Shared>,
+    heard: Arc<std::sync::Mutex<Instant>>,
+) -> Result<(), UplinkError> {
     loop {
         let msg = read_msg(&mut recv, &mut dec).await?;
         *heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         shared.set_status(|s| s.last_contact_ms = Some(crate::now_ms()));
         match msg {
-            None => return Err(UplinkError::Connection("the coordinator closed the stream".into())),
+            None => {
+                return Err(UplinkError::Connection("the coordinator closed the stream".into()))
+            }
             Some(CoordMsg::Ack { seq }) => {
                 shared.buffer().ack(seq);
                 shared.set_status(|s| s.acked_seq = s.acked_seq.max(seq));
@@ -142,31 +178,53 @@ async fn reader(mut recv: quinn::RecvStream, mut dec: FrameDecoder, shared: Arc<
             }
             Some(CoordMsg::Heartbeat { .. }) => {}
             Some(CoordMsg::Refused(e)) => return Err(UplinkError::Refused(e)),
-            Some(CoordMsg::ApplyFault { id, spec, deadline_ms }) => shared.fault_command(FaultCmd::Apply { id, spec, deadline_ms }),
+            Some(CoordMsg::ApplyFault { id, spec, deadline_ms }) => {
+                shared.fault_command(FaultCmd::Apply { id, spec, deadline_ms })
+            }
             Some(CoordMsg::RevertFault { id }) => shared.fault_command(FaultCmd::Revert { id }),
             Some(CoordMsg::RevertAll) => shared.fault_command(FaultCmd::RevertAll),
-            Some(CoordMsg::Welcome { .. }) => return Err(UplinkError::Protocol("second welcome".into())),
+            Some(CoordMsg::Welcome { .. }) => {
+                return Err(UplinkError::Protocol("second welcome".into()))
+            }
         }
     }
 }
 
 fn close_reason(e: &quinn::ConnectionError) -> UplinkError {
     match e {
-        quinn::ConnectionError::ApplicationClosed(c) => UplinkError::Connection(format!("closed by the coordinator (code {}): {}", c.error_code, String::from_utf8_lossy(&c.reason))),
+        quinn::ConnectionError::ApplicationClosed(c) => UplinkError::Connection(format!(
+            "closed by the coordinator (code {}): {}",
+            c.error_code,
+            String::from_utf8_lossy(&c.reason)
+        )),
         other => UplinkError::Connection(other.to_string()),
     }
 }
 
-async fn session(cfg: &Config, client: &quinn::ClientConfig, shared: &Arc<Shared>, shutdown: &mut watch::Receiver<bool>, established: &mut bool) -> Result<(), UplinkError> {
+async fn session(
+    cfg: &Config,
+    client: &quinn::ClientConfig,
+    shared: &Arc<Shared>,
+    shutdown: &mut watch::Receiver<bool>,
+    established: &mut bool,
+) -> Result<(), UplinkError> {
     let u = &cfg.uplink;
     let addr = resolve(&u.coordinator).await?;
-    let bind: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
-    let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| UplinkError::Connect(e.to_string()))?;
+    let bind: SocketAddr =
+        if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let mut endpoint =
+        quinn::Endpoint::client(bind).map_err(|e| UplinkError::Connect(e.to_string()))?;
     endpoint.set_default_client_config(client.clone());
-    let connecting = endpoint.connect(addr, &u.server_name).map_err(|e| UplinkError::Connect(e.to_string()))?;
+    let connecting =
+        endpoint.connect(addr, &u.server_name).map_err(|e| UplinkError::Connect(e.to_string()))?;
     let conn = tokio::time::timeout(Duration::from_millis(u.connect_timeout_ms), connecting)
         .await
-        .map_err(|_| UplinkError::Connect(format!("no answer from {addr} within {} ms", u.connect_timeout_ms)))?
+        .map_err(|_| {
+            UplinkError::Connect(format!(
+                "no answer from {addr} within {} ms",
+                u.connect_timeout_ms
+            ))
+        })?
         .map_err(|e| UplinkError::Connect(e.to_string()))?;
     let result = stream(cfg, &conn, shared, shutdown, established).await;
     match &result {
@@ -177,7 +235,13 @@ async fn session(cfg: &Config, client: &quinn::ClientConfig, shared: &Arc<Shared
     result
 }
 
-async fn stream(cfg: &Config, conn: &quinn::Connection, shared: &Arc<Shared>, shutdown: &mut watch::Receiver<bool>, established: &mut bool) -> Result<(), UplinkError> {
+async fn stream(
+    cfg: &Config,
+    conn: &quinn::Connection,
+    shared: &Arc<Shared>,
+    shutdown: &mut watch::Receiver<bool>,
+    established: &mut bool,
+) -> Result<(), UplinkError> {
     let u = &cfg.uplink;
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| close_reason(&e))?;
     let mut max_frame = DEFAULT_MAX_FRAME;
@@ -192,17 +256,27 @@ async fn stream(cfg: &Config, conn: &quinn::Connection, shared: &Arc<Shared>, sh
     };
     send_msg(&mut send, &AgentMsg::Hello(hello), max_frame).await?;
     let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
-    let welcome = tokio::time::timeout(Duration::from_millis(u.connect_timeout_ms), read_msg(&mut recv, &mut dec))
-        .await
-        .map_err(|_| UplinkError::Protocol("no welcome".into()))?;
+    let welcome = tokio::time::timeout(
+        Duration::from_millis(u.connect_timeout_ms),
+        read_msg(&mut recv, &mut dec),
+    )
+    .await
+    .map_err(|_| UplinkError::Protocol("no welcome".into()))?;
     match welcome {
         Ok(Some(CoordMsg::Welcome { node, max_frame: m })) => {
             max_frame = m.min(DEFAULT_MAX_FRAME);
             info!(%node, "connected to the coordinator");
         }
         Ok(Some(CoordMsg::Refused(e))) => return Err(UplinkError::Refused(e)),
-        Ok(Some(other)) => return Err(UplinkError::Protocol(format!("expected a welcome, got {other:?}"))),
-        Ok(None) => return Err(conn.close_reason().map(|e| close_reason(&e)).unwrap_or_else(|| UplinkError::Protocol("stream closed before welcome".into()))),
+        Ok(Some(other)) => {
+            return Err(UplinkError::Protocol(format!("expected a welcome, got {other:?}")))
+        }
+        Ok(None) => {
+            return Err(conn
+                .close_reason()
+                .map(|e| close_reason(&e))
+                .unwrap_or_else(|| UplinkError::Protocol("stream closed before welcome".into())))
+        }
         Err(e) => return Err(conn.close_reason().map(|e| close_reason(&e)).unwrap_or(e)),
     }
     *established = true;

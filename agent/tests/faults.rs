@@ -29,7 +29,9 @@ fn engine(state: &Path, cgroup_path: Option<String>) -> FaultEngine {
 /// The process exists and is not a zombie.
 fn alive(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_ascii_whitespace().next()).is_some_and(|state| state != "Z" && state != "X")
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_ascii_whitespace().next())
+        .is_some_and(|state| state != "Z" && state != "X")
 }
 
 fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -45,17 +47,25 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 /// Journal entries (the directory also holds the state-directory lock).
 fn journal_len(state: &Path) -> usize {
-    std::fs::read_dir(state.join("faults")).map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count()).unwrap_or(0)
+    std::fs::read_dir(state.join("faults"))
+        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count())
+        .unwrap_or(0)
 }
 
 fn status_field(pid: u32, key: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_ascii_whitespace().next()?.parse().ok()).unwrap_or(0)
+    s.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_ascii_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn io_write_bytes(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
-    s.lines().find_map(|l| l.strip_prefix("write_bytes: ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    s.lines()
+        .find_map(|l| l.strip_prefix("write_bytes: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// A throwaway cgroup: on v2 one directory; on v1 the same path in the
@@ -70,7 +80,11 @@ impl TestCgroup {
     fn create(name: &str) -> Option<TestCgroup> {
         let root = Path::new("/sys/fs/cgroup");
         let v2 = root.join("cgroup.controllers").exists();
-        let dirs: Vec<PathBuf> = if v2 { vec![root.join(name)] } else { vec![root.join("cpuacct").join(name), root.join("memory").join(name)] };
+        let dirs: Vec<PathBuf> = if v2 {
+            vec![root.join(name)]
+        } else {
+            vec![root.join("cpuacct").join(name), root.join("memory").join(name)]
+        };
         for d in &dirs {
             std::fs::create_dir(d).ok()?;
         }
@@ -85,9 +99,20 @@ impl TestCgroup {
     fn usage(&self) -> f64 {
         if self.v2 {
             let s = std::fs::read_to_string(self.dirs[0].join("cpu.stat")).unwrap();
-            s.lines().find_map(|l| l.strip_prefix("usage_usec ")).unwrap().trim().parse::<f64>().unwrap() / 1e6
+            s.lines()
+                .find_map(|l| l.strip_prefix("usage_usec "))
+                .unwrap()
+                .trim()
+                .parse::<f64>()
+                .unwrap()
+                / 1e6
         } else {
-            std::fs::read_to_string(self.dirs[0].join("cpuacct.usage")).unwrap().trim().parse::<f64>().unwrap() / 1e9
+            std::fs::read_to_string(self.dirs[0].join("cpuacct.usage"))
+                .unwrap()
+                .trim()
+                .parse::<f64>()
+                .unwrap()
+                / 1e9
         }
     }
 }
@@ -109,7 +134,13 @@ fn measured_cpu_stress_loads_its_cgroup_as_requested() {
     };
     let state = tempfile::tempdir().unwrap();
     let mut e = engine(state.path(), Some(cg.name.clone()));
-    e.apply("cpu", &FaultSpec::CpuStress { workers: 1, load_percent: 50 }, now_ms() + 30_000, now_ms()).unwrap();
+    e.apply(
+        "cpu",
+        &FaultSpec::CpuStress { workers: 1, load_percent: 50 },
+        now_ms() + 30_000,
+        now_ms(),
+    )
+    .unwrap();
     // The stressor joined the cgroup in every hierarchy (v1) or the one directory (v2).
     let pid = e.pids("cpu")[0].to_string();
     for i in 0..cg.dirs.len() {
@@ -128,7 +159,14 @@ fn measured_cpu_stress_loads_its_cgroup_as_requested() {
     // A cgroup that does not exist is refused before anything starts.
     drop(e);
     let mut e = engine(state.path(), Some("distdiag-no-such-cgroup".into()));
-    assert!(e.apply("x", &FaultSpec::CpuStress { workers: 1, load_percent: 5 }, now_ms() + 5_000, now_ms()).is_err());
+    assert!(e
+        .apply(
+            "x",
+            &FaultSpec::CpuStress { workers: 1, load_percent: 5 },
+            now_ms() + 5_000,
+            now_ms()
+        )
+        .is_err());
     assert_eq!(journal_len(state.path()), 0);
 }
 
@@ -137,9 +175,16 @@ fn measured_memory_stress_makes_its_size_resident() {
     let state = tempfile::tempdir().unwrap();
     let mut e = engine(state.path(), None);
     let size = 96u64 << 20;
-    e.apply("mem", &FaultSpec::MemoryStress { size: MemorySize::Bytes(size) }, now_ms() + 30_000, now_ms()).unwrap();
+    e.apply(
+        "mem",
+        &FaultSpec::MemoryStress { size: MemorySize::Bytes(size) },
+        now_ms() + 30_000,
+        now_ms(),
+    )
+    .unwrap();
     let pid = e.pids("mem")[0];
-    let resident = wait_until(Duration::from_secs(10), || status_field(pid, "VmRSS:") * 1024 >= size);
+    let resident =
+        wait_until(Duration::from_secs(10), || status_field(pid, "VmRSS:") * 1024 >= size);
     println!("memory_stress 96 MiB: stressor RSS {} MiB", status_field(pid, "VmRSS:") >> 10);
     assert!(resident, "RSS {} kB never reached {size} bytes", status_field(pid, "VmRSS:"));
     assert!(e.revert("mem").unwrap());
@@ -150,7 +195,11 @@ fn measured_memory_stress_makes_its_size_resident() {
 fn measured_disk_stress_writes_and_cleans_up_its_directory() {
     let state = tempfile::tempdir().unwrap();
     let mut e = engine(state.path(), None);
-    let spec = FaultSpec::DiskStress { workers: 1, bytes: 16 << 20, path: Some(state.path().join("target").display().to_string()) };
+    let spec = FaultSpec::DiskStress {
+        workers: 1,
+        bytes: 16 << 20,
+        path: Some(state.path().join("target").display().to_string()),
+    };
     std::fs::create_dir(state.path().join("target")).unwrap();
     e.apply("disk", &spec, now_ms() + 30_000, now_ms()).unwrap();
     let pid = e.pids("disk")[0];
@@ -172,8 +221,20 @@ fn measured_disk_stress_writes_and_cleans_up_its_directory() {
 fn deadlines_revert_faults_by_themselves() {
     let state = tempfile::tempdir().unwrap();
     let mut e = engine(state.path(), None);
-    e.apply("short", &FaultSpec::CpuStress { workers: 2, load_percent: 10 }, now_ms() + 300, now_ms()).unwrap();
-    e.apply("long", &FaultSpec::DiskStress { workers: 1, bytes: 1 << 20, path: None }, now_ms() + 60_000, now_ms()).unwrap();
+    e.apply(
+        "short",
+        &FaultSpec::CpuStress { workers: 2, load_percent: 10 },
+        now_ms() + 300,
+        now_ms(),
+    )
+    .unwrap();
+    e.apply(
+        "long",
+        &FaultSpec::DiskStress { workers: 1, bytes: 1 << 20, path: None },
+        now_ms() + 60_000,
+        now_ms(),
+    )
+    .unwrap();
     let pids = e.pids("short");
     assert_eq!(pids.len(), 2);
     assert!(e.expire(now_ms()).is_empty());
@@ -195,14 +256,51 @@ fn bad_requests_are_refused_and_change_nothing() {
     let cpu = FaultSpec::CpuStress { workers: 1, load_percent: 10 };
     let cases: Vec<(&str, FaultSpec, i64)> = vec![
         ("zero-load", FaultSpec::CpuStress { workers: 1, load_percent: 0 }, now + 10_000),
-        ("too-much-memory", FaultSpec::MemoryStress { size: MemorySize::Bytes(1 << 50) }, now + 10_000),
+        (
+            "too-much-memory",
+            FaultSpec::MemoryStress { size: MemorySize::Bytes(1 << 50) },
+            now + 10_000,
+        ),
         ("past", cpu.clone(), now - 1),
         ("too-long", cpu.clone(), now + 10 * 3_600_000),
         ("bad/id", cpu.clone(), now + 10_000),
-        ("jitter-above-latency", FaultSpec::NetworkDelay { latency_ms: 10, jitter_ms: 20, interface: Some("lo".into()), peers: vec![], ports: vec![] }, now + 10_000),
-        ("v6-delay-peer", FaultSpec::NetworkDelay { latency_ms: 10, jitter_ms: 0, interface: Some("lo".into()), peers: vec!["fd00::1".into()], ports: vec![] }, now + 10_000),
-        ("no-such-iface", FaultSpec::NetworkBandwidth { rate_kbit: 1000, interface: Some("ddnosuch0".into()) }, now + 10_000),
-        ("bad-peer", FaultSpec::NetworkLoss { percent: 5.0, interface: Some("lo".into()), peers: vec!["10.0.0.1; flush ruleset".into()], ports: vec![] }, now + 10_000),
+        (
+            "jitter-above-latency",
+            FaultSpec::NetworkDelay {
+                latency_ms: 10,
+                jitter_ms: 20,
+                interface: Some("lo".into()),
+                peers: vec![],
+                ports: vec![],
+            },
+            now + 10_000,
+        ),
+        (
+            "v6-delay-peer",
+            FaultSpec::NetworkDelay {
+                latency_ms: 10,
+                jitter_ms: 0,
+                interface: Some("lo".into()),
+                peers: vec!["fd00::1".into()],
+                ports: vec![],
+            },
+            now + 10_000,
+        ),
+        (
+            "no-such-iface",
+            FaultSpec::NetworkBandwidth { rate_kbit: 1000, interface: Some("ddnosuch0".into()) },
+            now + 10_000,
+        ),
+        (
+            "bad-peer",
+            FaultSpec::NetworkLoss {
+                percent: 5.0,
+                interface: Some("lo".into()),
+                peers: vec!["10.0.0.1; flush ruleset".into()],
+                ports: vec![],
+            },
+            now + 10_000,
+        ),
     ];
     for (id, spec, deadline) in cases {
         let err = e.apply(id, &spec, deadline, now).unwrap_err();
@@ -232,14 +330,29 @@ impl Drop for Reaper {
 /// `distdiag-agent fault-run` in the background; returns the child and the stressor pids.
 fn fault_run(state: &Path, spec: &str) -> (Reaper, Vec<u32>) {
     let mut child = Command::new(exe())
-        .args(["--state-dir", state.to_str().unwrap(), "fault-run", "--id", "crash", "--duration-ms", "60000", "--spec", spec])
+        .args([
+            "--state-dir",
+            state.to_str().unwrap(),
+            "fault-run",
+            "--id",
+            "crash",
+            "--duration-ms",
+            "60000",
+            "--spec",
+            spec,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
     let pids = v["pids"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u32).collect();
     (Reaper(Some(child)), pids)
 }
@@ -247,7 +360,8 @@ fn fault_run(state: &Path, spec: &str) -> (Reaper, Vec<u32>) {
 #[test]
 fn a_killed_agent_leaves_nothing_running_and_its_next_start_cleans_up() {
     let state = tempfile::tempdir().unwrap();
-    let (mut reaper, pids) = fault_run(state.path(), r#"{"disk_stress":{"workers":2,"bytes":4194304,"path":null}}"#);
+    let (mut reaper, pids) =
+        fault_run(state.path(), r#"{"disk_stress":{"workers":2,"bytes":4194304,"path":null}}"#);
     let dir = state.path().join("fault-disk/distdiag-crash");
     assert!(dir.is_dir());
     assert!(pids.iter().all(|p| alive(*p)), "stressors not running");
@@ -255,7 +369,10 @@ fn a_killed_agent_leaves_nothing_running_and_its_next_start_cleans_up() {
     child.kill().unwrap();
     child.wait().unwrap();
     // The stressors die with the agent (PDEATHSIG)...
-    assert!(wait_until(Duration::from_secs(3), || pids.iter().all(|p| !alive(*p))), "stressors outlived a SIGKILLed agent");
+    assert!(
+        wait_until(Duration::from_secs(3), || pids.iter().all(|p| !alive(*p))),
+        "stressors outlived a SIGKILLed agent"
+    );
     // ...but its files and journal entry remain until the next start.
     assert!(dir.is_dir());
     assert_eq!(journal_len(state.path()), 1);
@@ -269,9 +386,15 @@ fn a_killed_agent_leaves_nothing_running_and_its_next_start_cleans_up() {
 #[test]
 fn sigterm_reverts_before_the_agent_exits() {
     let state = tempfile::tempdir().unwrap();
-    let (mut reaper, pids) = fault_run(state.path(), r#"{"cpu_stress":{"workers":1,"load_percent":20}}"#);
+    let (mut reaper, pids) =
+        fault_run(state.path(), r#"{"cpu_stress":{"workers":1,"load_percent":20}}"#);
     let child = reaper.0.take().unwrap();
-    assert!(Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap().success());
+    assert!(Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap()
+        .success());
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     assert!(pids.iter().all(|p| !alive(*p)));

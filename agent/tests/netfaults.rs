@@ -16,7 +16,12 @@ fn exe() -> &'static str {
 }
 
 fn ok(cmd: &str, args: &[&str]) -> bool {
-    Command::new(cmd).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new(cmd)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn must(cmd: &str, args: &[&str]) {
@@ -38,14 +43,20 @@ struct Pair {
 
 impl Pair {
     fn create(tag: &str) -> Option<Pair> {
-        for (cmd, arg) in [("ip", "-V"), ("iptables", "-V"), ("tc", "-V"), ("python3", "--version")] {
+        for (cmd, arg) in [("ip", "-V"), ("iptables", "-V"), ("tc", "-V"), ("python3", "--version")]
+        {
             if !ok(cmd, &[arg]) {
                 println!("SKIP: {cmd} is not available");
                 return None;
             }
         }
         let n = std::process::id() % 10_000;
-        let p = Pair { a: format!("dd{tag}a{n}"), b: format!("dd{tag}b{n}"), va: format!("v{tag}a{n}"), ip_b: format!("10.231.{}.2", n % 250) };
+        let p = Pair {
+            a: format!("dd{tag}a{n}"),
+            b: format!("dd{tag}b{n}"),
+            va: format!("v{tag}a{n}"),
+            ip_b: format!("10.231.{}.2", n % 250),
+        };
         if !ok("ip", &["netns", "add", &p.a]) {
             println!("SKIP: cannot create network namespaces (not root?)");
             return None;
@@ -85,7 +96,11 @@ impl Pair {
     /// and `send` in `a`, both given `b`'s address (`send` also `args`);
     /// returns the receiver's result.
     fn exchange(&self, recv: &str, send: &str, args: &[&str]) -> String {
-        let mut r = self.cmd(&self.b, &["python3", "-c", recv, &self.ip_b]).stdout(Stdio::piped()).spawn().unwrap();
+        let mut r = self
+            .cmd(&self.b, &["python3", "-c", recv, &self.ip_b])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
         let mut lines = BufReader::new(r.stdout.take().unwrap()).lines();
         assert_eq!(lines.next().unwrap().unwrap(), "ready");
         let mut send_args = vec!["python3", "-c", send, &self.ip_b];
@@ -116,7 +131,11 @@ impl Pair {
     fn rtt_ms(&self) -> f64 {
         let server = "import socket,sys\nl=socket.socket();l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);l.bind((sys.argv[1],9997));l.listen();print('ready',flush=True)\nc,_=l.accept();c.setsockopt(socket.IPPROTO_TCP,socket.TCP_NODELAY,1)\nwhile True:\n  d=c.recv(16)\n  if not d: break\n  c.sendall(d)";
         let client = "import socket,sys,time\ns=socket.create_connection((sys.argv[1],9997));s.setsockopt(socket.IPPROTO_TCP,socket.TCP_NODELAY,1);r=[]\nfor i in range(25):\n  t=time.perf_counter();s.sendall(b'x');s.recv(16);r.append((time.perf_counter()-t)*1000)\ns.close();r.sort();print(r[len(r)//2])";
-        let mut srv = self.cmd(&self.b, &["python3", "-c", server, &self.ip_b]).stdout(Stdio::piped()).spawn().unwrap();
+        let mut srv = self
+            .cmd(&self.b, &["python3", "-c", server, &self.ip_b])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
         let mut lines = BufReader::new(srv.stdout.take().unwrap()).lines();
         assert_eq!(lines.next().unwrap().unwrap(), "ready");
         let out = self.cmd(&self.a, &["python3", "-c", client, &self.ip_b]).output().unwrap();
@@ -131,21 +150,37 @@ impl Pair {
     }
 
     /// The same with a delay backend forced through a config file.
-    fn fault_with(&self, state: &Path, id: &str, spec: &str, duration_ms: u64, delay_backend: Option<&str>) -> Child {
+    fn fault_with(
+        &self,
+        state: &Path,
+        id: &str,
+        spec: &str,
+        duration_ms: u64,
+        delay_backend: Option<&str>,
+    ) -> Child {
         let mut args = vec![exe().to_owned()];
         if let Some(b) = delay_backend {
             let cfg = state.join("agent.toml");
             std::fs::write(&cfg, format!("[fault]\ndelay_backend = \"{b}\"\n")).unwrap();
             args.extend(["-c".to_owned(), cfg.display().to_string()]);
         }
-        args.extend(["--state-dir", state.to_str().unwrap(), "fault-run", "--id", id, "--duration-ms", &duration_ms.to_string(), "--spec", spec].map(String::from));
+        args.extend(
+            [
+                "--state-dir",
+                state.to_str().unwrap(),
+                "fault-run",
+                "--id",
+                id,
+                "--duration-ms",
+                &duration_ms.to_string(),
+                "--spec",
+                spec,
+            ]
+            .map(String::from),
+        );
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut c = self
-            .cmd(&self.a, &refs)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut c =
+            self.cmd(&self.a, &refs).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(c.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert!(line.contains(id), "fault-run did not apply {id}: {line:?}");
@@ -166,7 +201,9 @@ impl Pair {
     fn retransmitted(&self) -> u64 {
         let snmp = out("ip", &["netns", "exec", &self.a, "cat", "/proc/net/snmp"]);
         let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
-        let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else { panic!("no Tcp lines in {snmp}") };
+        let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
+            panic!("no Tcp lines in {snmp}")
+        };
         let at = names.split_whitespace().position(|n| n == "RetransSegs").unwrap();
         values.split_whitespace().nth(at).unwrap().parse().unwrap()
     }
@@ -197,7 +234,15 @@ fn measured_network_loss_drops_the_requested_share_silently_and_leaves_no_chain(
     let quiet = p.retransmitted();
     p.paced_send();
     let clean = p.retransmitted() - quiet;
-    let f = p.fault(state.path(), "loss30", &format!(r#"{{"network_loss":{{"percent":30.0,"interface":"{}","peers":[],"ports":[]}}}}"#, p.va), 60_000);
+    let f = p.fault(
+        state.path(),
+        "loss30",
+        &format!(
+            r#"{{"network_loss":{{"percent":30.0,"interface":"{}","peers":[],"ports":[]}}}}"#,
+            p.va
+        ),
+        60_000,
+    );
     assert!(p.has_loss(), "{}", p.mangle());
     let lost = 1.0 - p.delivery();
     println!("network_loss 30 %: measured {:.1} % lost", lost * 100.0);
@@ -209,7 +254,10 @@ fn measured_network_loss_drops_the_requested_share_silently_and_leaves_no_chain(
     p.paced_send();
     let retransmitted = p.retransmitted() - before;
     println!("network_loss 30 %: a paced 2 s TCP send (2000 writes) retransmitted {retransmitted} segments ({clean} without the fault)");
-    assert!(retransmitted >= 200 && retransmitted > 10 * clean.max(1), "{retransmitted} retransmissions under 30 % loss, {clean} without");
+    assert!(
+        retransmitted >= 200 && retransmitted > 10 * clean.max(1),
+        "{retransmitted} retransmissions under 30 % loss, {clean} without"
+    );
     term(f);
     assert!(!p.mangle().contains("DD-"), "chain left after SIGTERM: {}", p.mangle());
     assert!(p.delivery() > 0.99);
@@ -221,10 +269,13 @@ fn measured_network_delay_adds_the_configured_latency_through_nfqueue() {
     let state = tempfile::tempdir().unwrap();
     let before = p.rtt_ms();
     let f = p.fault_with(state.path(), "delay", &format!(r#"{{"network_delay":{{"latency_ms":100,"jitter_ms":0,"interface":"{}","peers":[],"ports":[]}}}}"#, p.va), 60_000, Some("nfqueue"));
-    assert!(out("ip", &["netns", "exec", &p.a, "iptables", "-t", "mangle", "-S", "OUTPUT"]).contains("-j DD-"));
+    assert!(out("ip", &["netns", "exec", &p.a, "iptables", "-t", "mangle", "-S", "OUTPUT"])
+        .contains("-j DD-"));
     let during = p.rtt_ms();
     let added = during - before;
-    println!("network_delay 100 ms (NFQUEUE): TCP RTT {before:.2} ms -> {during:.2} ms (+{added:.1} ms)");
+    println!(
+        "network_delay 100 ms (NFQUEUE): TCP RTT {before:.2} ms -> {during:.2} ms (+{added:.1} ms)"
+    );
     assert!((added - 100.0).abs() <= 20.0, "RTT rose by {added:.1} ms, asked for 100");
     term(f);
     let mangle = out("ip", &["netns", "exec", &p.a, "iptables", "-t", "mangle", "-S"]);
@@ -238,7 +289,9 @@ fn measured_network_delay_through_netem_where_the_kernel_has_it() {
     let Some(p) = Pair::create("n") else { return };
     let probe = tempfile::tempdir().unwrap();
     let ns = format!("ddnetem{}", std::process::id());
-    let has_netem = ok("ip", &["netns", "add", &ns]) && ok("ip", &["-n", &ns, "link", "set", "lo", "up"]) && ok("tc", &["-n", &ns, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]);
+    let has_netem = ok("ip", &["netns", "add", &ns])
+        && ok("ip", &["-n", &ns, "link", "set", "lo", "up"])
+        && ok("tc", &["-n", &ns, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]);
     let _ = ok("ip", &["netns", "del", &ns]);
     if !has_netem {
         println!("SKIP: this kernel has no sch_netem; network_delay uses the NFQUEUE backend (tested above)");
@@ -259,11 +312,23 @@ fn measured_network_bandwidth_limits_throughput_and_leaves_no_qdisc() {
     let Some(p) = Pair::create("w") else { return };
     let state = tempfile::tempdir().unwrap();
     let before = p.throughput();
-    let f = p.fault(state.path(), "bw", &format!(r#"{{"network_bandwidth":{{"rate_kbit":8000,"interface":"{}"}}}}"#, p.va), 60_000);
+    let f = p.fault(
+        state.path(),
+        "bw",
+        &format!(r#"{{"network_bandwidth":{{"rate_kbit":8000,"interface":"{}"}}}}"#, p.va),
+        60_000,
+    );
     assert!(p.root_qdisc().contains("7a01:"));
     let limited = p.throughput();
-    println!("network_bandwidth 8000 kbit/s: {:.0} kB/s (unlimited: {:.0} kB/s)", limited / 1e3, before / 1e3);
-    assert!((limited / 1e6 - 1.0).abs() <= 0.25, "measured {limited:.0} bytes/s, asked for 1000000");
+    println!(
+        "network_bandwidth 8000 kbit/s: {:.0} kB/s (unlimited: {:.0} kB/s)",
+        limited / 1e3,
+        before / 1e3
+    );
+    assert!(
+        (limited / 1e6 - 1.0).abs() <= 0.25,
+        "measured {limited:.0} bytes/s, asked for 1000000"
+    );
     term(f);
     assert!(!p.root_qdisc().contains("7a01:"), "qdisc left: {}", p.root_qdisc());
 }
@@ -273,7 +338,10 @@ fn network_faults_end_at_their_deadline_and_after_a_crash_at_the_next_start() {
     let Some(p) = Pair::create("c") else { return };
     let state = tempfile::tempdir().unwrap();
     // The deadline ends it by itself.
-    let spec = format!(r#"{{"network_loss":{{"percent":50.0,"interface":"{}","peers":["10.231.0.0/16"],"ports":[]}}}}"#, p.va);
+    let spec = format!(
+        r#"{{"network_loss":{{"percent":50.0,"interface":"{}","peers":["10.231.0.0/16"],"ports":[]}}}}"#,
+        p.va
+    );
     let f = p.fault(state.path(), "short", &spec, 700);
     assert!(p.has_loss());
     let s = f.wait_with_output().unwrap();
@@ -281,13 +349,33 @@ fn network_faults_end_at_their_deadline_and_after_a_crash_at_the_next_start() {
     assert!(!p.mangle().contains("DD-"), "{}", p.mangle());
     // One agent per state directory: a second one is refused.
     let f = p.fault(state.path(), "crash", &spec, 60_000);
-    let second = p.cmd(&p.a, &[exe(), "--state-dir", state.path().to_str().unwrap(), "fault-run", "--duration-ms", "1000", "--spec", &spec]).output().unwrap();
+    let second = p
+        .cmd(
+            &p.a,
+            &[
+                exe(),
+                "--state-dir",
+                state.path().to_str().unwrap(),
+                "fault-run",
+                "--duration-ms",
+                "1000",
+                "--spec",
+                &spec,
+            ],
+        )
+        .output()
+        .unwrap();
     assert_eq!(second.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&second.stderr).contains("in use by another agent"));
     assert!(p.has_loss(), "the refused second run touched the first one's fault");
     // SIGKILL: the rules survive the agent...
     let state_bw = tempfile::tempdir().unwrap();
-    let bw = p.fault(state_bw.path(), "crashbw", &format!(r#"{{"network_bandwidth":{{"rate_kbit":1000,"interface":"{}"}}}}"#, p.va), 60_000);
+    let bw = p.fault(
+        state_bw.path(),
+        "crashbw",
+        &format!(r#"{{"network_bandwidth":{{"rate_kbit":1000,"interface":"{}"}}}}"#, p.va),
+        60_000,
+    );
     let state_delay = tempfile::tempdir().unwrap();
     let delay = p.fault(state_delay.path(), "crashdelay", &format!(r#"{{"network_delay":{{"latency_ms":50,"jitter_ms":10,"interface":"{}","peers":[],"ports":[]}}}}"#, p.va), 60_000);
     for mut c in [f, bw, delay] {
@@ -303,7 +391,11 @@ fn network_faults_end_at_their_deadline_and_after_a_crash_at_the_next_start() {
     let started = Instant::now();
     for st in [state.path(), state_bw.path(), state_delay.path()] {
         term(p.fault(st, "next", r#"{"cpu_stress":{"workers":1,"load_percent":1}}"#, 60_000));
-        let left = std::fs::read_dir(st.join("faults")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count();
+        let left = std::fs::read_dir(st.join("faults"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .count();
         assert_eq!(left, 0);
     }
     assert!(!p.root_qdisc().contains("7a01:"), "{}", p.root_qdisc());
@@ -314,7 +406,9 @@ fn network_faults_end_at_their_deadline_and_after_a_crash_at_the_next_start() {
 /// What a fault run left behind: journal entries, files, stressors, rules.
 fn leftovers(p: &Pair, state: &Path, runner: u32) -> Vec<String> {
     let mut left = Vec::new();
-    let journal = std::fs::read_dir(state.join("faults")).map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count()).unwrap_or(0);
+    let journal = std::fs::read_dir(state.join("faults"))
+        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count())
+        .unwrap_or(0);
     if journal > 0 {
         left.push(format!("{journal} journal entries"));
     }
@@ -328,7 +422,8 @@ fn leftovers(p: &Pair, state: &Path, runner: u32) -> Vec<String> {
         .filter(|e| {
             let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
             let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-            args.iter().any(|a| *a == b"stress-worker") && args.windows(2).any(|w| w[0] == b"--parent" && w[1] == me.as_bytes())
+            args.iter().any(|a| *a == b"stress-worker")
+                && args.windows(2).any(|w| w[0] == b"--parent" && w[1] == me.as_bytes())
         })
         .count();
     if workers > 0 {
@@ -351,9 +446,22 @@ fn every_fault_leaves_nothing_behind_on_every_local_exit_path() {
         ("cpu_stress", r#"{"cpu_stress":{"workers":2,"load_percent":20}}"#.to_owned()),
         ("memory_stress", r#"{"memory_stress":{"size":{"bytes":33554432}}}"#.to_owned()),
         ("disk_stress", r#"{"disk_stress":{"workers":1,"bytes":4194304,"path":null}}"#.to_owned()),
-        ("network_loss", format!(r#"{{"network_loss":{{"percent":20.0,"interface":"{va}","peers":[],"ports":[]}}}}"#)),
-        ("network_bandwidth", format!(r#"{{"network_bandwidth":{{"rate_kbit":4000,"interface":"{va}"}}}}"#)),
-        ("network_delay", format!(r#"{{"network_delay":{{"latency_ms":30,"jitter_ms":5,"interface":"{va}","peers":[],"ports":[]}}}}"#)),
+        (
+            "network_loss",
+            format!(
+                r#"{{"network_loss":{{"percent":20.0,"interface":"{va}","peers":[],"ports":[]}}}}"#
+            ),
+        ),
+        (
+            "network_bandwidth",
+            format!(r#"{{"network_bandwidth":{{"rate_kbit":4000,"interface":"{va}"}}}}"#),
+        ),
+        (
+            "network_delay",
+            format!(
+                r#"{{"network_delay":{{"latency_ms":30,"jitter_ms":5,"interface":"{va}","peers":[],"ports":[]}}}}"#
+            ),
+        ),
     ];
     let mut rows = Vec::new();
     for (kind, spec) in &faults {
@@ -370,14 +478,26 @@ fn every_fault_leaves_nothing_behind_on_every_local_exit_path() {
                     f.wait().unwrap();
                     // Stressors die with the agent; the next start reverts the rest.
                     let end = Instant::now() + Duration::from_secs(3);
-                    while Instant::now() < end && leftovers(&p, state.path(), runner).iter().any(|l| l.contains("stressor")) {
+                    while Instant::now() < end
+                        && leftovers(&p, state.path(), runner)
+                            .iter()
+                            .any(|l| l.contains("stressor"))
+                    {
                         std::thread::sleep(Duration::from_millis(20));
                     }
-                    term(p.fault(state.path(), "next", r#"{"cpu_stress":{"workers":1,"load_percent":1}}"#, 60_000));
+                    term(p.fault(
+                        state.path(),
+                        "next",
+                        r#"{"cpu_stress":{"workers":1,"load_percent":1}}"#,
+                        60_000,
+                    ));
                 }
             }
             let left = leftovers(&p, state.path(), runner);
-            rows.push(format!("| {kind} | {path} | {} |", if left.is_empty() { "none".to_owned() } else { left.join(", ") }));
+            rows.push(format!(
+                "| {kind} | {path} | {} |",
+                if left.is_empty() { "none".to_owned() } else { left.join(", ") }
+            ));
         }
     }
     println!("| fault | exit path | left behind |\n|---|---|---|\n{}", rows.join("\n"));

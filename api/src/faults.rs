@@ -67,10 +67,27 @@ pub struct FaultRecord {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum DbFaultSpec {
     /// OceanBase: memstore limit in percent; MySQL: buffer pool bytes.
-    CacheBottleneck { database: String, percent: Option<u8>, bytes: Option<u64> },
-    TooManyIndexes { database: String, count: u32, tables: Vec<String> },
-    WorkloadSurge { workload_id: String, threads: usize },
-    LockContention { database: String, table: String, rows: u32, sessions: u32, hold_ms: u64 },
+    CacheBottleneck {
+        database: String,
+        percent: Option<u8>,
+        bytes: Option<u64>,
+    },
+    TooManyIndexes {
+        database: String,
+        count: u32,
+        tables: Vec<String>,
+    },
+    WorkloadSurge {
+        workload_id: String,
+        threads: usize,
+    },
+    LockContention {
+        database: String,
+        table: String,
+        rows: u32,
+        sessions: u32,
+        hold_ms: u64,
+    },
 }
 
 impl DbFaultSpec {
@@ -83,4 +100,3 @@ impl DbFaultSpec {
         }
     }
 }
-

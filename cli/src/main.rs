@@ -78,7 +78,11 @@ enum DatasetCommand {
         name: String,
     },
     /// Read a dataset directory, check it and store it on the coordinator under a name.
-    Import { dir: PathBuf, #[arg(long)] name: String },
+    Import {
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
     /// Copy a dataset directory without the cases that have a fault of the
     /// given types (and their labels), e.g. to merge a recording with newer
     /// ones after a fault type's implementation changed. No coordinator needed.
@@ -160,7 +164,10 @@ enum FaultCommand {
 
 fn parse_param(s: &str) -> Result<(String, Value), String> {
     let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?} is not key=value"))?;
-    let v = serde_json::from_str::<Value>(v).ok().filter(|j| j.is_number() || j.is_boolean() || j.is_array()).unwrap_or_else(|| Value::String(v.to_owned()));
+    let v = serde_json::from_str::<Value>(v)
+        .ok()
+        .filter(|j| j.is_number() || j.is_boolean() || j.is_array())
+        .unwrap_or_else(|| Value::String(v.to_owned()));
     Ok((k.to_owned(), v))
 }
 
@@ -169,15 +176,32 @@ fn token(cli: &Cli) -> Result<String, String> {
         return Ok(t.trim().to_owned());
     }
     let path = cli.token_file.clone().unwrap_or_else(|| cli.data_dir.join("token"));
-    std::fs::read_to_string(&path).map(|t| t.trim().to_owned()).map_err(|e| format!("cannot read the API token from {}: {e} (use --token-file or DISTDIAG_TOKEN)", path.display()))
+    std::fs::read_to_string(&path).map(|t| t.trim().to_owned()).map_err(|e| {
+        format!(
+            "cannot read the API token from {}: {e} (use --token-file or DISTDIAG_TOKEN)",
+            path.display()
+        )
+    })
 }
 
 fn table(recs: &[Value]) {
-    println!("{:<24} {:<10} {:<16} {:<9} {:>14} {:>14}  detail", "id", "node", "type", "state", "applied_ms", "ended_ms");
+    println!(
+        "{:<24} {:<10} {:<16} {:<9} {:>14} {:>14}  detail",
+        "id", "node", "type", "state", "applied_ms", "ended_ms"
+    );
     for r in recs {
         let s = |k: &str| r[k].as_str().unwrap_or("-").to_owned();
         let n = |k: &str| r[k].as_i64().map_or("-".to_owned(), |v| v.to_string());
-        println!("{:<24} {:<10} {:<16} {:<9} {:>14} {:>14}  {}", s("id"), s("node"), s("type"), s("state"), n("applied_ms"), n("ended_ms"), s("detail"));
+        println!(
+            "{:<24} {:<10} {:<16} {:<9} {:>14} {:>14}  {}",
+            s("id"),
+            s("node"),
+            s("type"),
+            s("state"),
+            n("applied_ms"),
+            n("ended_ms"),
+            s("detail")
+        );
     }
 }
 
@@ -186,7 +210,10 @@ fn fmt_num(v: &Value) -> String {
 }
 
 fn workload_table(runs: &[Value]) {
-    println!("{:<40} {:<18} {:<9} {:>7} {:>9} {:>10} {:>8} {:>9} {:>9}", "workload_id", "type", "phase", "threads", "tps", "qps", "errors", "p95_ms", "txns");
+    println!(
+        "{:<40} {:<18} {:<9} {:>7} {:>9} {:>10} {:>8} {:>9} {:>9}",
+        "workload_id", "type", "phase", "threads", "tps", "qps", "errors", "p95_ms", "txns"
+    );
     for r in runs {
         let cur = &r["current"];
         println!(
@@ -251,27 +278,38 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
             if let Some(d) = duration {
                 body["duration"] = json!(d);
             }
-            let v = send(client.post(format!("{base}/api/anomaly/start")).bearer_auth(tok).json(&body)).await?;
+            let v =
+                send(client.post(format!("{base}/api/anomaly/start")).bearer_auth(tok).json(&body))
+                    .await?;
             table(v["anomalies"].as_array().map(Vec::as_slice).unwrap_or_default());
         }
         Command::Fault(FaultCommand::Stop { id }) => {
             let tok = token(cli).map_err(|e| (EX_USAGE, e))?;
             let body = id.as_ref().map_or(json!({}), |i| json!({ "id": i }));
-            let v = send(client.post(format!("{base}/api/anomaly/stop")).bearer_auth(tok).json(&body)).await?;
+            let v =
+                send(client.post(format!("{base}/api/anomaly/stop")).bearer_auth(tok).json(&body))
+                    .await?;
             table(v["stopped"].as_array().map(Vec::as_slice).unwrap_or_default());
             if let Some(f) = v["failed"].as_array().filter(|f| !f.is_empty()) {
                 return Err((1, format!("not stopped: {}", Value::Array(f.clone()))));
             }
         }
         Command::Fault(FaultCommand::List { history, from }) => {
-            let url = if *history { format!("{base}/api/anomaly/history?from={}", urlencode(from)) } else { format!("{base}/api/anomaly/active") };
+            let url = if *history {
+                format!("{base}/api/anomaly/history?from={}", urlencode(from))
+            } else {
+                format!("{base}/api/anomaly/active")
+            };
             let v = send(client.get(url)).await?;
             table(v["anomalies"].as_array().map(Vec::as_slice).unwrap_or_default());
         }
         Command::Workload(WorkloadCommand::Prepare { kind, options }) => {
             let tok = token(cli).map_err(|e| (EX_USAGE, e))?;
             let body = json!({ "type": kind, "options": options_map(options) });
-            let v = send(client.post(format!("{base}/api/workload/prepare")).bearer_auth(&tok).json(&body)).await?;
+            let v = send(
+                client.post(format!("{base}/api/workload/prepare")).bearer_auth(&tok).json(&body),
+            )
+            .await?;
             let id = v["workload_id"].as_str().unwrap_or_default().to_owned();
             loop {
                 let r = send(client.get(format!("{base}/api/workload/{id}"))).await?;
@@ -285,7 +323,10 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
                     }
                     _ => {
                         eprintln!();
-                        return Err((1, format!("prepare failed: {}", r["error"].as_str().unwrap_or("unknown"))));
+                        return Err((
+                            1,
+                            format!("prepare failed: {}", r["error"].as_str().unwrap_or("unknown")),
+                        ));
                     }
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -294,7 +335,10 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
         Command::Workload(WorkloadCommand::Start { kind, threads, options }) => {
             let tok = token(cli).map_err(|e| (EX_USAGE, e))?;
             let body = json!({ "type": kind, "threads": threads, "options": options_map(options) });
-            let v = send(client.post(format!("{base}/api/workload/start")).bearer_auth(tok).json(&body)).await?;
+            let v = send(
+                client.post(format!("{base}/api/workload/start")).bearer_auth(tok).json(&body),
+            )
+            .await?;
             println!("{}", v["workload_id"].as_str().unwrap_or("-"));
         }
         Command::Workload(WorkloadCommand::Stop { id }) => {
@@ -310,33 +354,61 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
             }
         }
         Command::Workload(WorkloadCommand::List { all }) => {
-            let url = if *all { format!("{base}/api/workload/runs") } else { format!("{base}/api/workload/active") };
+            let url = if *all {
+                format!("{base}/api/workload/runs")
+            } else {
+                format!("{base}/api/workload/active")
+            };
             let v = send(client.get(url)).await?;
             workload_table(v["workloads"].as_array().map(Vec::as_slice).unwrap_or_default());
         }
         Command::Dataset(DatasetCommand::Export { out, name }) => {
             let v = send(client.get(format!("{base}/api/datasets/{}", urlencode(name)))).await?;
-            let ds: Dataset = serde_json::from_value(v).map_err(|e| (1, format!("bad dataset from {base}: {e}")))?;
+            let ds: Dataset = serde_json::from_value(v)
+                .map_err(|e| (1, format!("bad dataset from {base}: {e}")))?;
             ds.export(out).map_err(|e| (1, e.to_string()))?;
-            let windows = client.get(format!("{base}/api/datasets/{}/windows.csv", urlencode(name))).send().await.and_then(|r| r.error_for_status());
+            let windows = client
+                .get(format!("{base}/api/datasets/{}/windows.csv", urlencode(name)))
+                .send()
+                .await
+                .and_then(|r| r.error_for_status());
             let csv = match windows {
-                Ok(r) => r.text().await.map_err(|e| (1, format!("windows.csv from {base}: {e}")))?,
+                Ok(r) => {
+                    r.text().await.map_err(|e| (1, format!("windows.csv from {base}: {e}")))?
+                }
                 Err(e) => return Err((1, format!("windows.csv from {base}: {e}"))),
             };
-            std::fs::write(out.join("windows.csv"), csv).map_err(|e| (1, format!("{}: {e}", out.display())))?;
-            println!("{}: {} nodes, {} cases, {} labels", out.display(), ds.series.len(), ds.cases.len(), ds.labels.len());
+            std::fs::write(out.join("windows.csv"), csv)
+                .map_err(|e| (1, format!("{}: {e}", out.display())))?;
+            println!(
+                "{}: {} nodes, {} cases, {} labels",
+                out.display(),
+                ds.series.len(),
+                ds.cases.len(),
+                ds.labels.len()
+            );
         }
         Command::Dataset(DatasetCommand::Import { dir, name }) => {
             let ds = Dataset::import(dir).map_err(|e| (1, e.to_string()))?;
             let tok = token(cli).map_err(|e| (EX_USAGE, e))?;
-            let v = send(client.post(format!("{base}/api/datasets/{}", urlencode(name))).bearer_auth(tok).json(&ds)).await?;
+            let v = send(
+                client
+                    .post(format!("{base}/api/datasets/{}", urlencode(name)))
+                    .bearer_auth(tok)
+                    .json(&ds),
+            )
+            .await?;
             println!("{name}: {} cases, {} labels", v["cases"], v["labels"]);
         }
         Command::Dataset(DatasetCommand::Filter { dir, without, out }) => {
             if out.exists() && std::fs::read_dir(out).map_or(true, |mut d| d.next().is_some()) {
-                return Err((EX_USAGE, format!("{} exists and is not empty; give a new directory", out.display())));
+                return Err((
+                    EX_USAGE,
+                    format!("{} exists and is not empty; give a new directory", out.display()),
+                ));
             }
-            let mut ds = Dataset::import(dir).map_err(|e| (1, format!("{}: {e}", dir.display())))?;
+            let mut ds =
+                Dataset::import(dir).map_err(|e| (1, format!("{}: {e}", dir.display())))?;
             let before = ds.cases.len();
             for kind in without {
                 let n = ds.drop_cases_with(kind);
@@ -344,18 +416,29 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
             }
             ds.validate().map_err(|e| (1, e.to_string()))?;
             ds.export(out).map_err(|e| (1, e.to_string()))?;
-            println!("{}: {} of {before} cases, {} labels", out.display(), ds.cases.len(), ds.labels.len());
+            println!(
+                "{}: {} of {before} cases, {} labels",
+                out.display(),
+                ds.cases.len(),
+                ds.labels.len()
+            );
         }
         Command::Eval { args } => return lab(cli, "eval", args),
         Command::Train { dataset } => {
             let tok = token(cli).map_err(|e| (EX_USAGE, e))?;
             let body = dataset.as_ref().map_or(json!({}), |d| json!({ "dataset": d }));
-            let v = send(client.post(format!("{base}/api/anomaly/train")).bearer_auth(tok).json(&body)).await?;
+            let v =
+                send(client.post(format!("{base}/api/anomaly/train")).bearer_auth(tok).json(&body))
+                    .await?;
             let job = v["job"].as_str().unwrap_or_default().to_owned();
             loop {
                 let j = send(client.get(format!("{base}/api/anomaly/train/{job}"))).await?;
                 match j["state"].as_str() {
-                    Some("running") => eprint!("\r{:5.1} % {:<60}", j["progress"].as_f64().unwrap_or(0.0) * 100.0, j["message"].as_str().unwrap_or("")),
+                    Some("running") => eprint!(
+                        "\r{:5.1} % {:<60}",
+                        j["progress"].as_f64().unwrap_or(0.0) * 100.0,
+                        j["message"].as_str().unwrap_or("")
+                    ),
                     Some("done") => {
                         eprintln!();
                         println!("{}", j["model_id"].as_str().unwrap_or("-"));
@@ -363,7 +446,13 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
                     }
                     _ => {
                         eprintln!();
-                        return Err((1, format!("training failed: {}", j["message"].as_str().unwrap_or("unknown"))));
+                        return Err((
+                            1,
+                            format!(
+                                "training failed: {}",
+                                j["message"].as_str().unwrap_or("unknown")
+                            ),
+                        ));
                     }
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -372,25 +461,60 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
         Command::Campaign { args } => return lab(cli, "campaign", args),
         Command::Models => {
             let v = send(client.get(format!("{base}/api/models"))).await?;
-            println!("{:<22} {:<7} {:<12} {:>6} {:>6}  types", "id", "active", "source", "AC@1", "cases");
+            println!(
+                "{:<22} {:<7} {:<12} {:>6} {:>6}  types",
+                "id", "active", "source", "AC@1", "cases"
+            );
             for m in v["models"].as_array().map(Vec::as_slice).unwrap_or_default() {
                 let ac1 = &m["evaluation"]["model"]["at_fault"]["ac1"];
-                println!("{:<22} {:<7} {:<12} {:>6} {:>6}  {}", m["id"].as_str().unwrap_or("-"), m["active"], m["source"].as_str().unwrap_or("-"), ac1.as_f64().map_or("-".into(), |x| format!("{x:.3}")), m["evaluation"]["cases"], m["types"]);
+                println!(
+                    "{:<22} {:<7} {:<12} {:>6} {:>6}  {}",
+                    m["id"].as_str().unwrap_or("-"),
+                    m["active"],
+                    m["source"].as_str().unwrap_or("-"),
+                    ac1.as_f64().map_or("-".into(), |x| format!("{x:.3}")),
+                    m["evaluation"]["cases"],
+                    m["types"]
+                );
             }
         }
         Command::Ranks { limit } => {
             let v = send(client.get(format!("{base}/api/anomaly/ranks?limit={limit}"))).await?;
             println!("{} ({})", v["note"].as_str().unwrap_or(""), v["timestamp"]);
-            println!("{:>4} {:<16} {:<18} {:>9} {:>6} {:>6} {:>8}  top metrics", "rank", "node", "type", "score", "p", "excess", "pagerank");
-            for (i, e) in v["ranks"].as_array().map(Vec::as_slice).unwrap_or_default().iter().enumerate() {
-                let top: Vec<&str> = e["top_metrics"].as_array().map(Vec::as_slice).unwrap_or_default().iter().filter_map(|m| m[0].as_str()).collect();
-                println!("{:>4} {:<16} {:<18} {:>9.4} {:>6.3} {:>6.3} {:>8.4}  {}", i + 1, e["node"].as_str().unwrap_or("-"), e["type"].as_str().unwrap_or("-"), e["score"].as_f64().unwrap_or(0.0), e["probability"].as_f64().unwrap_or(0.0), e["excess"].as_f64().unwrap_or(0.0), e["pagerank"].as_f64().unwrap_or(0.0), top.join(", "));
+            println!(
+                "{:>4} {:<16} {:<18} {:>9} {:>6} {:>6} {:>8}  top metrics",
+                "rank", "node", "type", "score", "p", "excess", "pagerank"
+            );
+            for (i, e) in
+                v["ranks"].as_array().map(Vec::as_slice).unwrap_or_default().iter().enumerate()
+            {
+                let top: Vec<&str> = e["top_metrics"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|m| m[0].as_str())
+                    .collect();
+                println!(
+                    "{:>4} {:<16} {:<18} {:>9.4} {:>6.3} {:>6.3} {:>8.4}  {}",
+                    i + 1,
+                    e["node"].as_str().unwrap_or("-"),
+                    e["type"].as_str().unwrap_or("-"),
+                    e["score"].as_f64().unwrap_or(0.0),
+                    e["probability"].as_f64().unwrap_or(0.0),
+                    e["excess"].as_f64().unwrap_or(0.0),
+                    e["pagerank"].as_f64().unwrap_or(0.0),
+                    top.join(", ")
+                );
             }
         }
         Command::Workload(WorkloadCommand::Show { id }) => {
             let v = send(client.get(format!("{base}/api/workload/{id}"))).await?;
             workload_table(std::slice::from_ref(&v));
-            println!("\n{:>14} {:>7} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9}", "timestamp", "threads", "tps", "qps", "err/s", "p50_ms", "p95_ms", "p99_ms");
+            println!(
+                "\n{:>14} {:>7} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9}",
+                "timestamp", "threads", "tps", "qps", "err/s", "p50_ms", "p95_ms", "p99_ms"
+            );
             for i in v["intervals"].as_array().map(Vec::as_slice).unwrap_or_default() {
                 let l = &i["latency_ms"];
                 println!(
@@ -411,10 +535,14 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
 }
 
 /// An API answer's JSON body, or the API's error message (exit code 1).
-async fn answer(resp: Result<reqwest::Response, reqwest::Error>, base: &str) -> Result<Value, (u8, String)> {
+async fn answer(
+    resp: Result<reqwest::Response, reqwest::Error>,
+    base: &str,
+) -> Result<Value, (u8, String)> {
     let resp = resp.map_err(|e| (1u8, format!("cannot reach {base}: {e}")))?;
     let status = resp.status();
-    let body: Value = resp.json().await.map_err(|e| (1u8, format!("bad answer from {base}: {e}")))?;
+    let body: Value =
+        resp.json().await.map_err(|e| (1u8, format!("bad answer from {base}: {e}")))?;
     if status.is_success() {
         Ok(body)
     } else {
@@ -425,7 +553,10 @@ async fn answer(resp: Result<reqwest::Response, reqwest::Error>, base: &str) -> 
 /// Runs `distdiag-lab SUBCOMMAND ARGS` (beside this executable, else on
 /// PATH) with this command's global options, and exits with its status.
 fn lab(cli: &Cli, sub: &str, args: &[String]) -> Result<(), (u8, String)> {
-    let beside = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("distdiag-lab"))).filter(|p| p.is_file());
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("distdiag-lab")))
+        .filter(|p| p.is_file());
     let program = beside.unwrap_or_else(|| PathBuf::from("distdiag-lab"));
     let mut cmd = std::process::Command::new(&program);
     cmd.arg("--url").arg(&cli.url).arg("--data-dir").arg(&cli.data_dir);
@@ -446,7 +577,13 @@ fn lab(cli: &Cli, sub: &str, args: &[String]) -> Result<(), (u8, String)> {
 /// Percent-encodes a query value (times may contain ':' and '+').
 fn urlencode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -457,7 +594,10 @@ mod tests {
     #[test]
     fn parameters_are_typed() {
         assert_eq!(parse_param("load_percent=50").unwrap(), ("load_percent".into(), json!(50)));
-        assert_eq!(parse_param("ports=[3306,33060]").unwrap(), ("ports".into(), json!([3306, 33060])));
+        assert_eq!(
+            parse_param("ports=[3306,33060]").unwrap(),
+            ("ports".into(), json!([3306, 33060]))
+        );
         assert_eq!(parse_param("interface=eth0").unwrap(), ("interface".into(), json!("eth0")));
         assert_eq!(parse_param("path=/var/tmp").unwrap(), ("path".into(), json!("/var/tmp")));
         assert!(parse_param("no-equals").is_err());

@@ -61,7 +61,9 @@ pub fn validate_metric_name(name: &str) -> Result<(), String> {
     }
     if let Some(l) = label {
         if l.is_empty() || !l.chars().all(is_label_char) {
-            return Err(format!("metric name {name:?}: the label after ':' must be [A-Za-z0-9_.@-]+"));
+            return Err(format!(
+                "metric name {name:?}: the label after ':' must be [A-Za-z0-9_.@-]+"
+            ));
         }
     }
     Ok(())
@@ -134,10 +136,14 @@ mod tests {
 
     #[test]
     fn names_follow_the_grammar() {
-        for ok in ["cpu.user", "disk.read_bytes:sda", "net.rx_bytes:veth0@if2", "load1", "cpu.user:cpu12"] {
+        for ok in
+            ["cpu.user", "disk.read_bytes:sda", "net.rx_bytes:veth0@if2", "load1", "cpu.user:cpu12"]
+        {
             assert_eq!(validate_metric_name(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "Cpu.user", "cpu..user", "cpu.user:", "cpu user", "1cpu", "cpu.user:a b", "cpu/x"] {
+        for bad in
+            ["", "Cpu.user", "cpu..user", "cpu.user:", "cpu user", "1cpu", "cpu.user:a b", "cpu/x"]
+        {
             assert!(validate_metric_name(bad).is_err(), "{bad:?} accepted");
         }
         assert!(validate_metric_name(&"a".repeat(MAX_METRIC_NAME + 1)).is_err());
@@ -165,7 +171,14 @@ mod tests {
 
     #[test]
     fn rates_are_per_second_and_skip_gaps() {
-        let pts = [(1000, 100.0), (2000, 300.0), (2000, 400.0), (4000, f64::NAN), (5000, 700.0), (6000, 5.0)];
+        let pts = [
+            (1000, 100.0),
+            (2000, 300.0),
+            (2000, 400.0),
+            (4000, f64::NAN),
+            (5000, 700.0),
+            (6000, 5.0),
+        ];
         let r = counter_rates(&pts);
         // 1000->2000: 200/s; a repeated timestamp yields no rate but replaces the
         // reading; NaN skipped; 2000->5000: (700-400)/3 s; then a reset -> 5/s.

@@ -33,8 +33,12 @@ impl From<CodecError> for ProtocolError {
     fn from(e: CodecError) -> Self {
         match e {
             CodecError::FrameTooLarge { len, max } => ProtocolError::FrameTooLarge { len, max },
-            CodecError::VersionMismatch { ours, theirs } => ProtocolError::VersionMismatch { ours, theirs },
-            CodecError::NotHello => ProtocolError::Unexpected("the first message must be a hello".into()),
+            CodecError::VersionMismatch { ours, theirs } => {
+                ProtocolError::VersionMismatch { ours, theirs }
+            }
+            CodecError::NotHello => {
+                ProtocolError::Unexpected("the first message must be a hello".into())
+            }
             CodecError::Decode(m) | CodecError::Encode(m) => ProtocolError::Malformed(m),
         }
     }
@@ -50,7 +54,8 @@ pub fn encode_frame<T: Serialize>(msg: &T, max: u32) -> Result<Vec<u8>, CodecErr
         bincode::ErrorKind::SizeLimit => CodecError::FrameTooLarge { len: u64::MAX, max },
         other => CodecError::Encode(other.to_string()),
     })?;
-    let len = u32::try_from(payload.len()).map_err(|_| CodecError::FrameTooLarge { len: payload.len() as u64, max })?;
+    let len = u32::try_from(payload.len())
+        .map_err(|_| CodecError::FrameTooLarge { len: payload.len() as u64, max })?;
     if len > max {
         return Err(CodecError::FrameTooLarge { len: u64::from(len), max });
     }
@@ -139,9 +144,24 @@ mod tests {
         Hello {
             version,
             node: "n1".into(),
-            host: HostFacts { hostname: "h".into(), kernel: "6.1".into(), cpus: 2, mem_total_bytes: 1 << 30, boot_time_s: 1, agent_version: "0.1.0".into() },
-            capabilities: Capabilities { cgroup: CgroupVersion::V1, net_admin: false, fault_backends: vec![] },
-            catalog: vec![MetricDesc { name: "cpu.user".into(), kind: MetricKind::Counter, unit: "seconds".into() }],
+            host: HostFacts {
+                hostname: "h".into(),
+                kernel: "6.1".into(),
+                cpus: 2,
+                mem_total_bytes: 1 << 30,
+                boot_time_s: 1,
+                agent_version: "0.1.0".into(),
+            },
+            capabilities: Capabilities {
+                cgroup: CgroupVersion::V1,
+                net_admin: false,
+                fault_backends: vec![],
+            },
+            catalog: vec![MetricDesc {
+                name: "cpu.user".into(),
+                kind: MetricKind::Counter,
+                unit: "seconds".into(),
+            }],
             interval_ms: 1000,
         }
     }
@@ -149,7 +169,10 @@ mod tests {
     #[test]
     fn hello_roundtrips_and_version_is_checked_first() {
         let f = encode_frame(&AgentMsg::Hello(hello(PROTOCOL_VERSION)), DEFAULT_MAX_FRAME).unwrap();
-        assert_eq!(decode_hello(&f[HEADER_LEN..], DEFAULT_MAX_FRAME).unwrap(), hello(PROTOCOL_VERSION));
+        assert_eq!(
+            decode_hello(&f[HEADER_LEN..], DEFAULT_MAX_FRAME).unwrap(),
+            hello(PROTOCOL_VERSION)
+        );
         let f = encode_frame(&AgentMsg::Hello(hello(7)), DEFAULT_MAX_FRAME).unwrap();
         assert_eq!(
             decode_hello(&f[HEADER_LEN..], DEFAULT_MAX_FRAME),
@@ -158,14 +181,20 @@ mod tests {
         // A future hello whose tail we cannot parse still yields the version error.
         let mut p = f[HEADER_LEN..HEADER_LEN + 2].to_vec();
         p.extend_from_slice(&[0xff; 3]);
-        assert!(matches!(decode_hello(&p, DEFAULT_MAX_FRAME), Err(CodecError::VersionMismatch { theirs: 7, .. })));
+        assert!(matches!(
+            decode_hello(&p, DEFAULT_MAX_FRAME),
+            Err(CodecError::VersionMismatch { theirs: 7, .. })
+        ));
         let b = encode_frame(&AgentMsg::Heartbeat { ts_ms: 5 }, DEFAULT_MAX_FRAME).unwrap();
         assert_eq!(decode_hello(&b[HEADER_LEN..], DEFAULT_MAX_FRAME), Err(CodecError::NotHello));
     }
 
     #[test]
     fn oversized_frames_are_refused_on_both_sides() {
-        let big = AgentMsg::Batch(Batch { seq: 1, rows: vec![Row { ts_ms: 1, values: vec![1.5; 1000] }] });
+        let big = AgentMsg::Batch(Batch {
+            seq: 1,
+            rows: vec![Row { ts_ms: 1, values: vec![1.5; 1000] }],
+        });
         assert!(matches!(encode_frame(&big, 100), Err(CodecError::FrameTooLarge { .. })));
         let mut d = FrameDecoder::new(100);
         d.push(&101u32.to_be_bytes());
@@ -183,14 +212,17 @@ mod tests {
     }
 
     fn arb_row() -> impl Strategy<Value = Row> {
-        (any::<i64>(), prop::collection::vec(any::<f64>(), 0..40)).prop_map(|(ts_ms, values)| Row { ts_ms, values })
+        (any::<i64>(), prop::collection::vec(any::<f64>(), 0..40))
+            .prop_map(|(ts_ms, values)| Row { ts_ms, values })
     }
 
     fn arb_msg() -> impl Strategy<Value = AgentMsg> {
         prop_oneof![
-            (any::<u64>(), prop::collection::vec(arb_row(), 0..8)).prop_map(|(seq, rows)| AgentMsg::Batch(Batch { seq, rows })),
+            (any::<u64>(), prop::collection::vec(arb_row(), 0..8))
+                .prop_map(|(seq, rows)| AgentMsg::Batch(Batch { seq, rows })),
             any::<i64>().prop_map(|ts_ms| AgentMsg::Heartbeat { ts_ms }),
-            ("[a-z]{1,12}", "[a-z]{0,8}").prop_map(|(n, u)| AgentMsg::Catalog(vec![MetricDesc::gauge(n, &u)])),
+            ("[a-z]{1,12}", "[a-z]{0,8}")
+                .prop_map(|(n, u)| AgentMsg::Catalog(vec![MetricDesc::gauge(n, &u)])),
         ]
     }
 
@@ -203,7 +235,10 @@ mod tests {
                     && x.rows.iter().zip(&y.rows).all(|(r, s)| {
                         r.ts_ms == s.ts_ms
                             && r.values.len() == s.values.len()
-                            && r.values.iter().zip(&s.values).all(|(p, q)| p.to_bits() == q.to_bits())
+                            && r.values
+                                .iter()
+                                .zip(&s.values)
+                                .all(|(p, q)| p.to_bits() == q.to_bits())
                     })
             }
             _ => a == b,

@@ -21,12 +21,35 @@ pub enum MemorySize {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultSpec {
-    CpuStress { workers: u32, load_percent: u8 },
-    MemoryStress { size: MemorySize },
-    DiskStress { workers: u32, bytes: u64, path: Option<String> },
-    NetworkDelay { latency_ms: u32, jitter_ms: u32, interface: Option<String>, peers: Vec<String>, ports: Vec<u16> },
-    NetworkLoss { percent: f32, interface: Option<String>, peers: Vec<String>, ports: Vec<u16> },
-    NetworkBandwidth { rate_kbit: u64, interface: Option<String> },
+    CpuStress {
+        workers: u32,
+        load_percent: u8,
+    },
+    MemoryStress {
+        size: MemorySize,
+    },
+    DiskStress {
+        workers: u32,
+        bytes: u64,
+        path: Option<String>,
+    },
+    NetworkDelay {
+        latency_ms: u32,
+        jitter_ms: u32,
+        interface: Option<String>,
+        peers: Vec<String>,
+        ports: Vec<u16>,
+    },
+    NetworkLoss {
+        percent: f32,
+        interface: Option<String>,
+        peers: Vec<String>,
+        ports: Vec<u16>,
+    },
+    NetworkBandwidth {
+        rate_kbit: u64,
+        interface: Option<String>,
+    },
 }
 
 /// Life-cycle state of a fault on an agent.
@@ -63,13 +86,19 @@ impl FaultSpec {
                     return Err(format!("cpu_stress: workers = {workers} is outside 1..=256"));
                 }
                 if !(1..=100).contains(load_percent) {
-                    return Err(format!("cpu_stress: load_percent = {load_percent} is outside 1..=100"));
+                    return Err(format!(
+                        "cpu_stress: load_percent = {load_percent} is outside 1..=100"
+                    ));
                 }
             }
             FaultSpec::MemoryStress { size } => match size {
-                MemorySize::Bytes(b) if *b < 1 << 20 => return Err(format!("memory_stress: {b} bytes is below 1 MiB")),
+                MemorySize::Bytes(b) if *b < 1 << 20 => {
+                    return Err(format!("memory_stress: {b} bytes is below 1 MiB"))
+                }
                 MemorySize::PercentOfAvailable(p) if !(*p > 0.0 && *p <= 90.0) => {
-                    return Err(format!("memory_stress: percent_of_available = {p} is outside (0, 90]"));
+                    return Err(format!(
+                        "memory_stress: percent_of_available = {p} is outside (0, 90]"
+                    ));
                 }
                 _ => {}
             },
@@ -82,7 +111,9 @@ impl FaultSpec {
                 }
                 if let Some(p) = path {
                     if !p.starts_with('/') || p.split('/').any(|c| c == "..") {
-                        return Err(format!("disk_stress: path {p:?} must be absolute and must not contain '..'"));
+                        return Err(format!(
+                            "disk_stress: path {p:?} must be absolute and must not contain '..'"
+                        ));
                     }
                 }
             }
@@ -116,9 +147,25 @@ mod tests {
         assert!(FaultSpec::CpuStress { workers: 0, load_percent: 100 }.validate().is_err());
         assert!(FaultSpec::CpuStress { workers: 1, load_percent: 101 }.validate().is_err());
         assert!(FaultSpec::MemoryStress { size: MemorySize::Bytes(256 << 20) }.validate().is_ok());
-        assert!(FaultSpec::MemoryStress { size: MemorySize::PercentOfAvailable(95.0) }.validate().is_err());
-        assert!(FaultSpec::DiskStress { workers: 1, bytes: 64 << 20, path: Some("../x".into()) }.validate().is_err());
-        assert!(FaultSpec::NetworkDelay { latency_ms: 100, jitter_ms: 200, interface: None, peers: vec![], ports: vec![] }.validate().is_err());
-        assert_eq!(FaultSpec::NetworkLoss { percent: 5.0, interface: None, peers: vec![], ports: vec![] }.kind(), "network_loss");
+        assert!(FaultSpec::MemoryStress { size: MemorySize::PercentOfAvailable(95.0) }
+            .validate()
+            .is_err());
+        assert!(FaultSpec::DiskStress { workers: 1, bytes: 64 << 20, path: Some("../x".into()) }
+            .validate()
+            .is_err());
+        assert!(FaultSpec::NetworkDelay {
+            latency_ms: 100,
+            jitter_ms: 200,
+            interface: None,
+            peers: vec![],
+            ports: vec![]
+        }
+        .validate()
+        .is_err());
+        assert_eq!(
+            FaultSpec::NetworkLoss { percent: 5.0, interface: None, peers: vec![], ports: vec![] }
+                .kind(),
+            "network_loss"
+        );
     }
 }

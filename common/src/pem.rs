@@ -19,7 +19,10 @@ fn err(path: &Path, e: impl std::fmt::Display) -> PemError {
 
 /// Every certificate of a PEM file (at least one).
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PemError> {
-    let certs = CertificateDer::pem_file_iter(path).map_err(|e| err(path, e))?.collect::<Result<Vec<_>, _>>().map_err(|e| err(path, e))?;
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| err(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(path, e))?;
     if certs.is_empty() {
         return Err(err(path, "no certificate found"));
     }

@@ -98,22 +98,41 @@ pub enum AgentMsg {
     /// The whole catalog after it grew; the old catalog must be a prefix of it.
     Catalog(Vec<MetricDesc>),
     Batch(Batch),
-    Heartbeat { ts_ms: i64 },
-    FaultStatus { id: String, state: FaultState, detail: String },
+    Heartbeat {
+        ts_ms: i64,
+    },
+    FaultStatus {
+        id: String,
+        state: FaultState,
+        detail: String,
+    },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum CoordMsg {
     /// Accepted; `node` is the identity taken from the certificate and
     /// `max_frame` the largest frame the coordinator takes.
-    Welcome { node: String, max_frame: u32 },
+    Welcome {
+        node: String,
+        max_frame: u32,
+    },
     /// Batch `seq` is durable.
-    Ack { seq: u64 },
+    Ack {
+        seq: u64,
+    },
     /// The connection is about to be closed for this reason.
     Refused(ProtocolError),
-    Heartbeat { ts_ms: i64 },
-    ApplyFault { id: String, spec: FaultSpec, deadline_ms: i64 },
-    RevertFault { id: String },
+    Heartbeat {
+        ts_ms: i64,
+    },
+    ApplyFault {
+        id: String,
+        spec: FaultSpec,
+        deadline_ms: i64,
+    },
+    RevertFault {
+        id: String,
+    },
     RevertAll,
 }
 

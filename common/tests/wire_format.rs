@@ -24,9 +24,15 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>)> {
         capabilities: Capabilities {
             cgroup: CgroupVersion::V2,
             net_admin: true,
-            fault_backends: vec![FaultBackend { kind: "network_delay".into(), mechanism: "nfqueue".into() }],
+            fault_backends: vec![FaultBackend {
+                kind: "network_delay".into(),
+                mechanism: "nfqueue".into(),
+            }],
         },
-        catalog: vec![MetricDesc::counter("cpu.user", "seconds"), MetricDesc::gauge("mem.available", "bytes")],
+        catalog: vec![
+            MetricDesc::counter("cpu.user", "seconds"),
+            MetricDesc::gauge("mem.available", "bytes"),
+        ],
         interval_ms: 1000,
     });
     let batch = AgentMsg::Batch(Batch {
@@ -59,7 +65,10 @@ fn hex(b: &[u8]) -> String {
 
 #[test]
 fn wire_bytes_match_the_golden_fixture() {
-    let path = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())).join(format!("tests/fixtures/wire_v{PROTOCOL_VERSION}.txt"));
+    let path = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join(format!("tests/fixtures/wire_v{PROTOCOL_VERSION}.txt"));
     let now: String = fixtures().iter().map(|(n, b)| format!("{n} {}\n", hex(b))).collect();
     if std::env::var_os("DISTDIAG_BLESS").is_some() {
         std::fs::write(&path, &now).unwrap();

@@ -15,10 +15,10 @@ use crate::config::Config;
 use crate::dbfault::DbFaults;
 use crate::dbprobe::DbProbes;
 use crate::faults::Faults;
-use distdiag_workload::Workloads;
 use crate::ingest::{self, Ingest, Registry};
-use distdiag_store::{SeriesStore, SledStore};
 use crate::telemetry::Telemetry;
+use distdiag_store::{SeriesStore, SledStore};
+use distdiag_workload::Workloads;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -44,7 +44,8 @@ pub struct Running {
 
 fn generate_token() -> Result<String, AppError> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| AppError::Runtime(format!("no randomness for the API token: {e}")))?;
+    getrandom::fill(&mut bytes)
+        .map_err(|e| AppError::Runtime(format!("no randomness for the API token: {e}")))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -60,18 +61,19 @@ fn load_token(path: &Path) -> Result<(String, Option<PathBuf>), AppError> {
         Ok(t) if !t.trim().is_empty() => return Ok((t.trim().to_owned(), Some(path.to_owned()))),
         Ok(_) => return Err(AppError::Setup(format!("token file {} is empty", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(AppError::Setup(format!("cannot read token file {}: {e}", path.display()))),
+        Err(e) => {
+            return Err(AppError::Setup(format!("cannot read token file {}: {e}", path.display())))
+        }
     }
     let token = generate_token()?;
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| AppError::Setup(format!("cannot create token file {}: {e}", path.display())))?;
-    writeln!(f, "{token}").map_err(|e| AppError::Setup(format!("cannot write token file {}: {e}", path.display())))?;
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(
+            |e| AppError::Setup(format!("cannot create token file {}: {e}", path.display())),
+        )?;
+    writeln!(f, "{token}")
+        .map_err(|e| AppError::Setup(format!("cannot write token file {}: {e}", path.display())))?;
     info!(path = %path.display(), "generated the API bearer token");
     Ok((token, Some(path.to_owned())))
 }
@@ -88,13 +90,20 @@ pub fn preflight(cfg: &Config) -> Result<quinn::ServerConfig, AppError> {
             )));
         }
     }
-    crate::tls::server_config(&cfg.ca_cert(), &cfg.server_cert(), &cfg.server_key(), cfg.ingest.idle_timeout_ms).map_err(|e| AppError::Setup(e.to_string()))
+    crate::tls::server_config(
+        &cfg.ca_cert(),
+        &cfg.server_cert(),
+        &cfg.server_key(),
+        cfg.ingest.idle_timeout_ms,
+    )
+    .map_err(|e| AppError::Setup(e.to_string()))
 }
 
 /// Starts the coordinator; returns once both listeners are bound.
 pub async fn start(cfg: Config) -> Result<Running, AppError> {
     let server_config = preflight(&cfg)?;
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| AppError::Setup(format!("cannot create {}: {e}", cfg.data_dir.display())))?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| AppError::Setup(format!("cannot create {}: {e}", cfg.data_dir.display())))?;
     let (token, token_file) = load_token(&cfg.token_file())?;
     let store_dir = cfg.store_dir();
     let tuning = cfg.store.tuning.clone();
@@ -105,18 +114,25 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
             .map_err(|e| AppError::Runtime(format!("cannot open the store: {e}")))?,
     );
     let telemetry = Arc::new(Telemetry::default());
-    let (writer, _writer_thread) = ingest::spawn_writer(store.clone(), telemetry.clone(), 8192).map_err(|e| AppError::Runtime(e.to_string()))?;
+    let (writer, _writer_thread) = ingest::spawn_writer(store.clone(), telemetry.clone(), 8192)
+        .map_err(|e| AppError::Runtime(e.to_string()))?;
     let registry = Registry::default();
     let faults = Arc::new(
-        Faults::new(store.clone(), registry.clone(), Duration::from_millis(cfg.faults.answer_timeout_ms)).map_err(|e| AppError::Runtime(format!("cannot read fault records: {e}")))?,
+        Faults::new(
+            store.clone(),
+            registry.clone(),
+            Duration::from_millis(cfg.faults.answer_timeout_ms),
+        )
+        .map_err(|e| AppError::Runtime(format!("cannot read fault records: {e}")))?,
     );
 
-    let endpoint = quinn::Endpoint::server(server_config, cfg.ingest.listen)
-        .map_err(|e| AppError::Runtime(format!("cannot bind QUIC ingest on {}: {e}", cfg.ingest.listen)))?;
+    let endpoint = quinn::Endpoint::server(server_config, cfg.ingest.listen).map_err(|e| {
+        AppError::Runtime(format!("cannot bind QUIC ingest on {}: {e}", cfg.ingest.listen))
+    })?;
     let ingest_addr = endpoint.local_addr().map_err(|e| AppError::Runtime(e.to_string()))?;
-    let listener = tokio::net::TcpListener::bind(cfg.api.listen)
-        .await
-        .map_err(|e| AppError::Runtime(format!("cannot bind the API on {}: {e}", cfg.api.listen)))?;
+    let listener = tokio::net::TcpListener::bind(cfg.api.listen).await.map_err(|e| {
+        AppError::Runtime(format!("cannot bind the API on {}: {e}", cfg.api.listen))
+    })?;
     let api_addr = listener.local_addr().map_err(|e| AppError::Runtime(e.to_string()))?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -128,10 +144,15 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
         telemetry: telemetry.clone(),
         max_frame: cfg.ingest.max_frame_bytes,
     });
-    let mut tasks = vec![tokio::spawn(ingest::serve(endpoint.clone(), ingest_state, shutdown_rx.clone()))];
+    let mut tasks =
+        vec![tokio::spawn(ingest::serve(endpoint.clone(), ingest_state, shutdown_rx.clone()))];
 
     let probes = Arc::new(DbProbes::new(cfg.databases.clone()));
-    tasks.extend(probes.spawn(store.clone(), Duration::from_millis(cfg.probe.interval_ms), shutdown_rx.clone()));
+    tasks.extend(probes.spawn(
+        store.clone(),
+        Duration::from_millis(cfg.probe.interval_ms),
+        shutdown_rx.clone(),
+    ));
     let workloads = Workloads::new(cfg.databases.clone(), store.clone());
     workloads.recover();
     let dbfaults = DbFaults::new(store.clone(), cfg.databases.clone(), workloads.clone());
@@ -140,10 +161,20 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
             warn!(fault = %id, %error, "a database fault from the previous run is still applied; retrying every minute");
         }
     }
-    let merge: std::collections::BTreeMap<String, String> = cfg.databases.iter().filter_map(|t| t.host_node.clone().map(|h| (t.store_node(), h))).collect();
+    let merge: std::collections::BTreeMap<String, String> = cfg
+        .databases
+        .iter()
+        .filter_map(|t| t.host_node.clone().map(|h| (t.store_node(), h)))
+        .collect();
     let training = crate::training::Training::new(store.clone());
     let models = crate::models::Models::new(store.clone());
-    let online = crate::online::Online::new(store.clone(), models.clone(), cfg.diagnosis.clone(), merge.clone(), shutdown_rx.clone());
+    let online = crate::online::Online::new(
+        store.clone(),
+        models.clone(),
+        cfg.diagnosis.clone(),
+        merge.clone(),
+        shutdown_rx.clone(),
+    );
     if cfg.diagnosis.enabled {
         tasks.push(tokio::spawn(online.clone().run(shutdown_rx.clone())));
     }
@@ -173,14 +204,38 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
             warn!(%error, "API server ended");
         }
     }));
-    tasks.push(tokio::spawn(housekeeping(store.clone(), faults, dbfaults.clone(), telemetry, cfg.store.retention_hours, shutdown_rx)));
+    tasks.push(tokio::spawn(housekeeping(
+        store.clone(),
+        faults,
+        dbfaults.clone(),
+        telemetry,
+        cfg.store.retention_hours,
+        shutdown_rx,
+    )));
     info!(api = %api_addr, ingest = %ingest_addr, data = %cfg.data_dir.display(), databases = cfg.databases.len(), "coordinator running");
-    Ok(Running { api_addr, ingest_addr, token_file, store, endpoint, shutdown, tasks, workloads, dbfaults })
+    Ok(Running {
+        api_addr,
+        ingest_addr,
+        token_file,
+        store,
+        endpoint,
+        shutdown,
+        tasks,
+        workloads,
+        dbfaults,
+    })
 }
 
 /// Every 5 s: measures the ingest rate and seals nodes that pin old log
 /// segments; every minute: applies retention.
-async fn housekeeping(store: Arc<dyn SeriesStore>, faults: Arc<Faults>, dbfaults: Arc<DbFaults>, t: Arc<Telemetry>, retention_hours: u32, mut stop: watch::Receiver<bool>) {
+async fn housekeeping(
+    store: Arc<dyn SeriesStore>,
+    faults: Arc<Faults>,
+    dbfaults: Arc<DbFaults>,
+    t: Arc<Telemetry>,
+    retention_hours: u32,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let mut last = t.values.load(Ordering::Relaxed);
     let mut last_at = std::time::Instant::now();
@@ -193,7 +248,8 @@ async fn housekeeping(store: Arc<dyn SeriesStore>, faults: Arc<Faults>, dbfaults
         let now = t.values.load(Ordering::Relaxed);
         let secs = last_at.elapsed().as_secs_f64();
         if secs > 0.0 {
-            t.values_per_second_bits.store(((now - last) as f64 / secs).to_bits(), Ordering::Relaxed);
+            t.values_per_second_bits
+                .store(((now - last) as f64 / secs).to_bits(), Ordering::Relaxed);
         }
         (last, last_at) = (now, std::time::Instant::now());
         faults.sweep(ingest::now_ms(), 30_000);
@@ -239,7 +295,11 @@ impl Running {
         // begins with an empty log. Two flushes: the first makes the blocks
         // durable, the second lets the log drop the segments they replace.
         let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || store.seal_all().and_then(|()| store.flush()).and_then(|()| store.flush())).await {
+        match tokio::task::spawn_blocking(move || {
+            store.seal_all().and_then(|()| store.flush()).and_then(|()| store.flush())
+        })
+        .await
+        {
             Ok(Ok(())) => info!("store sealed and flushed; coordinator stopped"),
             Ok(Err(error)) => warn!(%error, "final flush failed"),
             Err(error) => warn!(%error, "final flush task failed"),

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use distdiag_workload::db::DbTarget;
 use distdiag_store::StoreConfig;
+use distdiag_workload::db::DbTarget;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -77,7 +77,14 @@ pub struct TopologyEdge {
 
 impl Default for DiagnosisConfig {
     fn default() -> Self {
-        DiagnosisConfig { enabled: true, window: distdiag_diagnose::WindowConfig::default(), history_rankings: 17_280, alert_webhook: None, alert_threshold: 0.8, topology: Vec::new() }
+        DiagnosisConfig {
+            enabled: true,
+            window: distdiag_diagnose::WindowConfig::default(),
+            history_rankings: 17_280,
+            alert_webhook: None,
+            alert_threshold: 0.8,
+            topology: Vec::new(),
+        }
     }
 }
 
@@ -94,7 +101,11 @@ pub struct FaultsConfig {
 
 impl Default for FaultsConfig {
     fn default() -> Self {
-        FaultsConfig { default_duration_ms: 60_000, max_duration_ms: 3_600_000, answer_timeout_ms: 10_000 }
+        FaultsConfig {
+            default_duration_ms: 60_000,
+            max_duration_ms: 3_600_000,
+            answer_timeout_ms: 10_000,
+        }
     }
 }
 
@@ -176,8 +187,10 @@ impl Default for StoreSection {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.to_owned(), reason: e.to_string() })?;
-        let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.to_owned(), reason: e.to_string() })?;
+        let cfg: Config = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), reason: e.to_string() })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -185,19 +198,34 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if !(4096..=64 << 20).contains(&self.ingest.max_frame_bytes) {
-            return bad(format!("ingest.max_frame_bytes = {} is outside 4096..=67108864", self.ingest.max_frame_bytes));
+            return bad(format!(
+                "ingest.max_frame_bytes = {} is outside 4096..=67108864",
+                self.ingest.max_frame_bytes
+            ));
         }
         if !(1_000..=600_000).contains(&self.ingest.idle_timeout_ms) {
-            return bad(format!("ingest.idle_timeout_ms = {} is outside 1000..=600000", self.ingest.idle_timeout_ms));
+            return bad(format!(
+                "ingest.idle_timeout_ms = {} is outside 1000..=600000",
+                self.ingest.idle_timeout_ms
+            ));
         }
         if !(1_000..=86_400_000).contains(&self.store.tuning.block_span_ms) {
-            return bad(format!("store.block_span_ms = {} is outside 1000..=86400000", self.store.tuning.block_span_ms));
+            return bad(format!(
+                "store.block_span_ms = {} is outside 1000..=86400000",
+                self.store.tuning.block_span_ms
+            ));
         }
         if !(2..=100_000).contains(&self.store.tuning.block_rows) {
-            return bad(format!("store.block_rows = {} is outside 2..=100000", self.store.tuning.block_rows));
+            return bad(format!(
+                "store.block_rows = {} is outside 2..=100000",
+                self.store.tuning.block_rows
+            ));
         }
         if !(1 << 16..=1 << 32).contains(&self.store.tuning.wal_segment_bytes) {
-            return bad(format!("store.wal_segment_bytes = {} is outside 65536..=4294967296", self.store.tuning.wal_segment_bytes));
+            return bad(format!(
+                "store.wal_segment_bytes = {} is outside 65536..=4294967296",
+                self.store.tuning.wal_segment_bytes
+            ));
         }
         if self.store.tuning.cache_bytes < 1 << 20 {
             return bad("store.cache_bytes must be at least 1048576".into());
@@ -207,7 +235,10 @@ impl Config {
             return bad(format!("diagnosis.window: {e}"));
         }
         if !(0.0..=1.0).contains(&d.alert_threshold) || d.history_rankings > 1_000_000 {
-            return bad("diagnosis: alert_threshold must be in 0..=1 and history_rankings at most 1000000".into());
+            return bad(
+                "diagnosis: alert_threshold must be in 0..=1 and history_rankings at most 1000000"
+                    .into(),
+            );
         }
         if let Some(url) = &d.alert_webhook {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -218,17 +249,29 @@ impl Config {
             return bad("diagnosis.topology weights must be finite and >= 0".into());
         }
         let f = &self.faults;
-        if !(1_000..=86_400_000).contains(&f.max_duration_ms) || f.default_duration_ms == 0 || f.default_duration_ms > f.max_duration_ms {
-            return bad(format!("faults: need 0 < default_duration_ms ({}) <= max_duration_ms ({}) <= 86400000", f.default_duration_ms, f.max_duration_ms));
+        if !(1_000..=86_400_000).contains(&f.max_duration_ms)
+            || f.default_duration_ms == 0
+            || f.default_duration_ms > f.max_duration_ms
+        {
+            return bad(format!(
+                "faults: need 0 < default_duration_ms ({}) <= max_duration_ms ({}) <= 86400000",
+                f.default_duration_ms, f.max_duration_ms
+            ));
         }
         if !(100..=600_000).contains(&f.answer_timeout_ms) {
-            return bad(format!("faults.answer_timeout_ms = {} is outside 100..=600000", f.answer_timeout_ms));
+            return bad(format!(
+                "faults.answer_timeout_ms = {} is outside 100..=600000",
+                f.answer_timeout_ms
+            ));
         }
         if self.api.listen == self.ingest.listen {
             return bad("api.listen and ingest.listen must differ".into());
         }
         if !(1_000..=300_000).contains(&self.probe.interval_ms) {
-            return bad(format!("probe.interval_ms = {} is outside 1000..=300000", self.probe.interval_ms));
+            return bad(format!(
+                "probe.interval_ms = {} is outside 1000..=300000",
+                self.probe.interval_ms
+            ));
         }
         for (i, t) in self.databases.iter().enumerate() {
             t.validate().map_err(ConfigError::Invalid)?;
@@ -291,7 +334,11 @@ mod tests {
 
     #[test]
     fn example_config_is_valid() {
-        let path = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())).join("../examples/coordinator.toml");
+        let path = std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("../examples/coordinator.toml");
         Config::load(&path).unwrap();
     }
 }

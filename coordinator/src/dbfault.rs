@@ -20,16 +20,17 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use distdiag_workload::db::{check_ident, col_f64, col_string, DbError, DbTarget, DialectKind};
-use distdiag_store::now_ms;
 use distdiag_api::faults::{DbFaultSpec, FaultPhase, FaultRecord, RecordSpec};
+use distdiag_store::now_ms;
 use distdiag_store::{SeriesStore, StoreError};
+use distdiag_workload::db::{check_ident, col_f64, col_string, DbError, DbTarget, DialectKind};
 use distdiag_workload::Workloads;
 
 /// Collection of recovery documents.
 const RECOVERY: &str = "dbfault_recovery";
 
-pub const KINDS: [&str; 4] = ["cache_bottleneck", "too_many_indexes", "workload_surge", "lock_contention"];
+pub const KINDS: [&str; 4] =
+    ["cache_bottleneck", "too_many_indexes", "workload_surge", "lock_contention"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbFaultError {
@@ -50,12 +51,23 @@ pub enum DbFaultError {
 #[serde(rename_all = "snake_case")]
 pub enum Recovery {
     /// An OceanBase parameter (`ALTER SYSTEM`) or a MySQL global variable, and its previous value.
-    ObParameter { name: String, previous: String },
-    MysqlVariable { name: String, previous: u64 },
+    ObParameter {
+        name: String,
+        previous: String,
+    },
+    MysqlVariable {
+        name: String,
+        previous: u64,
+    },
     /// Indexes (table, index) this fault creates; dropped if they exist.
-    Indexes { indexes: Vec<(String, String)> },
+    Indexes {
+        indexes: Vec<(String, String)>,
+    },
     /// The run and its concurrency before the surge.
-    Surge { workload_id: String, previous_threads: usize },
+    Surge {
+        workload_id: String,
+        previous_threads: usize,
+    },
     /// Sessions holding row locks end with their connections: nothing to restore.
     Sessions,
 }
@@ -109,8 +121,18 @@ pub struct DbFaultParams {
 }
 
 impl DbFaults {
-    pub fn new(store: Arc<dyn SeriesStore>, targets: Vec<DbTarget>, workloads: Arc<Workloads>) -> Arc<Self> {
-        Arc::new(DbFaults { store, targets, workloads, live: Mutex::new(BTreeMap::new()), seq: AtomicU64::new(0) })
+    pub fn new(
+        store: Arc<dyn SeriesStore>,
+        targets: Vec<DbTarget>,
+        workloads: Arc<Workloads>,
+    ) -> Arc<Self> {
+        Arc::new(DbFaults {
+            store,
+            targets,
+            workloads,
+            live: Mutex::new(BTreeMap::new()),
+            seq: AtomicU64::new(0),
+        })
     }
 
     fn target(&self, name: Option<&str>) -> Result<DbTarget, DbFaultError> {
@@ -134,7 +156,9 @@ impl DbFaults {
                 }
                 if let Some(b) = bytes {
                     if !(1 << 20..=1 << 40).contains(&b) {
-                        return bad(format!("cache_bottleneck: bytes = {b} is outside 1 MiB ..= 1 TiB"));
+                        return bad(format!(
+                            "cache_bottleneck: bytes = {b} is outside 1 MiB ..= 1 TiB"
+                        ));
                     }
                 }
                 Ok(DbFaultSpec::CacheBottleneck { database: t.name, percent, bytes })
@@ -145,9 +169,12 @@ impl DbFaults {
                 if !(1..=64).contains(&count) {
                     return bad(format!("too_many_indexes: count = {count} is outside 1..=64"));
                 }
-                let tables = if p.tables.is_empty() { vec!["sbtest1".to_owned()] } else { p.tables };
+                let tables =
+                    if p.tables.is_empty() { vec!["sbtest1".to_owned()] } else { p.tables };
                 for tb in &tables {
-                    check_ident(tb).map_err(|e| DbFaultError::Invalid(format!("too_many_indexes: table {e}")))?;
+                    check_ident(tb).map_err(|e| {
+                        DbFaultError::Invalid(format!("too_many_indexes: table {e}"))
+                    })?;
                 }
                 Ok(DbFaultSpec::TooManyIndexes { database: t.name, count, tables })
             }
@@ -155,7 +182,12 @@ impl DbFaults {
                 let id = match p.workload_id {
                     Some(id) => id,
                     None => {
-                        let running: Vec<_> = self.workloads.active().into_iter().filter(|r| r.phase() == distdiag_workload::Phase::Running).collect();
+                        let running: Vec<_> = self
+                            .workloads
+                            .active()
+                            .into_iter()
+                            .filter(|r| r.phase() == distdiag_workload::Phase::Running)
+                            .collect();
                         match running.as_slice() {
                             [one] => one.id.clone(),
                             [] => return bad("workload_surge: no workload is running".into()),
@@ -163,8 +195,17 @@ impl DbFaults {
                         }
                     }
                 };
-                let run = self.workloads.get(&id).filter(|r| r.phase() == distdiag_workload::Phase::Running).ok_or_else(|| DbFaultError::Invalid(format!("workload_surge: workload {id:?} is not running")))?;
-                let threads = p.threads.unwrap_or((run.threads() * 4).min(distdiag_workload::MAX_THREADS));
+                let run = self
+                    .workloads
+                    .get(&id)
+                    .filter(|r| r.phase() == distdiag_workload::Phase::Running)
+                    .ok_or_else(|| {
+                        DbFaultError::Invalid(format!(
+                            "workload_surge: workload {id:?} is not running"
+                        ))
+                    })?;
+                let threads =
+                    p.threads.unwrap_or((run.threads() * 4).min(distdiag_workload::MAX_THREADS));
                 if threads <= run.threads() || threads > distdiag_workload::MAX_THREADS {
                     return bad(format!("workload_surge: threads = {threads} must be above the current {} and at most {}", run.threads(), distdiag_workload::MAX_THREADS));
                 }
@@ -173,9 +214,14 @@ impl DbFaults {
             "lock_contention" => {
                 let t = self.target(p.database.as_deref())?;
                 let table = p.table.unwrap_or_else(|| "sbtest1".into());
-                check_ident(&table).map_err(|e| DbFaultError::Invalid(format!("lock_contention: table {e}")))?;
-                let (rows, sessions, hold_ms) = (p.rows.unwrap_or(4), p.sessions.unwrap_or(8), p.hold_ms.unwrap_or(200));
-                if !(1..=1000).contains(&rows) || !(1..=64).contains(&sessions) || !(1..=10_000).contains(&hold_ms) {
+                check_ident(&table)
+                    .map_err(|e| DbFaultError::Invalid(format!("lock_contention: table {e}")))?;
+                let (rows, sessions, hold_ms) =
+                    (p.rows.unwrap_or(4), p.sessions.unwrap_or(8), p.hold_ms.unwrap_or(200));
+                if !(1..=1000).contains(&rows)
+                    || !(1..=64).contains(&sessions)
+                    || !(1..=10_000).contains(&hold_ms)
+                {
                     return bad(format!("lock_contention: rows {rows} (1..=1000), sessions {sessions} (1..=64), hold_ms {hold_ms} (1..=10000)"));
                 }
                 Ok(DbFaultSpec::LockContention { database: t.name, table, rows, sessions, hold_ms })
@@ -184,26 +230,44 @@ impl DbFaults {
         }
     }
 
-    fn save_recovery(&self, id: &str, database: &str, recovery: &Recovery) -> Result<(), DbFaultError> {
-        let doc = RecoveryDoc { fault_id: id.to_owned(), database: database.to_owned(), recovery: recovery.clone() };
+    fn save_recovery(
+        &self,
+        id: &str,
+        database: &str,
+        recovery: &Recovery,
+    ) -> Result<(), DbFaultError> {
+        let doc = RecoveryDoc {
+            fault_id: id.to_owned(),
+            database: database.to_owned(),
+            recovery: recovery.clone(),
+        };
         let bytes = serde_json::to_vec(&doc).map_err(|e| DbFaultError::Invalid(e.to_string()))?;
         self.store.put_doc(RECOVERY, id, &bytes)?;
         Ok(())
     }
 
     /// Applies a fault until `duration_ms` from now.
-    pub async fn apply(self: &Arc<Self>, spec: DbFaultSpec, duration_ms: u64) -> Result<FaultRecord, DbFaultError> {
+    pub async fn apply(
+        self: &Arc<Self>,
+        spec: DbFaultSpec,
+        duration_ms: u64,
+    ) -> Result<FaultRecord, DbFaultError> {
         let now = now_ms();
         let id = format!("d{now}-{}", self.seq.fetch_add(1, Ordering::Relaxed));
         let (target, node) = match &spec {
             DbFaultSpec::WorkloadSurge { workload_id, .. } => {
-                let run = self.workloads.get(workload_id).ok_or_else(|| DbFaultError::Invalid(format!("unknown workload {workload_id:?}")))?;
-                let node = run.targets.first().map(|t| t.label_node()).unwrap_or_else(|| "cluster".into());
+                let run = self.workloads.get(workload_id).ok_or_else(|| {
+                    DbFaultError::Invalid(format!("unknown workload {workload_id:?}"))
+                })?;
+                let node =
+                    run.targets.first().map(|t| t.label_node()).unwrap_or_else(|| "cluster".into());
                 // A surge on a run over several databases is a cluster-wide fault.
                 let node = if run.targets.len() > 1 { "cluster".into() } else { node };
                 (None, node)
             }
-            DbFaultSpec::CacheBottleneck { database, .. } | DbFaultSpec::TooManyIndexes { database, .. } | DbFaultSpec::LockContention { database, .. } => {
+            DbFaultSpec::CacheBottleneck { database, .. }
+            | DbFaultSpec::TooManyIndexes { database, .. }
+            | DbFaultSpec::LockContention { database, .. } => {
                 let t = self.target(Some(database))?;
                 let node = t.label_node();
                 (Some(t), node)
@@ -260,7 +324,13 @@ impl DbFaults {
     }
 
     /// Does the change; returns the recovery, tasks that hold the fault, and a detail.
-    async fn execute(&self, id: &str, spec: &DbFaultSpec, t: Option<&DbTarget>, stop: &watch::Sender<bool>) -> Result<(Recovery, Vec<tokio::task::JoinHandle<()>>, String), DbFaultError> {
+    async fn execute(
+        &self,
+        id: &str,
+        spec: &DbFaultSpec,
+        t: Option<&DbTarget>,
+        stop: &watch::Sender<bool>,
+    ) -> Result<(Recovery, Vec<tokio::task::JoinHandle<()>>, String), DbFaultError> {
         match (spec, t) {
             (DbFaultSpec::CacheBottleneck { percent, bytes, .. }, Some(t)) => {
                 let mut c = t.connect(false, Duration::from_secs(5)).await?;
@@ -269,29 +339,60 @@ impl DbFaults {
                         let pct = percent.unwrap_or(10);
                         let mut found = None;
                         for name in ["memstore_limit_percentage", "_memstore_limit_percentage"] {
-                            let v: Option<Option<String>> = c.exec_first("SELECT VALUE FROM oceanbase.V$OB_PARAMETERS WHERE NAME = ?", (name,)).await.map_err(|e| sql_err(t, e))?;
+                            let v: Option<Option<String>> = c
+                                .exec_first(
+                                    "SELECT VALUE FROM oceanbase.V$OB_PARAMETERS WHERE NAME = ?",
+                                    (name,),
+                                )
+                                .await
+                                .map_err(|e| sql_err(t, e))?;
                             if let Some(Some(v)) = v {
                                 found = Some((name, v));
                                 break;
                             }
                         }
                         let (name, previous) = found.ok_or_else(|| sql_err(t, "neither memstore_limit_percentage nor _memstore_limit_percentage exists"))?;
-                        let prev_num: u32 = previous.trim().parse().map_err(|_| sql_err(t, format!("{name} is {previous:?}, not an integer; not touching it")))?;
-                        let recovery = Recovery::ObParameter { name: name.to_owned(), previous: prev_num.to_string() };
+                        let prev_num: u32 = previous.trim().parse().map_err(|_| {
+                            sql_err(
+                                t,
+                                format!("{name} is {previous:?}, not an integer; not touching it"),
+                            )
+                        })?;
+                        let recovery = Recovery::ObParameter {
+                            name: name.to_owned(),
+                            previous: prev_num.to_string(),
+                        };
                         self.save_recovery(id, &t.name, &recovery)?;
                         // ALTER SYSTEM binds no parameters: the text holds a name from the list above and a u8.
-                        c.query_drop(format!("ALTER SYSTEM SET {name} = {pct}")).await.map_err(|e| sql_err(t, e))?;
+                        c.query_drop(format!("ALTER SYSTEM SET {name} = {pct}"))
+                            .await
+                            .map_err(|e| sql_err(t, e))?;
                         (recovery, format!("{name}: {prev_num} -> {pct}"))
                     }
                     DialectKind::Mysql => {
                         let b = bytes.unwrap_or(8 << 20);
-                        let prev: Option<u64> = c.query_first("SELECT @@GLOBAL.innodb_buffer_pool_size").await.map_err(|e| sql_err(t, e))?;
-                        let prev = prev.ok_or_else(|| sql_err(t, "innodb_buffer_pool_size is unknown"))?;
-                        let recovery = Recovery::MysqlVariable { name: "innodb_buffer_pool_size".into(), previous: prev };
+                        let prev: Option<u64> = c
+                            .query_first("SELECT @@GLOBAL.innodb_buffer_pool_size")
+                            .await
+                            .map_err(|e| sql_err(t, e))?;
+                        let prev =
+                            prev.ok_or_else(|| sql_err(t, "innodb_buffer_pool_size is unknown"))?;
+                        let recovery = Recovery::MysqlVariable {
+                            name: "innodb_buffer_pool_size".into(),
+                            previous: prev,
+                        };
                         self.save_recovery(id, &t.name, &recovery)?;
-                        c.exec_drop("SET GLOBAL innodb_buffer_pool_size = ?", (b,)).await.map_err(|e| sql_err(t, e))?;
-                        let now: Option<u64> = c.query_first("SELECT @@GLOBAL.innodb_buffer_pool_size").await.map_err(|e| sql_err(t, e))?;
-                        (recovery, format!("innodb_buffer_pool_size: {prev} -> {}", now.unwrap_or(b)))
+                        c.exec_drop("SET GLOBAL innodb_buffer_pool_size = ?", (b,))
+                            .await
+                            .map_err(|e| sql_err(t, e))?;
+                        let now: Option<u64> = c
+                            .query_first("SELECT @@GLOBAL.innodb_buffer_pool_size")
+                            .await
+                            .map_err(|e| sql_err(t, e))?;
+                        (
+                            recovery,
+                            format!("innodb_buffer_pool_size: {prev} -> {}", now.unwrap_or(b)),
+                        )
                     }
                 };
                 let _ = c.disconnect().await;
@@ -341,10 +442,16 @@ impl DbFaults {
                 Ok((recovery, Vec::new(), format!("{count} indexes on {}", tables.join(", "))))
             }
             (DbFaultSpec::WorkloadSurge { workload_id, threads }, _) => {
-                let run = self.workloads.get(workload_id).ok_or_else(|| DbFaultError::Invalid(format!("unknown workload {workload_id:?}")))?;
-                let recovery = Recovery::Surge { workload_id: workload_id.clone(), previous_threads: run.threads() };
+                let run = self.workloads.get(workload_id).ok_or_else(|| {
+                    DbFaultError::Invalid(format!("unknown workload {workload_id:?}"))
+                })?;
+                let recovery = Recovery::Surge {
+                    workload_id: workload_id.clone(),
+                    previous_threads: run.threads(),
+                };
                 self.save_recovery(id, "", &recovery)?;
-                let before = run.set_threads(*threads).map_err(|e| DbFaultError::Invalid(e.to_string()))?;
+                let before =
+                    run.set_threads(*threads).map_err(|e| DbFaultError::Invalid(e.to_string()))?;
                 Ok((recovery, Vec::new(), format!("{workload_id}: threads {before} -> {threads}")))
             }
             (DbFaultSpec::LockContention { table, rows, sessions, hold_ms, .. }, Some(t)) => {
@@ -354,7 +461,9 @@ impl DbFaults {
                 let _ = c.disconnect().await;
                 let (lo, hi) = r.map(|r| (col_f64(&r, 0), col_f64(&r, 1))).unwrap_or((None, None));
                 let (Some(lo), Some(hi)) = (lo, hi) else {
-                    return Err(DbFaultError::Invalid(format!("lock_contention: table {table} is empty")));
+                    return Err(DbFaultError::Invalid(format!(
+                        "lock_contention: table {table} is empty"
+                    )));
                 };
                 // The hot rows sit in the middle, where sysbench's special distribution draws most.
                 let mid = ((lo + hi) / 2.0) as u64;
@@ -364,7 +473,8 @@ impl DbFaults {
                 let mut tasks = Vec::new();
                 for _ in 0..*sessions {
                     let (t, sql, mut stop_rx) = (t.clone(), sql.clone(), stop.subscribe());
-                    let (hold, last) = (Duration::from_millis(*hold_ms), first + u64::from(*rows) - 1);
+                    let (hold, last) =
+                        (Duration::from_millis(*hold_ms), first + u64::from(*rows) - 1);
                     tasks.push(tokio::spawn(async move {
                         let mut conn = None;
                         loop {
@@ -416,7 +526,8 @@ impl DbFaults {
     }
 
     async fn revert_as(&self, id: &str, phase: FaultPhase) -> Result<FaultRecord, DbFaultError> {
-        let live = lock(&self.live).remove(id).ok_or_else(|| DbFaultError::Unknown(id.to_owned()))?;
+        let live =
+            lock(&self.live).remove(id).ok_or_else(|| DbFaultError::Unknown(id.to_owned()))?;
         let _ = live.stop.send(true);
         for t in live.tasks {
             if tokio::time::timeout(Duration::from_secs(15), t).await.is_err() {
@@ -562,10 +673,21 @@ pub async fn cache_setting(t: &DbTarget) -> Result<String, DbFaultError> {
                 .query("SELECT NAME, VALUE FROM oceanbase.V$OB_PARAMETERS WHERE NAME IN ('memstore_limit_percentage', '_memstore_limit_percentage') ORDER BY NAME DESC")
                 .await
                 .map_err(|e| sql_err(t, e))?;
-            rows.first().map(|r| format!("{}={}", col_string(r, 0).unwrap_or_default(), col_string(r, 1).unwrap_or_default())).unwrap_or_default()
+            rows.first()
+                .map(|r| {
+                    format!(
+                        "{}={}",
+                        col_string(r, 0).unwrap_or_default(),
+                        col_string(r, 1).unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default()
         }
         DialectKind::Mysql => {
-            let v: Option<u64> = c.query_first("SELECT @@GLOBAL.innodb_buffer_pool_size").await.map_err(|e| sql_err(t, e))?;
+            let v: Option<u64> = c
+                .query_first("SELECT @@GLOBAL.innodb_buffer_pool_size")
+                .await
+                .map_err(|e| sql_err(t, e))?;
             format!("innodb_buffer_pool_size={}", v.unwrap_or(0))
         }
     };

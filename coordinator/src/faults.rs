@@ -50,9 +50,25 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Faults {
     /// Picks up the agent faults a previous run left live (their agents still
     /// hold them). Database faults are [`crate::dbfault`]'s.
-    pub fn new(store: Arc<dyn SeriesStore>, registry: Registry, answer_timeout: Duration) -> Result<Self, StoreError> {
-        let live = store.faults(i64::MIN, i64::MAX)?.into_iter().filter(|r| r.state.is_live() && matches!(r.spec, RecordSpec::Agent(_))).map(|r| (r.id.clone(), r)).collect();
-        Ok(Faults { store, registry, live: Mutex::new(live), waiters: Mutex::new(HashMap::new()), seq: AtomicU64::new(0), answer_timeout })
+    pub fn new(
+        store: Arc<dyn SeriesStore>,
+        registry: Registry,
+        answer_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let live = store
+            .faults(i64::MIN, i64::MAX)?
+            .into_iter()
+            .filter(|r| r.state.is_live() && matches!(r.spec, RecordSpec::Agent(_)))
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        Ok(Faults {
+            store,
+            registry,
+            live: Mutex::new(live),
+            waiters: Mutex::new(HashMap::new()),
+            seq: AtomicU64::new(0),
+            answer_timeout,
+        })
     }
 
     fn new_id(&self, now: i64) -> String {
@@ -64,7 +80,12 @@ impl Faults {
         Ok(())
     }
 
-    async fn ask(&self, node: &str, id: &str, msg: CoordMsg) -> Result<(FaultState, String), FaultsError> {
+    async fn ask(
+        &self,
+        node: &str,
+        id: &str,
+        msg: CoordMsg,
+    ) -> Result<(FaultState, String), FaultsError> {
         let (tx, rx) = oneshot::channel();
         lock(&self.waiters).insert(id.to_owned(), tx);
         if !self.registry.send(node, msg).await {
@@ -81,7 +102,12 @@ impl Faults {
     }
 
     /// Applies a fault on a node until `duration_ms` from now.
-    pub async fn apply(&self, node: &str, spec: FaultSpec, duration_ms: u64) -> Result<FaultRecord, FaultsError> {
+    pub async fn apply(
+        &self,
+        node: &str,
+        spec: FaultSpec,
+        duration_ms: u64,
+    ) -> Result<FaultRecord, FaultsError> {
         if self.registry.get(node).is_none() {
             return Err(FaultsError::NotConnected(node.to_owned()));
         }
@@ -103,7 +129,8 @@ impl Faults {
         // Recorded before it is sent: a label exists for anything that may run.
         self.save(&rec)?;
         lock(&self.live).insert(id.clone(), rec.clone());
-        let answer = self.ask(node, &id, CoordMsg::ApplyFault { id: id.clone(), spec, deadline_ms }).await;
+        let answer =
+            self.ask(node, &id, CoordMsg::ApplyFault { id: id.clone(), spec, deadline_ms }).await;
         let (state, detail) = match answer {
             Ok(a) => a,
             Err(e) => {
@@ -147,8 +174,12 @@ impl Faults {
 
     /// Reverts one live fault.
     pub async fn revert(&self, id: &str) -> Result<FaultRecord, FaultsError> {
-        let node = lock(&self.live).get(id).map(|r| r.node.clone()).ok_or_else(|| FaultsError::Unknown(id.to_owned()))?;
-        let (state, detail) = self.ask(&node, id, CoordMsg::RevertFault { id: id.to_owned() }).await?;
+        let node = lock(&self.live)
+            .get(id)
+            .map(|r| r.node.clone())
+            .ok_or_else(|| FaultsError::Unknown(id.to_owned()))?;
+        let (state, detail) =
+            self.ask(&node, id, CoordMsg::RevertFault { id: id.to_owned() }).await?;
         let phase = match state {
             // The agent no longer had it (reverted at its start, say): it is over.
             FaultState::Refused => FaultPhase::Reverted,
@@ -199,9 +230,17 @@ impl Faults {
     /// Live faults whose deadline passed long ago without a word from their
     /// agent are closed as expired (the agent enforces deadlines itself).
     pub fn sweep(&self, now: i64, slack_ms: i64) {
-        let stale: Vec<String> = lock(&self.live).values().filter(|r| r.deadline_ms + slack_ms < now).map(|r| r.id.clone()).collect();
+        let stale: Vec<String> = lock(&self.live)
+            .values()
+            .filter(|r| r.deadline_ms + slack_ms < now)
+            .map(|r| r.id.clone())
+            .collect();
         for id in stale {
-            self.finish(&id, FaultPhase::Expired, "deadline passed; the agent did not report the revert".into());
+            self.finish(
+                &id,
+                FaultPhase::Expired,
+                "deadline passed; the agent did not report the revert".into(),
+            );
         }
     }
 

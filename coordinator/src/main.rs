@@ -14,7 +14,11 @@ use distdiag_coordinator::tls::{self, CertPaths};
 const EX_USAGE: u8 = 64;
 
 #[derive(Parser)]
-#[command(name = "distdiag-coordinator", version, about = "distdiag coordinator: QUIC ingest, series store and REST API")]
+#[command(
+    name = "distdiag-coordinator",
+    version,
+    about = "distdiag coordinator: QUIC ingest, series store and REST API"
+)]
 struct Cli {
     /// Configuration file (TOML). Without it the embedded defaults apply.
     #[arg(short, long, global = true)]
@@ -70,8 +74,13 @@ enum CertCommand {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
@@ -128,13 +137,20 @@ fn cert(cmd: CertCommand, cfg: &Config) -> ExitCode {
     let result = match cmd {
         CertCommand::Init { dir, server_names, cluster } => {
             let paths = CertPaths { dir: dir.unwrap_or_else(|| cfg.certs_dir()) };
-            tls::init_ca(&paths, &cluster).and_then(|()| tls::issue_server(&paths, &server_names)).map(|()| {
-                println!("created {} and {}", paths.ca_cert().display(), paths.server_cert().display());
-            })
+            tls::init_ca(&paths, &cluster)
+                .and_then(|()| tls::issue_server(&paths, &server_names))
+                .map(|()| {
+                    println!(
+                        "created {} and {}",
+                        paths.ca_cert().display(),
+                        paths.server_cert().display()
+                    );
+                })
         }
         CertCommand::Node { name, dir } => {
             let paths = CertPaths { dir: dir.unwrap_or_else(|| cfg.certs_dir()) };
-            tls::issue_node(&paths, &name).map(|(c, k)| println!("created {} and {}", c.display(), k.display()))
+            tls::issue_node(&paths, &name)
+                .map(|(c, k)| println!("created {} and {}", c.display(), k.display()))
         }
     };
     match result {
@@ -162,8 +178,14 @@ fn run(cfg: Config) -> ExitCode {
             }
         };
         match &running.token_file {
-            Some(p) => eprintln!("API on http://{} — bearer token for mutating requests in {}", running.api_addr, p.display()),
-            None => eprintln!("API on http://{} — bearer token from DISTDIAG_TOKEN", running.api_addr),
+            Some(p) => eprintln!(
+                "API on http://{} — bearer token for mutating requests in {}",
+                running.api_addr,
+                p.display()
+            ),
+            None => {
+                eprintln!("API on http://{} — bearer token from DISTDIAG_TOKEN", running.api_addr)
+            }
         }
         wait_for_signal().await;
         tracing::info!("shutting down");

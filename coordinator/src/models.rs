@@ -112,7 +112,12 @@ fn json_err(e: serde_json::Error) -> StoreError {
 impl Models {
     /// Opens the registry and loads the active version, if any.
     pub fn new(store: Arc<dyn SeriesStore>) -> Arc<Models> {
-        let m = Arc::new(Models { store, jobs: Mutex::new(BTreeMap::new()), active: Mutex::new(None), meta_lock: Mutex::new(()) });
+        let m = Arc::new(Models {
+            store,
+            jobs: Mutex::new(BTreeMap::new()),
+            active: Mutex::new(None),
+            meta_lock: Mutex::new(()),
+        });
         if let Ok(meta) = m.meta() {
             if let Some(id) = meta.active {
                 if let Err(e) = m.load_active(&id) {
@@ -135,7 +140,10 @@ impl Models {
     }
 
     pub fn get(&self, id: &str) -> Result<ModelDoc, ModelsError> {
-        let b = self.store.get_doc(MODELS, id)?.ok_or_else(|| ModelsError::NotFound(format!("unknown model {id:?}")))?;
+        let b = self
+            .store
+            .get_doc(MODELS, id)?
+            .ok_or_else(|| ModelsError::NotFound(format!("unknown model {id:?}")))?;
         Ok(serde_json::from_slice(&b).map_err(json_err)?)
     }
 
@@ -206,7 +214,9 @@ impl Models {
     pub fn rollback(&self) -> Result<ModelSummary, ModelsError> {
         let _g = lock(&self.meta_lock);
         let mut meta = self.meta()?;
-        let prev = meta.previous.pop().ok_or_else(|| ModelsError::NotFound("no earlier active model to roll back to".into()))?;
+        let prev = meta.previous.pop().ok_or_else(|| {
+            ModelsError::NotFound("no earlier active model to roll back to".into())
+        })?;
         self.load_active(&prev)?;
         meta.active = Some(prev.clone());
         self.put_meta(&meta)?;
@@ -215,8 +225,13 @@ impl Models {
     }
 
     pub fn save_dataset(&self, name: &str, ds: &Dataset) -> Result<(), ModelsError> {
-        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            return Err(ModelsError::Invalid(format!("dataset name {name:?}: 1-64 of A-Z a-z 0-9 - _ .")));
+        if name.is_empty()
+            || name.len() > 64
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(ModelsError::Invalid(format!(
+                "dataset name {name:?}: 1-64 of A-Z a-z 0-9 - _ ."
+            )));
         }
         ds.validate().map_err(|e| ModelsError::Invalid(e.to_string()))?;
         self.store.put_doc(DATASETS, name, &serde_json::to_vec(ds).map_err(json_err)?)?;
@@ -224,7 +239,10 @@ impl Models {
     }
 
     pub fn dataset(&self, name: &str) -> Result<Dataset, ModelsError> {
-        let b = self.store.get_doc(DATASETS, name)?.ok_or_else(|| ModelsError::NotFound(format!("unknown dataset {name:?}")))?;
+        let b = self
+            .store
+            .get_doc(DATASETS, name)?
+            .ok_or_else(|| ModelsError::NotFound(format!("unknown dataset {name:?}")))?;
         Ok(serde_json::from_slice(&b).map_err(json_err)?)
     }
 
@@ -250,7 +268,14 @@ impl Models {
     /// Starts a training job over `dataset` (built by the caller); the
     /// job trains, evaluates on the held-out cases, stores the version and
     /// activates it when `activate`. Returns the job id.
-    pub fn start_training(self: &Arc<Self>, source: String, dataset: Dataset, params: TrainParams, activate: bool, now_ms: i64) -> Result<String, ModelsError> {
+    pub fn start_training(
+        self: &Arc<Self>,
+        source: String,
+        dataset: Dataset,
+        params: TrainParams,
+        activate: bool,
+        now_ms: i64,
+    ) -> Result<String, ModelsError> {
         params.validate().map_err(ModelsError::Invalid)?;
         let id = format!("train-{now_ms}");
         {
@@ -258,7 +283,18 @@ impl Models {
             if jobs.values().any(|j| j.state == JobState::Running) {
                 return Err(ModelsError::Invalid("a training job is already running".into()));
             }
-            jobs.insert(id.clone(), Job { id: id.clone(), state: JobState::Running, progress: 0.0, message: "building windows".into(), model_id: None, started_ms: now_ms, ended_ms: None });
+            jobs.insert(
+                id.clone(),
+                Job {
+                    id: id.clone(),
+                    state: JobState::Running,
+                    progress: 0.0,
+                    message: "building windows".into(),
+                    model_id: None,
+                    started_ms: now_ms,
+                    ended_ms: None,
+                },
+            );
         }
         let me = self.clone();
         let job = id.clone();
@@ -284,7 +320,15 @@ impl Models {
         Ok(id)
     }
 
-    fn run_training(&self, job: &str, source: String, dataset: Dataset, params: TrainParams, activate: bool, now_ms: i64) -> Result<String, String> {
+    fn run_training(
+        &self,
+        job: &str,
+        source: String,
+        dataset: Dataset,
+        params: TrainParams,
+        activate: bool,
+        now_ms: i64,
+    ) -> Result<String, String> {
         let windows = dataset.windows(None);
         self.update_job(job, |j| {
             j.progress = 0.1;
@@ -302,14 +346,24 @@ impl Models {
             j.message = "evaluating on held-out cases".into();
         });
         let scorer = Scorer::load(&set)?;
-        let (evaluation, evaluation_note) = match dataset.evaluate(Some(&scorer), &set.train_cases, params.seed) {
-            Ok(e) => (Some(e), None),
-            Err(e) => (None, Some(e)),
-        };
+        let (evaluation, evaluation_note) =
+            match dataset.evaluate(Some(&scorer), &set.train_cases, params.seed) {
+                Ok(e) => (Some(e), None),
+                Err(e) => (None, Some(e)),
+            };
         let seq = self.store.docs(MODELS).map_err(|e| e.to_string())?.len() + 1;
         let id = format!("m{seq:04}-{now_ms}");
-        let doc = ModelDoc { id: id.clone(), created_ms: now_ms, source, set, evaluation, evaluation_note };
-        self.store.put_doc(MODELS, &id, &serde_json::to_vec(&doc).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let doc = ModelDoc {
+            id: id.clone(),
+            created_ms: now_ms,
+            source,
+            set,
+            evaluation,
+            evaluation_note,
+        };
+        self.store
+            .put_doc(MODELS, &id, &serde_json::to_vec(&doc).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
         if activate {
             self.activate(&id).map_err(|e| e.to_string())?;
         }
@@ -317,7 +371,12 @@ impl Models {
     }
 
     /// Evaluates a stored version on `dataset`, leaving out its training cases.
-    pub fn evaluate(&self, id: &str, dataset: &Dataset, seed: u64) -> Result<Evaluation, ModelsError> {
+    pub fn evaluate(
+        &self,
+        id: &str,
+        dataset: &Dataset,
+        seed: u64,
+    ) -> Result<Evaluation, ModelsError> {
         let doc = self.get(id)?;
         let scorer = Scorer::load(&doc.set).map_err(ModelsError::Invalid)?;
         dataset.evaluate(Some(&scorer), &doc.set.train_cases, seed).map_err(ModelsError::Invalid)

@@ -14,12 +14,12 @@ use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
 use crate::config::DiagnosisConfig;
+use crate::models::Models;
 use distdiag_dataset::Dataset;
 use distdiag_diagnose::graph::NodeGraph;
 use distdiag_diagnose::rank::{rank, Method, RankEntry, Ranker};
 use distdiag_diagnose::stat;
 use distdiag_store::now_ms;
-use crate::models::Models;
 use distdiag_store::SeriesStore;
 
 /// One published ranking.
@@ -54,10 +54,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Online {
-    pub fn new(store: Arc<dyn SeriesStore>, models: Arc<Models>, cfg: DiagnosisConfig, merge: BTreeMap<String, String>, stop: watch::Receiver<bool>) -> Arc<Online> {
+    pub fn new(
+        store: Arc<dyn SeriesStore>,
+        models: Arc<Models>,
+        cfg: DiagnosisConfig,
+        merge: BTreeMap<String, String>,
+        stop: watch::Receiver<bool>,
+    ) -> Arc<Online> {
         let (tx, _) = broadcast::channel(64);
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        Arc::new(Online { store, models, cfg, merge, history: Mutex::new(VecDeque::new()), tx, firing: Mutex::new(BTreeMap::new()), http, stop })
+        let http =
+            reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
+        Arc::new(Online {
+            store,
+            models,
+            cfg,
+            merge,
+            history: Mutex::new(VecDeque::new()),
+            tx,
+            firing: Mutex::new(BTreeMap::new()),
+            http,
+            stop,
+        })
     }
 
     /// New rankings, and a receiver that changes at shutdown (streams end then).
@@ -70,7 +87,11 @@ impl Online {
     }
 
     pub fn history(&self, from_ms: i64, to_ms: i64) -> Vec<Arc<Diagnosis>> {
-        lock(&self.history).iter().filter(|d| d.timestamp >= from_ms && d.timestamp <= to_ms).cloned().collect()
+        lock(&self.history)
+            .iter()
+            .filter(|d| d.timestamp >= from_ms && d.timestamp <= to_ms)
+            .cloned()
+            .collect()
     }
 
     /// Ranks now. None when no node has a full window of recent data.
@@ -85,11 +106,18 @@ impl Online {
         let mut ds = Dataset::new(window.step_ms, window);
         let from = now - window.baseline_ms - window.window_ms;
         for rec in self.store.nodes() {
-            let last = self.store.latest(&rec.node).and_then(|l| l.rows.first().map(|r| r.0)).unwrap_or(i64::MIN);
+            let last = self
+                .store
+                .latest(&rec.node)
+                .and_then(|l| l.rows.first().map(|r| r.0))
+                .unwrap_or(i64::MIN);
             if last < recent {
                 continue;
             }
-            let (catalog, rows) = self.store.range(&rec.node, from - window.step_ms, now).map_err(|e| e.to_string())?;
+            let (catalog, rows) = self
+                .store
+                .range(&rec.node, from - window.step_ms, now)
+                .map_err(|e| e.to_string())?;
             let target = self.merge.get(&rec.node).cloned().unwrap_or_else(|| rec.node.clone());
             let node = ds.series.entry(target).or_default();
             for (m, pts) in distdiag_dataset::grid_series(&catalog, &rows, window.step_ms) {
@@ -100,13 +128,19 @@ impl Online {
             return Ok(None);
         }
         // The window ends at the newest sample every node has.
-        let newest = ds.series.values().filter_map(|m| m.values().filter_map(|p| p.last().map(|x| x.0)).max()).min().unwrap_or(now);
+        let newest = ds
+            .series
+            .values()
+            .filter_map(|m| m.values().filter_map(|p| p.last().map(|x| x.0)).max())
+            .min()
+            .unwrap_or(now);
         let frame = ds.frame(from, newest);
         let end = frame.index_at(newest + 1);
         if end < window.samples() {
             return Ok(None);
         }
-        let topology: Vec<(String, String, f64)> = self.cfg.topology.iter().map(|t| (t.a.clone(), t.b.clone(), t.weight)).collect();
+        let topology: Vec<(String, String, f64)> =
+            self.cfg.topology.iter().map(|t| (t.a.clone(), t.b.clone(), t.weight)).collect();
         let (ranking, model_id, note) = match &active {
             Some(a) => {
                 let a = lock(a);
@@ -119,7 +153,16 @@ impl Online {
                 (r, None, "no active model: statistical scorer (median/MAD deviation from each node's recent past)".to_string())
             }
         };
-        Ok(Some(Diagnosis { timestamp: ranking.at_ms, method: ranking.method, model_id, note, window_ms: window.window_ms, ranks: ranking.entries, graph: ranking.graph, pagerank: ranking.pagerank }))
+        Ok(Some(Diagnosis {
+            timestamp: ranking.at_ms,
+            method: ranking.method,
+            model_id,
+            note,
+            window_ms: window.window_ms,
+            ranks: ranking.entries,
+            graph: ranking.graph,
+            pagerank: ranking.pagerank,
+        }))
     }
 
     fn publish(&self, d: Diagnosis) -> Arc<Diagnosis> {
@@ -139,13 +182,20 @@ impl Online {
     /// 5 minutes, and resolutions (with `endsAt`).
     fn alerts(&self, d: &Diagnosis) -> Vec<serde_json::Value> {
         let now = d.timestamp;
-        let iso = |ms: i64| humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)).to_string();
-        let over: Vec<&RankEntry> = d.ranks.iter().take(5).filter(|e| e.probability >= self.cfg.alert_threshold).collect();
+        let iso = |ms: i64| {
+            humantime::format_rfc3339_millis(
+                std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64),
+            )
+            .to_string()
+        };
+        let over: Vec<&RankEntry> =
+            d.ranks.iter().take(5).filter(|e| e.probability >= self.cfg.alert_threshold).collect();
         let mut firing = lock(&self.firing);
         let mut out = Vec::new();
         for e in &over {
             let key = (e.node.clone(), e.kind.clone());
-            let (since, sent) = firing.get(&key).copied().map_or((now, None), |(a, b)| (a, Some(b)));
+            let (since, sent) =
+                firing.get(&key).copied().map_or((now, None), |(a, b)| (a, Some(b)));
             if sent.is_none_or(|s| now - s >= 300_000) {
                 out.push(json!({
                     "labels": { "alertname": "DistdiagRootCause", "node": e.node, "type": e.kind, "severity": "critical", "method": d.method },
@@ -160,7 +210,11 @@ impl Online {
                 firing.insert(key, (since, now));
             }
         }
-        let ended: Vec<(String, String)> = firing.keys().filter(|k| !over.iter().any(|e| e.node == k.0 && e.kind == k.1)).cloned().collect();
+        let ended: Vec<(String, String)> = firing
+            .keys()
+            .filter(|k| !over.iter().any(|e| e.node == k.0 && e.kind == k.1))
+            .cloned()
+            .collect();
         for k in ended {
             if let Some((since, _)) = firing.remove(&k) {
                 out.push(json!({
@@ -202,7 +256,14 @@ impl Online {
             if let Some(url) = &self.cfg.alert_webhook {
                 let alerts = self.alerts(&d);
                 if !alerts.is_empty() {
-                    if let Err(e) = self.http.post(url).json(&alerts).send().await.and_then(|r| r.error_for_status()) {
+                    if let Err(e) = self
+                        .http
+                        .post(url)
+                        .json(&alerts)
+                        .send()
+                        .await
+                        .and_then(|r| r.error_for_status())
+                    {
                         tracing::warn!("alert webhook {url}: {e}");
                     }
                 }
@@ -218,12 +279,38 @@ mod tests {
     #[test]
     fn alerts_fire_once_then_resolve() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn SeriesStore> = Arc::new(distdiag_store::SledStore::open(dir.path(), distdiag_store::StoreConfig::default()).unwrap());
+        let store: Arc<dyn SeriesStore> = Arc::new(
+            distdiag_store::SledStore::open(dir.path(), distdiag_store::StoreConfig::default())
+                .unwrap(),
+        );
         let models = Models::new(store.clone());
         let (_stop_tx, stop) = watch::channel(false);
-        let online = Online::new(store, models, DiagnosisConfig { alert_threshold: 0.5, ..DiagnosisConfig::default() }, BTreeMap::new(), stop);
-        let entry = |p: f64| RankEntry { node: "n1".into(), kind: "cpu_stress".into(), score: p / 3.0, probability: p, excess: p, pagerank: 1.0 / 3.0, top_metrics: vec![("cg.cpu_usage".into(), 2.0)] };
-        let d = |ts: i64, p: f64| Diagnosis { timestamp: ts, method: Method::Model, model_id: None, note: String::new(), window_ms: 10_000, ranks: vec![entry(p)], graph: NodeGraph { nodes: vec![], edges: vec![] }, pagerank: vec![] };
+        let online = Online::new(
+            store,
+            models,
+            DiagnosisConfig { alert_threshold: 0.5, ..DiagnosisConfig::default() },
+            BTreeMap::new(),
+            stop,
+        );
+        let entry = |p: f64| RankEntry {
+            node: "n1".into(),
+            kind: "cpu_stress".into(),
+            score: p / 3.0,
+            probability: p,
+            excess: p,
+            pagerank: 1.0 / 3.0,
+            top_metrics: vec![("cg.cpu_usage".into(), 2.0)],
+        };
+        let d = |ts: i64, p: f64| Diagnosis {
+            timestamp: ts,
+            method: Method::Model,
+            model_id: None,
+            note: String::new(),
+            window_ms: 10_000,
+            ranks: vec![entry(p)],
+            graph: NodeGraph { nodes: vec![], edges: vec![] },
+            pagerank: vec![],
+        };
         let a = online.alerts(&d(1_000, 0.9));
         assert_eq!(a.len(), 1);
         assert_eq!(a[0]["labels"]["node"], "n1");

@@ -7,7 +7,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,12 +33,14 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> TlsError {
 
 /// Loads every certificate of a PEM file.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    distdiag_common::pem::load_certs(path).map_err(|e| TlsError::File { path: e.path, reason: e.reason })
+    distdiag_common::pem::load_certs(path)
+        .map_err(|e| TlsError::File { path: e.path, reason: e.reason })
 }
 
 /// Loads the private key of a PEM file.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    distdiag_common::pem::load_key(path).map_err(|e| TlsError::File { path: e.path, reason: e.reason })
+    distdiag_common::pem::load_key(path)
+        .map_err(|e| TlsError::File { path: e.path, reason: e.reason })
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -43,14 +48,20 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// QUIC server configuration that requires a client certificate signed by `ca`.
-pub fn server_config(ca: &Path, cert: &Path, key: &Path, idle_timeout_ms: u32) -> Result<quinn::ServerConfig, TlsError> {
+pub fn server_config(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    idle_timeout_ms: u32,
+) -> Result<quinn::ServerConfig, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     for c in load_certs(ca)? {
         roots.add(c).map_err(|e| file_err(ca, e))?;
     }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-        .build()
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
@@ -58,7 +69,8 @@ pub fn server_config(ca: &Path, cert: &Path, key: &Path, idle_timeout_ms: u32) -
         .with_single_cert(load_certs(cert)?, load_key(key)?)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     tls.alpn_protocols = vec![distdiag_common::proto::ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| TlsError::Config(e.to_string()))?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
     let mut sc = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport.max_idle_timeout(Some(quinn::VarInt::from_u32(idle_timeout_ms).into()));
@@ -70,7 +82,8 @@ pub fn server_config(ca: &Path, cert: &Path, key: &Path, idle_timeout_ms: u32) -
 
 /// The node name carried by a client certificate: its subject common name.
 pub fn node_name(cert: &CertificateDer<'_>) -> Result<String, TlsError> {
-    let (_, x) = x509_parser::parse_x509_certificate(cert).map_err(|e| TlsError::Peer(e.to_string()))?;
+    let (_, x) =
+        x509_parser::parse_x509_certificate(cert).map_err(|e| TlsError::Peer(e.to_string()))?;
     let cn = x
         .subject()
         .iter_common_name()
@@ -135,7 +148,13 @@ fn write_new(path: &Path, contents: &str, secret: bool) -> Result<(), TlsError> 
         .create_new(true)
         .mode(if secret { 0o600 } else { 0o644 })
         .open(path)
-        .map_err(|e| if e.kind() == std::io::ErrorKind::AlreadyExists { TlsError::Exists(path.to_owned()) } else { file_err(path, e) })?;
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                TlsError::Exists(path.to_owned())
+            } else {
+                file_err(path, e)
+            }
+        })?;
     f.write_all(contents.as_bytes()).map_err(|e| file_err(path, e))
 }
 
@@ -146,7 +165,11 @@ pub fn init_ca(paths: &CertPaths, cluster: &str) -> Result<(), TlsError> {
     let mut p = CertificateParams::new(Vec::<String>::new()).map_err(gen)?;
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     p.distinguished_name.push(DnType::CommonName, format!("distdiag CA {cluster}"));
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     p.not_before = rcgen::date_time_ymd(2024, 1, 1);
     p.not_after = rcgen::date_time_ymd(2124, 1, 1);
     let cert = p.self_signed(&key).map_err(gen)?;
@@ -156,8 +179,10 @@ pub fn init_ca(paths: &CertPaths, cluster: &str) -> Result<(), TlsError> {
 }
 
 fn issuer(paths: &CertPaths) -> Result<Issuer<'static, KeyPair>, TlsError> {
-    let ca_pem = std::fs::read_to_string(paths.ca_cert()).map_err(|e| file_err(&paths.ca_cert(), e))?;
-    let key_pem = std::fs::read_to_string(paths.ca_key()).map_err(|e| file_err(&paths.ca_key(), e))?;
+    let ca_pem =
+        std::fs::read_to_string(paths.ca_cert()).map_err(|e| file_err(&paths.ca_cert(), e))?;
+    let key_pem =
+        std::fs::read_to_string(paths.ca_key()).map_err(|e| file_err(&paths.ca_key(), e))?;
     let key = KeyPair::from_pem(&key_pem).map_err(|e| file_err(&paths.ca_key(), e))?;
     Issuer::from_ca_cert_pem(&ca_pem, key).map_err(|e| file_err(&paths.ca_cert(), e))
 }
@@ -165,7 +190,9 @@ fn issuer(paths: &CertPaths) -> Result<Issuer<'static, KeyPair>, TlsError> {
 /// Issues the coordinator's server certificate for the given DNS names / IPs.
 pub fn issue_server(paths: &CertPaths, names: &[String]) -> Result<(), TlsError> {
     if names.is_empty() {
-        return Err(TlsError::Generate("a server certificate needs at least one name or address".into()));
+        return Err(TlsError::Generate(
+            "a server certificate needs at least one name or address".into(),
+        ));
     }
     let issuer = issuer(paths)?;
     let key = KeyPair::generate().map_err(gen)?;

@@ -91,7 +91,11 @@ fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
 
 impl Training {
     pub fn new(store: Arc<dyn SeriesStore>) -> Arc<Training> {
-        Arc::new(Training { store, lock: Mutex::new(()), collect_all: std::sync::atomic::AtomicBool::new(false) })
+        Arc::new(Training {
+            store,
+            lock: Mutex::new(()),
+            collect_all: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -107,17 +111,32 @@ impl Training {
     }
 
     pub fn normal_periods(&self) -> Result<Vec<NormalPeriod>, StoreError> {
-        Ok(self.store.docs(COLLECTION)?.into_iter().filter(|(k, _)| k.starts_with("normal:")).filter_map(|(_, v)| serde_json::from_slice(&v).ok()).collect())
+        Ok(self
+            .store
+            .docs(COLLECTION)?
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("normal:"))
+            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .collect())
     }
 
     pub fn cases(&self) -> Result<Vec<Case>, StoreError> {
-        Ok(self.store.docs(COLLECTION)?.into_iter().filter(|(k, _)| k.starts_with("case:")).filter_map(|(_, v)| serde_json::from_slice(&v).ok()).collect())
+        Ok(self
+            .store
+            .docs(COLLECTION)?
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("case:"))
+            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .collect())
     }
 
     pub fn start_normal(&self, now_ms: i64) -> Result<NormalPeriod, TrainingError> {
         let _g = self.guard();
         if let Some(open) = self.normal_periods()?.into_iter().find(|p| p.end_ms.is_none()) {
-            return Err(TrainingError::Conflict(format!("normal collection {} is already running since {}", open.id, open.start_ms)));
+            return Err(TrainingError::Conflict(format!(
+                "normal collection {} is already running since {}",
+                open.id, open.start_ms
+            )));
         }
         let p = NormalPeriod { id: format!("normal-{now_ms}"), start_ms: now_ms, end_ms: None };
         self.store.put_doc(COLLECTION, &format!("normal:{}", p.id), &encode(&p)?)?;
@@ -126,14 +145,25 @@ impl Training {
 
     pub fn stop_normal(&self, now_ms: i64) -> Result<NormalPeriod, TrainingError> {
         let _g = self.guard();
-        let mut open = self.normal_periods()?.into_iter().find(|p| p.end_ms.is_none()).ok_or_else(|| TrainingError::Conflict("no normal collection is running".into()))?;
+        let mut open = self
+            .normal_periods()?
+            .into_iter()
+            .find(|p| p.end_ms.is_none())
+            .ok_or_else(|| TrainingError::Conflict("no normal collection is running".into()))?;
         open.end_ms = Some(now_ms.max(open.start_ms + 1));
         self.store.put_doc(COLLECTION, &format!("normal:{}", open.id), &encode(&open)?)?;
         Ok(open)
     }
 
     /// Opens a case for faults just started.
-    pub fn open_case(&self, records: &[FaultRecord], scenario: &str, pre_ms: i64, post_ms: i64, now_ms: i64) -> Result<Case, TrainingError> {
+    pub fn open_case(
+        &self,
+        records: &[FaultRecord],
+        scenario: &str,
+        pre_ms: i64,
+        post_ms: i64,
+        now_ms: i64,
+    ) -> Result<Case, TrainingError> {
         if records.is_empty() {
             return Err(TrainingError::Invalid("a case needs at least one fault".into()));
         }
@@ -145,7 +175,10 @@ impl Training {
         types.sort();
         types.dedup();
         let case = Case {
-            id: format!("case-{now_ms}-{}", &records[0].id.chars().rev().take(6).collect::<String>()),
+            id: format!(
+                "case-{now_ms}-{}",
+                &records[0].id.chars().rev().take(6).collect::<String>()
+            ),
             scenario: scenario.to_owned(),
             fault_ids: records.iter().map(|r| r.id.clone()).collect(),
             nodes,
@@ -164,7 +197,9 @@ impl Training {
     /// A stored case by id.
     pub fn case(&self, id: &str) -> Result<Option<Case>, StoreError> {
         match self.store.get_doc(COLLECTION, &format!("case:{id}"))? {
-            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?)),
+            Some(v) => Ok(Some(
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            )),
             None => Ok(None),
         }
     }
@@ -173,7 +208,9 @@ impl Training {
     /// from several requests, e.g. two fault types on one node).
     pub fn join_case(&self, id: &str, records: &[FaultRecord]) -> Result<Case, TrainingError> {
         let _g = self.guard();
-        let mut case = self.case(id)?.ok_or_else(|| TrainingError::Invalid(format!("no training case {id:?}")))?;
+        let mut case = self
+            .case(id)?
+            .ok_or_else(|| TrainingError::Invalid(format!("no training case {id:?}")))?;
         for r in records {
             case.fault_ids.push(r.id.clone());
             case.nodes.push(r.node.clone());
@@ -194,7 +231,13 @@ impl Training {
         for r in recs.iter().filter(|r| case.fault_ids.contains(&r.id)) {
             let Some(start) = r.applied_ms else { continue };
             let end = r.ended_ms.unwrap_or(now_ms).max(start + 1);
-            events.push(FaultEvent { case: case.id.clone(), node: r.node.clone(), kind: r.kind.clone(), start_ms: start, end_ms: end });
+            events.push(FaultEvent {
+                case: case.id.clone(),
+                node: r.node.clone(),
+                kind: r.kind.clone(),
+                start_ms: start,
+                end_ms: end,
+            });
         }
         let mut c = case.clone();
         c.start_ms = events.iter().map(|e| e.start_ms).min();
@@ -210,25 +253,44 @@ impl Training {
 
     /// Everything collected so far as a dataset: finished normal periods and
     /// cases whose faults took effect (a live case up to now).
-    pub fn dataset(&self, window: WindowConfig, merge: &BTreeMap<String, String>, now_ms: i64) -> Result<Dataset, TrainingError> {
+    pub fn dataset(
+        &self,
+        window: WindowConfig,
+        merge: &BTreeMap<String, String>,
+        now_ms: i64,
+    ) -> Result<Dataset, TrainingError> {
         let mut ds = Dataset::new(window.step_ms, window);
         for p in self.normal_periods()? {
             let end = p.end_ms.unwrap_or(now_ms);
             if end - p.start_ms >= window.window_ms {
-                ds.cases.push(CasePeriod { case: p.id.clone(), scenario: "normal".into(), start_ms: p.start_ms, end_ms: end });
+                ds.cases.push(CasePeriod {
+                    case: p.id.clone(),
+                    scenario: "normal".into(),
+                    start_ms: p.start_ms,
+                    end_ms: end,
+                });
             }
         }
         for (c, events) in self.resolved_cases(now_ms)? {
             let Some(start) = c.start_ms else { continue };
             let end = c.end_ms.map_or(now_ms, |e| (e + c.post_ms).min(now_ms));
-            ds.cases.push(CasePeriod { case: c.id.clone(), scenario: c.scenario.clone(), start_ms: start - c.pre_ms, end_ms: end.max(start + 1) });
+            ds.cases.push(CasePeriod {
+                case: c.id.clone(),
+                scenario: c.scenario.clone(),
+                start_ms: start - c.pre_ms,
+                end_ms: end.max(start + 1),
+            });
             ds.labels.extend(events);
         }
         if ds.cases.is_empty() {
             return Err(TrainingError::Invalid("nothing collected yet: run a normal collection or start faults with collect_training_data".into()));
         }
         // Each case with the reference period before it.
-        let spans: Vec<(i64, i64)> = ds.cases.iter().map(|c| (c.start_ms - window.baseline_ms - window.window_ms, c.end_ms)).collect();
+        let spans: Vec<(i64, i64)> = ds
+            .cases
+            .iter()
+            .map(|c| (c.start_ms - window.baseline_ms - window.window_ms, c.end_ms))
+            .collect();
         for (a, b) in spans {
             add_from_store(&mut ds, self.store.as_ref(), a, b, merge)?;
         }
@@ -240,7 +302,8 @@ impl Training {
     pub fn stats(&self, now_ms: i64) -> Result<Stats, TrainingError> {
         let normal = self.normal_periods()?;
         let cases = self.resolved_cases(now_ms)?;
-        let mut spans: Vec<(i64, i64, Vec<FaultEvent>)> = normal.iter().map(|p| (p.start_ms, p.end_ms.unwrap_or(now_ms), Vec::new())).collect();
+        let mut spans: Vec<(i64, i64, Vec<FaultEvent>)> =
+            normal.iter().map(|p| (p.start_ms, p.end_ms.unwrap_or(now_ms), Vec::new())).collect();
         for (c, events) in &cases {
             if let Some(s) = c.start_ms {
                 let end = c.end_ms.map_or(now_ms, |e| (e + c.post_ms).min(now_ms));
@@ -253,7 +316,10 @@ impl Training {
             for (a, b, events) in &spans {
                 let (_, rows) = self.store.range(&rec.node, *a, *b)?;
                 for (ts, _) in rows {
-                    let active: Vec<&FaultEvent> = events.iter().filter(|e| e.node == rec.node && e.start_ms <= ts && ts < e.end_ms).collect();
+                    let active: Vec<&FaultEvent> = events
+                        .iter()
+                        .filter(|e| e.node == rec.node && e.start_ms <= ts && ts < e.end_ms)
+                        .collect();
                     if active.is_empty() {
                         normal_n += 1;
                     } else {
@@ -266,7 +332,11 @@ impl Training {
             }
         }
         let total = normal_n + anomaly_n;
-        let (nr, ar) = if total == 0 { (0.0, 0.0) } else { (normal_n as f64 / total as f64, anomaly_n as f64 / total as f64) };
+        let (nr, ar) = if total == 0 {
+            (0.0, 0.0)
+        } else {
+            (normal_n as f64 / total as f64, anomaly_n as f64 / total as f64)
+        };
         Ok(Stats {
             total_samples: total,
             normal_samples: normal_n,
@@ -284,7 +354,13 @@ impl Training {
 
 /// Adds every node's series of `[from, to]` from the store to a dataset;
 /// database nodes (`db:<name>`) are merged into the node `merge` maps them to.
-pub fn add_from_store(ds: &mut Dataset, store: &dyn SeriesStore, from_ms: i64, to_ms: i64, merge: &BTreeMap<String, String>) -> Result<(), StoreError> {
+pub fn add_from_store(
+    ds: &mut Dataset,
+    store: &dyn SeriesStore,
+    from_ms: i64,
+    to_ms: i64,
+    merge: &BTreeMap<String, String>,
+) -> Result<(), StoreError> {
     for rec in store.nodes() {
         let (catalog, rows) = store.range(&rec.node, from_ms, to_ms)?;
         if rows.is_empty() {

@@ -43,7 +43,11 @@ impl Frame {
     /// node's sorted map instead of one lookup per pair, which dominated
     /// ranking time at a few hundred metrics.
     pub fn columns(&self, metrics: &[String]) -> Vec<Vec<Option<&[f64]>>> {
-        fn node_columns<'a>(n: &'a NodeSeries, metrics: &[String], sorted: bool) -> Vec<Option<&'a [f64]>> {
+        fn node_columns<'a>(
+            n: &'a NodeSeries,
+            metrics: &[String],
+            sorted: bool,
+        ) -> Vec<Option<&'a [f64]>> {
             if !sorted {
                 return metrics.iter().map(|m| n.metrics.get(m).map(Vec::as_slice)).collect();
             }
@@ -66,14 +70,26 @@ impl Frame {
         }
         let per = self.nodes.len().div_ceil(threads);
         std::thread::scope(|s| {
-            let parts: Vec<_> = self.nodes.chunks(per).map(|part| s.spawn(move || part.iter().map(|n| node_columns(n, metrics, sorted)).collect::<Vec<_>>())).collect();
-            parts.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+            let parts: Vec<_> = self
+                .nodes
+                .chunks(per)
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter().map(|n| node_columns(n, metrics, sorted)).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
         })
     }
 
     /// Every metric name of any node, sorted.
     pub fn metric_names(&self) -> Vec<String> {
-        let mut all: Vec<String> = self.nodes.iter().flat_map(|n| n.metrics.keys().cloned()).collect();
+        let mut all: Vec<String> =
+            self.nodes.iter().flat_map(|n| n.metrics.keys().cloned()).collect();
         all.sort();
         all.dedup();
         all
@@ -118,13 +134,22 @@ impl WindowConfig {
             return Err(format!("step_ms must be 100..60000, not {}", self.step_ms));
         }
         if self.window_ms < 3 * self.step_ms || self.window_ms > 3_600_000 {
-            return Err(format!("window_ms must hold at least 3 samples and be at most 1 h, not {}", self.window_ms));
+            return Err(format!(
+                "window_ms must hold at least 3 samples and be at most 1 h, not {}",
+                self.window_ms
+            ));
         }
         if self.stride_ms < self.step_ms || self.stride_ms > self.window_ms * 10 {
-            return Err(format!("stride_ms must be at least one step and at most 10 windows, not {}", self.stride_ms));
+            return Err(format!(
+                "stride_ms must be at least one step and at most 10 windows, not {}",
+                self.stride_ms
+            ));
         }
         if self.baseline_ms < self.window_ms || self.baseline_ms > 86_400_000 {
-            return Err(format!("baseline_ms must be at least one window and at most a day, not {}", self.baseline_ms));
+            return Err(format!(
+                "baseline_ms must be at least one window and at most a day, not {}",
+                self.baseline_ms
+            ));
         }
         Ok(())
     }
@@ -165,7 +190,10 @@ mod tests {
         let nodes: Vec<NodeSeries> = (0..40)
             .map(|i| NodeSeries {
                 node: format!("n{i}"),
-                metrics: (0..150).filter(|k| (i + k) % 7 != 0).map(|k| (format!("m{k:03}"), vec![f64::from(i * 1000 + k); 2])).collect(),
+                metrics: (0..150)
+                    .filter(|k| (i + k) % 7 != 0)
+                    .map(|k| (format!("m{k:03}"), vec![f64::from(i * 1000 + k); 2]))
+                    .collect(),
             })
             .collect();
         let frame = Frame { start_ms: 0, step_ms: 1000, len: 2, nodes };

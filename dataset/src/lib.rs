@@ -74,7 +74,11 @@ pub fn base_metric(name: &str) -> &str {
 /// of one metric on the same slot (a late sample, then a prompt one) give
 /// their mean, and metrics of several devices are summed (percent gauges
 /// take the largest).
-pub fn grid_series(catalog: &[MetricDesc], rows: &[(i64, Vec<f64>)], step_ms: i64) -> BTreeMap<String, Vec<(i64, f64)>> {
+pub fn grid_series(
+    catalog: &[MetricDesc],
+    rows: &[(i64, Vec<f64>)],
+    step_ms: i64,
+) -> BTreeMap<String, Vec<(i64, f64)>> {
     let mut per: BTreeMap<String, BTreeMap<i64, f64>> = BTreeMap::new();
     for (j, desc) in catalog.iter().enumerate() {
         let base = base_metric(&desc.name).to_string();
@@ -90,7 +94,9 @@ pub fn grid_series(catalog: &[MetricDesc], rows: &[(i64, Vec<f64>)], step_ms: i6
             let value = match desc.kind {
                 MetricKind::Gauge => Some(v),
                 MetricKind::Counter => {
-                    let r = prev.and_then(|(pt, pv)| (ts > &pt && v >= pv).then(|| (v - pv) * 1000.0 / (ts - pt) as f64));
+                    let r = prev.and_then(|(pt, pv)| {
+                        (ts > &pt && v >= pv).then(|| (v - pv) * 1000.0 / (ts - pt) as f64)
+                    });
                     prev = Some((*ts, v));
                     r
                 }
@@ -104,10 +110,15 @@ pub fn grid_series(catalog: &[MetricDesc], rows: &[(i64, Vec<f64>)], step_ms: i6
         let slot = per.entry(base).or_default();
         for (g, (sum, n)) in own {
             let x = sum / f64::from(n);
-            slot.entry(g).and_modify(|acc| *acc = if max_not_sum { acc.max(x) } else { *acc + x }).or_insert(x);
+            slot.entry(g)
+                .and_modify(|acc| *acc = if max_not_sum { acc.max(x) } else { *acc + x })
+                .or_insert(x);
         }
     }
-    per.into_iter().filter(|(_, m)| !m.is_empty()).map(|(k, m)| (k, m.into_iter().collect())).collect()
+    per.into_iter()
+        .filter(|(_, m)| !m.is_empty())
+        .map(|(k, m)| (k, m.into_iter().collect()))
+        .collect()
 }
 
 /// Series computed from others in every frame, live and from recordings
@@ -128,13 +139,25 @@ pub fn grid_series(catalog: &[MetricDesc], rows: &[(i64, Vec<f64>)], step_ms: i6
 ///
 /// A sample where the denominator is below one per second is NaN (no
 /// load, no ratio).
-pub const DERIVED: [&str; 3] = ["db.cache_requests_per_query", "db.write_bytes_per_query", "db.cache_miss_share"];
+pub const DERIVED: [&str; 3] =
+    ["db.cache_requests_per_query", "db.write_bytes_per_query", "db.cache_miss_share"];
 
 /// Adds the [`DERIVED`] series a node's metrics allow.
 fn add_derived(metrics: &mut BTreeMap<String, Vec<f64>>) {
     let ratio = |num: &str, den: &str, cap: f64| -> Option<Vec<f64>> {
         let (n, d) = (metrics.get(num)?, metrics.get(den)?);
-        Some(n.iter().zip(d).map(|(n, d)| if n.is_finite() && d.is_finite() && *d >= 1.0 { (n / d).clamp(0.0, cap) } else { f64::NAN }).collect())
+        Some(
+            n.iter()
+                .zip(d)
+                .map(|(n, d)| {
+                    if n.is_finite() && d.is_finite() && *d >= 1.0 {
+                        (n / d).clamp(0.0, cap)
+                    } else {
+                        f64::NAN
+                    }
+                })
+                .collect(),
+        )
     };
     let series = [
         ratio("db.cache_requests", "db.queries", f64::MAX),
@@ -150,20 +173,29 @@ fn add_derived(metrics: &mut BTreeMap<String, Vec<f64>>) {
 
 impl Dataset {
     pub fn new(step_ms: i64, window: WindowConfig) -> Dataset {
-        Dataset { manifest: Manifest { format: "distdiag-dataset".into(), version: 1, step_ms, window }, series: SeriesMap::new(), labels: Vec::new(), cases: Vec::new() }
+        Dataset {
+            manifest: Manifest { format: "distdiag-dataset".into(), version: 1, step_ms, window },
+            series: SeriesMap::new(),
+            labels: Vec::new(),
+            cases: Vec::new(),
+        }
     }
 
     /// Checks names, times and references.
     pub fn validate(&self) -> Result<(), DatasetError> {
         let m = &self.manifest;
         if m.format != "distdiag-dataset" || m.version != 1 {
-            return Err(invalid(format!("manifest: format {:?} version {} is not distdiag-dataset 1", m.format, m.version)));
+            return Err(invalid(format!(
+                "manifest: format {:?} version {} is not distdiag-dataset 1",
+                m.format, m.version
+            )));
         }
         if m.step_ms != m.window.step_ms {
             return Err(invalid("manifest: step_ms differs from window.step_ms"));
         }
         m.window.validate().map_err(invalid)?;
-        let name_ok = |s: &str| !s.is_empty() && s.len() <= 200 && !s.contains([',', '"', '\n', '\r']);
+        let name_ok =
+            |s: &str| !s.is_empty() && s.len() <= 200 && !s.contains([',', '"', '\n', '\r']);
         for (node, metrics) in &self.series {
             if !name_ok(node) {
                 return Err(invalid(format!("bad node name {node:?}")));
@@ -175,16 +207,28 @@ impl Dataset {
             }
         }
         for c in &self.cases {
-            if !name_ok(&c.case) || !(c.scenario.is_empty() || name_ok(&c.scenario)) || c.end_ms <= c.start_ms {
-                return Err(invalid(format!("bad case {:?}: names without commas, end after start", c.case)));
+            if !name_ok(&c.case)
+                || !(c.scenario.is_empty() || name_ok(&c.scenario))
+                || c.end_ms <= c.start_ms
+            {
+                return Err(invalid(format!(
+                    "bad case {:?}: names without commas, end after start",
+                    c.case
+                )));
             }
         }
         for l in &self.labels {
             if !name_ok(&l.node) || !name_ok(&l.kind) || l.end_ms <= l.start_ms {
-                return Err(invalid(format!("bad label {} {} {}..{}", l.node, l.kind, l.start_ms, l.end_ms)));
+                return Err(invalid(format!(
+                    "bad label {} {} {}..{}",
+                    l.node, l.kind, l.start_ms, l.end_ms
+                )));
             }
             if !self.cases.iter().any(|c| c.case == l.case) {
-                return Err(invalid(format!("label of {} names case {:?}, which cases.csv lacks", l.node, l.case)));
+                return Err(invalid(format!(
+                    "label of {} names case {:?}, which cases.csv lacks",
+                    l.node, l.case
+                )));
             }
         }
         if self.cases.is_empty() {
@@ -232,7 +276,12 @@ impl Dataset {
         let w = self.manifest.window;
         self.cases
             .iter()
-            .map(|c| (Period { case: c.case.clone(), start_ms: c.start_ms, end_ms: c.end_ms }, self.frame(c.start_ms - w.baseline_ms - w.window_ms, c.end_ms)))
+            .map(|c| {
+                (
+                    Period { case: c.case.clone(), start_ms: c.start_ms, end_ms: c.end_ms },
+                    self.frame(c.start_ms - w.baseline_ms - w.window_ms, c.end_ms),
+                )
+            })
             .collect()
     }
 
@@ -243,10 +292,19 @@ impl Dataset {
         self.cases
             .iter()
             .filter_map(|c| {
-                let mut causes: Vec<(String, String)> = self.labels.iter().filter(|l| l.case == c.case && self.series.contains_key(&l.node)).map(|l| (l.node.clone(), l.kind.clone())).collect();
+                let mut causes: Vec<(String, String)> = self
+                    .labels
+                    .iter()
+                    .filter(|l| l.case == c.case && self.series.contains_key(&l.node))
+                    .map(|l| (l.node.clone(), l.kind.clone()))
+                    .collect();
                 causes.sort();
                 causes.dedup();
-                (!causes.is_empty()).then(|| Truth { case: c.case.clone(), scenario: c.scenario.clone(), causes })
+                (!causes.is_empty()).then(|| Truth {
+                    case: c.case.clone(),
+                    scenario: c.scenario.clone(),
+                    causes,
+                })
             })
             .collect()
     }
@@ -256,7 +314,8 @@ impl Dataset {
     /// recorded); returns how many. The series stay: only cases make
     /// windows.
     pub fn drop_cases_with(&mut self, kind: &str) -> usize {
-        let gone: std::collections::BTreeSet<String> = self.labels.iter().filter(|l| l.kind == kind).map(|l| l.case.clone()).collect();
+        let gone: std::collections::BTreeSet<String> =
+            self.labels.iter().filter(|l| l.kind == kind).map(|l| l.case.clone()).collect();
         self.cases.retain(|c| !gone.contains(&c.case));
         self.labels.retain(|l| !gone.contains(&l.case));
         gone.len()
@@ -264,13 +323,20 @@ impl Dataset {
 
     /// Writes the export format into `dir` (created if needed).
     pub fn export(&self, dir: &Path) -> Result<(), DatasetError> {
-        let io = |p: &Path, e: std::io::Error| DatasetError::Io { path: p.display().to_string(), error: e.to_string() };
+        let io = |p: &Path, e: std::io::Error| DatasetError::Io {
+            path: p.display().to_string(),
+            error: e.to_string(),
+        };
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         let write = |name: &str, text: String| -> Result<(), DatasetError> {
             let p = dir.join(name);
             std::fs::write(&p, text).map_err(|e| io(&p, e))
         };
-        write("manifest.json", serde_json::to_string_pretty(&self.manifest).map_err(|e| invalid(e.to_string()))? + "\n")?;
+        write(
+            "manifest.json",
+            serde_json::to_string_pretty(&self.manifest).map_err(|e| invalid(e.to_string()))?
+                + "\n",
+        )?;
         let mut s = String::from("node,metric,timestamp_ms,value\n");
         for (node, metrics) in &self.series {
             for (metric, pts) in metrics {
@@ -298,7 +364,10 @@ impl Dataset {
     /// overlap in time (they would interleave into one).
     pub fn merge(&mut self, other: Dataset) -> Result<(), DatasetError> {
         if other.manifest != self.manifest {
-            return Err(invalid(format!("the datasets were built with different windows or steps: {:?} and {:?}", self.manifest, other.manifest)));
+            return Err(invalid(format!(
+                "the datasets were built with different windows or steps: {:?} and {:?}",
+                self.manifest, other.manifest
+            )));
         }
         if let Some(c) = other.cases.iter().find(|c| self.cases.iter().any(|s| s.case == c.case)) {
             return Err(invalid(format!("case {:?} is in both datasets", c.case)));
@@ -309,7 +378,9 @@ impl Dataset {
             first.zip(last)
         };
         for (node, metrics) in &other.series {
-            if let (Some((a0, a1)), Some((b0, b1))) = (self.series.get(node).and_then(span), span(metrics)) {
+            if let (Some((a0, a1)), Some((b0, b1))) =
+                (self.series.get(node).and_then(span), span(metrics))
+            {
                 if a0 <= b1 && b0 <= a1 {
                     return Err(invalid(format!("node {node}: the datasets' series overlap in time ({a0}..{a1} and {b0}..{b1})")));
                 }
@@ -332,45 +403,71 @@ impl Dataset {
     pub fn import(dir: &Path) -> Result<Dataset, DatasetError> {
         let read = |name: &str| -> Result<String, DatasetError> {
             let p = dir.join(name);
-            std::fs::read_to_string(&p).map_err(|e| DatasetError::Io { path: p.display().to_string(), error: e.to_string() })
+            std::fs::read_to_string(&p).map_err(|e| DatasetError::Io {
+                path: p.display().to_string(),
+                error: e.to_string(),
+            })
         };
-        let manifest: Manifest = serde_json::from_str(&read("manifest.json")?).map_err(|e| invalid(format!("manifest.json: {e}")))?;
-        let mut ds = Dataset { manifest, series: SeriesMap::new(), labels: Vec::new(), cases: Vec::new() };
-        let rows = |name: &str, header: &str, text: &str| -> Result<Vec<Vec<String>>, DatasetError> {
-            let mut lines = text.lines();
-            if lines.next().map(str::trim) != Some(header) {
-                return Err(invalid(format!("{name}: the first line must be {header:?}")));
-            }
-            let width = header.split(',').count();
-            lines
-                .enumerate()
-                .filter(|(_, l)| !l.trim().is_empty())
-                .map(|(i, l)| {
-                    let f: Vec<String> = l.split(',').map(|x| x.trim().to_string()).collect();
-                    if f.len() == width {
-                        Ok(f)
-                    } else {
-                        Err(invalid(format!("{name} line {}: {} fields, want {width}", i + 2, f.len())))
-                    }
-                })
-                .collect()
+        let manifest: Manifest = serde_json::from_str(&read("manifest.json")?)
+            .map_err(|e| invalid(format!("manifest.json: {e}")))?;
+        let mut ds =
+            Dataset { manifest, series: SeriesMap::new(), labels: Vec::new(), cases: Vec::new() };
+        let rows =
+            |name: &str, header: &str, text: &str| -> Result<Vec<Vec<String>>, DatasetError> {
+                let mut lines = text.lines();
+                if lines.next().map(str::trim) != Some(header) {
+                    return Err(invalid(format!("{name}: the first line must be {header:?}")));
+                }
+                let width = header.split(',').count();
+                lines
+                    .enumerate()
+                    .filter(|(_, l)| !l.trim().is_empty())
+                    .map(|(i, l)| {
+                        let f: Vec<String> = l.split(',').map(|x| x.trim().to_string()).collect();
+                        if f.len() == width {
+                            Ok(f)
+                        } else {
+                            Err(invalid(format!(
+                                "{name} line {}: {} fields, want {width}",
+                                i + 2,
+                                f.len()
+                            )))
+                        }
+                    })
+                    .collect()
+            };
+        let num = |name: &str, what: &str, s: &str| -> Result<i64, DatasetError> {
+            s.parse::<i64>().map_err(|_| invalid(format!("{name}: {what} {s:?} is not an integer")))
         };
-        let num = |name: &str, what: &str, s: &str| -> Result<i64, DatasetError> { s.parse::<i64>().map_err(|_| invalid(format!("{name}: {what} {s:?} is not an integer"))) };
         // The raw series may come gzip-compressed (series.csv.gz).
         let series = if !dir.join("series.csv").exists() && dir.join("series.csv.gz").exists() {
             let p = dir.join("series.csv.gz");
-            let file = std::fs::File::open(&p).map_err(|e| DatasetError::Io { path: p.display().to_string(), error: e.to_string() })?;
+            let file = std::fs::File::open(&p).map_err(|e| DatasetError::Io {
+                path: p.display().to_string(),
+                error: e.to_string(),
+            })?;
             let mut text = String::new();
-            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(file), &mut text).map_err(|e| DatasetError::Io { path: p.display().to_string(), error: e.to_string() })?;
+            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(file), &mut text)
+                .map_err(|e| DatasetError::Io {
+                    path: p.display().to_string(),
+                    error: e.to_string(),
+                })?;
             text
         } else {
             read("series.csv")?
         };
         for f in rows("series.csv", "node,metric,timestamp_ms,value", &series)? {
             let t = num("series.csv", "timestamp_ms", &f[2])?;
-            let v: f64 = f[3].parse().map_err(|_| invalid(format!("series.csv: value {:?} is not a number", f[3])))?;
+            let v: f64 = f[3]
+                .parse()
+                .map_err(|_| invalid(format!("series.csv: value {:?} is not a number", f[3])))?;
             if v.is_finite() {
-                ds.series.entry(f[0].clone()).or_default().entry(f[1].clone()).or_default().push((t, v));
+                ds.series
+                    .entry(f[0].clone())
+                    .or_default()
+                    .entry(f[1].clone())
+                    .or_default()
+                    .push((t, v));
             }
         }
         for metrics in ds.series.values_mut() {
@@ -380,10 +477,21 @@ impl Dataset {
             }
         }
         for f in rows("labels.csv", "case,node,type,start_ms,end_ms", &read("labels.csv")?)? {
-            ds.labels.push(FaultEvent { case: f[0].clone(), node: f[1].clone(), kind: f[2].clone(), start_ms: num("labels.csv", "start_ms", &f[3])?, end_ms: num("labels.csv", "end_ms", &f[4])? });
+            ds.labels.push(FaultEvent {
+                case: f[0].clone(),
+                node: f[1].clone(),
+                kind: f[2].clone(),
+                start_ms: num("labels.csv", "start_ms", &f[3])?,
+                end_ms: num("labels.csv", "end_ms", &f[4])?,
+            });
         }
         for f in rows("cases.csv", "case,scenario,start_ms,end_ms", &read("cases.csv")?)? {
-            ds.cases.push(CasePeriod { case: f[0].clone(), scenario: f[1].clone(), start_ms: num("cases.csv", "start_ms", &f[2])?, end_ms: num("cases.csv", "end_ms", &f[3])? });
+            ds.cases.push(CasePeriod {
+                case: f[0].clone(),
+                scenario: f[1].clone(),
+                start_ms: num("cases.csv", "start_ms", &f[2])?,
+                end_ms: num("cases.csv", "end_ms", &f[3])?,
+            });
         }
         ds.validate()?;
         Ok(ds)
@@ -399,13 +507,31 @@ pub mod testing {
     /// Two nodes for 60 s with one CPU series; n2 jumps from about 11 to
     /// 90 at 40 s, labelled `cpu_stress` in case `c1` (20 s .. 59 s).
     pub fn two_node_cpu_case() -> Dataset {
-        let mut d = Dataset::new(1000, WindowConfig { window_ms: 5000, stride_ms: 5000, step_ms: 1000, baseline_ms: 10_000 });
+        let mut d = Dataset::new(
+            1000,
+            WindowConfig { window_ms: 5000, stride_ms: 5000, step_ms: 1000, baseline_ms: 10_000 },
+        );
         for node in ["n1", "n2"] {
-            let pts: Vec<(i64, f64)> = (0..60).map(|i| (i * 1000, if node == "n2" && i >= 40 { 90.0 } else { 10.0 + (i % 3) as f64 })).collect();
+            let pts: Vec<(i64, f64)> = (0..60)
+                .map(|i| {
+                    (i * 1000, if node == "n2" && i >= 40 { 90.0 } else { 10.0 + (i % 3) as f64 })
+                })
+                .collect();
             d.series.entry(node.into()).or_default().insert("cg.cpu_usage".into(), pts);
         }
-        d.cases.push(CasePeriod { case: "c1".into(), scenario: "A".into(), start_ms: 20_000, end_ms: 59_000 });
-        d.labels.push(FaultEvent { case: "c1".into(), node: "n2".into(), kind: "cpu_stress".into(), start_ms: 40_000, end_ms: 60_000 });
+        d.cases.push(CasePeriod {
+            case: "c1".into(),
+            scenario: "A".into(),
+            start_ms: 20_000,
+            end_ms: 59_000,
+        });
+        d.labels.push(FaultEvent {
+            case: "c1".into(),
+            node: "n2".into(),
+            kind: "cpu_stress".into(),
+            start_ms: 40_000,
+            end_ms: 60_000,
+        });
         d
     }
 
@@ -433,8 +559,17 @@ mod tests {
 
     #[test]
     fn counters_become_rates_and_devices_sum() {
-        let catalog = vec![MetricDesc::counter("disk.write_bytes:sda", "bytes"), MetricDesc::counter("disk.write_bytes:sdb", "bytes"), MetricDesc::gauge("cpu.util:0", "percent"), MetricDesc::gauge("cpu.util:1", "percent")];
-        let rows = vec![(1000, vec![100.0, 10.0, 5.0, 7.0]), (2010, vec![300.0, 30.0, 6.0, 2.0]), (3000, vec![50.0, 50.0, 1.0, 1.0])];
+        let catalog = vec![
+            MetricDesc::counter("disk.write_bytes:sda", "bytes"),
+            MetricDesc::counter("disk.write_bytes:sdb", "bytes"),
+            MetricDesc::gauge("cpu.util:0", "percent"),
+            MetricDesc::gauge("cpu.util:1", "percent"),
+        ];
+        let rows = vec![
+            (1000, vec![100.0, 10.0, 5.0, 7.0]),
+            (2010, vec![300.0, 30.0, 6.0, 2.0]),
+            (3000, vec![50.0, 50.0, 1.0, 1.0]),
+        ];
         let g = grid_series(&catalog, &rows, 1000);
         // 200 B over 1.01 s + 20 B over 1.01 s, on slot 2000; the reset at 3000 s gives only sdb's 20/0.99.
         let w = &g["disk.write_bytes"];
@@ -446,8 +581,18 @@ mod tests {
         // A sample 400 ms late, then one on time: both land on slot 2000.
         // Each is the one process (not two): the slot holds 1, and the
         // counter's two rates give their mean, not their sum.
-        let catalog = vec![MetricDesc::gauge("proc.count", "count"), MetricDesc::counter("proc.cpu_user", "seconds"), MetricDesc::counter("disk.reads:sda", "count"), MetricDesc::counter("disk.reads:sdb", "count")];
-        let rows = vec![(1000, vec![1.0, 10.0, 0.0, 0.0]), (1600, vec![1.0, 10.6, 60.0, 6.0]), (2400, vec![1.0, 10.8, 220.0, 22.0]), (3000, vec![1.0, 11.4, 280.0, 28.0])];
+        let catalog = vec![
+            MetricDesc::gauge("proc.count", "count"),
+            MetricDesc::counter("proc.cpu_user", "seconds"),
+            MetricDesc::counter("disk.reads:sda", "count"),
+            MetricDesc::counter("disk.reads:sdb", "count"),
+        ];
+        let rows = vec![
+            (1000, vec![1.0, 10.0, 0.0, 0.0]),
+            (1600, vec![1.0, 10.6, 60.0, 6.0]),
+            (2400, vec![1.0, 10.8, 220.0, 22.0]),
+            (3000, vec![1.0, 11.4, 280.0, 28.0]),
+        ];
         let g = grid_series(&catalog, &rows, 1000);
         assert_eq!(g["proc.count"], vec![(1000, 1.0), (2000, 1.0), (3000, 1.0)]);
         let cpu = &g["proc.cpu_user"];
@@ -459,9 +604,15 @@ mod tests {
 
     #[test]
     fn frames_carry_the_ratios_their_inputs_allow() {
-        let mut d = Dataset::new(1000, WindowConfig { window_ms: 5000, stride_ms: 5000, step_ms: 1000, baseline_ms: 10_000 });
+        let mut d = Dataset::new(
+            1000,
+            WindowConfig { window_ms: 5000, stride_ms: 5000, step_ms: 1000, baseline_ms: 10_000 },
+        );
         let put = |d: &mut Dataset, node: &str, metric: &str, v: &[f64]| {
-            d.series.entry(node.into()).or_default().insert(metric.into(), v.iter().enumerate().map(|(i, x)| (i as i64 * 1000, *x)).collect());
+            d.series.entry(node.into()).or_default().insert(
+                metric.into(),
+                v.iter().enumerate().map(|(i, x)| (i as i64 * 1000, *x)).collect(),
+            );
         };
         // n1: 100 statements a second, then a surge to 200, then none.
         put(&mut d, "n1", "db.queries", &[100.0, 200.0, 0.0, 100.0]);
@@ -473,23 +624,40 @@ mod tests {
         put(&mut d, "n2", "db.io_write_bytes", &[5000.0]);
         let f = d.frame(0, 3000);
         let n1 = &f.nodes[0].metrics;
-        let nan_eq = |a: &[f64], b: &[f64]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y || (x.is_nan() && y.is_nan()));
+        let nan_eq = |a: &[f64], b: &[f64]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
+        };
         let nan = f64::NAN;
         // The surge doubles the statements, not the pages per statement.
-        assert!(nan_eq(&n1["db.cache_requests_per_query"], &[10.0, 10.0, nan, nan]), "{:?}", n1["db.cache_requests_per_query"]);
+        assert!(
+            nan_eq(&n1["db.cache_requests_per_query"], &[10.0, 10.0, nan, nan]),
+            "{:?}",
+            n1["db.cache_requests_per_query"]
+        );
         assert!(nan_eq(&n1["db.write_bytes_per_query"], &[40.96, 40.96, nan, 40.96]));
         assert!(nan_eq(&n1["db.cache_miss_share"], &[0.0, 0.25, nan, nan]));
         let n2 = &f.nodes[1].metrics;
         assert!(nan_eq(&n2["db.write_bytes_per_query"], &[100.0, nan, nan, nan]));
-        assert!(!n2.contains_key("db.cache_requests_per_query") && !n2.contains_key("db.cache_miss_share"));
+        assert!(
+            !n2.contains_key("db.cache_requests_per_query")
+                && !n2.contains_key("db.cache_miss_share")
+        );
         // Exports keep what was recorded; the ratios are made again on import.
-        d.cases.push(CasePeriod { case: "c1".into(), scenario: "A".into(), start_ms: 0, end_ms: 3000 });
+        d.cases.push(CasePeriod {
+            case: "c1".into(),
+            scenario: "A".into(),
+            start_ms: 0,
+            end_ms: 3000,
+        });
         let dir = tempfile::tempdir().unwrap();
         d.export(dir.path()).unwrap();
         let series = std::fs::read_to_string(dir.path().join("series.csv")).unwrap();
         assert!(DERIVED.iter().all(|m| !series.contains(m)));
         // (NaN is not equal to itself, so the frames compare as text.)
-        assert_eq!(format!("{:?}", Dataset::import(dir.path()).unwrap().frame(0, 3000)), format!("{f:?}"));
+        assert_eq!(
+            format!("{:?}", Dataset::import(dir.path()).unwrap().frame(0, 3000)),
+            format!("{f:?}")
+        );
     }
 
     #[test]
@@ -505,15 +673,27 @@ mod tests {
         for f in ["manifest.json", "labels.csv", "cases.csv"] {
             std::fs::copy(dir.path().join(f), gz.path().join(f)).unwrap();
         }
-        let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(gz.path().join("series.csv.gz")).unwrap(), flate2::Compression::default());
-        std::io::Write::write_all(&mut enc, &std::fs::read(dir.path().join("series.csv")).unwrap()).unwrap();
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(gz.path().join("series.csv.gz")).unwrap(),
+            flate2::Compression::default(),
+        );
+        std::io::Write::write_all(&mut enc, &std::fs::read(dir.path().join("series.csv")).unwrap())
+            .unwrap();
         enc.finish().unwrap();
         assert_eq!(Dataset::import(gz.path()).unwrap(), d);
         assert_eq!(d.truths()[0].causes, vec![("n2".to_string(), "cpu_stress".to_string())]);
         // Bad input: a broken line and a label of an unknown case.
-        std::fs::write(dir.path().join("labels.csv"), "case,node,type,start_ms,end_ms\nc9,n1,cpu_stress,1,2\n").unwrap();
+        std::fs::write(
+            dir.path().join("labels.csv"),
+            "case,node,type,start_ms,end_ms\nc9,n1,cpu_stress,1,2\n",
+        )
+        .unwrap();
         assert!(Dataset::import(dir.path()).unwrap_err().to_string().contains("c9"));
-        std::fs::write(dir.path().join("labels.csv"), "case,node,type,start_ms,end_ms\nc1,n1,cpu_stress,1\n").unwrap();
+        std::fs::write(
+            dir.path().join("labels.csv"),
+            "case,node,type,start_ms,end_ms\nc1,n1,cpu_stress,1\n",
+        )
+        .unwrap();
         assert!(Dataset::import(dir.path()).unwrap_err().to_string().contains("line 2"));
     }
 
@@ -526,13 +706,22 @@ mod tests {
         assert_eq!(d.truths().len(), 2);
         // Refused: the same case again, overlapping series, other windows.
         let err = |o: Dataset| testing::two_node_cpu_case().merge(o).unwrap_err().to_string();
-        assert!(err(testing::shifted(&testing::two_node_cpu_case(), 3_600_000, "c1")).contains("in both"));
-        assert!(err(testing::shifted(&testing::two_node_cpu_case(), 30_000, "c2")).contains("overlap"));
+        assert!(err(testing::shifted(&testing::two_node_cpu_case(), 3_600_000, "c1"))
+            .contains("in both"));
+        assert!(
+            err(testing::shifted(&testing::two_node_cpu_case(), 30_000, "c2")).contains("overlap")
+        );
         let mut other = testing::shifted(&testing::two_node_cpu_case(), 3_600_000, "c2");
         other.manifest.window.baseline_ms = 20_000;
         assert!(err(other).contains("different windows"));
         // Dropping a type's cases takes their labels and windows with them.
-        d.labels.push(FaultEvent { case: "c2".into(), node: "n1".into(), kind: "disk_stress".into(), start_ms: 3_640_000, end_ms: 3_660_000 });
+        d.labels.push(FaultEvent {
+            case: "c2".into(),
+            node: "n1".into(),
+            kind: "disk_stress".into(),
+            start_ms: 3_640_000,
+            end_ms: 3_660_000,
+        });
         assert_eq!(d.drop_cases_with("network_loss"), 0);
         assert_eq!(d.drop_cases_with("disk_stress"), 1);
         assert_eq!(d.cases.iter().map(|c| c.case.as_str()).collect::<Vec<_>>(), ["c1"]);

@@ -40,9 +40,15 @@ pub struct Prf {
 
 impl Prf {
     fn finish(&mut self) {
-        self.precision = if self.tp + self.fp > 0 { self.tp as f64 / (self.tp + self.fp) as f64 } else { 0.0 };
-        self.recall = if self.tp + self.fn_ > 0 { self.tp as f64 / (self.tp + self.fn_) as f64 } else { 0.0 };
-        self.f1 = if self.precision + self.recall > 0.0 { 2.0 * self.precision * self.recall / (self.precision + self.recall) } else { 0.0 };
+        self.precision =
+            if self.tp + self.fp > 0 { self.tp as f64 / (self.tp + self.fp) as f64 } else { 0.0 };
+        self.recall =
+            if self.tp + self.fn_ > 0 { self.tp as f64 / (self.tp + self.fn_) as f64 } else { 0.0 };
+        self.f1 = if self.precision + self.recall > 0.0 {
+            2.0 * self.precision * self.recall / (self.precision + self.recall)
+        } else {
+            0.0
+        };
     }
 }
 
@@ -89,8 +95,15 @@ fn ac_row(items: &[Scored<'_>]) -> AcRow {
     if n == 0 {
         return AcRow::default();
     }
-    let mean = |k: usize| items.iter().map(|(t, r)| ac_at_k(r, &t.causes, k)).sum::<f64>() / n as f64;
-    AcRow { cases: n, ac1: mean(1), ac3: mean(3), ac5: mean(5), avg5: (1..=5).map(mean).sum::<f64>() / 5.0 }
+    let mean =
+        |k: usize| items.iter().map(|(t, r)| ac_at_k(r, &t.causes, k)).sum::<f64>() / n as f64;
+    AcRow {
+        cases: n,
+        ac1: mean(1),
+        ac3: mean(3),
+        ac5: mean(5),
+        avg5: (1..=5).map(mean).sum::<f64>() / 5.0,
+    }
 }
 
 /// The figures of rankings (one per case, best first) against their truths.
@@ -104,7 +117,13 @@ pub fn evaluate(results: &[(Truth, Ranked)]) -> Report {
     report.per_scenario = scenarios.into_iter().map(|(s, v)| (s.to_string(), ac_row(&v))).collect();
     report.per_case = results
         .iter()
-        .map(|(t, r)| CaseRow { case: t.case.clone(), scenario: t.scenario.clone(), causes: t.causes.clone(), top: r.iter().take(CASE_TOP).cloned().collect(), ac1: ac_at_k(r, &t.causes, 1) })
+        .map(|(t, r)| CaseRow {
+            case: t.case.clone(),
+            scenario: t.scenario.clone(),
+            causes: t.causes.clone(),
+            top: r.iter().take(CASE_TOP).cloned().collect(),
+            ac1: ac_at_k(r, &t.causes, 1),
+        })
         .collect();
     for (truth, ranking) in results {
         let k = truth.causes.len().max(1);
@@ -121,7 +140,8 @@ pub fn evaluate(results: &[(Truth, Ranked)]) -> Report {
             if !top.contains(&c) {
                 report.per_type.entry(c.1.clone()).or_default().fn_ += 1;
             }
-            let predicted = top.iter().find(|e| e.0 == c.0).map_or("none".to_string(), |e| e.1.clone());
+            let predicted =
+                top.iter().find(|e| e.0 == c.0).map_or("none".to_string(), |e| e.1.clone());
             *report.confusion.entry(c.1.clone()).or_default().entry(predicted).or_default() += 1;
         }
     }
@@ -129,7 +149,12 @@ pub fn evaluate(results: &[(Truth, Ranked)]) -> Report {
         p.finish();
     }
     let true_types: Vec<&String> = report.confusion.keys().collect();
-    report.macro_f1 = if true_types.is_empty() { 0.0 } else { true_types.iter().map(|t| report.per_type.get(*t).map_or(0.0, |p| p.f1)).sum::<f64>() / true_types.len() as f64 };
+    report.macro_f1 = if true_types.is_empty() {
+        0.0
+    } else {
+        true_types.iter().map(|t| report.per_type.get(*t).map_or(0.0, |p| p.f1)).sum::<f64>()
+            / true_types.len() as f64
+    };
     report
 }
 
@@ -159,14 +184,21 @@ mod tests {
 
     #[test]
     fn report_by_hand() {
-        let t = |case: &str, scen: &str, causes: Vec<(String, String)>| Truth { case: case.into(), scenario: scen.into(), causes };
+        let t = |case: &str, scen: &str, causes: Vec<(String, String)>| Truth {
+            case: case.into(),
+            scenario: scen.into(),
+            causes,
+        };
         let results = vec![
             // Hit at rank 1.
             (t("c1", "A", vec![e("n1", "cpu")]), vec![e("n1", "cpu"), e("n2", "cpu")]),
             // Right node, wrong type first; cause at rank 2.
             (t("c2", "A", vec![e("n2", "disk")]), vec![e("n2", "cpu"), e("n2", "disk")]),
             // Two causes: one in the top 2, the other's node absent.
-            (t("c3", "B", vec![e("n1", "cpu"), e("n3", "disk")]), vec![e("n1", "cpu"), e("n2", "disk"), e("n3", "disk")]),
+            (
+                t("c3", "B", vec![e("n1", "cpu"), e("n3", "disk")]),
+                vec![e("n1", "cpu"), e("n2", "disk"), e("n3", "disk")],
+            ),
         ];
         let r = evaluate(&results);
         assert_eq!(r.overall.cases, 3);

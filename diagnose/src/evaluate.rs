@@ -51,7 +51,11 @@ impl Rankings {
     }
 
     pub fn report(&self) -> MethodReports {
-        MethodReports { at_fault: evaluate(&self.at_fault), shifted_minus_30s: evaluate(&self.minus_30s), shifted_plus_30s: evaluate(&self.plus_30s) }
+        MethodReports {
+            at_fault: evaluate(&self.at_fault),
+            shifted_minus_30s: evaluate(&self.minus_30s),
+            shifted_plus_30s: evaluate(&self.plus_30s),
+        }
     }
 }
 
@@ -86,11 +90,21 @@ pub trait DatasetExt {
     /// Evaluates the fault cases of this dataset except `exclude` (the
     /// cases a model trained on) with `scorer`, the statistical scorer and
     /// Dummy (seeded).
-    fn evaluate(&self, scorer: Option<&Scorer>, exclude: &[String], seed: u64) -> Result<Evaluation, String>;
+    fn evaluate(
+        &self,
+        scorer: Option<&Scorer>,
+        exclude: &[String],
+        seed: u64,
+    ) -> Result<Evaluation, String>;
     /// Ranks the fault cases of this dataset except `exclude` with
     /// `scorer`, the statistical scorer and Dummy (seeded), at the middle
     /// of each case's faults and 30 s before and after it.
-    fn rank(&self, scorer: Option<&Scorer>, exclude: &[String], seed: u64) -> Result<CaseRankings, String>;
+    fn rank(
+        &self,
+        scorer: Option<&Scorer>,
+        exclude: &[String],
+        seed: u64,
+    ) -> Result<CaseRankings, String>;
 }
 
 impl DatasetExt for Dataset {
@@ -107,7 +121,15 @@ impl DatasetExt for Dataset {
         }
         s.push('\n');
         for (i, r) in w.rows.iter().enumerate() {
-            let _ = write!(s, "{},{},{},{},{}", r.case, r.node, r.end_ms, r.labels.join(";"), u8::from(r.edge));
+            let _ = write!(
+                s,
+                "{},{},{},{},{}",
+                r.case,
+                r.node,
+                r.end_ms,
+                r.labels.join(";"),
+                u8::from(r.edge)
+            );
             for x in w.row(i) {
                 if x.is_nan() {
                     s.push(',');
@@ -120,18 +142,34 @@ impl DatasetExt for Dataset {
         s
     }
 
-    fn evaluate(&self, scorer: Option<&Scorer>, exclude: &[String], seed: u64) -> Result<Evaluation, String> {
+    fn evaluate(
+        &self,
+        scorer: Option<&Scorer>,
+        exclude: &[String],
+        seed: u64,
+    ) -> Result<Evaluation, String> {
         Ok(self.rank(scorer, exclude, seed)?.evaluation())
     }
 
-    fn rank(&self, scorer: Option<&Scorer>, exclude: &[String], seed: u64) -> Result<CaseRankings, String> {
-        let truths: Vec<Truth> = self.truths().into_iter().filter(|t| !exclude.contains(&t.case)).collect();
+    fn rank(
+        &self,
+        scorer: Option<&Scorer>,
+        exclude: &[String],
+        seed: u64,
+    ) -> Result<CaseRankings, String> {
+        let truths: Vec<Truth> =
+            self.truths().into_iter().filter(|t| !exclude.contains(&t.case)).collect();
         if truths.is_empty() {
             return Err("no fault cases to evaluate (every case was used for training, or the dataset has none)".into());
         }
-        let periods: Vec<(Period, Frame)> = self.period_frames().into_iter().filter(|(p, _)| truths.iter().any(|t| t.case == p.case)).collect();
+        let periods: Vec<(Period, Frame)> = self
+            .period_frames()
+            .into_iter()
+            .filter(|(p, _)| truths.iter().any(|t| t.case == p.case))
+            .collect();
         let cfg = scorer.map_or(self.manifest.window, |s| s.window);
-        let mut types: Vec<String> = truths.iter().flat_map(|t| t.causes.iter().map(|c| c.1.clone())).collect();
+        let mut types: Vec<String> =
+            truths.iter().flat_map(|t| t.causes.iter().map(|c| c.1.clone())).collect();
         if let Some(s) = scorer {
             types.extend(s.types());
         }
@@ -164,26 +202,46 @@ pub fn evaluation_markdown(e: &Evaluation) -> String {
     methods.push(("statistical", &e.statistical));
     methods.push(("dummy", &e.dummy));
     for (name, m) in &methods {
-        for (when, r) in [("at fault", &m.at_fault), ("-30 s", &m.shifted_minus_30s), ("+30 s", &m.shifted_plus_30s)] {
+        for (when, r) in [
+            ("at fault", &m.at_fault),
+            ("-30 s", &m.shifted_minus_30s),
+            ("+30 s", &m.shifted_plus_30s),
+        ] {
             let o = &r.overall;
-            let _ = writeln!(s, "| {name} | {when} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |", o.ac1, o.ac3, o.ac5, o.avg5, r.macro_f1);
+            let _ = writeln!(
+                s,
+                "| {name} | {when} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                o.ac1, o.ac3, o.ac5, o.avg5, r.macro_f1
+            );
         }
     }
     s.push_str("\n| method | type | precision | recall | F1 |\n|---|---|---|---|---|\n");
     for (name, m) in &methods {
         for (kind, p) in &m.at_fault.per_type {
-            let _ = writeln!(s, "| {name} | {kind} | {:.3} | {:.3} | {:.3} |", p.precision, p.recall, p.f1);
+            let _ = writeln!(
+                s,
+                "| {name} | {kind} | {:.3} | {:.3} | {:.3} |",
+                p.precision, p.recall, p.f1
+            );
         }
     }
     s.push_str("\n| method | scenario | cases | AC@1 | AC@3 | AC@5 | Avg@5 |\n|---|---|---|---|---|---|---|\n");
     for (name, m) in &methods {
         for (scen, o) in &m.at_fault.per_scenario {
-            let _ = writeln!(s, "| {name} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |", if scen.is_empty() { "-" } else { scen }, o.cases, o.ac1, o.ac3, o.ac5, o.avg5);
+            let _ = writeln!(
+                s,
+                "| {name} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                if scen.is_empty() { "-" } else { scen },
+                o.cases,
+                o.ac1,
+                o.ac3,
+                o.ac5,
+                o.avg5
+            );
         }
     }
     s
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -196,7 +254,10 @@ mod tests {
         let d = two_node_cpu_case();
         let w = d.windows(None);
         assert_eq!(w.rows.len(), 2 * 7, "ends 25..=55 s by 5 s, two nodes");
-        assert!(w.rows.iter().any(|r| r.node == "n2" && r.labels == vec!["cpu_stress".to_string()]));
+        assert!(w
+            .rows
+            .iter()
+            .any(|r| r.node == "n2" && r.labels == vec!["cpu_stress".to_string()]));
         let csv = d.windows_csv();
         assert!(csv.starts_with("case,node,end_ms,labels,edge,cg.cpu_usage|mean,"));
         assert_eq!(csv.lines().count(), 1 + 14);

@@ -9,7 +9,10 @@
 use super::{finite, median_of, median_without, Frame, WindowConfig};
 
 /// Feature names per metric, in vector order.
-pub const STATS: [&str; 12] = ["mean", "std", "min", "max", "median", "slope", "dmean", "dstd", "dmax", "peer", "base_z", "base_rel"];
+pub const STATS: [&str; 12] = [
+    "mean", "std", "min", "max", "median", "slope", "dmean", "dstd", "dmax", "peer", "base_z",
+    "base_rel",
+];
 
 /// Positions in [`STATS`] of the features read across nodes or periods.
 const PEER: usize = 9;
@@ -127,7 +130,12 @@ pub fn robust_z(x: f64, reference: &[f64]) -> f64 {
 /// over `metrics`; one vector per node of `frame`, in node order. The
 /// window is `[end - samples, end)`, the reference period the
 /// `baseline_ms` before it.
-pub fn window_features(frame: &Frame, end: usize, cfg: &WindowConfig, metrics: &[String]) -> Vec<Vec<f32>> {
+pub fn window_features(
+    frame: &Frame,
+    end: usize,
+    cfg: &WindowConfig,
+    metrics: &[String],
+) -> Vec<Vec<f32>> {
     window_features_of(&frame.columns(metrics), end, cfg, metrics.len(), None)
 }
 
@@ -136,7 +144,13 @@ pub fn window_features(frame: &Frame, end: usize, cfg: &WindowConfig, metrics: &
 /// features are as without it and the others may be NaN: a metric with no
 /// flagged feature is skipped, and its reference period is read only for a
 /// flagged `base_z` or `base_rel`.
-pub fn window_features_of(cols: &[Vec<Option<&[f64]>>], end: usize, cfg: &WindowConfig, n_metrics: usize, needed: Option<&[bool]>) -> Vec<Vec<f32>> {
+pub fn window_features_of(
+    cols: &[Vec<Option<&[f64]>>],
+    end: usize,
+    cfg: &WindowConfig,
+    n_metrics: usize,
+    needed: Option<&[bool]>,
+) -> Vec<Vec<f32>> {
     let needed = needed.filter(|f| f.len() == n_metrics * STATS.len());
     // Metrics are independent: split them over the cores, join per node.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
@@ -144,10 +158,17 @@ pub fn window_features_of(cols: &[Vec<Option<&[f64]>>], end: usize, cfg: &Window
         return features_of(cols, end, cfg, 0..n_metrics, needed);
     }
     let chunk = n_metrics.div_ceil(threads);
-    let ranges: Vec<std::ops::Range<usize>> = (0..n_metrics).step_by(chunk).map(|a| a..(a + chunk).min(n_metrics)).collect();
+    let ranges: Vec<std::ops::Range<usize>> =
+        (0..n_metrics).step_by(chunk).map(|a| a..(a + chunk).min(n_metrics)).collect();
     let parts: Vec<Vec<Vec<f32>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = ranges.iter().map(|r| s.spawn(move || features_of(cols, end, cfg, r.clone(), needed))).collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        let handles: Vec<_> = ranges
+            .iter()
+            .map(|r| s.spawn(move || features_of(cols, end, cfg, r.clone(), needed)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
     });
     let mut out: Vec<Vec<f32>> = vec![Vec::with_capacity(n_metrics * STATS.len()); cols.len()];
     for part in parts {
@@ -162,7 +183,13 @@ pub fn window_features_of(cols: &[Vec<Option<&[f64]>>], end: usize, cfg: &Window
 /// its median and MAD.
 const REFERENCE_POINTS: usize = 40;
 
-fn features_of(cols: &[Vec<Option<&[f64]>>], end: usize, cfg: &WindowConfig, metrics: std::ops::Range<usize>, needed: Option<&[bool]>) -> Vec<Vec<f32>> {
+fn features_of(
+    cols: &[Vec<Option<&[f64]>>],
+    end: usize,
+    cfg: &WindowConfig,
+    metrics: std::ops::Range<usize>,
+    needed: Option<&[bool]>,
+) -> Vec<Vec<f32>> {
     let w = cfg.samples();
     let b = (cfg.baseline_ms / cfg.step_ms.max(1)).max(1) as usize;
     let start = end.saturating_sub(w);
@@ -186,10 +213,19 @@ fn features_of(cols: &[Vec<Option<&[f64]>>], end: usize, cfg: &WindowConfig, met
             means[at * n + i] = s[0];
             reference.clear();
             if base_start < start && flags.is_none_or(|f| f[BASE_Z] || f[BASE_REL]) {
-                reference.extend(v[base_start.min(v.len())..start.min(v.len())].iter().step_by(every).copied().filter(|x| x.is_finite()));
+                reference.extend(
+                    v[base_start.min(v.len())..start.min(v.len())]
+                        .iter()
+                        .step_by(every)
+                        .copied()
+                        .filter(|x| x.is_finite()),
+                );
             }
             let (base_z, base_rel) = match median_mad_in(&mut reference) {
-                Some((med, mad)) => (if s[4].is_finite() { z_from(s[4], med, mad) } else { f64::NAN }, rel_diff(s[0], med)),
+                Some((med, mad)) => (
+                    if s[4].is_finite() { z_from(s[4], med, mad) } else { f64::NAN },
+                    rel_diff(s[0], med),
+                ),
                 None => (f64::NAN, f64::NAN),
             };
             row.extend(s.iter().map(|x| *x as f32));
@@ -204,7 +240,13 @@ fn features_of(cols: &[Vec<Option<&[f64]>>], end: usize, cfg: &WindowConfig, met
     let mut values: Vec<f64> = Vec::with_capacity(n);
     for at in 0..width {
         sorted.clear();
-        sorted.extend(means[at * n..][..n].iter().enumerate().filter(|(_, m)| m.is_finite()).map(|(i, m)| (*m, i)));
+        sorted.extend(
+            means[at * n..][..n]
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.is_finite())
+                .map(|(i, m)| (*m, i)),
+        );
         // Unstable is enough: removing any one of equal means leaves the same
         // multiset, so the peers' median does not depend on tie order.
         sorted.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
@@ -263,14 +305,23 @@ mod tests {
     #[test]
     fn window_features_contrast_peers_and_baseline() {
         // Three nodes, one metric; node b jumps to 10 in the last 4 samples.
-        let mk = |node: &str, v: Vec<f64>| NodeSeries { node: node.into(), metrics: [("cpu".to_string(), v)].into() };
+        let mk = |node: &str, v: Vec<f64>| NodeSeries {
+            node: node.into(),
+            metrics: [("cpu".to_string(), v)].into(),
+        };
         let flat = vec![1.0; 12];
         let mut jump = vec![1.0; 12];
         for x in &mut jump[8..] {
             *x = 10.0;
         }
-        let frame = Frame { start_ms: 0, step_ms: 1000, len: 12, nodes: vec![mk("a", flat.clone()), mk("b", jump), mk("c", flat)] };
-        let cfg = WindowConfig { window_ms: 4000, stride_ms: 1000, step_ms: 1000, baseline_ms: 8000 };
+        let frame = Frame {
+            start_ms: 0,
+            step_ms: 1000,
+            len: 12,
+            nodes: vec![mk("a", flat.clone()), mk("b", jump), mk("c", flat)],
+        };
+        let cfg =
+            WindowConfig { window_ms: 4000, stride_ms: 1000, step_ms: 1000, baseline_ms: 8000 };
         let f = window_features(&frame, 12, &cfg, &["cpu".to_string()]);
         assert_eq!(f.len(), 3);
         assert_eq!(f[0].len(), STATS.len());
@@ -294,7 +345,10 @@ mod tests {
         for (s, a) in some.iter().zip(&all) {
             for (j, (x, y)) in s.iter().zip(a).enumerate() {
                 let skipped = j >= STATS.len();
-                assert!(if skipped { x.is_nan() && !y.is_nan() } else { x.to_bits() == y.to_bits() }, "feature {j}: {x} against {y}");
+                assert!(
+                    if skipped { x.is_nan() && !y.is_nan() } else { x.to_bits() == y.to_bits() },
+                    "feature {j}: {x} against {y}"
+                );
             }
         }
         needed[BASE_Z] = false;

@@ -13,12 +13,18 @@ use super::Frame;
 /// Pearson correlation of two equally long series (pairs with a NaN are
 /// skipped); None when either side is constant or fewer than 3 pairs remain.
 pub fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
-    let pairs: Vec<(f64, f64)> = a.iter().zip(b).filter(|(x, y)| x.is_finite() && y.is_finite()).map(|(x, y)| (*x, *y)).collect();
+    let pairs: Vec<(f64, f64)> = a
+        .iter()
+        .zip(b)
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .map(|(x, y)| (*x, *y))
+        .collect();
     if pairs.len() < 3 {
         return None;
     }
     let n = pairs.len() as f64;
-    let (ma, mb) = (pairs.iter().map(|p| p.0).sum::<f64>() / n, pairs.iter().map(|p| p.1).sum::<f64>() / n);
+    let (ma, mb) =
+        (pairs.iter().map(|p| p.0).sum::<f64>() / n, pairs.iter().map(|p| p.1).sum::<f64>() / n);
     let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
     for (x, y) in &pairs {
         sab += (x - ma) * (y - mb);
@@ -72,12 +78,24 @@ fn normalise_into(v: &[f64], out: &mut Vec<f64>) -> bool {
 /// (`[sample][metric]`), so a pair's correlations accumulate as a few
 /// element-wise passes over all its metrics at once, which the compiler
 /// vectorises; pairs are split over the cores.
-pub fn correlation_graph(frame: &Frame, start: usize, end: usize, metrics: &[String], topology: &[(String, String, f64)]) -> NodeGraph {
+pub fn correlation_graph(
+    frame: &Frame,
+    start: usize,
+    end: usize,
+    metrics: &[String],
+    topology: &[(String, String, f64)],
+) -> NodeGraph {
     correlation_graph_of(frame, &frame.columns(metrics), start, end, topology)
 }
 
 /// [`correlation_graph`] over series already looked up ([`Frame::columns`]).
-pub fn correlation_graph_of(frame: &Frame, cols: &[Vec<Option<&[f64]>>], start: usize, end: usize, topology: &[(String, String, f64)]) -> NodeGraph {
+pub fn correlation_graph_of(
+    frame: &Frame,
+    cols: &[Vec<Option<&[f64]>>],
+    start: usize,
+    end: usize,
+    topology: &[(String, String, f64)],
+) -> NodeGraph {
     let n = frame.nodes.len();
     let m = cols.first().map_or(0, Vec::len);
     let w = end.saturating_sub(start);
@@ -91,7 +109,9 @@ pub fn correlation_graph_of(frame: &Frame, cols: &[Vec<Option<&[f64]>>], start: 
     // out in parallel, a contiguous share of them per core.
     let lay_out = |nodes: &[Vec<Option<&[f64]>>], data: &mut [f32], valid: &mut [f32]| {
         let mut z = Vec::with_capacity(w);
-        for ((node_cols, block), ok) in nodes.iter().zip(data.chunks_mut((w * m).max(1))).zip(valid.chunks_mut(m.max(1))) {
+        for ((node_cols, block), ok) in
+            nodes.iter().zip(data.chunks_mut((w * m).max(1))).zip(valid.chunks_mut(m.max(1)))
+        {
             for (k, col) in node_cols.iter().enumerate() {
                 if let Some(v) = col {
                     if normalise_into(&v[start.min(v.len())..end.min(v.len())], &mut z) {
@@ -109,7 +129,9 @@ pub fn correlation_graph_of(frame: &Frame, cols: &[Vec<Option<&[f64]>>], start: 
     } else {
         let per = n.div_ceil(threads);
         std::thread::scope(|s| {
-            for ((nodes, d), v) in cols.chunks(per).zip(data.chunks_mut(per * w * m)).zip(valid.chunks_mut(per * m)) {
+            for ((nodes, d), v) in
+                cols.chunks(per).zip(data.chunks_mut(per * w * m)).zip(valid.chunks_mut(per * m))
+            {
                 s.spawn(move || lay_out(nodes, d, v));
             }
         });
@@ -125,7 +147,8 @@ pub fn correlation_graph_of(frame: &Frame, cols: &[Vec<Option<&[f64]>>], start: 
             }
         }
         // A metric missing on either side has r = 0 and does not count.
-        let count: f32 = valid[i * m..][..m].iter().zip(&valid[j * m..][..m]).map(|(x, y)| x * y).sum();
+        let count: f32 =
+            valid[i * m..][..m].iter().zip(&valid[j * m..][..m]).map(|(x, y)| x * y).sum();
         let sum: f32 = acc.iter().map(|r| r.abs().min(1.0)).sum();
         let mut wgt = if count > 0.0 { f64::from(sum / count) } else { 0.0 };
         for (a, b, extra) in topology {
@@ -154,10 +177,15 @@ pub fn correlation_graph_of(frame: &Frame, cols: &[Vec<Option<&[f64]>>], start: 
         edges_of(&rows)
     } else {
         // Interleave rows so the triangular work is even.
-        let parts: Vec<Vec<usize>> = (0..threads).map(|t| rows.iter().copied().filter(|i| i % threads == t).collect()).collect();
+        let parts: Vec<Vec<usize>> = (0..threads)
+            .map(|t| rows.iter().copied().filter(|i| i % threads == t).collect())
+            .collect();
         std::thread::scope(|s| {
             let handles: Vec<_> = parts.iter().map(|p| s.spawn(|| edges_of(p))).collect();
-            handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
         })
     };
     edges.sort_by_key(|e| (e.0, e.1));
@@ -180,13 +208,18 @@ pub fn pagerank(g: &NodeGraph, damping: f64, teleport: Option<&[f64]>, tol: f64)
         graph.add_edge(ids[a], ids[b], w);
     }
     let tele: Vec<f64> = match teleport {
-        Some(t) if t.len() == n && t.iter().all(|x| x.is_finite() && *x >= 0.0) && t.iter().sum::<f64>() > 0.0 => {
+        Some(t)
+            if t.len() == n
+                && t.iter().all(|x| x.is_finite() && *x >= 0.0)
+                && t.iter().sum::<f64>() > 0.0 =>
+        {
             let s: f64 = t.iter().sum();
             t.iter().map(|x| x / s).collect()
         }
         _ => vec![1.0 / n as f64; n],
     };
-    let strength: Vec<f64> = ids.iter().map(|&v| graph.edges(v).map(|e| *e.weight()).sum()).collect();
+    let strength: Vec<f64> =
+        ids.iter().map(|&v| graph.edges(v).map(|e| *e.weight()).sum()).collect();
     let mut pr = tele.clone();
     for _ in 0..200 {
         let mut next = vec![0.0; n];
@@ -219,13 +252,19 @@ pub fn pagerank(g: &NodeGraph, damping: f64, teleport: Option<&[f64]>, tol: f64)
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
 }
 
 /// GraphML of a graph with per-node attributes (`pagerank`, `score`, `type`).
 pub fn to_graphml(g: &NodeGraph, node_attrs: &[(f64, f64, String)]) -> String {
     let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<graphml xmlns=\"http://graphml.graphdrawing.org/xmlns\">\n");
-    s.push_str("  <key id=\"pagerank\" for=\"node\" attr.name=\"pagerank\" attr.type=\"double\"/>\n");
+    s.push_str(
+        "  <key id=\"pagerank\" for=\"node\" attr.name=\"pagerank\" attr.type=\"double\"/>\n",
+    );
     s.push_str("  <key id=\"score\" for=\"node\" attr.name=\"score\" attr.type=\"double\"/>\n");
     s.push_str("  <key id=\"type\" for=\"node\" attr.name=\"type\" attr.type=\"string\"/>\n");
     s.push_str("  <key id=\"weight\" for=\"edge\" attr.name=\"weight\" attr.type=\"double\"/>\n");
@@ -238,7 +277,11 @@ pub fn to_graphml(g: &NodeGraph, node_attrs: &[(f64, f64, String)]) -> String {
         s.push_str("</node>\n");
     }
     for (a, b, w) in &g.edges {
-        s.push_str(&format!("    <edge source=\"{}\" target=\"{}\"><data key=\"weight\">{w}</data></edge>\n", xml_escape(&g.nodes[*a]), xml_escape(&g.nodes[*b])));
+        s.push_str(&format!(
+            "    <edge source=\"{}\" target=\"{}\"><data key=\"weight\">{w}</data></edge>\n",
+            xml_escape(&g.nodes[*a]),
+            xml_escape(&g.nodes[*b])
+        ));
     }
     s.push_str("  </graph>\n</graphml>\n");
     s
@@ -251,18 +294,31 @@ mod tests {
 
     #[test]
     fn pearson_of_known_series() {
-        assert!((pearson(&[1.0, 2.0, 3.0, 4.0], &[2.0, 4.0, 6.0, 8.0]).unwrap() - 1.0).abs() < 1e-12);
-        assert!((pearson(&[1.0, 2.0, 3.0, 4.0], &[4.0, 3.0, 2.0, 1.0]).unwrap() + 1.0).abs() < 1e-12);
+        assert!(
+            (pearson(&[1.0, 2.0, 3.0, 4.0], &[2.0, 4.0, 6.0, 8.0]).unwrap() - 1.0).abs() < 1e-12
+        );
+        assert!(
+            (pearson(&[1.0, 2.0, 3.0, 4.0], &[4.0, 3.0, 2.0, 1.0]).unwrap() + 1.0).abs() < 1e-12
+        );
         // x = 1..5, y = 1,3,2,5,4: r = 0.8.
-        assert!((pearson(&[1.0, 2.0, 3.0, 4.0, 5.0], &[1.0, 3.0, 2.0, 5.0, 4.0]).unwrap() - 0.8).abs() < 1e-12);
+        assert!(
+            (pearson(&[1.0, 2.0, 3.0, 4.0, 5.0], &[1.0, 3.0, 2.0, 5.0, 4.0]).unwrap() - 0.8).abs()
+                < 1e-12
+        );
         assert_eq!(pearson(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]), None);
-        assert_eq!(pearson(&[1.0, f64::NAN, 3.0, 4.0], &[1.0, 5.0, 3.0, 4.0]).map(|r| (r * 1e9).round()), Some(1e9));
+        assert_eq!(
+            pearson(&[1.0, f64::NAN, 3.0, 4.0], &[1.0, 5.0, 3.0, 4.0]).map(|r| (r * 1e9).round()),
+            Some(1e9)
+        );
     }
 
     #[test]
     fn pagerank_of_hand_computed_graphs() {
         // A symmetric triangle: uniform.
-        let tri = NodeGraph { nodes: vec!["a".into(), "b".into(), "c".into()], edges: vec![(0, 1, 1.0), (1, 2, 1.0), (0, 2, 1.0)] };
+        let tri = NodeGraph {
+            nodes: vec!["a".into(), "b".into(), "c".into()],
+            edges: vec![(0, 1, 1.0), (1, 2, 1.0), (0, 2, 1.0)],
+        };
         for p in pagerank(&tri, 0.85, None, 1e-12) {
             assert!((p - 1.0 / 3.0).abs() < 1e-9);
         }
@@ -270,13 +326,19 @@ mod tests {
         // PR(a) = 0.15/3 + 0.85 (PR(b) + PR(c)), PR(b) = 0.15/3 + 0.85 PR(a)/2.
         // → PR(b) = (0.05 + 0.425 PR(a)), PR(a) = 0.05 + 1.7 (0.05 + 0.425 PR(a))
         // → PR(a) (1 - 0.7225) = 0.135 → PR(a) = 0.486486...
-        let star = NodeGraph { nodes: vec!["a".into(), "b".into(), "c".into()], edges: vec![(0, 1, 1.0), (0, 2, 1.0)] };
+        let star = NodeGraph {
+            nodes: vec!["a".into(), "b".into(), "c".into()],
+            edges: vec![(0, 1, 1.0), (0, 2, 1.0)],
+        };
         let p = pagerank(&star, 0.85, None, 1e-14);
         assert!((p[0] - 0.135 / 0.2775).abs() < 1e-9, "{p:?}");
         assert!((p[1] - p[2]).abs() < 1e-12);
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         // Weights matter: a path a–b (weight 3), b–c (weight 1): b gets all of a's walk.
-        let w = NodeGraph { nodes: vec!["a".into(), "b".into(), "c".into()], edges: vec![(0, 1, 3.0), (1, 2, 1.0)] };
+        let w = NodeGraph {
+            nodes: vec!["a".into(), "b".into(), "c".into()],
+            edges: vec![(0, 1, 3.0), (1, 2, 1.0)],
+        };
         let p = pagerank(&w, 0.85, None, 1e-14);
         assert!(p[0] > p[2], "{p:?}");
         // A node without edges keeps only its teleport share; personalisation moves mass.
@@ -293,7 +355,9 @@ mod tests {
         let mut rng = crate::split::SplitMix(7);
         let nodes: Vec<NodeSeries> = (0..20)
             .map(|i| {
-                let mut metrics: std::collections::BTreeMap<String, Vec<f64>> = (0..6).map(|k| (format!("m{k}"), (0..30).map(|_| rng.next_f64() * 10.0).collect())).collect();
+                let mut metrics: std::collections::BTreeMap<String, Vec<f64>> = (0..6)
+                    .map(|k| (format!("m{k}"), (0..30).map(|_| rng.next_f64() * 10.0).collect()))
+                    .collect();
                 if i % 3 == 0 {
                     metrics.insert("m2".into(), vec![4.0; 30]);
                 }
@@ -312,7 +376,8 @@ mod tests {
                 let rs: Vec<f64> = metrics
                     .iter()
                     .filter_map(|m| {
-                        let (a, b) = (frame.nodes[i].metrics.get(m)?, frame.nodes[j].metrics.get(m)?);
+                        let (a, b) =
+                            (frame.nodes[i].metrics.get(m)?, frame.nodes[j].metrics.get(m)?);
                         // A constant side counts as a metric that does not vary: left out.
                         pearson(&a[18..30], &b[18..30]).map(f64::abs)
                     })
@@ -329,7 +394,10 @@ mod tests {
 
     #[test]
     fn correlation_graph_weights_and_graphml() {
-        let node = |name: &str, m1: Vec<f64>, m2: Vec<f64>| NodeSeries { node: name.into(), metrics: [("m1".to_string(), m1), ("m2".to_string(), m2)].into() };
+        let node = |name: &str, m1: Vec<f64>, m2: Vec<f64>| NodeSeries {
+            node: name.into(),
+            metrics: [("m1".to_string(), m1), ("m2".to_string(), m2)].into(),
+        };
         let frame = Frame {
             start_ms: 0,
             step_ms: 1000,

@@ -11,7 +11,12 @@ use super::{FaultEvent, Frame, WindowConfig};
 
 /// Types of `node` in the window `[start, end)`, sorted, and whether a
 /// fault edge falls inside it.
-pub fn window_labels(events: &[FaultEvent], node: &str, start: i64, end: i64) -> (Vec<String>, bool) {
+pub fn window_labels(
+    events: &[FaultEvent],
+    node: &str,
+    start: i64,
+    end: i64,
+) -> (Vec<String>, bool) {
     let len = (end - start).max(1);
     let mut types = Vec::new();
     let mut edge = false;
@@ -69,7 +74,12 @@ impl Windows {
         for &i in idx {
             x.extend_from_slice(self.row(i));
         }
-        Windows { metrics: self.metrics.clone(), feature_names: self.feature_names.clone(), rows: idx.iter().map(|&i| self.rows[i].clone()).collect(), x }
+        Windows {
+            metrics: self.metrics.clone(),
+            feature_names: self.feature_names.clone(),
+            rows: idx.iter().map(|&i| self.rows[i].clone()).collect(),
+            x,
+        }
     }
 
     /// Keeps the windows whose case passes `keep` (a split by case).
@@ -90,7 +100,12 @@ impl Windows {
 /// Windows of every node of each period's frame, ending every `stride`
 /// from one window after the period's start to its end. `metrics` fixes
 /// the feature columns (a model's list); by default the union of the frames'.
-pub fn build_windows(periods: &[(Period, Frame)], events: &[FaultEvent], cfg: &WindowConfig, metrics: Option<&[String]>) -> Windows {
+pub fn build_windows(
+    periods: &[(Period, Frame)],
+    events: &[FaultEvent],
+    cfg: &WindowConfig,
+    metrics: Option<&[String]>,
+) -> Windows {
     let metrics: Vec<String> = match metrics {
         Some(m) => m.to_vec(),
         None => {
@@ -109,8 +124,15 @@ pub fn build_windows(periods: &[(Period, Frame)], events: &[FaultEvent], cfg: &W
             if end_idx >= cfg.samples() {
                 let feats = window_features_of(&cols, end_idx, cfg, out.metrics.len(), None);
                 for (node, f) in frame.nodes.iter().zip(feats) {
-                    let (labels, edge) = window_labels(events, &node.node, end - cfg.window_ms, end);
-                    out.rows.push(WindowRow { case: period.case.clone(), node: node.node.clone(), end_ms: end, labels, edge });
+                    let (labels, edge) =
+                        window_labels(events, &node.node, end - cfg.window_ms, end);
+                    out.rows.push(WindowRow {
+                        case: period.case.clone(),
+                        node: node.node.clone(),
+                        end_ms: end,
+                        labels,
+                        edge,
+                    });
                     out.x.extend(f);
                 }
             }
@@ -126,36 +148,70 @@ mod tests {
     use crate::NodeSeries;
 
     fn ev(node: &str, kind: &str, s: i64, e: i64) -> FaultEvent {
-        FaultEvent { case: "c1".into(), node: node.into(), kind: kind.into(), start_ms: s, end_ms: e }
+        FaultEvent {
+            case: "c1".into(),
+            node: node.into(),
+            kind: kind.into(),
+            start_ms: s,
+            end_ms: e,
+        }
     }
 
     #[test]
     fn majority_labels_and_edges() {
-        let events = [ev("n1", "cpu_stress", 10_000, 40_000), ev("n1", "disk_stress", 20_000, 40_000), ev("n2", "memory_stress", 0, 100_000)];
+        let events = [
+            ev("n1", "cpu_stress", 10_000, 40_000),
+            ev("n1", "disk_stress", 20_000, 40_000),
+            ev("n2", "memory_stress", 0, 100_000),
+        ];
         // Entirely inside the cpu fault, before the disk one.
-        assert_eq!(window_labels(&events, "n1", 10_000, 20_000), (vec!["cpu_stress".to_string()], false));
+        assert_eq!(
+            window_labels(&events, "n1", 10_000, 20_000),
+            (vec!["cpu_stress".to_string()], false)
+        );
         // Compound: both cover the window.
-        assert_eq!(window_labels(&events, "n1", 25_000, 35_000), (vec!["cpu_stress".to_string(), "disk_stress".to_string()], false));
+        assert_eq!(
+            window_labels(&events, "n1", 25_000, 35_000),
+            (vec!["cpu_stress".to_string(), "disk_stress".to_string()], false)
+        );
         // Straddles the cpu start: 6 of 10 s → labelled, but an edge.
         assert!(window_labels(&events, "n1", 4_000, 14_000).1);
-        assert_eq!(window_labels(&events, "n1", 4_000, 14_000).0, Vec::<String>::new(), "4 of 10 s is not a majority");
-        assert_eq!(window_labels(&events, "n1", 6_000, 16_000), (vec!["cpu_stress".to_string()], true));
+        assert_eq!(
+            window_labels(&events, "n1", 4_000, 14_000).0,
+            Vec::<String>::new(),
+            "4 of 10 s is not a majority"
+        );
+        assert_eq!(
+            window_labels(&events, "n1", 6_000, 16_000),
+            (vec!["cpu_stress".to_string()], true)
+        );
         // Exactly half is not a majority.
         assert_eq!(window_labels(&events, "n1", 5_000, 15_000), (vec![], true));
         // Other nodes' faults do not label this one; after the end it is normal.
         assert_eq!(window_labels(&events, "n1", 40_000, 50_000), (vec![], false));
-        assert_eq!(window_labels(&events, "n2", 40_000, 50_000), (vec!["memory_stress".to_string()], false));
+        assert_eq!(
+            window_labels(&events, "n2", 40_000, 50_000),
+            (vec!["memory_stress".to_string()], false)
+        );
     }
 
     #[test]
     fn windows_over_periods() {
-        let series = |v: f64| NodeSeries { node: String::new(), metrics: [("m".to_string(), vec![v; 30])].into() };
+        let series = |v: f64| NodeSeries {
+            node: String::new(),
+            metrics: [("m".to_string(), vec![v; 30])].into(),
+        };
         let mut a = series(1.0);
         a.node = "a".into();
         let mut b = series(2.0);
         b.node = "b".into();
         let frame = Frame { start_ms: 0, step_ms: 1000, len: 30, nodes: vec![a, b] };
-        let cfg = WindowConfig { window_ms: 10_000, stride_ms: 5_000, step_ms: 1000, baseline_ms: 10_000 };
+        let cfg = WindowConfig {
+            window_ms: 10_000,
+            stride_ms: 5_000,
+            step_ms: 1000,
+            baseline_ms: 10_000,
+        };
         let period = Period { case: "k".into(), start_ms: 10_000, end_ms: 30_000 };
         let events = [ev("b", "cpu_stress", 20_000, 30_000)];
         let w = build_windows(&[(period, frame)], &events, &cfg, None);
@@ -163,10 +219,18 @@ mod tests {
         assert_eq!(w.rows.len(), 6);
         assert_eq!(w.width(), 12);
         assert_eq!(w.x.len(), 6 * 12);
-        let labelled: Vec<(&str, i64, bool)> = w.rows.iter().filter(|r| !r.labels.is_empty()).map(|r| (r.node.as_str(), r.end_ms, r.edge)).collect();
+        let labelled: Vec<(&str, i64, bool)> = w
+            .rows
+            .iter()
+            .filter(|r| !r.labels.is_empty())
+            .map(|r| (r.node.as_str(), r.end_ms, r.edge))
+            .collect();
         // The window ending at 25 s is half in the fault: an unlabelled edge.
         assert_eq!(labelled, vec![("b", 30_000, false)]);
-        assert!(w.rows.iter().any(|r| r.node == "b" && r.end_ms == 25_000 && r.edge && r.labels.is_empty()));
+        assert!(w
+            .rows
+            .iter()
+            .any(|r| r.node == "b" && r.end_ms == 25_000 && r.edge && r.labels.is_empty()));
         assert_eq!(w.types(), vec!["cpu_stress".to_string()]);
         assert_eq!(w.row(1)[0], 2.0);
         let s = w.subset(&[5, 0]);

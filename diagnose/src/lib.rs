@@ -74,5 +74,4 @@ mod tests {
         assert_eq!(median_without(&sorted[..3], 1), 2.0);
         assert!(median_without(&[5.0], 0).is_nan());
     }
-
 }

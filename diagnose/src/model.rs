@@ -79,7 +79,11 @@ impl TrainParams {
         if !(1..=5000).contains(&self.rounds) {
             return bad("rounds must be 1..5000");
         }
-        if !(self.subsample > 0.0 && self.subsample <= 1.0 && self.colsample_bytree > 0.0 && self.colsample_bytree <= 1.0) {
+        if !(self.subsample > 0.0
+            && self.subsample <= 1.0
+            && self.colsample_bytree > 0.0
+            && self.colsample_bytree <= 1.0)
+        {
             return bad("subsample and colsample_bytree must be in (0, 1]");
         }
         if !(0.0..0.9).contains(&self.validation_fraction) {
@@ -154,7 +158,11 @@ fn matrix(w: &Windows, idx: &[usize], kind: Option<&str>) -> Result<DMatrix, Str
     let sub = w.subset(idx);
     let mut d = DMatrix::from_dense(&sub.x, idx.len()).map_err(xgb_err)?;
     if let Some(kind) = kind {
-        let y: Vec<f32> = sub.rows.iter().map(|r| if r.labels.iter().any(|l| l == kind) { 1.0 } else { 0.0 }).collect();
+        let y: Vec<f32> = sub
+            .rows
+            .iter()
+            .map(|r| if r.labels.iter().any(|l| l == kind) { 1.0 } else { 0.0 })
+            .collect();
         d.set_labels(&y).map_err(xgb_err)?;
     }
     Ok(d)
@@ -162,7 +170,8 @@ fn matrix(w: &Windows, idx: &[usize], kind: Option<&str>) -> Result<DMatrix, Str
 
 /// A booster with `params` (nothing else set).
 fn new_booster(cached: &[&DMatrix], params: &[(String, String)]) -> Result<Booster, String> {
-    let defaults = BoosterParametersBuilder::default().verbose(false).build().map_err(|e| e.to_string())?;
+    let defaults =
+        BoosterParametersBuilder::default().verbose(false).build().map_err(|e| e.to_string())?;
     let mut b = Booster::new_with_cached_dmats(&defaults, cached).map_err(xgb_err)?;
     for (k, v) in params {
         b.set_param(k, v).map_err(xgb_err)?;
@@ -172,7 +181,12 @@ fn new_booster(cached: &[&DMatrix], params: &[(String, String)]) -> Result<Boost
 
 /// Trains one classifier per type seen in the labels. `progress(done, of,
 /// what)` is called before each type.
-pub fn train(windows: &Windows, window: WindowConfig, params: &TrainParams, progress: &mut dyn FnMut(usize, usize, &str)) -> Result<ModelSet, String> {
+pub fn train(
+    windows: &Windows,
+    window: WindowConfig,
+    params: &TrainParams,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<ModelSet, String> {
     params.validate()?;
     let usable: Vec<usize> = (0..windows.rows.len()).filter(|&i| !windows.rows[i].edge).collect();
     if usable.is_empty() {
@@ -193,7 +207,11 @@ pub fn train(windows: &Windows, window: WindowConfig, params: &TrainParams, prog
             (c, t.join("+"))
         })
         .collect();
-    let held = if params.validation_fraction > 0.0 { held_out_cases(&strata, params.validation_fraction, params.seed) } else { Vec::new() };
+    let held = if params.validation_fraction > 0.0 {
+        held_out_cases(&strata, params.validation_fraction, params.seed)
+    } else {
+        Vec::new()
+    };
     let row_cases: Vec<&str> = usable.iter().map(|&i| windows.rows[i].case.as_str()).collect();
     let (keep, out) = partition(&row_cases, &held);
     let train_idx: Vec<usize> = keep.iter().map(|&k| usable[k]).collect();
@@ -215,12 +233,22 @@ pub fn train(windows: &Windows, window: WindowConfig, params: &TrainParams, prog
         let pos = train_idx.iter().filter(|i| has(i)).count();
         let neg = train_idx.len() - pos;
         if pos < params.min_positive_windows.max(1) || neg == 0 {
-            set.skipped.insert(kind.clone(), format!("{pos} positive and {neg} negative training windows (need {} and 1)", params.min_positive_windows.max(1)));
+            set.skipped.insert(
+                kind.clone(),
+                format!(
+                    "{pos} positive and {neg} negative training windows (need {} and 1)",
+                    params.min_positive_windows.max(1)
+                ),
+            );
             continue;
         }
         let spw = neg as f64 / pos as f64;
         let dtrain = matrix(windows, &train_idx, Some(kind))?;
-        let dvalid = if valid_idx.is_empty() { None } else { Some(matrix(windows, &valid_idx, Some(kind))?) };
+        let dvalid = if valid_idx.is_empty() {
+            None
+        } else {
+            Some(matrix(windows, &valid_idx, Some(kind))?)
+        };
         let mut cached = vec![&dtrain];
         if let Some(v) = &dvalid {
             cached.push(v);
@@ -231,7 +259,12 @@ pub fn train(windows: &Windows, window: WindowConfig, params: &TrainParams, prog
             booster.update(&dtrain, round as i32).map_err(xgb_err)?;
             run = round + 1;
             if let Some(v) = &dvalid {
-                let loss = booster.evaluate(v).map_err(xgb_err)?.get("logloss").copied().map_or(f64::INFINITY, f64::from);
+                let loss = booster
+                    .evaluate(v)
+                    .map_err(xgb_err)?
+                    .get("logloss")
+                    .copied()
+                    .map_or(f64::INFINITY, f64::from);
                 if loss < best_loss - 1e-9 {
                     best_loss = loss;
                     best = round;
@@ -260,7 +293,8 @@ pub fn train(windows: &Windows, window: WindowConfig, params: &TrainParams, prog
         let vpos = valid_idx.iter().filter(|i| has(i)).count();
         set.types.push(TypeModel {
             kind: kind.clone(),
-            booster: String::from_utf8(json).map_err(|e| format!("XGBoost wrote a model that is not UTF-8: {e}"))?,
+            booster: String::from_utf8(json)
+                .map_err(|e| format!("XGBoost wrote a model that is not UTF-8: {e}"))?,
             best_iteration: best,
             rounds_run: run,
             scale_pos_weight: spw,
@@ -273,7 +307,10 @@ pub fn train(windows: &Windows, window: WindowConfig, params: &TrainParams, prog
     }
     progress(types.len(), types.len(), "done");
     if set.types.is_empty() {
-        return Err(format!("no anomaly type has enough labelled windows to train on: {}", set.skipped.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("; ")));
+        return Err(format!(
+            "no anomaly type has enough labelled windows to train on: {}",
+            set.skipped.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("; ")
+        ));
     }
     Ok(set)
 }
@@ -293,33 +330,39 @@ pub struct Scorer {
 /// Per feature (of `width`), whether a split node of a tree in one of the
 /// boosters' JSON reads it; all true when any JSON is not an XGBoost
 /// tree model.
-pub fn features_split_on<'a>(boosters: impl IntoIterator<Item = &'a str>, width: usize) -> Vec<bool> {
+pub fn features_split_on<'a>(
+    boosters: impl IntoIterator<Item = &'a str>,
+    width: usize,
+) -> Vec<bool> {
     /// Trees found under `v` (their splits marked), or None when one is malformed.
     fn walk(v: &serde_json::Value, used: &mut [bool]) -> Option<usize> {
         match v {
-            serde_json::Value::Object(o) => match (o.get("left_children"), o.get("split_indices")) {
-                (Some(left), Some(split)) => {
-                    let (left, split) = (left.as_array()?, split.as_array()?);
-                    if left.len() != split.len() {
-                        return None;
-                    }
-                    for (l, f) in left.iter().zip(split) {
-                        // A leaf's left child is -1; its split index means nothing.
-                        if l.as_i64()? != -1 {
-                            *used.get_mut(usize::try_from(f.as_u64()?).ok()?)? = true;
+            serde_json::Value::Object(o) => {
+                match (o.get("left_children"), o.get("split_indices")) {
+                    (Some(left), Some(split)) => {
+                        let (left, split) = (left.as_array()?, split.as_array()?);
+                        if left.len() != split.len() {
+                            return None;
                         }
+                        for (l, f) in left.iter().zip(split) {
+                            // A leaf's left child is -1; its split index means nothing.
+                            if l.as_i64()? != -1 {
+                                *used.get_mut(usize::try_from(f.as_u64()?).ok()?)? = true;
+                            }
+                        }
+                        Some(1)
                     }
-                    Some(1)
+                    _ => o.values().map(|x| walk(x, used)).sum(),
                 }
-                _ => o.values().map(|x| walk(x, used)).sum(),
-            },
+            }
             serde_json::Value::Array(a) => a.iter().map(|x| walk(x, used)).sum(),
             _ => Some(0),
         }
     }
     let mut used = vec![false; width];
     for json in boosters {
-        let trees = serde_json::from_str::<serde_json::Value>(json).ok().and_then(|v| walk(&v, &mut used));
+        let trees =
+            serde_json::from_str::<serde_json::Value>(json).ok().and_then(|v| walk(&v, &mut used));
         if trees.is_none_or(|n| n == 0) {
             return vec![true; width];
         }
@@ -331,15 +374,25 @@ impl Scorer {
     pub fn load(set: &ModelSet) -> Result<Scorer, String> {
         let mut boosters = Vec::new();
         for t in &set.types {
-            let mut b = Booster::load_buffer(t.booster.as_bytes()).map_err(|e| format!("model of {}: {e}", t.kind))?;
+            let mut b = Booster::load_buffer(t.booster.as_bytes())
+                .map_err(|e| format!("model of {}: {e}", t.kind))?;
             // Scoring a few hundred rows is faster on the calling thread:
             // an OpenMP team would spin-wait on a core for milliseconds
             // after each call, taking it from the feature threads.
             b.set_param("nthread", "1").map_err(xgb_err)?;
             boosters.push((t.kind.clone(), b));
         }
-        let used = features_split_on(set.types.iter().map(|t| t.booster.as_str()), set.feature_names.len());
-        Ok(Scorer { metrics: set.metrics.clone(), feature_names: set.feature_names.clone(), window: set.window, used, boosters })
+        let used = features_split_on(
+            set.types.iter().map(|t| t.booster.as_str()),
+            set.feature_names.len(),
+        );
+        Ok(Scorer {
+            metrics: set.metrics.clone(),
+            feature_names: set.feature_names.clone(),
+            window: set.window,
+            used,
+            boosters,
+        })
     }
 
     pub fn types(&self) -> Vec<String> {
@@ -368,7 +421,8 @@ impl Scorer {
         if columns.len() == width {
             return DMatrix::from_dense(x, rows).map_err(xgb_err);
         }
-        let (mut indptr, mut indices, mut data) = (Vec::with_capacity(rows + 1), Vec::new(), Vec::new());
+        let (mut indptr, mut indices, mut data) =
+            (Vec::with_capacity(rows + 1), Vec::new(), Vec::new());
         indptr.push(0);
         for row in x.chunks(width) {
             for &f in &columns {
@@ -384,12 +438,23 @@ impl Scorer {
 
     /// Per metric, the summed |SHAP contribution| of one row to type `t`'s
     /// margin, largest first, at most `k`.
-    pub fn top_metrics(&self, t: usize, row: &[f32], k: usize) -> Result<Vec<(String, f64)>, String> {
+    pub fn top_metrics(
+        &self,
+        t: usize,
+        row: &[f32],
+        k: usize,
+    ) -> Result<Vec<(String, f64)>, String> {
         Ok(self.top_metrics_rows(t, row, 1, k)?.into_iter().next().unwrap_or_default())
     }
 
     /// [`Scorer::top_metrics`] of several rows (row-major) in one call.
-    pub fn top_metrics_rows(&self, t: usize, x: &[f32], rows: usize, k: usize) -> Result<Vec<Vec<(String, f64)>>, String> {
+    pub fn top_metrics_rows(
+        &self,
+        t: usize,
+        x: &[f32],
+        rows: usize,
+        k: usize,
+    ) -> Result<Vec<Vec<(String, f64)>>, String> {
         let Some((_, b)) = self.boosters.get(t) else { return Ok(vec![Vec::new(); rows]) };
         if rows == 0 {
             return Ok(Vec::new());
@@ -405,7 +470,11 @@ impl Scorer {
                 for (name, v) in self.feature_names.iter().zip(row).filter(|(_, v)| **v != 0.0) {
                     *per.entry(super::features::metric_of(name)).or_default() += f64::from(v.abs());
                 }
-                let mut v: Vec<(String, f64)> = per.into_iter().filter(|(_, x)| *x > 0.0).map(|(m, x)| (m.to_string(), x)).collect();
+                let mut v: Vec<(String, f64)> = per
+                    .into_iter()
+                    .filter(|(_, x)| *x > 0.0)
+                    .map(|(m, x)| (m.to_string(), x))
+                    .collect();
                 v.sort_by(|a, b| b.1.total_cmp(&a.1));
                 v.truncate(k);
                 v
@@ -421,13 +490,23 @@ mod tests {
 
     /// Two features; type "hot" when feature 0 is high, per case.
     pub(crate) fn toy() -> Windows {
-        let mut w = Windows { metrics: vec!["m".into()], feature_names: vec!["m|mean".into(), "m|std".into()], ..Windows::default() };
+        let mut w = Windows {
+            metrics: vec!["m".into()],
+            feature_names: vec!["m|mean".into(), "m|std".into()],
+            ..Windows::default()
+        };
         for case in 0..12 {
             for k in 0..20 {
                 let hot = case % 3 == 0 && k >= 10;
                 let noise = ((case * 31 + k * 17) % 13) as f32 / 13.0;
                 w.x.extend([if hot { 5.0 + noise } else { noise }, noise * 2.0]);
-                w.rows.push(WindowRow { case: format!("case{case}"), node: "n".into(), end_ms: k as i64, labels: if hot { vec!["hot".into()] } else { vec![] }, edge: k == 10 });
+                w.rows.push(WindowRow {
+                    case: format!("case{case}"),
+                    node: "n".into(),
+                    end_ms: k as i64,
+                    labels: if hot { vec!["hot".into()] } else { vec![] },
+                    edge: k == 10,
+                });
             }
         }
         w
@@ -437,7 +516,13 @@ mod tests {
     fn trains_a_separable_type_and_predicts_it() {
         let w = toy();
         let mut calls = Vec::new();
-        let set = train(&w, WindowConfig::default(), &TrainParams { nthread: 1, ..TrainParams::default() }, &mut |d, n, what| calls.push((d, n, what.to_string()))).unwrap();
+        let set = train(
+            &w,
+            WindowConfig::default(),
+            &TrainParams { nthread: 1, ..TrainParams::default() },
+            &mut |d, n, what| calls.push((d, n, what.to_string())),
+        )
+        .unwrap();
         assert_eq!(calls.first(), Some(&(0, 1, "hot".to_string())));
         assert_eq!(set.types.len(), 1);
         let t = &set.types[0];
@@ -454,7 +539,13 @@ mod tests {
         let top = s.top_metrics(0, &[5.5, 0.1], 3).unwrap();
         assert_eq!(top[0].0, "m");
         // Deterministic: the same seed gives the same booster.
-        let again = train(&w, WindowConfig::default(), &TrainParams { nthread: 1, ..TrainParams::default() }, &mut |_, _, _| {}).unwrap();
+        let again = train(
+            &w,
+            WindowConfig::default(),
+            &TrainParams { nthread: 1, ..TrainParams::default() },
+            &mut |_, _, _| {},
+        )
+        .unwrap();
         assert_eq!(again.types[0].booster, t.booster);
     }
 
@@ -463,14 +554,23 @@ mod tests {
         let w = toy();
         let params = TrainParams { nthread: 1, ..TrainParams::default() };
         let plain = train(&w, WindowConfig::default(), &params, &mut |_, _, _| {}).unwrap();
-        let refit = train(&w, WindowConfig::default(), &TrainParams { refit: true, ..params }, &mut |_, _, _| {}).unwrap();
+        let refit = train(
+            &w,
+            WindowConfig::default(),
+            &TrainParams { refit: true, ..params },
+            &mut |_, _, _| {},
+        )
+        .unwrap();
         let (p, r) = (&plain.types[0], &refit.types[0]);
         // The same held-out cases chose the same number of rounds...
         assert_eq!(refit.valid_cases, plain.valid_cases);
         assert_eq!((r.best_iteration, r.valid_logloss), (p.best_iteration, p.valid_logloss));
         // ...and the final booster saw every usable window: 12 cases × 19 (edges left out).
         assert_eq!(r.train_positives + r.train_negatives, 12 * 19);
-        assert_eq!(p.train_positives + p.train_negatives + p.valid_positives + p.valid_negatives, 12 * 19);
+        assert_eq!(
+            p.train_positives + p.train_negatives + p.valid_positives + p.valid_negatives,
+            12 * 19
+        );
         assert!(r.train_positives > p.train_positives);
         assert_ne!(r.booster, p.booster);
         for c in &refit.valid_cases {
@@ -487,7 +587,13 @@ mod tests {
         let mut w = toy();
         w.feature_names.push("c|mean".into());
         w.x = w.x.chunks(2).flat_map(|r| [r[0], r[1], 1.0]).collect();
-        let set = train(&w, WindowConfig::default(), &TrainParams { nthread: 1, ..TrainParams::default() }, &mut |_, _, _| {}).unwrap();
+        let set = train(
+            &w,
+            WindowConfig::default(),
+            &TrainParams { nthread: 1, ..TrainParams::default() },
+            &mut |_, _, _| {},
+        )
+        .unwrap();
         let sparse = Scorer::load(&set).unwrap();
         assert_eq!(sparse.used.len(), 3);
         assert!(sparse.used[0] && !sparse.used[2], "{:?}", sparse.used);
@@ -503,12 +609,27 @@ mod tests {
             }
         }
         assert_eq!(sparse.predict(&blanked, 3).unwrap(), dense.predict(&rows, 3).unwrap());
-        assert_eq!(sparse.top_metrics_rows(0, &blanked, 3, 3).unwrap(), dense.top_metrics_rows(0, &rows, 3, 3).unwrap());
+        assert_eq!(
+            sparse.top_metrics_rows(0, &blanked, 3, 3).unwrap(),
+            dense.top_metrics_rows(0, &rows, 3, 3).unwrap()
+        );
         assert!(sparse.predict(&rows[..4], 2).is_err());
         // A JSON that is not a tree model reads every feature.
         assert_eq!(features_split_on(["{}"], 2), vec![true, true]);
-        assert_eq!(features_split_on([r#"{"trees":[{"left_children":[1,-1,-1],"split_indices":[1,0,0]}]}"#], 3), vec![false, true, false]);
-        assert_eq!(features_split_on([r#"{"trees":[{"left_children":[1,-1,-1],"split_indices":[7,0,0]}]}"#], 3), vec![true; 3]);
+        assert_eq!(
+            features_split_on(
+                [r#"{"trees":[{"left_children":[1,-1,-1],"split_indices":[1,0,0]}]}"#],
+                3
+            ),
+            vec![false, true, false]
+        );
+        assert_eq!(
+            features_split_on(
+                [r#"{"trees":[{"left_children":[1,-1,-1],"split_indices":[7,0,0]}]}"#],
+                3
+            ),
+            vec![true; 3]
+        );
     }
 
     #[test]
@@ -517,9 +638,17 @@ mod tests {
         for r in &mut w.rows {
             r.labels.clear();
         }
-        let err = train(&w, WindowConfig::default(), &TrainParams::default(), &mut |_, _, _| {}).unwrap_err();
+        let err = train(&w, WindowConfig::default(), &TrainParams::default(), &mut |_, _, _| {})
+            .unwrap_err();
         assert!(err.contains("no anomaly type"), "{err}");
         assert!(TrainParams { eta: 0.0, ..TrainParams::default() }.validate().is_err());
-        assert!(train(&Windows::default(), WindowConfig::default(), &TrainParams::default(), &mut |_, _, _| {}).unwrap_err().contains("no windows"));
+        assert!(train(
+            &Windows::default(),
+            WindowConfig::default(),
+            &TrainParams::default(),
+            &mut |_, _, _| {}
+        )
+        .unwrap_err()
+        .contains("no windows"));
     }
 }

@@ -66,7 +66,14 @@ pub const DAMPING: f64 = 0.85;
 
 /// Ranks every (node, type) for the window ending at sample `end` of
 /// `frame`. `explain` entries (from the top) get their top metrics.
-pub fn rank(frame: &Frame, end: usize, cfg: &WindowConfig, ranker: &Ranker<'_>, topology: &[(String, String, f64)], explain: usize) -> Result<Ranking, String> {
+pub fn rank(
+    frame: &Frame,
+    end: usize,
+    cfg: &WindowConfig,
+    ranker: &Ranker<'_>,
+    topology: &[(String, String, f64)],
+    explain: usize,
+) -> Result<Ranking, String> {
     let at_ms = frame.time_of(end);
     let n = frame.nodes.len();
     let metrics: Vec<String> = match ranker {
@@ -84,12 +91,18 @@ pub fn rank(frame: &Frame, end: usize, cfg: &WindowConfig, ranker: &Ranker<'_>, 
             let f = window_features_of(&cols, end, cfg, metrics.len(), Some(&s.used));
             let x: Vec<f32> = f.iter().flatten().copied().collect();
             let p = s.predict(&x, n)?;
-            let probs = (0..n).map(|i| p.iter().map(|per_type| f64::from(per_type[i])).collect()).collect();
+            let probs =
+                (0..n).map(|i| p.iter().map(|per_type| f64::from(per_type[i])).collect()).collect();
             (s.types(), probs, f, Method::Model)
         }
         Ranker::Statistical(types) => {
             let f = window_features_of(&cols, end, cfg, metrics.len(), None);
-            let probs = f.iter().map(|row| stat::score_row(&metrics, row, types).into_iter().map(|(p, _)| p).collect()).collect();
+            let probs = f
+                .iter()
+                .map(|row| {
+                    stat::score_row(&metrics, row, types).into_iter().map(|(p, _)| p).collect()
+                })
+                .collect();
             (types.to_vec(), probs, f, Method::Statistical)
         }
         Ranker::Dummy(types, seed) => {
@@ -106,11 +119,16 @@ pub fn rank(frame: &Frame, end: usize, cfg: &WindowConfig, ranker: &Ranker<'_>, 
         Ranker::Model(s) => {
             // One SHAP call per type over the explained entries' rows.
             for t in 0..types.len() {
-                let which: Vec<usize> = (0..explain.min(sorted.len())).filter(|&e| type_index(&sorted[e].kind) == t).collect();
+                let which: Vec<usize> = (0..explain.min(sorted.len()))
+                    .filter(|&e| type_index(&sorted[e].kind) == t)
+                    .collect();
                 if which.is_empty() {
                     continue;
                 }
-                let x: Vec<f32> = which.iter().flat_map(|&e| feats[node_index(&sorted[e].node)].iter().copied()).collect();
+                let x: Vec<f32> = which
+                    .iter()
+                    .flat_map(|&e| feats[node_index(&sorted[e].node)].iter().copied())
+                    .collect();
                 for (e, top) in which.iter().zip(s.top_metrics_rows(t, &x, which.len(), 3)?) {
                     sorted[*e].top_metrics = top;
                 }
@@ -119,7 +137,11 @@ pub fn rank(frame: &Frame, end: usize, cfg: &WindowConfig, ranker: &Ranker<'_>, 
         Ranker::Statistical(ts) => {
             for e in sorted.iter_mut().take(explain) {
                 let (i, t) = (node_index(&e.node), type_index(&e.kind));
-                e.top_metrics = stat::score_row(&metrics, &feats[i], &ts[t..=t]).into_iter().next().map(|(_, m)| m).unwrap_or_default();
+                e.top_metrics = stat::score_row(&metrics, &feats[i], &ts[t..=t])
+                    .into_iter()
+                    .next()
+                    .map(|(_, m)| m)
+                    .unwrap_or_default();
             }
         }
         Ranker::Dummy(..) => {}
@@ -129,11 +151,19 @@ pub fn rank(frame: &Frame, end: usize, cfg: &WindowConfig, ranker: &Ranker<'_>, 
 
 /// The ranking of scores `probs[node][type]` (in `frame`'s node order) on
 /// `graph`: excess over peers, PageRank, score, best first; no top metrics.
-pub fn order(frame: &Frame, end: usize, types: &[String], probs: &[Vec<f64>], method: Method, graph: NodeGraph) -> Ranking {
+pub fn order(
+    frame: &Frame,
+    end: usize,
+    types: &[String],
+    probs: &[Vec<f64>],
+    method: Method,
+    graph: NodeGraph,
+) -> Ranking {
     let n = frame.nodes.len();
     // Dummy's random draws are its ranking as they are.
     let excess = if method == Method::Dummy { probs.to_vec() } else { against_peers(probs) };
-    let teleport: Vec<f64> = excess.iter().map(|p| p.iter().copied().fold(0.0, f64::max) + 1e-6).collect();
+    let teleport: Vec<f64> =
+        excess.iter().map(|p| p.iter().copied().fold(0.0, f64::max) + 1e-6).collect();
     let pr = match method {
         Method::Dummy => vec![1.0 / n.max(1) as f64; n],
         _ => pagerank(&graph, DAMPING, Some(&teleport), 1e-10),
@@ -142,12 +172,26 @@ pub fn order(frame: &Frame, end: usize, types: &[String], probs: &[Vec<f64>], me
     for (i, node) in frame.nodes.iter().enumerate() {
         for (t, kind) in types.iter().enumerate() {
             let (p, e) = (probs[i][t], excess[i][t]);
-            entries.push(RankEntry { node: node.node.clone(), kind: kind.clone(), score: e * pr[i], probability: p, excess: e, pagerank: pr[i], top_metrics: Vec::new() });
+            entries.push(RankEntry {
+                node: node.node.clone(),
+                kind: kind.clone(),
+                score: e * pr[i],
+                probability: p,
+                excess: e,
+                pagerank: pr[i],
+                top_metrics: Vec::new(),
+            });
         }
     }
     let order: Vec<usize> = {
         let mut o: Vec<usize> = (0..entries.len()).collect();
-        o.sort_by(|a, b| entries[*b].score.total_cmp(&entries[*a].score).then(entries[*a].node.cmp(&entries[*b].node)).then(entries[*a].kind.cmp(&entries[*b].kind)));
+        o.sort_by(|a, b| {
+            entries[*b]
+                .score
+                .total_cmp(&entries[*a].score)
+                .then(entries[*a].node.cmp(&entries[*b].node))
+                .then(entries[*a].kind.cmp(&entries[*b].kind))
+        });
         o
     };
     let sorted: Vec<RankEntry> = order.iter().map(|&k| entries[k].clone()).collect();
@@ -196,12 +240,24 @@ fn lower_quartile_without(v: &[f64], skip: usize) -> f64 {
 /// Ranks each case at the middle of its faults' span plus `shift_ms`
 /// (clamped to the case's frame): one (truth, ranking) per case whose
 /// frame is in `periods`.
-pub fn rank_cases(periods: &[(super::labels::Period, Frame)], truths: &[super::eval::Truth], events: &[super::FaultEvent], cfg: &WindowConfig, ranker: &Ranker<'_>, shift_ms: i64) -> Result<Vec<(super::eval::Truth, super::eval::Ranked)>, String> {
+pub fn rank_cases(
+    periods: &[(super::labels::Period, Frame)],
+    truths: &[super::eval::Truth],
+    events: &[super::FaultEvent],
+    cfg: &WindowConfig,
+    ranker: &Ranker<'_>,
+    shift_ms: i64,
+) -> Result<Vec<(super::eval::Truth, super::eval::Ranked)>, String> {
     let mut out = Vec::new();
     for truth in truths {
         let Some((_, frame)) = periods.iter().find(|(p, _)| p.case == truth.case) else { continue };
-        let span: Vec<&super::FaultEvent> = events.iter().filter(|e| e.case == truth.case).collect();
-        let (Some(s), Some(e)) = (span.iter().map(|e| e.start_ms).min(), span.iter().map(|e| e.end_ms).max()) else { continue };
+        let span: Vec<&super::FaultEvent> =
+            events.iter().filter(|e| e.case == truth.case).collect();
+        let (Some(s), Some(e)) =
+            (span.iter().map(|e| e.start_ms).min(), span.iter().map(|e| e.end_ms).max())
+        else {
+            continue;
+        };
         let at = (s + e) / 2 + shift_ms;
         let end = frame.index_at(at).clamp(cfg.samples().min(frame.len), frame.len);
         let r = rank(frame, end, cfg, ranker, &[], 0)?;
@@ -217,14 +273,31 @@ mod tests {
 
     #[test]
     fn statistical_ranking_finds_the_deviating_node() {
-        let mk = |name: &str, v: Vec<f64>| NodeSeries { node: name.into(), metrics: [("cg.cpu_usage".to_string(), v.clone()), ("disk.write_bytes".to_string(), v.iter().map(|x| x * 0.5 + 1.0).collect())].into() };
+        let mk = |name: &str, v: Vec<f64>| NodeSeries {
+            node: name.into(),
+            metrics: [
+                ("cg.cpu_usage".to_string(), v.clone()),
+                ("disk.write_bytes".to_string(), v.iter().map(|x| x * 0.5 + 1.0).collect()),
+            ]
+            .into(),
+        };
         let wobble = |k: usize| (0..60).map(|i| 10.0 + ((i * k) % 7) as f64).collect::<Vec<f64>>();
         let mut hot = wobble(3);
         for x in &mut hot[50..] {
             *x += 80.0;
         }
-        let frame = Frame { start_ms: 0, step_ms: 1000, len: 60, nodes: vec![mk("a", wobble(2)), mk("b", hot), mk("c", wobble(5))] };
-        let cfg = WindowConfig { window_ms: 10_000, stride_ms: 5_000, step_ms: 1000, baseline_ms: 40_000 };
+        let frame = Frame {
+            start_ms: 0,
+            step_ms: 1000,
+            len: 60,
+            nodes: vec![mk("a", wobble(2)), mk("b", hot), mk("c", wobble(5))],
+        };
+        let cfg = WindowConfig {
+            window_ms: 10_000,
+            stride_ms: 5_000,
+            step_ms: 1000,
+            baseline_ms: 40_000,
+        };
         let types = vec!["cpu_stress".to_string(), "memory_stress".to_string()];
         let r = rank(&frame, 60, &cfg, &Ranker::Statistical(&types), &[], 2).unwrap();
         assert_eq!(r.method, Method::Statistical);
@@ -243,7 +316,12 @@ mod tests {
         // Type 0 high everywhere (shared), type 1 high on node 1 only; two
         // of four nodes share type 2. With three others the lower quartile
         // is the lowest of them.
-        let p = vec![vec![0.9, 0.1, 0.8], vec![0.95, 0.8, 0.8], vec![0.9, 0.1, 0.1], vec![0.9, 0.2, 0.0]];
+        let p = vec![
+            vec![0.9, 0.1, 0.8],
+            vec![0.95, 0.8, 0.8],
+            vec![0.9, 0.1, 0.1],
+            vec![0.9, 0.2, 0.0],
+        ];
         let e = against_peers(&p);
         let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
         // Node 1, type 0: 0.95 − min(0.9, 0.9, 0.9) = 0.05.
@@ -276,15 +354,34 @@ mod tests {
     #[test]
     fn a_type_every_node_shows_ranks_below_one_node_alone() {
         // The scorer's first type fires on all three nodes; the second only on b.
-        let mk = |name: &str, v: Vec<f64>| NodeSeries { node: name.into(), metrics: [("m".to_string(), v)].into() };
-        let frame = Frame { start_ms: 0, step_ms: 1000, len: 30, nodes: vec![mk("a", vec![1.0; 30]), mk("b", vec![2.0; 30]), mk("c", vec![3.0; 30])] };
+        let mk = |name: &str, v: Vec<f64>| NodeSeries {
+            node: name.into(),
+            metrics: [("m".to_string(), v)].into(),
+        };
+        let frame = Frame {
+            start_ms: 0,
+            step_ms: 1000,
+            len: 30,
+            nodes: vec![mk("a", vec![1.0; 30]), mk("b", vec![2.0; 30]), mk("c", vec![3.0; 30])],
+        };
         let probs = vec![vec![0.99, 0.05], vec![0.99, 0.6], vec![0.99, 0.05]];
         let metrics = frame.metric_names();
         let graph = correlation_graph_of(&frame, &frame.columns(&metrics), 20, 30, &[]);
-        let r = order(&frame, 30, &["shared".to_string(), "alone".to_string()], &probs, Method::Model, graph);
+        let r = order(
+            &frame,
+            30,
+            &["shared".to_string(), "alone".to_string()],
+            &probs,
+            Method::Model,
+            graph,
+        );
         assert_eq!((r.entries[0].node.as_str(), r.entries[0].kind.as_str()), ("b", "alone"));
         assert_eq!(r.entries[0].probability, 0.6);
         assert!((r.entries[0].excess - (0.55 + SHARED_SHARE * 0.6)).abs() < 1e-12);
-        assert!(r.entries.iter().filter(|e| e.kind == "shared").all(|e| e.score < r.entries[0].score / 100.0));
+        assert!(r
+            .entries
+            .iter()
+            .filter(|e| e.kind == "shared")
+            .all(|e| e.score < r.entries[0].score / 100.0));
     }
 }

@@ -34,7 +34,11 @@ impl SplitMix {
 /// Case of each row and the case's stratum (its fault types, joined).
 /// Returns the cases put on the held-out side: about `fraction` of each
 /// stratum, rounded, never a stratum's only case.
-pub fn held_out_cases(case_strata: &BTreeMap<String, String>, fraction: f64, seed: u64) -> Vec<String> {
+pub fn held_out_cases(
+    case_strata: &BTreeMap<String, String>,
+    fraction: f64,
+    seed: u64,
+) -> Vec<String> {
     let mut strata: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (case, stratum) in case_strata {
         strata.entry(stratum.as_str()).or_default().push(case.as_str());
@@ -68,7 +72,11 @@ pub fn partition(row_cases: &[&str], held: &[String]) -> (Vec<usize>, Vec<usize>
 }
 
 /// Assigns every case to one of `k` folds, stratified like [`held_out_cases`].
-pub fn case_folds(case_strata: &BTreeMap<String, String>, k: usize, seed: u64) -> BTreeMap<String, usize> {
+pub fn case_folds(
+    case_strata: &BTreeMap<String, String>,
+    k: usize,
+    seed: u64,
+) -> BTreeMap<String, usize> {
     let k = k.max(1);
     let mut strata: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (case, stratum) in case_strata {
@@ -126,7 +134,8 @@ mod tests {
         }
         let folds = case_folds(&strata(), 3, 5);
         assert_eq!(folds.len(), 15);
-        let sizes: Vec<usize> = (0..3).map(|f| folds.values().filter(|v| **v == f).count()).collect();
+        let sizes: Vec<usize> =
+            (0..3).map(|f| folds.values().filter(|v| **v == f).count()).collect();
         assert_eq!(sizes, vec![5, 5, 5]);
     }
 

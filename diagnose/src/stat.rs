@@ -8,8 +8,14 @@
 /// a statistical score.
 const FAMILIES: &[(&str, &[&str])] = &[
     ("cpu_stress", &["cpu.", "cg.cpu_", "load.", "proc.cpu_", "psi.cpu"]),
-    ("memory_stress", &["mem.", "cg.mem_", "vm.swap", "vm.steal", "vm.oom", "psi.memory", "proc.rss"]),
-    ("disk_stress", &["disk.", "cg.io_", "vm.page_", "psi.io", "proc.read_bytes", "proc.write_bytes"]),
+    (
+        "memory_stress",
+        &["mem.", "cg.mem_", "vm.swap", "vm.steal", "vm.oom", "psi.memory", "proc.rss"],
+    ),
+    (
+        "disk_stress",
+        &["disk.", "cg.io_", "vm.page_", "psi.io", "proc.read_bytes", "proc.write_bytes"],
+    ),
     ("network_delay", &["net.", "tcp."]),
     ("network_loss", &["tcp.retrans", "tcp.timeouts", "tcp.syn_retrans", "net."]),
     ("network_bandwidth", &["net.", "tcp."]),
@@ -21,7 +27,10 @@ const FAMILIES: &[(&str, &[&str])] = &[
 
 /// Whether `metric` measures what `kind` disturbs.
 pub fn in_family(kind: &str, metric: &str) -> bool {
-    FAMILIES.iter().find(|(k, _)| *k == kind).is_some_and(|(_, prefixes)| prefixes.iter().any(|p| metric.starts_with(p)))
+    FAMILIES
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .is_some_and(|(_, prefixes)| prefixes.iter().any(|p| metric.starts_with(p)))
 }
 
 /// Types the statistical scorer knows.
@@ -31,14 +40,27 @@ pub fn known_types() -> Vec<String> {
 
 /// Scores of one node's feature row (features as [`super::features`]
 /// lays them out) for each of `types`: (score in [0, 1], metrics by |z|).
-pub fn score_row(metrics: &[String], row: &[f32], types: &[String]) -> Vec<(f64, Vec<(String, f64)>)> {
+pub fn score_row(
+    metrics: &[String],
+    row: &[f32],
+    types: &[String],
+) -> Vec<(f64, Vec<(String, f64)>)> {
     let width = super::features::STATS.len();
     let z_at = super::features::STATS.iter().position(|s| *s == "base_z").unwrap_or(10);
-    let zs: Vec<(usize, f64)> = metrics.iter().enumerate().map(|(i, _)| (i, row.get(i * width + z_at).map_or(f64::NAN, |v| f64::from(*v).abs()))).filter(|(_, z)| z.is_finite()).collect();
+    let zs: Vec<(usize, f64)> = metrics
+        .iter()
+        .enumerate()
+        .map(|(i, _)| (i, row.get(i * width + z_at).map_or(f64::NAN, |v| f64::from(*v).abs())))
+        .filter(|(_, z)| z.is_finite())
+        .collect();
     types
         .iter()
         .map(|t| {
-            let mut fam: Vec<(String, f64)> = zs.iter().filter(|(i, _)| in_family(t, &metrics[*i])).map(|(i, z)| (metrics[*i].clone(), *z)).collect();
+            let mut fam: Vec<(String, f64)> = zs
+                .iter()
+                .filter(|(i, _)| in_family(t, &metrics[*i]))
+                .map(|(i, z)| (metrics[*i].clone(), *z))
+                .collect();
             fam.sort_by(|a, b| b.1.total_cmp(&a.1));
             let best = fam.first().map_or(0.0, |f| f.1);
             fam.truncate(3);
@@ -57,7 +79,11 @@ mod tests {
         let mut row = vec![0f32; 24];
         row[10] = 40.0; // cpu base_z
         row[12 + 10] = -5.0; // disk base_z
-        let types = vec!["cpu_stress".to_string(), "disk_stress".to_string(), "lock_contention".to_string()];
+        let types = vec![
+            "cpu_stress".to_string(),
+            "disk_stress".to_string(),
+            "lock_contention".to_string(),
+        ];
         let s = score_row(&metrics, &row, &types);
         assert!((s[0].0 - 0.8).abs() < 1e-9);
         assert!((s[1].0 - 0.1).abs() < 1e-9);

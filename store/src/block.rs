@@ -403,7 +403,13 @@ fn decode_column(payload: &[u8], n: usize) -> Result<Vec<f64>, BlockError> {
     let mut it = ints.into_iter();
     present
         .into_iter()
-        .map(|here| if here { it.next().map(|i| i as f64 / p).ok_or(BlockError::Truncated) } else { Ok(f64::NAN) })
+        .map(|here| {
+            if here {
+                it.next().map(|i| i as f64 / p).ok_or(BlockError::Truncated)
+            } else {
+                Ok(f64::NAN)
+            }
+        })
         .collect()
 }
 
@@ -452,9 +458,11 @@ impl<'a> BlockView<'a> {
             return Err(BlockError::Format(format));
         }
         let mut pos = 1;
-        let n = usize::try_from(get_varint(bytes, &mut pos)?).map_err(|_| BlockError::Corrupt("row count"))?;
+        let n = usize::try_from(get_varint(bytes, &mut pos)?)
+            .map_err(|_| BlockError::Corrupt("row count"))?;
         let tlen = get_varint(bytes, &mut pos)? as usize;
-        let tend = pos.checked_add(tlen).filter(|e| *e <= bytes.len()).ok_or(BlockError::Truncated)?;
+        let tend =
+            pos.checked_add(tlen).filter(|e| *e <= bytes.len()).ok_or(BlockError::Truncated)?;
         if n > tlen.saturating_mul(8) + 1 {
             return Err(BlockError::Corrupt("row count"));
         }
@@ -472,7 +480,8 @@ impl<'a> BlockView<'a> {
         }
         let mut columns = Vec::with_capacity(c);
         for (j, len) in dir {
-            let end = pos.checked_add(len).filter(|e| *e <= bytes.len()).ok_or(BlockError::Truncated)?;
+            let end =
+                pos.checked_add(len).filter(|e| *e <= bytes.len()).ok_or(BlockError::Truncated)?;
             columns.push((j, &bytes[pos..end]));
             pos = end;
         }
@@ -496,7 +505,8 @@ impl<'a> BlockView<'a> {
     pub fn rows(&self, width: usize) -> Result<Vec<(i64, Vec<f64>)>, BlockError> {
         let n = self.timestamps.len();
         let width = width.max(self.columns.iter().map(|(j, _)| j + 1).max().unwrap_or(0));
-        let mut rows: Vec<(i64, Vec<f64>)> = self.timestamps.iter().map(|&t| (t, vec![f64::NAN; width])).collect();
+        let mut rows: Vec<(i64, Vec<f64>)> =
+            self.timestamps.iter().map(|&t| (t, vec![f64::NAN; width])).collect();
         for (j, p) in &self.columns {
             let col = decode_column(p, n)?;
             for (row, v) in rows.iter_mut().zip(col) {
@@ -556,7 +566,10 @@ mod tests {
             bytes_ctr += 50_000.0 + ((i * 7919) % 1000) as f64;
             // As parsed from /proc/loadavg text: an exact two-decimal value.
             let load = (50 + i % 17) as f64 / 100.0;
-            rows.push((1_700_000_000_000 + i * 1000 + (i % 3), vec![1000.0 + i as f64 * 100.0, 0.0, load, bytes_ctr]));
+            rows.push((
+                1_700_000_000_000 + i * 1000 + (i % 3),
+                vec![1000.0 + i as f64 * 100.0, 0.0, load, bytes_ctr],
+            ));
         }
         let refs: Vec<(i64, &[f64])> = rows.iter().map(|(t, v)| (*t, v.as_slice())).collect();
         let size = encode(&refs).len();

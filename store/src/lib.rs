@@ -90,7 +90,15 @@ pub type Rows = (Vec<MetricDesc>, Vec<(i64, Vec<f64>)>);
 pub trait SeriesStore: Send + Sync {
     /// Records or refreshes a node and its catalog. A catalog may only grow:
     /// the stored catalog must be a prefix of the new one.
-    fn upsert_node(&self, node: &str, host: HostFacts, caps: Capabilities, catalog: Vec<MetricDesc>, interval_ms: u32, now_ms: i64) -> Result<(), StoreError>;
+    fn upsert_node(
+        &self,
+        node: &str,
+        host: HostFacts,
+        caps: Capabilities,
+        catalog: Vec<MetricDesc>,
+        interval_ms: u32,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
     /// Appends rows (values aligned with the node's catalog). Not durable until [`SeriesStore::flush`].
     fn append(&self, node: &str, rows: &[Row]) -> Result<AppendOutcome, StoreError>;
     /// Makes every append so far durable.
@@ -98,7 +106,13 @@ pub trait SeriesStore: Send + Sync {
     fn nodes(&self) -> Vec<NodeRecord>;
     fn node(&self, node: &str) -> Option<NodeRecord>;
     /// Points of one metric with `from <= ts <= to`, sorted by time.
-    fn query(&self, node: &str, metric: &str, from_ms: i64, to_ms: i64) -> Result<Vec<(i64, f64)>, StoreError>;
+    fn query(
+        &self,
+        node: &str,
+        metric: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, f64)>, StoreError>;
     /// Every row of a node with `from <= ts <= to`, sorted by time, values
     /// aligned with the returned catalog (NaN where missing).
     fn range(&self, node: &str, from_ms: i64, to_ms: i64) -> Result<Rows, StoreError>;
@@ -128,5 +142,8 @@ pub trait SeriesStore: Send + Sync {
 
 /// Milliseconds since the Unix epoch: the clock of stored timestamps.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

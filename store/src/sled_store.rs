@@ -36,7 +36,12 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { block_span_ms: 300_000, block_rows: 600, cache_bytes: 64 << 20, wal_segment_bytes: 16 << 20 }
+        StoreConfig {
+            block_span_ms: 300_000,
+            block_rows: 600,
+            cache_bytes: 64 << 20,
+            wal_segment_bytes: 16 << 20,
+        }
     }
 }
 
@@ -53,7 +58,14 @@ struct NodeState {
 impl NodeState {
     fn new(record: NodeRecord) -> Self {
         let index = record.catalog.iter().enumerate().map(|(i, m)| (m.name.clone(), i)).collect();
-        NodeState { record, index, hot: BTreeMap::new(), hot_segment: None, sealed_max_ts: i64::MIN, latest: Vec::new() }
+        NodeState {
+            record,
+            index,
+            hot: BTreeMap::new(),
+            hot_segment: None,
+            sealed_max_ts: i64::MIN,
+            latest: Vec::new(),
+        }
     }
 
     fn note_latest(&mut self, ts: i64, values: &[f64]) {
@@ -136,7 +148,13 @@ impl SledStore {
         // Small segments lower sled's blob threshold (a quarter segment) below the
         // size of a sealed block, so blocks live in blob files and tree pages
         // stay small instead of being rewritten with every block they hold.
-        let db = sled::Config::new().path(dir).cache_capacity(cfg.cache_bytes).flush_every_ms(Some(1000)).mode(sled::Mode::LowSpace).segment_size(64 << 10).open()?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cfg.cache_bytes)
+            .flush_every_ms(Some(1000))
+            .mode(sled::Mode::LowSpace)
+            .segment_size(64 << 10)
+            .open()?;
         let nodes_tree = db.open_tree("nodes")?;
         let series = db.open_tree("series")?;
         let faults_tree = db.open_tree("faults")?;
@@ -173,7 +191,10 @@ impl SledStore {
         let mut newest: HashMap<String, sled::IVec> = HashMap::new();
         for item in self.series.scan_prefix([b'b']) {
             let (k, v) = item?;
-            let Some((node, st)) = node_of_key(&k).and_then(|n| map.get_mut(n).map(|st| (n, st))) else { continue };
+            let Some((node, st)) = node_of_key(&k).and_then(|n| map.get_mut(n).map(|st| (n, st)))
+            else {
+                continue;
+            };
             let view = BlockView::parse(&v).map_err(corrupt)?;
             if let Some(&last) = view.timestamps.last() {
                 if last > st.sealed_max_ts {
@@ -186,7 +207,8 @@ impl SledStore {
         for (node, bytes) in newest {
             if let Some(st) = map.get_mut(&node) {
                 let width = st.record.catalog.len();
-                let rows = BlockView::parse(&bytes).and_then(|view| view.rows(width)).map_err(corrupt)?;
+                let rows =
+                    BlockView::parse(&bytes).and_then(|view| view.rows(width)).map_err(corrupt)?;
                 for (ts, vals) in rows.iter().rev().take(2) {
                     st.note_latest(*ts, vals);
                 }
@@ -196,9 +218,12 @@ impl SledStore {
         for rec in records {
             let Some(st) = map.get_mut(&rec.node) else { continue };
             let width = st.record.catalog.len();
-            let rows = BlockView::parse(&rec.block).and_then(|view| view.rows(width)).map_err(corrupt)?;
+            let rows =
+                BlockView::parse(&rec.block).and_then(|view| view.rows(width)).map_err(corrupt)?;
             for (ts, vals) in rows {
-                if st.hot.contains_key(&ts) || (ts <= st.sealed_max_ts && self.sealed_contains(&rec.node, ts)?) {
+                if st.hot.contains_key(&ts)
+                    || (ts <= st.sealed_max_ts && self.sealed_contains(&rec.node, ts)?)
+                {
                     continue;
                 }
                 st.note_latest(ts, &vals);
@@ -215,7 +240,8 @@ impl SledStore {
 
     fn count_sealed(&self, view: &BlockView<'_>, bytes: usize) {
         self.sealed_blocks.fetch_add(1, Ordering::Relaxed);
-        self.sealed_values.fetch_add((view.timestamps.len() * view.column_count()) as u64, Ordering::Relaxed);
+        self.sealed_values
+            .fetch_add((view.timestamps.len() * view.column_count()) as u64, Ordering::Relaxed);
         self.sealed_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
@@ -248,7 +274,10 @@ impl SledStore {
         while start < rows.len() {
             let first = rows[start].0;
             let mut end = start + 1;
-            while end < rows.len() && end - start < self.cfg.block_rows && rows[end].0 - first < self.cfg.block_span_ms {
+            while end < rows.len()
+                && end - start < self.cfg.block_rows
+                && rows[end].0 - first < self.cfg.block_span_ms
+            {
                 end += 1;
             }
             let bytes = block::encode(&rows[start..end]);
@@ -288,12 +317,19 @@ impl SledStore {
     }
 
     fn states(&self) -> Vec<(String, Arc<Mutex<NodeState>>)> {
-        self.nodes.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.nodes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     fn should_seal(&self, st: &NodeState) -> bool {
         match (st.hot.first_key_value(), st.hot.last_key_value()) {
-            (Some((a, _)), Some((b, _))) => st.hot.len() >= self.cfg.block_rows || b - a >= self.cfg.block_span_ms,
+            (Some((a, _)), Some((b, _))) => {
+                st.hot.len() >= self.cfg.block_rows || b - a >= self.cfg.block_span_ms
+            }
             _ => false,
         }
     }
@@ -302,7 +338,13 @@ impl SledStore {
 impl SledStore {
     /// Calls `f` with every sealed block of `node` that may hold samples in
     /// `[from_ms, to_ms]` (callers filter the samples themselves).
-    fn each_block(&self, node: &str, from_ms: i64, to_ms: i64, mut f: impl FnMut(&BlockView<'_>) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    fn each_block(
+        &self,
+        node: &str,
+        from_ms: i64,
+        to_ms: i64,
+        mut f: impl FnMut(&BlockView<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let lo = block_key(node, from_ms.saturating_sub(self.cfg.block_span_ms), 0);
         let hi = block_key(node, to_ms, u64::MAX);
         for item in self.series.range(lo..=hi) {
@@ -317,7 +359,15 @@ impl SledStore {
 }
 
 impl SeriesStore for SledStore {
-    fn upsert_node(&self, node: &str, host: HostFacts, caps: Capabilities, catalog: Vec<MetricDesc>, interval_ms: u32, now_ms: i64) -> Result<(), StoreError> {
+    fn upsert_node(
+        &self,
+        node: &str,
+        host: HostFacts,
+        caps: Capabilities,
+        catalog: Vec<MetricDesc>,
+        interval_ms: u32,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         let existing = self.nodes.read().unwrap_or_else(|p| p.into_inner()).get(node).cloned();
         let record = match &existing {
             Some(st) => {
@@ -326,12 +376,31 @@ impl SeriesStore for SledStore {
                 if catalog.len() < old.len() || catalog[..old.len()] != old[..] {
                     return Err(StoreError::Catalog {
                         node: node.to_owned(),
-                        reason: format!("the stored catalog of {} metrics is not a prefix of the new one", old.len()),
+                        reason: format!(
+                            "the stored catalog of {} metrics is not a prefix of the new one",
+                            old.len()
+                        ),
                     });
                 }
-                NodeRecord { node: node.to_owned(), host, capabilities: caps, catalog, interval_ms, first_seen_ms: st.record.first_seen_ms, last_seen_ms: now_ms }
+                NodeRecord {
+                    node: node.to_owned(),
+                    host,
+                    capabilities: caps,
+                    catalog,
+                    interval_ms,
+                    first_seen_ms: st.record.first_seen_ms,
+                    last_seen_ms: now_ms,
+                }
             }
-            None => NodeRecord { node: node.to_owned(), host, capabilities: caps, catalog, interval_ms, first_seen_ms: now_ms, last_seen_ms: now_ms },
+            None => NodeRecord {
+                node: node.to_owned(),
+                host,
+                capabilities: caps,
+                catalog,
+                interval_ms,
+                first_seen_ms: now_ms,
+                last_seen_ms: now_ms,
+            },
         };
         let json = serde_json::to_vec(&record).map_err(corrupt)?;
         self.nodes_tree.insert(node.as_bytes(), json)?;
@@ -339,7 +408,8 @@ impl SeriesStore for SledStore {
         match existing {
             Some(st) => {
                 let mut st = lock(&st);
-                st.index = record.catalog.iter().enumerate().map(|(i, m)| (m.name.clone(), i)).collect();
+                st.index =
+                    record.catalog.iter().enumerate().map(|(i, m)| (m.name.clone(), i)).collect();
                 st.record = record;
             }
             None => {
@@ -358,9 +428,18 @@ impl SeriesStore for SledStore {
         let mut fresh: BTreeMap<i64, &[f64]> = BTreeMap::new();
         for r in rows {
             if r.values.len() > width {
-                return Err(StoreError::Catalog { node: node.to_owned(), reason: format!("a row has {} values but the catalog has {width}", r.values.len()) });
+                return Err(StoreError::Catalog {
+                    node: node.to_owned(),
+                    reason: format!(
+                        "a row has {} values but the catalog has {width}",
+                        r.values.len()
+                    ),
+                });
             }
-            if st.hot.contains_key(&r.ts_ms) || fresh.contains_key(&r.ts_ms) || (r.ts_ms <= st.sealed_max_ts && self.sealed_contains(node, r.ts_ms)?) {
+            if st.hot.contains_key(&r.ts_ms)
+                || fresh.contains_key(&r.ts_ms)
+                || (r.ts_ms <= st.sealed_max_ts && self.sealed_contains(node, r.ts_ms)?)
+            {
                 out.duplicates += 1;
                 continue;
             }
@@ -408,7 +487,10 @@ impl SeriesStore for SledStore {
             }
             // Nothing unsealed anywhere and nothing appended meanwhile: every
             // record on disk is in a durable block, the current segment too.
-            None if wal.current() == current && wal.appends() == appends && wal.current_bytes() > 0 => {
+            None if wal.current() == current
+                && wal.appends() == appends
+                && wal.current_bytes() > 0 =>
+            {
                 wal.rotate()?;
                 wal.remove_below(current + 1)?;
             }
@@ -430,13 +512,22 @@ impl SeriesStore for SledStore {
         self.state(node).ok().map(|s| lock(&s).record.clone())
     }
 
-    fn query(&self, node: &str, metric: &str, from_ms: i64, to_ms: i64) -> Result<Vec<(i64, f64)>, StoreError> {
+    fn query(
+        &self,
+        node: &str,
+        metric: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, f64)>, StoreError> {
         let st = self.state(node)?;
         // Hot rows first: a seal running after this copy moves rows into
         // blocks, where the scan below still finds them.
         let (idx, mut points) = {
             let st = lock(&st);
-            let idx = *st.index.get(metric).ok_or_else(|| StoreError::UnknownMetric { node: node.to_owned(), metric: metric.to_owned() })?;
+            let idx = *st.index.get(metric).ok_or_else(|| StoreError::UnknownMetric {
+                node: node.to_owned(),
+                metric: metric.to_owned(),
+            })?;
             let pts: Vec<(i64, f64)> = st
                 .hot
                 .range(from_ms..=to_ms)
@@ -446,7 +537,13 @@ impl SeriesStore for SledStore {
         };
         self.each_block(node, from_ms, to_ms, |view| {
             if let Some(col) = view.column(idx).map_err(corrupt)? {
-                points.extend(view.timestamps.iter().zip(col).filter(|(t, x)| **t >= from_ms && **t <= to_ms && !x.is_nan()).map(|(t, x)| (*t, x)));
+                points.extend(
+                    view.timestamps
+                        .iter()
+                        .zip(col)
+                        .filter(|(t, x)| **t >= from_ms && **t <= to_ms && !x.is_nan())
+                        .map(|(t, x)| (*t, x)),
+                );
             }
             Ok(())
         })?;
@@ -459,12 +556,18 @@ impl SeriesStore for SledStore {
         let st = self.state(node)?;
         let (catalog, mut rows) = {
             let st = lock(&st);
-            let rows: Vec<(i64, Vec<f64>)> = st.hot.range(from_ms..=to_ms).map(|(t, v)| (*t, v.clone())).collect();
+            let rows: Vec<(i64, Vec<f64>)> =
+                st.hot.range(from_ms..=to_ms).map(|(t, v)| (*t, v.clone())).collect();
             (st.record.catalog.clone(), rows)
         };
         let width = catalog.len();
         self.each_block(node, from_ms, to_ms, |view| {
-            rows.extend(view.rows(width).map_err(corrupt)?.into_iter().filter(|(t, _)| *t >= from_ms && *t <= to_ms));
+            rows.extend(
+                view.rows(width)
+                    .map_err(corrupt)?
+                    .into_iter()
+                    .filter(|(t, _)| *t >= from_ms && *t <= to_ms),
+            );
             Ok(())
         })?;
         for r in &mut rows {
@@ -499,7 +602,8 @@ impl SeriesStore for SledStore {
     }
 
     fn enforce_retention(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
-        let names: Vec<String> = self.nodes.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        let names: Vec<String> =
+            self.nodes.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
         let mut removed = 0;
         for node in names {
             let hi = block_key(&node, cutoff_ms, 0);
@@ -509,7 +613,10 @@ impl SeriesStore for SledStore {
                 let view = BlockView::parse(&v).map_err(corrupt)?;
                 if view.timestamps.last().is_none_or(|l| *l < cutoff_ms) {
                     self.sealed_blocks.fetch_sub(1, Ordering::Relaxed);
-                    self.sealed_values.fetch_sub((view.timestamps.len() * view.column_count()) as u64, Ordering::Relaxed);
+                    self.sealed_values.fetch_sub(
+                        (view.timestamps.len() * view.column_count()) as u64,
+                        Ordering::Relaxed,
+                    );
                     self.sealed_bytes.fetch_sub(v.len() as u64, Ordering::Relaxed);
                     batch.remove(k);
                     removed += 1;
@@ -531,7 +638,10 @@ impl SeriesStore for SledStore {
             let (k, v) = item?;
             if let Ok(view) = BlockView::parse(&v) {
                 self.sealed_blocks.fetch_sub(1, Ordering::Relaxed);
-                self.sealed_values.fetch_sub((view.timestamps.len() * view.column_count()) as u64, Ordering::Relaxed);
+                self.sealed_values.fetch_sub(
+                    (view.timestamps.len() * view.column_count()) as u64,
+                    Ordering::Relaxed,
+                );
                 self.sealed_bytes.fetch_sub(v.len() as u64, Ordering::Relaxed);
             }
             batch.remove(k);
@@ -644,10 +754,16 @@ mod tests {
     #[test]
     fn appended_rows_are_queryable_across_seal_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = StoreConfig { block_span_ms: 10_000, block_rows: 8, cache_bytes: 8 << 20, wal_segment_bytes: 1 << 20 };
+        let cfg = StoreConfig {
+            block_span_ms: 10_000,
+            block_rows: 8,
+            cache_bytes: 8 << 20,
+            wal_segment_bytes: 1 << 20,
+        };
         {
             let s = open(dir.path(), cfg.clone());
-            s.upsert_node("n1", HostFacts::default(), Capabilities::default(), catalog(3), 1000, 0).unwrap();
+            s.upsert_node("n1", HostFacts::default(), Capabilities::default(), catalog(3), 1000, 0)
+                .unwrap();
             for chunk in (0..25).collect::<Vec<i64>>().chunks(3) {
                 let rows: Vec<Row> = chunk.iter().map(|i| row(1_000_000 + i * 1000, 3)).collect();
                 s.append("n1", &rows).unwrap();
@@ -664,7 +780,10 @@ mod tests {
             assert_eq!(*v, (t / 1000) as f64 + 1.0);
         }
         let window = s.query("n1", "m0", 1_005_000, 1_009_000).unwrap();
-        assert_eq!(window.iter().map(|p| p.0).collect::<Vec<_>>(), (5..=9).map(|i| 1_000_000 + i * 1000).collect::<Vec<_>>());
+        assert_eq!(
+            window.iter().map(|p| p.0).collect::<Vec<_>>(),
+            (5..=9).map(|i| 1_000_000 + i * 1000).collect::<Vec<_>>()
+        );
         let latest = s.latest("n1").unwrap();
         assert_eq!(latest.rows[0].0, 1_024_000);
         assert_eq!(latest.rows[1].0, 1_023_000);
@@ -673,8 +792,12 @@ mod tests {
     #[test]
     fn replayed_rows_are_not_stored_twice() {
         let dir = tempfile::tempdir().unwrap();
-        let s = open(dir.path(), StoreConfig { block_span_ms: 10_000, block_rows: 4, ..StoreConfig::default() });
-        s.upsert_node("n1", HostFacts::default(), Capabilities::default(), catalog(2), 1000, 0).unwrap();
+        let s = open(
+            dir.path(),
+            StoreConfig { block_span_ms: 10_000, block_rows: 4, ..StoreConfig::default() },
+        );
+        s.upsert_node("n1", HostFacts::default(), Capabilities::default(), catalog(2), 1000, 0)
+            .unwrap();
         let rows: Vec<Row> = (0..6).map(|i| row(i * 1000, 2)).collect();
         assert_eq!(s.append("n1", &rows).unwrap().rows, 6);
         // Same rows again: some now sealed, some hot; all are duplicates.
@@ -687,13 +810,18 @@ mod tests {
     fn catalog_may_only_grow_and_rows_must_fit() {
         let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path(), StoreConfig::default());
-        s.upsert_node("n1", HostFacts::default(), Capabilities::default(), catalog(2), 1000, 0).unwrap();
+        s.upsert_node("n1", HostFacts::default(), Capabilities::default(), catalog(2), 1000, 0)
+            .unwrap();
         assert!(s.append("n1", &[row(1, 3)]).is_err());
-        s.upsert_node("n1", HostFacts::default(), Capabilities::default(), catalog(3), 1000, 1).unwrap();
+        s.upsert_node("n1", HostFacts::default(), Capabilities::default(), catalog(3), 1000, 1)
+            .unwrap();
         s.append("n1", &[row(1, 3)]).unwrap();
         let mut other = catalog(3);
         other[0].name = "zz".into();
-        assert!(matches!(s.upsert_node("n1", HostFacts::default(), Capabilities::default(), other, 1000, 2), Err(StoreError::Catalog { .. })));
+        assert!(matches!(
+            s.upsert_node("n1", HostFacts::default(), Capabilities::default(), other, 1000, 2),
+            Err(StoreError::Catalog { .. })
+        ));
         assert!(matches!(s.append("nope", &[row(1, 1)]), Err(StoreError::UnknownNode(_))));
         assert!(matches!(s.query("n1", "nope", 0, 1), Err(StoreError::UnknownMetric { .. })));
     }
@@ -701,8 +829,12 @@ mod tests {
     #[test]
     fn retention_drops_old_blocks_and_delete_forgets_a_node() {
         let dir = tempfile::tempdir().unwrap();
-        let s = open(dir.path(), StoreConfig { block_span_ms: 5_000, block_rows: 5, ..StoreConfig::default() });
-        s.upsert_node("n1", HostFacts::default(), Capabilities::default(), catalog(1), 1000, 0).unwrap();
+        let s = open(
+            dir.path(),
+            StoreConfig { block_span_ms: 5_000, block_rows: 5, ..StoreConfig::default() },
+        );
+        s.upsert_node("n1", HostFacts::default(), Capabilities::default(), catalog(1), 1000, 0)
+            .unwrap();
         let rows: Vec<Row> = (0..20).map(|i| row(i * 1000, 1)).collect();
         s.append("n1", &rows).unwrap();
         s.seal_all().unwrap();
@@ -738,10 +870,23 @@ mod wal_tests {
     #[test]
     fn unsealed_rows_come_back_from_the_log_and_sealed_ones_are_not_doubled() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = StoreConfig { block_span_ms: 1_000_000, block_rows: 10, wal_segment_bytes: 1 << 20, ..StoreConfig::default() };
+        let cfg = StoreConfig {
+            block_span_ms: 1_000_000,
+            block_rows: 10,
+            wal_segment_bytes: 1 << 20,
+            ..StoreConfig::default()
+        };
         {
             let s = open(dir.path(), &cfg);
-            s.upsert_node("n", HostFacts::default(), Capabilities::default(), vec![MetricDesc::gauge("m", "count")], 1000, 0).unwrap();
+            s.upsert_node(
+                "n",
+                HostFacts::default(),
+                Capabilities::default(),
+                vec![MetricDesc::gauge("m", "count")],
+                1000,
+                0,
+            )
+            .unwrap();
             s.append("n", &rows(0..14)).unwrap(); // 14 rows: sealed as one block right away
             s.append("n", &rows(14..17)).unwrap(); // hot
             s.flush().unwrap();
@@ -756,10 +901,23 @@ mod wal_tests {
     #[test]
     fn log_segments_go_once_their_rows_are_sealed_and_flushed() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = StoreConfig { block_span_ms: 1_000_000, block_rows: 1000, wal_segment_bytes: 200, ..StoreConfig::default() };
+        let cfg = StoreConfig {
+            block_span_ms: 1_000_000,
+            block_rows: 1000,
+            wal_segment_bytes: 200,
+            ..StoreConfig::default()
+        };
         let s = open(dir.path(), &cfg);
         for n in ["a", "b"] {
-            s.upsert_node(n, HostFacts::default(), Capabilities::default(), vec![MetricDesc::gauge("m", "count")], 1000, 0).unwrap();
+            s.upsert_node(
+                n,
+                HostFacts::default(),
+                Capabilities::default(),
+                vec![MetricDesc::gauge("m", "count")],
+                1000,
+                0,
+            )
+            .unwrap();
         }
         for i in 0..20 {
             s.append("a", &rows(i * 2..i * 2 + 2)).unwrap();
@@ -773,7 +931,10 @@ mod wal_tests {
         assert!(s.maintain().unwrap() >= 1);
         s.flush().unwrap();
         assert_eq!(s.wal().segment_count(), 1);
-        assert_eq!(s.query("n", "m", 0, 1).map(|_| ()).unwrap_err().to_string(), "unknown node \"n\"");
+        assert_eq!(
+            s.query("n", "m", 0, 1).map(|_| ()).unwrap_err().to_string(),
+            "unknown node \"n\""
+        );
         assert_eq!(s.query("a", "m", 0, i64::MAX).unwrap().len(), 40);
     }
 }

@@ -58,14 +58,18 @@ pub(super) fn parse_segment(segment: u64, bytes: &[u8]) -> (Vec<Record>, usize) 
     let mut out = Vec::new();
     let mut off = 0;
     while off + HEADER <= bytes.len() {
-        let len = u32::from_le_bytes([bytes[off], bytes[off + 1], bytes[off + 2], bytes[off + 3]]) as usize;
-        let crc = u32::from_le_bytes([bytes[off + 4], bytes[off + 5], bytes[off + 6], bytes[off + 7]]);
+        let len = u32::from_le_bytes([bytes[off], bytes[off + 1], bytes[off + 2], bytes[off + 3]])
+            as usize;
+        let crc =
+            u32::from_le_bytes([bytes[off + 4], bytes[off + 5], bytes[off + 6], bytes[off + 7]]);
         let Some(payload) = bytes.get(off + HEADER..off + HEADER + len) else { break };
         if len == 0 || len > MAX_RECORD || crc32fast::hash(payload) != crc {
             break;
         }
         let nlen = usize::from(payload[0]);
-        let Some(node) = payload.get(1..1 + nlen).and_then(|n| std::str::from_utf8(n).ok()) else { break };
+        let Some(node) = payload.get(1..1 + nlen).and_then(|n| std::str::from_utf8(n).ok()) else {
+            break;
+        };
         out.push(Record { segment, node: node.to_owned(), block: payload[1 + nlen..].to_vec() });
         off += HEADER + len;
     }
@@ -87,25 +91,43 @@ impl Wal {
         for &id in &ids {
             let path = seg_path(dir, id);
             let mut bytes = Vec::new();
-            File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| io(&path, e))?;
+            File::open(&path)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .map_err(|e| io(&path, e))?;
             let (recs, good) = parse_segment(id, &bytes);
             if good < bytes.len() {
                 tracing::warn!(segment = %path.display(), kept = good, dropped = bytes.len() - good, "write-ahead log ends in a torn or corrupt record; cut it off");
-                OpenOptions::new().write(true).open(&path).and_then(|f| f.set_len(good as u64)).map_err(|e| io(&path, e))?;
+                OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_len(good as u64))
+                    .map_err(|e| io(&path, e))?;
             }
             records.extend(recs);
         }
         let current = ids.last().map_or(1, |l| l + 1);
         let path = seg_path(dir, current);
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io(&path, e))?;
+        let file =
+            OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io(&path, e))?;
         ids.push(current);
-        let wal = Wal { dir: dir.to_owned(), segment_bytes, current, file: BufWriter::with_capacity(1 << 20, file), size: 0, dirty: false, appends: 0, broken: false, segments: ids };
+        let wal = Wal {
+            dir: dir.to_owned(),
+            segment_bytes,
+            current,
+            file: BufWriter::with_capacity(1 << 20, file),
+            size: 0,
+            dirty: false,
+            appends: 0,
+            broken: false,
+            segments: ids,
+        };
         Ok((wal, records))
     }
 
     /// Appends a record; returns the segment it went to.
     pub(super) fn append(&mut self, node: &str, block: &[u8]) -> Result<u64, StoreError> {
-        let nlen = u8::try_from(node.len()).map_err(|_| StoreError::Io("node name too long for the log".into()))?;
+        let nlen = u8::try_from(node.len())
+            .map_err(|_| StoreError::Io("node name too long for the log".into()))?;
         let len = 1 + node.len() + block.len();
         if len > MAX_RECORD {
             return Err(StoreError::Io(format!("a batch of {len} bytes is too large for the log")));
@@ -146,7 +168,8 @@ impl Wal {
     fn start_segment(&mut self) -> Result<(), StoreError> {
         self.current += 1;
         let path = seg_path(&self.dir, self.current);
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io(&path, e))?;
+        let file =
+            OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io(&path, e))?;
         // Dropping the old writer flushes what it buffered; after a failure
         // that is at worst a torn record, which replay cuts off.
         self.file = BufWriter::with_capacity(1 << 20, file);
@@ -207,7 +230,11 @@ impl Wal {
 
     /// Bytes of every segment on disk.
     pub(super) fn disk_bytes(&self) -> u64 {
-        self.segments.iter().filter_map(|id| std::fs::metadata(seg_path(&self.dir, *id)).ok()).map(|m| m.len()).sum::<u64>()
+        self.segments
+            .iter()
+            .filter_map(|id| std::fs::metadata(seg_path(&self.dir, *id)).ok())
+            .map(|m| m.len())
+            .sum::<u64>()
     }
 }
 
@@ -228,7 +255,10 @@ mod tests {
             assert!(w.segment_count() >= 3, "segments rotate at the size limit");
         }
         let (w, recs) = Wal::open(dir.path(), 64).unwrap();
-        assert_eq!(recs.iter().map(|r| r.node.as_str()).collect::<Vec<_>>(), vec!["n0", "n1", "n2", "n3", "n4"]);
+        assert_eq!(
+            recs.iter().map(|r| r.node.as_str()).collect::<Vec<_>>(),
+            vec!["n0", "n1", "n2", "n3", "n4"]
+        );
         assert_eq!(recs[3].block, vec![3; 20]);
         assert!(recs.windows(2).all(|p| p[0].segment <= p[1].segment));
         assert!(w.current() > recs[4].segment);

@@ -22,14 +22,23 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use distdiag_dataset::Dataset;
-use distdiag_diagnose::evaluate::{evaluation_markdown, CaseRankings, DatasetExt, Evaluation, MethodReports, Rankings};
 use distdiag_diagnose::eval::AcRow;
+use distdiag_diagnose::evaluate::{
+    evaluation_markdown, CaseRankings, DatasetExt, Evaluation, MethodReports, Rankings,
+};
 use distdiag_diagnose::model::{train, Scorer, TrainParams};
 use distdiag_diagnose::split::{case_folds, SplitMix};
 
 pub const FAMILIES: [&str; 4] = ["A", "B", "C", "W"];
 /// Faults an agent injects on its host.
-pub const HOST_TYPES: [&str; 6] = ["cpu_stress", "memory_stress", "disk_stress", "network_delay", "network_loss", "network_bandwidth"];
+pub const HOST_TYPES: [&str; 6] = [
+    "cpu_stress",
+    "memory_stress",
+    "disk_stress",
+    "network_delay",
+    "network_loss",
+    "network_bandwidth",
+];
 /// Faults the coordinator injects into a node's database.
 pub const DB_TYPES: [&str; 3] = ["cache_bottleneck", "too_many_indexes", "lock_contention"];
 
@@ -68,7 +77,18 @@ impl Default for CampaignConfig {
     fn default() -> Self {
         CampaignConfig {
             families: FAMILIES.iter().map(|s| (*s).to_owned()).collect(),
-            types: ["cpu_stress", "memory_stress", "disk_stress", "network_delay", "network_loss", "cache_bottleneck", "too_many_indexes"].iter().map(|s| (*s).to_owned()).collect(),
+            types: [
+                "cpu_stress",
+                "memory_stress",
+                "disk_stress",
+                "network_delay",
+                "network_loss",
+                "cache_bottleneck",
+                "too_many_indexes",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
             cases: 10,
             normal_s: 30,
             fault_s: 40,
@@ -96,14 +116,24 @@ impl CampaignConfig {
         }
         for t in &self.types {
             if !HOST_TYPES.contains(&t.as_str()) && !DB_TYPES.contains(&t.as_str()) {
-                return Err(format!("type {t:?} is not a node fault ({}, {})", HOST_TYPES.join(", "), DB_TYPES.join(", ")));
+                return Err(format!(
+                    "type {t:?} is not a node fault ({}, {})",
+                    HOST_TYPES.join(", "),
+                    DB_TYPES.join(", ")
+                ));
             }
         }
         if !(1..=1000).contains(&self.cases) {
             return Err(format!("cases = {} is outside 1..=1000", self.cases));
         }
-        if !(5..=3600).contains(&self.fault_s) || self.normal_s > 3600 || self.recovery_s > 3600 || self.warmup_s > 3600 {
-            return Err("fault_s must be 5..=3600 and normal_s, recovery_s, warmup_s at most 3600".into());
+        if !(5..=3600).contains(&self.fault_s)
+            || self.normal_s > 3600
+            || self.recovery_s > 3600
+            || self.warmup_s > 3600
+        {
+            return Err(
+                "fault_s must be 5..=3600 and normal_s, recovery_s, warmup_s at most 3600".into()
+            );
         }
         check_folds(self.folds)?;
         check_repeats(self.repeats)?;
@@ -156,7 +186,14 @@ pub fn family_of(scenario: &str) -> &str {
 /// the testbed (a cgroup with a CPU quota and a memory limit).
 fn fault_on(kind: &str, node: &str, cluster: &Cluster) -> Result<PlannedFault, String> {
     let mut params = Map::new();
-    let host = |params: Map<String, Value>| Ok(PlannedFault { kind: kind.to_owned(), node: Some(node.to_owned()), params, label_node: node.to_owned() });
+    let host = |params: Map<String, Value>| {
+        Ok(PlannedFault {
+            kind: kind.to_owned(),
+            node: Some(node.to_owned()),
+            params,
+            label_node: node.to_owned(),
+        })
+    };
     match kind {
         "cpu_stress" => {
             params.insert("workers".into(), json!(1));
@@ -185,22 +222,38 @@ fn fault_on(kind: &str, node: &str, cluster: &Cluster) -> Result<PlannedFault, S
             host(params)
         }
         "cache_bottleneck" | "too_many_indexes" | "lock_contention" => {
-            let db = cluster.databases.get(node).ok_or_else(|| format!("{kind} on {node}: no database on that node"))?;
+            let db = cluster
+                .databases
+                .get(node)
+                .ok_or_else(|| format!("{kind} on {node}: no database on that node"))?;
             params.insert("database".into(), json!(db));
             if kind == "too_many_indexes" {
                 params.insert("count".into(), json!(8));
             }
-            Ok(PlannedFault { kind: kind.to_owned(), node: None, params, label_node: node.to_owned() })
+            Ok(PlannedFault {
+                kind: kind.to_owned(),
+                node: None,
+                params,
+                label_node: node.to_owned(),
+            })
         }
         other => Err(format!("{other:?} is not a node fault")),
     }
 }
 
 fn surge(cluster: &Cluster) -> Result<PlannedFault, String> {
-    let id = cluster.workload.as_ref().ok_or("family W needs a workload running over every database (none given)")?;
+    let id = cluster
+        .workload
+        .as_ref()
+        .ok_or("family W needs a workload running over every database (none given)")?;
     let mut params = Map::new();
     params.insert("workload_id".into(), json!(id));
-    Ok(PlannedFault { kind: "workload_surge".into(), node: None, params, label_node: "cluster".into() })
+    Ok(PlannedFault {
+        kind: "workload_surge".into(),
+        node: None,
+        params,
+        label_node: "cluster".into(),
+    })
 }
 
 /// The cases of a campaign, in the order they run: scenarios interleaved
@@ -229,7 +282,10 @@ pub fn plan(cfg: &CampaignConfig, cluster: &Cluster) -> Result<Vec<PlannedCase>,
             let nodes = &nodes;
             let t = t.as_str();
             match *fam {
-                "A" => scenarios.push((format!("A:{t}"), Box::new(move |k| Ok(vec![fault_on(t, &nodes[(offset + k) % n], cluster)?])))),
+                "A" => scenarios.push((
+                    format!("A:{t}"),
+                    Box::new(move |k| Ok(vec![fault_on(t, &nodes[(offset + k) % n], cluster)?])),
+                )),
                 "B" => scenarios.push((
                     format!("B:{t}"),
                     Box::new(move |k| {
@@ -248,9 +304,20 @@ pub fn plan(cfg: &CampaignConfig, cluster: &Cluster) -> Result<Vec<PlannedCase>,
                     if scenarios.iter().any(|(s, _)| *s == format!("C:{u}+{t}")) {
                         continue;
                     }
-                    scenarios.push((format!("C:{t}+{u}"), Box::new(move |k| { let node = &nodes[(offset + k) % n]; Ok(vec![fault_on(t, node, cluster)?, fault_on(u, node, cluster)?]) })));
+                    scenarios.push((
+                        format!("C:{t}+{u}"),
+                        Box::new(move |k| {
+                            let node = &nodes[(offset + k) % n];
+                            Ok(vec![fault_on(t, node, cluster)?, fault_on(u, node, cluster)?])
+                        }),
+                    ));
                 }
-                _ => scenarios.push((format!("W:{t}+workload_surge"), Box::new(move |k| Ok(vec![fault_on(t, &nodes[(offset + k) % n], cluster)?, surge(cluster)?])))),
+                _ => scenarios.push((
+                    format!("W:{t}+workload_surge"),
+                    Box::new(move |k| {
+                        Ok(vec![fault_on(t, &nodes[(offset + k) % n], cluster)?, surge(cluster)?])
+                    }),
+                )),
             }
         }
     }
@@ -274,7 +341,13 @@ pub fn per_family(per_scenario: &BTreeMap<String, AcRow>) -> BTreeMap<String, Ac
             continue;
         }
         let mix = |x: f64, y: f64| (x * a + y * b) / (a + b);
-        *f = AcRow { cases: f.cases + r.cases, ac1: mix(f.ac1, r.ac1), ac3: mix(f.ac3, r.ac3), ac5: mix(f.ac5, r.ac5), avg5: mix(f.avg5, r.avg5) };
+        *f = AcRow {
+            cases: f.cases + r.cases,
+            ac1: mix(f.ac1, r.ac1),
+            ac3: mix(f.ac3, r.ac3),
+            ac5: mix(f.ac5, r.ac5),
+            avg5: mix(f.avg5, r.avg5),
+        };
     }
     out
 }
@@ -335,8 +408,23 @@ pub struct FamilyRows {
 }
 
 fn family_rows(m: &MethodReports) -> BTreeMap<String, FamilyRows> {
-    let (a, b, c) = (per_family(&m.at_fault.per_scenario), per_family(&m.shifted_minus_30s.per_scenario), per_family(&m.shifted_plus_30s.per_scenario));
-    a.into_iter().map(|(f, r)| (f.clone(), FamilyRows { at_fault: r, shifted_minus_30s: b.get(&f).copied().unwrap_or_default(), shifted_plus_30s: c.get(&f).copied().unwrap_or_default() })).collect()
+    let (a, b, c) = (
+        per_family(&m.at_fault.per_scenario),
+        per_family(&m.shifted_minus_30s.per_scenario),
+        per_family(&m.shifted_plus_30s.per_scenario),
+    );
+    a.into_iter()
+        .map(|(f, r)| {
+            (
+                f.clone(),
+                FamilyRows {
+                    at_fault: r,
+                    shifted_minus_30s: b.get(&f).copied().unwrap_or_default(),
+                    shifted_plus_30s: c.get(&f).copied().unwrap_or_default(),
+                },
+            )
+        })
+        .collect()
 }
 
 /// The fault type a scenario's cases are dealt into folds by: its first
@@ -354,11 +442,18 @@ pub fn lead_type(scenario: &str) -> &str {
 /// and ranks the fold's cases with it, the statistical scorer and Dummy;
 /// does that `repeats` times, dealing with seeds `params.seed`,
 /// `params.seed + 1`, ...; the pooled rankings make the report.
-pub fn report(ds: &Dataset, folds: u32, repeats: u32, params: &TrainParams, progress: &mut dyn FnMut(usize, usize, &str)) -> Result<CampaignReport, String> {
+pub fn report(
+    ds: &Dataset,
+    folds: u32,
+    repeats: u32,
+    params: &TrainParams,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<CampaignReport, String> {
     check_folds(folds)?;
     check_repeats(repeats)?;
     let truths = ds.truths();
-    let strata: BTreeMap<String, String> = truths.iter().map(|t| (t.case.clone(), lead_type(&t.scenario).to_owned())).collect();
+    let strata: BTreeMap<String, String> =
+        truths.iter().map(|t| (t.case.clone(), lead_type(&t.scenario).to_owned())).collect();
     if strata.len() < folds as usize {
         return Err(format!("{} fault cases cannot fill {folds} folds", strata.len()));
     }
@@ -377,13 +472,23 @@ pub fn report(ds: &Dataset, folds: u32, repeats: u32, params: &TrainParams, prog
         let mut this = CaseRankings { model: Some(Rankings::default()), ..CaseRankings::default() };
         let mut fold_cases = Vec::new();
         for f in 0..folds as usize {
-            let test: Vec<String> = fold_of.iter().filter(|(_, &k)| k == f).map(|(c, _)| c.clone()).collect();
+            let test: Vec<String> =
+                fold_of.iter().filter(|(_, &k)| k == f).map(|(c, _)| c.clone()).collect();
             let mut windows = all_windows.clone();
             windows.retain_cases(|c| !test.iter().any(|t| t == c));
-            let what = |f: usize| if repeats > 1 { format!("dealing {}/{repeats}, fold {}/{folds}", rep + 1, f + 1) } else { format!("fold {}/{folds}", f + 1) };
-            let set = train(&windows, ds.manifest.window, &fold_params, &mut |d, n, w| progress(d, n, &format!("{}: {w}", what(f))))?;
+            let what = |f: usize| {
+                if repeats > 1 {
+                    format!("dealing {}/{repeats}, fold {}/{folds}", rep + 1, f + 1)
+                } else {
+                    format!("fold {}/{folds}", f + 1)
+                }
+            };
+            let set = train(&windows, ds.manifest.window, &fold_params, &mut |d, n, w| {
+                progress(d, n, &format!("{}: {w}", what(f)))
+            })?;
             let scorer = Scorer::load(&set)?;
-            let exclude: Vec<String> = ds.cases.iter().map(|c| c.case.clone()).filter(|c| !test.contains(c)).collect();
+            let exclude: Vec<String> =
+                ds.cases.iter().map(|c| c.case.clone()).filter(|c| !test.contains(c)).collect();
             let r = ds.rank(Some(&scorer), &exclude, params.seed)?;
             this.case_ids.extend(r.case_ids);
             if let (Some(p), Some(m)) = (this.model.as_mut(), r.model) {
@@ -400,15 +505,29 @@ pub fn report(ds: &Dataset, folds: u32, repeats: u32, params: &TrainParams, prog
                 skipped.insert(t.clone(), format!("{}: {why}", what(f)));
             }
             // A type this fold is tested on but no training window carries.
-            for t in truths.iter().filter(|t| test.contains(&t.case)).flat_map(|t| t.causes.iter().map(|c| &c.1)) {
+            for t in truths
+                .iter()
+                .filter(|t| test.contains(&t.case))
+                .flat_map(|t| t.causes.iter().map(|c| &c.1))
+            {
                 if !trained.contains(t) && !set.skipped.contains_key(t) {
                     skipped.insert(t.clone(), format!("{}: no training case has it", what(f)));
                 }
             }
             fold_cases.push(test);
         }
-        let model = this.model.as_ref().map(Rankings::report).map(|m| m.at_fault).unwrap_or_default();
-        dealings.push(Dealing { seed, folds: fold_cases, model: model.overall, model_macro_f1: model.macro_f1, model_families: per_family(&model.per_scenario).into_iter().map(|(f, r)| (f, r.ac1)).collect() });
+        let model =
+            this.model.as_ref().map(Rankings::report).map(|m| m.at_fault).unwrap_or_default();
+        dealings.push(Dealing {
+            seed,
+            folds: fold_cases,
+            model: model.overall,
+            model_macro_f1: model.macro_f1,
+            model_families: per_family(&model.per_scenario)
+                .into_iter()
+                .map(|(f, r)| (f, r.ac1))
+                .collect(),
+        });
         pooled.case_ids.extend(this.case_ids);
         if let (Some(p), Some(m)) = (pooled.model.as_mut(), this.model) {
             p.append(m);
@@ -471,31 +590,68 @@ pub fn markdown(r: &CampaignReport) -> String {
     for m in ["model", "statistical", "dummy"] {
         for (f, rows) in r.families.get(m).into_iter().flatten() {
             let o = &rows.at_fault;
-            let _ = writeln!(s, "| {m} | {f} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |", o.cases, o.ac1, o.ac3, o.ac5, o.avg5, rows.shifted_minus_30s.ac1, rows.shifted_plus_30s.ac1);
+            let _ = writeln!(
+                s,
+                "| {m} | {f} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                o.cases,
+                o.ac1,
+                o.ac3,
+                o.ac5,
+                o.avg5,
+                rows.shifted_minus_30s.ac1,
+                rows.shifted_plus_30s.ac1
+            );
         }
     }
     if r.dealings.len() > 1 {
         s.push_str("\n## Model per dealing\n\n| dealing seed | AC@1 | AC@3 | macro-F1 | AC@1 A / B / C / W |\n|---|---|---|---|---|\n");
         for d in &r.dealings {
-            let fam: Vec<String> = FAMILIES.iter().map(|f| d.model_families.get(*f).map_or("-".to_owned(), |v| format!("{v:.2}"))).collect();
-            let _ = writeln!(s, "| {} | {:.3} | {:.3} | {:.3} | {} |", d.seed, d.model.ac1, d.model.ac3, d.model_macro_f1, fam.join(" / "));
+            let fam: Vec<String> = FAMILIES
+                .iter()
+                .map(|f| d.model_families.get(*f).map_or("-".to_owned(), |v| format!("{v:.2}")))
+                .collect();
+            let _ = writeln!(
+                s,
+                "| {} | {:.3} | {:.3} | {:.3} | {} |",
+                d.seed,
+                d.model.ac1,
+                d.model.ac3,
+                d.model_macro_f1,
+                fam.join(" / ")
+            );
         }
         let ac1: Vec<f64> = r.dealings.iter().map(|d| d.model.ac1).collect();
-        let (lo, hi) = ac1.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+        let (lo, hi) =
+            ac1.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
         let _ = writeln!(s, "\nModel AC@1 ranges over {lo:.3}..{hi:.3} across the dealings.");
     }
     s.push_str("\n## Overall and per scenario\n\n");
     s.push_str(&evaluation_markdown(&r.evaluation));
     if let Some(m) = &r.evaluation.model {
         let n = r.dealings.len().max(1);
-        let (top, ac1) = if n > 1 { ("top 3 (first dealing)", format!("AC@1 (mean of {n})")) } else { ("top 3", "AC@1".to_owned()) };
+        let (top, ac1) = if n > 1 {
+            ("top 3 (first dealing)", format!("AC@1 (mean of {n})"))
+        } else {
+            ("top 3", "AC@1".to_owned())
+        };
         let _ = write!(s, "\n## Model, case by case\n\n| case | scenario | root causes | {top} | {ac1} |\n|---|---|---|---|---|\n");
-        let pairs = |v: &[(String, String)]| v.iter().map(|(n, t)| format!("{t}@{n}")).collect::<Vec<_>>().join(", ");
+        let pairs = |v: &[(String, String)]| {
+            v.iter().map(|(n, t)| format!("{t}@{n}")).collect::<Vec<_>>().join(", ")
+        };
         // Rows come dealing by dealing; the first dealing's order and top 3.
         let rows = &m.at_fault.per_case;
         for c in &rows[..rows.len() / n] {
-            let mean = rows.iter().filter(|x| x.case == c.case).map(|x| x.ac1).sum::<f64>() / n as f64;
-            let _ = writeln!(s, "| {} | {} | {} | {} | {:.2} |", c.case, c.scenario, pairs(&c.causes), pairs(&c.top), mean);
+            let mean =
+                rows.iter().filter(|x| x.case == c.case).map(|x| x.ac1).sum::<f64>() / n as f64;
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {:.2} |",
+                c.case,
+                c.scenario,
+                pairs(&c.causes),
+                pairs(&c.top),
+                mean
+            );
         }
     }
     s
@@ -507,7 +663,11 @@ mod tests {
 
     fn cluster(n: usize) -> Cluster {
         let nodes: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
-        Cluster { databases: nodes.iter().map(|x| (x.clone(), format!("db{}", &x[1..]))).collect(), nodes, workload: Some("w1".into()) }
+        Cluster {
+            databases: nodes.iter().map(|x| (x.clone(), format!("db{}", &x[1..]))).collect(),
+            nodes,
+            workload: Some("w1".into()),
+        }
     }
 
     #[test]
@@ -518,16 +678,40 @@ mod tests {
         assert_eq!(lead_type("imported"), "imported");
         // Six types, one case per scenario: the layout that once put every
         // memory_stress case into one fold.
-        let types: Vec<String> = ["cpu_stress", "memory_stress", "disk_stress", "network_delay", "network_loss", "cache_bottleneck"].iter().map(|s| (*s).to_owned()).collect();
+        let types: Vec<String> = [
+            "cpu_stress",
+            "memory_stress",
+            "disk_stress",
+            "network_delay",
+            "network_loss",
+            "cache_bottleneck",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
         let cfg = CampaignConfig { types: types.clone(), cases: 1, ..CampaignConfig::default() };
         let p = plan(&cfg, &cluster(3)).unwrap();
-        let strata: BTreeMap<String, String> = p.iter().enumerate().map(|(i, c)| (format!("case{i:02}"), lead_type(&c.scenario).to_owned())).collect();
+        let strata: BTreeMap<String, String> = p
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("case{i:02}"), lead_type(&c.scenario).to_owned()))
+            .collect();
         for seed in [1, 42, 7] {
             let folds = case_folds(&strata, 2, seed);
             for f in 0..2 {
                 for t in &types {
-                    let trained = p.iter().enumerate().filter(|(i, c)| folds[&format!("case{i:02}")] != f && c.faults.iter().any(|x| &x.kind == t)).count();
-                    assert!(trained >= 2, "seed {seed}, fold {f}: {t} has {trained} training cases");
+                    let trained = p
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, c)| {
+                            folds[&format!("case{i:02}")] != f
+                                && c.faults.iter().any(|x| &x.kind == t)
+                        })
+                        .count();
+                    assert!(
+                        trained >= 2,
+                        "seed {seed}, fold {f}: {t} has {trained} training cases"
+                    );
                 }
             }
         }
@@ -535,7 +719,11 @@ mod tests {
 
     #[test]
     fn plans_every_family_with_rotating_nodes() {
-        let cfg = CampaignConfig { types: vec!["cpu_stress".into(), "cache_bottleneck".into()], cases: 3, ..CampaignConfig::default() };
+        let cfg = CampaignConfig {
+            types: vec!["cpu_stress".into(), "cache_bottleneck".into()],
+            cases: 3,
+            ..CampaignConfig::default()
+        };
         let p = plan(&cfg, &cluster(3)).unwrap();
         // (A, B, W: 2 types; C: the one pair) × 3 cases.
         assert_eq!(p.len(), 21);
@@ -558,7 +746,10 @@ mod tests {
         // A database fault names the node's database, not the node.
         let db = p.iter().find(|c| c.scenario == "A:cache_bottleneck").unwrap();
         assert!(db.faults[0].node.is_none());
-        assert_eq!(db.faults[0].params["database"], format!("db{}", &db.faults[0].label_node[1..]).as_str());
+        assert_eq!(
+            db.faults[0].params["database"],
+            format!("db{}", &db.faults[0].label_node[1..]).as_str()
+        );
         // Same seed, same plan; another seed moves the nodes.
         assert_eq!(plan(&cfg, &cluster(3)).unwrap(), p);
         let other = plan(&CampaignConfig { seed: 7, ..cfg.clone() }, &cluster(3)).unwrap();
@@ -569,9 +760,13 @@ mod tests {
     fn refuses_what_cannot_run() {
         let cfg = CampaignConfig::default();
         assert!(plan(&cfg, &Cluster::default()).unwrap_err().contains("no nodes"));
-        assert!(plan(&CampaignConfig { families: vec!["B".into()], ..cfg.clone() }, &cluster(1)).unwrap_err().contains("two nodes"));
+        assert!(plan(&CampaignConfig { families: vec!["B".into()], ..cfg.clone() }, &cluster(1))
+            .unwrap_err()
+            .contains("two nodes"));
         let no_work = Cluster { workload: None, ..cluster(3) };
-        assert!(plan(&CampaignConfig { families: vec!["W".into()], ..cfg.clone() }, &no_work).unwrap_err().contains("workload"));
+        assert!(plan(&CampaignConfig { families: vec!["W".into()], ..cfg.clone() }, &no_work)
+            .unwrap_err()
+            .contains("workload"));
         let no_db = Cluster { databases: BTreeMap::new(), ..cluster(3) };
         assert!(plan(&cfg, &no_db).unwrap_err().contains("no database"));
         assert!(CampaignConfig { families: vec!["Z".into()], ..cfg.clone() }.validate().is_err());
@@ -586,9 +781,18 @@ mod tests {
     #[test]
     fn family_rows_are_case_weighted() {
         let mut per = BTreeMap::new();
-        per.insert("A:cpu_stress".to_owned(), AcRow { cases: 3, ac1: 1.0, ac3: 1.0, ac5: 1.0, avg5: 1.0 });
-        per.insert("A:disk_stress".to_owned(), AcRow { cases: 1, ac1: 0.0, ac3: 1.0, ac5: 1.0, avg5: 0.6 });
-        per.insert("B:cpu_stress".to_owned(), AcRow { cases: 2, ac1: 0.5, ac3: 1.0, ac5: 1.0, avg5: 0.9 });
+        per.insert(
+            "A:cpu_stress".to_owned(),
+            AcRow { cases: 3, ac1: 1.0, ac3: 1.0, ac5: 1.0, avg5: 1.0 },
+        );
+        per.insert(
+            "A:disk_stress".to_owned(),
+            AcRow { cases: 1, ac1: 0.0, ac3: 1.0, ac5: 1.0, avg5: 0.6 },
+        );
+        per.insert(
+            "B:cpu_stress".to_owned(),
+            AcRow { cases: 2, ac1: 0.5, ac3: 1.0, ac5: 1.0, avg5: 0.9 },
+        );
         let f = per_family(&per);
         assert_eq!(f["A"].cases, 4);
         assert!((f["A"].ac1 - 0.75).abs() < 1e-12);

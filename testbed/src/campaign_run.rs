@@ -7,7 +7,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::campaign::{markdown, plan, report, CampaignConfig, CampaignReport, Cluster, PlannedCase};
+use crate::campaign::{
+    markdown, plan, report, CampaignConfig, CampaignReport, Cluster, PlannedCase,
+};
 use distdiag_dataset::Dataset;
 use distdiag_diagnose::evaluate::DatasetExt;
 use distdiag_diagnose::model::TrainParams;
@@ -23,10 +25,14 @@ pub struct Api {
 }
 
 /// An API answer's JSON body, or the API's error message (exit code 1).
-pub async fn answer(resp: Result<reqwest::Response, reqwest::Error>, base: &str) -> Result<Value, Failure> {
+pub async fn answer(
+    resp: Result<reqwest::Response, reqwest::Error>,
+    base: &str,
+) -> Result<Value, Failure> {
     let resp = resp.map_err(|e| (1u8, format!("cannot reach {base}: {e}")))?;
     let status = resp.status();
-    let body: Value = resp.json().await.map_err(|e| (1u8, format!("bad answer from {base}: {e}")))?;
+    let body: Value =
+        resp.json().await.map_err(|e| (1u8, format!("bad answer from {base}: {e}")))?;
     if status.is_success() {
         Ok(body)
     } else {
@@ -40,22 +46,54 @@ impl Api {
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, Failure> {
-        answer(self.client.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(body).send().await, &self.base).await
+        answer(
+            self.client
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(&self.token)
+                .json(body)
+                .send()
+                .await,
+            &self.base,
+        )
+        .await
     }
 }
 
 /// Connected agents, databases by host node, and the workload for family W.
 async fn cluster(api: &Api, workload: Option<&str>) -> Result<Cluster, Failure> {
     let nodes = api.get("/api/nodes").await?;
-    let nodes: Vec<String> = nodes["nodes"].as_array().map(Vec::as_slice).unwrap_or_default().iter().filter(|n| n["connected"] == true).filter_map(|n| n["node"].as_str().map(str::to_owned)).collect();
+    let nodes: Vec<String> = nodes["nodes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|n| n["connected"] == true)
+        .filter_map(|n| n["node"].as_str().map(str::to_owned))
+        .collect();
     let dbs = api.get("/api/databases").await?;
-    let databases = dbs["databases"].as_array().map(Vec::as_slice).unwrap_or_default().iter().filter_map(|d| Some((d["host_node"].as_str()?.to_owned(), d["name"].as_str()?.to_owned()))).collect();
+    let databases = dbs["databases"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|d| Some((d["host_node"].as_str()?.to_owned(), d["name"].as_str()?.to_owned())))
+        .collect();
     let workload = match workload {
         Some(w) => Some(w.to_owned()),
         None => {
             // The one running workload over more than one database.
             let active = api.get("/api/workload/active").await?;
-            let runs: Vec<String> = active["workloads"].as_array().map(Vec::as_slice).unwrap_or_default().iter().filter(|w| w["phase"] == "running" && w["databases"].as_array().is_some_and(|d| d.len() > 1)).filter_map(|w| w["workload_id"].as_str().map(str::to_owned)).collect();
+            let runs: Vec<String> = active["workloads"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter(|w| {
+                    w["phase"] == "running"
+                        && w["databases"].as_array().is_some_and(|d| d.len() > 1)
+                })
+                .filter_map(|w| w["workload_id"].as_str().map(str::to_owned))
+                .collect();
             (runs.len() == 1).then(|| runs[0].clone())
         }
     };
@@ -72,7 +110,11 @@ fn human(secs: u64) -> String {
 
 /// Starts one case's faults: the first opens the training case, the others
 /// join it. On a refusal, what already started is stopped.
-async fn start_case(api: &Api, cfg: &CampaignConfig, case: &PlannedCase) -> Result<Vec<String>, Failure> {
+async fn start_case(
+    api: &Api,
+    cfg: &CampaignConfig,
+    case: &PlannedCase,
+) -> Result<Vec<String>, Failure> {
     let mut case_id: Option<String> = None;
     let mut ids = Vec::new();
     for f in &case.faults {
@@ -94,7 +136,14 @@ async fn start_case(api: &Api, cfg: &CampaignConfig, case: &PlannedCase) -> Resu
                 if case_id.is_none() {
                     case_id = v["case"]["id"].as_str().map(str::to_owned);
                 }
-                ids.extend(v["anomalies"].as_array().map(Vec::as_slice).unwrap_or_default().iter().filter_map(|a| a["id"].as_str().map(str::to_owned)));
+                ids.extend(
+                    v["anomalies"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|a| a["id"].as_str().map(str::to_owned)),
+                );
             }
             Err((code, msg)) => {
                 for id in &ids {
@@ -123,7 +172,13 @@ async fn wait_ended(api: &Api, ids: &[String], timeout: Duration) -> Result<(), 
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err((1, format!("faults {} have not ended {timeout:?} after their deadline", live.join(", "))));
+            return Err((
+                1,
+                format!(
+                    "faults {} have not ended {timeout:?} after their deadline",
+                    live.join(", ")
+                ),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -144,7 +199,14 @@ pub async fn run(api: &Api, args: RunArgs<'_>) -> Result<(), Failure> {
     let cases = plan(cfg, &cl).map_err(|e| (64, e))?;
     let per_case = u64::from(cfg.normal_s + cfg.fault_s + cfg.recovery_s);
     let total = u64::from(cfg.warmup_s) + per_case * cases.len() as u64;
-    eprintln!("campaign: {} cases on {} ({} databases{}), about {}", cases.len(), cl.nodes.join(", "), cl.databases.len(), cl.workload.as_ref().map(|w| format!(", surge on {w}")).unwrap_or_default(), human(total));
+    eprintln!(
+        "campaign: {} cases on {} ({} databases{}), about {}",
+        cases.len(),
+        cl.nodes.join(", "),
+        cl.databases.len(),
+        cl.workload.as_ref().map(|w| format!(", surge on {w}")).unwrap_or_default(),
+        human(total)
+    );
     std::fs::create_dir_all(args.out).map_err(|e| (1, format!("{}: {e}", args.out.display())))?;
     std::fs::write(args.out.join("plan.json"), serde_json::to_vec_pretty(&json!({"config": cfg, "cluster": {"nodes": cl.nodes, "databases": cl.databases, "workload": cl.workload}, "cases": cases})).unwrap_or_default()).map_err(|e| (1, e.to_string()))?;
     let interrupted = tokio::select! {
@@ -157,11 +219,17 @@ pub async fn run(api: &Api, args: RunArgs<'_>) -> Result<(), Failure> {
         return Err((130, "interrupted: every fault is stopped; the cases so far stay collected on the coordinator".into()));
     }
     let v = api.get("/api/datasets/collected").await?;
-    let ds: Dataset = serde_json::from_value(v).map_err(|e| (1, format!("bad dataset from {}: {e}", api.base)))?;
+    let ds: Dataset = serde_json::from_value(v)
+        .map_err(|e| (1, format!("bad dataset from {}: {e}", api.base)))?;
     write_report(&ds, args.out, cfg.folds, cfg.repeats, &args.params, true)
 }
 
-async fn drive(api: &Api, cfg: &CampaignConfig, cases: &[PlannedCase], total: u64) -> Result<(), Failure> {
+async fn drive(
+    api: &Api,
+    cfg: &CampaignConfig,
+    cases: &[PlannedCase],
+    total: u64,
+) -> Result<(), Failure> {
     let t0 = Instant::now();
     if cfg.warmup_s > 0 {
         eprintln!("normal collection for {} s", cfg.warmup_s);
@@ -171,9 +239,17 @@ async fn drive(api: &Api, cfg: &CampaignConfig, cases: &[PlannedCase], total: u6
     }
     let mut failed = 0usize;
     for (i, case) in cases.iter().enumerate() {
-        let targets: Vec<String> = case.faults.iter().map(|f| format!("{}@{}", f.kind, f.label_node)).collect();
+        let targets: Vec<String> =
+            case.faults.iter().map(|f| format!("{}@{}", f.kind, f.label_node)).collect();
         let left = total.saturating_sub(t0.elapsed().as_secs());
-        eprintln!("[{:>3}/{}] {:<36} {}  (~{} left)", i + 1, cases.len(), case.scenario, targets.join(" + "), human(left));
+        eprintln!(
+            "[{:>3}/{}] {:<36} {}  (~{} left)",
+            i + 1,
+            cases.len(),
+            case.scenario,
+            targets.join(" + "),
+            human(left)
+        );
         tokio::time::sleep(Duration::from_secs(cfg.normal_s.into())).await;
         match start_case(api, cfg, case).await {
             Ok(ids) => {
@@ -196,17 +272,34 @@ async fn drive(api: &Api, cfg: &CampaignConfig, cases: &[PlannedCase], total: u6
 
 /// Writes `out/report.{json,md}` (and, with `export`, the dataset into
 /// `out/dataset`).
-pub fn write_report(ds: &Dataset, out: &Path, folds: u32, repeats: u32, params: &TrainParams, export: bool) -> Result<(), Failure> {
+pub fn write_report(
+    ds: &Dataset,
+    out: &Path,
+    folds: u32,
+    repeats: u32,
+    params: &TrainParams,
+    export: bool,
+) -> Result<(), Failure> {
     std::fs::create_dir_all(out).map_err(|e| (1, format!("{}: {e}", out.display())))?;
     if export {
         let dir = out.join("dataset");
         ds.export(&dir).map_err(|e| (1, e.to_string()))?;
-        std::fs::write(dir.join("windows.csv"), ds.windows_csv()).map_err(|e| (1, format!("{}: {e}", dir.display())))?;
-        eprintln!("dataset: {} ({} cases, {} labels)", dir.display(), ds.cases.len(), ds.labels.len());
+        std::fs::write(dir.join("windows.csv"), ds.windows_csv())
+            .map_err(|e| (1, format!("{}: {e}", dir.display())))?;
+        eprintln!(
+            "dataset: {} ({} cases, {} labels)",
+            dir.display(),
+            ds.cases.len(),
+            ds.labels.len()
+        );
     }
-    let r: CampaignReport = report(ds, folds, repeats, params, &mut |d, n, what| eprintln!("  training {d}/{n} {what}")).map_err(|e| (1, e))?;
+    let r: CampaignReport = report(ds, folds, repeats, params, &mut |d, n, what| {
+        eprintln!("  training {d}/{n} {what}")
+    })
+    .map_err(|e| (1, e))?;
     let md = markdown(&r);
-    std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(&r).unwrap_or_default()).map_err(|e| (1, e.to_string()))?;
+    std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(&r).unwrap_or_default())
+        .map_err(|e| (1, e.to_string()))?;
     std::fs::write(out.join("report.md"), &md).map_err(|e| (1, e.to_string()))?;
     print!("{md}");
     Ok(())

@@ -26,7 +26,11 @@ pub fn seekdb_binary() -> PathBuf {
         .args(["-c", "import pylibseekdb, os; print(os.path.dirname(pylibseekdb.__file__))"])
         .output()
         .expect("python3");
-    assert!(out.status.success(), "pylibseekdb is not installed (scripts/install-deps.sh installs it): {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pylibseekdb is not installed (scripts/install-deps.sh installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("seekdb")
 }
 
@@ -42,11 +46,20 @@ impl DbServer {
         let dir = tempfile::Builder::new().prefix("distdiag-mariadb").tempdir().expect("tempdir");
         let data = dir.path().join("data");
         let out = Command::new("mariadb-install-db")
-            .args(["--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db", "--user=root"])
+            .args([
+                "--no-defaults",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--user=root",
+            ])
             .arg(format!("--datadir={}", data.display()))
             .output()
             .expect("mariadb-install-db (scripts/install-deps.sh installs mariadb-server)");
-        assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "mariadb-install-db: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("mariadb.log")).expect("log");
         let child = Command::new("mariadbd")
@@ -56,7 +69,14 @@ impl DbServer {
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", dir.path().join("sock").display()))
             .arg(format!("--pid-file={}", dir.path().join("pid").display()))
-            .args(["--user=root", "--skip-log-bin", "--performance-schema=ON", "--innodb-buffer-pool-size=64M", "--max-connections=500", "--innodb-lock-wait-timeout=5"])
+            .args([
+                "--user=root",
+                "--skip-log-bin",
+                "--performance-schema=ON",
+                "--innodb-buffer-pool-size=64M",
+                "--max-connections=500",
+                "--innodb-lock-wait-timeout=5",
+            ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -92,7 +112,10 @@ impl DbServer {
         // Its own runtime on its own thread: callers may be inside one.
         let answers = |t: DbTarget| {
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
                 rt.block_on(async {
                     match t.connect(false, Duration::from_secs(2)).await {
                         Ok(c) => {

@@ -42,7 +42,11 @@ pub fn bin_dir() -> PathBuf {
 /// Path of a workspace binary; panics with instructions when it is not built.
 pub fn bin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
-    assert!(p.exists(), "{} is not built; run `cargo build --workspace --bins` first (make test does)", p.display());
+    assert!(
+        p.exists(),
+        "{} is not built; run `cargo build --workspace --bins` first (make test does)",
+        p.display()
+    );
     p
 }
 
@@ -66,8 +70,19 @@ pub fn make_certs(dir: &Path, nodes: &[&str]) -> CertPaths {
 }
 
 /// Agent settings for tests: fast sampling, fast failure detection.
-pub fn agent_config(node: &str, certs: &CertPaths, coordinator: SocketAddr, state: &Path, interval_ms: u32) -> AgentConfig {
-    let mut cfg = AgentConfig { node: Some(node.to_owned()), interval_ms, state_dir: state.to_owned(), ..AgentConfig::default() };
+pub fn agent_config(
+    node: &str,
+    certs: &CertPaths,
+    coordinator: SocketAddr,
+    state: &Path,
+    interval_ms: u32,
+) -> AgentConfig {
+    let mut cfg = AgentConfig {
+        node: Some(node.to_owned()),
+        interval_ms,
+        state_dir: state.to_owned(),
+        ..AgentConfig::default()
+    };
     cfg.uplink.coordinator = coordinator.to_string();
     cfg.uplink.server_name = "localhost".into();
     cfg.uplink.ca_cert = certs.ca_cert();
@@ -93,14 +108,30 @@ pub struct Coordinator {
 
 impl Coordinator {
     /// Starts `distdiag-coordinator` on the given data dir and ports; waits until `/health` answers.
-    pub fn start(data_dir: &Path, api: SocketAddr, ingest: SocketAddr, extra: &[&str]) -> Coordinator {
-        let mut c = Coordinator { child: None, data_dir: data_dir.to_owned(), api, ingest, log: data_dir.join("coordinator.log"), extra: extra.iter().map(|s| s.to_string()).collect() };
+    pub fn start(
+        data_dir: &Path,
+        api: SocketAddr,
+        ingest: SocketAddr,
+        extra: &[&str],
+    ) -> Coordinator {
+        let mut c = Coordinator {
+            child: None,
+            data_dir: data_dir.to_owned(),
+            api,
+            ingest,
+            log: data_dir.join("coordinator.log"),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
         c.spawn();
         c
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let child = Command::new(bin("distdiag-coordinator"))
             .arg("--data-dir")
             .arg(&self.data_dir)
@@ -209,7 +240,8 @@ pub fn stressors_of(parent: u32) -> Vec<u32> {
         .filter(|pid| {
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-            args.iter().any(|a| *a == b"stress-worker") && args.windows(2).any(|w| w[0] == b"--parent" && w[1] == me.as_bytes())
+            args.iter().any(|a| *a == b"stress-worker")
+                && args.windows(2).any(|w| w[0] == b"--parent" && w[1] == me.as_bytes())
         })
         .collect()
 }

@@ -146,8 +146,10 @@ impl State {
 
     pub fn load(dir: &Path) -> Result<State> {
         let p = State::path(dir);
-        let text = std::fs::read_to_string(&p).with_context(|| format!("no testbed state at {}", p.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a testbed state", p.display()))
+        let text = std::fs::read_to_string(&p)
+            .with_context(|| format!("no testbed state at {}", p.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a testbed state", p.display()))
     }
 
     pub fn save(&self) -> Result<()> {
@@ -161,7 +163,11 @@ impl State {
 
 /// Runs a program with an argument vector; a failure carries its stderr.
 fn run(program: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(program).args(args).stdin(Stdio::null()).output().with_context(|| format!("cannot run {program}"))?;
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {program}"))?;
     if !out.status.success() {
         bail!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
@@ -175,7 +181,8 @@ fn cg_dir(controller: &str, path: &str) -> PathBuf {
 /// Moves a process (all its threads) into a node's cgroups.
 fn enter_cgroup(path: &str, pid: u32) -> Result<()> {
     for c in CONTROLLERS {
-        std::fs::write(cg_dir(c, path).join("cgroup.procs"), pid.to_string()).with_context(|| format!("cannot move {pid} into {c}:{path}"))?;
+        std::fs::write(cg_dir(c, path).join("cgroup.procs"), pid.to_string())
+            .with_context(|| format!("cannot move {pid} into {c}:{path}"))?;
     }
     Ok(())
 }
@@ -183,7 +190,13 @@ fn enter_cgroup(path: &str, pid: u32) -> Result<()> {
 fn pids_in(path: &str) -> Vec<u32> {
     let mut all: Vec<u32> = CONTROLLERS
         .iter()
-        .flat_map(|c| std::fs::read_to_string(cg_dir(c, path).join("cgroup.procs")).unwrap_or_default().lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<u32>>())
+        .flat_map(|c| {
+            std::fs::read_to_string(cg_dir(c, path).join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<u32>>()
+        })
         .collect();
     all.sort_unstable();
     all.dedup();
@@ -191,7 +204,10 @@ fn pids_in(path: &str) -> Vec<u32> {
 }
 
 fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists() && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
 }
 
 fn signal(pid: u32, sig: rustix::process::Signal) {
@@ -216,7 +232,11 @@ fn stop_pids(pids: &[u32], grace: Duration) {
     for &p in pids {
         if let Some(pid) = rustix::process::Pid::from_raw(p as i32) {
             let deadline = Instant::now() + Duration::from_secs(2);
-            while matches!(rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG), Ok(None)) && Instant::now() < deadline {
+            while matches!(
+                rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG),
+                Ok(None)
+            ) && Instant::now() < deadline
+            {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
@@ -235,9 +255,18 @@ pub fn teardown(state: &State, keep_files: bool) -> Vec<String> {
     let ours = |pid: u32| {
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmd = String::from_utf8_lossy(&cmd);
-        ["distdiag-coordinator", "distdiag-agent", "mariadbd", "seekdb"].iter().any(|p| cmd.contains(p))
+        ["distdiag-coordinator", "distdiag-agent", "mariadbd", "seekdb"]
+            .iter()
+            .any(|p| cmd.contains(p))
     };
-    let pids = |db: bool| -> Vec<u32> { state.pids.iter().filter(|(what, p)| *p != me && what.starts_with("db") == db && ours(*p)).map(|(_, p)| *p).collect() };
+    let pids = |db: bool| -> Vec<u32> {
+        state
+            .pids
+            .iter()
+            .filter(|(what, p)| *p != me && what.starts_with("db") == db && ours(*p))
+            .map(|(_, p)| *p)
+            .collect()
+    };
     stop_pids(&pids(false), Duration::from_secs(8));
     stop_pids(&pids(true), Duration::from_secs(15));
     for n in &state.nodes {
@@ -307,7 +336,8 @@ impl Testbed {
         opts.validate()?;
         preflight(opts)?;
         std::fs::create_dir_all(&opts.dir)?;
-        let mut state = State { dir: opts.dir.canonicalize()?, db: Some(opts.db), ..State::default() };
+        let mut state =
+            State { dir: opts.dir.canonicalize()?, db: Some(opts.db), ..State::default() };
         match build(opts, &mut state).await {
             Ok(token) => Ok(Testbed { state, token, keep_files: false, torn_down: false }),
             Err(e) => {
@@ -371,7 +401,8 @@ fn preflight(opts: &Options) -> Result<()> {
     }
     match opts.db {
         DbKind::Mariadb | DbKind::Galera => {
-            run("which", &["mariadbd"]).context("mariadbd is missing (scripts/install-deps.sh installs mariadb-server)")?;
+            run("which", &["mariadbd"])
+                .context("mariadbd is missing (scripts/install-deps.sh installs mariadb-server)")?;
             if opts.db == DbKind::Galera && !Path::new(GALERA).exists() {
                 bail!("{GALERA} is missing (scripts/install-deps.sh installs galera-4)");
             }
@@ -401,7 +432,13 @@ fn free_tcp(addr: SocketAddr) -> Result<SocketAddr> {
 }
 
 /// Spawns `args` inside a node's network namespace and cgroup, output to `log`.
-fn spawn_in(state: &mut State, what: &str, node: &NodeState, args: &[String], log: &Path) -> Result<u32> {
+fn spawn_in(
+    state: &mut State,
+    what: &str,
+    node: &NodeState,
+    args: &[String],
+    log: &Path,
+) -> Result<u32> {
     let log = std::fs::File::create(log)?;
     let child = Command::new("nsenter")
         .arg(format!("--net=/var/run/netns/{}", node.netns))
@@ -449,18 +486,42 @@ async fn build(opts: &Options, state: &mut State) -> Result<String> {
         state.nodes.push(node.clone());
         state.save()?;
         run("ip", &["netns", "add", &node.netns])?;
-        run("ip", &["link", "add", &node.veth, "type", "veth", "peer", "name", "eth0", "netns", &node.netns])?;
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                &node.veth,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                &node.netns,
+            ],
+        )?;
         run("ip", &["link", "set", &node.veth, "master", &bridge, "up"])?;
-        run("ip", &["-n", &node.netns, "addr", "add", &format!("{}/24", node.addr), "dev", "eth0"])?;
+        run(
+            "ip",
+            &["-n", &node.netns, "addr", "add", &format!("{}/24", node.addr), "dev", "eth0"],
+        )?;
         run("ip", &["-n", &node.netns, "link", "set", "eth0", "up"])?;
         run("ip", &["-n", &node.netns, "link", "set", "lo", "up"])?;
         run("ip", &["-n", &node.netns, "route", "add", "default", "via", &host_ip.to_string()])?;
         for c in CONTROLLERS {
-            std::fs::create_dir_all(cg_dir(c, &node.cgroup)).with_context(|| format!("cgroup {c}:{}", node.cgroup))?;
+            std::fs::create_dir_all(cg_dir(c, &node.cgroup))
+                .with_context(|| format!("cgroup {c}:{}", node.cgroup))?;
         }
         std::fs::write(cg_dir("cpu", &node.cgroup).join("cpu.cfs_period_us"), "100000")?;
-        std::fs::write(cg_dir("cpu", &node.cgroup).join("cpu.cfs_quota_us"), (opts.cpu_percent * 1000).to_string())?;
-        std::fs::write(cg_dir("memory", &node.cgroup).join("memory.limit_in_bytes"), (opts.memory_mb << 20).to_string())?;
+        std::fs::write(
+            cg_dir("cpu", &node.cgroup).join("cpu.cfs_quota_us"),
+            (opts.cpu_percent * 1000).to_string(),
+        )?;
+        std::fs::write(
+            cg_dir("memory", &node.cgroup).join("memory.limit_in_bytes"),
+            (opts.memory_mb << 20).to_string(),
+        )?;
         std::fs::create_dir_all(state.dir.join(&name))?;
     }
 
@@ -506,37 +567,57 @@ async fn build(opts: &Options, state: &mut State) -> Result<String> {
     state.pids.push(("coordinator".into(), pid));
     state.save()?;
     drop(child);
-    wait_for(Duration::from_secs(30), "the coordinator's API", || TcpStream::connect(api).is_ok() || !alive(pid))?;
+    wait_for(Duration::from_secs(30), "the coordinator's API", || {
+        TcpStream::connect(api).is_ok() || !alive(pid)
+    })?;
     if !alive(pid) {
-        bail!("the coordinator exited while starting: {}", std::fs::read_to_string(state.dir.join("coordinator.log")).unwrap_or_default().lines().last().unwrap_or(""));
+        bail!(
+            "the coordinator exited while starting: {}",
+            std::fs::read_to_string(state.dir.join("coordinator.log"))
+                .unwrap_or_default()
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
     }
     let token = std::fs::read_to_string(coord_dir.join("token"))?.trim().to_owned();
 
     // One agent per node, in the node's namespace and cgroup.
     for n in state.nodes.clone() {
         let ndir = state.dir.join(&n.name);
-        let mut a = agent_config(&n.name, &certs, ingest, &ndir.join("agent-state"), opts.interval_ms);
+        let mut a =
+            agent_config(&n.name, &certs, ingest, &ndir.join("agent-state"), opts.interval_ms);
         a.collect.cgroup_path = Some(n.cgroup.clone());
         a.fault.cgroup_path = Some(n.cgroup.clone());
         a.fault.disk_dir = Some(ndir.join("disk"));
         // Every node's server runs on this one host: found by name, each
         // agent would sum all of them (the same `proc.*` on every node).
         // A pid file points each agent at its own node's server.
-        if let Some((_, pid)) = state.pids.iter().find(|(what, _)| *what == format!("db-{}", n.name)) {
+        if let Some((_, pid)) =
+            state.pids.iter().find(|(what, _)| *what == format!("db-{}", n.name))
+        {
             let pid_file = ndir.join("db.pid");
             std::fs::write(&pid_file, format!("{pid}\n"))?;
             a.collect.process_pid_file = Some(pid_file);
         }
         let path = ndir.join("agent.toml");
         std::fs::write(&path, toml::to_string(&a)?)?;
-        let args = vec![bin("distdiag-agent").display().to_string(), "--config".into(), path.display().to_string(), "run".into()];
+        let args = vec![
+            bin("distdiag-agent").display().to_string(),
+            "--config".into(),
+            path.display().to_string(),
+            "run".into(),
+        ];
         spawn_in(state, &format!("agent-{}", n.name), &n, &args, &ndir.join("agent.log"))?;
     }
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let v: Value = client.get(format!("http://{api}/api/nodes")).send().await?.json().await?;
-        let up = v["nodes"].as_array().map(|a| a.iter().filter(|n| n["connected"] == true).count()).unwrap_or(0);
+        let up = v["nodes"]
+            .as_array()
+            .map(|a| a.iter().filter(|n| n["connected"] == true).count())
+            .unwrap_or(0);
         if up == state.nodes.len() {
             break;
         }
@@ -566,7 +647,11 @@ fn wait_for(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) -> Resul
 
 /// A coordinator target for root on a server at `addr:port` (the testbed's
 /// servers let root in from the host without a password).
-pub fn sql_target(addr: Ipv4Addr, port: u16, dialect: distdiag_workload::db::DialectKind) -> distdiag_workload::db::DbTarget {
+pub fn sql_target(
+    addr: Ipv4Addr,
+    port: u16,
+    dialect: distdiag_workload::db::DialectKind,
+) -> distdiag_workload::db::DbTarget {
     distdiag_workload::db::DbTarget {
         name: "testbed".into(),
         dialect,
@@ -581,7 +666,13 @@ pub fn sql_target(addr: Ipv4Addr, port: u16, dialect: distdiag_workload::db::Dia
 }
 
 /// Waits until a server in a node's namespace answers MySQL from the host.
-async fn wait_sql(addr: Ipv4Addr, port: u16, timeout: Duration, what: &str, pid: u32) -> Result<()> {
+async fn wait_sql(
+    addr: Ipv4Addr,
+    port: u16,
+    timeout: Duration,
+    what: &str,
+    pid: u32,
+) -> Result<()> {
     let target = sql_target(addr, port, distdiag_workload::db::DialectKind::Mysql);
     let deadline = Instant::now() + timeout;
     let mut last = String::new();
@@ -623,7 +714,17 @@ fn mariadb_args(node: &NodeState, dir: &Path, port: u16) -> Vec<String> {
 }
 
 fn install_mariadb(dir: &Path, user: &str) -> Result<()> {
-    run("mariadb-install-db", &["--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db", &format!("--user={user}"), &format!("--datadir={}", dir.join("data").display())]).map(|_| ())
+    run(
+        "mariadb-install-db",
+        &[
+            "--no-defaults",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            &format!("--user={user}"),
+            &format!("--datadir={}", dir.join("data").display()),
+        ],
+    )
+    .map(|_| ())
 }
 
 /// Makes `dir` and its parents up to the testbed's directory traversable
@@ -688,7 +789,8 @@ async fn start_databases(opts: &Options, state: &mut State) -> Result<()> {
                 } else {
                     install_mariadb(&dir, "root")?;
                 }
-                let pid = spawn_in(state, &format!("db-{}", n.name), n, &args, &dir.join("mariadb.log"))?;
+                let pid =
+                    spawn_in(state, &format!("db-{}", n.name), n, &args, &dir.join("mariadb.log"))?;
                 let sock = dir.join("mysql.sock");
                 let start_timeout = Duration::from_secs(if galera { 120 } else { 60 });
                 wait_for(start_timeout, &what, || sock.exists() && alive(pid))?;
@@ -724,8 +826,16 @@ async fn start_databases(opts: &Options, state: &mut State) -> Result<()> {
                     "--parameter".into(),
                     "log_disk_size=2G".into(),
                 ];
-                let pid = spawn_in(state, &format!("db-{}", n.name), n, &args, &dir.join("seekdb.out"))?;
-                wait_sql(n.addr, 2881, Duration::from_secs(180), &format!("seekdb on {}", n.name), pid).await?;
+                let pid =
+                    spawn_in(state, &format!("db-{}", n.name), n, &args, &dir.join("seekdb.out"))?;
+                wait_sql(
+                    n.addr,
+                    2881,
+                    Duration::from_secs(180),
+                    &format!("seekdb on {}", n.name),
+                    pid,
+                )
+                .await?;
                 set_db(state, &n.name, 2881);
             }
         }
@@ -743,28 +853,55 @@ fn set_db(state: &mut State, node: &str, port: u16) {
 
 /// Prepares OLTP tables on every database (once on Galera, which
 /// replicates them) and starts a run over all of them until stopped.
-async fn start_workload(client: &reqwest::Client, api: SocketAddr, token: &str, opts: &Options, state: &State) -> Result<String> {
+async fn start_workload(
+    client: &reqwest::Client,
+    api: SocketAddr,
+    token: &str,
+    opts: &Options,
+    state: &State,
+) -> Result<String> {
     let dbs: Vec<String> = state.nodes.iter().filter_map(|n| n.database.clone()).collect();
-    let prepare_on: Vec<String> = if opts.db == DbKind::Galera { dbs[..1].to_vec() } else { dbs.clone() };
+    let prepare_on: Vec<String> =
+        if opts.db == DbKind::Galera { dbs[..1].to_vec() } else { dbs.clone() };
     // One statement at a time, as an application (and sysbench) sends
     // them: the background load the faults are measured against, the same
     // in every recording whatever the workload client's default.
     let options = json!({"tables": 2, "table_size": opts.table_size, "rand_type": "uniform", "pipeline": false});
     let mut body = json!({"type": "oltp_read_write", "options": options.clone()});
     body["options"]["databases"] = json!(prepare_on);
-    let v: Value = client.post(format!("http://{api}/api/workload/prepare")).bearer_auth(token).json(&body).send().await?.json().await?;
+    let v: Value = client
+        .post(format!("http://{api}/api/workload/prepare"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await?
+        .json()
+        .await?;
     let id = v["workload_id"].as_str().ok_or_else(|| anyhow!("prepare refused: {v}"))?.to_owned();
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let r: Value = client.get(format!("http://{api}/api/workload/{id}")).send().await?.json().await?;
+        let r: Value =
+            client.get(format!("http://{api}/api/workload/{id}")).send().await?.json().await?;
         match r["phase"].as_str() {
-            Some("preparing") if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(500)).await,
+            Some("preparing") if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await
+            }
             Some("prepared") => break,
             _ => bail!("preparing the workload failed: {r}"),
         }
     }
     let mut body = json!({"type": "oltp_read_write", "threads": opts.workload_threads * dbs.len(), "options": options});
     body["options"]["databases"] = json!(dbs);
-    let v: Value = client.post(format!("http://{api}/api/workload/start")).bearer_auth(token).json(&body).send().await?.json().await?;
-    v["workload_id"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("workload start refused: {v}"))
+    let v: Value = client
+        .post(format!("http://{api}/api/workload/start"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await?
+        .json()
+        .await?;
+    v["workload_id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("workload start refused: {v}"))
 }

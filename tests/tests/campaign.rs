@@ -69,7 +69,22 @@ async fn small_campaign_on_a_three_node_testbed() {
                 .arg(&token_file)
                 .args(["campaign", "run", "--out"])
                 .arg(&out)
-                .args(["--families", "A,C", "--types", "cpu_stress,cache_bottleneck", "--cases", "2", "--normal-s", "5", "--fault-s", "20", "--recovery-s", "5", "--warmup-s", "10"])
+                .args([
+                    "--families",
+                    "A,C",
+                    "--types",
+                    "cpu_stress,cache_bottleneck",
+                    "--cases",
+                    "2",
+                    "--normal-s",
+                    "5",
+                    "--fault-s",
+                    "20",
+                    "--recovery-s",
+                    "5",
+                    "--warmup-s",
+                    "10",
+                ])
                 .output()
                 .unwrap()
         }
@@ -78,18 +93,27 @@ async fn small_campaign_on_a_three_node_testbed() {
     .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     eprintln!("{stderr}");
-    assert!(run.status.success(), "campaign failed: {stderr}\ncoordinator log:\n{}", tb.coordinator_log());
+    assert!(
+        run.status.success(),
+        "campaign failed: {stderr}\ncoordinator log:\n{}",
+        tb.coordinator_log()
+    );
     assert!(stderr.contains("[  6/6]"), "six cases ran: {stderr}");
 
     // Faults are cleaned: none active, no stressor left in a node's
     // cgroup, every buffer pool back at its size.
-    let active: Value = c.get(tb.url("/api/anomaly/active")).send().await.unwrap().json().await.unwrap();
+    let active: Value =
+        c.get(tb.url("/api/anomaly/active")).send().await.unwrap().json().await.unwrap();
     assert_eq!(active["anomalies"].as_array().unwrap().len(), 0, "{active}");
     for cg in &cgroups {
-        let procs = std::fs::read_to_string(format!("/sys/fs/cgroup/cpu/{cg}/cgroup.procs")).unwrap();
+        let procs =
+            std::fs::read_to_string(format!("/sys/fs/cgroup/cpu/{cg}/cgroup.procs")).unwrap();
         for pid in procs.lines() {
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            assert!(!String::from_utf8_lossy(&cmd).contains("stress-worker"), "stressor {pid} left in {cg}");
+            assert!(
+                !String::from_utf8_lossy(&cmd).contains("stress-worker"),
+                "stressor {pid} left in {cg}"
+            );
         }
     }
     for n in &tb.state.nodes {
@@ -114,14 +138,23 @@ async fn small_campaign_on_a_three_node_testbed() {
     // host: one process counted on every node, throughout.
     for n in &names {
         let count = &ds.series[n]["proc.count"];
-        assert!(!count.is_empty() && count.iter().all(|&(_, v)| v == 1.0), "{n}: proc.count {:?}", &count[..count.len().min(5)]);
+        assert!(
+            !count.is_empty() && count.iter().all(|&(_, v)| v == 1.0),
+            "{n}: proc.count {:?}",
+            &count[..count.len().min(5)]
+        );
     }
-    let compound: Vec<_> = ds.labels.iter().filter(|l| ds.cases.iter().any(|c| c.case == l.case && c.scenario.starts_with("C:"))).collect();
+    let compound: Vec<_> = ds
+        .labels
+        .iter()
+        .filter(|l| ds.cases.iter().any(|c| c.case == l.case && c.scenario.starts_with("C:")))
+        .collect();
     assert_eq!(compound.len(), 4);
     let windows = std::fs::read_to_string(out.join("dataset/windows.csv")).unwrap();
     // Six 30 s case periods on three nodes at a 5 s stride, and the normal period.
     assert!(windows.lines().count() > 80, "windows: {}", windows.lines().count());
-    let r: CampaignReport = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let r: CampaignReport =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert!(!r.types.is_empty(), "{:?}", r.skipped);
     assert!(r.evaluation.model.is_some());
     // Two folds, disjoint, together every fault case: each case was ranked
@@ -140,7 +173,10 @@ async fn small_campaign_on_a_three_node_testbed() {
     // Teardown removes everything.
     let problems = tb.down();
     assert!(problems.is_empty(), "{problems:?}");
-    let ns = String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).into_owned();
+    let ns = String::from_utf8_lossy(
+        &Command::new("ip").args(["netns", "list"]).output().unwrap().stdout,
+    )
+    .into_owned();
     for n in &netns {
         assert!(!ns.contains(n.as_str()), "namespace {n} left");
     }
@@ -166,7 +202,10 @@ fn a_failed_bring_up_leaves_nothing() {
     opts.api = "192.0.2.1:9".parse().unwrap();
     let err = rt.block_on(Testbed::up(&opts)).err().expect("bring-up fails");
     assert!(format!("{err:#}").contains("removed"), "{err:#}");
-    let ns = String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).into_owned();
+    let ns = String::from_utf8_lossy(
+        &Command::new("ip").args(["netns", "list"]).output().unwrap().stdout,
+    )
+    .into_owned();
     assert!(!ns.contains(&format!("ddtb{}-", opts.net)), "{ns}");
     assert!(!Path::new(&format!("/sys/class/net/ddtb{}", opts.net)).exists());
     assert!(!Path::new(&format!("/sys/fs/cgroup/cpu/distdiag-tb{}", opts.net)).exists());
@@ -187,20 +226,40 @@ fn a_signal_during_bring_up_leaves_nothing() {
     let net = 150 + (std::process::id() % 40) as u8;
     let (api, _) = free_ports();
     let child = Command::new(bin("distdiag-testbed"))
-        .args(["up", "--db", "none", "--nodes", "2", "--net", &net.to_string(), "--api", &api.to_string(), "--dir"])
+        .args([
+            "up",
+            "--db",
+            "none",
+            "--nodes",
+            "2",
+            "--net",
+            &net.to_string(),
+            "--api",
+            &api.to_string(),
+            "--dir",
+        ])
         .arg(&dir)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let netns = || String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).into_owned();
+    let netns = || {
+        String::from_utf8_lossy(
+            &Command::new("ip").args(["netns", "list"]).output().unwrap().stdout,
+        )
+        .into_owned()
+    };
     let first = format!("ddtb{net}-n1");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !netns().contains(&first) {
         assert!(std::time::Instant::now() < deadline, "no namespace {first} within 30 s");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("interrupted while coming up"), "{err}");
@@ -238,7 +297,8 @@ fn recorded_campaign_model_beats_the_baselines() {
     assert_ne!(r.dealings[1].folds, r.dealings[0].folds, "the second dealing deals anew");
     let e = &r.evaluation;
     let model = &e.model.as_ref().unwrap().at_fault;
-    let (m, s, d) = (model.overall.ac1, e.statistical.at_fault.overall.ac1, e.dummy.at_fault.overall.ac1);
+    let (m, s, d) =
+        (model.overall.ac1, e.statistical.at_fault.overall.ac1, e.dummy.at_fault.overall.ac1);
     let md = crate::campaign::markdown(&r);
     println!("{md}");
     assert_eq!(e.cases, 40, "every case counted once");

@@ -9,7 +9,10 @@ use distdiag_testbed::{bin, free_ports, make_certs};
 
 fn run(bin_name: &str, args: &[&str]) -> (i32, String) {
     let out = Command::new(bin(bin_name)).args(args).env("NO_COLOR", "1").output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout))
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
+    )
 }
 
 #[test]
@@ -48,7 +51,15 @@ fn coordinator_check_config_accepts_a_complete_setup() {
     let (api, quic) = free_ports();
     let (code, out) = run(
         "distdiag-coordinator",
-        &["--data-dir", tmp.path().to_str().unwrap(), "--api-listen", &api.to_string(), "--ingest-listen", &quic.to_string(), "check-config"],
+        &[
+            "--data-dir",
+            tmp.path().to_str().unwrap(),
+            "--api-listen",
+            &api.to_string(),
+            "--ingest-listen",
+            &quic.to_string(),
+            "check-config",
+        ],
     );
     assert_eq!(code, 0, "{out}");
 }
@@ -77,25 +88,62 @@ fn agent_refuses_bad_flags_and_config_with_64() {
 
 #[test]
 fn dataset_filter_drops_a_types_cases_and_refuses_to_overwrite() {
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/campaign-mariadb");
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/campaign-mariadb");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("without-loss");
-    let (code, text) = run("distdiag", &["dataset", "filter", fixture.to_str().unwrap(), "--without-type", "network_loss", "--out", out.to_str().unwrap()]);
+    let (code, text) = run(
+        "distdiag",
+        &[
+            "dataset",
+            "filter",
+            fixture.to_str().unwrap(),
+            "--without-type",
+            "network_loss",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 0, "{text}");
     let labels = |dir: &std::path::Path| std::fs::read_to_string(dir.join("labels.csv")).unwrap();
-    let cases = |dir: &std::path::Path| std::fs::read_to_string(dir.join("cases.csv")).unwrap().lines().count();
+    let cases = |dir: &std::path::Path| {
+        std::fs::read_to_string(dir.join("cases.csv")).unwrap().lines().count()
+    };
     assert!(labels(&fixture).contains("network_loss"));
     assert!(!labels(&out).contains("network_loss"), "{}", labels(&out));
     assert!(labels(&out).contains("cpu_stress"));
-    let dropped: usize = text.lines().find_map(|l| l.strip_prefix("network_loss: ")?.split(' ').next()?.parse().ok()).unwrap();
+    let dropped: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("network_loss: ")?.split(' ').next()?.parse().ok())
+        .unwrap();
     assert!(dropped > 0);
     assert_eq!(cases(&out), cases(&fixture) - dropped, "{text}");
     // A non-empty output directory is refused before anything is written; so is no type.
-    let (code, text) = run("distdiag", &["dataset", "filter", fixture.to_str().unwrap(), "--without-type", "cpu_stress", "--out", out.to_str().unwrap()]);
+    let (code, text) = run(
+        "distdiag",
+        &[
+            "dataset",
+            "filter",
+            fixture.to_str().unwrap(),
+            "--without-type",
+            "cpu_stress",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 64, "{text}");
     assert!(text.contains("not empty"), "{text}");
     assert!(labels(&out).contains("cpu_stress"));
-    let (code, text) = run("distdiag", &["dataset", "filter", fixture.to_str().unwrap(), "--out", tmp.path().join("x").to_str().unwrap()]);
+    let (code, text) = run(
+        "distdiag",
+        &[
+            "dataset",
+            "filter",
+            fixture.to_str().unwrap(),
+            "--out",
+            tmp.path().join("x").to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 64, "{text}");
     assert!(text.contains("--without-type"), "{text}");
 }

@@ -48,7 +48,11 @@ async fn three_agents_lose_nothing_across_a_coordinator_crash() {
         agents.push(distdiag_agent::start(cfg, Some(tx)).await.unwrap());
         taps.push(rx);
     }
-    assert!(eventually(Duration::from_secs(15), || agents.iter().all(|a| a.status().acked_seq >= 5)).await, "agents never got acks");
+    assert!(
+        eventually(Duration::from_secs(15), || agents.iter().all(|a| a.status().acked_seq >= 5))
+            .await,
+        "agents never got acks"
+    );
 
     // Crash the coordinator mid-stream.
     coord.kill9();
@@ -56,16 +60,22 @@ async fn three_agents_lose_nothing_across_a_coordinator_crash() {
     let acked_at_kill: Vec<u64> = agents.iter().map(|a| a.status().acked_seq).collect();
     // Agents keep sampling and buffer while the coordinator is down (a
     // bounded wait rather than a fixed sleep: a loaded machine samples late).
-    let buffered = eventually(Duration::from_secs(15), || agents.iter().all(|a| a.pending_rows() >= 10)).await;
+    let buffered =
+        eventually(Duration::from_secs(15), || agents.iter().all(|a| a.pending_rows() >= 10)).await;
     let pending: Vec<usize> = agents.iter().map(|a| a.pending_rows()).collect();
     assert!(buffered, "agents did not buffer while the coordinator was down: {pending:?}");
-    assert!(agents.iter().zip(&acked_at_kill).all(|(a, before)| a.status().acked_seq == *before), "acks arrived from a dead coordinator");
+    assert!(
+        agents.iter().zip(&acked_at_kill).all(|(a, before)| a.status().acked_seq == *before),
+        "acks arrived from a dead coordinator"
+    );
     let restarted_at = distdiag_agent::now_ms();
     coord.restart();
 
     // Every agent reconnects and backfills.
     let caught_up = eventually(Duration::from_secs(20), || {
-        agents.iter().zip(&acked_at_kill).all(|(a, before)| a.status().sessions >= 2 && a.status().acked_seq > *before && a.pending_rows() <= 2)
+        agents.iter().zip(&acked_at_kill).all(|(a, before)| {
+            a.status().sessions >= 2 && a.status().acked_seq > *before && a.pending_rows() <= 2
+        })
     })
     .await;
     assert!(caught_up, "agents did not backfill; coordinator log:\n{}", coord.log_text());
@@ -87,7 +97,10 @@ async fn three_agents_lose_nothing_across_a_coordinator_crash() {
         let url = coord.url(&format!("/api/metrics?node={n}&metric=cpu.user&from=0&rate=false"));
         let v: serde_json::Value = client.get(url).send().await.unwrap().json().await.unwrap();
         assert_eq!(v["points"].as_array().unwrap().len(), rows.len(), "{n}: {v}");
-        assert!(rows.iter().any(|r| r.ts_ms > killed_at && r.ts_ms < restarted_at), "{n} collected nothing while the coordinator was down");
+        assert!(
+            rows.iter().any(|r| r.ts_ms > killed_at && r.ts_ms < restarted_at),
+            "{n} collected nothing while the coordinator was down"
+        );
     }
     assert!(coord.stop().success());
 
@@ -97,27 +110,48 @@ async fn three_agents_lose_nothing_across_a_coordinator_crash() {
     for (n, rows) in nodes.iter().zip(&rows) {
         let rec = store.node(n).unwrap();
         for (j, m) in rec.catalog.iter().enumerate() {
-            let stored: HashMap<i64, f64> = store.query(n, &m.name, 0, i64::MAX).unwrap().into_iter().collect();
+            let stored: HashMap<i64, f64> =
+                store.query(n, &m.name, 0, i64::MAX).unwrap().into_iter().collect();
             let mut expected = 0;
             for r in rows {
                 match r.values.get(j).copied().filter(|v| !v.is_nan()) {
                     Some(v) => {
                         expected += 1;
                         let got = stored.get(&r.ts_ms).copied();
-                        assert_eq!(got.map(f64::to_bits), Some(v.to_bits()), "{n} {} at {}", m.name, r.ts_ms);
+                        assert_eq!(
+                            got.map(f64::to_bits),
+                            Some(v.to_bits()),
+                            "{n} {} at {}",
+                            m.name,
+                            r.ts_ms
+                        );
                         checked += 1;
                     }
-                    None => assert!(!stored.contains_key(&r.ts_ms), "{n} {} has a value that was never sent", m.name),
+                    None => assert!(
+                        !stored.contains_key(&r.ts_ms),
+                        "{n} {} has a value that was never sent",
+                        m.name
+                    ),
                 }
             }
-            assert_eq!(stored.len(), expected, "{n} {}: stored points differ from collected ones", m.name);
+            assert_eq!(
+                stored.len(),
+                expected,
+                "{n} {}: stored points differ from collected ones",
+                m.name
+            );
         }
     }
     assert!(checked > 3 * 100 * 20, "only {checked} values checked");
 }
 
 /// A bare QUIC client holding a valid node certificate.
-async fn raw_connection(certs: &distdiag_coordinator::tls::CertPaths, node: &str, quic: std::net::SocketAddr, state: &std::path::Path) -> quinn::Connection {
+async fn raw_connection(
+    certs: &distdiag_coordinator::tls::CertPaths,
+    node: &str,
+    quic: std::net::SocketAddr,
+    state: &std::path::Path,
+) -> quinn::Connection {
     let cfg = agent_config(node, certs, quic, state, 1000);
     let client = distdiag_agent::uplink::client_config(&cfg).unwrap();
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -137,8 +171,13 @@ fn hello(node: &str, version: u16) -> AgentMsg {
 }
 
 async fn closed_code(conn: &quinn::Connection) -> (u64, String) {
-    match tokio::time::timeout(Duration::from_secs(5), conn.closed()).await.expect("connection not closed") {
-        quinn::ConnectionError::ApplicationClosed(c) => (c.error_code.into_inner(), String::from_utf8_lossy(&c.reason).into_owned()),
+    match tokio::time::timeout(Duration::from_secs(5), conn.closed())
+        .await
+        .expect("connection not closed")
+    {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            (c.error_code.into_inner(), String::from_utf8_lossy(&c.reason).into_owned())
+        }
         other => panic!("unexpected close: {other}"),
     }
 }
@@ -150,7 +189,12 @@ async fn bad_frames_close_only_their_own_connection() {
     let certs = make_certs(&data.join("certs"), &["good", "evil"]);
     let (api, quic) = free_ports();
     let coord = Coordinator::start(&data, api, quic, &[]);
-    let good = distdiag_agent::start(agent_config("good", &certs, quic, &tmp.path().join("good"), 100), None).await.unwrap();
+    let good = distdiag_agent::start(
+        agent_config("good", &certs, quic, &tmp.path().join("good"), 100),
+        None,
+    )
+    .await
+    .unwrap();
     assert!(eventually(Duration::from_secs(10), || good.status().acked_seq > 2).await);
 
     // Garbage instead of a hello.
@@ -166,7 +210,9 @@ async fn bad_frames_close_only_their_own_connection() {
     // A valid hello, then a frame header announcing 4 GiB.
     let conn = raw_connection(&certs, "evil", quic, &tmp.path().join("e2")).await;
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    send.write_all(&encode_frame(&hello("evil", PROTOCOL_VERSION), DEFAULT_MAX_FRAME).unwrap()).await.unwrap();
+    send.write_all(&encode_frame(&hello("evil", PROTOCOL_VERSION), DEFAULT_MAX_FRAME).unwrap())
+        .await
+        .unwrap();
     let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
     let welcome = loop {
         if let Some(p) = dec.next_frame().unwrap() {
@@ -191,12 +237,17 @@ async fn bad_frames_close_only_their_own_connection() {
         }
         dec.push(&recv.read_chunk(1024, true).await.unwrap().unwrap().bytes);
     };
-    assert_eq!(refused, CoordMsg::Refused(ProtocolError::VersionMismatch { ours: PROTOCOL_VERSION, theirs: 99 }));
+    assert_eq!(
+        refused,
+        CoordMsg::Refused(ProtocolError::VersionMismatch { ours: PROTOCOL_VERSION, theirs: 99 })
+    );
 
     // A hello claiming another node's name than the certificate's.
     let conn = raw_connection(&certs, "evil", quic, &tmp.path().join("e4")).await;
     let (mut send, _recv) = conn.open_bi().await.unwrap();
-    send.write_all(&encode_frame(&hello("good", PROTOCOL_VERSION), DEFAULT_MAX_FRAME).unwrap()).await.unwrap();
+    send.write_all(&encode_frame(&hello("good", PROTOCOL_VERSION), DEFAULT_MAX_FRAME).unwrap())
+        .await
+        .unwrap();
     let (code, reason) = closed_code(&conn).await;
     assert_eq!(code, 5, "{reason}");
 
@@ -205,7 +256,12 @@ async fn bad_frames_close_only_their_own_connection() {
     assert!(eventually(Duration::from_secs(5), || good.status().acked_seq > before + 3).await);
     assert_eq!(good.status().sessions, 1);
     let log = coord.log_text();
-    for needle in ["malformed frame", "exceeds the limit", "protocol version 99 is not supported", "node name mismatch"] {
+    for needle in [
+        "malformed frame",
+        "exceeds the limit",
+        "protocol version 99 is not supported",
+        "node name mismatch",
+    ] {
         assert!(log.contains(needle), "coordinator log lacks {needle:?}:\n{log}");
     }
 
@@ -213,7 +269,12 @@ async fn bad_frames_close_only_their_own_connection() {
     let client = reqwest::Client::new();
     let r = client.delete(coord.url("/api/nodes/good")).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    let r = client.delete(coord.url("/api/nodes/good")).bearer_auth(coord.token()).send().await.unwrap();
+    let r = client
+        .delete(coord.url("/api/nodes/good"))
+        .bearer_auth(coord.token())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 409);
     good.stop(Duration::from_secs(5)).await;
 }
@@ -237,11 +298,13 @@ async fn agents_without_a_cluster_certificate_are_refused() {
     for c in distdiag_common::pem::load_certs(&certs.ca_cert()).unwrap() {
         roots.add(c).unwrap();
     }
-    let mut tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let qc = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -251,7 +314,9 @@ async fn agents_without_a_cluster_certificate_are_refused() {
         Ok(conn) => match conn.open_bi().await {
             Ok((mut s, _)) => {
                 let _ = s.write_all(b"x").await;
-                tokio::time::timeout(Duration::from_secs(5), conn.closed()).await.map(|e| e.to_string())
+                tokio::time::timeout(Duration::from_secs(5), conn.closed())
+                    .await
+                    .map(|e| e.to_string())
             }
             Err(e) => Ok(e.to_string()),
         },
@@ -261,13 +326,23 @@ async fn agents_without_a_cluster_certificate_are_refused() {
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let st = agent.status();
-    assert_eq!((st.connected, st.sessions, st.acked_seq), (false, 0, 0), "foreign agent got in: {st:?}");
+    assert_eq!(
+        (st.connected, st.sessions, st.acked_seq),
+        (false, 0, 0),
+        "foreign agent got in: {st:?}"
+    );
     assert!(st.last_error.is_some());
     let client = reqwest::Client::new();
-    let nodes: serde_json::Value = client.get(coord.url("/api/nodes")).send().await.unwrap().json().await.unwrap();
+    let nodes: serde_json::Value =
+        client.get(coord.url("/api/nodes")).send().await.unwrap().json().await.unwrap();
     assert_eq!(nodes["nodes"].as_array().unwrap().len(), 0, "{nodes}");
     let prom = client.get(coord.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let failures: f64 = prom.lines().find_map(|l| l.strip_prefix("distdiag_ingest_handshake_failures_total ")).unwrap().parse().unwrap();
+    let failures: f64 = prom
+        .lines()
+        .find_map(|l| l.strip_prefix("distdiag_ingest_handshake_failures_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(failures >= 2.0, "{prom}");
     assert!(coord.log_text().contains("agent handshake refused"));
     agent.stop(Duration::ZERO).await;

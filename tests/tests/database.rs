@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use distdiag_workload::db::{DbTarget, DialectKind};
 use distdiag_testbed::db::DbServer;
 use distdiag_testbed::{free_ports, make_certs, Coordinator};
+use distdiag_workload::db::{DbTarget, DialectKind};
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value};
 
@@ -28,9 +28,14 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         make_certs(&dir.path().join("certs"), &[]);
         let cfg = dir.path().join("coordinator.toml");
-        std::fs::write(&cfg, format!("[probe]\ninterval_ms = 1000\n\n{}", server.config_toml("db1"))).unwrap();
+        std::fs::write(
+            &cfg,
+            format!("[probe]\ninterval_ms = 1000\n\n{}", server.config_toml("db1")),
+        )
+        .unwrap();
         let (api, ingest) = free_ports();
-        let coord = Coordinator::start(dir.path(), api, ingest, &["--config", cfg.to_str().unwrap()]);
+        let coord =
+            Coordinator::start(dir.path(), api, ingest, &["--config", cfg.to_str().unwrap()]);
         let token = coord.token();
         Env { server, coord, http: reqwest::Client::new(), token, _dir: dir }
     }
@@ -46,20 +51,37 @@ impl Env {
     }
 
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self.http.post(self.coord.url(path)).bearer_auth(&self.token).json(&body).send().await.unwrap();
+        let r = self
+            .http
+            .post(self.coord.url(path))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let s = r.status().as_u16();
         (s, r.json().await.unwrap_or(Value::Null))
     }
 
     async fn prepare(&self, kind: &str, options: Value) -> Value {
-        let (s, v) = self.post("/api/workload/prepare", json!({ "type": kind, "options": options, "wait": true })).await;
+        let (s, v) = self
+            .post(
+                "/api/workload/prepare",
+                json!({ "type": kind, "options": options, "wait": true }),
+            )
+            .await;
         assert_eq!(s, 200, "prepare {kind}: {v}\n{}", self.coord.log_text());
         assert_eq!(v["report"]["progress"], 1.0, "{v}");
         v
     }
 
     async fn run(&self, kind: &str, threads: u32, options: Value) -> String {
-        let (s, v) = self.post("/api/workload/start", json!({ "type": kind, "threads": threads, "options": options })).await;
+        let (s, v) = self
+            .post(
+                "/api/workload/start",
+                json!({ "type": kind, "threads": threads, "options": options }),
+            )
+            .await;
         assert_eq!(s, 200, "start {kind}: {v}");
         v["workload_id"].as_str().unwrap().to_owned()
     }
@@ -114,9 +136,16 @@ async fn wire_client(env: &Env) {
     env.sql::<u8>("CREATE USER IF NOT EXISTS 'ddwire'@'%' IDENTIFIED BY 'wire-pw'").await;
     env.sql::<u8>("GRANT ALL ON distdiag.* TO 'ddwire'@'%'").await;
     env.sql::<u8>("DROP TABLE IF EXISTS wire_t").await;
-    env.sql::<u8>("CREATE TABLE wire_t (id INTEGER NOT NULL PRIMARY KEY, v VARCHAR(64) NOT NULL)").await;
+    env.sql::<u8>("CREATE TABLE wire_t (id INTEGER NOT NULL PRIMARY KEY, v VARCHAR(64) NOT NULL)")
+        .await;
     let addr = format!("127.0.0.1:{}", env.server.port);
-    let login = |pw: &'static str| Login { addr: &addr, user: "ddwire", password: Some(pw), database: Some("distdiag"), timeout: Duration::from_secs(10) };
+    let login = |pw: &'static str| Login {
+        addr: &addr,
+        user: "ddwire",
+        password: Some(pw),
+        database: Some("distdiag"),
+        timeout: Duration::from_secs(10),
+    };
     match Conn::connect(&login("wrong")) {
         Err(e @ Error::Server { .. }) => assert!(e.to_string().contains("ccess denied"), "{e}"),
         Err(e) => panic!("a wrong password gave {e}"),
@@ -149,7 +178,8 @@ async fn wire_client(env: &Env) {
     // answers had, so every read beyond one per batch is one that the
     // mark's wait cut short.
     let point = c.stmt(2, "SELECT v FROM wire_t WHERE id = ?").unwrap();
-    let range = c.stmt(3, "SELECT id, REPEAT(v, 1000) FROM wire_t WHERE id BETWEEN ? AND ?").unwrap();
+    let range =
+        c.stmt(3, "SELECT id, REPEAT(v, 1000) FROM wire_t WHERE id BETWEEN ? AND ?").unwrap();
     let batch = |c: &mut Conn, hi: u64| {
         c.query("BEGIN").unwrap();
         for id in 1..=3 {
@@ -172,7 +202,10 @@ async fn wire_client(env: &Env) {
     let (reads, cut) = (c.reads().0 - reads0, c.reads().1 - cut0);
     println!("{batches} pipelined batches: {reads} reads, {cut} cut short by the wait");
     assert!(reads <= batches + cut, "{reads} reads for {batches} batches, {cut} cut short");
-    assert!(cut <= batches / 2, "{cut} of {batches} waits cut short: the low-water mark overshoots");
+    assert!(
+        cut <= batches / 2,
+        "{cut} of {batches} waits cut short: the low-water mark overshoots"
+    );
     // Shorter answers than last time: the wait gives up, the session goes on.
     let cut0 = c.reads().1;
     batch(&mut c, 1).unwrap();
@@ -188,7 +221,8 @@ async fn wire_client(env: &Env) {
     assert_eq!(n, vec![3]);
 
     // Killed by the server: the session is reported lost, not as a refused statement.
-    let ids: Vec<u64> = env.sql("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'ddwire'").await;
+    let ids: Vec<u64> =
+        env.sql("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'ddwire'").await;
     assert_eq!(ids.len(), 1, "{ids:?}");
     env.sql::<u8>(&format!("KILL {}", ids[0])).await;
     let mut lost = None;
@@ -212,7 +246,10 @@ async fn index_names(env: &Env) -> Vec<String> {
 /// Probe, OLTP workloads and all four database faults on one server.
 async fn oltp_probe_and_faults(kind: DialectKind) {
     let env = Env::start(kind);
-    let ok = distdiag_testbed::eventually_async(Duration::from_secs(30), || async { env.get("/api/databases").await.1["databases"][0]["connected"] == true }).await;
+    let ok = distdiag_testbed::eventually_async(Duration::from_secs(30), || async {
+        env.get("/api/databases").await.1["databases"][0]["connected"] == true
+    })
+    .await;
     assert!(ok, "probe never connected:\n{}", env.coord.log_text());
     let (_, dbs) = env.get("/api/databases").await;
     println!("{kind:?} discovery: {}", dbs["databases"][0]["discovery"]);
@@ -222,7 +259,8 @@ async fn oltp_probe_and_faults(kind: DialectKind) {
     // every worker for seconds (seen in CI), which is the server's behaviour,
     // not what this test is about. The short read-only runs below use the default;
     // the write-only one is uniform for the same reason.
-    let opts = json!({ "tables": 2, "table_size": 2000, "report_interval_s": 1, "rand_type": "uniform" });
+    let opts =
+        json!({ "tables": 2, "table_size": 2000, "report_interval_s": 1, "rand_type": "uniform" });
     env.prepare("oltp_read_write", opts.clone()).await;
     let n: Vec<u64> = env.sql("SELECT COUNT(*) FROM sbtest2").await;
     assert_eq!(n, vec![2000]);
@@ -238,14 +276,22 @@ async fn oltp_probe_and_faults(kind: DialectKind) {
     // Live figures: every closed interval is in the report with TPS and latency.
     let intervals = live["intervals"].as_array().unwrap();
     assert!(intervals.len() >= 3, "{live}");
-    assert!(intervals.iter().any(|i| i["tps"].as_f64().unwrap() > 0.0 && i["latency_ms"]["p99"].as_f64().unwrap() > 0.0), "{live}");
+    assert!(
+        intervals
+            .iter()
+            .any(|i| i["tps"].as_f64().unwrap() > 0.0
+                && i["latency_ms"]["p99"].as_f64().unwrap() > 0.0),
+        "{live}"
+    );
     assert_eq!(live["current"], *intervals.last().unwrap());
     assert_eq!(live["running"], true);
     let (_, active) = env.get("/api/workload/active").await;
     assert_eq!(active["workloads"].as_array().unwrap().len(), 1);
 
     // workload_surge raises the run's concurrency and restores it.
-    let surge = env.fault(json!({ "type": "workload_surge", "params": { "threads": 12 }, "duration": 30 })).await;
+    let surge = env
+        .fault(json!({ "type": "workload_surge", "params": { "threads": 12 }, "duration": 30 }))
+        .await;
     let (_, live) = env.get(&format!("/api/workload/{id}")).await;
     assert_eq!(live["threads"], 12, "{live}");
     let ended = env.stop_fault(surge["id"].as_str().unwrap()).await;
@@ -254,15 +300,18 @@ async fn oltp_probe_and_faults(kind: DialectKind) {
     assert_eq!(live["threads"], 4, "{live}");
 
     // lock_contention: sessions hold hot rows; the running workload waits on them.
-    let before = env.get(&format!("/api/workload/{id}")).await.1["totals"]["transactions"].as_u64().unwrap();
+    let before =
+        env.get(&format!("/api/workload/{id}")).await.1["totals"]["transactions"].as_u64().unwrap();
     let lc = env.fault(json!({ "type": "lock_contention", "params": { "rows": 1000, "sessions": 4, "hold_ms": 500 }, "duration": 30 })).await;
     assert!(lc["detail"].as_str().unwrap().contains("sessions holding rows"), "{lc}");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let locked: Vec<u64> = env.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = 'distdiag'").await;
+    let locked: Vec<u64> =
+        env.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = 'distdiag'").await;
     assert!(locked[0] >= 4, "lock sessions connected: {locked:?}");
     let ended = env.stop_fault(lc["id"].as_str().unwrap()).await;
     assert_eq!(ended["state"], "reverted");
-    let after = env.get(&format!("/api/workload/{id}")).await.1["totals"]["transactions"].as_u64().unwrap();
+    let after =
+        env.get(&format!("/api/workload/{id}")).await.1["totals"]["transactions"].as_u64().unwrap();
     assert!(after > before, "the workload kept going");
 
     let (s, v) = env.post(&format!("/api/workload/{id}/stop"), json!({})).await;
@@ -284,13 +333,25 @@ async fn oltp_probe_and_faults(kind: DialectKind) {
 
     // The other OLTP mixes each run and stop by themselves; read-write
     // once more one statement at a time.
-    for (wk, pipeline) in [("oltp_read_only", true), ("oltp_write_only", true), ("oltp_point_select", true), ("oltp_read_write", false)] {
-        let rand_type = if matches!(wk, "oltp_read_only" | "oltp_point_select") { "special" } else { "uniform" };
+    for (wk, pipeline) in [
+        ("oltp_read_only", true),
+        ("oltp_write_only", true),
+        ("oltp_point_select", true),
+        ("oltp_read_write", false),
+    ] {
+        let rand_type = if matches!(wk, "oltp_read_only" | "oltp_point_select") {
+            "special"
+        } else {
+            "uniform"
+        };
         let id = env.run(wk, 2, json!({ "tables": 2, "table_size": 2000, "duration_s": 2, "rand_type": rand_type, "pipeline": pipeline })).await;
         let r = env.wait_done(&id, Duration::from_secs(30)).await;
         assert_eq!(r["phase"], "finished", "{r}");
         assert!(r["totals"]["transactions"].as_u64().unwrap() > 0, "{wk}: {r}");
-        println!("{kind:?} {wk} (pipeline {pipeline}): {} transactions, {} errors", r["totals"]["transactions"], r["totals"]["errors"]);
+        println!(
+            "{kind:?} {wk} (pipeline {pipeline}): {} transactions, {} errors",
+            r["totals"]["transactions"], r["totals"]["errors"]
+        );
     }
     for table in ["sbtest1", "sbtest2"] {
         let n: Vec<u64> = env.sql(&format!("SELECT COUNT(*) FROM {table}")).await;
@@ -315,7 +376,9 @@ async fn oltp_probe_and_faults(kind: DialectKind) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let expired = distdiag_testbed::eventually_async(Duration::from_secs(5), || async {
         let (_, hist) = env.get("/api/anomaly/history?from=-1h").await;
-        hist["anomalies"].as_array().unwrap().iter().any(|r| r["id"] == fid.as_str() && r["state"] == "expired" && r["ended_ms"].is_number())
+        hist["anomalies"].as_array().unwrap().iter().any(|r| {
+            r["id"] == fid.as_str() && r["state"] == "expired" && r["ended_ms"].is_number()
+        })
     })
     .await;
     assert!(expired, "expired within 5 s of its deadline");
@@ -331,15 +394,31 @@ async fn oltp_probe_and_faults(kind: DialectKind) {
 
     // After a coordinator crash, the next start reverts both from the stored recovery data.
     let cb = env.fault(json!({ "type": "cache_bottleneck", "duration": 600 })).await;
-    let tm = env.fault(json!({ "type": "too_many_indexes", "params": { "count": 3 }, "duration": 600 })).await;
+    let tm = env
+        .fault(json!({ "type": "too_many_indexes", "params": { "count": 3 }, "duration": 600 }))
+        .await;
     assert_ne!(distdiag_coordinator::dbfault::cache_setting(&t).await.unwrap(), original);
     let mut env = env;
     env.coord.kill9();
-    assert_ne!(distdiag_coordinator::dbfault::cache_setting(&t).await.unwrap(), original, "still applied while the coordinator is down");
+    assert_ne!(
+        distdiag_coordinator::dbfault::cache_setting(&t).await.unwrap(),
+        original,
+        "still applied while the coordinator is down"
+    );
     env.coord.restart();
     // /health answers once start-up (and with it the revert) is done.
-    assert!(distdiag_testbed::eventually_async(Duration::from_secs(30), || async { env.get("/health").await.0 == 200 }).await);
-    assert_eq!(distdiag_coordinator::dbfault::cache_setting(&t).await.unwrap(), original, "{}", env.coord.log_text());
+    assert!(
+        distdiag_testbed::eventually_async(Duration::from_secs(30), || async {
+            env.get("/health").await.0 == 200
+        })
+        .await
+    );
+    assert_eq!(
+        distdiag_coordinator::dbfault::cache_setting(&t).await.unwrap(),
+        original,
+        "{}",
+        env.coord.log_text()
+    );
     assert_eq!(index_names(&env).await, idx0);
     let (_, hist) = env.get("/api/anomaly/history?from=-1h").await;
     for id in [&cb["id"], &tm["id"]] {
@@ -367,7 +446,8 @@ async fn tpcc_and_tpch(kind: DialectKind) {
     let (s, v) = env.post("/api/workload/check", json!({ "type": "tpcc" })).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["passed"], true, "after load: {v}");
-    let id = env.run("tpcc", 4, json!({ "warehouses": 2, "tpcc_scale": 0.02, "duration_s": 8 })).await;
+    let id =
+        env.run("tpcc", 4, json!({ "warehouses": 2, "tpcc_scale": 0.02, "duration_s": 8 })).await;
     let r = env.wait_done(&id, Duration::from_secs(60)).await;
     assert_eq!(r["phase"], "finished", "{r}");
     let by = &r["totals"]["by_type"];
@@ -383,7 +463,9 @@ async fn tpcc_and_tpch(kind: DialectKind) {
     println!("{kind:?} TPC-H load (SF 0.01): {:.1} s", t0.elapsed().as_secs_f64());
     let lineitems: Vec<u64> = env.sql("SELECT COUNT(*) FROM lineitem").await;
     assert!((50_000..=70_000).contains(&lineitems[0]), "{lineitems:?}");
-    let (s, v) = env.post("/api/workload/check", json!({ "type": "tpch", "options": { "scale_factor": 0.01 } })).await;
+    let (s, v) = env
+        .post("/api/workload/check", json!({ "type": "tpch", "options": { "scale_factor": 0.01 } }))
+        .await;
     assert_eq!(s, 200, "{v}");
     let qs = v["queries"].as_array().unwrap();
     assert_eq!(qs.len(), 22);
@@ -396,7 +478,17 @@ async fn tpcc_and_tpch(kind: DialectKind) {
             assert!(q["rows"].as_u64().unwrap() > 0, "{q}");
         }
     }
-    let summary: Vec<String> = qs.iter().map(|q| format!("{}:{}r/{:.0}ms", q["query"].as_str().unwrap(), q["rows"], q["ms"].as_f64().unwrap())).collect();
+    let summary: Vec<String> = qs
+        .iter()
+        .map(|q| {
+            format!(
+                "{}:{}r/{:.0}ms",
+                q["query"].as_str().unwrap(),
+                q["rows"],
+                q["ms"].as_f64().unwrap()
+            )
+        })
+        .collect();
     println!("{kind:?} TPC-H SF 0.01: {}", summary.join(" "));
     let id = env.run("tpch", 2, json!({ "scale_factor": 0.01, "duration_s": 3 })).await;
     let r = env.wait_done(&id, Duration::from_secs(120)).await;
@@ -412,12 +504,25 @@ async fn tpcc_and_tpch(kind: DialectKind) {
             .args(args)
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
-    let (code, out, err) = cli(&["workload", "prepare", "oltp_point_select", "--option", "table_size=500"]);
+    let (code, out, err) =
+        cli(&["workload", "prepare", "oltp_point_select", "--option", "table_size=500"]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(err.contains("100.0 %") && out.contains("prepared"), "{out}{err}");
-    let (code, out, err) = cli(&["workload", "start", "oltp_point_select", "--threads", "2", "--option", "table_size=500"]);
+    let (code, out, err) = cli(&[
+        "workload",
+        "start",
+        "oltp_point_select",
+        "--threads",
+        "2",
+        "--option",
+        "table_size=500",
+    ]);
     assert_eq!(code, Some(0), "{err}");
     let id = out.trim().to_owned();
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -10,9 +10,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use distdiag_coordinator::models::ModelDoc;
 use distdiag_diagnose::evaluate::DatasetExt;
 use distdiag_diagnose::model::Scorer;
-use distdiag_coordinator::models::ModelDoc;
 use distdiag_testbed::*;
 use serde_json::{json, Value};
 
@@ -68,8 +68,18 @@ async fn get(c: &reqwest::Client, coord: &Coordinator, path: &str) -> Value {
     c.get(coord.url(path)).send().await.unwrap().json().await.unwrap()
 }
 
-async fn fault(c: &reqwest::Client, coord: &Coordinator, kind: &str, node: &str, secs: u64) -> Value {
-    let params = if kind == "cpu_stress" { json!({"workers": 1, "load_percent": 100}) } else { json!({"workers": 1, "bytes": 16 << 20}) };
+async fn fault(
+    c: &reqwest::Client,
+    coord: &Coordinator,
+    kind: &str,
+    node: &str,
+    secs: u64,
+) -> Value {
+    let params = if kind == "cpu_stress" {
+        json!({"workers": 1, "load_percent": 100})
+    } else {
+        json!({"workers": 1, "bytes": 16 << 20})
+    };
     let (s, v) = post(c, coord, "/api/anomaly/start", json!({"type": kind, "node": node, "params": params, "duration": secs, "collect_training_data": true, "pre_s": 10, "post_s": 10, "scenario": "A"})).await;
     assert_eq!(s, 200, "{v}");
     assert!(v["case"]["id"].is_string(), "{v}");
@@ -88,7 +98,11 @@ async fn collect_train_and_rank_a_new_fault_first() {
     std::fs::create_dir_all(&data).unwrap();
     let certs = make_certs(&data.join("certs"), &nodes);
     let config = tmp.path().join("coordinator.toml");
-    std::fs::write(&config, "[diagnosis.window]\nwindow_ms = 10000\nstride_ms = 5000\nbaseline_ms = 30000\n").unwrap();
+    std::fs::write(
+        &config,
+        "[diagnosis.window]\nwindow_ms = 10000\nstride_ms = 5000\nbaseline_ms = 30000\n",
+    )
+    .unwrap();
     let (api, quic) = free_ports();
     let coord = Coordinator::start(&data, api, quic, &["--config", config.to_str().unwrap()]);
     let mut agents = Vec::new();
@@ -99,7 +113,9 @@ async fn collect_train_and_rank_a_new_fault_first() {
         cfg.fault.disk_dir = Some(tmp.path().join(format!("{n}-disk")));
         agents.push(distdiag_agent::start(cfg, None).await.unwrap());
     }
-    assert!(eventually(Duration::from_secs(10), || agents.iter().all(|a| a.status().connected)).await);
+    assert!(
+        eventually(Duration::from_secs(10), || agents.iter().all(|a| a.status().connected)).await
+    );
     let c = reqwest::Client::new();
 
     // Without a model the statistical scorer ranks, and says so.
@@ -117,7 +133,11 @@ async fn collect_train_and_rank_a_new_fault_first() {
         fault(&c, &coord, "cpu_stress", cpu, 20).await;
         fault(&c, &coord, "disk_stress", disk, 20).await;
         tokio::time::sleep(Duration::from_secs(31)).await;
-        assert!(eventually(Duration::from_secs(10), || stressors_of(std::process::id()).is_empty()).await, "faults end at their deadline");
+        assert!(
+            eventually(Duration::from_secs(10), || stressors_of(std::process::id()).is_empty())
+                .await,
+            "faults end at their deadline"
+        );
     }
     let stats = get(&c, &coord, "/api/training/stats").await;
     assert_eq!(stats["cases"], 6, "{stats}");
@@ -126,7 +146,9 @@ async fn collect_train_and_rank_a_new_fault_first() {
     assert!(stats["normal_samples"].as_u64().unwrap() > stats["anomaly_samples"].as_u64().unwrap());
 
     // Train from Rust through the XGBoost C library.
-    let (s, v) = post(&c, &coord, "/api/anomaly/train", json!({"params": {"validation_fraction": 0.34}})).await;
+    let (s, v) =
+        post(&c, &coord, "/api/anomaly/train", json!({"params": {"validation_fraction": 0.34}}))
+            .await;
     assert_eq!(s, 202, "{v}");
     let job = v["job"].as_str().unwrap().to_owned();
     let mut j = Value::Null;
@@ -152,7 +174,11 @@ async fn collect_train_and_rank_a_new_fault_first() {
     while t0.elapsed() < Duration::from_secs(25) {
         let r = get(&c, &coord, "/api/anomaly/ranks").await;
         let top = &r["ranks"][0];
-        if r["method"] == "model" && top["node"] == "n2" && top["type"] == "cpu_stress" && r["timestamp"].as_i64().unwrap_or(0) > applied {
+        if r["method"] == "model"
+            && top["node"] == "n2"
+            && top["type"] == "cpu_stress"
+            && r["timestamp"].as_i64().unwrap_or(0) > applied
+        {
             first = Some((t0.elapsed(), r));
             break;
         }
@@ -160,7 +186,10 @@ async fn collect_train_and_rank_a_new_fault_first() {
     }
     let (after, r) = first.expect("n2 cpu_stress never reached rank 1");
     eprintln!("rank 1 after {after:?}: {}", r["ranks"][0]);
-    assert!(after <= Duration::from_millis(15_000 + 1_500), "rank 1 only after {after:?} (window 10 s + stride 5 s)");
+    assert!(
+        after <= Duration::from_millis(15_000 + 1_500),
+        "rank 1 only after {after:?} (window 10 s + stride 5 s)"
+    );
     assert!(!r["ranks"][0]["top_metrics"].as_array().unwrap().is_empty());
     // Once whole windows are inside the fault the model is sure of it too:
     // within one more stride, as a model trained on two cases may still
@@ -169,7 +198,10 @@ async fn collect_train_and_rank_a_new_fault_first() {
     while t0.elapsed() < Duration::from_secs(25) {
         let r = get(&c, &coord, "/api/anomaly/ranks").await;
         let top = &r["ranks"][0];
-        if top["node"] == "n2" && top["type"] == "cpu_stress" && top["probability"].as_f64().unwrap_or(0.0) >= 0.5 {
+        if top["node"] == "n2"
+            && top["type"] == "cpu_stress"
+            && top["probability"].as_f64().unwrap_or(0.0) >= 0.5
+        {
             sure = Some(t0.elapsed());
             break;
         }
@@ -177,8 +209,18 @@ async fn collect_train_and_rank_a_new_fault_first() {
     }
     let sure = sure.expect("the model never gave n2 cpu_stress p >= 0.5");
     eprintln!("rank 1 with p >= 0.5 after {sure:?}");
-    assert!(sure <= Duration::from_millis(20_000 + 1_500), "p >= 0.5 only after {sure:?} (window 10 s + two strides)");
-    let g = c.get(coord.url("/api/anomaly/ranks/graph?format=graphml")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        sure <= Duration::from_millis(20_000 + 1_500),
+        "p >= 0.5 only after {sure:?} (window 10 s + two strides)"
+    );
+    let g = c
+        .get(coord.url("/api/anomaly/ranks/graph?format=graphml"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(g.contains("<graphml") && g.contains("id=\"n2\""), "{g}");
     let hist = get(&c, &coord, "/api/anomaly/ranks?from=-5m").await;
     assert!(hist["history"].as_array().unwrap().len() >= 3);
@@ -188,11 +230,27 @@ async fn collect_train_and_rank_a_new_fault_first() {
     // Rust and through Python's xgboost.
     let out = tmp.path().join("dataset");
     let status = std::process::Command::new(bin("distdiag"))
-        .args(["--url", &coord.url(""), "--data-dir", data.to_str().unwrap(), "dataset", "export", "--out", out.to_str().unwrap()])
+        .args([
+            "--url",
+            &coord.url(""),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "dataset",
+            "export",
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .status()
         .unwrap();
     assert!(status.success());
-    let doc: ModelDoc = c.get(coord.url(&format!("/api/models/{model_id}/export"))).send().await.unwrap().json().await.unwrap();
+    let doc: ModelDoc = c
+        .get(coord.url(&format!("/api/models/{model_id}/export")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let ds = distdiag_dataset::Dataset::import(&out).unwrap();
     let windows = ds.windows(Some(&doc.set.metrics));
     assert!(windows.rows.len() > 100);
@@ -201,7 +259,11 @@ async fn collect_train_and_rank_a_new_fault_first() {
     let rows_csv = tmp.path().join("rows.csv");
     let mut text = String::new();
     for i in 0..windows.rows.len() {
-        let row: Vec<String> = windows.row(i).iter().map(|x| if x.is_nan() { "nan".into() } else { format!("{x}") }).collect();
+        let row: Vec<String> = windows
+            .row(i)
+            .iter()
+            .map(|x| if x.is_nan() { "nan".into() } else { format!("{x}") })
+            .collect();
         text.push_str(&row.join(","));
         text.push('\n');
     }
@@ -216,9 +278,11 @@ async fn collect_train_and_rank_a_new_fault_first() {
         .output()
         .unwrap();
     assert!(py.status.success(), "python xgboost: {}", String::from_utf8_lossy(&py.stderr));
-    let python: Vec<f64> = String::from_utf8_lossy(&py.stdout).lines().map(|l| l.trim().parse().unwrap()).collect();
+    let python: Vec<f64> =
+        String::from_utf8_lossy(&py.stdout).lines().map(|l| l.trim().parse().unwrap()).collect();
     assert_eq!(python.len(), rust[0].len());
-    let max_diff = python.iter().zip(&rust[0]).map(|(p, r)| (p - f64::from(*r)).abs()).fold(0.0, f64::max);
+    let max_diff =
+        python.iter().zip(&rust[0]).map(|(p, r)| (p - f64::from(*r)).abs()).fold(0.0, f64::max);
     eprintln!("Rust vs Python xgboost on {} rows: max |diff| = {max_diff:e}", python.len());
     assert!(max_diff < 1e-6, "max |diff| {max_diff}");
     drop(agents);

@@ -20,10 +20,22 @@ async fn post(c: &reqwest::Client, coord: &Coordinator, path: &str, body: Value)
 
 /// Runs the `distdiag` CLI against the coordinator; (exit code, stdout+stderr).
 async fn cli(coord: &Coordinator, args: &[&str]) -> (i32, String) {
-    let mut full = vec!["--url".to_owned(), coord.url(""), "--data-dir".to_owned(), coord.data_dir.display().to_string()];
+    let mut full = vec![
+        "--url".to_owned(),
+        coord.url(""),
+        "--data-dir".to_owned(),
+        coord.data_dir.display().to_string(),
+    ];
     full.extend(args.iter().map(|a| a.to_string()));
-    let out = tokio::task::spawn_blocking(move || std::process::Command::new(bin("distdiag")).args(&full).output().unwrap()).await.unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin("distdiag")).args(&full).output().unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 async fn get(c: &reqwest::Client, coord: &Coordinator, path: &str) -> Value {
@@ -44,14 +56,26 @@ async fn faults_through_the_api_are_applied_reverted_and_labelled() {
     let c = reqwest::Client::new();
 
     // The seeds' body: one agent connected, so it is the target; defaults apply.
-    let (s, v) = post(&c, &coord, "/api/anomaly/start", json!({"type": "cpu_stress", "params": {"load_percent": 20}})).await;
+    let (s, v) = post(
+        &c,
+        &coord,
+        "/api/anomaly/start",
+        json!({"type": "cpu_stress", "params": {"load_percent": 20}}),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["message"], "Started cpu_stress anomaly");
     let rec = &v["anomalies"][0];
-    assert_eq!((rec["node"].as_str(), rec["state"].as_str(), rec["type"].as_str()), (Some("n1"), Some("applied"), Some("cpu_stress")));
+    assert_eq!(
+        (rec["node"].as_str(), rec["state"].as_str(), rec["type"].as_str()),
+        (Some("n1"), Some("applied"), Some("cpu_stress"))
+    );
     let id = rec["id"].as_str().unwrap().to_owned();
     assert_eq!(my_stressors().len(), 1);
-    assert_eq!(get(&c, &coord, "/api/anomaly/active").await["anomalies"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        get(&c, &coord, "/api/anomaly/active").await["anomalies"].as_array().unwrap().len(),
+        1
+    );
 
     // Stop it by id.
     let (s, v) = post(&c, &coord, "/api/anomaly/stop", json!({"id": id})).await;
@@ -60,17 +84,36 @@ async fn faults_through_the_api_are_applied_reverted_and_labelled() {
     assert_eq!(get(&c, &coord, "/api/anomaly/active").await["anomalies"], json!([]));
 
     // The agent refuses what its host cannot take; nothing runs.
-    let (s, v) = post(&c, &coord, "/api/anomaly/start", json!({"type": "memory_stress", "node": "n1", "params": {"bytes": 1u64 << 50}})).await;
+    let (s, v) = post(
+        &c,
+        &coord,
+        "/api/anomaly/start",
+        json!({"type": "memory_stress", "node": "n1", "params": {"bytes": 1u64 << 50}}),
+    )
+    .await;
     assert_eq!(s, 422, "{v}");
     assert!(v["error"].as_str().unwrap().contains("available"), "{v}");
     assert!(my_stressors().is_empty());
-    let (s, v) = post(&c, &coord, "/api/anomaly/start", json!({"type": "network_bandwidth", "node": "n1", "params": {"interface": "ddnosuch0"}})).await;
+    let (s, v) = post(
+        &c,
+        &coord,
+        "/api/anomaly/start",
+        json!({"type": "network_bandwidth", "node": "n1", "params": {"interface": "ddnosuch0"}}),
+    )
+    .await;
     assert_eq!(s, 422, "a limit on an interface the host lacks is refused: {v}");
-    let (s, _) = post(&c, &coord, "/api/anomaly/start", json!({"type": "cpu_stress", "node": "n9"})).await;
+    let (s, _) =
+        post(&c, &coord, "/api/anomaly/start", json!({"type": "cpu_stress", "node": "n9"})).await;
     assert_eq!(s, 409);
 
     // A short fault ends at its deadline on the agent; the label follows.
-    let (s, v) = post(&c, &coord, "/api/anomaly/start", json!({"type": "disk_stress", "params": {"bytes": 1048576}, "duration": 1})).await;
+    let (s, v) = post(
+        &c,
+        &coord,
+        "/api/anomaly/start",
+        json!({"type": "disk_stress", "params": {"bytes": 1048576}, "duration": 1}),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     let short = v["anomalies"][0]["id"].as_str().unwrap().to_owned();
     let expired = eventually(Duration::from_secs(10), || my_stressors().is_empty()).await;
@@ -79,7 +122,21 @@ async fn faults_through_the_api_are_applied_reverted_and_labelled() {
     assert_eq!(get(&c, &coord, "/api/anomaly/active").await["anomalies"], json!([]));
 
     // The same through the command line.
-    let (code, out) = cli(&coord, &["fault", "start", "cpu_stress", "--node", "n1", "--param", "load_percent=10", "--duration", "30s"]).await;
+    let (code, out) = cli(
+        &coord,
+        &[
+            "fault",
+            "start",
+            "cpu_stress",
+            "--node",
+            "n1",
+            "--param",
+            "load_percent=10",
+            "--duration",
+            "30s",
+        ],
+    )
+    .await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("applied"), "{out}");
     assert_eq!(my_stressors().len(), 1);
@@ -95,11 +152,20 @@ async fn faults_through_the_api_are_applied_reverted_and_labelled() {
     assert!(code == 0 && out.matches("cpu_stress").count() >= 2, "{out}");
 
     // A fault outlives its coordinator only until the dead-man switch fires.
-    let (s, v) = post(&c, &coord, "/api/anomaly/start", json!({"type": "cpu_stress", "params": {"load_percent": 10}, "duration": "10m"})).await;
+    let (s, v) = post(
+        &c,
+        &coord,
+        "/api/anomaly/start",
+        json!({"type": "cpu_stress", "params": {"load_percent": 10}, "duration": "10m"}),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     let orphan = v["anomalies"][0]["id"].as_str().unwrap().to_owned();
     coord.kill9();
-    assert!(eventually(Duration::from_secs(8), || my_stressors().is_empty()).await, "dead-man switch did not fire");
+    assert!(
+        eventually(Duration::from_secs(8), || my_stressors().is_empty()).await,
+        "dead-man switch did not fire"
+    );
     coord.restart();
     // The agent reconnects and reports the revert; the label is closed.
     let closed = async {
@@ -135,8 +201,13 @@ impl Dummy {
     fn create() -> Option<Dummy> {
         let n = std::process::id() % 10_000;
         let (name, peer) = (format!("ddva{n}"), format!("ddvb{n}"));
-        let ok = |args: &[&str]| std::process::Command::new("ip").args(args).status().is_ok_and(|s| s.success());
-        (ok(&["link", "add", &name, "type", "veth", "peer", "name", &peer]) && ok(&["link", "set", &name, "up"]) && ok(&["link", "set", &peer, "up"])).then_some(Dummy(name))
+        let ok = |args: &[&str]| {
+            std::process::Command::new("ip").args(args).status().is_ok_and(|s| s.success())
+        };
+        (ok(&["link", "add", &name, "type", "veth", "peer", "name", &peer])
+            && ok(&["link", "set", &name, "up"])
+            && ok(&["link", "set", &peer, "up"]))
+        .then_some(Dummy(name))
     }
 }
 
@@ -147,15 +218,21 @@ impl Drop for Dummy {
 }
 
 fn sh(cmd: &str, args: &[&str]) -> String {
-    std::process::Command::new(cmd).args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 /// What the host holds for a fault of `kind` with id `id`.
 fn artifact(kind: &str, id: &str, iface: &str, state: &std::path::Path) -> bool {
     match kind {
-        "network_loss" => sh("iptables", &["-t", "mangle", "-S", "POSTROUTING"]).contains(&format!("-o {iface} -j DD-")),
+        "network_loss" => sh("iptables", &["-t", "mangle", "-S", "POSTROUTING"])
+            .contains(&format!("-o {iface} -j DD-")),
         "network_bandwidth" => sh("tc", &["qdisc", "show", "dev", iface, "root"]).contains("7a01:"),
-        "network_delay" => sh("iptables", &["-t", "mangle", "-S", "OUTPUT"]).contains(&format!("-o {iface} -j DD-")),
+        "network_delay" => sh("iptables", &["-t", "mangle", "-S", "OUTPUT"])
+            .contains(&format!("-o {iface} -j DD-")),
         "disk_stress" => state.join(format!("fault-disk/distdiag-{id}")).exists(),
         _ => !my_stressors().is_empty(),
     }
@@ -190,7 +267,8 @@ async fn every_fault_is_undone_by_api_stop_and_by_the_dead_man_switch() {
     let mut rows = Vec::new();
     // API stop, one fault at a time.
     for (kind, params) in &kinds {
-        let (s, v) = post(&c, &coord, "/api/anomaly/start", json!({"type": kind, "params": params})).await;
+        let (s, v) =
+            post(&c, &coord, "/api/anomaly/start", json!({"type": kind, "params": params})).await;
         assert_eq!(s, 200, "{kind}: {v}");
         let id = v["anomalies"][0]["id"].as_str().unwrap().to_owned();
         assert!(artifact(kind, &id, &iface, &state), "{kind} not in effect");
@@ -202,14 +280,26 @@ async fn every_fault_is_undone_by_api_stop_and_by_the_dead_man_switch() {
     // All at once, then the coordinator dies: the dead-man switch reverts them.
     let mut ids = Vec::new();
     for (kind, params) in &kinds {
-        let (s, v) = post(&c, &coord, "/api/anomaly/start", json!({"type": kind, "params": params, "duration": "10m"})).await;
+        let (s, v) = post(
+            &c,
+            &coord,
+            "/api/anomaly/start",
+            json!({"type": kind, "params": params, "duration": "10m"}),
+        )
+        .await;
         assert_eq!(s, 200, "{kind}: {v}");
         ids.push((*kind, v["anomalies"][0]["id"].as_str().unwrap().to_owned()));
     }
     coord.kill9();
-    let undone = eventually(Duration::from_secs(10), || ids.iter().all(|(k, id)| !artifact(k, id, &iface, &state))).await;
+    let undone = eventually(Duration::from_secs(10), || {
+        ids.iter().all(|(k, id)| !artifact(k, id, &iface, &state))
+    })
+    .await;
     for (kind, id) in &ids {
-        rows.push(format!("| {kind} | coordinator killed (dead-man) | {} |", if artifact(kind, id, &iface, &state) { "yes" } else { "none" }));
+        rows.push(format!(
+            "| {kind} | coordinator killed (dead-man) | {} |",
+            if artifact(kind, id, &iface, &state) { "yes" } else { "none" }
+        ));
     }
     println!("| fault | exit path | left behind |\n|---|---|---|\n{}", rows.join("\n"));
     assert!(undone && rows.iter().all(|r| r.ends_with("| none |")), "{}", rows.join("\n"));

@@ -27,11 +27,16 @@ impl Peer {
     async fn status(&mut self) -> (String, FaultState, String) {
         loop {
             while let Some(p) = self.dec.next_frame().unwrap() {
-                if let AgentMsg::FaultStatus { id, state, detail } = decode_payload::<AgentMsg>(&p, DEFAULT_MAX_FRAME).unwrap() {
+                if let AgentMsg::FaultStatus { id, state, detail } =
+                    decode_payload::<AgentMsg>(&p, DEFAULT_MAX_FRAME).unwrap()
+                {
                     return (id, state, detail);
                 }
             }
-            let chunk = tokio::time::timeout(Duration::from_secs(10), self.recv.read_chunk(1 << 16, true)).await.expect("no status in time");
+            let chunk =
+                tokio::time::timeout(Duration::from_secs(10), self.recv.read_chunk(1 << 16, true))
+                    .await
+                    .expect("no status in time");
             self.dec.push(&chunk.unwrap().unwrap().bytes);
         }
     }
@@ -46,7 +51,13 @@ fn my_stressors() -> Vec<u32> {
 async fn faults_apply_revert_and_fall_to_the_dead_man_switch() {
     let tmp = tempfile::tempdir().unwrap();
     let certs = make_certs(&tmp.path().join("certs"), &["n1"]);
-    let server = distdiag_coordinator::tls::server_config(&certs.ca_cert(), &certs.server_cert(), &certs.server_key(), 20_000).unwrap();
+    let server = distdiag_coordinator::tls::server_config(
+        &certs.ca_cert(),
+        &certs.server_cert(),
+        &certs.server_key(),
+        20_000,
+    )
+    .unwrap();
     let endpoint = quinn::Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = endpoint.local_addr().unwrap();
 
@@ -64,7 +75,11 @@ async fn faults_apply_revert_and_fall_to_the_dead_man_switch() {
         let c = peer.recv.read_chunk(1 << 16, true).await.unwrap().unwrap();
         peer.dec.push(&c.bytes);
     };
-    assert!(hello.capabilities.fault_backends.iter().any(|b| b.kind == "cpu_stress"), "{:?}", hello.capabilities);
+    assert!(
+        hello.capabilities.fault_backends.iter().any(|b| b.kind == "cpu_stress"),
+        "{:?}",
+        hello.capabilities
+    );
     assert!(hello.capabilities.net_admin, "tests run as root: {:?}", hello.capabilities);
     let delay = hello.capabilities.fault_backends.iter().find(|b| b.kind == "network_delay");
     assert!(delay.is_some_and(|b| b.mechanism.contains("NFQUEUE")), "{:?}", hello.capabilities);
@@ -73,14 +88,27 @@ async fn faults_apply_revert_and_fall_to_the_dead_man_switch() {
     let now = distdiag_agent::now_ms();
     let cpu = FaultSpec::CpuStress { workers: 1, load_percent: 10 };
     // Applied, then reverted on request.
-    peer.send(&CoordMsg::ApplyFault { id: "f1".into(), spec: cpu.clone(), deadline_ms: now + 60_000 }).await;
+    peer.send(&CoordMsg::ApplyFault {
+        id: "f1".into(),
+        spec: cpu.clone(),
+        deadline_ms: now + 60_000,
+    })
+    .await;
     assert_eq!(peer.status().await.1, FaultState::Applied);
     assert_eq!(my_stressors().len(), 1);
     peer.send(&CoordMsg::RevertFault { id: "f1".into() }).await;
-    assert_eq!(peer.status().await, ("f1".into(), FaultState::Reverted, "reverted on request".into()));
+    assert_eq!(
+        peer.status().await,
+        ("f1".into(), FaultState::Reverted, "reverted on request".into())
+    );
     assert!(my_stressors().is_empty());
     // A refusal carries the reason and changes nothing.
-    peer.send(&CoordMsg::ApplyFault { id: "f2".into(), spec: FaultSpec::CpuStress { workers: 0, load_percent: 10 }, deadline_ms: now + 60_000 }).await;
+    peer.send(&CoordMsg::ApplyFault {
+        id: "f2".into(),
+        spec: FaultSpec::CpuStress { workers: 0, load_percent: 10 },
+        deadline_ms: now + 60_000,
+    })
+    .await;
     let (id, state, detail) = peer.status().await;
     assert_eq!((id.as_str(), state), ("f2", FaultState::Refused));
     assert!(detail.contains("workers"), "{detail}");
@@ -89,7 +117,12 @@ async fn faults_apply_revert_and_fall_to_the_dead_man_switch() {
     assert_eq!(peer.status().await.1, FaultState::Refused);
 
     // Applied, then the coordinator disappears: the dead-man switch reverts it.
-    peer.send(&CoordMsg::ApplyFault { id: "f3".into(), spec: cpu, deadline_ms: distdiag_agent::now_ms() + 60_000 }).await;
+    peer.send(&CoordMsg::ApplyFault {
+        id: "f3".into(),
+        spec: cpu,
+        deadline_ms: distdiag_agent::now_ms() + 60_000,
+    })
+    .await;
     assert_eq!(peer.status().await.1, FaultState::Applied);
     let gone_at = std::time::Instant::now();
     conn.close(0u32.into(), b"coordinator gone");
@@ -97,11 +130,24 @@ async fn faults_apply_revert_and_fall_to_the_dead_man_switch() {
     drop(peer);
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(my_stressors().len(), 1, "reverted before the grace period ended");
-    assert!(eventually(Duration::from_secs(6), || my_stressors().is_empty()).await, "the dead-man switch did not fire");
+    assert!(
+        eventually(Duration::from_secs(6), || my_stressors().is_empty()).await,
+        "the dead-man switch did not fire"
+    );
     let took = gone_at.elapsed();
     assert!(took >= Duration::from_millis(1500), "fired after {took:?}, before the 2 s grace");
     // The journal entry goes right after the stressor is reaped.
-    let entries = || std::fs::read_dir(tmp.path().join("agent/faults")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count();
-    assert!(eventually(Duration::from_secs(2), || entries() == 0).await, "journal entries left: {}", entries());
+    let entries = || {
+        std::fs::read_dir(tmp.path().join("agent/faults"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .count()
+    };
+    assert!(
+        eventually(Duration::from_secs(2), || entries() == 0).await,
+        "journal entries left: {}",
+        entries()
+    );
     agent.stop(Duration::ZERO).await;
 }

@@ -74,7 +74,14 @@ pub enum WorkloadKind {
 }
 
 impl WorkloadKind {
-    pub const ALL: [WorkloadKind; 6] = [Self::OltpReadWrite, Self::OltpReadOnly, Self::OltpWriteOnly, Self::OltpPointSelect, Self::Tpcc, Self::Tpch];
+    pub const ALL: [WorkloadKind; 6] = [
+        Self::OltpReadWrite,
+        Self::OltpReadOnly,
+        Self::OltpWriteOnly,
+        Self::OltpPointSelect,
+        Self::Tpcc,
+        Self::Tpch,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -94,13 +101,19 @@ impl WorkloadKind {
         }
         Self::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
             let names: Vec<&str> = Self::ALL.iter().map(|k| k.as_str()).collect();
-            WorkloadError::Invalid(format!("unknown workload type {s:?}; one of {} (or sysbench)", names.join(", ")))
+            WorkloadError::Invalid(format!(
+                "unknown workload type {s:?}; one of {} (or sysbench)",
+                names.join(", ")
+            ))
         })
     }
 
     fn driver(self, o: &Options) -> Arc<dyn Driver> {
         match self {
-            Self::OltpReadWrite | Self::OltpReadOnly | Self::OltpWriteOnly | Self::OltpPointSelect => Arc::new(oltp::Oltp::new(self, o)),
+            Self::OltpReadWrite
+            | Self::OltpReadOnly
+            | Self::OltpWriteOnly
+            | Self::OltpPointSelect => Arc::new(oltp::Oltp::new(self, o)),
             Self::Tpcc => Arc::new(tpcc::Tpcc::new(o)),
             Self::Tpch => Arc::new(tpch::Tpch::new(o)),
         }
@@ -174,7 +187,10 @@ impl Options {
             return bad(format!("range_size = {} is outside 1..=table_size", self.range_size));
         }
         if !(1..=3600).contains(&self.report_interval_s) {
-            return bad(format!("report_interval_s = {} is outside 1..=3600", self.report_interval_s));
+            return bad(format!(
+                "report_interval_s = {} is outside 1..=3600",
+                self.report_interval_s
+            ));
         }
         if !(1..=1000).contains(&self.warehouses) {
             return bad(format!("warehouses = {} is outside 1..=1000", self.warehouses));
@@ -228,21 +244,27 @@ impl Session {
     pub fn mysql(&mut self) -> Result<&mut Conn, EventError> {
         match self {
             Session::Mysql(c) => Ok(c),
-            Session::Wire(_) => Err(EventError::Session("this benchmark runs on mysql_async sessions")),
+            Session::Wire(_) => {
+                Err(EventError::Session("this benchmark runs on mysql_async sessions"))
+            }
         }
     }
 
     pub fn wire(&mut self) -> Result<&mut wire::Conn, EventError> {
         match self {
             Session::Wire(c) => Ok(c),
-            Session::Mysql(_) => Err(EventError::Session("this benchmark runs on the pipelining client")),
+            Session::Mysql(_) => {
+                Err(EventError::Session("this benchmark runs on the pipelining client"))
+            }
         }
     }
 
     async fn rollback(&mut self) {
         let _ = match self {
             Session::Mysql(c) => c.query_drop("ROLLBACK").await.map_err(EventError::from),
-            Session::Wire(c) => c.query("ROLLBACK").and_then(|()| c.finish()).map_err(EventError::from),
+            Session::Wire(c) => {
+                c.query("ROLLBACK").and_then(|()| c.finish()).map_err(EventError::from)
+            }
         };
     }
 
@@ -263,7 +285,10 @@ pub enum SessionKind {
     /// The pipelining client; `autocommit: false` runs `SET autocommit=0`
     /// first, so that statements sent behind one that failed (a deadlock
     /// ends the transaction) stay in a transaction the rollback undoes.
-    Wire { pipeline: bool, autocommit: bool },
+    Wire {
+        pipeline: bool,
+        autocommit: bool,
+    },
 }
 
 /// Why an event failed.
@@ -281,7 +306,9 @@ impl EventError {
     /// The session is gone (reconnect) rather than one transaction refused.
     fn lost(&self) -> bool {
         match self {
-            EventError::Mysql(e) => matches!(e, mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)),
+            EventError::Mysql(e) => {
+                matches!(e, mysql_async::Error::Io(_) | mysql_async::Error::Driver(_))
+            }
             EventError::Wire(e) => e.lost(),
             EventError::Session(_) => true,
         }
@@ -308,7 +335,11 @@ pub struct Event {
 /// A benchmark.
 pub trait Driver: Send + Sync {
     /// Creates the schema and loads the data, dropping what was there.
-    fn prepare<'a>(&'a self, t: &'a DbTarget, progress: &'a Progress) -> BoxFuture<'a, Result<(), WorkloadError>>;
+    fn prepare<'a>(
+        &'a self,
+        t: &'a DbTarget,
+        progress: &'a Progress,
+    ) -> BoxFuture<'a, Result<(), WorkloadError>>;
     /// Tables that must exist before a run.
     fn tables(&self) -> Vec<String>;
     /// One transaction on the worker's connection.
@@ -336,7 +367,12 @@ pub async fn check_prepared(t: &DbTarget, tables: &[String]) -> Result<(), Workl
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(WorkloadError::NotPrepared(format!("database {}: schema {} lacks {}; run prepare first", t.name, t.schema, missing.join(", "))))
+        Err(WorkloadError::NotPrepared(format!(
+            "database {}: schema {} lacks {}; run prepare first",
+            t.name,
+            t.schema,
+            missing.join(", ")
+        )))
     }
 }
 
@@ -424,7 +460,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Run {
-    fn new(id: String, kind: WorkloadKind, options: Options, targets: Vec<DbTarget>, phase: Phase) -> Arc<Run> {
+    fn new(
+        id: String,
+        kind: WorkloadKind,
+        options: Options,
+        targets: Vec<DbTarget>,
+        phase: Phase,
+    ) -> Arc<Run> {
         let (stop, _) = watch::channel(false);
         Arc::new(Run {
             id,
@@ -439,7 +481,11 @@ impl Run {
             spawned: Mutex::new(Vec::new()),
             stop,
             progress: Progress::default(),
-            acc: Mutex::new(Acc { counts: Counts::default(), hist: new_hist(), since: Instant::now() }),
+            acc: Mutex::new(Acc {
+                counts: Counts::default(),
+                hist: new_hist(),
+                since: Instant::now(),
+            }),
             totals: Mutex::new((Counts::default(), new_hist())),
             intervals: Mutex::new(Vec::new()),
         })
@@ -472,7 +518,8 @@ impl Run {
                 a.counts.events += 1;
                 a.counts.queries += u64::from(e.queries);
                 *a.counts.by_kind.entry(e.kind).or_default() += 1;
-                let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, 3_600_000_000);
+                let us =
+                    u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, 3_600_000_000);
                 let _ = a.hist.record(us);
             }
             Err(()) => a.counts.errors += 1,
@@ -562,7 +609,9 @@ impl Run {
     /// Sets the number of workers, starting new ones when it grows.
     pub fn set_threads(self: &Arc<Self>, n: usize) -> Result<usize, WorkloadError> {
         if !(1..=MAX_THREADS).contains(&n) {
-            return Err(WorkloadError::Invalid(format!("threads = {n} is outside 1..={MAX_THREADS}")));
+            return Err(WorkloadError::Invalid(format!(
+                "threads = {n} is outside 1..={MAX_THREADS}"
+            )));
         }
         if self.phase() != Phase::Running {
             return Err(WorkloadError::Invalid(format!("workload {} is not running", self.id)));
@@ -583,7 +632,9 @@ impl Run {
             });
             match handle {
                 Ok(h) => spawned.push(h),
-                Err(e) => return Err(WorkloadError::Invalid(format!("cannot start worker {idx}: {e}"))),
+                Err(e) => {
+                    return Err(WorkloadError::Invalid(format!("cannot start worker {idx}: {e}")))
+                }
             }
         }
         Ok(before)
@@ -602,7 +653,9 @@ async fn connect_worker(run: &Run, idx: usize) -> Result<Session, DbError> {
         SessionKind::Wire { pipeline, autocommit } => {
             let mut c = t.wire_connect(timeout).await?;
             if !autocommit {
-                c.query("SET autocommit=0").and_then(|()| c.finish()).map_err(|e| t.query_error(e))?;
+                c.query("SET autocommit=0")
+                    .and_then(|()| c.finish())
+                    .map_err(|e| t.query_error(e))?;
             }
             c.set_pipeline(pipeline);
             // seekdb leaves Nagle on: see `set_quickack`.
@@ -650,7 +703,12 @@ async fn worker_loop(run: Arc<Run>, idx: usize) {
                 }
             },
         };
-        let mut w = Worker { conn: c, rand: rand.take().unwrap_or_else(|| Rand::new(run.options.rand_type, seed)), index: idx, events };
+        let mut w = Worker {
+            conn: c,
+            rand: rand.take().unwrap_or_else(|| Rand::new(run.options.rand_type, seed)),
+            index: idx,
+            events,
+        };
         let t0 = Instant::now();
         let res = run.driver.event(&mut w).await;
         let elapsed = t0.elapsed();
@@ -690,12 +748,21 @@ pub struct Workloads {
 
 impl Workloads {
     pub fn new(targets: Vec<DbTarget>, store: Arc<dyn SeriesStore>) -> Arc<Self> {
-        Arc::new(Workloads { targets, store, runs: Mutex::new(BTreeMap::new()), seq: AtomicU64::new(0) })
+        Arc::new(Workloads {
+            targets,
+            store,
+            runs: Mutex::new(BTreeMap::new()),
+            seq: AtomicU64::new(0),
+        })
     }
 
     fn resolve(&self, o: &Options) -> Result<Vec<DbTarget>, WorkloadError> {
         if !o.databases.is_empty() {
-            return o.databases.iter().map(|n| Ok(crate::db::find(&self.targets, Some(n), false)?.clone())).collect();
+            return o
+                .databases
+                .iter()
+                .map(|n| Ok(crate::db::find(&self.targets, Some(n), false)?.clone()))
+                .collect();
         }
         Ok(vec![crate::db::find(&self.targets, o.database.as_deref(), false)?.clone()])
     }
@@ -747,14 +814,30 @@ impl Workloads {
     }
 
     /// Starts a prepare job; `done` resolves when it ends.
-    pub fn prepare(self: &Arc<Self>, kind: WorkloadKind, options: Options) -> Result<(Arc<Run>, tokio::task::JoinHandle<()>), WorkloadError> {
+    pub fn prepare(
+        self: &Arc<Self>,
+        kind: WorkloadKind,
+        options: Options,
+    ) -> Result<(Arc<Run>, tokio::task::JoinHandle<()>), WorkloadError> {
         options.validate()?;
         let targets = self.resolve(&options)?;
-        let busy = self.active().into_iter().find(|r| r.targets.iter().any(|t| targets.iter().any(|u| u.name == t.name)) && shares_tables(r.kind, kind));
+        let busy = self.active().into_iter().find(|r| {
+            r.targets.iter().any(|t| targets.iter().any(|u| u.name == t.name))
+                && shares_tables(r.kind, kind)
+        });
         if let Some(r) = busy {
-            return Err(WorkloadError::Invalid(format!("workload {} uses the same tables; stop it before preparing", r.id)));
+            return Err(WorkloadError::Invalid(format!(
+                "workload {} uses the same tables; stop it before preparing",
+                r.id
+            )));
         }
-        let run = Run::new(self.new_id(&format!("prepare-{}", kind.as_str())), kind, options, targets, Phase::Preparing);
+        let run = Run::new(
+            self.new_id(&format!("prepare-{}", kind.as_str())),
+            kind,
+            options,
+            targets,
+            Phase::Preparing,
+        );
         lock(&self.runs).insert(run.id.clone(), run.clone());
         let this = self.clone();
         let r = run.clone();
@@ -788,10 +871,17 @@ impl Workloads {
     }
 
     /// Starts a run after checking that its database answers and is prepared.
-    pub async fn start(self: &Arc<Self>, kind: WorkloadKind, threads: usize, options: Options) -> Result<Arc<Run>, WorkloadError> {
+    pub async fn start(
+        self: &Arc<Self>,
+        kind: WorkloadKind,
+        threads: usize,
+        options: Options,
+    ) -> Result<Arc<Run>, WorkloadError> {
         options.validate()?;
         if !(1..=MAX_START_THREADS).contains(&threads) {
-            return Err(WorkloadError::Invalid(format!("threads = {threads} is outside 1..={MAX_START_THREADS}")));
+            return Err(WorkloadError::Invalid(format!(
+                "threads = {threads} is outside 1..={MAX_START_THREADS}"
+            )));
         }
         let targets = self.resolve(&options)?;
         let driver = kind.driver(&options);
@@ -815,7 +905,8 @@ impl Workloads {
         let mut stop = run.stop.subscribe();
         let mut tick = tokio::time::interval(Duration::from_secs(run.options.report_interval_s));
         tick.tick().await;
-        let deadline = (run.options.duration_s > 0).then(|| tokio::time::Instant::now() + Duration::from_secs(run.options.duration_s));
+        let deadline = (run.options.duration_s > 0)
+            .then(|| tokio::time::Instant::now() + Duration::from_secs(run.options.duration_s));
         let mut finished = false;
         loop {
             let until_deadline = async {
@@ -917,7 +1008,13 @@ mod tests {
         assert!(Options { tables: 0, ..Options::default() }.validate().is_err());
         assert!(Options { tables: 65, ..Options::default() }.validate().is_err());
         assert!(Options { scale_factor: 100.0, ..Options::default() }.validate().is_err());
-        assert!(Options { database: Some("a".into()), databases: vec!["b".into()], ..Options::default() }.validate().is_err());
+        assert!(Options {
+            database: Some("a".into()),
+            databases: vec!["b".into()],
+            ..Options::default()
+        }
+        .validate()
+        .is_err());
         assert!(serde_json::from_str::<Options>(r#"{"tabels": 2}"#).is_err());
     }
 
@@ -937,7 +1034,13 @@ mod tests {
 }
 
 /// Loads rows with multi-row INSERTs of `batch` rows, values as parameters.
-pub async fn bulk_insert(c: &mut Conn, table: &str, columns: &[&str], rows: &[Vec<mysql_async::Value>], batch: usize) -> Result<(), mysql_async::Error> {
+pub async fn bulk_insert(
+    c: &mut Conn,
+    table: &str,
+    columns: &[&str],
+    rows: &[Vec<mysql_async::Value>],
+    batch: usize,
+) -> Result<(), mysql_async::Error> {
     let one = format!("({})", vec!["?"; columns.len()].join(","));
     for chunk in rows.chunks(batch.max(1)) {
         let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(","));
@@ -989,7 +1092,15 @@ pub fn datetime_value(ms: i64) -> mysql_async::Value {
     let secs = ms.div_euclid(1000);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
-    mysql_async::Value::Date(y as u16, m as u8, d as u8, (s / 3600) as u8, ((s % 3600) / 60) as u8, (s % 60) as u8, 0)
+    mysql_async::Value::Date(
+        y as u16,
+        m as u8,
+        d as u8,
+        (s / 3600) as u8,
+        ((s % 3600) / 60) as u8,
+        (s % 60) as u8,
+        0,
+    )
 }
 
 #[cfg(test)]

@@ -11,7 +11,10 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Value;
 
 use super::rand::{Rand, SB_C_TEMPLATE, SB_PAD_TEMPLATE};
-use super::{BoxFuture, Driver, Event, EventError, Options, Progress, SessionKind, Worker, WorkloadError, WorkloadKind};
+use super::{
+    BoxFuture, Driver, Event, EventError, Options, Progress, SessionKind, Worker, WorkloadError,
+    WorkloadKind,
+};
 use crate::db::{wire, DbTarget};
 
 /// The statements of one table, by index; the table number is ours, never input.
@@ -52,7 +55,15 @@ pub struct Oltp {
 
 impl Oltp {
     pub fn new(kind: WorkloadKind, o: &Options) -> Self {
-        Oltp { kind, tables: o.tables, table_size: o.table_size, range_size: o.range_size, seed: o.seed, pipeline: o.pipeline, stmts: (1..=o.tables).map(table_stmts).collect() }
+        Oltp {
+            kind,
+            tables: o.tables,
+            table_size: o.table_size,
+            range_size: o.range_size,
+            seed: o.seed,
+            pipeline: o.pipeline,
+            stmts: (1..=o.tables).map(table_stmts).collect(),
+        }
     }
 
     /// A table drawn uniformly (0-based).
@@ -74,7 +85,11 @@ impl Driver for Oltp {
         (1..=self.tables).map(|n| format!("sbtest{n}")).collect()
     }
 
-    fn prepare<'a>(&'a self, t: &'a DbTarget, progress: &'a Progress) -> BoxFuture<'a, Result<(), WorkloadError>> {
+    fn prepare<'a>(
+        &'a self,
+        t: &'a DbTarget,
+        progress: &'a Progress,
+    ) -> BoxFuture<'a, Result<(), WorkloadError>> {
         Box::pin(async move {
             progress.set_total(u64::from(self.tables) * self.table_size);
             let mut c = t.connect(true, std::time::Duration::from_secs(10)).await?;
@@ -110,7 +125,13 @@ impl Driver for Oltp {
 
     fn session(&self) -> SessionKind {
         // Writes need autocommit off under pipelining: see SessionKind.
-        SessionKind::Wire { pipeline: self.pipeline, autocommit: !matches!(self.kind, WorkloadKind::OltpReadWrite | WorkloadKind::OltpWriteOnly) }
+        SessionKind::Wire {
+            pipeline: self.pipeline,
+            autocommit: !matches!(
+                self.kind,
+                WorkloadKind::OltpReadWrite | WorkloadKind::OltpWriteOnly
+            ),
+        }
     }
 
     /// One sysbench event, on the worker's own thread (the client's I/O
@@ -129,8 +150,10 @@ impl Driver for Oltp {
                 c.finish()?;
                 return Ok(Event { queries: 1, kind: "point_select" });
             }
-            let reads = matches!(self.kind, WorkloadKind::OltpReadWrite | WorkloadKind::OltpReadOnly);
-            let writes = matches!(self.kind, WorkloadKind::OltpReadWrite | WorkloadKind::OltpWriteOnly);
+            let reads =
+                matches!(self.kind, WorkloadKind::OltpReadWrite | WorkloadKind::OltpReadOnly);
+            let writes =
+                matches!(self.kind, WorkloadKind::OltpReadWrite | WorkloadKind::OltpWriteOnly);
             let mut q = 2;
             c.query("BEGIN")?;
             if reads {

@@ -12,7 +12,10 @@ use mysql_async::{Conn, Row, Value};
 use serde::Serialize;
 
 use super::rand::{Rand, RandType};
-use super::{bulk_insert, date_value, days_from_civil, BoxFuture, Driver, Event, EventError, Options, Progress, Worker, WorkloadError};
+use super::{
+    bulk_insert, date_value, days_from_civil, BoxFuture, Driver, Event, EventError, Options,
+    Progress, Worker, WorkloadError,
+};
 use crate::db::DbTarget;
 
 const REGIONS: [&str; 5] = ["AFRICA", "AMERICA", "ASIA", "EUROPE", "MIDDLE EAST"];
@@ -44,30 +47,266 @@ const NATIONS: [(&str, u64); 25] = [
     ("UNITED STATES", 1),
 ];
 const COLORS: [&str; 92] = [
-    "almond", "antique", "aquamarine", "azure", "beige", "bisque", "black", "blanched", "blue", "blush", "brown", "burlywood", "burnished", "chartreuse", "chiffon", "chocolate", "coral", "cornflower",
-    "cornsilk", "cream", "cyan", "dark", "deep", "dim", "dodger", "drab", "firebrick", "floral", "forest", "frosted", "gainsboro", "ghost", "goldenrod", "green", "grey", "honeydew", "hot", "indian",
-    "ivory", "khaki", "lace", "lavender", "lawn", "lemon", "light", "lime", "linen", "magenta", "maroon", "medium", "metallic", "midnight", "mint", "misty", "moccasin", "navajo", "navy", "olive",
-    "orange", "orchid", "pale", "papaya", "peach", "peru", "pink", "plum", "powder", "puff", "purple", "red", "rose", "rosy", "royal", "saddle", "salmon", "sandy", "seashell", "sienna", "sky",
-    "slate", "smoke", "snow", "spring", "steel", "tan", "thistle", "tomato", "turquoise", "violet", "wheat", "white", "yellow",
+    "almond",
+    "antique",
+    "aquamarine",
+    "azure",
+    "beige",
+    "bisque",
+    "black",
+    "blanched",
+    "blue",
+    "blush",
+    "brown",
+    "burlywood",
+    "burnished",
+    "chartreuse",
+    "chiffon",
+    "chocolate",
+    "coral",
+    "cornflower",
+    "cornsilk",
+    "cream",
+    "cyan",
+    "dark",
+    "deep",
+    "dim",
+    "dodger",
+    "drab",
+    "firebrick",
+    "floral",
+    "forest",
+    "frosted",
+    "gainsboro",
+    "ghost",
+    "goldenrod",
+    "green",
+    "grey",
+    "honeydew",
+    "hot",
+    "indian",
+    "ivory",
+    "khaki",
+    "lace",
+    "lavender",
+    "lawn",
+    "lemon",
+    "light",
+    "lime",
+    "linen",
+    "magenta",
+    "maroon",
+    "medium",
+    "metallic",
+    "midnight",
+    "mint",
+    "misty",
+    "moccasin",
+    "navajo",
+    "navy",
+    "olive",
+    "orange",
+    "orchid",
+    "pale",
+    "papaya",
+    "peach",
+    "peru",
+    "pink",
+    "plum",
+    "powder",
+    "puff",
+    "purple",
+    "red",
+    "rose",
+    "rosy",
+    "royal",
+    "saddle",
+    "salmon",
+    "sandy",
+    "seashell",
+    "sienna",
+    "sky",
+    "slate",
+    "smoke",
+    "snow",
+    "spring",
+    "steel",
+    "tan",
+    "thistle",
+    "tomato",
+    "turquoise",
+    "violet",
+    "wheat",
+    "white",
+    "yellow",
 ];
 const NOUNS: [&str; 44] = [
-    "packages", "requests", "deposits", "foxes", "ideas", "theodolites", "pinto beans", "instructions", "dependencies", "excuses", "platelets", "asymptotes", "courts", "dolphins", "multipliers",
-    "sauternes", "warthogs", "frets", "dinos", "attainments", "somas", "Tiresias", "patterns", "forges", "braids", "frays", "warhorses", "dugouts", "notornis", "epitaphs", "pearls", "tithes", "waters",
-    "orbits", "gifts", "sheaves", "depths", "sentiments", "decoys", "realms", "pains", "grouches", "escapades", "hockey players",
+    "packages",
+    "requests",
+    "deposits",
+    "foxes",
+    "ideas",
+    "theodolites",
+    "pinto beans",
+    "instructions",
+    "dependencies",
+    "excuses",
+    "platelets",
+    "asymptotes",
+    "courts",
+    "dolphins",
+    "multipliers",
+    "sauternes",
+    "warthogs",
+    "frets",
+    "dinos",
+    "attainments",
+    "somas",
+    "Tiresias",
+    "patterns",
+    "forges",
+    "braids",
+    "frays",
+    "warhorses",
+    "dugouts",
+    "notornis",
+    "epitaphs",
+    "pearls",
+    "tithes",
+    "waters",
+    "orbits",
+    "gifts",
+    "sheaves",
+    "depths",
+    "sentiments",
+    "decoys",
+    "realms",
+    "pains",
+    "grouches",
+    "escapades",
+    "hockey players",
 ];
 const VERBS: [&str; 40] = [
-    "sleep", "wake", "are", "cajole", "haggle", "nag", "use", "boost", "affix", "detect", "integrate", "maintain", "nod", "was", "lose", "sublate", "solve", "thrash", "promise", "engage", "hinder",
-    "print", "x-ray", "breach", "eat", "grow", "impress", "mold", "poach", "serve", "run", "dazzle", "snooze", "doze", "unwind", "kindle", "play", "hang", "believe", "doubt",
+    "sleep",
+    "wake",
+    "are",
+    "cajole",
+    "haggle",
+    "nag",
+    "use",
+    "boost",
+    "affix",
+    "detect",
+    "integrate",
+    "maintain",
+    "nod",
+    "was",
+    "lose",
+    "sublate",
+    "solve",
+    "thrash",
+    "promise",
+    "engage",
+    "hinder",
+    "print",
+    "x-ray",
+    "breach",
+    "eat",
+    "grow",
+    "impress",
+    "mold",
+    "poach",
+    "serve",
+    "run",
+    "dazzle",
+    "snooze",
+    "doze",
+    "unwind",
+    "kindle",
+    "play",
+    "hang",
+    "believe",
+    "doubt",
 ];
 const ADJECTIVES: [&str; 29] = [
-    "special", "pending", "unusual", "express", "furious", "sly", "careful", "blithe", "quick", "fluffy", "slow", "quiet", "ruthless", "thin", "close", "dogged", "daring", "brave", "stealthy",
-    "permanent", "enticing", "idle", "busy", "regular", "final", "ironic", "even", "bold", "silent",
+    "special",
+    "pending",
+    "unusual",
+    "express",
+    "furious",
+    "sly",
+    "careful",
+    "blithe",
+    "quick",
+    "fluffy",
+    "slow",
+    "quiet",
+    "ruthless",
+    "thin",
+    "close",
+    "dogged",
+    "daring",
+    "brave",
+    "stealthy",
+    "permanent",
+    "enticing",
+    "idle",
+    "busy",
+    "regular",
+    "final",
+    "ironic",
+    "even",
+    "bold",
+    "silent",
 ];
 const ADVERBS: [&str; 28] = [
-    "sometimes", "always", "never", "furiously", "slyly", "carefully", "blithely", "quickly", "fluffily", "slowly", "quietly", "ruthlessly", "thinly", "closely", "doggedly", "daringly", "bravely",
-    "stealthily", "permanently", "enticingly", "idly", "busily", "regularly", "finally", "ironically", "evenly", "boldly", "silently",
+    "sometimes",
+    "always",
+    "never",
+    "furiously",
+    "slyly",
+    "carefully",
+    "blithely",
+    "quickly",
+    "fluffily",
+    "slowly",
+    "quietly",
+    "ruthlessly",
+    "thinly",
+    "closely",
+    "doggedly",
+    "daringly",
+    "bravely",
+    "stealthily",
+    "permanently",
+    "enticingly",
+    "idly",
+    "busily",
+    "regularly",
+    "finally",
+    "ironically",
+    "evenly",
+    "boldly",
+    "silently",
 ];
-const PREPOSITIONS: [&str; 16] = ["about", "above", "according to", "across", "after", "against", "along", "among", "around", "at", "before", "beneath", "beyond", "during", "from", "upon"];
+const PREPOSITIONS: [&str; 16] = [
+    "about",
+    "above",
+    "according to",
+    "across",
+    "after",
+    "against",
+    "along",
+    "among",
+    "around",
+    "at",
+    "before",
+    "beneath",
+    "beyond",
+    "during",
+    "from",
+    "upon",
+];
 const TERMINATORS: [&str; 6] = [".", ";", ":", "?", "!", "--"];
 const SEGMENTS: [&str; 5] = ["AUTOMOBILE", "BUILDING", "FURNITURE", "MACHINERY", "HOUSEHOLD"];
 const PRIORITIES: [&str; 5] = ["1-URGENT", "2-HIGH", "3-MEDIUM", "4-NOT SPECIFIED", "5-LOW"];
@@ -79,7 +318,8 @@ const TYPE_3: [&str; 5] = ["TIN", "NICKEL", "BRASS", "STEEL", "COPPER"];
 const CONTAINER_1: [&str; 5] = ["SM", "LG", "MED", "JUMBO", "WRAP"];
 const CONTAINER_2: [&str; 8] = ["CASE", "BOX", "BAG", "JAR", "PKG", "PACK", "CAN", "DRUM"];
 
-pub const TABLES: [&str; 8] = ["region", "nation", "supplier", "part", "partsupp", "customer", "orders", "lineitem"];
+pub const TABLES: [&str; 8] =
+    ["region", "nation", "supplier", "part", "partsupp", "customer", "orders", "lineitem"];
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE region (r_regionkey INT NOT NULL, r_name CHAR(25) NOT NULL, r_comment VARCHAR(152), PRIMARY KEY (r_regionkey))",
@@ -104,20 +344,27 @@ pub struct Counts {
 impl Counts {
     pub fn at(sf: f64) -> Counts {
         let n = |base: f64| ((base * sf).round() as u64).max(1);
-        Counts { suppliers: n(10_000.0), parts: n(200_000.0), customers: n(150_000.0), orders: n(1_500_000.0) }
+        Counts {
+            suppliers: n(10_000.0),
+            parts: n(200_000.0),
+            customers: n(150_000.0),
+            orders: n(1_500_000.0),
+        }
     }
 }
 
 /// Text in the style of dbgen's grammar, cut to a length in `min..=max`.
 fn text(r: &mut Rand, min: usize, max: usize) -> String {
-    let pick = |r: &mut Rand, list: &[&'static str]| list[r.uniform(0, list.len() as u64 - 1) as usize];
+    let pick =
+        |r: &mut Rand, list: &[&'static str]| list[r.uniform(0, list.len() as u64 - 1) as usize];
     let want = r.uniform(min as u64, max as u64) as usize;
     let mut s = String::new();
     while s.len() < want {
         if !s.is_empty() {
             s.push(' ');
         }
-        let mut words = vec![pick(r, &ADJECTIVES), pick(r, &NOUNS), pick(r, &ADVERBS), pick(r, &VERBS)];
+        let mut words =
+            vec![pick(r, &ADJECTIVES), pick(r, &NOUNS), pick(r, &ADVERBS), pick(r, &VERBS)];
         if r.uniform(0, 1) == 1 {
             words.extend([pick(r, &PREPOSITIONS), "the", pick(r, &ADJECTIVES), pick(r, &NOUNS)]);
         }
@@ -133,7 +380,13 @@ fn text(r: &mut Rand, min: usize, max: usize) -> String {
 }
 
 fn phone(r: &mut Rand, nation: u64) -> String {
-    format!("{:02}-{:03}-{:03}-{:04}", nation + 10, r.uniform(100, 999), r.uniform(100, 999), r.uniform(1000, 9999))
+    format!(
+        "{:02}-{:03}-{:03}-{:04}",
+        nation + 10,
+        r.uniform(100, 999),
+        r.uniform(100, 999),
+        r.uniform(1000, 9999)
+    )
 }
 
 fn address(r: &mut Rand) -> String {
@@ -178,11 +431,34 @@ impl Tpch {
         let end = days_from_civil(1998, 12, 31);
         const B: usize = 500;
 
-        let regions: Vec<Vec<Value>> = REGIONS.iter().enumerate().map(|(i, name)| vec![Value::UInt(i as u64), Value::from(*name), Value::from(text(r, 31, 115))]).collect();
+        let regions: Vec<Vec<Value>> = REGIONS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                vec![Value::UInt(i as u64), Value::from(*name), Value::from(text(r, 31, 115))]
+            })
+            .collect();
         bulk_insert(c, "region", &["r_regionkey", "r_name", "r_comment"], &regions, B).await?;
-        let nations: Vec<Vec<Value>> =
-            NATIONS.iter().enumerate().map(|(i, (name, reg))| vec![Value::UInt(i as u64), Value::from(*name), Value::UInt(*reg), Value::from(text(r, 31, 114))]).collect();
-        bulk_insert(c, "nation", &["n_nationkey", "n_name", "n_regionkey", "n_comment"], &nations, B).await?;
+        let nations: Vec<Vec<Value>> = NATIONS
+            .iter()
+            .enumerate()
+            .map(|(i, (name, reg))| {
+                vec![
+                    Value::UInt(i as u64),
+                    Value::from(*name),
+                    Value::UInt(*reg),
+                    Value::from(text(r, 31, 114)),
+                ]
+            })
+            .collect();
+        bulk_insert(
+            c,
+            "nation",
+            &["n_nationkey", "n_name", "n_regionkey", "n_comment"],
+            &nations,
+            B,
+        )
+        .await?;
 
         // Suppliers; a few comments carry the "Customer ... Complaints/Recommends" Q16 looks for.
         let special = ((n.suppliers as f64 * 5.0 / 10_000.0).round() as u64).max(1);
@@ -204,7 +480,22 @@ impl Tpch {
                 Value::from(comment),
             ]);
         }
-        bulk_insert(c, "supplier", &["s_suppkey", "s_name", "s_address", "s_nationkey", "s_phone", "s_acctbal", "s_comment"], &rows, B).await?;
+        bulk_insert(
+            c,
+            "supplier",
+            &[
+                "s_suppkey",
+                "s_name",
+                "s_address",
+                "s_nationkey",
+                "s_phone",
+                "s_acctbal",
+                "s_comment",
+            ],
+            &rows,
+            B,
+        )
+        .await?;
         p.add(n.suppliers);
 
         // Parts and their four suppliers each.
@@ -218,8 +509,17 @@ impl Tpch {
                 }
             }
             let m = r.uniform(1, 5);
-            let ty = format!("{} {} {}", TYPE_1[r.uniform(0, 5) as usize], TYPE_2[r.uniform(0, 4) as usize], TYPE_3[r.uniform(0, 4) as usize]);
-            let container = format!("{} {}", CONTAINER_1[r.uniform(0, 4) as usize], CONTAINER_2[r.uniform(0, 7) as usize]);
+            let ty = format!(
+                "{} {} {}",
+                TYPE_1[r.uniform(0, 5) as usize],
+                TYPE_2[r.uniform(0, 4) as usize],
+                TYPE_3[r.uniform(0, 4) as usize]
+            );
+            let container = format!(
+                "{} {}",
+                CONTAINER_1[r.uniform(0, 4) as usize],
+                CONTAINER_2[r.uniform(0, 7) as usize]
+            );
             parts.push(vec![
                 Value::UInt(k),
                 Value::from(words.join(" ")),
@@ -232,11 +532,41 @@ impl Tpch {
                 Value::from(text(r, 5, 22)),
             ]);
             for i in 0..4 {
-                ps.push(vec![Value::UInt(k), Value::UInt(part_supplier(k, i, n.suppliers)), Value::UInt(r.uniform(1, 9999)), cents(r.uniform(100, 100_000)), Value::from(text(r, 49, 198))]);
+                ps.push(vec![
+                    Value::UInt(k),
+                    Value::UInt(part_supplier(k, i, n.suppliers)),
+                    Value::UInt(r.uniform(1, 9999)),
+                    cents(r.uniform(100, 100_000)),
+                    Value::from(text(r, 49, 198)),
+                ]);
             }
             if parts.len() == B || k == n.parts {
-                bulk_insert(c, "part", &["p_partkey", "p_name", "p_mfgr", "p_brand", "p_type", "p_size", "p_container", "p_retailprice", "p_comment"], &parts, B).await?;
-                bulk_insert(c, "partsupp", &["ps_partkey", "ps_suppkey", "ps_availqty", "ps_supplycost", "ps_comment"], &ps, B).await?;
+                bulk_insert(
+                    c,
+                    "part",
+                    &[
+                        "p_partkey",
+                        "p_name",
+                        "p_mfgr",
+                        "p_brand",
+                        "p_type",
+                        "p_size",
+                        "p_container",
+                        "p_retailprice",
+                        "p_comment",
+                    ],
+                    &parts,
+                    B,
+                )
+                .await?;
+                bulk_insert(
+                    c,
+                    "partsupp",
+                    &["ps_partkey", "ps_suppkey", "ps_availqty", "ps_supplycost", "ps_comment"],
+                    &ps,
+                    B,
+                )
+                .await?;
                 p.add(parts.len() as u64);
                 parts.clear();
                 ps.clear();
@@ -257,7 +587,23 @@ impl Tpch {
                 Value::from(text(r, 29, 116)),
             ]);
             if rows.len() == B || k == n.customers {
-                bulk_insert(c, "customer", &["c_custkey", "c_name", "c_address", "c_nationkey", "c_phone", "c_acctbal", "c_mktsegment", "c_comment"], &rows, B).await?;
+                bulk_insert(
+                    c,
+                    "customer",
+                    &[
+                        "c_custkey",
+                        "c_name",
+                        "c_address",
+                        "c_nationkey",
+                        "c_phone",
+                        "c_acctbal",
+                        "c_mktsegment",
+                        "c_comment",
+                    ],
+                    &rows,
+                    B,
+                )
+                .await?;
                 p.add(rows.len() as u64);
                 rows.clear();
             }
@@ -285,7 +631,15 @@ impl Tpch {
                 let ship = odate + r.uniform(1, 121) as i64;
                 let commit = odate + r.uniform(30, 90) as i64;
                 let receipt = ship + r.uniform(1, 30) as i64;
-                let flag = if receipt <= current { if r.uniform(0, 1) == 0 { "R" } else { "A" } } else { "N" };
+                let flag = if receipt <= current {
+                    if r.uniform(0, 1) == 0 {
+                        "R"
+                    } else {
+                        "A"
+                    }
+                } else {
+                    "N"
+                };
                 let status = if ship > current { "O" } else { "F" };
                 if status == "F" {
                     f += 1;
@@ -312,7 +666,13 @@ impl Tpch {
                     Value::from(text(r, 10, 43)),
                 ]);
             }
-            let status = if o == 0 { "F" } else if f == 0 { "O" } else { "P" };
+            let status = if o == 0 {
+                "F"
+            } else if f == 0 {
+                "O"
+            } else {
+                "P"
+            };
             orders.push(vec![
                 Value::UInt(key),
                 Value::UInt(cust),
@@ -325,13 +685,44 @@ impl Tpch {
                 Value::from(text(r, 19, 78)),
             ]);
             if orders.len() == B || i == n.orders {
-                bulk_insert(c, "orders", &["o_orderkey", "o_custkey", "o_orderstatus", "o_totalprice", "o_orderdate", "o_orderpriority", "o_clerk", "o_shippriority", "o_comment"], &orders, B).await?;
+                bulk_insert(
+                    c,
+                    "orders",
+                    &[
+                        "o_orderkey",
+                        "o_custkey",
+                        "o_orderstatus",
+                        "o_totalprice",
+                        "o_orderdate",
+                        "o_orderpriority",
+                        "o_clerk",
+                        "o_shippriority",
+                        "o_comment",
+                    ],
+                    &orders,
+                    B,
+                )
+                .await?;
                 bulk_insert(
                     c,
                     "lineitem",
                     &[
-                        "l_orderkey", "l_partkey", "l_suppkey", "l_linenumber", "l_quantity", "l_extendedprice", "l_discount", "l_tax", "l_returnflag", "l_linestatus", "l_shipdate", "l_commitdate",
-                        "l_receiptdate", "l_shipinstruct", "l_shipmode", "l_comment",
+                        "l_orderkey",
+                        "l_partkey",
+                        "l_suppkey",
+                        "l_linenumber",
+                        "l_quantity",
+                        "l_extendedprice",
+                        "l_discount",
+                        "l_tax",
+                        "l_returnflag",
+                        "l_linestatus",
+                        "l_shipdate",
+                        "l_commitdate",
+                        "l_receiptdate",
+                        "l_shipinstruct",
+                        "l_shipmode",
+                        "l_comment",
                     ],
                     &lines,
                     B,
@@ -376,14 +767,21 @@ pub fn queries(sf: f64) -> Vec<String> {
     ]
 }
 
-const QUERY_NAMES: [&str; 22] = ["q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q9", "q10", "q11", "q12", "q13", "q14", "q15", "q16", "q17", "q18", "q19", "q20", "q21", "q22"];
+const QUERY_NAMES: [&str; 22] = [
+    "q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q9", "q10", "q11", "q12", "q13", "q14", "q15",
+    "q16", "q17", "q18", "q19", "q20", "q21", "q22",
+];
 
 impl Driver for Tpch {
     fn tables(&self) -> Vec<String> {
         TABLES.iter().map(|t| (*t).to_owned()).collect()
     }
 
-    fn prepare<'a>(&'a self, t: &'a DbTarget, p: &'a Progress) -> BoxFuture<'a, Result<(), WorkloadError>> {
+    fn prepare<'a>(
+        &'a self,
+        t: &'a DbTarget,
+        p: &'a Progress,
+    ) -> BoxFuture<'a, Result<(), WorkloadError>> {
         Box::pin(async move {
             let n = Counts::at(self.sf);
             p.set_total(n.suppliers + n.parts + n.customers + n.orders);
@@ -445,16 +843,23 @@ mod tests {
 
     #[test]
     fn keys_prices_and_suppliers_follow_the_specification() {
-        assert_eq!((1..=10).map(order_key).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6, 7, 8, 33, 34]);
+        assert_eq!(
+            (1..=10).map(order_key).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 33, 34]
+        );
         assert_eq!(retail_cents(1), 90_100);
         assert_eq!(retail_cents(1000), 90_100);
         // The four suppliers of a part are distinct and in range.
         for part in 1..=2000 {
-            let s: std::collections::BTreeSet<u64> = (0..4).map(|i| part_supplier(part, i, 100)).collect();
+            let s: std::collections::BTreeSet<u64> =
+                (0..4).map(|i| part_supplier(part, i, 100)).collect();
             assert_eq!(s.len(), 4, "part {part}");
             assert!(s.iter().all(|v| (1..=100).contains(v)));
         }
-        assert_eq!(Counts::at(0.01), Counts { suppliers: 100, parts: 2000, customers: 1500, orders: 15_000 });
+        assert_eq!(
+            Counts::at(0.01),
+            Counts { suppliers: 100, parts: 2000, customers: 1500, orders: 15_000 }
+        );
     }
 
     #[test]

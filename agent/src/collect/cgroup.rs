@@ -84,13 +84,20 @@ impl Cgroup {
         let rel = |f: &str| format!("{}/{f}", self.path);
         let cpu = read(root, &rel("cpu.stat"))?;
         let cpu = parse_kv(&cpu);
-        let pairs = [("usage_usec", "cg.cpu_usage"), ("user_usec", "cg.cpu_user"), ("system_usec", "cg.cpu_system"), ("throttled_usec", "cg.cpu_throttled_time")];
+        let pairs = [
+            ("usage_usec", "cg.cpu_usage"),
+            ("user_usec", "cg.cpu_user"),
+            ("system_usec", "cg.cpu_system"),
+            ("throttled_usec", "cg.cpu_throttled_time"),
+        ];
         for (k, name) in pairs {
             if let Some(v) = cpu.get(k) {
                 sink.counter(name, "seconds", v / 1e6);
             }
         }
-        for (k, name) in [("nr_periods", "cg.cpu_periods"), ("nr_throttled", "cg.cpu_throttled_periods")] {
+        for (k, name) in
+            [("nr_periods", "cg.cpu_periods"), ("nr_throttled", "cg.cpu_throttled_periods")]
+        {
             if let Some(v) = cpu.get(k) {
                 sink.counter(name, "count", *v);
             }
@@ -115,7 +122,12 @@ impl Cgroup {
         }
         if let Ok(text) = read(root, &rel("io.stat")) {
             let io = parse_io_stat(&text);
-            for (k, name, unit) in [("rbytes", "cg.io_read_bytes", "bytes"), ("wbytes", "cg.io_write_bytes", "bytes"), ("rios", "cg.io_reads", "ops"), ("wios", "cg.io_writes", "ops")] {
+            for (k, name, unit) in [
+                ("rbytes", "cg.io_read_bytes", "bytes"),
+                ("wbytes", "cg.io_write_bytes", "bytes"),
+                ("rios", "cg.io_reads", "ops"),
+                ("wios", "cg.io_writes", "ops"),
+            ] {
                 sink.counter(name, unit, io.get(k).copied().unwrap_or(0.0));
             }
         }
@@ -123,9 +135,14 @@ impl Cgroup {
     }
 
     fn v1(&self, root: &Path, sink: &mut Sink) -> Result<(), CollectError> {
-        let acct = self.dir(root, &["cpuacct", "cpu,cpuacct", "cpuacct,cpu"]).ok_or_else(|| CollectError::parse(&root.join("cpuacct").join(&self.path), "no such cgroup"))?;
+        let acct = self.dir(root, &["cpuacct", "cpu,cpuacct", "cpuacct,cpu"]).ok_or_else(|| {
+            CollectError::parse(&root.join("cpuacct").join(&self.path), "no such cgroup")
+        })?;
         let usage = read(&acct, "cpuacct.usage")?;
-        let usage: f64 = usage.trim().parse().map_err(|_| CollectError::parse(&acct.join("cpuacct.usage"), "not a number"))?;
+        let usage: f64 = usage
+            .trim()
+            .parse()
+            .map_err(|_| CollectError::parse(&acct.join("cpuacct.usage"), "not a number"))?;
         sink.counter("cg.cpu_usage", "seconds", usage / 1e9);
         if let Ok(text) = read(&acct, "cpuacct.stat") {
             let s = parse_kv(&text);
@@ -191,7 +208,9 @@ impl Collector for Cgroup {
         match detect_version(&roots.cgroup) {
             CgroupVersion::V2 => self.v2(&roots.cgroup, sink),
             CgroupVersion::V1 | CgroupVersion::Hybrid => self.v1(&roots.cgroup, sink),
-            CgroupVersion::None => Err(CollectError::parse(&roots.cgroup, "no cgroup hierarchy mounted here")),
+            CgroupVersion::None => {
+                Err(CollectError::parse(&roots.cgroup, "no cgroup hierarchy mounted here"))
+            }
         }
     }
 }

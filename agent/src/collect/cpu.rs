@@ -25,7 +25,11 @@ pub(crate) fn parse_stat(text: &str) -> Result<Stat, String> {
         let mut f = line.split_ascii_whitespace();
         let Some(key) = f.next() else { continue };
         if let Some(core) = key.strip_prefix("cpu") {
-            let id = if core.is_empty() { None } else { Some(core.parse::<u32>().map_err(|_| format!("bad cpu line {key:?}"))?) };
+            let id = if core.is_empty() {
+                None
+            } else {
+                Some(core.parse::<u32>().map_err(|_| format!("bad cpu line {key:?}"))?)
+            };
             let mut t = [0.0; 8];
             for (i, slot) in t.iter_mut().enumerate() {
                 // Old kernels have fewer columns; missing ones are zero.
@@ -62,7 +66,8 @@ impl Collector for Cpu {
     }
 
     fn collect(&mut self, roots: &Roots, sink: &mut Sink) -> Result<(), CollectError> {
-        let stat = parse_stat(&read(&roots.proc, "stat")?).map_err(|e| CollectError::parse(&roots.proc.join("stat"), e))?;
+        let stat = parse_stat(&read(&roots.proc, "stat")?)
+            .map_err(|e| CollectError::parse(&roots.proc.join("stat"), e))?;
         let hz = user_hz();
         for (id, times) in &stat.cpus {
             for (mode, ticks) in MODES.iter().zip(times) {
@@ -75,7 +80,11 @@ impl Collector for Cpu {
         }
         let cores = stat.cpus.iter().filter(|c| c.0.is_some()).count();
         sink.gauge("cpu.cores", "count", cores as f64);
-        let pairs = [("cpu.context_switches", stat.ctxt), ("cpu.interrupts", stat.intr), ("proc.forks", stat.forks)];
+        let pairs = [
+            ("cpu.context_switches", stat.ctxt),
+            ("cpu.interrupts", stat.intr),
+            ("proc.forks", stat.forks),
+        ];
         for (name, v) in pairs {
             if let Some(v) = v {
                 sink.counter(name, "count", v);

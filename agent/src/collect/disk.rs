@@ -67,9 +67,12 @@ impl Collector for Disk {
     }
 
     fn collect(&mut self, roots: &Roots, sink: &mut Sink) -> Result<(), CollectError> {
-        let stats = parse_diskstats(&read(&roots.proc, "diskstats")?).map_err(|e| CollectError::parse(&roots.proc.join("diskstats"), e))?;
+        let stats = parse_diskstats(&read(&roots.proc, "diskstats")?)
+            .map_err(|e| CollectError::parse(&roots.proc.join("diskstats"), e))?;
         for d in stats {
-            if self.exclude.iter().any(|p| d.name.starts_with(p.as_str())) || !roots.sys.join("block").join(&d.name).exists() {
+            if self.exclude.iter().any(|p| d.name.starts_with(p.as_str()))
+                || !roots.sys.join("block").join(&d.name).exists()
+            {
                 continue;
             }
             let dev = sanitize_label(&d.name);
@@ -80,7 +83,11 @@ impl Collector for Disk {
             sink.counter(&format!("disk.read_time:{dev}"), "seconds", d.read_ms / 1000.0);
             sink.counter(&format!("disk.write_time:{dev}"), "seconds", d.write_ms / 1000.0);
             sink.counter(&format!("disk.io_time:{dev}"), "seconds", d.io_ms / 1000.0);
-            sink.counter(&format!("disk.weighted_io_time:{dev}"), "seconds", d.weighted_ms / 1000.0);
+            sink.counter(
+                &format!("disk.weighted_io_time:{dev}"),
+                "seconds",
+                d.weighted_ms / 1000.0,
+            );
             sink.gauge(&format!("disk.in_flight:{dev}"), "ops", d.in_flight);
         }
         Ok(())

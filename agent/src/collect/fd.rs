@@ -19,7 +19,8 @@ impl Collector for Fd {
     }
 
     fn collect(&mut self, roots: &Roots, sink: &mut Sink) -> Result<(), CollectError> {
-        let (alloc, max) = parse_file_nr(&read(&roots.proc, "sys/fs/file-nr")?).map_err(|e| CollectError::parse(&roots.proc.join("sys/fs/file-nr"), e))?;
+        let (alloc, max) = parse_file_nr(&read(&roots.proc, "sys/fs/file-nr")?)
+            .map_err(|e| CollectError::parse(&roots.proc.join("sys/fs/file-nr"), e))?;
         sink.gauge("fd.allocated", "count", alloc);
         sink.gauge("fd.max", "count", max);
         Ok(())

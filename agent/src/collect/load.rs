@@ -27,7 +27,8 @@ impl Collector for Load {
     }
 
     fn collect(&mut self, roots: &Roots, sink: &mut Sink) -> Result<(), CollectError> {
-        let l = parse_loadavg(&read(&roots.proc, "loadavg")?).map_err(|e| CollectError::parse(&roots.proc.join("loadavg"), e))?;
+        let l = parse_loadavg(&read(&roots.proc, "loadavg")?)
+            .map_err(|e| CollectError::parse(&roots.proc.join("loadavg"), e))?;
         sink.gauge("load.avg1", "tasks", l.avg[0]);
         sink.gauge("load.avg5", "tasks", l.avg[1]);
         sink.gauge("load.avg15", "tasks", l.avg[2]);

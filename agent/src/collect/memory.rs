@@ -29,7 +29,11 @@ pub(crate) fn parse_meminfo(text: &str) -> Result<Vec<(String, f64)>, String> {
     for line in text.lines() {
         let Some((k, rest)) = line.split_once(':') else { continue };
         let mut f = rest.split_ascii_whitespace();
-        let v: f64 = f.next().ok_or_else(|| format!("{k}: no value"))?.parse().map_err(|_| format!("{k}: bad value"))?;
+        let v: f64 = f
+            .next()
+            .ok_or_else(|| format!("{k}: no value"))?
+            .parse()
+            .map_err(|_| format!("{k}: bad value"))?;
         let v = if f.next() == Some("kB") { v * 1024.0 } else { v };
         out.push((k.trim().to_owned(), v));
     }
@@ -47,7 +51,8 @@ impl Collector for Memory {
     }
 
     fn collect(&mut self, roots: &Roots, sink: &mut Sink) -> Result<(), CollectError> {
-        let fields = parse_meminfo(&read(&roots.proc, "meminfo")?).map_err(|e| CollectError::parse(&roots.proc.join("meminfo"), e))?;
+        let fields = parse_meminfo(&read(&roots.proc, "meminfo")?)
+            .map_err(|e| CollectError::parse(&roots.proc.join("meminfo"), e))?;
         for (k, v) in fields {
             if let Some((_, name)) = KEYS.iter().find(|(key, _)| *key == k) {
                 let unit = if k.starts_with("HugePages") { "count" } else { "bytes" };

@@ -38,7 +38,11 @@ pub struct Roots {
 
 impl Default for Roots {
     fn default() -> Self {
-        Roots { proc: PathBuf::from("/proc"), sys: PathBuf::from("/sys"), cgroup: PathBuf::from("/sys/fs/cgroup") }
+        Roots {
+            proc: PathBuf::from("/proc"),
+            sys: PathBuf::from("/sys"),
+            cgroup: PathBuf::from("/sys/fs/cgroup"),
+        }
     }
 }
 
@@ -83,7 +87,11 @@ impl Default for CollectConfig {
 
 impl CollectConfig {
     pub fn roots(&self) -> Roots {
-        Roots { proc: self.procfs_root.clone(), sys: self.sysfs_root.clone(), cgroup: self.cgroup_root.clone() }
+        Roots {
+            proc: self.procfs_root.clone(),
+            sys: self.sysfs_root.clone(),
+            cgroup: self.cgroup_root.clone(),
+        }
     }
 }
 
@@ -166,7 +174,11 @@ impl Sink {
                     }
                     return;
                 }
-                self.catalog.push(MetricDesc { name: name.to_owned(), kind, unit: unit.to_owned() });
+                self.catalog.push(MetricDesc {
+                    name: name.to_owned(),
+                    kind,
+                    unit: unit.to_owned(),
+                });
                 self.index.insert(name.to_owned(), self.catalog.len() - 1);
                 self.values.push(f64::NAN);
                 self.catalog.len() - 1
@@ -229,7 +241,10 @@ pub struct Stats {
 
 impl Collectors {
     pub fn new(cfg: &CollectConfig) -> Self {
-        Collectors { roots: cfg.roots(), list: registry(cfg).into_iter().map(|c| (c, Stats::default())).collect() }
+        Collectors {
+            roots: cfg.roots(),
+            list: registry(cfg).into_iter().map(|c| (c, Stats::default())).collect(),
+        }
     }
 
     /// Runs all collectors into `sink`. A failing collector is counted and
@@ -248,8 +263,16 @@ impl Collectors {
                     tracing::warn!(collector = c.name(), %error, failures = stats.failures, "collect failed");
                 }
             }
-            sink.counter(&format!("agent.collector_seconds:{}", c.name()), "seconds", stats.seconds);
-            sink.counter(&format!("agent.collector_failures:{}", c.name()), "count", stats.failures as f64);
+            sink.counter(
+                &format!("agent.collector_seconds:{}", c.name()),
+                "seconds",
+                stats.seconds,
+            );
+            sink.counter(
+                &format!("agent.collector_failures:{}", c.name()),
+                "count",
+                stats.failures as f64,
+            );
         }
     }
 
@@ -263,7 +286,11 @@ pub(crate) mod fixture {
     use std::path::PathBuf;
 
     pub(crate) fn dir() -> PathBuf {
-        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())).join("fixtures/host1")
+        PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("fixtures/host1")
     }
 
     pub(crate) fn text(rel: &str) -> String {
@@ -271,7 +298,11 @@ pub(crate) mod fixture {
     }
 
     pub(crate) fn roots() -> super::Roots {
-        super::Roots { proc: dir().join("proc"), sys: dir().join("sys"), cgroup: dir().join("cgroup-v1") }
+        super::Roots {
+            proc: dir().join("proc"),
+            sys: dir().join("sys"),
+            cgroup: dir().join("cgroup-v1"),
+        }
     }
 }
 
@@ -296,7 +327,11 @@ mod tests {
 
     #[test]
     fn a_failing_collector_is_counted_and_the_rest_still_run() {
-        let mut cfg = CollectConfig { procfs_root: fixture::dir().join("proc"), sysfs_root: fixture::dir().join("sys"), ..CollectConfig::default() };
+        let mut cfg = CollectConfig {
+            procfs_root: fixture::dir().join("proc"),
+            sysfs_root: fixture::dir().join("sys"),
+            ..CollectConfig::default()
+        };
         cfg.cgroup_path = Some("does/not/exist".into());
         cfg.cgroup_root = fixture::dir().join("cgroup-v1");
         let mut c = Collectors::new(&cfg);

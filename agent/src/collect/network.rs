@@ -49,7 +49,8 @@ impl Collector for Network {
     }
 
     fn collect(&mut self, roots: &Roots, sink: &mut Sink) -> Result<(), CollectError> {
-        let devs = parse_net_dev(&read(&roots.proc, "net/dev")?).map_err(|e| CollectError::parse(&roots.proc.join("net/dev"), e))?;
+        let devs = parse_net_dev(&read(&roots.proc, "net/dev")?)
+            .map_err(|e| CollectError::parse(&roots.proc.join("net/dev"), e))?;
         for (name, v) in devs {
             if self.exclude.iter().any(|p| name.starts_with(p.as_str())) {
                 continue;
@@ -72,7 +73,10 @@ mod tests {
     fn parses_fixture_net_dev() {
         let d = parse_net_dev(&fixture::text("proc/net/dev")).unwrap();
         let eth0 = &d.iter().find(|(n, _)| n == "eth0").unwrap().1;
-        assert_eq!((eth0[0], eth0[1], eth0[8], eth0[9]), (114_719_484.0, 5268.0, 319_167.0, 3475.0));
+        assert_eq!(
+            (eth0[0], eth0[1], eth0[8], eth0[9]),
+            (114_719_484.0, 5268.0, 319_167.0, 3475.0)
+        );
         assert!(parse_net_dev("h\nh\n eth0: 1 2 3\n").is_err());
     }
 

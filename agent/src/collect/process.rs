@@ -33,7 +33,8 @@ pub(crate) fn parse_pid_stat(text: &str) -> Result<PidStat, String> {
     }
     let f: Vec<&str> = text[close + 1..].split_ascii_whitespace().collect();
     // f[0] is field 3 (state); field n is f[n - 3].
-    let get = |n: usize| f.get(n - 3).and_then(|s| num(s)).ok_or_else(|| format!("missing field {n}"));
+    let get =
+        |n: usize| f.get(n - 3).and_then(|s| num(s)).ok_or_else(|| format!("missing field {n}"));
     Ok(PidStat {
         comm: text[open + 1..close].to_owned(),
         minflt: get(10)?,
@@ -70,14 +71,19 @@ impl Process {
     fn find(&mut self, roots: &Roots) -> Result<(), CollectError> {
         if let Some(pf) = &self.pid_file {
             self.pids.clear();
-            let text = std::fs::read_to_string(pf).map_err(|error| CollectError::Io { path: pf.clone(), error })?;
+            let text = std::fs::read_to_string(pf)
+                .map_err(|error| CollectError::Io { path: pf.clone(), error })?;
             let pid: u32 = text.trim().parse().map_err(|_| CollectError::parse(pf, "not a pid"))?;
             if let Some(s) = Self::stat(roots, pid) {
                 self.pids.push((pid, s.starttime));
             }
             return Ok(());
         }
-        let alive = !self.pids.is_empty() && self.pids.iter().all(|&(pid, start)| Self::stat(roots, pid).is_some_and(|s| s.starttime == start));
+        let alive = !self.pids.is_empty()
+            && self
+                .pids
+                .iter()
+                .all(|&(pid, start)| Self::stat(roots, pid).is_some_and(|s| s.starttime == start));
         if alive && self.scanned.is_some_and(|t| t.elapsed() < RESCAN) {
             return Ok(());
         }
@@ -87,9 +93,12 @@ impl Process {
         }
         self.pids.clear();
         self.scanned = Some(Instant::now());
-        let dir = std::fs::read_dir(&roots.proc).map_err(|error| CollectError::Io { path: roots.proc.clone(), error })?;
+        let dir = std::fs::read_dir(&roots.proc)
+            .map_err(|error| CollectError::Io { path: roots.proc.clone(), error })?;
         for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
             let Ok(comm) = read(&roots.proc, &format!("{pid}/comm")) else { continue };
             if self.names.iter().any(|n| n == comm.trim()) {
                 if let Some(s) = Self::stat(roots, pid) {

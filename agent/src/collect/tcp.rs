@@ -48,20 +48,41 @@ const NETSTAT: [(&str, &str); 6] = [
 ];
 
 /// Socket states in /proc/net/tcp's hex `st` column order (1..=11).
-const STATES: [&str; 11] = ["established", "syn_sent", "syn_recv", "fin_wait1", "fin_wait2", "time_wait", "close", "close_wait", "last_ack", "listen", "closing"];
+const STATES: [&str; 11] = [
+    "established",
+    "syn_sent",
+    "syn_recv",
+    "fin_wait1",
+    "fin_wait2",
+    "time_wait",
+    "close",
+    "close_wait",
+    "last_ack",
+    "listen",
+    "closing",
+];
 
 /// Header/value line pairs (`Tcp: A B` / `Tcp: 1 2`) of /proc/net/snmp and
 /// /proc/net/netstat, for one prefix.
 pub(crate) fn parse_pairs(text: &str, prefix: &str) -> Result<HashMap<String, f64>, String> {
     let mut lines = text.lines().filter(|l| l.starts_with(prefix));
-    let (Some(head), Some(vals)) = (lines.next(), lines.next()) else { return Err(format!("no {prefix} lines")) };
+    let (Some(head), Some(vals)) = (lines.next(), lines.next()) else {
+        return Err(format!("no {prefix} lines"));
+    };
     let h: Vec<&str> = head.split_ascii_whitespace().skip(1).collect();
     let v: Vec<&str> = vals.split_ascii_whitespace().skip(1).collect();
     if h.len() != v.len() {
         return Err(format!("{prefix} header has {} fields, values {}", h.len(), v.len()));
     }
     // Values can be negative (MaxConn = -1).
-    h.iter().zip(v).map(|(k, x)| x.parse::<f64>().map(|x| ((*k).to_owned(), x)).map_err(|_| format!("{prefix} {k}: bad value {x:?}"))).collect()
+    h.iter()
+        .zip(v)
+        .map(|(k, x)| {
+            x.parse::<f64>()
+                .map(|x| ((*k).to_owned(), x))
+                .map_err(|_| format!("{prefix} {k}: bad value {x:?}"))
+        })
+        .collect()
 }
 
 /// `TCP: inuse N orphan N tw N alloc N mem N` of /proc/net/sockstat.
@@ -70,7 +91,9 @@ pub(crate) fn parse_sockstat(text: &str) -> Result<HashMap<String, f64>, String>
     let f: Vec<&str> = line.split_ascii_whitespace().skip(1).collect();
     f.chunks(2)
         .map(|c| match c {
-            [k, v] => v.parse::<f64>().map(|v| ((*k).to_owned(), v)).map_err(|_| format!("bad {k} value")),
+            [k, v] => {
+                v.parse::<f64>().map(|v| ((*k).to_owned(), v)).map_err(|_| format!("bad {k} value"))
+            }
             _ => Err("odd field count".into()),
         })
         .collect()
@@ -127,7 +150,9 @@ pub(crate) fn parse_diag_reply(buf: &[u8], counts: &mut [f64; 11]) -> Result<boo
         match kind {
             NLMSG_DONE => return Ok(true),
             NLMSG_ERROR => {
-                let errno = buf.get(off + 16..off + 20).map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                let errno = buf
+                    .get(off + 16..off + 20)
+                    .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
                 return Err(format!("sock_diag error {errno}"));
             }
             TCPDIAG_GETSOCK => {
@@ -148,14 +173,22 @@ pub(crate) fn parse_diag_reply(buf: &[u8], counts: &mut [f64; 11]) -> Result<boo
 /// Counts the agent's TCP sockets (IPv4 and IPv6) per state with one dump.
 fn netlink_states(counts: &mut [f64; 11]) -> std::io::Result<()> {
     use rustix::net::netlink::{self, SocketAddrNetlink};
-    use rustix::net::{recv, sendto, socket_with, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
-    let fd = socket_with(AddressFamily::NETLINK, SocketType::RAW, SocketFlags::CLOEXEC, Some(netlink::SOCK_DIAG))?;
+    use rustix::net::{
+        recv, sendto, socket_with, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType,
+    };
+    let fd = socket_with(
+        AddressFamily::NETLINK,
+        SocketType::RAW,
+        SocketFlags::CLOEXEC,
+        Some(netlink::SOCK_DIAG),
+    )?;
     let kernel = SocketAddrNetlink::new(0, 0);
     let mut buf = vec![0u8; 32 * 1024];
     sendto(&fd, &diag_request(1), SendFlags::empty(), &kernel)?;
     loop {
         let (_, n) = recv(&fd, &mut buf[..], RecvFlags::empty())?;
-        let done = parse_diag_reply(&buf[..n.min(buf.len())], counts).map_err(std::io::Error::other)?;
+        let done =
+            parse_diag_reply(&buf[..n.min(buf.len())], counts).map_err(std::io::Error::other)?;
         if done || n == 0 {
             return Ok(());
         }
@@ -175,9 +208,11 @@ impl Tcp {
     fn procfs_states(p: &std::path::Path, counts: &mut [f64; 11]) -> Result<(), CollectError> {
         for file in ["net/tcp", "net/tcp6"] {
             match read(p, file) {
-                Ok(text) => count_states(&text, counts).map_err(|e| CollectError::parse(&p.join(file), e))?,
+                Ok(text) => count_states(&text, counts)
+                    .map_err(|e| CollectError::parse(&p.join(file), e))?,
                 // No IPv6 on this host: fine.
-                Err(CollectError::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound && file == "net/tcp6" => {}
+                Err(CollectError::Io { error, .. })
+                    if error.kind() == std::io::ErrorKind::NotFound && file == "net/tcp6" => {}
                 Err(e) => return Err(e),
             }
         }
@@ -192,7 +227,8 @@ impl Collector for Tcp {
 
     fn collect(&mut self, roots: &Roots, sink: &mut Sink) -> Result<(), CollectError> {
         let p = &roots.proc;
-        let snmp = parse_pairs(&read(p, "net/snmp")?, "Tcp:").map_err(|e| CollectError::parse(&p.join("net/snmp"), e))?;
+        let snmp = parse_pairs(&read(p, "net/snmp")?, "Tcp:")
+            .map_err(|e| CollectError::parse(&p.join("net/snmp"), e))?;
         for (key, name, counter) in SNMP {
             if let Some(&v) = snmp.get(key) {
                 if counter {
@@ -202,33 +238,41 @@ impl Collector for Tcp {
                 }
             }
         }
-        let ext = parse_pairs(&read(p, "net/netstat")?, "TcpExt:").map_err(|e| CollectError::parse(&p.join("net/netstat"), e))?;
+        let ext = parse_pairs(&read(p, "net/netstat")?, "TcpExt:")
+            .map_err(|e| CollectError::parse(&p.join("net/netstat"), e))?;
         for (key, name) in NETSTAT {
             if let Some(&v) = ext.get(key) {
                 sink.counter(name, "count", v);
             }
         }
-        let sock = parse_sockstat(&read(p, "net/sockstat")?).map_err(|e| CollectError::parse(&p.join("net/sockstat"), e))?;
-        for (key, name) in [("inuse", "tcp.sockets_inuse"), ("orphan", "tcp.sockets_orphan"), ("tw", "tcp.sockets_time_wait"), ("alloc", "tcp.sockets_alloc")] {
+        let sock = parse_sockstat(&read(p, "net/sockstat")?)
+            .map_err(|e| CollectError::parse(&p.join("net/sockstat"), e))?;
+        for (key, name) in [
+            ("inuse", "tcp.sockets_inuse"),
+            ("orphan", "tcp.sockets_orphan"),
+            ("tw", "tcp.sockets_time_wait"),
+            ("alloc", "tcp.sockets_alloc"),
+        ] {
             if let Some(&v) = sock.get(key) {
                 sink.gauge(name, "count", v);
             }
         }
         if self.states != TcpStates::Off {
             let mut counts = [0.0; 11];
-            let via_netlink = self.states == TcpStates::Netlink && {
-                match netlink_states(&mut counts) {
-                    Ok(()) => true,
-                    Err(error) => {
-                        if !self.warned {
-                            tracing::warn!(collector = "tcp", %error, "sock_diag netlink refused; counting socket states from procfs");
-                            self.warned = true;
+            let via_netlink = self.states == TcpStates::Netlink
+                && {
+                    match netlink_states(&mut counts) {
+                        Ok(()) => true,
+                        Err(error) => {
+                            if !self.warned {
+                                tracing::warn!(collector = "tcp", %error, "sock_diag netlink refused; counting socket states from procfs");
+                                self.warned = true;
+                            }
+                            counts = [0.0; 11];
+                            false
                         }
-                        counts = [0.0; 11];
-                        false
                     }
-                }
-            };
+                };
             if !via_netlink {
                 Self::procfs_states(p, &mut counts)?;
             }
@@ -296,7 +340,9 @@ mod tests {
         assert_eq!(parse_diag_reply(&dgram, &mut counts), Ok(false));
         assert_eq!(parse_diag_reply(&message(NLMSG_DONE, &[0; 4]), &mut counts), Ok(true));
         assert_eq!((counts[9], counts[0]), (1.0, 1.0));
-        assert!(parse_diag_reply(&message(NLMSG_ERROR, &(-13i32).to_ne_bytes()), &mut counts).unwrap_err().contains("-13"));
+        assert!(parse_diag_reply(&message(NLMSG_ERROR, &(-13i32).to_ne_bytes()), &mut counts)
+            .unwrap_err()
+            .contains("-13"));
         let mut bad = message(TCPDIAG_GETSOCK, &[2, 1]);
         bad[0] = 200;
         assert!(parse_diag_reply(&bad, &mut counts).is_err());

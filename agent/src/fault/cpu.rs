@@ -8,8 +8,14 @@ use super::Plan;
 const PERIOD: Duration = Duration::from_millis(100);
 
 pub(super) fn plan(workers: u32, load_percent: u8) -> Plan {
-    let args = vec!["--kind".to_owned(), "cpu".to_owned(), "--load".to_owned(), load_percent.to_string()];
-    Plan { workers: (0..workers).map(|_| args.clone()).collect(), paths: Vec::new(), qdisc: None, queue: None }
+    let args =
+        vec!["--kind".to_owned(), "cpu".to_owned(), "--load".to_owned(), load_percent.to_string()];
+    Plan {
+        workers: (0..workers).map(|_| args.clone()).collect(),
+        paths: Vec::new(),
+        qdisc: None,
+        queue: None,
+    }
 }
 
 /// The worker: spin for the busy share of each period, sleep the rest.

@@ -51,9 +51,20 @@ impl Journal {
     pub fn open(dir: &Path) -> Result<Self, FaultError> {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         let lock_path = dir.join(".lock");
-        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| io(&lock_path, e))?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-            .map_err(|_| FaultError::Journal(format!("{} is in use by another agent; one agent per state directory", dir.display())))?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io(&lock_path, e))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |_| {
+                FaultError::Journal(format!(
+                    "{} is in use by another agent; one agent per state directory",
+                    dir.display()
+                ))
+            },
+        )?;
         Ok(Journal { dir: dir.to_owned(), _lock: lock })
     }
 
@@ -69,7 +80,8 @@ impl Journal {
     pub fn write(&self, e: &Entry) -> Result<(), FaultError> {
         let path = self.path(&e.id);
         let tmp = self.dir.join(format!("{}.json.tmp", e.id));
-        let body = serde_json::to_vec_pretty(e).map_err(|err| FaultError::Journal(err.to_string()))?;
+        let body =
+            serde_json::to_vec_pretty(e).map_err(|err| FaultError::Journal(err.to_string()))?;
         let mut f = std::fs::File::create(&tmp).map_err(|err| io(&tmp, err))?;
         f.write_all(&body).and_then(|()| f.sync_all()).map_err(|err| io(&tmp, err))?;
         std::fs::rename(&tmp, &path).map_err(|err| io(&path, err))?;
@@ -102,7 +114,9 @@ impl Journal {
             }
             match std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Entry>(&b).ok()) {
                 Some(e) => out.push(e),
-                None => tracing::error!(path = %path.display(), "unreadable fault journal entry; check this host by hand"),
+                None => {
+                    tracing::error!(path = %path.display(), "unreadable fault journal entry; check this host by hand")
+                }
             }
         }
         Ok(out)

@@ -9,7 +9,11 @@ const PAGE: usize = 4096;
 
 /// MemAvailable in bytes, from /proc/meminfo text.
 pub(super) fn available_bytes(meminfo: &str) -> Option<u64> {
-    meminfo.lines().find_map(|l| l.strip_prefix("MemAvailable:")).and_then(|v| v.split_ascii_whitespace().next()?.parse::<u64>().ok()).map(|kb| kb * 1024)
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.split_ascii_whitespace().next()?.parse::<u64>().ok())
+        .map(|kb| kb * 1024)
 }
 
 pub(super) fn plan(bytes: u64, available: u64, margin: u64) -> Result<Plan, FaultError> {
@@ -21,7 +25,8 @@ pub(super) fn plan(bytes: u64, available: u64, margin: u64) -> Result<Plan, Faul
             available >> 20
         )));
     }
-    let args = vec!["--kind".to_owned(), "memory".to_owned(), "--bytes".to_owned(), bytes.to_string()];
+    let args =
+        vec!["--kind".to_owned(), "memory".to_owned(), "--bytes".to_owned(), bytes.to_string()];
     Ok(Plan { workers: vec![args], paths: Vec::new(), qdisc: None, queue: None })
 }
 

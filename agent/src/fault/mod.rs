@@ -156,11 +156,16 @@ pub struct FaultEngine {
 
 /// Fault ids name journal files: 1-64 characters of `[A-Za-z0-9._-]`.
 fn validate_id(id: &str) -> Result<(), FaultError> {
-    let ok = !id.is_empty() && id.len() <= 64 && !id.starts_with('.') && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with('.')
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {
-        Err(FaultError::Invalid(format!("fault id {id:?} must be 1-64 characters of [A-Za-z0-9._-]")))
+        Err(FaultError::Invalid(format!(
+            "fault id {id:?} must be 1-64 characters of [A-Za-z0-9._-]"
+        )))
     }
 }
 
@@ -176,8 +181,11 @@ fn stressors_in_group(proc_root: &Path, pgid: i32) -> Vec<i32> {
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            let stat = std::fs::read_to_string(proc_root.join(format!("{pid}/stat"))).unwrap_or_default();
-            let pgrp = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_ascii_whitespace().nth(2)?.parse::<i32>().ok());
+            let stat =
+                std::fs::read_to_string(proc_root.join(format!("{pid}/stat"))).unwrap_or_default();
+            let pgrp = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_ascii_whitespace().nth(2)?.parse::<i32>().ok());
             let cmd = std::fs::read(proc_root.join(format!("{pid}/cmdline"))).unwrap_or_default();
             pgrp == Some(pgid) && cmd.split(|b| *b == 0).any(|a| a == b"stress-worker")
         })
@@ -189,7 +197,9 @@ fn remove_path(p: &Path) {
     match res {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => tracing::error!(path = %p.display(), %error, "cannot remove a fault's file; remove it by hand"),
+        Err(error) => {
+            tracing::error!(path = %p.display(), %error, "cannot remove a fault's file; remove it by hand")
+        }
     }
 }
 
@@ -237,7 +247,11 @@ fn kill_leftovers(proc_root: &Path, pgid: i32) {
 impl FaultEngine {
     /// Opens the journal under `state_dir` and reverts whatever an earlier
     /// run left in it; returns the engine and the ids it reverted.
-    pub fn open(cfg: FaultConfig, state_dir: &Path, proc_root: &Path) -> Result<(Self, Vec<String>), FaultError> {
+    pub fn open(
+        cfg: FaultConfig,
+        state_dir: &Path,
+        proc_root: &Path,
+    ) -> Result<(Self, Vec<String>), FaultError> {
         let journal = Journal::open(&state_dir.join("faults"))?;
         let exe = match &cfg.worker_exe {
             Some(p) => p.clone(),
@@ -259,7 +273,9 @@ impl FaultEngine {
         // network_loss when iptables' statistic match does too).
         let probed = if cfg.enabled { network::probe() } else { Vec::new() };
         let nfqueue = probed.contains(&"network_delay");
-        let netem = cfg.delay_backend != DelayBackend::Nfqueue && probed.contains(&"network_bandwidth") && network::netem_available();
+        let netem = cfg.delay_backend != DelayBackend::Nfqueue
+            && probed.contains(&"network_bandwidth")
+            && network::netem_available();
         let delay = match cfg.delay_backend {
             DelayBackend::Netem => netem,
             DelayBackend::Nfqueue => nfqueue,
@@ -268,11 +284,24 @@ impl FaultEngine {
         if cfg.delay_backend == DelayBackend::Netem && !netem {
             tracing::warn!("fault.delay_backend = netem, but this kernel has no sch_netem; network_delay is unavailable");
         }
-        let mut net_backends: Vec<&'static str> = probed.into_iter().filter(|k| *k != "network_delay").collect();
+        let mut net_backends: Vec<&'static str> =
+            probed.into_iter().filter(|k| *k != "network_delay").collect();
         if delay {
             net_backends.push("network_delay");
         }
-        Ok((FaultEngine { cfg, journal, exe, disk_root, proc_root: proc_root.to_owned(), net_backends, netem, active: BTreeMap::new() }, reverted))
+        Ok((
+            FaultEngine {
+                cfg,
+                journal,
+                exe,
+                disk_root,
+                proc_root: proc_root.to_owned(),
+                net_backends,
+                netem,
+                active: BTreeMap::new(),
+            },
+            reverted,
+        ))
     }
 
     /// Fault types this engine can apply, with the mechanism behind each.
@@ -280,8 +309,15 @@ impl FaultEngine {
         if !self.cfg.enabled {
             return Vec::new();
         }
-        let b = |kind: &str, mechanism: &str| distdiag_common::proto::FaultBackend { kind: kind.to_owned(), mechanism: mechanism.to_owned() };
-        let mut v = vec![b("cpu_stress", "stress-worker processes"), b("memory_stress", "stress-worker processes"), b("disk_stress", "stress-worker processes")];
+        let b = |kind: &str, mechanism: &str| distdiag_common::proto::FaultBackend {
+            kind: kind.to_owned(),
+            mechanism: mechanism.to_owned(),
+        };
+        let mut v = vec![
+            b("cpu_stress", "stress-worker processes"),
+            b("memory_stress", "stress-worker processes"),
+            b("disk_stress", "stress-worker processes"),
+        ];
         for kind in &self.net_backends {
             v.push(match *kind {
                 "network_loss" => b(kind, "iptables statistic + NFQUEUE, dropped in the agent (silent, as on a lossy link)"),
@@ -301,7 +337,11 @@ impl FaultEngine {
             None => std::fs::read_to_string(self.proc_root.join("net/route"))
                 .ok()
                 .and_then(|r| network::default_iface(&r))
-                .ok_or_else(|| FaultError::Refused("no interface given and no default route to take one from".into())),
+                .ok_or_else(|| {
+                    FaultError::Refused(
+                        "no interface given and no default route to take one from".into(),
+                    )
+                }),
         }
     }
 
@@ -309,12 +349,21 @@ impl FaultEngine {
         if self.net_backends.contains(&kind) {
             Ok(())
         } else {
-            Err(FaultError::Unsupported(format!("{kind} (needs iptables with NFQUEUE and statistic, or tc, and CAP_NET_ADMIN)")))
+            Err(FaultError::Unsupported(format!(
+                "{kind} (needs iptables with NFQUEUE and statistic, or tc, and CAP_NET_ADMIN)"
+            )))
         }
     }
 
     pub fn active(&self) -> Vec<ActiveFault> {
-        self.active.values().map(|a| ActiveFault { id: a.entry.id.clone(), spec: a.entry.spec.clone(), deadline_ms: a.entry.deadline_ms }).collect()
+        self.active
+            .values()
+            .map(|a| ActiveFault {
+                id: a.entry.id.clone(),
+                spec: a.entry.spec.clone(),
+                deadline_ms: a.entry.deadline_ms,
+            })
+            .collect()
     }
 
     pub fn is_idle(&self) -> bool {
@@ -327,34 +376,80 @@ impl FaultEngine {
     }
 
     /// The plan of a delay or loss through a queue (its number is chosen at start).
-    fn queue_plan(id: &str, m: network::QueueMatch<'_>, action: nfqueue::Action) -> Result<Plan, FaultError> {
+    fn queue_plan(
+        id: &str,
+        m: network::QueueMatch<'_>,
+        action: nfqueue::Action,
+    ) -> Result<Plan, FaultError> {
         let chain = network::fault_chain(id);
         let rules = network::queue_rules(&chain, &m)?;
         let recorded = network::recorded_chain(m.iface, &chain, m.hook);
-        Ok(Plan { workers: Vec::new(), paths: Vec::new(), qdisc: None, queue: Some(QueuePlan { action, recorded, rules }) })
+        Ok(Plan {
+            workers: Vec::new(),
+            paths: Vec::new(),
+            qdisc: None,
+            queue: Some(QueuePlan { action, recorded, rules }),
+        })
     }
 
     fn plan(&self, id: &str, spec: &FaultSpec) -> Result<Plan, FaultError> {
         match spec {
-            FaultSpec::CpuStress { workers, load_percent } => Ok(cpu::plan(*workers, *load_percent)),
+            FaultSpec::CpuStress { workers, load_percent } => {
+                Ok(cpu::plan(*workers, *load_percent))
+            }
             FaultSpec::NetworkLoss { percent, interface, peers, ports } => {
                 self.require("network_loss")?;
                 let iface = self.iface(interface.as_deref())?;
-                let m = network::QueueMatch { kind: "network_loss", iface: &iface, hook: network::Hook::Postrouting, queue: nfqueue::QUEUE_BASE, share: Some(f64::from(*percent) / 100.0), peers, ports, control: self.cfg.control };
+                let m = network::QueueMatch {
+                    kind: "network_loss",
+                    iface: &iface,
+                    hook: network::Hook::Postrouting,
+                    queue: nfqueue::QUEUE_BASE,
+                    share: Some(f64::from(*percent) / 100.0),
+                    peers,
+                    ports,
+                    control: self.cfg.control,
+                };
                 Self::queue_plan(id, m, nfqueue::Action::Drop)
             }
-            FaultSpec::NetworkDelay { latency_ms, jitter_ms, interface, peers, ports } if self.netem => {
+            FaultSpec::NetworkDelay { latency_ms, jitter_ms, interface, peers, ports }
+                if self.netem =>
+            {
                 self.require("network_delay")?;
                 let iface = self.iface(interface.as_deref())?;
                 network::check_root(&iface)?;
-                let steps = network::netem_delay_steps(&iface, *latency_ms, *jitter_ms, peers, ports, self.cfg.control)?;
-                Ok(Plan { workers: Vec::new(), paths: Vec::new(), qdisc: Some((iface, steps)), queue: None })
+                let steps = network::netem_delay_steps(
+                    &iface,
+                    *latency_ms,
+                    *jitter_ms,
+                    peers,
+                    ports,
+                    self.cfg.control,
+                )?;
+                Ok(Plan {
+                    workers: Vec::new(),
+                    paths: Vec::new(),
+                    qdisc: Some((iface, steps)),
+                    queue: None,
+                })
             }
             FaultSpec::NetworkDelay { latency_ms, jitter_ms, interface, peers, ports } => {
                 self.require("network_delay")?;
                 let iface = self.iface(interface.as_deref())?;
-                let m = network::QueueMatch { kind: "network_delay", iface: &iface, hook: network::Hook::Output, queue: nfqueue::QUEUE_BASE, share: None, peers, ports, control: self.cfg.control };
-                let action = nfqueue::Action::Hold { latency: Duration::from_millis(u64::from(*latency_ms)), jitter: Duration::from_millis(u64::from(*jitter_ms)) };
+                let m = network::QueueMatch {
+                    kind: "network_delay",
+                    iface: &iface,
+                    hook: network::Hook::Output,
+                    queue: nfqueue::QUEUE_BASE,
+                    share: None,
+                    peers,
+                    ports,
+                    control: self.cfg.control,
+                };
+                let action = nfqueue::Action::Hold {
+                    latency: Duration::from_millis(u64::from(*latency_ms)),
+                    jitter: Duration::from_millis(u64::from(*jitter_ms)),
+                };
                 Self::queue_plan(id, m, action)
             }
             FaultSpec::NetworkBandwidth { rate_kbit, interface } => {
@@ -362,28 +457,46 @@ impl FaultEngine {
                 let iface = self.iface(interface.as_deref())?;
                 network::check_root(&iface)?;
                 let steps = network::bandwidth_steps(&iface, *rate_kbit, self.cfg.control)?;
-                Ok(Plan { workers: Vec::new(), paths: Vec::new(), qdisc: Some((iface, steps)), queue: None })
+                Ok(Plan {
+                    workers: Vec::new(),
+                    paths: Vec::new(),
+                    qdisc: Some((iface, steps)),
+                    queue: None,
+                })
             }
             FaultSpec::MemoryStress { size } => {
-                let meminfo = std::fs::read_to_string(self.proc_root.join("meminfo")).map_err(|e| FaultError::Refused(format!("cannot read meminfo: {e}")))?;
-                let available = memory::available_bytes(&meminfo).ok_or_else(|| FaultError::Refused("meminfo has no MemAvailable".into()))?;
+                let meminfo = std::fs::read_to_string(self.proc_root.join("meminfo"))
+                    .map_err(|e| FaultError::Refused(format!("cannot read meminfo: {e}")))?;
+                let available = memory::available_bytes(&meminfo)
+                    .ok_or_else(|| FaultError::Refused("meminfo has no MemAvailable".into()))?;
                 let bytes = match size {
                     MemorySize::Bytes(b) => *b,
-                    MemorySize::PercentOfAvailable(p) => (available as f64 * f64::from(*p) / 100.0) as u64,
+                    MemorySize::PercentOfAvailable(p) => {
+                        (available as f64 * f64::from(*p) / 100.0) as u64
+                    }
                 };
                 memory::plan(bytes, available, self.cfg.memory_margin_bytes)
             }
             FaultSpec::DiskStress { workers, bytes, path } => {
-                let base = path.as_ref().map(PathBuf::from).unwrap_or_else(|| self.disk_root.clone());
+                let base =
+                    path.as_ref().map(PathBuf::from).unwrap_or_else(|| self.disk_root.clone());
                 Ok(disk::plan(*workers, *bytes, &base.join(format!("distdiag-{id}"))))
             }
         }
     }
 
     /// Applies a fault until `deadline_ms`. Nothing is changed when it is refused.
-    pub fn apply(&mut self, id: &str, spec: &FaultSpec, deadline_ms: i64, now_ms: i64) -> Result<(), FaultError> {
+    pub fn apply(
+        &mut self,
+        id: &str,
+        spec: &FaultSpec,
+        deadline_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), FaultError> {
         if !self.cfg.enabled {
-            return Err(FaultError::Refused("fault injection is disabled in this agent's configuration".into()));
+            return Err(FaultError::Refused(
+                "fault injection is disabled in this agent's configuration".into(),
+            ));
         }
         validate_id(id)?;
         spec.validate().map_err(FaultError::Invalid)?;
@@ -391,10 +504,16 @@ impl FaultEngine {
             return Err(FaultError::Duplicate(id.to_owned()));
         }
         if deadline_ms <= now_ms {
-            return Err(FaultError::Invalid(format!("the deadline {deadline_ms} is not in the future")));
+            return Err(FaultError::Invalid(format!(
+                "the deadline {deadline_ms} is not in the future"
+            )));
         }
         if deadline_ms - now_ms > self.cfg.max_duration_ms as i64 {
-            return Err(FaultError::Invalid(format!("the deadline is {} s away; this agent allows at most {} s", (deadline_ms - now_ms) / 1000, self.cfg.max_duration_ms / 1000)));
+            return Err(FaultError::Invalid(format!(
+                "the deadline is {} s away; this agent allows at most {} s",
+                (deadline_ms - now_ms) / 1000,
+                self.cfg.max_duration_ms / 1000
+            )));
         }
         let plan = self.plan(id, spec)?;
         let cgroups = if plan.workers.is_empty() { Vec::new() } else { self.cgroup_procs_files()? };
@@ -410,7 +529,8 @@ impl FaultEngine {
         };
         // Journal first: from here on, any later run knows how to undo this.
         self.journal.write(&entry)?;
-        let mut active = Active { entry: entry.clone(), children: Vec::new(), queue: None, queue_thread: None };
+        let mut active =
+            Active { entry: entry.clone(), children: Vec::new(), queue: None, queue_thread: None };
         let started = self.start(&plan, &cgroups, &mut entry, &mut active);
         if let Err(e) = started {
             if let Err(undo) = self.undo(active) {
@@ -424,11 +544,18 @@ impl FaultEngine {
         Ok(())
     }
 
-    fn start(&self, plan: &Plan, cgroups: &[PathBuf], entry: &mut Entry, active: &mut Active) -> Result<(), FaultError> {
+    fn start(
+        &self,
+        plan: &Plan,
+        cgroups: &[PathBuf],
+        entry: &mut Entry,
+        active: &mut Active,
+    ) -> Result<(), FaultError> {
         // The queue listens before any packet is sent to it.
         if let Some(q) = &plan.queue {
             let used: Vec<u16> = self.active.values().filter_map(|a| a.queue).collect();
-            let candidates = (nfqueue::QUEUE_BASE..nfqueue::QUEUE_BASE + 999).filter(|n| !used.contains(n));
+            let candidates =
+                (nfqueue::QUEUE_BASE..nfqueue::QUEUE_BASE + 999).filter(|n| !used.contains(n));
             let (thread, number) = nfqueue::Queue::start_first_free(candidates, q.action)?;
             active.queue_thread = Some(thread);
             active.queue = Some(number);
@@ -438,7 +565,8 @@ impl FaultEngine {
             network::apply_tc(iface, steps)?;
         }
         for p in &plan.paths {
-            std::fs::create_dir_all(p).map_err(|e| FaultError::Spawn(format!("{}: {e}", p.display())))?;
+            std::fs::create_dir_all(p)
+                .map_err(|e| FaultError::Spawn(format!("{}: {e}", p.display())))?;
         }
         for args in &plan.workers {
             let child = Command::new(&self.exe)
@@ -460,7 +588,12 @@ impl FaultEngine {
                 self.journal.write(entry)?;
             }
             for procs in cgroups {
-                std::fs::write(procs, pid.to_string()).map_err(|e| FaultError::Spawn(format!("cannot move stressor {pid} into {}: {e}", procs.display())))?;
+                std::fs::write(procs, pid.to_string()).map_err(|e| {
+                    FaultError::Spawn(format!(
+                        "cannot move stressor {pid} into {}: {e}",
+                        procs.display()
+                    ))
+                })?;
             }
         }
         Ok(())
@@ -476,11 +609,19 @@ impl FaultEngine {
             vec![root.join(rel).join("cgroup.procs")]
         } else {
             std::fs::read_dir(root)
-                .map(|d| d.flatten().map(|e| e.path().join(rel).join("cgroup.procs")).filter(|p| p.exists()).collect())
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.path().join(rel).join("cgroup.procs"))
+                        .filter(|p| p.exists())
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         if files.is_empty() || !files.iter().all(|f| f.exists()) {
-            return Err(FaultError::Refused(format!("cgroup {rel:?} does not exist under {}", root.display())));
+            return Err(FaultError::Refused(format!(
+                "cgroup {rel:?} does not exist under {}",
+                root.display()
+            )));
         }
         Ok(files)
     }
@@ -525,7 +666,12 @@ impl FaultEngine {
 
     /// Reverts faults whose deadline has passed; returns their ids.
     pub fn expire(&mut self, now_ms: i64) -> Vec<String> {
-        let due: Vec<String> = self.active.values().filter(|a| a.entry.deadline_ms <= now_ms).map(|a| a.entry.id.clone()).collect();
+        let due: Vec<String> = self
+            .active
+            .values()
+            .filter(|a| a.entry.deadline_ms <= now_ms)
+            .map(|a| a.entry.id.clone())
+            .collect();
         for id in &due {
             if let Err(error) = self.revert(id) {
                 tracing::error!(fault = %id, %error, "revert at the deadline failed");
@@ -541,7 +687,10 @@ impl FaultEngine {
         for a in self.active.values_mut() {
             for c in &mut a.children {
                 if let Ok(Some(status)) = c.try_wait() {
-                    dead.push((a.entry.id.clone(), format!("stressor {} exited: {status}", c.id())));
+                    dead.push((
+                        a.entry.id.clone(),
+                        format!("stressor {} exited: {status}", c.id()),
+                    ));
                     break;
                 }
             }

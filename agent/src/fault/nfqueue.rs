@@ -19,7 +19,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rustix::net::netlink::{self, SocketAddrNetlink};
-use rustix::net::{recv, sendto, socket_with, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+use rustix::net::{
+    recv, sendto, socket_with, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType,
+};
 
 use super::FaultError;
 
@@ -47,7 +49,13 @@ const HDR: usize = 16 + 4;
 pub(super) const QUEUE_BASE: u16 = 31_000;
 
 /// One nfnetlink message of the queue subsystem.
-pub(super) fn message(kind: u16, flags: u16, seq: u32, queue: u16, attrs: &[(u16, &[u8])]) -> Vec<u8> {
+pub(super) fn message(
+    kind: u16,
+    flags: u16,
+    seq: u32,
+    queue: u16,
+    attrs: &[(u16, &[u8])],
+) -> Vec<u8> {
     let mut m = vec![0u8; HDR];
     m[4..6].copy_from_slice(&((SUBSYS_QUEUE << 8) | kind).to_ne_bytes());
     m[6..8].copy_from_slice(&flags.to_ne_bytes());
@@ -97,7 +105,12 @@ pub(super) fn parse(buf: &[u8]) -> Result<Vec<Event>, String> {
                     return Err("bad attribute length".into());
                 }
                 if atype == PACKET_HDR && alen >= 8 {
-                    out.push(Event::Packet(u32::from_be_bytes([msg[a + 4], msg[a + 5], msg[a + 6], msg[a + 7]])));
+                    out.push(Event::Packet(u32::from_be_bytes([
+                        msg[a + 4],
+                        msg[a + 5],
+                        msg[a + 6],
+                        msg[a + 7],
+                    ])));
                 }
                 a += (alen + 3) & !3;
             }
@@ -121,13 +134,23 @@ fn io(e: impl std::fmt::Display) -> FaultError {
 /// Sends a config command and waits for its acknowledgement.
 fn configure(fd: &OwnedFd, queue: u16, seq: u32, attrs: &[(u16, &[u8])]) -> Result<(), FaultError> {
     let kernel = SocketAddrNetlink::new(0, 0);
-    sendto(fd, &message(MSG_CONFIG, NLM_F_REQUEST | NLM_F_ACK, seq, queue, attrs), SendFlags::empty(), &kernel).map_err(io)?;
+    sendto(
+        fd,
+        &message(MSG_CONFIG, NLM_F_REQUEST | NLM_F_ACK, seq, queue, attrs),
+        SendFlags::empty(),
+        &kernel,
+    )
+    .map_err(io)?;
     let mut buf = [0u8; 4096];
     for _ in 0..16 {
         let (_, n) = recv(fd, &mut buf[..], RecvFlags::empty()).map_err(io)?;
         for e in parse(&buf[..n.min(buf.len())]).map_err(io)? {
             if let Event::Ack(errno) = e {
-                return if errno == 0 { Ok(()) } else { Err(io(format!("queue {queue}: kernel error {errno}"))) };
+                return if errno == 0 {
+                    Ok(())
+                } else {
+                    Err(io(format!("queue {queue}: kernel error {errno}")))
+                };
             }
         }
     }
@@ -135,7 +158,13 @@ fn configure(fd: &OwnedFd, queue: u16, seq: u32, attrs: &[(u16, &[u8])]) -> Resu
 }
 
 fn bind(queue: u16) -> Result<OwnedFd, FaultError> {
-    let fd = socket_with(AddressFamily::NETLINK, SocketType::RAW, SocketFlags::CLOEXEC, Some(netlink::NETFILTER)).map_err(io)?;
+    let fd = socket_with(
+        AddressFamily::NETLINK,
+        SocketType::RAW,
+        SocketFlags::CLOEXEC,
+        Some(netlink::NETFILTER),
+    )
+    .map_err(io)?;
     configure(&fd, queue, 1, &[(CFG_CMD, &[CMD_BIND, 0, 0, 0])])?;
     let mut params = [0u8; 5];
     params[4] = COPY_META;
@@ -146,7 +175,9 @@ fn bind(queue: u16) -> Result<OwnedFd, FaultError> {
 
 /// Whether this kernel serves NFQUEUE to this process (binds and unbinds a queue).
 pub(super) fn available() -> bool {
-    bind(QUEUE_BASE + 999).and_then(|fd| configure(&fd, QUEUE_BASE + 999, 9, &[(CFG_CMD, &[CMD_UNBIND, 0, 0, 0])])).is_ok()
+    bind(QUEUE_BASE + 999)
+        .and_then(|fd| configure(&fd, QUEUE_BASE + 999, 9, &[(CFG_CMD, &[CMD_UNBIND, 0, 0, 0])]))
+        .is_ok()
 }
 
 /// What the queue's thread does with each packet.
@@ -167,7 +198,10 @@ pub(super) struct Queue {
 impl Queue {
     /// Starts on the first of `candidates` (at most 32 tried) that binds:
     /// one another program holds fails to bind. Returns the queue number.
-    pub(super) fn start_first_free(candidates: impl Iterator<Item = u16>, action: Action) -> Result<(Self, u16), FaultError> {
+    pub(super) fn start_first_free(
+        candidates: impl Iterator<Item = u16>,
+        action: Action,
+    ) -> Result<(Self, u16), FaultError> {
         let mut last = FaultError::Refused("no free queue number for delay and loss faults".into());
         for n in candidates.take(32) {
             match Queue::start(n, action) {
@@ -180,12 +214,19 @@ impl Queue {
 
     fn start(queue: u16, action: Action) -> Result<Self, FaultError> {
         let fd = bind(queue)?;
-        rustix::net::sockopt::set_socket_timeout(&fd, rustix::net::sockopt::Timeout::Recv, Some(Duration::from_millis(2))).map_err(io)?;
+        rustix::net::sockopt::set_socket_timeout(
+            &fd,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(Duration::from_millis(2)),
+        )
+        .map_err(io)?;
         let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&fd, 4 << 20);
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let (name, run): (String, Box<dyn FnOnce() + Send>) = match action {
-            Action::Hold { latency, jitter } => (format!("delay-q{queue}"), Box::new(move || hold(fd, queue, latency, jitter, &s))),
+            Action::Hold { latency, jitter } => {
+                (format!("delay-q{queue}"), Box::new(move || hold(fd, queue, latency, jitter, &s)))
+            }
             Action::Drop => (format!("loss-q{queue}"), Box::new(move || drop_all(fd, queue, &s))),
         };
         let thread = std::thread::Builder::new().name(name).spawn(run).map_err(io)?;
@@ -223,8 +264,13 @@ fn hold(fd: OwnedFd, queue: u16, latency: Duration, jitter: Duration, stop: &Ato
             let now = Instant::now();
             for e in parse(&buf[..n.min(buf.len())]).unwrap_or_default() {
                 if let Event::Packet(id) = e {
-                    let spread = if jitter.is_zero() { 0.0 } else { rand::random::<f64>() * 2.0 - 1.0 };
-                    let delay = if spread >= 0.0 { latency + jitter.mul_f64(spread) } else { latency.saturating_sub(jitter.mul_f64(-spread)) };
+                    let spread =
+                        if jitter.is_zero() { 0.0 } else { rand::random::<f64>() * 2.0 - 1.0 };
+                    let delay = if spread >= 0.0 {
+                        latency + jitter.mul_f64(spread)
+                    } else {
+                        latency.saturating_sub(jitter.mul_f64(-spread))
+                    };
                     due.push(Reverse((now + delay, id)));
                 }
             }
@@ -248,7 +294,8 @@ fn drop_all(fd: OwnedFd, queue: u16, stop: &AtomicBool) {
             for e in parse(&buf[..n.min(buf.len())]).unwrap_or_default() {
                 if let Event::Packet(id) = e {
                     seq = seq.wrapping_add(1);
-                    let _ = sendto(&fd, &verdict(queue, id, seq, false), SendFlags::empty(), &kernel);
+                    let _ =
+                        sendto(&fd, &verdict(queue, id, seq, false), SendFlags::empty(), &kernel);
                 }
             }
         }
@@ -261,14 +308,30 @@ mod tests {
 
     #[test]
     fn builds_and_parses_queue_messages() {
-        let m = message(MSG_CONFIG, NLM_F_REQUEST | NLM_F_ACK, 7, 31_000, &[(CFG_PARAMS, &[0, 0, 0, 0, COPY_META])]);
+        let m = message(
+            MSG_CONFIG,
+            NLM_F_REQUEST | NLM_F_ACK,
+            7,
+            31_000,
+            &[(CFG_PARAMS, &[0, 0, 0, 0, COPY_META])],
+        );
         assert_eq!(u32::from_ne_bytes(m[0..4].try_into().unwrap()) as usize, m.len());
         assert_eq!(m.len() % 4, 0);
         assert_eq!(u16::from_ne_bytes(m[4..6].try_into().unwrap()), (3 << 8) | 2);
         assert_eq!(&m[18..20], &31_000u16.to_be_bytes());
-        assert_eq!(u16::from_ne_bytes(m[20..22].try_into().unwrap()), 9, "attribute length is 4 + payload");
+        assert_eq!(
+            u16::from_ne_bytes(m[20..22].try_into().unwrap()),
+            9,
+            "attribute length is 4 + payload"
+        );
         // A packet message with a packet header attribute (id 0x01020304) and another attribute.
-        let pkt = message(MSG_PACKET, 0, 0, 31_000, &[(PACKET_HDR, &[1, 2, 3, 4, 8, 0, 3]), (5, &[9, 9, 9, 9])]);
+        let pkt = message(
+            MSG_PACKET,
+            0,
+            0,
+            31_000,
+            &[(PACKET_HDR, &[1, 2, 3, 4, 8, 0, 3]), (5, &[9, 9, 9, 9])],
+        );
         let mut err = vec![0u8; 36];
         err[0..4].copy_from_slice(&36u32.to_ne_bytes());
         err[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());

@@ -42,9 +42,17 @@ pub(super) struct StartRequest {
 }
 
 /// Opens the training case of faults just started, if asked to.
-fn maybe_case(state: &ApiState, req: &StartRequest, recs: &[distdiag_store::FaultRecord]) -> Result<Option<crate::training::Case>, ApiError> {
+fn maybe_case(
+    state: &ApiState,
+    req: &StartRequest,
+    recs: &[distdiag_store::FaultRecord],
+) -> Result<Option<crate::training::Case>, ApiError> {
     if let Some(id) = &req.case {
-        return state.training.join_case(id, recs).map(Some).map_err(super::diagnosis::training_error);
+        return state
+            .training
+            .join_case(id, recs)
+            .map(Some)
+            .map_err(super::diagnosis::training_error);
     }
     if !req.collect_training_data.unwrap_or_else(|| state.training.collect_all()) {
         return Ok(None);
@@ -52,7 +60,13 @@ fn maybe_case(state: &ApiState, req: &StartRequest, recs: &[distdiag_store::Faul
     let (pre, post) = (req.pre_s.unwrap_or(30), req.post_s.unwrap_or(30));
     state
         .training
-        .open_case(recs, req.scenario.as_deref().unwrap_or(""), i64::from(pre) * 1000, i64::from(post) * 1000, now_ms())
+        .open_case(
+            recs,
+            req.scenario.as_deref().unwrap_or(""),
+            i64::from(pre) * 1000,
+            i64::from(post) * 1000,
+            now_ms(),
+        )
         .map(Some)
         .map_err(super::diagnosis::training_error)
 }
@@ -108,7 +122,8 @@ struct NetParams {
 }
 
 fn params<T: DeserializeOwned>(kind: &str, p: &Map<String, Value>) -> Result<T, ApiError> {
-    serde_json::from_value(Value::Object(p.clone())).map_err(|e| ApiError::bad_request(format!("{kind} params: {e}")))
+    serde_json::from_value(Value::Object(p.clone()))
+        .map_err(|e| ApiError::bad_request(format!("{kind} params: {e}")))
 }
 
 /// The fault a request asks for, with the seeds' defaults filled in.
@@ -152,12 +167,26 @@ pub(super) fn spec_from(kind: &str, p: &Map<String, Value>) -> Result<FaultSpec,
 fn duration_ms(v: Option<&Value>, default_ms: u64, max_ms: u64) -> Result<u64, ApiError> {
     let ms = match v {
         None => default_ms,
-        Some(Value::Number(n)) => n.as_f64().filter(|s| *s > 0.0).map(|s| (s * 1000.0) as u64).ok_or_else(|| ApiError::bad_request("duration must be a positive number of seconds"))?,
-        Some(Value::String(s)) => humantime::parse_duration(s).map_err(|e| ApiError::bad_request(format!("bad duration {s:?}: {e}")))?.as_millis() as u64,
-        Some(_) => return Err(ApiError::bad_request("duration must be seconds or a string such as \"90s\"")),
+        Some(Value::Number(n)) => {
+            n.as_f64().filter(|s| *s > 0.0).map(|s| (s * 1000.0) as u64).ok_or_else(|| {
+                ApiError::bad_request("duration must be a positive number of seconds")
+            })?
+        }
+        Some(Value::String(s)) => humantime::parse_duration(s)
+            .map_err(|e| ApiError::bad_request(format!("bad duration {s:?}: {e}")))?
+            .as_millis() as u64,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "duration must be seconds or a string such as \"90s\"",
+            ))
+        }
     };
     if ms == 0 || ms > max_ms {
-        return Err(ApiError::bad_request(format!("duration {} s is outside 1 ms ..= {} s (faults.max_duration_ms)", ms / 1000, max_ms / 1000)));
+        return Err(ApiError::bad_request(format!(
+            "duration {} s is outside 1 ms ..= {} s (faults.max_duration_ms)",
+            ms / 1000,
+            max_ms / 1000
+        )));
     }
     Ok(ms)
 }
@@ -169,7 +198,9 @@ fn dbfault_error(e: crate::dbfault::DbFaultError) -> ApiError {
         E::Unknown(_) => ApiError::not_found(e.to_string()),
         E::Db(d) => super::database::db_error(d),
         E::Sql { .. } => ApiError { status: StatusCode::FAILED_DEPENDENCY, message: e.to_string() },
-        E::Store(_) => ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() },
+        E::Store(_) => {
+            ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() }
+        }
     }
 }
 
@@ -184,7 +215,10 @@ fn faults_error(e: FaultsError) -> ApiError {
     ApiError { status, message: e.to_string() }
 }
 
-pub(super) async fn start(State(state): State<ApiState>, body: Result<Json<StartRequest>, JsonRejection>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn start(
+    State(state): State<ApiState>,
+    body: Result<Json<StartRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     // Everything a training case needs is checked before any fault starts.
     if req.pre_s.unwrap_or(0) > 3600 || req.post_s.unwrap_or(0) > 3600 {
@@ -194,19 +228,30 @@ pub(super) async fn start(State(state): State<ApiState>, body: Result<Json<Start
         crate::training::check_scenario(s).map_err(ApiError::bad_request)?;
     }
     if let Some(id) = &req.case {
-        if req.pre_s.is_some() || req.post_s.is_some() || req.scenario.is_some() || req.collect_training_data == Some(false) {
+        if req.pre_s.is_some()
+            || req.post_s.is_some()
+            || req.scenario.is_some()
+            || req.collect_training_data == Some(false)
+        {
             return Err(ApiError::bad_request("case joins an existing training case: pre_s, post_s and scenario are the case's, and collect_training_data cannot be false"));
         }
-        let known = state.training.case(id).map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() })?;
+        let known = state.training.case(id).map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: e.to_string(),
+        })?;
         if known.is_none() {
             return Err(ApiError::not_found(format!("no training case {id:?}")));
         }
     }
     let limits = &state.fault_limits;
-    let duration = duration_ms(req.duration.as_ref(), limits.default_duration_ms, limits.max_duration_ms)?;
+    let duration =
+        duration_ms(req.duration.as_ref(), limits.default_duration_ms, limits.max_duration_ms)?;
     if crate::dbfault::KINDS.contains(&req.kind.as_str()) {
         if req.node.is_some() || req.nodes.is_some() {
-            return Err(ApiError::bad_request(format!("{} acts on a database: name it in params.database, not node", req.kind)));
+            return Err(ApiError::bad_request(format!(
+                "{} acts on a database: name it in params.database, not node",
+                req.kind
+            )));
         }
         let p: crate::dbfault::DbFaultParams = params(&req.kind, &req.params)?;
         let spec = state.dbfaults.spec_from(&req.kind, p).map_err(dbfault_error)?;
@@ -229,17 +274,28 @@ pub(super) async fn start(State(state): State<ApiState>, body: Result<Json<Start
             let connected = state.registry.snapshot();
             match connected.as_slice() {
                 [one] => vec![one.node.clone()],
-                [] => return Err(ApiError { status: StatusCode::CONFLICT, message: "no agent is connected".into() }),
+                [] => {
+                    return Err(ApiError {
+                        status: StatusCode::CONFLICT,
+                        message: "no agent is connected".into(),
+                    })
+                }
                 many => {
                     let names: Vec<&str> = many.iter().map(|a| a.node.as_str()).collect();
-                    return Err(ApiError::bad_request(format!("several agents are connected ({}); name the node", names.join(", "))));
+                    return Err(ApiError::bad_request(format!(
+                        "several agents are connected ({}); name the node",
+                        names.join(", ")
+                    )));
                 }
             }
         }
     };
     for n in &nodes {
         if state.registry.get(n).is_none() {
-            return Err(ApiError { status: StatusCode::CONFLICT, message: format!("node {n:?} is not connected") });
+            return Err(ApiError {
+                status: StatusCode::CONFLICT,
+                message: format!("node {n:?} is not connected"),
+            });
         }
     }
     let mut started = Vec::new();
@@ -265,20 +321,28 @@ pub(super) async fn start(State(state): State<ApiState>, body: Result<Json<Start
 }
 
 /// An empty body (whatever its content type) stops everything.
-pub(super) async fn stop(State(state): State<ApiState>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+pub(super) async fn stop(
+    State(state): State<ApiState>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
     let req: StopRequest = if body.iter().all(u8::is_ascii_whitespace) {
         StopRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("stop request: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("stop request: {e}")))?
     };
     match req.id {
         Some(id) if state.dbfaults.is_db_fault(&id) => {
             let rec = state.dbfaults.revert(&id).await.map_err(dbfault_error)?;
-            Ok(Json(json!({ "status": "success", "message": format!("Stopped anomaly {id}"), "stopped": [rec] })))
+            Ok(Json(
+                json!({ "status": "success", "message": format!("Stopped anomaly {id}"), "stopped": [rec] }),
+            ))
         }
         Some(id) => {
             let rec = state.faults.revert(&id).await.map_err(faults_error)?;
-            Ok(Json(json!({ "status": "success", "message": format!("Stopped anomaly {id}"), "stopped": [rec] })))
+            Ok(Json(
+                json!({ "status": "success", "message": format!("Stopped anomaly {id}"), "stopped": [rec] }),
+            ))
         }
         None => {
             let (mut done, mut failed) = state.faults.revert_all().await;
@@ -286,8 +350,11 @@ pub(super) async fn stop(State(state): State<ApiState>, body: axum::body::Bytes)
             done.extend(db_done);
             failed.extend(db_failed);
             let status = if failed.is_empty() { "success" } else { "partial" };
-            let failed: Vec<Value> = failed.into_iter().map(|(id, why)| json!({ "id": id, "error": why })).collect();
-            Ok(Json(json!({ "status": status, "message": "Stopped all anomalies", "stopped": done, "failed": failed })))
+            let failed: Vec<Value> =
+                failed.into_iter().map(|(id, why)| json!({ "id": id, "error": why })).collect();
+            Ok(Json(
+                json!({ "status": status, "message": "Stopped all anomalies", "stopped": done, "failed": failed }),
+            ))
         }
     }
 }
@@ -305,15 +372,32 @@ pub(super) struct HistoryQuery {
     to: Option<String>,
 }
 
-pub(super) async fn history(State(state): State<ApiState>, q: Result<Query<HistoryQuery>, QueryRejection>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn history(
+    State(state): State<ApiState>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let now = now_ms();
-    let to = q.to.as_deref().map(|s| parse_time(s, now)).transpose().map_err(ApiError::bad_request)?.unwrap_or(now);
-    let from = q.from.as_deref().map(|s| parse_time(s, now)).transpose().map_err(ApiError::bad_request)?.unwrap_or(to - 24 * 3_600_000);
+    let to =
+        q.to.as_deref()
+            .map(|s| parse_time(s, now))
+            .transpose()
+            .map_err(ApiError::bad_request)?
+            .unwrap_or(now);
+    let from = q
+        .from
+        .as_deref()
+        .map(|s| parse_time(s, now))
+        .transpose()
+        .map_err(ApiError::bad_request)?
+        .unwrap_or(to - 24 * 3_600_000);
     let faults = state.faults.clone();
     let recs = tokio::task::spawn_blocking(move || faults.history(from, to))
         .await
-        .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() })?
+        .map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: e.to_string(),
+        })?
         .map_err(faults_error)?;
     Ok(Json(json!({ "from": from, "to": to, "anomalies": recs })))
 }

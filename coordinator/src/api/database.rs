@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 
 use super::metrics::parse_time;
 use super::{ApiError, ApiState};
-use distdiag_workload::db::DbError;
 use crate::dbprobe::{dialect_for, series, DbFields};
 use distdiag_store::now_ms;
+use distdiag_workload::db::DbError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,7 +28,9 @@ pub(super) fn db_error(e: DbError) -> ApiError {
         DbError::UnknownTarget(_) => ApiError::not_found(e.to_string()),
         DbError::Invalid(_) => ApiError::bad_request(e.to_string()),
         // The database, not this request, is at fault: a clear 4xx all the same.
-        DbError::Connect { .. } | DbError::Query { .. } => ApiError { status: StatusCode::FAILED_DEPENDENCY, message: e.to_string() },
+        DbError::Connect { .. } | DbError::Query { .. } => {
+            ApiError { status: StatusCode::FAILED_DEPENDENCY, message: e.to_string() }
+        }
     }
 }
 
@@ -38,7 +40,10 @@ fn null_reasons(f: &DbFields, unavailable: &std::collections::BTreeMap<String, S
     if let Some(o) = v.as_object() {
         for (k, val) in o {
             if val.is_null() {
-                let why = unavailable.get(k).cloned().unwrap_or_else(|| "no value in this interval (server down, idle, or fewer than two samples)".into());
+                let why = unavailable.get(k).cloned().unwrap_or_else(|| {
+                    "no value in this interval (server down, idle, or fewer than two samples)"
+                        .into()
+                });
                 reasons.insert(k.clone(), json!(why));
             }
         }
@@ -46,11 +51,25 @@ fn null_reasons(f: &DbFields, unavailable: &std::collections::BTreeMap<String, S
     Value::Object(reasons)
 }
 
-pub(super) async fn database_metrics(State(state): State<ApiState>, q: Result<Query<DbQuery>, QueryRejection>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn database_metrics(
+    State(state): State<ApiState>,
+    q: Result<Query<DbQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let now = now_ms();
-    let to = q.to.as_deref().map(|s| parse_time(s, now)).transpose().map_err(ApiError::bad_request)?.unwrap_or(now);
-    let from = q.from.as_deref().map(|s| parse_time(s, now)).transpose().map_err(ApiError::bad_request)?.unwrap_or(to - 60_000);
+    let to =
+        q.to.as_deref()
+            .map(|s| parse_time(s, now))
+            .transpose()
+            .map_err(ApiError::bad_request)?
+            .unwrap_or(now);
+    let from = q
+        .from
+        .as_deref()
+        .map(|s| parse_time(s, now))
+        .transpose()
+        .map_err(ApiError::bad_request)?
+        .unwrap_or(to - 60_000);
     if from > to {
         return Err(ApiError::bad_request("from is after to"));
     }
@@ -64,9 +83,13 @@ pub(super) async fn database_metrics(State(state): State<ApiState>, q: Result<Qu
         let lookback = i64::try_from(state.probe_interval_ms).unwrap_or(5_000) * 3;
         let store = state.store.clone();
         let node = st.node.clone();
-        let rows = tokio::task::spawn_blocking(move || series(store.as_ref(), &node, from, to, lookback))
-            .await
-            .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() })?;
+        let rows =
+            tokio::task::spawn_blocking(move || series(store.as_ref(), &node, from, to, lookback))
+                .await
+                .map_err(|e| ApiError {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    message: e.to_string(),
+                })?;
         let rows = match rows {
             Ok(r) => r,
             Err(distdiag_store::StoreError::UnknownNode(_)) => Vec::new(),
@@ -107,7 +130,10 @@ pub(super) struct TenantQuery {
     database: Option<String>,
 }
 
-pub(super) async fn tenant_metrics(State(state): State<ApiState>, q: Result<Query<TenantQuery>, QueryRejection>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn tenant_metrics(
+    State(state): State<ApiState>,
+    q: Result<Query<TenantQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let t = state.probes.target(q.database.as_deref()).map_err(db_error)?.clone();
     let tenant = q.tenant_name.unwrap_or_else(|| t.schema.clone());
@@ -121,7 +147,10 @@ pub(super) async fn tenant_metrics(State(state): State<ApiState>, q: Result<Quer
     let _ = c.disconnect().await;
     match m {
         Some(m) => Ok(Json(json!({ "database": t.name, "metrics": [m] }))),
-        None => Err(ApiError::not_found(format!("database {} has no tenant (schema) {tenant:?}", t.name))),
+        None => Err(ApiError::not_found(format!(
+            "database {} has no tenant (schema) {tenant:?}",
+            t.name
+        ))),
     }
 }
 

@@ -39,14 +39,20 @@ pub(super) fn parse_time(s: &str, now: i64) -> Result<i64, String> {
         return Ok(now);
     }
     if let Some(rel) = s.strip_prefix('-') {
-        let d = humantime::parse_duration(rel).map_err(|e| format!("bad relative time {s:?}: {e}"))?;
+        let d =
+            humantime::parse_duration(rel).map_err(|e| format!("bad relative time {s:?}: {e}"))?;
         return Ok(now - d.as_millis() as i64);
     }
     if s.bytes().all(|b| b.is_ascii_digit()) {
         return s.parse::<i64>().map_err(|e| format!("bad timestamp {s:?}: {e}"));
     }
-    let t = humantime::parse_rfc3339_weak(s).map_err(|e| format!("bad time {s:?} (use ms since epoch, RFC 3339, 'now' or '-15m'): {e}"))?;
-    let ms = t.duration_since(std::time::UNIX_EPOCH).map_err(|_| format!("time {s:?} is before 1970"))?.as_millis();
+    let t = humantime::parse_rfc3339_weak(s).map_err(|e| {
+        format!("bad time {s:?} (use ms since epoch, RFC 3339, 'now' or '-15m'): {e}")
+    })?;
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| format!("time {s:?} is before 1970"))?
+        .as_millis();
     Ok(ms as i64)
 }
 
@@ -79,7 +85,10 @@ pub(super) fn downsample(points: &[(i64, f64)], step: i64) -> Vec<(i64, f64)> {
     out.into_iter().map(|(b, s, n)| (b, s / f64::from(n))).collect()
 }
 
-pub(super) async fn get_metrics(State(state): State<ApiState>, q: Result<Query<MetricsQuery>, QueryRejection>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn get_metrics(
+    State(state): State<ApiState>,
+    q: Result<Query<MetricsQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let now = now_ms();
     match (q.node.clone(), q.metric.clone()) {
@@ -87,29 +96,58 @@ pub(super) async fn get_metrics(State(state): State<ApiState>, q: Result<Query<M
         (None, Some(_)) => Err(ApiError::bad_request("'metric' needs 'node'")),
         (node, None) => {
             if q.from.is_some() || q.to.is_some() || q.step.is_some() || q.rate.is_some() {
-                return Err(ApiError::bad_request("from/to/step/rate need both 'node' and 'metric'"));
+                return Err(ApiError::bad_request(
+                    "from/to/step/rate need both 'node' and 'metric'",
+                ));
             }
             latest(&state, node, now)
         }
     }
 }
 
-async fn series(state: &ApiState, q: MetricsQuery, node: String, metric: String, now: i64) -> Result<Json<Value>, ApiError> {
-    let to = q.to.as_deref().map(|s| parse_time(s, now)).transpose().map_err(ApiError::bad_request)?.unwrap_or(now);
-    let from = q.from.as_deref().map(|s| parse_time(s, now)).transpose().map_err(ApiError::bad_request)?.unwrap_or(to - 3_600_000);
+async fn series(
+    state: &ApiState,
+    q: MetricsQuery,
+    node: String,
+    metric: String,
+    now: i64,
+) -> Result<Json<Value>, ApiError> {
+    let to =
+        q.to.as_deref()
+            .map(|s| parse_time(s, now))
+            .transpose()
+            .map_err(ApiError::bad_request)?
+            .unwrap_or(now);
+    let from = q
+        .from
+        .as_deref()
+        .map(|s| parse_time(s, now))
+        .transpose()
+        .map_err(ApiError::bad_request)?
+        .unwrap_or(to - 3_600_000);
     if from > to {
         return Err(ApiError::bad_request(format!("from ({from}) is after to ({to})")));
     }
     let step = q.step.as_deref().map(parse_step).transpose().map_err(ApiError::bad_request)?;
-    let rec = state.store.node(&node).ok_or_else(|| ApiError::not_found(format!("unknown node {node:?}")))?;
-    let desc = rec.catalog.iter().find(|m| m.name == metric).cloned().ok_or_else(|| ApiError::not_found(format!("node {node:?} has no metric {metric:?}")))?;
+    let rec = state
+        .store
+        .node(&node)
+        .ok_or_else(|| ApiError::not_found(format!("unknown node {node:?}")))?;
+    let desc =
+        rec.catalog.iter().find(|m| m.name == metric).cloned().ok_or_else(|| {
+            ApiError::not_found(format!("node {node:?} has no metric {metric:?}"))
+        })?;
     if q.rate == Some(true) && desc.kind != MetricKind::Counter {
-        return Err(ApiError::bad_request(format!("{metric:?} is a gauge; rate applies to counters only")));
+        return Err(ApiError::bad_request(format!(
+            "{metric:?} is a gauge; rate applies to counters only"
+        )));
     }
     let rate = desc.kind == MetricKind::Counter && q.rate.unwrap_or(true);
     if let Some(s) = step {
         if (to - from) / s > MAX_POINTS as i64 {
-            return Err(ApiError::bad_request(format!("the range holds more than {MAX_POINTS} steps; use a larger step")));
+            return Err(ApiError::bad_request(format!(
+                "the range holds more than {MAX_POINTS} steps; use a larger step"
+            )));
         }
     }
     // For rates, read a little before `from` so the first point has a predecessor.
@@ -118,13 +156,20 @@ async fn series(state: &ApiState, q: MetricsQuery, node: String, metric: String,
     let (n, m) = (node.clone(), metric.clone());
     let raw = tokio::task::spawn_blocking(move || store.query(&n, &m, from - lookback, to))
         .await
-        .map_err(|e| ApiError { status: axum::http::StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() })??;
-    let mut points = if rate { counter_rates(&raw).into_iter().filter(|p| p.0 >= from).collect() } else { raw };
+        .map_err(|e| ApiError {
+            status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            message: e.to_string(),
+        })??;
+    let mut points =
+        if rate { counter_rates(&raw).into_iter().filter(|p| p.0 >= from).collect() } else { raw };
     if let Some(s) = step {
         points = downsample(&points, s);
     }
     if points.len() > MAX_POINTS {
-        return Err(ApiError::bad_request(format!("{} points exceed the limit of {MAX_POINTS}; narrow the range or set a step", points.len())));
+        return Err(ApiError::bad_request(format!(
+            "{} points exceed the limit of {MAX_POINTS}; narrow the range or set a step",
+            points.len()
+        )));
     }
     let unit = if rate { format!("{}/s", desc.unit) } else { desc.unit.clone() };
     Ok(Json(json!({
@@ -247,13 +292,17 @@ pub(super) fn summary(values: &BTreeMap<String, Option<f64>>) -> Value {
 
 fn latest(state: &ApiState, node: Option<String>, now: i64) -> Result<Json<Value>, ApiError> {
     let records = match &node {
-        Some(n) => vec![state.store.node(n).ok_or_else(|| ApiError::not_found(format!("unknown node {n:?}")))?],
+        Some(n) => vec![state
+            .store
+            .node(n)
+            .ok_or_else(|| ApiError::not_found(format!("unknown node {n:?}")))?],
         None => state.store.nodes(),
     };
     let nodes: Vec<Value> = records
         .iter()
         .map(|rec| {
-            let (ts, values) = state.store.latest(&rec.node).map(|l| latest_values(&l)).unwrap_or_default();
+            let (ts, values) =
+                state.store.latest(&rec.node).map(|l| latest_values(&l)).unwrap_or_default();
             json!({
                 "node": rec.node,
                 "connected": state.registry.get(&rec.node).is_some(),
@@ -264,6 +313,9 @@ fn latest(state: &ApiState, node: Option<String>, now: i64) -> Result<Json<Value
             })
         })
         .collect();
-    let stamp = humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(now.max(0) as u64)).to_string();
+    let stamp = humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(now.max(0) as u64),
+    )
+    .to_string();
     Ok(Json(json!({ "timestamp": stamp, "nodes": nodes })))
 }

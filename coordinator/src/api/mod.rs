@@ -25,10 +25,10 @@ use crate::config::FaultsConfig;
 use crate::dbfault::DbFaults;
 use crate::dbprobe::DbProbes;
 use crate::faults::Faults;
-use distdiag_workload::Workloads;
 use crate::ingest::Registry;
-use distdiag_store::{SeriesStore, StoreError};
 use crate::telemetry::Telemetry;
+use distdiag_store::{SeriesStore, StoreError};
+use distdiag_workload::Workloads;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -144,7 +144,11 @@ async fn require_token(State(state): State<ApiState>, req: Request, next: Next) 
     if read_only || !req.uri().path().starts_with("/api/") {
         return next.run(req).await;
     }
-    let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
         Some(t) if same_secret(t.trim().as_bytes(), state.token.as_bytes()) => next.run(req).await,
         Some(_) => ApiError { status: StatusCode::UNAUTHORIZED, message: "invalid bearer token".into() }.into_response(),
@@ -168,7 +172,11 @@ async fn health(State(state): State<ApiState>) -> Json<serde_json::Value> {
     }))
 }
 
-fn node_json(state: &ApiState, rec: &distdiag_store::NodeRecord, with_catalog: bool) -> serde_json::Value {
+fn node_json(
+    state: &ApiState,
+    rec: &distdiag_store::NodeRecord,
+    with_catalog: bool,
+) -> serde_json::Value {
     let conn = state.registry.get(&rec.node);
     let latest_ts = state.store.latest(&rec.node).and_then(|l| l.rows.first().map(|r| r.0));
     let mut v = json!({
@@ -194,20 +202,33 @@ async fn list_nodes(State(state): State<ApiState>) -> Json<serde_json::Value> {
     Json(json!({ "nodes": nodes }))
 }
 
-async fn get_node(State(state): State<ApiState>, Path(node): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
-    let rec = state.store.node(&node).ok_or_else(|| ApiError::not_found(format!("unknown node {node:?}")))?;
+async fn get_node(
+    State(state): State<ApiState>,
+    Path(node): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let rec = state
+        .store
+        .node(&node)
+        .ok_or_else(|| ApiError::not_found(format!("unknown node {node:?}")))?;
     Ok(Json(node_json(&state, &rec, true)))
 }
 
-async fn delete_node(State(state): State<ApiState>, Path(node): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn delete_node(
+    State(state): State<ApiState>,
+    Path(node): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     if state.registry.get(&node).is_some() {
-        return Err(ApiError { status: StatusCode::CONFLICT, message: format!("node {node:?} is connected; stop its agent before deleting its data") });
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            message: format!("node {node:?} is connected; stop its agent before deleting its data"),
+        });
     }
     let store = state.store.clone();
     let n = node.clone();
-    let deleted = tokio::task::spawn_blocking(move || store.delete_node(&n))
-        .await
-        .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() })??;
+    let deleted =
+        tokio::task::spawn_blocking(move || store.delete_node(&n)).await.map_err(|e| {
+            ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() }
+        })??;
     if !deleted {
         return Err(ApiError::not_found(format!("unknown node {node:?}")));
     }

@@ -20,14 +20,26 @@ fn state(dir: &std::path::Path) -> ApiState {
         MetricDesc::counter("net.rx_bytes:eth0", "bytes"),
         MetricDesc::counter("net.rx_bytes:lo", "bytes"),
     ];
-    store.upsert_node("n1", HostFacts::default(), Capabilities::default(), catalog, 1000, 0).unwrap();
+    store
+        .upsert_node("n1", HostFacts::default(), Capabilities::default(), catalog, 1000, 0)
+        .unwrap();
     let rows: Vec<Row> = (0..10)
-        .map(|i| Row { ts_ms: 1_000_000 + i * 1000, values: vec![i as f64, 3.0 * i as f64, 1000.0, 250.0, 100.0 * i as f64, 7.0 * i as f64] })
+        .map(|i| Row {
+            ts_ms: 1_000_000 + i * 1000,
+            values: vec![i as f64, 3.0 * i as f64, 1000.0, 250.0, 100.0 * i as f64, 7.0 * i as f64],
+        })
         .collect();
     store.append("n1", &rows).unwrap();
     let store: Arc<dyn SeriesStore> = Arc::new(store);
     let registry = Registry::default();
-    let faults = Arc::new(crate::faults::Faults::new(store.clone(), registry.clone(), std::time::Duration::from_secs(1)).unwrap());
+    let faults = Arc::new(
+        crate::faults::Faults::new(
+            store.clone(),
+            registry.clone(),
+            std::time::Duration::from_secs(1),
+        )
+        .unwrap(),
+    );
     // One database nobody listens on: the API must answer clearly, not hang or crash.
     let unreachable = distdiag_workload::db::DbTarget {
         name: "nowhere".into(),
@@ -46,7 +58,13 @@ fn state(dir: &std::path::Path) -> ApiState {
     let (_tx, stop) = tokio::sync::watch::channel(false);
     let training = crate::training::Training::new(store.clone());
     let models = crate::models::Models::new(store.clone());
-    let online = crate::online::Online::new(store.clone(), models.clone(), crate::config::DiagnosisConfig::default(), Default::default(), stop);
+    let online = crate::online::Online::new(
+        store.clone(),
+        models.clone(),
+        crate::config::DiagnosisConfig::default(),
+        Default::default(),
+        stop,
+    );
     ApiState {
         training,
         models,
@@ -81,16 +99,26 @@ fn get(uri: &str) -> Request<Body> {
 async fn series_of_a_counter_is_a_rate_by_default() {
     let dir = tempfile::tempdir().unwrap();
     let app = router(state(dir.path()));
-    let (s, v) = call(&app, get("/api/metrics?node=n1&metric=net.rx_bytes:eth0&from=1000000&to=1009000")).await;
+    let (s, v) =
+        call(&app, get("/api/metrics?node=n1&metric=net.rx_bytes:eth0&from=1000000&to=1009000"))
+            .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["unit"], "bytes/s");
     let pts = v["points"].as_array().unwrap();
     assert_eq!(pts.len(), 9);
     assert!(pts.iter().all(|p| p[1] == 100.0));
-    let (_, raw) = call(&app, get("/api/metrics?node=n1&metric=net.rx_bytes:eth0&from=1000000&to=1009000&rate=false")).await;
+    let (_, raw) = call(
+        &app,
+        get("/api/metrics?node=n1&metric=net.rx_bytes:eth0&from=1000000&to=1009000&rate=false"),
+    )
+    .await;
     assert_eq!(raw["points"].as_array().unwrap().len(), 10);
     assert_eq!(raw["points"][9][1], 900.0);
-    let (_, stepped) = call(&app, get("/api/metrics?node=n1&metric=mem.available&from=1000000&to=1009999&step=5s")).await;
+    let (_, stepped) = call(
+        &app,
+        get("/api/metrics?node=n1&metric=mem.available&from=1000000&to=1009999&step=5s"),
+    )
+    .await;
     assert_eq!(stepped["points"], serde_json::json!([[1000000, 250.0], [1005000, 250.0]]));
 }
 
@@ -157,9 +185,19 @@ async fn prometheus_exposition_lists_the_coordinator_figures() {
     let dir = tempfile::tempdir().unwrap();
     let app = router(state(dir.path()));
     let resp = app.oneshot(get("/metrics")).await.unwrap();
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
-    let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
-    for name in ["distdiag_connected_agents 0", "distdiag_ingest_values_total 0", "distdiag_store_nodes 1", "distdiag_store_size_bytes "] {
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text =
+        String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec())
+            .unwrap();
+    for name in [
+        "distdiag_connected_agents 0",
+        "distdiag_ingest_values_total 0",
+        "distdiag_store_nodes 1",
+        "distdiag_store_size_bytes ",
+    ] {
         assert!(text.contains(name), "missing {name}");
     }
     assert!(text.lines().filter(|l| l.starts_with("# TYPE")).count() >= 15);
@@ -223,7 +261,9 @@ async fn the_dashboard_is_served_from_the_binary() {
     let resp = app.oneshot(get("/")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
-    let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    let text =
+        String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec())
+            .unwrap();
     assert!(text.contains("fetch(\"/api/metrics\")"));
 }
 
@@ -240,17 +280,40 @@ async fn anomaly_requests_are_validated_before_anything_is_sent() {
     let dir = tempfile::tempdir().unwrap();
     let app = router(state(dir.path()));
     let tok = Some("secret-token-123456");
-    assert_eq!(call(&app, post("/api/anomaly/start", r#"{"type":"cpu_stress"}"#, None)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&app, post("/api/anomaly/start", r#"{"type":"cpu_stress"}"#, None)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     for (body, status, needle) in [
         (r#"{"type":"cpu_stress"}"#, StatusCode::CONFLICT, "no agent is connected"),
         (r#"{"type":"cpu_stress","node":"n1"}"#, StatusCode::CONFLICT, "not connected"),
         (r#"{"type":"fork_bomb","node":"n1"}"#, StatusCode::BAD_REQUEST, "unknown anomaly type"),
-        (r#"{"type":"cpu_stress","node":"n1","params":{"workers":0}}"#, StatusCode::BAD_REQUEST, "workers"),
-        (r#"{"type":"cpu_stress","node":"n1","params":{"cores":2}}"#, StatusCode::BAD_REQUEST, "unknown field"),
-        (r#"{"type":"memory_stress","node":"n1","params":{"bytes":1,"percent_of_available":5}}"#, StatusCode::BAD_REQUEST, "not both"),
-        (r#"{"type":"cpu_stress","node":"n1","duration":"3h"}"#, StatusCode::BAD_REQUEST, "max_duration_ms"),
+        (
+            r#"{"type":"cpu_stress","node":"n1","params":{"workers":0}}"#,
+            StatusCode::BAD_REQUEST,
+            "workers",
+        ),
+        (
+            r#"{"type":"cpu_stress","node":"n1","params":{"cores":2}}"#,
+            StatusCode::BAD_REQUEST,
+            "unknown field",
+        ),
+        (
+            r#"{"type":"memory_stress","node":"n1","params":{"bytes":1,"percent_of_available":5}}"#,
+            StatusCode::BAD_REQUEST,
+            "not both",
+        ),
+        (
+            r#"{"type":"cpu_stress","node":"n1","duration":"3h"}"#,
+            StatusCode::BAD_REQUEST,
+            "max_duration_ms",
+        ),
         (r#"{"type":"cpu_stress","node":"n1","duration":-4}"#, StatusCode::BAD_REQUEST, "positive"),
-        (r#"{"type":"cpu_stress","node":"n1","nodes":["n2"]}"#, StatusCode::BAD_REQUEST, "not both"),
+        (
+            r#"{"type":"cpu_stress","node":"n1","nodes":["n2"]}"#,
+            StatusCode::BAD_REQUEST,
+            "not both",
+        ),
         (r#"{"kind":"cpu_stress"}"#, StatusCode::BAD_REQUEST, "type"),
         ("not json", StatusCode::BAD_REQUEST, ""),
     ] {
@@ -274,9 +337,18 @@ async fn anomaly_requests_are_validated_before_anything_is_sent() {
 fn seed_defaults_fill_in_missing_parameters() {
     use distdiag_common::fault::{FaultSpec, MemorySize};
     let empty = serde_json::Map::new();
-    assert_eq!(super::anomaly::spec_from("cpu_stress", &empty).unwrap(), FaultSpec::CpuStress { workers: 1, load_percent: 100 });
-    assert_eq!(super::anomaly::spec_from("memory_stress", &empty).unwrap(), FaultSpec::MemoryStress { size: MemorySize::Bytes(256 << 20) });
-    assert!(matches!(super::anomaly::spec_from("network_delay", &empty).unwrap(), FaultSpec::NetworkDelay { latency_ms: 100, .. }));
+    assert_eq!(
+        super::anomaly::spec_from("cpu_stress", &empty).unwrap(),
+        FaultSpec::CpuStress { workers: 1, load_percent: 100 }
+    );
+    assert_eq!(
+        super::anomaly::spec_from("memory_stress", &empty).unwrap(),
+        FaultSpec::MemoryStress { size: MemorySize::Bytes(256 << 20) }
+    );
+    assert!(matches!(
+        super::anomaly::spec_from("network_delay", &empty).unwrap(),
+        FaultSpec::NetworkDelay { latency_ms: 100, .. }
+    ));
 }
 
 #[tokio::test]
@@ -290,7 +362,11 @@ async fn bad_workload_requests_are_refused_clearly() {
         (r#"{"type":"oltp_insert","threads":4}"#, StatusCode::BAD_REQUEST, "unknown workload type"),
         (r#"{"type":"tpcc","options":{"warehouses":0}}"#, StatusCode::BAD_REQUEST, "warehouses"),
         (r#"{"type":"oltp_read_write","options":{"tabels":2}}"#, StatusCode::BAD_REQUEST, "tabels"),
-        (r#"{"type":"oltp_read_write","options":{"database":"other"}}"#, StatusCode::NOT_FOUND, "unknown database"),
+        (
+            r#"{"type":"oltp_read_write","options":{"database":"other"}}"#,
+            StatusCode::NOT_FOUND,
+            "unknown database",
+        ),
     ] {
         let (s, v) = call(&app, post("/api/workload/start", body, tok)).await;
         assert_eq!(s, want, "{body}: {v}");
@@ -300,7 +376,8 @@ async fn bad_workload_requests_are_refused_clearly() {
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
     let (s, _) = call(&app, get("/api/workload/no-such-run")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = call(&app, post("/api/workload/start", r#"{"type":"oltp_read_write"}"#, None)).await;
+    let (s, _) =
+        call(&app, post("/api/workload/start", r#"{"type":"oltp_read_write"}"#, None)).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
 
@@ -309,14 +386,19 @@ async fn an_unreachable_database_gets_a_4xx_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let app = router(state(dir.path()));
     let tok = Some("secret-token-123456");
-    let (s, v) = call(&app, post("/api/workload/start", r#"{"type":"oltp_read_write","threads":2}"#, tok)).await;
+    let (s, v) =
+        call(&app, post("/api/workload/start", r#"{"type":"oltp_read_write","threads":2}"#, tok))
+            .await;
     assert_eq!(s, StatusCode::FAILED_DEPENDENCY, "{v}");
     assert!(v["error"].as_str().unwrap().contains("cannot connect"), "{v}");
-    let (s, v) = call(&app, post("/api/anomaly/start", r#"{"type":"cache_bottleneck"}"#, tok)).await;
+    let (s, v) =
+        call(&app, post("/api/anomaly/start", r#"{"type":"cache_bottleneck"}"#, tok)).await;
     assert_eq!(s, StatusCode::FAILED_DEPENDENCY, "{v}");
     let (s, v) = call(&app, get("/api/metrics/tenant?tenant_name=distdiag")).await;
     assert_eq!(s, StatusCode::FAILED_DEPENDENCY, "{v}");
-    let (s, v) = call(&app, post("/api/workload/prepare", r#"{"type":"oltp_read_write","wait":true}"#, tok)).await;
+    let (s, v) =
+        call(&app, post("/api/workload/prepare", r#"{"type":"oltp_read_write","wait":true}"#, tok))
+            .await;
     assert_eq!(s, StatusCode::FAILED_DEPENDENCY, "{v}");
     assert!(v["status"].as_str().unwrap().contains("cannot connect"), "{v}");
     // The failed fault is a closed record, not a live one.
@@ -325,7 +407,15 @@ async fn an_unreachable_database_gets_a_4xx_not_a_crash() {
     let (s, v) = call(&app, get("/api/metrics/database")).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["databases"][0]["name"], "nowhere");
-    let (s, v) = call(&app, post("/api/anomaly/start", r#"{"type":"too_many_indexes","params":{"tables":["x`y"]}}"#, tok)).await;
+    let (s, v) = call(
+        &app,
+        post(
+            "/api/anomaly/start",
+            r#"{"type":"too_many_indexes","params":{"tables":["x`y"]}}"#,
+            tok,
+        ),
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert!(v["error"].as_str().unwrap().contains("plain identifier"), "{v}");
 }
@@ -334,18 +424,38 @@ async fn an_unreachable_database_gets_a_4xx_not_a_crash() {
 /// CPU during each fault in `faults` (start s, end s, case id), which are
 /// recorded as fault records and cases.
 fn seed_training(state: &ApiState, faults: &[(i64, i64, &str, &str, &str)]) {
-    let catalog = vec![MetricDesc::counter("cg.cpu_usage", "seconds"), MetricDesc::gauge("mem.used", "bytes")];
+    let catalog = vec![
+        MetricDesc::counter("cg.cpu_usage", "seconds"),
+        MetricDesc::gauge("mem.used", "bytes"),
+    ];
     let base = 2_000_000_000i64;
     for n in ["a", "b", "c"] {
-        state.store.upsert_node(n, HostFacts::default(), Capabilities::default(), catalog.clone(), 1000, base).unwrap();
+        state
+            .store
+            .upsert_node(
+                n,
+                HostFacts::default(),
+                Capabilities::default(),
+                catalog.clone(),
+                1000,
+                base,
+            )
+            .unwrap();
         let mut cpu = 0.0;
         let rows: Vec<Row> = (0..900i64)
             .map(|i| {
                 let t = base + i * 1000;
-                let hot = faults.iter().any(|(s, e, node, kind, _)| *node == n && *kind == "cpu_stress" && i >= *s && i < *e);
-                let mem_hot = faults.iter().any(|(s, e, node, kind, _)| *node == n && *kind == "memory_stress" && i >= *s && i < *e);
+                let hot = faults.iter().any(|(s, e, node, kind, _)| {
+                    *node == n && *kind == "cpu_stress" && i >= *s && i < *e
+                });
+                let mem_hot = faults.iter().any(|(s, e, node, kind, _)| {
+                    *node == n && *kind == "memory_stress" && i >= *s && i < *e
+                });
                 cpu += if hot { 0.95 } else { 0.1 + 0.02 * ((i * 7 + n.len() as i64) % 5) as f64 };
-                Row { ts_ms: t, values: vec![cpu, if mem_hot { 9e9 } else { 1e9 + 1e7 * ((i * 3) % 7) as f64 }] }
+                Row {
+                    ts_ms: t,
+                    values: vec![cpu, if mem_hot { 9e9 } else { 1e9 + 1e7 * ((i * 3) % 7) as f64 }],
+                }
             })
             .collect();
         state.store.append(n, &rows).unwrap();
@@ -355,7 +465,10 @@ fn seed_training(state: &ApiState, faults: &[(i64, i64, &str, &str, &str)]) {
             id: format!("f{k}"),
             node: node.to_string(),
             kind: kind.to_string(),
-            spec: distdiag_store::RecordSpec::Agent(distdiag_common::fault::FaultSpec::CpuStress { workers: 1, load_percent: 100 }),
+            spec: distdiag_store::RecordSpec::Agent(distdiag_common::fault::FaultSpec::CpuStress {
+                workers: 1,
+                load_percent: 100,
+            }),
             requested_ms: base + s * 1000,
             applied_ms: Some(base + s * 1000),
             deadline_ms: base + e * 1000,
@@ -381,28 +494,62 @@ async fn training_collection_models_and_bad_input() {
     assert_eq!(call(&app, get("/api/anomaly/train/nope")).await.0, StatusCode::NOT_FOUND);
     assert_eq!(call(&app, get("/api/models/nope")).await.0, StatusCode::NOT_FOUND);
     assert_eq!(call(&app, post("/api/models/rollback", "", tok)).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(call(&app, post("/api/anomaly/train", r#"{"params":{"eta":0}}"#, tok)).await.0, StatusCode::BAD_REQUEST);
-    assert_eq!(call(&app, post("/api/anomaly/train", r#"{"bogus":1}"#, tok)).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        call(&app, post("/api/anomaly/train", r#"{"params":{"eta":0}}"#, tok)).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        call(&app, post("/api/anomaly/train", r#"{"bogus":1}"#, tok)).await.0,
+        StatusCode::BAD_REQUEST
+    );
     assert_eq!(call(&app, post("/api/anomaly/train", "", None)).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(call(&app, get("/api/anomaly/ranks/graph")).await.0, StatusCode::NOT_FOUND);
     let (s, v) = call(&app, get("/api/anomaly/ranks")).await;
     assert_eq!(s, StatusCode::OK);
     assert!(v["note"].as_str().unwrap().contains("no ranking yet"));
     // A training case's settings are checked before any fault starts.
-    let (s, v) = call(&app, post("/api/anomaly/start", r#"{"type":"cpu_stress","collect_training_data":true,"pre_s":5000}"#, tok)).await;
+    let (s, v) = call(
+        &app,
+        post(
+            "/api/anomaly/start",
+            r#"{"type":"cpu_stress","collect_training_data":true,"pre_s":5000}"#,
+            tok,
+        ),
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-    let (s, v) = call(&app, post("/api/anomaly/start", r#"{"type":"cpu_stress","collect_training_data":true,"scenario":"a,b"}"#, tok)).await;
+    let (s, v) = call(
+        &app,
+        post(
+            "/api/anomaly/start",
+            r#"{"type":"cpu_stress","collect_training_data":true,"scenario":"a,b"}"#,
+            tok,
+        ),
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-    let (s, v) = call(&app, post("/api/anomaly/start", r#"{"type":"cpu_stress","case":"case-nope"}"#, tok)).await;
+    let (s, v) =
+        call(&app, post("/api/anomaly/start", r#"{"type":"cpu_stress","case":"case-nope"}"#, tok))
+            .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
-    let (s, v) = call(&app, post("/api/anomaly/start", r#"{"type":"cpu_stress","case":"case-nope","pre_s":5}"#, tok)).await;
+    let (s, v) = call(
+        &app,
+        post("/api/anomaly/start", r#"{"type":"cpu_stress","case":"case-nope","pre_s":5}"#, tok),
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert!(st.faults.active().is_empty());
     // Normal collection: a second start conflicts, a stop without a start too.
     assert_eq!(call(&app, post("/api/training/normal/start", "", tok)).await.0, StatusCode::OK);
-    assert_eq!(call(&app, post("/api/training/normal/start", "", tok)).await.0, StatusCode::CONFLICT);
+    assert_eq!(
+        call(&app, post("/api/training/normal/start", "", tok)).await.0,
+        StatusCode::CONFLICT
+    );
     assert_eq!(call(&app, post("/api/training/normal/stop", "", tok)).await.0, StatusCode::OK);
-    assert_eq!(call(&app, post("/api/training/normal/stop", "", tok)).await.0, StatusCode::CONFLICT);
+    assert_eq!(
+        call(&app, post("/api/training/normal/stop", "", tok)).await.0,
+        StatusCode::CONFLICT
+    );
 
     // Six CPU cases on rotating nodes, two memory cases.
     let faults = [
@@ -423,7 +570,11 @@ async fn training_collection_models_and_bad_input() {
     assert_eq!(v["anomaly_samples"], 480, "{v}");
     assert_eq!(v["per_type"]["cpu_stress"], 300);
     assert!(v["normal_samples"].as_u64().unwrap() > 480);
-    let (s, v) = call(&app, post("/api/anomaly/train", r#"{"params":{"nthread":1,"validation_fraction":0.3}}"#, tok)).await;
+    let (s, v) = call(
+        &app,
+        post("/api/anomaly/train", r#"{"params":{"nthread":1,"validation_fraction":0.3}}"#, tok),
+    )
+    .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     let job = v["job"].as_str().unwrap().to_string();
     let mut done = serde_json::Value::Null;
@@ -455,11 +606,24 @@ async fn training_collection_models_and_bad_input() {
     let (s, ds) = call(&app, get("/api/datasets/collected")).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(ds["labels"].as_array().unwrap().len(), 8);
-    assert_eq!(call(&app, post("/api/datasets/bad%20name", &ds.to_string(), tok)).await.0, StatusCode::BAD_REQUEST);
-    assert_eq!(call(&app, post("/api/datasets/copy", &ds.to_string(), tok)).await.0, StatusCode::OK);
-    assert_eq!(call(&app, post("/api/datasets/broken", r#"{"manifest":1}"#, tok)).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        call(&app, post("/api/datasets/bad%20name", &ds.to_string(), tok)).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        call(&app, post("/api/datasets/copy", &ds.to_string(), tok)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&app, post("/api/datasets/broken", r#"{"manifest":1}"#, tok)).await.0,
+        StatusCode::BAD_REQUEST
+    );
     // A second version from the imported copy; rollback returns to the first.
-    let (s, v) = call(&app, post("/api/anomaly/train", r#"{"dataset":"copy","params":{"nthread":1,"seed":7}}"#, tok)).await;
+    let (s, v) = call(
+        &app,
+        post("/api/anomaly/train", r#"{"dataset":"copy","params":{"nthread":1,"seed":7}}"#, tok),
+    )
+    .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     let job = v["job"].as_str().unwrap().to_string();
     for _ in 0..300 {
@@ -481,7 +645,8 @@ async fn training_collection_models_and_bad_input() {
     // A compound case: a second fault joins the first case; its label
     // counts under that case, and the case lists both nodes and types.
     let first = st.training.cases().unwrap().into_iter().find(|c| c.fault_ids == ["f0"]).unwrap();
-    let mut extra = st.store.faults(0, i64::MAX).unwrap().into_iter().find(|r| r.id == "f0").unwrap();
+    let mut extra =
+        st.store.faults(0, i64::MAX).unwrap().into_iter().find(|r| r.id == "f0").unwrap();
     extra.id = "f-extra".into();
     extra.node = "b".into();
     extra.kind = "memory_stress".into();
@@ -490,7 +655,12 @@ async fn training_collection_models_and_bad_input() {
     assert_eq!(joined.nodes, ["a", "b"]);
     assert_eq!(joined.types, ["cpu_stress", "memory_stress"]);
     let (_, ds) = call(&app, get("/api/datasets/collected")).await;
-    let in_case: Vec<&serde_json::Value> = ds["labels"].as_array().unwrap().iter().filter(|l| l["case"] == first.id.as_str()).collect();
+    let in_case: Vec<&serde_json::Value> = ds["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["case"] == first.id.as_str())
+        .collect();
     assert_eq!(in_case.len(), 2, "{in_case:?}");
     assert!(st.training.join_case("case-nope", &[extra]).is_err());
 }

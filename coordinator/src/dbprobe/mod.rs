@@ -22,9 +22,9 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use distdiag_workload::db::{DbTarget, DialectKind};
 use distdiag_store::now_ms;
 use distdiag_store::SeriesStore;
+use distdiag_workload::db::{DbTarget, DialectKind};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -132,10 +132,17 @@ pub struct Discovery {
 pub trait Dialect: Send + Sync {
     fn kind(&self) -> DialectKind;
     /// Called after each (re)connect, before the first sample.
-    fn discover<'a>(&'a mut self, c: &'a mut Conn) -> BoxFuture<'a, Result<Discovery, mysql_async::Error>>;
+    fn discover<'a>(
+        &'a mut self,
+        c: &'a mut Conn,
+    ) -> BoxFuture<'a, Result<Discovery, mysql_async::Error>>;
     fn sample<'a>(&'a self, c: &'a mut Conn) -> BoxFuture<'a, Result<Sample, mysql_async::Error>>;
     /// Live per-tenant figures (see [`TenantMetrics`]).
-    fn tenant<'a>(&'a self, c: &'a mut Conn, tenant: &'a str) -> BoxFuture<'a, Result<Option<TenantMetrics>, mysql_async::Error>>;
+    fn tenant<'a>(
+        &'a self,
+        c: &'a mut Conn,
+        tenant: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TenantMetrics>, mysql_async::Error>>;
 }
 
 pub fn dialect_for(kind: DialectKind) -> Box<dyn Dialect> {
@@ -253,7 +260,17 @@ impl DbProbes {
         let status = targets
             .iter()
             .map(|t| {
-                let s = ProbeStatus { name: t.name.clone(), node: t.store_node(), dialect: t.dialect, addr: t.addr(), host_node: t.host_node.clone(), connected: false, last_error: None, last_sample_ms: None, discovery: Discovery::default() };
+                let s = ProbeStatus {
+                    name: t.name.clone(),
+                    node: t.store_node(),
+                    dialect: t.dialect,
+                    addr: t.addr(),
+                    host_node: t.host_node.clone(),
+                    connected: false,
+                    last_error: None,
+                    last_sample_ms: None,
+                    discovery: Discovery::default(),
+                };
                 (t.name.clone(), s)
             })
             .collect();
@@ -275,15 +292,27 @@ impl DbProbes {
     }
 
     /// Starts one probe task per database.
-    pub fn spawn(self: &Arc<Self>, store: Arc<dyn SeriesStore>, interval: Duration, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-        self.targets.iter().cloned().map(|t| tokio::spawn(probe_loop(self.clone(), t, store.clone(), interval, stop.clone()))).collect()
+    pub fn spawn(
+        self: &Arc<Self>,
+        store: Arc<dyn SeriesStore>,
+        interval: Duration,
+        stop: watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        self.targets
+            .iter()
+            .cloned()
+            .map(|t| {
+                tokio::spawn(probe_loop(self.clone(), t, store.clone(), interval, stop.clone()))
+            })
+            .collect()
     }
 }
 
 async fn store_row(store: &Arc<dyn SeriesStore>, node: &str, row: Row) {
     let s = store.clone();
     let node = node.to_owned();
-    let res = tokio::task::spawn_blocking(move || s.append(&node, &[row]).and_then(|_| s.flush())).await;
+    let res =
+        tokio::task::spawn_blocking(move || s.append(&node, &[row]).and_then(|_| s.flush())).await;
     match res {
         Ok(Ok(())) => {}
         Ok(Err(error)) => warn!(%error, "cannot store a database sample"),
@@ -291,13 +320,27 @@ async fn store_row(store: &Arc<dyn SeriesStore>, node: &str, row: Row) {
     }
 }
 
-async fn probe_loop(probes: Arc<DbProbes>, t: DbTarget, store: Arc<dyn SeriesStore>, interval: Duration, mut stop: watch::Receiver<bool>) {
+async fn probe_loop(
+    probes: Arc<DbProbes>,
+    t: DbTarget,
+    store: Arc<dyn SeriesStore>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let node = t.store_node();
-    let facts = HostFacts { hostname: t.addr(), agent_version: format!("dbprobe/{}", t.dialect.as_str()), ..HostFacts::default() };
+    let facts = HostFacts {
+        hostname: t.addr(),
+        agent_version: format!("dbprobe/{}", t.dialect.as_str()),
+        ..HostFacts::default()
+    };
     {
         let (s, n) = (store.clone(), node.clone());
         let ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX);
-        match tokio::task::spawn_blocking(move || s.upsert_node(&n, facts, Capabilities::default(), catalog(), ms, now_ms())).await {
+        match tokio::task::spawn_blocking(move || {
+            s.upsert_node(&n, facts, Capabilities::default(), catalog(), ms, now_ms())
+        })
+        .await
+        {
             Ok(Ok(())) => {}
             other => {
                 warn!(database = %t.name, ?other, "cannot register the database node; its probe does not run");
@@ -326,7 +369,8 @@ async fn probe_loop(probes: Arc<DbProbes>, t: DbTarget, store: Arc<dyn SeriesSto
                         });
                         conn = Some(c);
                     }
-                    Err(e) => probes.update(&t.name, |s| s.last_error = Some(format!("discovery failed: {e}"))),
+                    Err(e) => probes
+                        .update(&t.name, |s| s.last_error = Some(format!("discovery failed: {e}"))),
                 },
                 Err(e) => {
                     let msg = e.to_string();
@@ -342,31 +386,35 @@ async fn probe_loop(probes: Arc<DbProbes>, t: DbTarget, store: Arc<dyn SeriesSto
         }
         let now = now_ms();
         let sample = match conn.as_mut() {
-            Some(c) => match tokio::time::timeout(interval.max(Duration::from_secs(2)), dialect.sample(c)).await {
-                Ok(Ok(mut s)) => {
-                    s.set(M::Up, Some(1.0));
-                    probes.update(&t.name, |st| {
-                        st.last_sample_ms = Some(now);
-                        st.last_error = None;
-                    });
-                    s
+            Some(c) => {
+                match tokio::time::timeout(interval.max(Duration::from_secs(2)), dialect.sample(c))
+                    .await
+                {
+                    Ok(Ok(mut s)) => {
+                        s.set(M::Up, Some(1.0));
+                        probes.update(&t.name, |st| {
+                            st.last_sample_ms = Some(now);
+                            st.last_error = None;
+                        });
+                        s
+                    }
+                    failed => {
+                        let msg = match failed {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => "sample timed out".into(),
+                        };
+                        warn!(database = %t.name, error = %msg, "database sample failed; reconnecting");
+                        probes.update(&t.name, |s| {
+                            s.connected = false;
+                            s.last_error = Some(msg);
+                        });
+                        conn = None;
+                        let mut s = Sample::empty();
+                        s.set(M::Up, Some(0.0));
+                        s
+                    }
                 }
-                failed => {
-                    let msg = match failed {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => "sample timed out".into(),
-                    };
-                    warn!(database = %t.name, error = %msg, "database sample failed; reconnecting");
-                    probes.update(&t.name, |s| {
-                        s.connected = false;
-                        s.last_error = Some(msg);
-                    });
-                    conn = None;
-                    let mut s = Sample::empty();
-                    s.set(M::Up, Some(0.0));
-                    s
-                }
-            },
+            }
             None => {
                 let mut s = Sample::empty();
                 s.set(M::Up, Some(0.0));
@@ -382,7 +430,13 @@ async fn probe_loop(probes: Arc<DbProbes>, t: DbTarget, store: Arc<dyn SeriesSto
 
 /// Reads the stored samples of a database node in `[from, to]` (plus one
 /// before, so the first interval has a start) and derives the API fields.
-pub fn series(store: &dyn SeriesStore, node: &str, from_ms: i64, to_ms: i64, lookback_ms: i64) -> Result<Vec<DbFields>, distdiag_store::StoreError> {
+pub fn series(
+    store: &dyn SeriesStore,
+    node: &str,
+    from_ms: i64,
+    to_ms: i64,
+    lookback_ms: i64,
+) -> Result<Vec<DbFields>, distdiag_store::StoreError> {
     let mut rows: BTreeMap<i64, Sample> = BTreeMap::new();
     for m in ALL {
         let desc = m.desc();
@@ -391,7 +445,11 @@ pub fn series(store: &dyn SeriesStore, node: &str, from_ms: i64, to_ms: i64, loo
         }
     }
     let rows: Vec<(i64, Sample)> = rows.into_iter().collect();
-    Ok(rows.windows(2).filter(|w| w[1].0 >= from_ms).map(|w| derive((w[0].0, &w[0].1), (w[1].0, &w[1].1))).collect())
+    Ok(rows
+        .windows(2)
+        .filter(|w| w[1].0 >= from_ms)
+        .map(|w| derive((w[0].0, &w[0].1), (w[1].0, &w[1].1)))
+        .collect())
 }
 
 #[cfg(test)]
@@ -408,7 +466,18 @@ mod tests {
 
     #[test]
     fn fields_come_from_two_samples() {
-        let a = sample(&[(M::Up, 1.0), (M::Queries, 1000.0), (M::Transactions, 100.0), (M::SqlExecutions, 1000.0), (M::SqlTime, 500_000.0), (M::CacheRequests, 10_000.0), (M::CacheMisses, 100.0), (M::IoReadBytes, 0.0), (M::IoWriteBytes, 0.0), (M::SlowQueries, 3.0)]);
+        let a = sample(&[
+            (M::Up, 1.0),
+            (M::Queries, 1000.0),
+            (M::Transactions, 100.0),
+            (M::SqlExecutions, 1000.0),
+            (M::SqlTime, 500_000.0),
+            (M::CacheRequests, 10_000.0),
+            (M::CacheMisses, 100.0),
+            (M::IoReadBytes, 0.0),
+            (M::IoWriteBytes, 0.0),
+            (M::SlowQueries, 3.0),
+        ]);
         let b = sample(&[
             (M::Up, 1.0),
             (M::Queries, 3000.0),

@@ -7,8 +7,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
 use super::{BoxFuture, Dialect, Discovery, Sample, TenantMetrics, M};
-use distdiag_workload::db::{col_f64, col_string, DialectKind};
 use distdiag_store::now_ms;
+use distdiag_workload::db::{col_f64, col_string, DialectKind};
 
 #[derive(Default)]
 pub(super) struct Mysql {
@@ -59,24 +59,42 @@ impl Dialect for Mysql {
         DialectKind::Mysql
     }
 
-    fn discover<'a>(&'a mut self, c: &'a mut Conn) -> BoxFuture<'a, Result<Discovery, mysql_async::Error>> {
+    fn discover<'a>(
+        &'a mut self,
+        c: &'a mut Conn,
+    ) -> BoxFuture<'a, Result<Discovery, mysql_async::Error>> {
         Box::pin(async move {
             let version: Option<String> = c.query_first("SELECT VERSION()").await?;
             let status = global_status(c).await?;
             let mut d = Discovery { version: version.unwrap_or_default(), ..Discovery::default() };
             for (m, names) in STATUS {
-                let missing: Vec<&str> = names.iter().copied().filter(|n| !status.contains_key(*n)).collect();
+                let missing: Vec<&str> =
+                    names.iter().copied().filter(|n| !status.contains_key(*n)).collect();
                 if !missing.is_empty() {
-                    d.unavailable.insert(field_of(*m).into(), format!("SHOW GLOBAL STATUS has no {}", missing.join(", ")));
+                    d.unavailable.insert(
+                        field_of(*m).into(),
+                        format!("SHOW GLOBAL STATUS has no {}", missing.join(", ")),
+                    );
                 }
             }
-            let ps: Option<i64> = c.query_first("SELECT @@performance_schema").await.unwrap_or(None);
+            let ps: Option<i64> =
+                c.query_first("SELECT @@performance_schema").await.unwrap_or(None);
             self.perf_schema = ps == Some(1);
             if !self.perf_schema {
-                d.missing_views.push("performance_schema.events_statements_summary_global_by_event_name".into());
-                d.unavailable.insert("sql_response_time".into(), "performance_schema is off on this server (statement times come from it)".into());
+                d.missing_views.push(
+                    "performance_schema.events_statements_summary_global_by_event_name".into(),
+                );
+                d.unavailable.insert(
+                    "sql_response_time".into(),
+                    "performance_schema is off on this server (statement times come from it)"
+                        .into(),
+                );
             }
-            d.unavailable.insert("replication_lag".into(), "this server is not a replica (SHOW SLAVE STATUS is empty); checked every sample".into());
+            d.unavailable.insert(
+                "replication_lag".into(),
+                "this server is not a replica (SHOW SLAVE STATUS is empty); checked every sample"
+                    .into(),
+            );
             Ok(d)
         })
     }
@@ -86,7 +104,8 @@ impl Dialect for Mysql {
             let status = global_status(c).await?;
             let mut s = Sample::empty();
             for (m, names) in STATUS {
-                let vals: Option<Vec<f64>> = names.iter().map(|n| status.get(*n).copied()).collect();
+                let vals: Option<Vec<f64>> =
+                    names.iter().map(|n| status.get(*n).copied()).collect();
                 s.set(*m, vals.map(|v| v.iter().sum()));
             }
             // The probe's own statement is running too.
@@ -104,21 +123,37 @@ impl Dialect for Mysql {
             }
             let replica: Vec<Row> = c.query("SHOW SLAVE STATUS").await.unwrap_or_default();
             if let Some(r) = replica.first() {
-                let idx = r.columns_ref().iter().position(|col| col.name_str() == "Seconds_Behind_Master");
+                let idx = r
+                    .columns_ref()
+                    .iter()
+                    .position(|col| col.name_str() == "Seconds_Behind_Master");
                 s.set(M::ReplicationLag, idx.and_then(|i| col_f64(r, i)));
             }
             Ok(s)
         })
     }
 
-    fn tenant<'a>(&'a self, c: &'a mut Conn, tenant: &'a str) -> BoxFuture<'a, Result<Option<TenantMetrics>, mysql_async::Error>> {
+    fn tenant<'a>(
+        &'a self,
+        c: &'a mut Conn,
+        tenant: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TenantMetrics>, mysql_async::Error>> {
         Box::pin(schema_tenant(c, tenant, "MySQL has no tenants"))
     }
 }
 
 /// A schema standing in for a tenant: sessions using it and its size.
-pub(super) async fn schema_tenant(c: &mut Conn, schema: &str, why: &str) -> Result<Option<TenantMetrics>, mysql_async::Error> {
-    let exists: Option<String> = c.exec_first("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", (schema,)).await?;
+pub(super) async fn schema_tenant(
+    c: &mut Conn,
+    schema: &str,
+    why: &str,
+) -> Result<Option<TenantMetrics>, mysql_async::Error> {
+    let exists: Option<String> = c
+        .exec_first(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (schema,),
+        )
+        .await?;
     if exists.is_none() {
         return Ok(None);
     }
@@ -126,7 +161,8 @@ pub(super) async fn schema_tenant(c: &mut Conn, schema: &str, why: &str) -> Resu
         .exec_first("SELECT COUNT(*), SUM(CASE WHEN COMMAND <> 'Sleep' THEN 1 ELSE 0 END) FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()", (schema,))
         .await?;
     let size: Option<Row> = c.exec_first("SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?", (schema,)).await?;
-    let per_server = format!("{why}; a tenant is a schema here, and the server does not split this by schema");
+    let per_server =
+        format!("{why}; a tenant is a schema here, and the server does not split this by schema");
     let mut unavailable = BTreeMap::new();
     for f in ["cpu_percent", "memory_used", "iops"] {
         unavailable.insert(f.to_owned(), per_server.clone());

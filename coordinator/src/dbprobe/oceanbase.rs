@@ -13,14 +13,52 @@ use super::{BoxFuture, Dialect, Discovery, Sample, TenantMetrics, M};
 use distdiag_workload::db::{col_f64, col_string, DialectKind};
 
 /// Views the dialect can use, in the `oceanbase` schema.
-const VIEWS: &[&str] = &["GV$SYSSTAT", "V$OB_PLAN_CACHE_PLAN_STAT", "V$OB_PROCESSLIST", "V$OB_GROUP_IO_STAT", "V$OB_MEMORY", "V$OB_SERVER_STAT", "DBA_OB_TENANTS"];
+const VIEWS: &[&str] = &[
+    "GV$SYSSTAT",
+    "V$OB_PLAN_CACHE_PLAN_STAT",
+    "V$OB_PROCESSLIST",
+    "V$OB_GROUP_IO_STAT",
+    "V$OB_MEMORY",
+    "V$OB_SERVER_STAT",
+    "DBA_OB_TENANTS",
+];
 
 /// GV$SYSSTAT statistic names summed into each series.
 const SYSSTAT: &[(M, &[&str])] = &[
-    (M::Queries, &["sql select count", "sql insert count", "sql update count", "sql delete count", "sql replace count", "sql other count"]),
+    (
+        M::Queries,
+        &[
+            "sql select count",
+            "sql insert count",
+            "sql update count",
+            "sql delete count",
+            "sql replace count",
+            "sql other count",
+        ],
+    ),
     (M::Transactions, &["trans commit count", "trans rollback count"]),
-    (M::SqlExecutions, &["sql select count", "sql insert count", "sql update count", "sql delete count", "sql replace count", "sql other count"]),
-    (M::SqlTime, &["sql select time", "sql insert time", "sql update time", "sql delete time", "sql replace time", "sql other time"]),
+    (
+        M::SqlExecutions,
+        &[
+            "sql select count",
+            "sql insert count",
+            "sql update count",
+            "sql delete count",
+            "sql replace count",
+            "sql other count",
+        ],
+    ),
+    (
+        M::SqlTime,
+        &[
+            "sql select time",
+            "sql insert time",
+            "sql update time",
+            "sql delete time",
+            "sql replace time",
+            "sql other time",
+        ],
+    ),
     (M::IoReadBytes, &["io read bytes"]),
     (M::IoWriteBytes, &["io write bytes"]),
     (M::IoOps, &["io read count", "io write count"]),
@@ -51,14 +89,23 @@ impl Dialect for OceanBase {
         DialectKind::Oceanbase
     }
 
-    fn discover<'a>(&'a mut self, c: &'a mut Conn) -> BoxFuture<'a, Result<Discovery, mysql_async::Error>> {
+    fn discover<'a>(
+        &'a mut self,
+        c: &'a mut Conn,
+    ) -> BoxFuture<'a, Result<Discovery, mysql_async::Error>> {
         Box::pin(async move {
             let version: Option<String> = c.query_first("SELECT VERSION()").await?;
             let rows: Vec<Row> = c.query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'oceanbase'").await?;
-            let present: BTreeSet<String> = rows.iter().filter_map(|r| col_string(r, 0)).map(|s| s.to_ascii_uppercase()).collect();
-            self.views = VIEWS.iter().filter(|v| present.contains(**v)).map(|v| (*v).to_owned()).collect();
+            let present: BTreeSet<String> = rows
+                .iter()
+                .filter_map(|r| col_string(r, 0))
+                .map(|s| s.to_ascii_uppercase())
+                .collect();
+            self.views =
+                VIEWS.iter().filter(|v| present.contains(**v)).map(|v| (*v).to_owned()).collect();
             let mut d = Discovery { version: version.unwrap_or_default(), ..Discovery::default() };
-            d.missing_views = VIEWS.iter().filter(|v| !self.has(v)).map(|v| format!("oceanbase.{v}")).collect();
+            d.missing_views =
+                VIEWS.iter().filter(|v| !self.has(v)).map(|v| format!("oceanbase.{v}")).collect();
             let mut na = |f: &str, why: &str| {
                 d.unavailable.insert(f.to_owned(), why.to_owned());
             };
@@ -84,7 +131,10 @@ impl Dialect for OceanBase {
                 }
             }
             na("deadlocks", "OceanBase resolves deadlocks by detection and exposes no deadlock counter in these views");
-            na("replication_lag", "replicas are kept by Paxos; per-replica lag is not exposed as seconds");
+            na(
+                "replication_lag",
+                "replicas are kept by Paxos; per-replica lag is not exposed as seconds",
+            );
             Ok(d)
         })
     }
@@ -93,8 +143,11 @@ impl Dialect for OceanBase {
         Box::pin(async move {
             let mut s = Sample::empty();
             if self.has("GV$SYSSTAT") {
-                let rows: Vec<Row> = c.query("SELECT NAME, SUM(VALUE) FROM oceanbase.GV$SYSSTAT GROUP BY NAME").await?;
-                let stats: HashMap<String, f64> = rows.iter().filter_map(|r| Some((col_string(r, 0)?, col_f64(r, 1)?))).collect();
+                let rows: Vec<Row> = c
+                    .query("SELECT NAME, SUM(VALUE) FROM oceanbase.GV$SYSSTAT GROUP BY NAME")
+                    .await?;
+                let stats: HashMap<String, f64> =
+                    rows.iter().filter_map(|r| Some((col_string(r, 0)?, col_f64(r, 1)?))).collect();
                 for (m, names) in SYSSTAT {
                     s.set(*m, sum_of(&stats, names));
                 }
@@ -125,11 +178,14 @@ impl Dialect for OceanBase {
             }
             if !self.has("GV$SYSSTAT") {
                 if self.has("V$OB_GROUP_IO_STAT") {
-                    let r: Option<Option<f64>> = c.query_first("SELECT SUM(REAL_IOPS) FROM oceanbase.V$OB_GROUP_IO_STAT").await?;
+                    let r: Option<Option<f64>> = c
+                        .query_first("SELECT SUM(REAL_IOPS) FROM oceanbase.V$OB_GROUP_IO_STAT")
+                        .await?;
                     s.set(M::Iops, r.flatten());
                 }
                 if self.has("V$OB_MEMORY") {
-                    let r: Option<Option<f64>> = c.query_first("SELECT SUM(HOLD) FROM oceanbase.V$OB_MEMORY").await?;
+                    let r: Option<Option<f64>> =
+                        c.query_first("SELECT SUM(HOLD) FROM oceanbase.V$OB_MEMORY").await?;
                     // seekdb lists its memory contexts with zero holdings: that is no figure.
                     s.set(M::MemoryUsed, r.flatten().filter(|v| *v > 0.0));
                 }
@@ -138,9 +194,18 @@ impl Dialect for OceanBase {
         })
     }
 
-    fn tenant<'a>(&'a self, c: &'a mut Conn, tenant: &'a str) -> BoxFuture<'a, Result<Option<TenantMetrics>, mysql_async::Error>> {
+    fn tenant<'a>(
+        &'a self,
+        c: &'a mut Conn,
+        tenant: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TenantMetrics>, mysql_async::Error>> {
         Box::pin(async move {
-            let mut m = super::mysql::schema_tenant(c, tenant, "this server has no DBA_OB_TENANTS (single tenant)").await?;
+            let mut m = super::mysql::schema_tenant(
+                c,
+                tenant,
+                "this server has no DBA_OB_TENANTS (single tenant)",
+            )
+            .await?;
             if let Some(m) = m.as_mut() {
                 if self.has("DBA_OB_TENANTS") {
                     m.unavailable.insert("scope".into(), "multi-tenant clusters: per-tenant units (GV$OB_UNITS) are not read yet; these figures are per schema".into());

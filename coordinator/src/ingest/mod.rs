@@ -22,8 +22,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn, Instrument};
 
 use crate::faults::Faults;
-use distdiag_store::{AppendOutcome, SeriesStore, StoreError};
 use crate::telemetry::Telemetry;
+use distdiag_store::{AppendOutcome, SeriesStore, StoreError};
 
 pub use registry::{AgentInfo, Registry};
 pub use writer::{spawn_writer, WriteJob};
@@ -57,7 +57,11 @@ impl From<ProtocolError> for SessionEnd {
 pub use distdiag_store::now_ms;
 
 /// Accepts connections until `shutdown` turns true.
-pub async fn serve(endpoint: quinn::Endpoint, ingest: Arc<Ingest>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    endpoint: quinn::Endpoint,
+    ingest: Arc<Ingest>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             incoming = endpoint.accept() => {
@@ -85,7 +89,10 @@ async fn handle(ingest: Arc<Ingest>, incoming: quinn::Incoming) {
         Err(reason) => {
             Telemetry::inc(&ingest.telemetry.connections_refused, 1);
             warn!(%remote, %reason, "agent certificate refused");
-            conn.close(ProtocolError::Unexpected(reason.clone()).close_code().into(), reason.as_bytes());
+            conn.close(
+                ProtocolError::Unexpected(reason.clone()).close_code().into(),
+                reason.as_bytes(),
+            );
             return;
         }
     };
@@ -117,7 +124,10 @@ fn peer_node(conn: &quinn::Connection) -> Result<String, String> {
     crate::tls::node_name(leaf).map_err(|e| e.to_string())
 }
 
-async fn read_frame(recv: &mut quinn::RecvStream, dec: &mut FrameDecoder) -> Result<Option<Vec<u8>>, SessionEnd> {
+async fn read_frame(
+    recv: &mut quinn::RecvStream,
+    dec: &mut FrameDecoder,
+) -> Result<Option<Vec<u8>>, SessionEnd> {
     loop {
         if let Some(f) = dec.next_frame().map_err(ProtocolError::from)? {
             return Ok(Some(f));
@@ -125,7 +135,9 @@ async fn read_frame(recv: &mut quinn::RecvStream, dec: &mut FrameDecoder) -> Res
         match recv.read_chunk(256 * 1024, true).await {
             Ok(Some(chunk)) => dec.push(&chunk.bytes),
             Ok(None) if dec.buffered() == 0 => return Ok(None),
-            Ok(None) => return Err(ProtocolError::Malformed("stream ended inside a frame".into()).into()),
+            Ok(None) => {
+                return Err(ProtocolError::Malformed("stream ended inside a frame".into()).into())
+            }
             Err(e) => return Err(SessionEnd::Lost(e.to_string())),
         }
     }
@@ -133,16 +145,25 @@ async fn read_frame(recv: &mut quinn::RecvStream, dec: &mut FrameDecoder) -> Res
 
 fn validate_catalog(catalog: &[MetricDesc]) -> Result<(), ProtocolError> {
     if catalog.len() > MAX_CATALOG_LEN {
-        return Err(ProtocolError::BadCatalog(format!("{} metrics exceed the limit of {MAX_CATALOG_LEN}", catalog.len())));
+        return Err(ProtocolError::BadCatalog(format!(
+            "{} metrics exceed the limit of {MAX_CATALOG_LEN}",
+            catalog.len()
+        )));
     }
     let mut seen = std::collections::HashSet::with_capacity(catalog.len());
     for m in catalog {
         validate_metric_name(&m.name).map_err(ProtocolError::BadCatalog)?;
         if m.unit.len() > 32 || !m.unit.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(ProtocolError::BadCatalog(format!("metric {:?} has an invalid unit {:?}", m.name, m.unit)));
+            return Err(ProtocolError::BadCatalog(format!(
+                "metric {:?} has an invalid unit {:?}",
+                m.name, m.unit
+            )));
         }
         if !seen.insert(m.name.as_str()) {
-            return Err(ProtocolError::BadCatalog(format!("metric {:?} is declared twice", m.name)));
+            return Err(ProtocolError::BadCatalog(format!(
+                "metric {:?} is declared twice",
+                m.name
+            )));
         }
     }
     Ok(())
@@ -150,30 +171,55 @@ fn validate_catalog(catalog: &[MetricDesc]) -> Result<(), ProtocolError> {
 
 fn validate_batch(b: &Batch, width: usize, now: i64) -> Result<(), ProtocolError> {
     if b.rows.is_empty() || b.rows.len() > MAX_ROWS_PER_BATCH {
-        return Err(ProtocolError::BadBatch(format!("batch {} has {} rows (1..={MAX_ROWS_PER_BATCH} allowed)", b.seq, b.rows.len())));
+        return Err(ProtocolError::BadBatch(format!(
+            "batch {} has {} rows (1..={MAX_ROWS_PER_BATCH} allowed)",
+            b.seq,
+            b.rows.len()
+        )));
     }
     for r in &b.rows {
         if r.values.len() > width {
-            return Err(ProtocolError::BadBatch(format!("batch {}: a row has {} values but the catalog has {width}", b.seq, r.values.len())));
+            return Err(ProtocolError::BadBatch(format!(
+                "batch {}: a row has {} values but the catalog has {width}",
+                b.seq,
+                r.values.len()
+            )));
         }
         if r.ts_ms < 0 || r.ts_ms > now + MAX_CLOCK_SKEW_MS {
-            return Err(ProtocolError::BadBatch(format!("batch {}: timestamp {} is out of range", b.seq, r.ts_ms)));
+            return Err(ProtocolError::BadBatch(format!(
+                "batch {}: timestamp {} is out of range",
+                b.seq, r.ts_ms
+            )));
         }
     }
     Ok(())
 }
 
-async fn write_msg(send: &mut quinn::SendStream, msg: &CoordMsg, max: u32) -> Result<(), SessionEnd> {
+async fn write_msg(
+    send: &mut quinn::SendStream,
+    msg: &CoordMsg,
+    max: u32,
+) -> Result<(), SessionEnd> {
     let frame = encode_frame(msg, max).map_err(ProtocolError::from)?;
     send.write_all(&frame).await.map_err(|e| SessionEnd::Lost(e.to_string()))
 }
 
-async fn upsert(ingest: &Ingest, node: &str, hello: &distdiag_common::Hello, catalog: Vec<MetricDesc>) -> Result<(), ProtocolError> {
+async fn upsert(
+    ingest: &Ingest,
+    node: &str,
+    hello: &distdiag_common::Hello,
+    catalog: Vec<MetricDesc>,
+) -> Result<(), ProtocolError> {
     let store = ingest.store.clone();
-    let (node, host, caps, interval) = (node.to_owned(), hello.host.clone(), hello.capabilities.clone(), hello.interval_ms);
-    let res = tokio::task::spawn_blocking(move || store.upsert_node(&node, host, caps, catalog, interval, now_ms()).and_then(|()| store.flush()))
-        .await
-        .map_err(|e| ProtocolError::Storage(e.to_string()))?;
+    let (node, host, caps, interval) =
+        (node.to_owned(), hello.host.clone(), hello.capabilities.clone(), hello.interval_ms);
+    let res = tokio::task::spawn_blocking(move || {
+        store
+            .upsert_node(&node, host, caps, catalog, interval, now_ms())
+            .and_then(|()| store.flush())
+    })
+    .await
+    .map_err(|e| ProtocolError::Storage(e.to_string()))?;
     res.map_err(|e| match e {
         StoreError::Catalog { reason, .. } => ProtocolError::BadCatalog(reason),
         other => ProtocolError::Storage(other.to_string()),
@@ -185,7 +231,11 @@ enum Outgoing {
     Msg(CoordMsg),
 }
 
-async fn session(ingest: &Arc<Ingest>, conn: &quinn::Connection, node: &str) -> Result<(), SessionEnd> {
+async fn session(
+    ingest: &Arc<Ingest>,
+    conn: &quinn::Connection,
+    node: &str,
+) -> Result<(), SessionEnd> {
     let max = ingest.max_frame;
     let (mut send, mut recv) = tokio::time::timeout(Duration::from_secs(10), conn.accept_bi())
         .await
@@ -230,7 +280,8 @@ async fn session(ingest: &Arc<Ingest>, conn: &quinn::Connection, node: &str) -> 
     if let Some(old) = ingest.registry.insert(node, conn.clone(), control_tx) {
         old.close(CLOSE_NORMAL.into(), b"replaced by a newer connection of the same node");
     }
-    let faults: Vec<&str> = hello.capabilities.fault_backends.iter().map(|b| b.kind.as_str()).collect();
+    let faults: Vec<&str> =
+        hello.capabilities.fault_backends.iter().map(|b| b.kind.as_str()).collect();
     info!(metrics = width, interval_ms = hello.interval_ms, ?faults, "agent connected");
 
     let sender = tokio::spawn(send_loop(ingest.clone(), conn.clone(), send, out_rx));
@@ -255,7 +306,12 @@ async fn session(ingest: &Arc<Ingest>, conn: &quinn::Connection, node: &str) -> 
                 }
                 let (tx, rx) = oneshot::channel();
                 let (seq, rows) = (b.seq, b.rows.len());
-                if ingest.writer.send(WriteJob { node: node.to_owned(), rows: b.rows, reply: tx }).await.is_err() {
+                if ingest
+                    .writer
+                    .send(WriteJob { node: node.to_owned(), rows: b.rows, reply: tx })
+                    .await
+                    .is_err()
+                {
                     break Err(ProtocolError::Storage("coordinator is shutting down".into()).into());
                 }
                 if out_tx.send(Outgoing::Ack { seq, rows, done: rx }).await.is_err() {
@@ -264,7 +320,10 @@ async fn session(ingest: &Arc<Ingest>, conn: &quinn::Connection, node: &str) -> 
             }
             AgentMsg::Catalog(new) => {
                 if new.len() < catalog.len() || new[..catalog.len()] != catalog[..] {
-                    break Err(ProtocolError::BadCatalog("a catalog may only grow at its end".into()).into());
+                    break Err(ProtocolError::BadCatalog(
+                        "a catalog may only grow at its end".into(),
+                    )
+                    .into());
                 }
                 if let Err(e) = validate_catalog(&new) {
                     break Err(e.into());
@@ -283,7 +342,9 @@ async fn session(ingest: &Arc<Ingest>, conn: &quinn::Connection, node: &str) -> 
                 debug!(fault = %id, ?state, %detail, "fault status");
                 ingest.faults.on_status(node, &id, state, detail);
             }
-            AgentMsg::Hello(_) => break Err(ProtocolError::Unexpected("second hello on one connection".into()).into()),
+            AgentMsg::Hello(_) => {
+                break Err(ProtocolError::Unexpected("second hello on one connection".into()).into())
+            }
         }
     };
     // Leaving the registry drops the control sender, which ends the control
@@ -295,7 +356,12 @@ async fn session(ingest: &Arc<Ingest>, conn: &quinn::Connection, node: &str) -> 
     result
 }
 
-async fn send_loop(ingest: Arc<Ingest>, conn: quinn::Connection, mut send: quinn::SendStream, mut rx: mpsc::Receiver<Outgoing>) {
+async fn send_loop(
+    ingest: Arc<Ingest>,
+    conn: quinn::Connection,
+    mut send: quinn::SendStream,
+    mut rx: mpsc::Receiver<Outgoing>,
+) {
     let max = ingest.max_frame;
     while let Some(out) = rx.recv().await {
         let msg = match out {
@@ -339,7 +405,11 @@ mod tests {
     #[test]
     fn catalogs_are_validated() {
         assert!(validate_catalog(&[MetricDesc::gauge("cpu.user", "seconds")]).is_ok());
-        assert!(validate_catalog(&[MetricDesc::gauge("cpu.user", "seconds"), MetricDesc::gauge("cpu.user", "seconds")]).is_err());
+        assert!(validate_catalog(&[
+            MetricDesc::gauge("cpu.user", "seconds"),
+            MetricDesc::gauge("cpu.user", "seconds")
+        ])
+        .is_err());
         assert!(validate_catalog(&[MetricDesc::gauge("Bad Name", "x")]).is_err());
         assert!(validate_catalog(&[MetricDesc::gauge("ok", "no spaces")]).is_err());
     }
@@ -350,7 +420,10 @@ mod tests {
         assert!(validate_batch(&ok, 2, 2000).is_ok());
         assert!(validate_batch(&ok, 1, 2000).is_err());
         assert!(validate_batch(&Batch { seq: 1, rows: vec![] }, 2, 2000).is_err());
-        let future = Batch { seq: 1, rows: vec![Row { ts_ms: 2000 + MAX_CLOCK_SKEW_MS + 1, values: vec![] }] };
+        let future = Batch {
+            seq: 1,
+            rows: vec![Row { ts_ms: 2000 + MAX_CLOCK_SKEW_MS + 1, values: vec![] }],
+        };
         assert!(validate_batch(&future, 2, 2000).is_err());
         let negative = Batch { seq: 1, rows: vec![Row { ts_ms: -1, values: vec![] }] };
         assert!(validate_batch(&negative, 2, 2000).is_err());

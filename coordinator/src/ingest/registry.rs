@@ -36,7 +36,12 @@ impl Registry {
     }
 
     /// Registers a connection; returns the one it replaces, if any.
-    pub fn insert(&self, node: &str, conn: quinn::Connection, control: mpsc::Sender<CoordMsg>) -> Option<quinn::Connection> {
+    pub fn insert(
+        &self,
+        node: &str,
+        conn: quinn::Connection,
+        control: mpsc::Sender<CoordMsg>,
+    ) -> Option<quinn::Connection> {
         let e = Entry { conn, control, since_ms: super::now_ms() };
         self.lock().insert(node.to_owned(), e).map(|old| old.conn)
     }
@@ -70,7 +75,11 @@ impl Registry {
         let mut v: Vec<AgentInfo> = self
             .lock()
             .iter()
-            .map(|(n, e)| AgentInfo { node: n.clone(), remote: e.conn.remote_address(), connected_since_ms: e.since_ms })
+            .map(|(n, e)| AgentInfo {
+                node: n.clone(),
+                remote: e.conn.remote_address(),
+                connected_since_ms: e.since_ms,
+            })
             .collect();
         v.sort_by(|a, b| a.node.cmp(&b.node));
         v

@@ -8,8 +8,8 @@ use std::time::Instant;
 use distdiag_common::Row;
 use tokio::sync::{mpsc, oneshot};
 
-use distdiag_store::{AppendOutcome, SeriesStore, StoreError};
 use crate::telemetry::Telemetry;
+use distdiag_store::{AppendOutcome, SeriesStore, StoreError};
 
 /// Most batches applied before one flush.
 const GROUP_MAX: usize = 1024;
@@ -22,7 +22,11 @@ pub struct WriteJob {
 
 /// Starts the writer thread. It ends when every sender is dropped, after
 /// finishing what was queued.
-pub fn spawn_writer(store: Arc<dyn SeriesStore>, telemetry: Arc<Telemetry>, queue: usize) -> std::io::Result<(mpsc::Sender<WriteJob>, std::thread::JoinHandle<()>)> {
+pub fn spawn_writer(
+    store: Arc<dyn SeriesStore>,
+    telemetry: Arc<Telemetry>,
+    queue: usize,
+) -> std::io::Result<(mpsc::Sender<WriteJob>, std::thread::JoinHandle<()>)> {
     let (tx, mut rx) = mpsc::channel::<WriteJob>(queue);
     let handle = std::thread::Builder::new().name("store-writer".into()).spawn(move || {
         while let Some(first) = rx.blocking_recv() {

@@ -29,8 +29,8 @@ use distdiag_agent::collect::{CollectConfig, Collectors, Sink};
 use distdiag_common::codec::{decode_payload, encode_frame};
 use distdiag_common::proto::*;
 use distdiag_common::{MetricDesc, Row};
-use distdiag_store::{block, SeriesStore, SledStore, StoreConfig};
 use distdiag_diagnose::evaluate::DatasetExt;
+use distdiag_store::{block, SeriesStore, SledStore, StoreConfig};
 use distdiag_testbed::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -50,11 +50,18 @@ fn line(what: &str, ours: String, theirs: String, ratio: String, goal: &str) -> 
 /// (utime+stime seconds, VmHWM bytes) of a process.
 fn proc_usage(pid: u32) -> (f64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let f: Vec<&str> = stat.rsplit_once(')').map(|p| p.1).unwrap_or("").split_ascii_whitespace().collect();
+    let f: Vec<&str> =
+        stat.rsplit_once(')').map(|p| p.1).unwrap_or("").split_ascii_whitespace().collect();
     let hz = rustix::param::clock_ticks_per_second() as f64;
-    let cpu = (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)) / hz;
+    let cpu = (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
+        / hz;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_ascii_whitespace().next()?.parse::<u64>().ok()).unwrap_or(0);
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_ascii_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0);
     (cpu, kb * 1024)
 }
 
@@ -68,17 +75,43 @@ fn http_get(addr: SocketAddr, path: &str) -> Vec<u8> {
 
 fn agent_vs_node_exporter(lines: &mut Vec<Line>) {
     const N: u32 = 1000;
-    let out = Command::new(bin("distdiag-agent")).args(["collect-bench", "--count", &N.to_string()]).output().expect("run agent");
+    let out = Command::new(bin("distdiag-agent"))
+        .args(["collect-bench", "--count", &N.to_string()])
+        .output()
+        .expect("run agent");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("agent bench JSON");
-    let (our_cpu, our_rss) = (v["cpu_seconds"].as_f64().unwrap(), v["peak_rss_bytes"].as_f64().unwrap());
+    let (our_cpu, our_rss) =
+        (v["cpu_seconds"].as_f64().unwrap(), v["peak_rss_bytes"].as_f64().unwrap());
     let metrics = v["metrics"].as_u64().unwrap();
 
-    let Some(ne) = ["/usr/bin/prometheus-node-exporter", "/usr/bin/node_exporter"].into_iter().find(|p| std::path::Path::new(p).exists()) else {
-        lines.push(line("agent CPU per 1,000 collections", format!("{our_cpu:.3} s"), "node_exporter not installed".into(), "-".into(), "≤ 0.25×"));
+    let Some(ne) = ["/usr/bin/prometheus-node-exporter", "/usr/bin/node_exporter"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        lines.push(line(
+            "agent CPU per 1,000 collections",
+            format!("{our_cpu:.3} s"),
+            "node_exporter not installed".into(),
+            "-".into(),
+            "≤ 0.25×",
+        ));
         return;
     };
     let (port, _) = free_ports();
-    let collectors = ["cpu", "stat", "loadavg", "meminfo", "vmstat", "diskstats", "netdev", "netstat", "sockstat", "tcpstat", "filefd", "pressure"];
+    let collectors = [
+        "cpu",
+        "stat",
+        "loadavg",
+        "meminfo",
+        "vmstat",
+        "diskstats",
+        "netdev",
+        "netstat",
+        "sockstat",
+        "tcpstat",
+        "filefd",
+        "pressure",
+    ];
     let mut child = Command::new(ne)
         .arg(format!("--web.listen-address={port}"))
         .arg("--collector.disable-defaults")
@@ -107,7 +140,13 @@ fn agent_vs_node_exporter(lines: &mut Vec<Line>) {
         format!("{:.3}", our_cpu / ne_cpu),
         "≤ 0.25",
     ));
-    lines.push(line("agent peak RSS vs node_exporter", format!("{:.1} MB", our_rss / 1e6), format!("{:.1} MB", ne_rss as f64 / 1e6), format!("{:.2}", our_rss / ne_rss as f64), "≤ 15 MB"));
+    lines.push(line(
+        "agent peak RSS vs node_exporter",
+        format!("{:.1} MB", our_rss / 1e6),
+        format!("{:.1} MB", ne_rss as f64 / 1e6),
+        format!("{:.2}", our_rss / ne_rss as f64),
+        "≤ 15 MB",
+    ));
 }
 
 /// A metric of a simulated agent: how its next value follows from the last.
@@ -135,7 +174,9 @@ fn next_row(shapes: &[Shape], last: &mut [f64], rng: &mut StdRng) -> Vec<f64> {
     for (s, v) in shapes.iter().zip(last.iter_mut()) {
         *v = match *s {
             Shape::Counter { rate } => *v + (rate * rng.random_range(0.8..1.2)).round(),
-            Shape::Gauge { level } => ((level + rng.random_range(-5.0..5.0)) * 100.0).round() / 100.0,
+            Shape::Gauge { level } => {
+                ((level + rng.random_range(-5.0..5.0)) * 100.0).round() / 100.0
+            }
             Shape::Constant => *v,
         };
     }
@@ -152,16 +193,37 @@ struct SimSpec {
 
 /// One simulated agent: hello, then pipelined batches until `target_rows`
 /// rows are acknowledged or time runs out. Returns acknowledged values.
-async fn sim_agent(name: String, certs: distdiag_coordinator::tls::CertPaths, quic: SocketAddr, spec: Arc<SimSpec>, acked_values: Arc<AtomicU64>, state: std::path::PathBuf) {
+async fn sim_agent(
+    name: String,
+    certs: distdiag_coordinator::tls::CertPaths,
+    quic: SocketAddr,
+    spec: Arc<SimSpec>,
+    acked_values: Arc<AtomicU64>,
+    state: std::path::PathBuf,
+) {
     let cfg = agent_config(&name, &certs, quic, &state, 1000);
     let client = distdiag_agent::uplink::client_config(&cfg).unwrap();
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     ep.set_default_client_config(client);
     let conn = ep.connect(quic, "localhost").unwrap().await.unwrap();
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    let catalog: Vec<MetricDesc> =
-        (0..spec.metrics).map(|i| if i % 4 < 2 { MetricDesc::counter(format!("m{i}"), "count") } else { MetricDesc::gauge(format!("m{i}"), "count") }).collect();
-    let hello = AgentMsg::Hello(Hello { version: PROTOCOL_VERSION, node: name.clone(), host: HostFacts::default(), capabilities: Capabilities::default(), catalog, interval_ms: 1000 });
+    let catalog: Vec<MetricDesc> = (0..spec.metrics)
+        .map(|i| {
+            if i % 4 < 2 {
+                MetricDesc::counter(format!("m{i}"), "count")
+            } else {
+                MetricDesc::gauge(format!("m{i}"), "count")
+            }
+        })
+        .collect();
+    let hello = AgentMsg::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        node: name.clone(),
+        host: HostFacts::default(),
+        capabilities: Capabilities::default(),
+        catalog,
+        interval_ms: 1000,
+    });
     send.write_all(&encode_frame(&hello, DEFAULT_MAX_FRAME).unwrap()).await.unwrap();
     let permits = Arc::new(tokio::sync::Semaphore::new(spec.window));
     let per_batch = (spec.metrics * spec.rows_per_batch) as u64;
@@ -173,7 +235,9 @@ async fn sim_agent(name: String, certs: distdiag_coordinator::tls::CertPaths, qu
             let mut n = 0u64;
             loop {
                 while let Some(p) = dec.next_frame().unwrap() {
-                    if let CoordMsg::Ack { .. } = decode_payload::<CoordMsg>(&p, DEFAULT_MAX_FRAME).unwrap() {
+                    if let CoordMsg::Ack { .. } =
+                        decode_payload::<CoordMsg>(&p, DEFAULT_MAX_FRAME).unwrap()
+                    {
                         n += 1;
                         acked.fetch_add(per_batch, Ordering::Relaxed);
                         permits.add_permits(1);
@@ -188,7 +252,8 @@ async fn sim_agent(name: String, certs: distdiag_coordinator::tls::CertPaths, qu
     };
     let mut rng = StdRng::seed_from_u64(name.bytes().map(u64::from).sum());
     let shapes = shapes(spec.metrics, &mut rng);
-    let mut last: Vec<f64> = (0..spec.metrics).map(|_| rng.random_range(0.0..1e9f64).round()).collect();
+    let mut last: Vec<f64> =
+        (0..spec.metrics).map(|_| rng.random_range(0.0..1e9f64).round()).collect();
     let mut ts = spec.start_ts;
     let batches = spec.target_rows.div_ceil(spec.rows_per_batch);
     for seq in 1..=batches as u64 {
@@ -203,7 +268,8 @@ async fn sim_agent(name: String, certs: distdiag_coordinator::tls::CertPaths, qu
         send.write_all(&frame).await.unwrap();
     }
     // Wait for the last acknowledgements.
-    let _ = tokio::time::timeout(Duration::from_secs(60), permits.acquire_many(spec.window as u32)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(60), permits.acquire_many(spec.window as u32))
+        .await;
     let _ = send.finish();
     conn.close(0u32.into(), b"done");
     reader.abort();
@@ -239,16 +305,32 @@ fn ingest_and_reads(lines: &mut Vec<Line>) {
     let (api, quic) = free_ports();
     let mut coord = Coordinator::start(&data, api, quic, &[]);
     let start_ts = distdiag_agent::now_ms() - 2 * 3_600_000;
-    let spec = Arc::new(SimSpec { metrics: METRICS, rows_per_batch: 25, window: 16, start_ts, target_rows: ROWS });
+    let spec = Arc::new(SimSpec {
+        metrics: METRICS,
+        rows_per_batch: 25,
+        window: 16,
+        start_ts,
+        target_rows: ROWS,
+    });
     let acked = Arc::new(AtomicU64::new(0));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let pid = coord_pid(&data);
     let (cpu0, _) = proc_usage(pid);
     let started = Instant::now();
     rt.block_on(async {
         let tasks: Vec<_> = names
             .iter()
-            .map(|n| tokio::spawn(sim_agent(n.clone(), certs.clone(), quic, spec.clone(), acked.clone(), tmp.path().join(n))))
+            .map(|n| {
+                tokio::spawn(sim_agent(
+                    n.clone(),
+                    certs.clone(),
+                    quic,
+                    spec.clone(),
+                    acked.clone(),
+                    tmp.path().join(n),
+                ))
+            })
             .collect();
         for t in tasks {
             t.await.unwrap();
@@ -258,11 +340,22 @@ fn ingest_and_reads(lines: &mut Vec<Line>) {
     let (cpu1, coord_rss) = proc_usage(pid);
     let values = acked.load(Ordering::Relaxed) as f64;
     let prom = String::from_utf8_lossy(&http_get(api, "/metrics")).into_owned();
-    let gauge = |name: &str| prom.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    let gauge = |name: &str| {
+        prom.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
     lines.push(line(
-        &format!("ingest, {AGENTS} simulated agents × {METRICS} metrics over QUIC+mTLS, ack after flush"),
+        &format!(
+            "ingest, {AGENTS} simulated agents × {METRICS} metrics over QUIC+mTLS, ack after flush"
+        ),
         format!("{:.0} values/s", values / secs),
-        format!("coordinator CPU {:.2} cores, RSS {:.0} MB", (cpu1 - cpu0) / secs, coord_rss as f64 / 1e6),
+        format!(
+            "coordinator CPU {:.2} cores, RSS {:.0} MB",
+            (cpu1 - cpu0) / secs,
+            coord_rss as f64 / 1e6
+        ),
         "-".into(),
         "≥ 1,000,000 values/s",
     ));
@@ -272,11 +365,14 @@ fn ingest_and_reads(lines: &mut Vec<Line>) {
 
     // (c) 1 h of one metric of one node, through REST.
     let to = start_ts + 3_600_000;
-    let path = format!("/api/metrics?node=sim3&metric=m17&from={}&to={to}&rate=false", start_ts + 1);
+    let path =
+        format!("/api/metrics?node=sim3&metric=m17&from={}&to={to}&rate=false", start_ts + 1);
     let body = http_get(api, &path);
     let text = String::from_utf8_lossy(&body);
     let json = text.split_once("\r\n\r\n").map(|p| p.1).unwrap_or("");
-    let points = serde_json::from_str::<serde_json::Value>(json).map(|v| v["points"].as_array().map_or(0, Vec::len)).unwrap_or(0);
+    let points = serde_json::from_str::<serde_json::Value>(json)
+        .map(|v| v["points"].as_array().map_or(0, Vec::len))
+        .unwrap_or(0);
     let mut rest = Vec::new();
     for _ in 0..50 {
         let t = Instant::now();
@@ -286,14 +382,26 @@ fn ingest_and_reads(lines: &mut Vec<Line>) {
     assert!(coord.stop().success());
     // After a clean stop everything is sealed and the log is gone.
     let du = |p: &std::path::Path| -> f64 {
-        let out = Command::new("du").arg("-sb").arg(p).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        let out = Command::new("du")
+            .arg("-sb")
+            .arg(p)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
         out.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
     };
     let (disk, wal_left) = (du(&data.join("store")), du(&data.join("store/wal")));
     lines.push(line(
-        &format!("bytes per stored value at 1 s ({:.1} M synthetic values, 16 nodes × 1 h)", values / 1e6),
+        &format!(
+            "bytes per stored value at 1 s ({:.1} M synthetic values, 16 nodes × 1 h)",
+            values / 1e6
+        ),
         format!("{encoded:.3} encoded; {:.3} on disk after stop", disk / values),
-        format!("while running: {:.3} on disk incl. {:.0} MB write-ahead log", live_disk / values, live_wal / 1e6),
+        format!(
+            "while running: {:.3} on disk incl. {:.0} MB write-ahead log",
+            live_disk / values,
+            live_wal / 1e6
+        ),
         "-".into(),
         "≤ 2",
     ));
@@ -315,15 +423,29 @@ fn ingest_and_reads(lines: &mut Vec<Line>) {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    lines.push(line(&format!("1 h range read of one series ({n} points), store"), format!("{:.2} ms median", med(&mut direct)), "-".into(), "-".into(), "< 10 ms"));
-    lines.push(line(&format!("1 h range read via REST ({points} points as JSON)"), format!("{:.2} ms median", med(&mut rest)), "-".into(), "-".into(), "-"));
+    lines.push(line(
+        &format!("1 h range read of one series ({n} points), store"),
+        format!("{:.2} ms median", med(&mut direct)),
+        "-".into(),
+        "-".into(),
+        "< 10 ms",
+    ));
+    lines.push(line(
+        &format!("1 h range read via REST ({points} points as JSON)"),
+        format!("{:.2} ms median", med(&mut rest)),
+        "-".into(),
+        "-".into(),
+        "-",
+    ));
 }
 
 fn coord_pid(data: &std::path::Path) -> u32 {
     // The coordinator is our only child running with this data dir.
     let needle = data.to_string_lossy().into_owned();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmd = String::from_utf8_lossy(&cmd);
         if cmd.contains("distdiag-coordinator") && cmd.contains(&needle) {
@@ -336,30 +458,61 @@ fn coord_pid(data: &std::path::Path) -> u32 {
 /// CPU seconds this process and its waited-for children have used.
 fn self_and_children_cpu() -> (f64, f64) {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let f: Vec<f64> = stat.rsplit_once(')').map(|p| p.1).unwrap_or("").split_ascii_whitespace().map(|v| v.parse::<f64>().unwrap_or(0.0)).collect();
+    let f: Vec<f64> = stat
+        .rsplit_once(')')
+        .map(|p| p.1)
+        .unwrap_or("")
+        .split_ascii_whitespace()
+        .map(|v| v.parse::<f64>().unwrap_or(0.0))
+        .collect();
     let hz = rustix::param::clock_ticks_per_second() as f64;
     ((f[11] + f[12]) / hz, (f[13] + f[14]) / hz)
 }
 
 /// (transactions, seconds, client CPU seconds, errors) of one native run.
-fn native_oltp(rt: &tokio::runtime::Runtime, w: &Arc<distdiag_workload::Workloads>, o: &distdiag_workload::Options, threads: usize) -> (f64, f64, f64, f64) {
+fn native_oltp(
+    rt: &tokio::runtime::Runtime,
+    w: &Arc<distdiag_workload::Workloads>,
+    o: &distdiag_workload::Options,
+    threads: usize,
+) -> (f64, f64, f64, f64) {
     use distdiag_workload::{Phase, WorkloadKind};
     let cpu0 = self_and_children_cpu().0;
-    let run = rt.block_on(w.start(WorkloadKind::OltpReadWrite, threads, o.clone())).expect("start native run");
+    let run = rt
+        .block_on(w.start(WorkloadKind::OltpReadWrite, threads, o.clone()))
+        .expect("start native run");
     while run.phase() == Phase::Running {
         std::thread::sleep(Duration::from_millis(100));
     }
     let cpu = self_and_children_cpu().0 - cpu0;
     let r = run.report(false);
-    (r["totals"]["transactions"].as_f64().unwrap(), r["elapsed_s"].as_f64().unwrap(), cpu, r["totals"]["errors"].as_f64().unwrap())
+    (
+        r["totals"]["transactions"].as_f64().unwrap(),
+        r["elapsed_s"].as_f64().unwrap(),
+        cpu,
+        r["totals"]["errors"].as_f64().unwrap(),
+    )
 }
 
 /// The same with sysbench as a child process.
-fn sysbench_oltp(port: u16, tables: u32, size: u64, threads: usize, secs: u64) -> (f64, f64, f64, f64) {
+fn sysbench_oltp(
+    port: u16,
+    tables: u32,
+    size: u64,
+    threads: usize,
+    secs: u64,
+) -> (f64, f64, f64, f64) {
     let cpu0 = self_and_children_cpu().1;
     let out = Command::new("sysbench")
         .arg("oltp_read_write")
-        .args(["--db-driver=mysql", "--mysql-host=127.0.0.1", "--mysql-user=root", "--mysql-db=distdiag", "--report-interval=0", "--mysql-ignore-errors=1213,1205,1020,6002,4012,4038"])
+        .args([
+            "--db-driver=mysql",
+            "--mysql-host=127.0.0.1",
+            "--mysql-user=root",
+            "--mysql-db=distdiag",
+            "--report-interval=0",
+            "--mysql-ignore-errors=1213,1205,1020,6002,4012,4038",
+        ])
         .arg(format!("--mysql-port={port}"))
         .arg(format!("--tables={tables}"))
         .arg(format!("--table-size={size}"))
@@ -370,12 +523,23 @@ fn sysbench_oltp(port: u16, tables: u32, size: u64, threads: usize, secs: u64) -
         .expect("run sysbench");
     let cpu = self_and_children_cpu().1 - cpu0;
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "sysbench failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "sysbench failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let field = |name: &str| -> f64 {
-        text.lines().find_map(|l| l.trim().strip_prefix(name)).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0.0)
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0)
     };
     let txns = field("transactions:");
-    let time = text.lines().find_map(|l| l.trim().strip_prefix("total time:")).and_then(|v| v.trim().trim_end_matches('s').parse().ok()).unwrap_or(secs as f64);
+    let time = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("total time:"))
+        .and_then(|v| v.trim().trim_end_matches('s').parse().ok())
+        .unwrap_or(secs as f64);
     (txns, time, cpu, field("ignored errors:"))
 }
 
@@ -383,20 +547,35 @@ fn oltp_vs_sysbench(lines: &mut Vec<Line>, kinds: &[distdiag_workload::db::Diale
     use distdiag_workload::db::DialectKind;
     use distdiag_workload::{Options, WorkloadKind, Workloads};
     if Command::new("sysbench").arg("--version").output().is_err() {
-        lines.push(line("native oltp_read_write vs sysbench", "-".into(), "sysbench not installed".into(), "-".into(), "≥ 1.0"));
+        lines.push(line(
+            "native oltp_read_write vs sysbench",
+            "-".into(),
+            "sysbench not installed".into(),
+            "-".into(),
+            "≥ 1.0",
+        ));
         return;
     }
     let (tables, size, threads, secs, rounds) = (4u32, 10_000u64, 4usize, 15u64, 3);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     for &kind in kinds {
-        let name = if kind == DialectKind::Mysql { "MariaDB 10.11" } else { "seekdb 1.4 (OceanBase)" };
+        let name =
+            if kind == DialectKind::Mysql { "MariaDB 10.11" } else { "seekdb 1.4 (OceanBase)" };
         eprintln!("(d) oltp_read_write on {name} ...");
         let server = distdiag_testbed::db::DbServer::start(kind);
         let t = server.target("bench");
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn SeriesStore> = Arc::new(SledStore::open(dir.path(), StoreConfig::default()).unwrap());
+        let store: Arc<dyn SeriesStore> =
+            Arc::new(SledStore::open(dir.path(), StoreConfig::default()).unwrap());
         let w = Workloads::new(vec![t.clone()], store);
-        let o = Options { tables, table_size: size, duration_s: secs, report_interval_s: 1, ..Options::default() };
+        let o = Options {
+            tables,
+            table_size: size,
+            duration_s: secs,
+            report_interval_s: 1,
+            ..Options::default()
+        };
         let _enter = rt.enter();
         let (_, job) = w.prepare(WorkloadKind::OltpReadWrite, o.clone()).unwrap();
         rt.block_on(job).unwrap();
@@ -416,7 +595,14 @@ fn oltp_vs_sysbench(lines: &mut Vec<Line>, kinds: &[distdiag_workload::db::Diale
                     1 => native_oltp(&rt, &w, &sequential, threads),
                     _ => sysbench_oltp(server.port, tables, size, threads, secs),
                 };
-                eprintln!("    {:>10}: {:.0} txn in {:.1} s ({:.2} s client CPU, {} errors)", ["pipelined", "sequential", "sysbench"][which], n.0, n.1, n.2, n.3);
+                eprintln!(
+                    "    {:>10}: {:.0} txn in {:.1} s ({:.2} s client CPU, {} errors)",
+                    ["pipelined", "sequential", "sysbench"][which],
+                    n.0,
+                    n.1,
+                    n.2,
+                    n.3
+                );
                 let a = &mut sums[which];
                 *a = (a.0 + n.0, a.1 + n.1, a.2 + n.2, a.3 + n.3);
             }
@@ -426,8 +612,20 @@ fn oltp_vs_sysbench(lines: &mut Vec<Line>, kinds: &[distdiag_workload::db::Diale
         let cpu = |r: (f64, f64, f64, f64)| r.2 / r.0 * 1e6;
         let setup = format!("{tables} tables × {size} rows, {threads} threads, {rounds}×{secs} s each, order rotated");
         for (mode, r) in [("pipelined", piped), ("one statement at a time", seq)] {
-            lines.push(line(&format!("oltp_read_write TPS on {name}, {mode} ({setup})"), format!("{:.0}", tps(r)), format!("{:.0} (sysbench 1.0.20)", tps(theirs)), format!("{:.2}", tps(r) / tps(theirs)), "≥ 1.0"));
-            lines.push(line(&format!("client CPU per transaction on {name}, {mode}"), format!("{:.0} µs", cpu(r)), format!("{:.0} µs", cpu(theirs)), format!("{:.2}", cpu(r) / cpu(theirs)), "≤ 0.5"));
+            lines.push(line(
+                &format!("oltp_read_write TPS on {name}, {mode} ({setup})"),
+                format!("{:.0}", tps(r)),
+                format!("{:.0} (sysbench 1.0.20)", tps(theirs)),
+                format!("{:.2}", tps(r) / tps(theirs)),
+                "≥ 1.0",
+            ));
+            lines.push(line(
+                &format!("client CPU per transaction on {name}, {mode}"),
+                format!("{:.0} µs", cpu(r)),
+                format!("{:.0} µs", cpu(theirs)),
+                format!("{:.2}", cpu(r) / cpu(theirs)),
+                "≤ 0.5",
+            ));
         }
     }
 }
@@ -456,7 +654,12 @@ fn main() {
 
     {
         use distdiag_workload::db::DialectKind;
-        let kinds: Vec<DialectKind> = [(DialectKind::Mysql, "oltp-mariadb"), (DialectKind::Oceanbase, "oltp-seekdb")].into_iter().filter(|(_, one)| run("oltp") || only.iter().any(|o| o == one)).map(|(k, _)| k).collect();
+        let kinds: Vec<DialectKind> =
+            [(DialectKind::Mysql, "oltp-mariadb"), (DialectKind::Oceanbase, "oltp-seekdb")]
+                .into_iter()
+                .filter(|(_, one)| run("oltp") || only.iter().any(|o| o == one))
+                .map(|(k, _)| k)
+                .collect();
         if !kinds.is_empty() {
             oltp_vs_sysbench(&mut lines, &kinds);
         }
@@ -479,7 +682,12 @@ fn main() {
 
 /// A dataset of `nodes` nodes × `metrics` gauges over `secs` seconds, with
 /// a CPU-like and a disk-like fault on rotating nodes every 120 s.
-fn synthetic_dataset(nodes: usize, metrics: usize, secs: i64, seed: u64) -> distdiag_dataset::Dataset {
+fn synthetic_dataset(
+    nodes: usize,
+    metrics: usize,
+    secs: i64,
+    seed: u64,
+) -> distdiag_dataset::Dataset {
     use distdiag_dataset::{CasePeriod, Dataset};
     use distdiag_diagnose::{FaultEvent, WindowConfig};
     let mut rng = StdRng::seed_from_u64(seed);
@@ -490,8 +698,19 @@ fn synthetic_dataset(nodes: usize, metrics: usize, secs: i64, seed: u64) -> dist
     while start + 60 < secs {
         let (node, kind) = (k % nodes, if k % 2 == 0 { "cpu_stress" } else { "disk_stress" });
         let case = format!("case{k}");
-        ds.cases.push(CasePeriod { case: case.clone(), scenario: "A".into(), start_ms: t0 + (start - 30) * 1000, end_ms: t0 + (start + 60) * 1000 });
-        ds.labels.push(FaultEvent { case, node: format!("n{node}"), kind: kind.into(), start_ms: t0 + start * 1000, end_ms: t0 + (start + 30) * 1000 });
+        ds.cases.push(CasePeriod {
+            case: case.clone(),
+            scenario: "A".into(),
+            start_ms: t0 + (start - 30) * 1000,
+            end_ms: t0 + (start + 60) * 1000,
+        });
+        ds.labels.push(FaultEvent {
+            case,
+            node: format!("n{node}"),
+            kind: kind.into(),
+            start_ms: t0 + start * 1000,
+            end_ms: t0 + (start + 30) * 1000,
+        });
         k += 1;
         start += 120;
     }
@@ -499,18 +718,23 @@ fn synthetic_dataset(nodes: usize, metrics: usize, secs: i64, seed: u64) -> dist
         let node = ds.series.entry(format!("n{n}")).or_default();
         for m in 0..metrics {
             let base = rng.random_range(1.0..100.0);
-            let pts: Vec<(i64, f64)> = (0..secs)
-                .map(|i| {
-                    let t = t0 + i * 1000;
-                    let mut v = base * (1.0 + 0.1 * rng.random_range(-1.0..1.0));
-                    for l in ds.labels.iter().filter(|l| l.node == format!("n{n}") && t >= l.start_ms && t < l.end_ms) {
-                        if (l.kind == "cpu_stress" && m % 7 == 0) || (l.kind == "disk_stress" && m % 7 == 3) {
-                            v *= 3.0;
+            let pts: Vec<(i64, f64)> =
+                (0..secs)
+                    .map(|i| {
+                        let t = t0 + i * 1000;
+                        let mut v = base * (1.0 + 0.1 * rng.random_range(-1.0..1.0));
+                        for l in ds.labels.iter().filter(|l| {
+                            l.node == format!("n{n}") && t >= l.start_ms && t < l.end_ms
+                        }) {
+                            if (l.kind == "cpu_stress" && m % 7 == 0)
+                                || (l.kind == "disk_stress" && m % 7 == 3)
+                            {
+                                v *= 3.0;
+                            }
                         }
-                    }
-                    (t, v)
-                })
-                .collect();
+                        (t, v)
+                    })
+                    .collect();
             node.insert(format!("m{m:03}.x"), pts);
         }
     }
@@ -525,11 +749,29 @@ fn training(lines: &mut Vec<Line>) {
     ds.export(dir.path()).unwrap();
     std::fs::write(dir.path().join("windows.csv"), ds.windows_csv()).unwrap();
     let windows = ds.windows(None);
-    let params = TrainParams { rounds: 100, early_stopping_rounds: 1000, validation_fraction: 0.0, nthread: 1, ..TrainParams::default() };
+    let params = TrainParams {
+        rounds: 100,
+        early_stopping_rounds: 1000,
+        validation_fraction: 0.0,
+        nthread: 1,
+        ..TrainParams::default()
+    };
     let t = Instant::now();
     let set = train(&windows, ds.manifest.window, &params, &mut |_, _, _| {}).unwrap();
     let rust_s = t.elapsed().as_secs_f64();
-    let py_params: Vec<String> = set.types.iter().map(|tm| serde_json::to_string(&params.xgb_params(tm.scale_pos_weight).into_iter().collect::<std::collections::BTreeMap<_, _>>()).unwrap()).collect();
+    let py_params: Vec<String> = set
+        .types
+        .iter()
+        .map(|tm| {
+            serde_json::to_string(
+                &params
+                    .xgb_params(tm.scale_pos_weight)
+                    .into_iter()
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+            )
+            .unwrap()
+        })
+        .collect();
     let script = r#"
 import sys, json, time, numpy as np, xgboost as xgb
 path, rounds, types, params = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(','), [json.loads(p) for p in sys.argv[4:]]
@@ -551,19 +793,41 @@ for t, prm in zip(types, params):
 print(total)
 "#;
     let types: Vec<String> = set.types.iter().map(|t| t.kind.clone()).collect();
-    let out = Command::new("python3").arg("-c").arg(script).arg(dir.path().join("windows.csv")).arg(params.rounds.to_string()).arg(types.join(",")).args(&py_params).output().expect("python3");
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(dir.path().join("windows.csv"))
+        .arg(params.rounds.to_string())
+        .arg(types.join(","))
+        .args(&py_params)
+        .output()
+        .expect("python3");
     let py_s: Option<f64> = String::from_utf8_lossy(&out.stdout).trim().parse().ok();
     match py_s {
         Some(p) => lines.push(line(
-            &format!("training, {} types × {} rounds on {} windows × {} features (1 thread)", types.len(), params.rounds, windows.rows.len(), windows.width()),
+            &format!(
+                "training, {} types × {} rounds on {} windows × {} features (1 thread)",
+                types.len(),
+                params.rounds,
+                windows.rows.len(),
+                windows.width()
+            ),
             format!("{rust_s:.2} s"),
             format!("{p:.2} s (Python xgboost 3.4.1, training calls only)"),
             format!("{:.2}", rust_s / p),
             "≈ 1 (same library)",
         )),
-        None => lines.push(line("training vs Python xgboost", format!("{rust_s:.2} s"), format!("python failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")), "-".into(), "≈ 1")),
+        None => lines.push(line(
+            "training vs Python xgboost",
+            format!("{rust_s:.2} s"),
+            format!(
+                "python failed: {}",
+                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+            ),
+            "-".into(),
+            "≈ 1",
+        )),
     }
-
 }
 
 /// Ranking 100 nodes × 200 metrics: features, classifiers, graph, PageRank, top metrics.
@@ -575,8 +839,15 @@ fn ranking(lines: &mut Vec<Line>) {
     let bw = big.manifest.window;
     let (from, to) = (big.cases[0].start_ms - bw.baseline_ms - bw.window_ms, big.cases[0].end_ms);
     let frame = big.frame(from, to);
-    let small_windows = distdiag_diagnose::labels::build_windows(&big.period_frames()[..1], &big.labels, &bw, None);
-    let small = train(&small_windows, bw, &TrainParams { rounds: 50, validation_fraction: 0.0, ..TrainParams::default() }, &mut |_, _, _| {}).unwrap();
+    let small_windows =
+        distdiag_diagnose::labels::build_windows(&big.period_frames()[..1], &big.labels, &bw, None);
+    let small = train(
+        &small_windows,
+        bw,
+        &TrainParams { rounds: 50, validation_fraction: 0.0, ..TrainParams::default() },
+        &mut |_, _, _| {},
+    )
+    .unwrap();
     let scorer = Scorer::load(&small).unwrap();
     let end = frame.index_at(big.labels[0].start_ms + 20_000);
     // The median of 15 runs of `f`, in ms.
@@ -591,15 +862,20 @@ fn ranking(lines: &mut Vec<Line>) {
         t.sort_by(f64::total_cmp);
         t[7]
     };
-    let rank_ms = |ranker: &Ranker<'_>| median_ms(&|| drop(rank(&frame, end, &bw, ranker, &[], 5).unwrap()));
+    let rank_ms =
+        |ranker: &Ranker<'_>| median_ms(&|| drop(rank(&frame, end, &bw, ranker, &[], 5).unwrap()));
     let r = rank(&frame, end, &bw, &Ranker::Model(&scorer), &[], 5).unwrap();
     assert_eq!(r.entries.len(), 100 * scorer.types().len());
     let model = rank_ms(&Ranker::Model(&scorer));
     if std::env::var("BENCH_DETAIL").is_ok() {
         // The two largest parts of a ranking, each the median of 15.
         let metrics = frame.metric_names();
-        let features = median_ms(&|| drop(distdiag_diagnose::features::window_features(&frame, end, &bw, &metrics)));
-        let graph = median_ms(&|| drop(distdiag_diagnose::graph::correlation_graph(&frame, end - 10, end, &metrics, &[])));
+        let features = median_ms(&|| {
+            drop(distdiag_diagnose::features::window_features(&frame, end, &bw, &metrics))
+        });
+        let graph = median_ms(&|| {
+            drop(distdiag_diagnose::graph::correlation_graph(&frame, end - 10, end, &metrics, &[]))
+        });
         eprintln!("features {features:.1} ms, correlation graph {graph:.1} ms (medians of 15)");
     }
     // The same ranking with a model that would read every feature: the
@@ -611,12 +887,23 @@ fn ranking(lines: &mut Vec<Line>) {
     // model trained on a real recording reads (69 of 145 metrics on the
     // standalone campaign), where the bench's synthetic model reads few.
     let mut half = Scorer::load(&small).unwrap();
-    let names: std::collections::BTreeSet<&str> = half.feature_names.iter().map(|n| distdiag_diagnose::features::metric_of(n)).collect();
+    let names: std::collections::BTreeSet<&str> =
+        half.feature_names.iter().map(|n| distdiag_diagnose::features::metric_of(n)).collect();
     let kept: std::collections::BTreeSet<&str> = names.iter().step_by(2).copied().collect();
-    half.used = half.feature_names.iter().map(|n| kept.contains(distdiag_diagnose::features::metric_of(n))).collect();
+    half.used = half
+        .feature_names
+        .iter()
+        .map(|n| kept.contains(distdiag_diagnose::features::metric_of(n)))
+        .collect();
     let half_ms = rank_ms(&Ranker::Model(&half));
     let read = scorer.used.iter().filter(|u| **u).count();
-    let read_metrics: std::collections::BTreeSet<&str> = scorer.feature_names.iter().zip(&scorer.used).filter(|(_, u)| **u).map(|(n, _)| distdiag_diagnose::features::metric_of(n)).collect();
+    let read_metrics: std::collections::BTreeSet<&str> = scorer
+        .feature_names
+        .iter()
+        .zip(&scorer.used)
+        .filter(|(_, u)| **u)
+        .map(|(n, _)| distdiag_diagnose::features::metric_of(n))
+        .collect();
     let types = stat::known_types();
     let stat_ms = rank_ms(&Ranker::Statistical(&types));
     lines.push(line(

@@ -19,7 +19,11 @@ use serde_json::Value;
 const EX_USAGE: u8 = 64;
 
 #[derive(Parser)]
-#[command(name = "distdiag-lab", version, about = "Evaluate models on datasets and run fault campaigns (trains XGBoost here)")]
+#[command(
+    name = "distdiag-lab",
+    version,
+    about = "Evaluate models on datasets and run fault campaigns (trains XGBoost here)"
+)]
 struct Cli {
     /// Base URL of the coordinator's API.
     #[arg(long, global = true, default_value = "http://127.0.0.1:8000", env = "DISTDIAG_URL")]
@@ -75,7 +79,11 @@ enum CampaignCommand {
         #[arg(long, value_delimiter = ',', default_value = "A,B,C,W")]
         families: Vec<String>,
         /// Fault types, comma separated.
-        #[arg(long, value_delimiter = ',', default_value = "cpu_stress,memory_stress,disk_stress,network_delay,network_loss,cache_bottleneck,too_many_indexes")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "cpu_stress,memory_stress,disk_stress,network_delay,network_loss,cache_bottleneck,too_many_indexes"
+        )]
         types: Vec<String>,
         /// Cases per scenario.
         #[arg(long, default_value_t = 10)]
@@ -129,9 +137,15 @@ fn token(cli: &Cli) -> Result<String, Failure> {
         return Ok(t.trim().to_owned());
     }
     let path = cli.token_file.clone().unwrap_or_else(|| cli.data_dir.join("token"));
-    std::fs::read_to_string(&path)
-        .map(|t| t.trim().to_owned())
-        .map_err(|e| (EX_USAGE, format!("cannot read the API token from {}: {e} (use --token-file or DISTDIAG_TOKEN)", path.display())))
+    std::fs::read_to_string(&path).map(|t| t.trim().to_owned()).map_err(|e| {
+        (
+            EX_USAGE,
+            format!(
+                "cannot read the API token from {}: {e} (use --token-file or DISTDIAG_TOKEN)",
+                path.display()
+            ),
+        )
+    })
 }
 
 fn main() -> ExitCode {
@@ -168,18 +182,34 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             let set: ModelSet = match model {
                 Some(m) if std::path::Path::new(m).is_file() => {
                     let text = std::fs::read_to_string(m).map_err(|e| (1, format!("{m}: {e}")))?;
-                    serde_json::from_str::<Value>(&text).ok().and_then(|v| serde_json::from_value(v["set"].clone()).ok()).ok_or_else(|| (1, format!("{m} is not a model export")))?
+                    serde_json::from_str::<Value>(&text)
+                        .ok()
+                        .and_then(|v| serde_json::from_value(v["set"].clone()).ok())
+                        .ok_or_else(|| (1, format!("{m} is not a model export")))?
                 }
                 Some(id) => {
                     let api = Api { base: base.clone(), token: String::new(), client };
                     let v = api.get(&format!("/api/models/{id}/export")).await?;
-                    serde_json::from_value(v["set"].clone()).map_err(|e| (1, format!("bad model from {base}: {e}")))?
+                    serde_json::from_value(v["set"].clone())
+                        .map_err(|e| (1, format!("bad model from {base}: {e}")))?
                 }
                 None => {
-                    let params = TrainParams { validation_fraction: *holdout, seed: *seed, ..TrainParams::default() };
+                    let params = TrainParams {
+                        validation_fraction: *holdout,
+                        seed: *seed,
+                        ..TrainParams::default()
+                    };
                     let windows = ds.windows(None);
-                    eprintln!("training on {} windows ({} features), holding out {:.0} % of the cases", windows.rows.len(), windows.width(), holdout * 100.0);
-                    train(&windows, ds.manifest.window, &params, &mut |d, n, what| eprintln!("  {d}/{n} {what}")).map_err(|e| (1, e))?
+                    eprintln!(
+                        "training on {} windows ({} features), holding out {:.0} % of the cases",
+                        windows.rows.len(),
+                        windows.width(),
+                        holdout * 100.0
+                    );
+                    train(&windows, ds.manifest.window, &params, &mut |d, n, what| {
+                        eprintln!("  {d}/{n} {what}")
+                    })
+                    .map_err(|e| (1, e))?
                 }
             };
             let scorer = Scorer::load(&set).map_err(|e| (1, e))?;
@@ -190,22 +220,55 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 print!("{}", evaluation_markdown(&e));
             }
         }
-        Command::Campaign(CampaignCommand::Run { out, families, types, cases, normal_s, fault_s, recovery_s, warmup_s, seed, folds, repeats, workload }) => {
-            let config = CampaignConfig { families: families.clone(), types: types.clone(), cases: *cases, normal_s: *normal_s, fault_s: *fault_s, recovery_s: *recovery_s, warmup_s: *warmup_s, seed: *seed, folds: *folds, repeats: *repeats };
+        Command::Campaign(CampaignCommand::Run {
+            out,
+            families,
+            types,
+            cases,
+            normal_s,
+            fault_s,
+            recovery_s,
+            warmup_s,
+            seed,
+            folds,
+            repeats,
+            workload,
+        }) => {
+            let config = CampaignConfig {
+                families: families.clone(),
+                types: types.clone(),
+                cases: *cases,
+                normal_s: *normal_s,
+                fault_s: *fault_s,
+                recovery_s: *recovery_s,
+                warmup_s: *warmup_s,
+                seed: *seed,
+                folds: *folds,
+                repeats: *repeats,
+            };
             config.validate().map_err(|e| (EX_USAGE, e))?;
             let api = Api { base, token: token(cli)?, client };
             let params = TrainParams { seed: *seed, ..TrainParams::default() };
-            campaign_run::run(&api, RunArgs { config, workload: workload.as_deref(), out, params }).await?;
+            campaign_run::run(&api, RunArgs { config, workload: workload.as_deref(), out, params })
+                .await?;
         }
         Command::Campaign(CampaignCommand::Report { dataset, out, folds, repeats, seed }) => {
             check_folds(*folds).map_err(|e| (EX_USAGE, e))?;
             check_repeats(*repeats).map_err(|e| (EX_USAGE, e))?;
-            let mut ds = Dataset::import(&dataset[0]).map_err(|e| (1, format!("{}: {e}", dataset[0].display())))?;
+            let mut ds = Dataset::import(&dataset[0])
+                .map_err(|e| (1, format!("{}: {e}", dataset[0].display())))?;
             for d in &dataset[1..] {
                 let more = Dataset::import(d).map_err(|e| (1, format!("{}: {e}", d.display())))?;
                 ds.merge(more).map_err(|e| (1, format!("{}: {e}", d.display())))?;
             }
-            campaign_run::write_report(&ds, out, *folds, *repeats, &TrainParams { seed: *seed, ..TrainParams::default() }, false)?;
+            campaign_run::write_report(
+                &ds,
+                out,
+                *folds,
+                *repeats,
+                &TrainParams { seed: *seed, ..TrainParams::default() },
+                false,
+            )?;
         }
     }
     Ok(())

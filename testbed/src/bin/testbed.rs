@@ -14,7 +14,10 @@ use clap::{Parser, Subcommand};
 use distdiag_testbed::testbed::{teardown, DbKind, Options, State, Testbed};
 
 #[derive(Parser)]
-#[command(name = "distdiag-testbed", about = "A multi-node database cluster in network namespaces and cgroups, with agents and a coordinator")]
+#[command(
+    name = "distdiag-testbed",
+    about = "A multi-node database cluster in network namespaces and cgroups, with agents and a coordinator"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -61,7 +64,11 @@ enum Cmd {
 
 /// Interrupted while coming up: bring-up stops at its next await (its
 /// blocking steps are short), then whatever it recorded is removed.
-async fn interrupted(up: tokio::task::JoinHandle<anyhow::Result<Testbed>>, dir: &std::path::Path, keep_files: bool) -> ExitCode {
+async fn interrupted(
+    up: tokio::task::JoinHandle<anyhow::Result<Testbed>>,
+    dir: &std::path::Path,
+    keep_files: bool,
+) -> ExitCode {
     eprintln!("interrupted while coming up; removing what was made");
     up.abort();
     let problems = match up.await {
@@ -87,7 +94,17 @@ async fn interrupted(up: tokio::task::JoinHandle<anyhow::Result<Testbed>>, dir: 
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Up { nodes, db, dir, net, cpu_percent, memory_mb, api, workload_threads, keep_files } => {
+        Cmd::Up {
+            nodes,
+            db,
+            dir,
+            net,
+            cpu_percent,
+            memory_mb,
+            api,
+            workload_threads,
+            keep_files,
+        } => {
             let mut opts = Options::new(&dir, db);
             opts.nodes = nodes;
             opts.net = net;
@@ -100,13 +117,14 @@ async fn main() -> ExitCode {
             // Signals are watched from the start: one during bring-up stops
             // it and removes what it made (the state file records each
             // part before it is created).
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
             eprintln!("bringing up {nodes} nodes ({db:?}) in {}", dir.display());
             let mut up = tokio::spawn(async move { Testbed::up(&opts).await });
             let done = tokio::select! {
@@ -132,9 +150,20 @@ async fn main() -> ExitCode {
                 eprintln!("error: {e:#}");
                 return ExitCode::FAILURE;
             }
-            println!("coordinator: http://{}/ (token in {})", tb.api(), tb.state.dir.join("coordinator/token").display());
+            println!(
+                "coordinator: http://{}/ (token in {})",
+                tb.api(),
+                tb.state.dir.join("coordinator/token").display()
+            );
             for n in &tb.state.nodes {
-                println!("{}: {} netns {} cgroup {} database {}", n.name, n.addr, n.netns, n.cgroup, n.database.as_deref().unwrap_or("-"));
+                println!(
+                    "{}: {} netns {} cgroup {} database {}",
+                    n.name,
+                    n.addr,
+                    n.netns,
+                    n.cgroup,
+                    n.database.as_deref().unwrap_or("-")
+                );
             }
             if let Some(w) = &tb.state.workload {
                 println!("workload: {w}");
@@ -163,10 +192,15 @@ async fn main() -> ExitCode {
             };
             // A running `up` tears down itself on SIGTERM; what it leaves
             // (or a crashed one left) goes next.
-            if let Some(owner) = state.owner.filter(|p| *p != std::process::id() && std::path::Path::new(&format!("/proc/{p}")).exists()) {
-                let _ = std::process::Command::new("kill").arg("-TERM").arg(owner.to_string()).status();
+            if let Some(owner) = state.owner.filter(|p| {
+                *p != std::process::id() && std::path::Path::new(&format!("/proc/{p}")).exists()
+            }) {
+                let _ =
+                    std::process::Command::new("kill").arg("-TERM").arg(owner.to_string()).status();
                 let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-                while std::path::Path::new(&format!("/proc/{owner}")).exists() && std::time::Instant::now() < deadline {
+                while std::path::Path::new(&format!("/proc/{owner}")).exists()
+                    && std::time::Instant::now() < deadline
+                {
                     std::thread::sleep(std::time::Duration::from_millis(200));
                 }
             }

@@ -15,7 +15,15 @@ pub(crate) fn set_rcvlowat(stream: &TcpStream, bytes: usize) -> std::io::Result<
     // SAFETY: the descriptor is the open socket `stream` borrows for the
     // whole call; the option value points to a live c_int of `len` bytes
     // that the kernel only reads.
-    let rc = unsafe { libc::setsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVLOWAT, std::ptr::from_ref(&value).cast(), len) };
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            std::ptr::from_ref(&value).cast(),
+            len,
+        )
+    };
     if rc == 0 {
         Ok(())
     } else {

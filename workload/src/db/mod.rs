@@ -92,8 +92,14 @@ impl DbTarget {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        if self.name.is_empty() || self.name.len() > 64 || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
-            return Err(format!("database name {:?} must be 1..=64 characters of [A-Za-z0-9_.-]", self.name));
+        if self.name.is_empty()
+            || self.name.len() > 64
+            || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(format!(
+                "database name {:?} must be 1..=64 characters of [A-Za-z0-9_.-]",
+                self.name
+            ));
         }
         check_ident(&self.schema).map_err(|e| format!("database {}: schema: {e}", self.name))?;
         if self.host.is_empty() || self.port == 0 {
@@ -131,13 +137,18 @@ impl DbTarget {
     /// A pool of at most `max` connections.
     pub fn pool(&self, with_schema: bool, max: usize) -> Pool {
         let constraints = PoolConstraints::new(0, max.max(1)).unwrap_or_default();
-        let opts = OptsBuilder::from_opts(self.opts(with_schema)).pool_opts(PoolOpts::default().with_constraints(constraints));
+        let opts = OptsBuilder::from_opts(self.opts(with_schema))
+            .pool_opts(PoolOpts::default().with_constraints(constraints));
         Pool::new(opts)
     }
 
     /// One connection, failing within `timeout`.
     pub async fn connect(&self, with_schema: bool, timeout: Duration) -> Result<Conn, DbError> {
-        let err = |reason: String| DbError::Connect { target: self.name.clone(), addr: self.addr(), reason };
+        let err = |reason: String| DbError::Connect {
+            target: self.name.clone(),
+            addr: self.addr(),
+            reason,
+        };
         match tokio::time::timeout(timeout, Conn::new(self.opts(with_schema))).await {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(err(e.to_string())),
@@ -151,9 +162,19 @@ impl DbTarget {
     /// mysql_async login (which can send the password safely) fills the
     /// server's cache and the fast login is tried again.
     pub async fn wire_connect(&self, timeout: Duration) -> Result<wire::Conn, DbError> {
-        let err = |e: wire::Error| DbError::Connect { target: self.name.clone(), addr: self.addr(), reason: e.to_string() };
+        let err = |e: wire::Error| DbError::Connect {
+            target: self.name.clone(),
+            addr: self.addr(),
+            reason: e.to_string(),
+        };
         let (addr, password) = (self.addr(), self.password_value());
-        let login = wire::Login { addr: &addr, user: &self.user, password: password.as_deref(), database: Some(&self.schema), timeout };
+        let login = wire::Login {
+            addr: &addr,
+            user: &self.user,
+            password: password.as_deref(),
+            database: Some(&self.schema),
+            timeout,
+        };
         match wire::Conn::connect(&login) {
             Err(wire::Error::FullAuthRequired) => {
                 let _ = self.connect(true, timeout).await?.disconnect().await;
@@ -172,12 +193,20 @@ const NONE_CONFIGURED: &str = "no database is configured ([[databases]] in the c
 
 /// The target named `name`; without a name, the first one (`only = false`)
 /// or the only one (`only = true`, so a request never picks among several).
-pub fn find<'a>(targets: &'a [DbTarget], name: Option<&str>, only: bool) -> Result<&'a DbTarget, DbError> {
+pub fn find<'a>(
+    targets: &'a [DbTarget],
+    name: Option<&str>,
+    only: bool,
+) -> Result<&'a DbTarget, DbError> {
     match (name, targets) {
-        (Some(n), _) => targets.iter().find(|t| t.name == n).ok_or_else(|| DbError::UnknownTarget(n.to_owned())),
+        (Some(n), _) => {
+            targets.iter().find(|t| t.name == n).ok_or_else(|| DbError::UnknownTarget(n.to_owned()))
+        }
         (None, []) => Err(DbError::Invalid(NONE_CONFIGURED.into())),
         (None, [first, ..]) if !only || targets.len() == 1 => Ok(first),
-        (None, _) => Err(DbError::Invalid("several databases are configured; name one in params.database".into())),
+        (None, _) => Err(DbError::Invalid(
+            "several databases are configured; name one in params.database".into(),
+        )),
     }
 }
 
@@ -185,7 +214,9 @@ pub fn find<'a>(targets: &'a [DbTarget], name: Option<&str>, only: bool) -> Resu
 pub async fn ensure_schema(t: &DbTarget) -> Result<(), DbError> {
     check_ident(&t.schema).map_err(DbError::Invalid)?;
     let mut c = t.connect(false, Duration::from_secs(10)).await?;
-    c.query_drop(format!("CREATE DATABASE IF NOT EXISTS `{}`", t.schema)).await.map_err(|e| t.query_error(e))?;
+    c.query_drop(format!("CREATE DATABASE IF NOT EXISTS `{}`", t.schema))
+        .await
+        .map_err(|e| t.query_error(e))?;
     let _ = c.disconnect().await;
     Ok(())
 }
@@ -194,11 +225,16 @@ pub async fn ensure_schema(t: &DbTarget) -> Result<(), DbError> {
 /// `[A-Za-z0-9_]`, not starting with a digit. Everything else is refused, so
 /// quoting can never be escaped.
 pub fn check_ident(s: &str) -> Result<(), String> {
-    let ok = !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !s.starts_with(|c: char| c.is_ascii_digit());
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !s.starts_with(|c: char| c.is_ascii_digit());
     if ok {
         Ok(())
     } else {
-        Err(format!("{s:?} is not a plain identifier (1..=64 of [A-Za-z0-9_], not starting with a digit)"))
+        Err(format!(
+            "{s:?} is not a plain identifier (1..=64 of [A-Za-z0-9_], not starting with a digit)"
+        ))
     }
 }
 
@@ -267,7 +303,17 @@ mod tests {
 
     #[test]
     fn targets_are_found_by_name_or_default() {
-        let t = |n: &str| DbTarget { name: n.into(), dialect: DialectKind::Mysql, host: "h".into(), port: 1, user: "u".into(), password: None, password_env: None, schema: "s".into(), host_node: None };
+        let t = |n: &str| DbTarget {
+            name: n.into(),
+            dialect: DialectKind::Mysql,
+            host: "h".into(),
+            port: 1,
+            user: "u".into(),
+            password: None,
+            password_env: None,
+            schema: "s".into(),
+            host_node: None,
+        };
         let two = [t("a"), t("b")];
         assert_eq!(find(&two, Some("b"), true).unwrap().name, "b");
         assert!(matches!(find(&two, Some("c"), false), Err(DbError::UnknownTarget(_))));
@@ -279,11 +325,23 @@ mod tests {
 
     #[test]
     fn targets_are_validated() {
-        let t = DbTarget { name: "m1".into(), dialect: DialectKind::Mysql, host: "127.0.0.1".into(), port: 3306, user: "root".into(), password: None, password_env: None, schema: "distdiag".into(), host_node: None };
+        let t = DbTarget {
+            name: "m1".into(),
+            dialect: DialectKind::Mysql,
+            host: "127.0.0.1".into(),
+            port: 3306,
+            user: "root".into(),
+            password: None,
+            password_env: None,
+            schema: "distdiag".into(),
+            host_node: None,
+        };
         assert!(t.validate().is_ok());
         assert_eq!(t.store_node(), "db:m1");
         assert!(DbTarget { schema: "x`; drop".into(), ..t.clone() }.validate().is_err());
         assert!(DbTarget { name: "a b".into(), ..t.clone() }.validate().is_err());
-        assert!(DbTarget { password: Some("p".into()), password_env: Some("P".into()), ..t }.validate().is_err());
+        assert!(DbTarget { password: Some("p".into()), password_env: Some("P".into()), ..t }
+            .validate()
+            .is_err());
     }
 }

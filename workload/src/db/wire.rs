@@ -171,7 +171,9 @@ impl Conn {
         let stream = match (stream, last) {
             (Some(s), _) => s,
             (None, Some(e)) => return Err(Error::Io(e)),
-            (None, None) => return Err(Error::Protocol(format!("{} resolves to no address", l.addr))),
+            (None, None) => {
+                return Err(Error::Protocol(format!("{} resolves to no address", l.addr)))
+            }
         };
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(l.timeout))?;
@@ -198,8 +200,16 @@ impl Conn {
             stmts: Vec::new(),
         };
         c.handshake(l).map_err(|e| match e {
-            Error::Io(io) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no login answer within {} ms", l.timeout.as_millis())))
+            Error::Io(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no login answer within {} ms", l.timeout.as_millis()),
+                ))
             }
             e => e,
         })?;
@@ -230,12 +240,19 @@ impl Conn {
             return Err(server_error(&p));
         }
         let hs = Handshake::parse(&p)?;
-        let mut want = CLIENT_LONG_PASSWORD | CLIENT_PROTOCOL_41 | CLIENT_TRANSACTIONS | CLIENT_SECURE_CONNECTION | CLIENT_MULTI_RESULTS | CLIENT_PLUGIN_AUTH;
+        let mut want = CLIENT_LONG_PASSWORD
+            | CLIENT_PROTOCOL_41
+            | CLIENT_TRANSACTIONS
+            | CLIENT_SECURE_CONNECTION
+            | CLIENT_MULTI_RESULTS
+            | CLIENT_PLUGIN_AUTH;
         if l.database.is_some() {
             want |= CLIENT_CONNECT_WITH_DB;
         }
         let caps = want & hs.caps;
-        for (flag, name) in [(CLIENT_PROTOCOL_41, "4.1 protocol"), (CLIENT_SECURE_CONNECTION, "secure connection")] {
+        for (flag, name) in
+            [(CLIENT_PROTOCOL_41, "4.1 protocol"), (CLIENT_SECURE_CONNECTION, "secure connection")]
+        {
             if caps & flag == 0 {
                 return Err(Error::Protocol(format!("the server does not speak the {name}")));
             }
@@ -291,9 +308,19 @@ impl Conn {
                 Some(0x01) if plugin == CACHING_SHA2 => match p.get(1) {
                     Some(0x03) => {} // fast login accepted; the OK follows
                     Some(0x04) => return Err(Error::FullAuthRequired),
-                    _ => return Err(Error::Protocol(format!("unexpected {CACHING_SHA2} packet {:02x?}", &p[..p.len().min(8)]))),
+                    _ => {
+                        return Err(Error::Protocol(format!(
+                            "unexpected {CACHING_SHA2} packet {:02x?}",
+                            &p[..p.len().min(8)]
+                        )))
+                    }
                 },
-                _ => return Err(Error::Protocol(format!("unexpected login answer {:02x?}", &p[..p.len().min(8)]))),
+                _ => {
+                    return Err(Error::Protocol(format!(
+                        "unexpected login answer {:02x?}",
+                        &p[..p.len().min(8)]
+                    )))
+                }
             }
         }
     }
@@ -314,7 +341,10 @@ impl Conn {
             return Err(server_error(p));
         }
         if p.first() != Some(&0x00) || p.len() < 9 {
-            return Err(Error::Protocol(format!("unexpected prepare answer {:02x?}", &p[..p.len().min(12)])));
+            return Err(Error::Protocol(format!(
+                "unexpected prepare answer {:02x?}",
+                &p[..p.len().min(12)]
+            )));
         }
         let id = u32::from_le_bytes([p[1], p[2], p[3], p[4]]);
         let columns = u16::from_le_bytes([p[5], p[6]]);
@@ -327,7 +357,12 @@ impl Conn {
                 }
             }
         }
-        let s = Stmt { id, params, key: u32::try_from(key).map_err(|_| Error::Protocol(format!("statement key {key} is too large")))? };
+        let s = Stmt {
+            id,
+            params,
+            key: u32::try_from(key)
+                .map_err(|_| Error::Protocol(format!("statement key {key} is too large")))?,
+        };
         if self.stmts.len() <= key {
             self.stmts.resize(key + 1, None);
             self.sizes.resize(key + 1, [0; 2]);
@@ -345,7 +380,12 @@ impl Conn {
     /// Queues an execution of a prepared statement (sent now unless pipelining).
     pub fn execute(&mut self, s: Stmt, params: &[Param<'_>]) -> Result<(), Error> {
         if params.len() != usize::from(s.params) {
-            return Err(Error::Protocol(format!("statement {} takes {} parameters, got {}", s.id, s.params, params.len())));
+            return Err(Error::Protocol(format!(
+                "statement {} takes {} parameters, got {}",
+                s.id,
+                s.params,
+                params.len()
+            )));
         }
         let mut b = Vec::with_capacity(16 + params.len() * 12);
         b.extend_from_slice(&s.id.to_le_bytes());
@@ -356,7 +396,7 @@ impl Conn {
             b.push(1); // types follow
             for p in params {
                 b.extend_from_slice(match p {
-                    Param::U64(_) => &[0x08, 0x80], // LONGLONG, unsigned
+                    Param::U64(_) => &[0x08, 0x80],   // LONGLONG, unsigned
                     Param::Bytes(_) => &[0xFE, 0x00], // STRING
                 });
             }
@@ -483,7 +523,11 @@ impl Conn {
     /// the timeout go back to 1 byte and none for every other read. Makes
     /// room in `buf` for the bytes waited for.
     fn set_lowat(&mut self) -> Result<(), Error> {
-        let want = if self.settling { self.expected_rest().saturating_sub(self.end - self.start) } else { 0 };
+        let want = if self.settling {
+            self.expected_rest().saturating_sub(self.end - self.start)
+        } else {
+            0
+        };
         let lowat = if want >= MIN_LOWAT { want.min(MAX_LOWAT) } else { 1 };
         self.make_room(self.end - self.start + lowat);
         if lowat != self.lowat {
@@ -516,9 +560,12 @@ impl Conn {
             let status = match p.first() {
                 Some(0x00) => ok_status(p),
                 Some(0xFF) => return Err(server_error(p)),
-                Some(0xFB) => return Err(Error::Protocol("the server asked for a local file".into())),
+                Some(0xFB) => {
+                    return Err(Error::Protocol("the server asked for a local file".into()))
+                }
                 Some(_) => {
-                    let columns = lenenc(p).ok_or_else(|| Error::Protocol("bad column count".into()))?;
+                    let columns =
+                        lenenc(p).ok_or_else(|| Error::Protocol("bad column count".into()))?;
                     // Column definitions and their EOF.
                     for _ in 0..=columns {
                         self.packet()?;
@@ -558,7 +605,13 @@ impl Conn {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 // Nothing at all within the wait: the server is busy.
-                Err(e) if self.lowat > 1 && matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if self.lowat > 1
+                        && matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                {
                     self.timeouts += 1;
                     continue;
                 }
@@ -570,7 +623,10 @@ impl Conn {
                 self.timeouts += 1;
             }
             if got == 0 {
-                return Err(Error::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the server closed the connection")));
+                return Err(Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection",
+                )));
             }
             self.end += got;
             if self.quickack {
@@ -621,7 +677,10 @@ impl Handshake {
     fn parse(p: &[u8]) -> Result<Handshake, Error> {
         let bad = || Error::Protocol("short or malformed server greeting".into());
         if p.first() != Some(&10) {
-            return Err(Error::Protocol(format!("server greeting version {:?}, expected 10", p.first())));
+            return Err(Error::Protocol(format!(
+                "server greeting version {:?}, expected 10",
+                p.first()
+            )));
         }
         let version_end = 1 + p[1..].iter().position(|&b| b == 0).ok_or_else(bad)?;
         let mut i = version_end + 1 + 4; // NUL, connection id
@@ -739,7 +798,10 @@ fn server_error(p: &[u8]) -> Error {
     let code = p.get(1..3).map_or(0, |s| u16::from_le_bytes([s[0], s[1]]));
     let rest = p.get(3..).unwrap_or(&[]);
     let (state, message) = match rest.strip_prefix(b"#") {
-        Some(r) if r.len() >= 5 => (String::from_utf8_lossy(&r[..5]).into_owned(), String::from_utf8_lossy(&r[5..]).into_owned()),
+        Some(r) if r.len() >= 5 => (
+            String::from_utf8_lossy(&r[..5]).into_owned(),
+            String::from_utf8_lossy(&r[5..]).into_owned(),
+        ),
         _ => (String::new(), String::from_utf8_lossy(rest).into_owned()),
     };
     Error::Server { code, state, message }
@@ -787,7 +849,10 @@ mod tests {
         p.extend_from_slice(&7u32.to_le_bytes());
         p.extend_from_slice(b"abcdefgh");
         p.push(0);
-        let caps: u32 = CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION | CLIENT_PLUGIN_AUTH | CLIENT_CONNECT_WITH_DB;
+        let caps: u32 = CLIENT_PROTOCOL_41
+            | CLIENT_SECURE_CONNECTION
+            | CLIENT_PLUGIN_AUTH
+            | CLIENT_CONNECT_WITH_DB;
         p.extend_from_slice(&(caps as u16).to_le_bytes());
         p.push(45);
         p.extend_from_slice(&2u16.to_le_bytes());
@@ -809,12 +874,18 @@ mod tests {
         e.extend_from_slice(&1213u16.to_le_bytes());
         e.extend_from_slice(b"#40001Deadlock found");
         match server_error(&e) {
-            Error::Server { code, state, message } => assert_eq!((code, state.as_str(), message.as_str()), (1213, "40001", "Deadlock found")),
+            Error::Server { code, state, message } => assert_eq!(
+                (code, state.as_str(), message.as_str()),
+                (1213, "40001", "Deadlock found")
+            ),
             other => panic!("{other:?}"),
         }
         assert!(!server_error(&e).lost());
         // OK: header, 1 affected row, insert id 300 (2-byte lenenc), status 0x0008.
-        assert_eq!(ok_status(&[0x00, 1, 0xFC, 0x2C, 0x01, 0x08, 0x00, 0, 0]), SERVER_MORE_RESULTS_EXISTS);
+        assert_eq!(
+            ok_status(&[0x00, 1, 0xFC, 0x2C, 0x01, 0x08, 0x00, 0, 0]),
+            SERVER_MORE_RESULTS_EXISTS
+        );
         assert_eq!(eof_status(&[0xFE, 0, 0, 0x02, 0x00]), 2);
     }
 }
