@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::skip;
+
 use distdiag_agent::fault::{FaultConfig, FaultEngine};
 use distdiag_common::fault::{FaultSpec, MemorySize};
 
@@ -129,8 +132,7 @@ impl Drop for TestCgroup {
 #[test]
 fn measured_cpu_stress_loads_its_cgroup_as_requested() {
     let Some(cg) = TestCgroup::create(&format!("distdiag-test-{}", std::process::id())) else {
-        println!("SKIP: cannot create a cgroup here (not root, or no cpuacct controller)");
-        return;
+        return skip("cannot create a cgroup here (not root, or no cpuacct controller)");
     };
     let state = tempfile::tempdir().unwrap();
     let mut e = engine(state.path(), Some(cg.name.clone()));

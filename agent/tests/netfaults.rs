@@ -2,7 +2,8 @@
 //! veth pair; the fault engine runs inside one of them (`ip netns exec …
 //! distdiag-agent fault-run`); loss and bandwidth are measured by traffic
 //! between the two. Traffic goes only to these namespaces' own addresses.
-//! Skipped, with the reason printed, where `ip`, `iptables`, `tc` or root are missing.
+//! Where `ip`, `iptables`, `tc` or root are missing the tests fail under
+//! `make test` and are skipped with the reason elsewhere (`support::skip`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,6 +11,9 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod support;
+use support::skip;
 
 fn exe() -> &'static str {
     env!("CARGO_BIN_EXE_distdiag-agent")
@@ -46,7 +50,7 @@ impl Pair {
         for (cmd, arg) in [("ip", "-V"), ("iptables", "-V"), ("tc", "-V"), ("python3", "--version")]
         {
             if !ok(cmd, &[arg]) {
-                println!("SKIP: {cmd} is not available");
+                skip(&format!("{cmd} is not available"));
                 return None;
             }
         }
@@ -58,7 +62,7 @@ impl Pair {
             ip_b: format!("10.231.{}.2", n % 250),
         };
         if !ok("ip", &["netns", "add", &p.a]) {
-            println!("SKIP: cannot create network namespaces (not root?)");
+            skip("cannot create network namespaces (not root?)");
             return None;
         }
         let vb = format!("v{tag}b{n}");
@@ -294,7 +298,9 @@ fn measured_network_delay_through_netem_where_the_kernel_has_it() {
         && ok("tc", &["-n", &ns, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]);
     let _ = ok("ip", &["netns", "del", &ns]);
     if !has_netem {
-        println!("SKIP: this kernel has no sch_netem; network_delay uses the NFQUEUE backend (tested above)");
+        // Not a missing prerequisite: a kernel without the module, on which
+        // the agent probes the same way and picks NFQUEUE (tested above).
+        println!("not applicable: this kernel has no sch_netem; network_delay uses the NFQUEUE backend (tested above)");
         return;
     }
     let before = p.rtt_ms();

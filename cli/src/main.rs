@@ -8,8 +8,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use distdiag_api::faults::{DurationArg, FaultRecord, HistoryQuery, StartRequest};
+use distdiag_api::models::{JobState, TrainRequest, WindowQuery};
+use distdiag_api::workload::{Options, Phase, WorkloadReport, WorkloadRequest};
+use distdiag_api::{Client, ClientError};
 use distdiag_dataset::Dataset;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 const EX_USAGE: u8 = 64;
 
@@ -184,55 +188,68 @@ fn token(cli: &Cli) -> Result<String, String> {
     })
 }
 
-fn table(recs: &[Value]) {
+fn ms(v: Option<i64>) -> String {
+    v.map_or("-".to_owned(), |v| v.to_string())
+}
+
+fn table(recs: &[FaultRecord]) {
     println!(
         "{:<24} {:<10} {:<16} {:<9} {:>14} {:>14}  detail",
         "id", "node", "type", "state", "applied_ms", "ended_ms"
     );
     for r in recs {
-        let s = |k: &str| r[k].as_str().unwrap_or("-").to_owned();
-        let n = |k: &str| r[k].as_i64().map_or("-".to_owned(), |v| v.to_string());
+        let state = serde_json::to_value(r.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
         println!(
             "{:<24} {:<10} {:<16} {:<9} {:>14} {:>14}  {}",
-            s("id"),
-            s("node"),
-            s("type"),
-            s("state"),
-            n("applied_ms"),
-            n("ended_ms"),
-            s("detail")
+            r.id,
+            r.node,
+            r.kind,
+            state,
+            ms(r.applied_ms),
+            ms(r.ended_ms),
+            r.detail
         );
     }
 }
 
-fn fmt_num(v: &Value) -> String {
-    v.as_f64().map_or("-".to_owned(), |x| format!("{x:.1}"))
+fn num(v: Option<f64>) -> String {
+    v.map_or("-".to_owned(), |x| format!("{x:.1}"))
 }
 
-fn workload_table(runs: &[Value]) {
+fn phase(p: Phase) -> String {
+    serde_json::to_value(p).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn workload_table(runs: &[WorkloadReport]) {
     println!(
         "{:<40} {:<18} {:<9} {:>7} {:>9} {:>10} {:>8} {:>9} {:>9}",
         "workload_id", "type", "phase", "threads", "tps", "qps", "errors", "p95_ms", "txns"
     );
     for r in runs {
-        let cur = &r["current"];
+        let cur = r.current.as_ref();
         println!(
             "{:<40} {:<18} {:<9} {:>7} {:>9} {:>10} {:>8} {:>9} {:>9}",
-            r["workload_id"].as_str().unwrap_or("-"),
-            r["type"].as_str().unwrap_or("-"),
-            r["phase"].as_str().unwrap_or("-"),
-            r["threads"],
-            fmt_num(&cur["tps"]),
-            fmt_num(&cur["qps"]),
-            r["totals"]["errors"],
-            fmt_num(&cur["latency_ms"]["p95"]),
-            r["totals"]["transactions"],
+            r.workload_id,
+            r.kind.as_str(),
+            phase(r.phase),
+            r.threads,
+            num(cur.map(|c| c.tps)),
+            num(cur.map(|c| c.qps)),
+            r.totals.errors,
+            num(cur.and_then(|c| c.latency_ms).map(|l| l.p95)),
+            r.totals.transactions,
         );
     }
 }
 
-fn options_map(options: &[(String, Value)]) -> Value {
-    Value::Object(options.iter().cloned().collect::<Map<String, Value>>())
+/// `--option k=v` pairs as the workload options they name (checked here,
+/// so a misspelt option is named before anything is sent).
+fn options(pairs: &[(String, Value)]) -> Result<Options, (u8, String)> {
+    let map: Map<String, Value> = pairs.iter().cloned().collect();
+    serde_json::from_value(Value::Object(map)).map_err(|e| (EX_USAGE, format!("--option: {e}")))
 }
 
 fn main() -> ExitCode {
@@ -262,61 +279,76 @@ fn main() -> ExitCode {
     }
 }
 
+/// An API error as this command's failure (exit code 1).
+fn failed(e: ClientError) -> (u8, String) {
+    (1, e.to_string())
+}
+
+/// The client, with the token when the command changes something.
+fn client(cli: &Cli, mutating: bool) -> Result<Client, (u8, String)> {
+    let c = Client::new(&cli.url);
+    if mutating {
+        return Ok(c.with_token(token(cli).map_err(|e| (EX_USAGE, e))?));
+    }
+    // Reads send the token when there is one (a coordinator may require it).
+    Ok(match token(cli) {
+        Ok(t) => c.with_token(t),
+        Err(_) => c,
+    })
+}
+
 async fn run(cli: &Cli) -> Result<(), (u8, String)> {
-    let client = reqwest::Client::new();
-    let base = cli.url.trim_end_matches('/');
-    let send = |req: reqwest::RequestBuilder| async move { answer(req.send().await, base).await };
+    let read = || client(cli, false);
+    let write = || client(cli, true);
     match &cli.command {
         Command::Fault(FaultCommand::Start { kind, node, params, duration }) => {
-            let tok = token(cli).map_err(|e| (EX_USAGE, e))?;
-            let mut body = json!({ "type": kind, "params": params.iter().cloned().collect::<Map<String, Value>>() });
+            let mut req = StartRequest {
+                kind: kind.clone(),
+                params: params.iter().cloned().collect(),
+                duration: duration.clone().map(DurationArg::Text),
+                ..StartRequest::default()
+            };
             match node.as_slice() {
                 [] => {}
-                [one] => body["node"] = json!(one),
-                many => body["nodes"] = json!(many),
+                [one] => req.node = Some(one.clone()),
+                many => req.nodes = Some(many.to_vec()),
             }
-            if let Some(d) = duration {
-                body["duration"] = json!(d);
-            }
-            let v =
-                send(client.post(format!("{base}/api/anomaly/start")).bearer_auth(tok).json(&body))
-                    .await?;
-            table(v["anomalies"].as_array().map(Vec::as_slice).unwrap_or_default());
+            let v = write()?.start_fault(&req).await.map_err(failed)?;
+            table(&v.anomalies);
         }
         Command::Fault(FaultCommand::Stop { id }) => {
-            let tok = token(cli).map_err(|e| (EX_USAGE, e))?;
-            let body = id.as_ref().map_or(json!({}), |i| json!({ "id": i }));
-            let v =
-                send(client.post(format!("{base}/api/anomaly/stop")).bearer_auth(tok).json(&body))
-                    .await?;
-            table(v["stopped"].as_array().map(Vec::as_slice).unwrap_or_default());
-            if let Some(f) = v["failed"].as_array().filter(|f| !f.is_empty()) {
-                return Err((1, format!("not stopped: {}", Value::Array(f.clone()))));
+            let v = write()?.stop_fault(id.as_deref()).await.map_err(failed)?;
+            table(&v.stopped);
+            if !v.failed.is_empty() {
+                let list: Vec<String> =
+                    v.failed.iter().map(|f| format!("{}: {}", f.id, f.error)).collect();
+                return Err((1, format!("not stopped: {}", list.join("; "))));
             }
         }
         Command::Fault(FaultCommand::List { history, from }) => {
-            let url = if *history {
-                format!("{base}/api/anomaly/history?from={}", urlencode(from))
+            let recs = if *history {
+                let q = HistoryQuery { from: Some(from.clone()), to: None };
+                read()?.fault_history(&q).await.map_err(failed)?.anomalies
             } else {
-                format!("{base}/api/anomaly/active")
+                read()?.active_faults().await.map_err(failed)?.anomalies
             };
-            let v = send(client.get(url)).await?;
-            table(v["anomalies"].as_array().map(Vec::as_slice).unwrap_or_default());
+            table(&recs);
         }
-        Command::Workload(WorkloadCommand::Prepare { kind, options }) => {
-            let tok = token(cli).map_err(|e| (EX_USAGE, e))?;
-            let body = json!({ "type": kind, "options": options_map(options) });
-            let v = send(
-                client.post(format!("{base}/api/workload/prepare")).bearer_auth(&tok).json(&body),
-            )
-            .await?;
-            let id = v["workload_id"].as_str().unwrap_or_default().to_owned();
+        Command::Workload(WorkloadCommand::Prepare { kind, options: opts }) => {
+            let c = write()?;
+            let req = WorkloadRequest {
+                kind: Some(kind.clone()),
+                options: Some(options(opts)?),
+                ..WorkloadRequest::default()
+            };
+            let v = c.prepare_workload(&req).await.map_err(failed)?;
+            let id = v.workload_id;
             loop {
-                let r = send(client.get(format!("{base}/api/workload/{id}"))).await?;
-                let pct = r["progress"].as_f64().unwrap_or(0.0) * 100.0;
-                match r["phase"].as_str() {
-                    Some("preparing") => eprint!("\rpreparing {kind}: {pct:5.1} %"),
-                    Some("prepared") => {
+                let r = c.workload(&id).await.map_err(failed)?;
+                let pct = r.progress.unwrap_or(0.0) * 100.0;
+                match r.phase {
+                    Phase::Preparing => eprint!("\rpreparing {kind}: {pct:5.1} %"),
+                    Phase::Prepared => {
                         eprintln!("\rpreparing {kind}: 100.0 %");
                         println!("{id}: prepared");
                         break;
@@ -325,59 +357,66 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
                         eprintln!();
                         return Err((
                             1,
-                            format!("prepare failed: {}", r["error"].as_str().unwrap_or("unknown")),
+                            format!("prepare failed: {}", r.error.as_deref().unwrap_or("unknown")),
                         ));
                     }
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
         }
-        Command::Workload(WorkloadCommand::Start { kind, threads, options }) => {
-            let tok = token(cli).map_err(|e| (EX_USAGE, e))?;
-            let body = json!({ "type": kind, "threads": threads, "options": options_map(options) });
-            let v = send(
-                client.post(format!("{base}/api/workload/start")).bearer_auth(tok).json(&body),
-            )
-            .await?;
-            println!("{}", v["workload_id"].as_str().unwrap_or("-"));
-        }
-        Command::Workload(WorkloadCommand::Stop { id }) => {
-            let tok = token(cli).map_err(|e| (EX_USAGE, e))?;
-            let url = match id {
-                Some(i) => format!("{base}/api/workload/{i}/stop"),
-                None => format!("{base}/api/workload/stop-all"),
+        Command::Workload(WorkloadCommand::Start { kind, threads, options: opts }) => {
+            let req = WorkloadRequest {
+                kind: Some(kind.clone()),
+                threads: Some(*threads),
+                options: Some(options(opts)?),
+                ..WorkloadRequest::default()
             };
-            let v = send(client.post(url).bearer_auth(tok).json(&json!({}))).await?;
-            match &v["report"] {
-                Value::Null => println!("stopped: {}", v["stopped"]),
-                r => workload_table(std::slice::from_ref(r)),
+            let v = write()?.start_workload(&req).await.map_err(failed)?;
+            println!("{}", v.workload_id);
+        }
+        Command::Workload(WorkloadCommand::Stop { id }) => match id {
+            Some(i) => {
+                let v = write()?.stop_workload(i).await.map_err(failed)?;
+                workload_table(std::slice::from_ref(&v.report));
+            }
+            None => {
+                let v = write()?.stop_all_workloads().await.map_err(failed)?;
+                println!("stopped: {}", v.stopped.join(", "));
+            }
+        },
+        Command::Workload(WorkloadCommand::List { all }) => {
+            let c = read()?;
+            let v = if *all { c.workload_runs().await } else { c.active_workloads().await }
+                .map_err(failed)?;
+            workload_table(&v.workloads);
+        }
+        Command::Workload(WorkloadCommand::Show { id }) => {
+            let r = read()?.workload(id).await.map_err(failed)?;
+            workload_table(std::slice::from_ref(&r));
+            println!(
+                "\n{:>14} {:>7} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9}",
+                "timestamp", "threads", "tps", "qps", "err/s", "p50_ms", "p95_ms", "p99_ms"
+            );
+            for i in r.intervals.unwrap_or_default() {
+                let l = i.latency_ms;
+                println!(
+                    "{:>14} {:>7} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9}",
+                    i.timestamp,
+                    i.threads,
+                    num(Some(i.tps)),
+                    num(Some(i.qps)),
+                    num(Some(i.errors_per_s)),
+                    num(l.map(|l| l.p50)),
+                    num(l.map(|l| l.p95)),
+                    num(l.map(|l| l.p99))
+                );
             }
         }
-        Command::Workload(WorkloadCommand::List { all }) => {
-            let url = if *all {
-                format!("{base}/api/workload/runs")
-            } else {
-                format!("{base}/api/workload/active")
-            };
-            let v = send(client.get(url)).await?;
-            workload_table(v["workloads"].as_array().map(Vec::as_slice).unwrap_or_default());
-        }
         Command::Dataset(DatasetCommand::Export { out, name }) => {
-            let v = send(client.get(format!("{base}/api/datasets/{}", urlencode(name)))).await?;
-            let ds: Dataset = serde_json::from_value(v)
-                .map_err(|e| (1, format!("bad dataset from {base}: {e}")))?;
+            let c = read()?;
+            let ds = c.dataset(name, &WindowQuery::default()).await.map_err(failed)?;
             ds.export(out).map_err(|e| (1, e.to_string()))?;
-            let windows = client
-                .get(format!("{base}/api/datasets/{}/windows.csv", urlencode(name)))
-                .send()
-                .await
-                .and_then(|r| r.error_for_status());
-            let csv = match windows {
-                Ok(r) => {
-                    r.text().await.map_err(|e| (1, format!("windows.csv from {base}: {e}")))?
-                }
-                Err(e) => return Err((1, format!("windows.csv from {base}: {e}"))),
-            };
+            let csv = c.dataset_windows(name).await.map_err(failed)?;
             std::fs::write(out.join("windows.csv"), csv)
                 .map_err(|e| (1, format!("{}: {e}", out.display())))?;
             println!(
@@ -390,15 +429,8 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
         }
         Command::Dataset(DatasetCommand::Import { dir, name }) => {
             let ds = Dataset::import(dir).map_err(|e| (1, e.to_string()))?;
-            let tok = token(cli).map_err(|e| (EX_USAGE, e))?;
-            let v = send(
-                client
-                    .post(format!("{base}/api/datasets/{}", urlencode(name)))
-                    .bearer_auth(tok)
-                    .json(&ds),
-            )
-            .await?;
-            println!("{name}: {} cases, {} labels", v["cases"], v["labels"]);
+            let v = write()?.import_dataset(name, &ds).await.map_err(failed)?;
+            println!("{name}: {} cases, {} labels", v.cases, v.labels);
         }
         Command::Dataset(DatasetCommand::Filter { dir, without, out }) => {
             if out.exists() && std::fs::read_dir(out).map_or(true, |mut d| d.next().is_some()) {
@@ -424,130 +456,74 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
             );
         }
         Command::Eval { args } => return lab(cli, "eval", args),
+        Command::Campaign { args } => return lab(cli, "campaign", args),
         Command::Train { dataset } => {
-            let tok = token(cli).map_err(|e| (EX_USAGE, e))?;
-            let body = dataset.as_ref().map_or(json!({}), |d| json!({ "dataset": d }));
-            let v =
-                send(client.post(format!("{base}/api/anomaly/train")).bearer_auth(tok).json(&body))
-                    .await?;
-            let job = v["job"].as_str().unwrap_or_default().to_owned();
+            let c = write()?;
+            let req = TrainRequest { dataset: dataset.clone(), ..TrainRequest::default() };
+            let job = c.train(&req).await.map_err(failed)?.job;
             loop {
-                let j = send(client.get(format!("{base}/api/anomaly/train/{job}"))).await?;
-                match j["state"].as_str() {
-                    Some("running") => eprint!(
-                        "\r{:5.1} % {:<60}",
-                        j["progress"].as_f64().unwrap_or(0.0) * 100.0,
-                        j["message"].as_str().unwrap_or("")
-                    ),
-                    Some("done") => {
+                let j = c.train_job(&job).await.map_err(failed)?;
+                match j.state {
+                    JobState::Running => {
+                        eprint!("\r{:5.1} % {:<60}", j.progress * 100.0, j.message)
+                    }
+                    JobState::Done => {
                         eprintln!();
-                        println!("{}", j["model_id"].as_str().unwrap_or("-"));
+                        println!("{}", j.model_id.as_deref().unwrap_or("-"));
                         break;
                     }
-                    _ => {
+                    JobState::Failed => {
                         eprintln!();
-                        return Err((
-                            1,
-                            format!(
-                                "training failed: {}",
-                                j["message"].as_str().unwrap_or("unknown")
-                            ),
-                        ));
+                        return Err((1, format!("training failed: {}", j.message)));
                     }
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
         }
-        Command::Campaign { args } => return lab(cli, "campaign", args),
         Command::Models => {
-            let v = send(client.get(format!("{base}/api/models"))).await?;
+            let v = read()?.models().await.map_err(failed)?;
             println!(
                 "{:<22} {:<7} {:<12} {:>6} {:>6}  types",
                 "id", "active", "source", "AC@1", "cases"
             );
-            for m in v["models"].as_array().map(Vec::as_slice).unwrap_or_default() {
-                let ac1 = &m["evaluation"]["model"]["at_fault"]["ac1"];
+            for m in &v.models {
+                let e = m.evaluation.as_ref();
+                let ac1 = e.and_then(|e| e.model.as_ref()).map(|r| r.at_fault.overall.ac1);
                 println!(
                     "{:<22} {:<7} {:<12} {:>6} {:>6}  {}",
-                    m["id"].as_str().unwrap_or("-"),
-                    m["active"],
-                    m["source"].as_str().unwrap_or("-"),
-                    ac1.as_f64().map_or("-".into(), |x| format!("{x:.3}")),
-                    m["evaluation"]["cases"],
-                    m["types"]
+                    m.id,
+                    m.active,
+                    m.source,
+                    ac1.map_or("-".into(), |x| format!("{x:.3}")),
+                    e.map_or("-".into(), |e| e.cases.to_string()),
+                    m.types.join(", ")
                 );
             }
         }
         Command::Ranks { limit } => {
-            let v = send(client.get(format!("{base}/api/anomaly/ranks?limit={limit}"))).await?;
-            println!("{} ({})", v["note"].as_str().unwrap_or(""), v["timestamp"]);
+            let v = read()?.ranks(*limit).await.map_err(failed)?;
+            println!("{} ({})", v.note, ms(v.timestamp));
             println!(
                 "{:>4} {:<16} {:<18} {:>9} {:>6} {:>6} {:>8}  top metrics",
                 "rank", "node", "type", "score", "p", "excess", "pagerank"
             );
-            for (i, e) in
-                v["ranks"].as_array().map(Vec::as_slice).unwrap_or_default().iter().enumerate()
-            {
-                let top: Vec<&str> = e["top_metrics"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|m| m[0].as_str())
-                    .collect();
+            for (i, e) in v.ranks.iter().enumerate() {
+                let top: Vec<&str> = e.top_metrics.iter().map(|m| m.0.as_str()).collect();
                 println!(
                     "{:>4} {:<16} {:<18} {:>9.4} {:>6.3} {:>6.3} {:>8.4}  {}",
                     i + 1,
-                    e["node"].as_str().unwrap_or("-"),
-                    e["type"].as_str().unwrap_or("-"),
-                    e["score"].as_f64().unwrap_or(0.0),
-                    e["probability"].as_f64().unwrap_or(0.0),
-                    e["excess"].as_f64().unwrap_or(0.0),
-                    e["pagerank"].as_f64().unwrap_or(0.0),
+                    e.node,
+                    e.kind,
+                    e.score,
+                    e.probability,
+                    e.excess,
+                    e.pagerank,
                     top.join(", ")
-                );
-            }
-        }
-        Command::Workload(WorkloadCommand::Show { id }) => {
-            let v = send(client.get(format!("{base}/api/workload/{id}"))).await?;
-            workload_table(std::slice::from_ref(&v));
-            println!(
-                "\n{:>14} {:>7} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9}",
-                "timestamp", "threads", "tps", "qps", "err/s", "p50_ms", "p95_ms", "p99_ms"
-            );
-            for i in v["intervals"].as_array().map(Vec::as_slice).unwrap_or_default() {
-                let l = &i["latency_ms"];
-                println!(
-                    "{:>14} {:>7} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9}",
-                    i["timestamp"],
-                    i["threads"],
-                    fmt_num(&i["tps"]),
-                    fmt_num(&i["qps"]),
-                    fmt_num(&i["errors_per_s"]),
-                    fmt_num(&l["p50"]),
-                    fmt_num(&l["p95"]),
-                    fmt_num(&l["p99"])
                 );
             }
         }
     }
     Ok(())
-}
-
-/// An API answer's JSON body, or the API's error message (exit code 1).
-async fn answer(
-    resp: Result<reqwest::Response, reqwest::Error>,
-    base: &str,
-) -> Result<Value, (u8, String)> {
-    let resp = resp.map_err(|e| (1u8, format!("cannot reach {base}: {e}")))?;
-    let status = resp.status();
-    let body: Value =
-        resp.json().await.map_err(|e| (1u8, format!("bad answer from {base}: {e}")))?;
-    if status.is_success() {
-        Ok(body)
-    } else {
-        Err((1, format!("{status}: {}", body["error"].as_str().unwrap_or("(no message)"))))
-    }
 }
 
 /// Runs `distdiag-lab SUBCOMMAND ARGS` (beside this executable, else on
@@ -574,34 +550,35 @@ fn lab(cli: &Cli, sub: &str, args: &[String]) -> Result<(), (u8, String)> {
     }
 }
 
-/// Percent-encodes a query value (times may contain ':' and '+').
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn parameters_are_typed() {
-        assert_eq!(parse_param("load_percent=50").unwrap(), ("load_percent".into(), json!(50)));
+        assert_eq!(
+            parse_param("load_percent=50").unwrap(),
+            ("load_percent".into(), serde_json::json!(50))
+        );
         assert_eq!(
             parse_param("ports=[3306,33060]").unwrap(),
-            ("ports".into(), json!([3306, 33060]))
+            ("ports".into(), serde_json::json!([3306, 33060]))
         );
-        assert_eq!(parse_param("interface=eth0").unwrap(), ("interface".into(), json!("eth0")));
-        assert_eq!(parse_param("path=/var/tmp").unwrap(), ("path".into(), json!("/var/tmp")));
+        assert_eq!(
+            parse_param("interface=eth0").unwrap(),
+            ("interface".into(), serde_json::json!("eth0"))
+        );
+        assert_eq!(
+            parse_param("path=/var/tmp").unwrap(),
+            ("path".into(), serde_json::json!("/var/tmp"))
+        );
         assert!(parse_param("no-equals").is_err());
-        assert_eq!(urlencode("-1h"), "-1h");
-        assert_eq!(urlencode("2026-01-01T00:00:00+01:00"), "2026-01-01T00%3A00%3A00%2B01%3A00");
+        let o = options(&[
+            parse_param("table_size=500").unwrap(),
+            parse_param("rand_type=uniform").unwrap(),
+        ])
+        .unwrap();
+        assert_eq!((o.table_size, o.tables), (500, 1));
+        assert!(options(&[parse_param("tabels=2").unwrap()]).unwrap_err().1.contains("tabels"));
     }
 }

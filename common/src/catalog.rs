@@ -15,6 +15,7 @@ pub const MAX_CATALOG_LEN: usize = 8192;
 /// Whether a series is a level (gauge) or a monotonically increasing total (counter).
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub enum MetricKind {
     Gauge,
     Counter,
@@ -22,6 +23,7 @@ pub enum MetricKind {
 
 /// One entry of an agent's metric catalog.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct MetricDesc {
     pub name: String,
     pub kind: MetricKind,

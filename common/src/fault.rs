@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 /// How much memory a memory stressor holds.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub enum MemorySize {
     Bytes(u64),
     PercentOfAvailable(f32),
@@ -20,6 +21,7 @@ pub enum MemorySize {
 /// tagged (serde's default): bincode cannot decode internally tagged enums.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub enum FaultSpec {
     CpuStress {
         workers: u32,
@@ -55,6 +57,7 @@ pub enum FaultSpec {
 /// Life-cycle state of a fault on an agent.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub enum FaultState {
     Applied,
     Reverted,

@@ -24,6 +24,7 @@ pub const DEFAULT_MAX_FRAME: u32 = 8 * 1024 * 1024;
 
 /// Facts about the host an agent runs on, sent once per connection.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct HostFacts {
     pub hostname: String,
     pub kernel: String,
@@ -36,6 +37,7 @@ pub struct HostFacts {
 /// Control-group layout found on the host.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub enum CgroupVersion {
     #[default]
     None,
@@ -46,6 +48,7 @@ pub enum CgroupVersion {
 
 /// A fault type the agent can apply, and how it does it here.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct FaultBackend {
     /// The fault type (`cpu_stress`, `network_delay`, ...).
     pub kind: String,
@@ -55,6 +58,7 @@ pub struct FaultBackend {
 
 /// What the agent found it can do on this host, probed at start.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Capabilities {
     pub cgroup: CgroupVersion,
     /// Whether the agent may change network settings (CAP_NET_ADMIN).

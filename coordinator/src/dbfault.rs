@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use distdiag_api::faults::{DbFaultSpec, FaultPhase, FaultRecord, RecordSpec};
+use distdiag_api::faults::{DbFaultParams, DbFaultSpec, FaultPhase, FaultRecord, RecordSpec};
 use distdiag_store::now_ms;
 use distdiag_store::{SeriesStore, StoreError};
 use distdiag_workload::db::{check_ident, col_f64, col_string, DbError, DbTarget, DialectKind};
@@ -28,9 +28,6 @@ use distdiag_workload::Workloads;
 
 /// Collection of recovery documents.
 const RECOVERY: &str = "dbfault_recovery";
-
-pub const KINDS: [&str; 4] =
-    ["cache_bottleneck", "too_many_indexes", "workload_surge", "lock_contention"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbFaultError {
@@ -101,23 +98,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn sql_err(t: &DbTarget, e: impl std::fmt::Display) -> DbFaultError {
     DbFaultError::Sql { target: t.name.clone(), reason: e.to_string() }
-}
-
-/// Request parameters of a database fault (the API's `params`).
-#[derive(Deserialize, Default, Debug)]
-#[serde(deny_unknown_fields, default)]
-pub struct DbFaultParams {
-    pub database: Option<String>,
-    pub percent: Option<u8>,
-    pub bytes: Option<u64>,
-    pub count: Option<u32>,
-    pub tables: Vec<String>,
-    pub workload_id: Option<String>,
-    pub threads: Option<usize>,
-    pub table: Option<String>,
-    pub rows: Option<u32>,
-    pub sessions: Option<u32>,
-    pub hold_ms: Option<u64>,
 }
 
 impl DbFaults {

@@ -10,66 +10,16 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+pub use distdiag_api::models::{DatasetInfo, Job, JobState, ModelDoc, ModelSummary};
+
 use distdiag_dataset::Dataset;
 use distdiag_diagnose::evaluate::{DatasetExt, Evaluation};
-use distdiag_diagnose::model::{train, ModelSet, Scorer, TrainParams};
-use distdiag_diagnose::WindowConfig;
+use distdiag_diagnose::model::{train, Scorer, TrainParams};
 use distdiag_store::{SeriesStore, StoreError};
 
 const MODELS: &str = "models";
 const META: &str = "models_meta";
 const DATASETS: &str = "datasets";
-
-/// A stored model version.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ModelDoc {
-    pub id: String,
-    pub created_ms: i64,
-    /// `collected` or the imported dataset's name.
-    pub source: String,
-    pub set: ModelSet,
-    pub evaluation: Option<Evaluation>,
-    /// Why there is no evaluation (no held-out fault case), if so.
-    pub evaluation_note: Option<String>,
-}
-
-/// A model version without its boosters.
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelSummary {
-    pub id: String,
-    pub created_ms: i64,
-    pub source: String,
-    pub active: bool,
-    pub types: Vec<String>,
-    pub skipped: BTreeMap<String, String>,
-    pub features: usize,
-    pub window: WindowConfig,
-    pub params: TrainParams,
-    pub train_cases: usize,
-    pub valid_cases: usize,
-    pub evaluation: Option<Evaluation>,
-    pub evaluation_note: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    Running,
-    Done,
-    Failed,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Job {
-    pub id: String,
-    pub state: JobState,
-    /// 0..=1.
-    pub progress: f64,
-    pub message: String,
-    pub model_id: Option<String>,
-    pub started_ms: i64,
-    pub ended_ms: Option<i64>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelsError {
@@ -246,11 +196,17 @@ impl Models {
         Ok(serde_json::from_slice(&b).map_err(json_err)?)
     }
 
-    pub fn datasets(&self) -> Result<Vec<serde_json::Value>, ModelsError> {
+    pub fn datasets(&self) -> Result<Vec<DatasetInfo>, ModelsError> {
         let mut out = Vec::new();
         for (name, v) in self.store.docs(DATASETS)? {
             let ds: Dataset = serde_json::from_slice(&v).map_err(json_err)?;
-            out.push(serde_json::json!({ "name": name, "nodes": ds.series.len(), "cases": ds.cases.len(), "labels": ds.labels.len(), "window": ds.manifest.window }));
+            out.push(DatasetInfo {
+                name,
+                nodes: ds.series.len(),
+                cases: ds.cases.len(),
+                labels: ds.labels.len(),
+                window: ds.manifest.window,
+            });
         }
         Ok(out)
     }

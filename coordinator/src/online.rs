@@ -13,6 +13,8 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
+use distdiag_api::ranks::Ranking;
+
 use crate::config::DiagnosisConfig;
 use crate::models::Models;
 use distdiag_dataset::Dataset;
@@ -51,6 +53,20 @@ pub struct Online {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Diagnosis {
+    /// As the API shows it: the first `limit` entries.
+    pub fn ranking(&self, limit: usize) -> Ranking {
+        Ranking {
+            timestamp: Some(self.timestamp),
+            method: Some(self.method),
+            model_id: self.model_id.clone(),
+            note: self.note.clone(),
+            window_ms: Some(self.window_ms),
+            ranks: self.ranks.iter().take(limit).cloned().collect(),
+        }
+    }
 }
 
 impl Online {

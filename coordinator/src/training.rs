@@ -8,39 +8,15 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+pub use distdiag_api::training::{Case, NormalPeriod, Stats};
 
 use distdiag_dataset::{CasePeriod, Dataset, DatasetError};
 use distdiag_diagnose::{FaultEvent, WindowConfig};
 use distdiag_store::{FaultRecord, SeriesStore, StoreError};
 
 const COLLECTION: &str = "training";
-
-/// A normal collection period.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NormalPeriod {
-    pub id: String,
-    pub start_ms: i64,
-    pub end_ms: Option<i64>,
-}
-
-/// A fault case.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Case {
-    pub id: String,
-    /// Free label (a campaign's scenario family); empty by default.
-    pub scenario: String,
-    pub fault_ids: Vec<String>,
-    pub nodes: Vec<String>,
-    pub types: Vec<String>,
-    pub requested_ms: i64,
-    /// Normal data kept before the first fault and after the last.
-    pub pre_ms: i64,
-    pub post_ms: i64,
-    /// Filled from the fault records: first applied, last ended (None while live).
-    pub start_ms: Option<i64>,
-    pub end_ms: Option<i64>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainingError {
@@ -52,22 +28,6 @@ pub enum TrainingError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Dataset(#[from] DatasetError),
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Stats {
-    pub total_samples: u64,
-    pub normal_samples: u64,
-    pub anomaly_samples: u64,
-    /// Samples (node × timestamp) per fault type.
-    pub per_type: BTreeMap<String, u64>,
-    pub normal_ratio: f64,
-    pub anomaly_ratio: f64,
-    /// The smaller of the two shares is at least 30 %.
-    pub is_balanced: bool,
-    pub normal_periods: usize,
-    pub cases: usize,
-    pub collecting_normal: bool,
 }
 
 /// A case's scenario label goes into CSV files: short, no commas or quotes.
@@ -338,6 +298,7 @@ impl Training {
             (normal_n as f64 / total as f64, anomaly_n as f64 / total as f64)
         };
         Ok(Stats {
+            collecting_cases: self.collect_all(),
             total_samples: total,
             normal_samples: normal_n,
             anomaly_samples: anomaly_n,

@@ -97,7 +97,7 @@ impl Frame {
 }
 
 /// One injected fault: the ground truth of what was wrong where, when.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FaultEvent {
     /// The case it belongs to (faults of one case share it).
     pub case: String,
@@ -109,7 +109,7 @@ pub struct FaultEvent {
 }
 
 /// Window geometry and feature settings.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct WindowConfig {
     /// Window length (default 10 s).

@@ -24,7 +24,7 @@ mod frame;
 
 pub use frame::{FaultEvent, Frame, NodeSeries, Period, Truth, WindowConfig};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Manifest {
     pub format: String,
     pub version: u32,
@@ -33,7 +33,7 @@ pub struct Manifest {
 }
 
 /// A case's period with its scenario.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CasePeriod {
     pub case: String,
     pub scenario: String,
@@ -44,9 +44,11 @@ pub struct CasePeriod {
 /// Series per node and metric, as `(timestamp_ms, value)` on the step grid.
 pub type SeriesMap = BTreeMap<String, BTreeMap<String, Vec<(i64, f64)>>>;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Dataset {
     pub manifest: Manifest,
+    /// node → metric → `[timestamp_ms, value]` points on the step grid.
+    #[schema(value_type = BTreeMap<String, BTreeMap<String, Vec<Vec<f64>>>>)]
     pub series: SeriesMap,
     pub labels: Vec<FaultEvent>,
     pub cases: Vec<CasePeriod>,

@@ -8,8 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
+pub use distdiag_api::eval::{AcRow, CaseRow, Prf, Report};
 pub use distdiag_dataset::Truth;
 
 /// A ranking as (node, type), best first.
@@ -25,66 +24,6 @@ pub fn ac_at_k(ranking: &[(String, String)], causes: &[(String, String)], k: usi
     }
     let hits = ranking.iter().take(k).filter(|e| causes.contains(e)).count();
     hits as f64 / k.min(causes.len()) as f64
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct Prf {
-    pub tp: usize,
-    pub fp: usize,
-    #[serde(rename = "fn")]
-    pub fn_: usize,
-    pub precision: f64,
-    pub recall: f64,
-    pub f1: f64,
-}
-
-impl Prf {
-    fn finish(&mut self) {
-        self.precision =
-            if self.tp + self.fp > 0 { self.tp as f64 / (self.tp + self.fp) as f64 } else { 0.0 };
-        self.recall =
-            if self.tp + self.fn_ > 0 { self.tp as f64 / (self.tp + self.fn_) as f64 } else { 0.0 };
-        self.f1 = if self.precision + self.recall > 0.0 {
-            2.0 * self.precision * self.recall / (self.precision + self.recall)
-        } else {
-            0.0
-        };
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct AcRow {
-    pub cases: usize,
-    pub ac1: f64,
-    pub ac3: f64,
-    pub ac5: f64,
-    pub avg5: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Report {
-    #[serde(flatten)]
-    pub overall: AcRow,
-    pub per_scenario: BTreeMap<String, AcRow>,
-    pub per_type: BTreeMap<String, Prf>,
-    /// Mean F1 over the types that are true causes somewhere.
-    pub macro_f1: f64,
-    /// true type → predicted type → count.
-    pub confusion: BTreeMap<String, BTreeMap<String, usize>>,
-    /// Each case's truth beside the head of its ranking.
-    #[serde(default)]
-    pub per_case: Vec<CaseRow>,
-}
-
-/// One case of a [`Report`]: what was wrong and what the ranking put first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CaseRow {
-    pub case: String,
-    pub scenario: String,
-    pub causes: Vec<(String, String)>,
-    /// The first [`CASE_TOP`] (node, type) of the ranking.
-    pub top: Vec<(String, String)>,
-    pub ac1: f64,
 }
 
 /// How much of each case's ranking a report keeps.

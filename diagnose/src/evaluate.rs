@@ -5,32 +5,13 @@
 use std::fmt::Write as _;
 
 use distdiag_dataset::{Dataset, Frame, Period, Truth};
-use serde::{Deserialize, Serialize};
 
-use crate::eval::{evaluate, Ranked, Report};
+pub use distdiag_api::eval::{Evaluation, MethodReports};
+
+use crate::eval::{evaluate, Ranked};
 use crate::labels::{build_windows, Windows};
 use crate::model::Scorer;
 use crate::rank::{rank_cases, Ranker};
-
-/// The figures of one ranker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MethodReports {
-    /// At the middle of each case's faults.
-    pub at_fault: Report,
-    /// With the diagnosis time 30 s earlier and later.
-    pub shifted_minus_30s: Report,
-    pub shifted_plus_30s: Report,
-}
-
-/// Model, statistical scorer and Dummy side by side on the same cases.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Evaluation {
-    pub cases: usize,
-    pub case_ids: Vec<String>,
-    pub model: Option<MethodReports>,
-    pub statistical: MethodReports,
-    pub dummy: MethodReports,
-}
 
 /// One method's ranked cases, at the fault and with the diagnosis time
 /// shifted by ±30 s: the raw material of a [`MethodReports`], so that

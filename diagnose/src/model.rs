@@ -9,144 +9,32 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use xgb::{parameters::BoosterParametersBuilder, Booster, DMatrix};
 
 use super::labels::Windows;
 use super::split::{held_out_cases, partition};
-use super::WindowConfig;
+pub use distdiag_api::models::{ModelSet, TrainParams, TypeModel};
+use distdiag_dataset::WindowConfig;
 
-/// Training parameters (XGBoost's names where they are XGBoost's).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrainParams {
-    pub max_depth: u32,
-    pub eta: f64,
-    /// Most boosting rounds.
-    pub rounds: u32,
-    /// Stop after this many rounds without a better validation log loss.
-    pub early_stopping_rounds: u32,
-    pub subsample: f64,
-    pub colsample_bytree: f64,
-    pub min_child_weight: f64,
-    /// Share of cases held out for validation.
-    pub validation_fraction: f64,
-    /// Fewest positive training windows a type needs to get a classifier.
-    pub min_positive_windows: usize,
-    /// After early stopping, train again on the training and validation
-    /// cases together for the chosen number of rounds. The validation
-    /// cases then count as training cases (none are left to evaluate on).
-    pub refit: bool,
-    pub seed: u64,
-    /// XGBoost threads (0: all cores).
-    pub nthread: u32,
-}
-
-impl Default for TrainParams {
-    fn default() -> Self {
-        TrainParams {
-            max_depth: 4,
-            eta: 0.2,
-            rounds: 200,
-            early_stopping_rounds: 15,
-            subsample: 0.9,
-            // A random 30 % of the features per tree: with a few cases
-            // per type, many features separate the training windows
-            // equally well, and an ensemble spread over many of them
-            // generalises better than one leaning on the first found
-            // (mean AC@1 and macro-F1 over three dealings of three
-            // recordings: README, "Testbed and fault campaigns").
-            colsample_bytree: 0.3,
-            min_child_weight: 1.0,
-            validation_fraction: 0.25,
-            min_positive_windows: 3,
-            refit: false,
-            seed: 42,
-            nthread: 0,
-        }
+/// The XGBoost parameters of one type's booster (what Python gets too).
+pub fn xgb_params(params: &TrainParams, scale_pos_weight: f64) -> Vec<(String, String)> {
+    let mut out = vec![
+        ("objective", "binary:logistic".to_string()),
+        ("eval_metric", "logloss".to_string()),
+        ("tree_method", "hist".to_string()),
+        ("max_depth", params.max_depth.to_string()),
+        ("eta", params.eta.to_string()),
+        ("subsample", params.subsample.to_string()),
+        ("colsample_bytree", params.colsample_bytree.to_string()),
+        ("min_child_weight", params.min_child_weight.to_string()),
+        ("scale_pos_weight", format!("{scale_pos_weight}")),
+        ("seed", params.seed.to_string()),
+        ("verbosity", "0".to_string()),
+    ];
+    if params.nthread > 0 {
+        out.push(("nthread", params.nthread.to_string()));
     }
-}
-
-impl TrainParams {
-    pub fn validate(&self) -> Result<(), String> {
-        let bad = |what: &str| Err(format!("training parameter {what}"));
-        if !(1..=16).contains(&self.max_depth) {
-            return bad("max_depth must be 1..16");
-        }
-        if !(self.eta > 0.0 && self.eta <= 1.0) {
-            return bad("eta must be in (0, 1]");
-        }
-        if !(1..=5000).contains(&self.rounds) {
-            return bad("rounds must be 1..5000");
-        }
-        if !(self.subsample > 0.0
-            && self.subsample <= 1.0
-            && self.colsample_bytree > 0.0
-            && self.colsample_bytree <= 1.0)
-        {
-            return bad("subsample and colsample_bytree must be in (0, 1]");
-        }
-        if !(0.0..0.9).contains(&self.validation_fraction) {
-            return bad("validation_fraction must be in [0, 0.9)");
-        }
-        if self.min_child_weight < 0.0 || self.nthread > 256 {
-            return bad("min_child_weight must be >= 0 and nthread <= 256");
-        }
-        Ok(())
-    }
-
-    /// The XGBoost parameters of one type's booster (what Python gets too).
-    pub fn xgb_params(&self, scale_pos_weight: f64) -> Vec<(String, String)> {
-        let mut p = vec![
-            ("objective", "binary:logistic".to_string()),
-            ("eval_metric", "logloss".to_string()),
-            ("tree_method", "hist".to_string()),
-            ("max_depth", self.max_depth.to_string()),
-            ("eta", self.eta.to_string()),
-            ("subsample", self.subsample.to_string()),
-            ("colsample_bytree", self.colsample_bytree.to_string()),
-            ("min_child_weight", self.min_child_weight.to_string()),
-            ("scale_pos_weight", format!("{scale_pos_weight}")),
-            ("seed", self.seed.to_string()),
-            ("verbosity", "0".to_string()),
-        ];
-        if self.nthread > 0 {
-            p.push(("nthread", self.nthread.to_string()));
-        }
-        p.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
-    }
-}
-
-/// One type's classifier.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TypeModel {
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// XGBoost JSON of the booster, trimmed to the best round.
-    pub booster: String,
-    pub best_iteration: u32,
-    pub rounds_run: u32,
-    pub scale_pos_weight: f64,
-    pub train_positives: usize,
-    pub train_negatives: usize,
-    pub valid_positives: usize,
-    pub valid_negatives: usize,
-    /// Validation log loss at the best round (None without a validation side).
-    pub valid_logloss: Option<f64>,
-}
-
-/// The classifiers of one model version with what they read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelSet {
-    pub metrics: Vec<String>,
-    pub feature_names: Vec<String>,
-    pub window: WindowConfig,
-    pub params: TrainParams,
-    pub types: Vec<TypeModel>,
-    pub train_cases: Vec<String>,
-    pub valid_cases: Vec<String>,
-    /// Types seen in the labels that got no classifier, with why.
-    pub skipped: BTreeMap<String, String>,
+    out.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
 fn xgb_err(e: xgb::XGBError) -> String {
@@ -253,7 +141,7 @@ pub fn train(
         if let Some(v) = &dvalid {
             cached.push(v);
         }
-        let mut booster = new_booster(&cached, &params.xgb_params(spw))?;
+        let mut booster = new_booster(&cached, &xgb_params(params, spw))?;
         let (mut best, mut best_loss, mut run) = (0u32, f64::INFINITY, 0u32);
         for round in 0..params.rounds {
             booster.update(&dtrain, round as i32).map_err(xgb_err)?;
@@ -279,7 +167,7 @@ pub fn train(
             let apos = usable.iter().filter(|i| has(i)).count();
             let aspw = (usable.len() - apos) as f64 / apos as f64;
             let dall = matrix(windows, &usable, Some(kind))?;
-            let mut b = new_booster(&[&dall], &params.xgb_params(aspw))?;
+            let mut b = new_booster(&[&dall], &xgb_params(params, aspw))?;
             for round in 0..=best {
                 b.update(&dall, round as i32).map_err(xgb_err)?;
             }

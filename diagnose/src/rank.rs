@@ -10,38 +10,15 @@
 //! each node's highest excess, so PageRank spreads suspicion along
 //! correlated nodes instead of favouring the most connected one.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+pub use distdiag_api::ranks::{Method, RankEntry};
 
 use super::features::window_features_of;
 use super::graph::{correlation_graph_of, pagerank, NodeGraph};
 use super::model::Scorer;
 use super::split::SplitMix;
 use super::{stat, Frame, WindowConfig};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    Model,
-    Statistical,
-    Dummy,
-}
-
-/// One (node, type) of a ranking.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RankEntry {
-    pub node: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub score: f64,
-    /// p(type | node) as the scorer gives it.
-    pub probability: f64,
-    /// p above the other nodes' median p of the type ([`against_peers`]).
-    #[serde(default)]
-    pub excess: f64,
-    pub pagerank: f64,
-    /// Metrics that weigh most in this entry (model: |SHAP|; statistical: |z|).
-    pub top_metrics: Vec<(String, f64)>,
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Ranking {

@@ -10,89 +10,51 @@ use std::time::{Duration, Instant};
 use crate::campaign::{
     markdown, plan, report, CampaignConfig, CampaignReport, Cluster, PlannedCase,
 };
+use distdiag_api::faults::{DurationArg, HistoryQuery, StartRequest};
+use distdiag_api::models::WindowQuery;
+use distdiag_api::nodes::NodeKind;
+use distdiag_api::workload::Phase;
+use distdiag_api::{Client, ClientError};
 use distdiag_dataset::Dataset;
 use distdiag_diagnose::evaluate::DatasetExt;
 use distdiag_diagnose::model::TrainParams;
-use serde_json::{json, Value};
+use serde_json::json;
 
 pub type Failure = (u8, String);
 
-/// The HTTP side: base URL, token, client.
-pub struct Api {
-    pub base: String,
-    pub token: String,
-    pub client: reqwest::Client,
-}
-
-/// An API answer's JSON body, or the API's error message (exit code 1).
-pub async fn answer(
-    resp: Result<reqwest::Response, reqwest::Error>,
-    base: &str,
-) -> Result<Value, Failure> {
-    let resp = resp.map_err(|e| (1u8, format!("cannot reach {base}: {e}")))?;
-    let status = resp.status();
-    let body: Value =
-        resp.json().await.map_err(|e| (1u8, format!("bad answer from {base}: {e}")))?;
-    if status.is_success() {
-        Ok(body)
-    } else {
-        Err((1, format!("{status}: {}", body["error"].as_str().unwrap_or("(no message)"))))
-    }
-}
-
-impl Api {
-    pub async fn get(&self, path: &str) -> Result<Value, Failure> {
-        answer(self.client.get(format!("{}{path}", self.base)).send().await, &self.base).await
-    }
-
-    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, Failure> {
-        answer(
-            self.client
-                .post(format!("{}{path}", self.base))
-                .bearer_auth(&self.token)
-                .json(body)
-                .send()
-                .await,
-            &self.base,
-        )
-        .await
-    }
+/// An API error as a campaign failure (exit code 1).
+pub fn failed(e: ClientError) -> Failure {
+    (1, e.to_string())
 }
 
 /// Connected agents, databases by host node, and the workload for family W.
-async fn cluster(api: &Api, workload: Option<&str>) -> Result<Cluster, Failure> {
-    let nodes = api.get("/api/nodes").await?;
-    let nodes: Vec<String> = nodes["nodes"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .filter(|n| n["connected"] == true)
-        .filter_map(|n| n["node"].as_str().map(str::to_owned))
+async fn cluster(api: &Client, workload: Option<&str>) -> Result<Cluster, Failure> {
+    let nodes = api.nodes().await.map_err(failed)?.nodes;
+    let nodes: Vec<String> = nodes
+        .into_iter()
+        .filter(|n| n.kind == NodeKind::Agent && n.connected)
+        .map(|n| n.node)
         .collect();
-    let dbs = api.get("/api/databases").await?;
-    let databases = dbs["databases"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|d| Some((d["host_node"].as_str()?.to_owned(), d["name"].as_str()?.to_owned())))
+    let databases = api
+        .databases()
+        .await
+        .map_err(failed)?
+        .databases
+        .into_iter()
+        .filter_map(|d| Some((d.host_node?, d.name)))
         .collect();
     let workload = match workload {
         Some(w) => Some(w.to_owned()),
         None => {
             // The one running workload over more than one database.
-            let active = api.get("/api/workload/active").await?;
-            let runs: Vec<String> = active["workloads"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .filter(|w| {
-                    w["phase"] == "running"
-                        && w["databases"].as_array().is_some_and(|d| d.len() > 1)
-                })
-                .filter_map(|w| w["workload_id"].as_str().map(str::to_owned))
+            let runs: Vec<String> = api
+                .active_workloads()
+                .await
+                .map_err(failed)?
+                .workloads
+                .into_iter()
+                .filter(|w| w.phase == Phase::Running && w.databases.len() > 1)
+                .map(|w| w.workload_id)
                 .collect();
             (runs.len() == 1).then(|| runs[0].clone())
         }
@@ -111,45 +73,41 @@ fn human(secs: u64) -> String {
 /// Starts one case's faults: the first opens the training case, the others
 /// join it. On a refusal, what already started is stopped.
 async fn start_case(
-    api: &Api,
+    api: &Client,
     cfg: &CampaignConfig,
     case: &PlannedCase,
 ) -> Result<Vec<String>, Failure> {
     let mut case_id: Option<String> = None;
     let mut ids = Vec::new();
     for f in &case.faults {
-        let mut body = json!({"type": f.kind, "params": f.params, "duration": cfg.fault_s});
-        if let Some(n) = &f.node {
-            body["node"] = json!(n);
-        }
+        let mut req = StartRequest {
+            kind: f.kind.clone(),
+            node: f.node.clone(),
+            params: f.params.clone(),
+            duration: Some(DurationArg::Seconds(f64::from(cfg.fault_s))),
+            ..StartRequest::default()
+        };
         match &case_id {
             None => {
-                body["collect_training_data"] = json!(true);
-                body["pre_s"] = json!(cfg.normal_s);
-                body["post_s"] = json!(cfg.recovery_s);
-                body["scenario"] = json!(case.scenario);
+                req.collect_training_data = Some(true);
+                req.pre_s = Some(cfg.normal_s);
+                req.post_s = Some(cfg.recovery_s);
+                req.scenario = Some(case.scenario.clone());
             }
-            Some(c) => body["case"] = json!(c),
+            Some(c) => req.case = Some(c.clone()),
         }
-        match api.post("/api/anomaly/start", &body).await {
+        match api.start_fault(&req).await {
             Ok(v) => {
                 if case_id.is_none() {
-                    case_id = v["case"]["id"].as_str().map(str::to_owned);
+                    case_id = v.case.map(|c| c.id);
                 }
-                ids.extend(
-                    v["anomalies"]
-                        .as_array()
-                        .map(Vec::as_slice)
-                        .unwrap_or_default()
-                        .iter()
-                        .filter_map(|a| a["id"].as_str().map(str::to_owned)),
-                );
+                ids.extend(v.anomalies.into_iter().map(|a| a.id));
             }
-            Err((code, msg)) => {
+            Err(e) => {
                 for id in &ids {
-                    let _ = api.post("/api/anomaly/stop", &json!({ "id": id })).await;
+                    let _ = api.stop_fault(Some(id)).await;
                 }
-                return Err((code, format!("{} {}: {msg}", f.kind, f.label_node)));
+                return Err((1, format!("{} {}: {e}", f.kind, f.label_node)));
             }
         }
     }
@@ -161,12 +119,12 @@ async fn start_case(
 
 /// Waits until every fault of `ids` has ended (they end at their deadline):
 /// its record carries an end time, so its revert is done, not just begun.
-async fn wait_ended(api: &Api, ids: &[String], timeout: Duration) -> Result<(), Failure> {
+async fn wait_ended(api: &Client, ids: &[String], timeout: Duration) -> Result<(), Failure> {
     let deadline = Instant::now() + timeout;
+    let q = HistoryQuery { from: Some("-24h".into()), to: None };
     loop {
-        let hist = api.get("/api/anomaly/history?from=-24h").await?;
-        let records = hist["anomalies"].as_array().map(Vec::as_slice).unwrap_or_default();
-        let ended = |id: &str| records.iter().any(|r| r["id"] == id && r["ended_ms"].is_number());
+        let records = api.fault_history(&q).await.map_err(failed)?.anomalies;
+        let ended = |id: &str| records.iter().any(|r| r.id == id && r.ended_ms.is_some());
         let live: Vec<&str> = ids.iter().map(String::as_str).filter(|id| !ended(id)).collect();
         if live.is_empty() {
             return Ok(());
@@ -193,7 +151,7 @@ pub struct RunArgs<'a> {
 
 /// Runs the campaign; Ctrl-C stops every fault and ends it (what was
 /// collected stays on the coordinator).
-pub async fn run(api: &Api, args: RunArgs<'_>) -> Result<(), Failure> {
+pub async fn run(api: &Client, args: RunArgs<'_>) -> Result<(), Failure> {
     let cfg = &args.config;
     let cl = cluster(api, args.workload).await?;
     let cases = plan(cfg, &cl).map_err(|e| (64, e))?;
@@ -214,18 +172,16 @@ pub async fn run(api: &Api, args: RunArgs<'_>) -> Result<(), Failure> {
         _ = tokio::signal::ctrl_c() => true,
     };
     if interrupted {
-        let _ = api.post("/api/anomaly/stop", &json!({})).await;
-        let _ = api.post("/api/training/normal/stop", &json!({})).await;
+        let _ = api.stop_fault(None).await;
+        let _ = api.normal_stop().await;
         return Err((130, "interrupted: every fault is stopped; the cases so far stay collected on the coordinator".into()));
     }
-    let v = api.get("/api/datasets/collected").await?;
-    let ds: Dataset = serde_json::from_value(v)
-        .map_err(|e| (1, format!("bad dataset from {}: {e}", api.base)))?;
+    let ds = api.dataset("collected", &WindowQuery::default()).await.map_err(failed)?;
     write_report(&ds, args.out, cfg.folds, cfg.repeats, &args.params, true)
 }
 
 async fn drive(
-    api: &Api,
+    api: &Client,
     cfg: &CampaignConfig,
     cases: &[PlannedCase],
     total: u64,
@@ -233,11 +189,11 @@ async fn drive(
     let t0 = Instant::now();
     if cfg.warmup_s > 0 {
         eprintln!("normal collection for {} s", cfg.warmup_s);
-        api.post("/api/training/normal/start", &json!({})).await?;
+        api.normal_start().await.map_err(failed)?;
         tokio::time::sleep(Duration::from_secs(cfg.warmup_s.into())).await;
-        api.post("/api/training/normal/stop", &json!({})).await?;
+        api.normal_stop().await.map_err(failed)?;
     }
-    let mut failed = 0usize;
+    let mut refused = 0usize;
     for (i, case) in cases.iter().enumerate() {
         let targets: Vec<String> =
             case.faults.iter().map(|f| format!("{}@{}", f.kind, f.label_node)).collect();
@@ -255,12 +211,12 @@ async fn drive(
             Ok(ids) => {
                 tokio::time::sleep(Duration::from_secs(cfg.fault_s.into())).await;
                 wait_ended(api, &ids, Duration::from_secs(60)).await?;
-                failed = 0;
+                refused = 0;
             }
             Err((_, msg)) => {
                 eprintln!("          skipped: {msg}");
-                failed += 1;
-                if failed >= 3 {
+                refused += 1;
+                if refused >= 3 {
                     return Err((1, format!("three cases in a row could not start; last: {msg}")));
                 }
             }

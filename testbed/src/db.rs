@@ -20,21 +20,48 @@ fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
-/// Path of the `seekdb` binary shipped by `pylibseekdb`.
-pub fn seekdb_binary() -> PathBuf {
+/// Path of the `seekdb` binary shipped by `pylibseekdb`, if installed.
+pub fn find_seekdb() -> Option<PathBuf> {
     let out = Command::new("python3")
         .args(["-c", "import pylibseekdb, os; print(os.path.dirname(pylibseekdb.__file__))"])
         .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "pylibseekdb is not installed (scripts/install-deps.sh installs it): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("seekdb")
+        .ok()?;
+    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("seekdb");
+    (out.status.success() && p.is_file()).then_some(p)
+}
+
+/// Path of the `seekdb` binary; panics with how to install it.
+pub fn seekdb_binary() -> PathBuf {
+    find_seekdb().expect("pylibseekdb is not installed (scripts/install-deps.sh installs it)")
+}
+
+/// Why a server of `kind` cannot start here (its program is missing).
+pub fn missing(kind: DialectKind) -> Option<String> {
+    let found = match kind {
+        DialectKind::Mysql => ["mariadb-install-db", "mariadbd"].iter().all(|p| {
+            Command::new("which").arg(p).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+        }),
+        DialectKind::Oceanbase => find_seekdb().is_some(),
+    };
+    (!found).then(|| match kind {
+        DialectKind::Mysql => {
+            "no MariaDB server (scripts/install-deps.sh installs mariadb-server)".into()
+        }
+        DialectKind::Oceanbase => "no seekdb (scripts/install-deps.sh installs pylibseekdb)".into(),
+    })
 }
 
 impl DbServer {
+    /// A server of `kind`; None, after [`crate::skip`], when its program is
+    /// not installed (a failure under `make test`).
+    pub fn start_or_skip(kind: DialectKind) -> Option<DbServer> {
+        if let Some(why) = missing(kind) {
+            crate::skip(&why);
+            return None;
+        }
+        Some(Self::start(kind))
+    }
+
     pub fn start(kind: DialectKind) -> DbServer {
         match kind {
             DialectKind::Mysql => Self::mariadb(),

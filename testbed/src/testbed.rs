@@ -19,9 +19,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
+use distdiag_api::nodes::NodeKind;
+use distdiag_api::workload::{Options as WorkloadOptions, Phase, RandType, WorkloadRequest};
+use distdiag_api::Client;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 use crate::{agent_config, bin, make_certs};
 
@@ -360,6 +362,11 @@ impl Testbed {
         format!("http://{}{path}", self.api())
     }
 
+    /// The typed API client of the testbed's coordinator, with its token.
+    pub fn client(&self) -> Client {
+        Client::new(&self.url("")).with_token(self.token.clone())
+    }
+
     pub fn node_names(&self) -> Vec<String> {
         self.state.nodes.iter().map(|n| n.name.clone()).collect()
     }
@@ -610,25 +617,31 @@ async fn build(opts: &Options, state: &mut State) -> Result<String> {
         ];
         spawn_in(state, &format!("agent-{}", n.name), &n, &args, &ndir.join("agent.log"))?;
     }
-    let client = reqwest::Client::new();
+    let client = Client::new(&format!("http://{api}")).with_token(token.clone());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let v: Value = client.get(format!("http://{api}/api/nodes")).send().await?.json().await?;
-        let up = v["nodes"]
-            .as_array()
-            .map(|a| a.iter().filter(|n| n["connected"] == true).count())
-            .unwrap_or(0);
-        if up == state.nodes.len() {
+        let nodes = client.nodes().await?.nodes;
+        let up: Vec<&str> = nodes
+            .iter()
+            .filter(|n| n.kind == NodeKind::Agent && n.connected)
+            .map(|n| n.node.as_str())
+            .collect();
+        if up.len() == state.nodes.len() {
             break;
         }
         if Instant::now() > deadline {
-            bail!("only {up} of {} agents connected within 30 s: {v}", state.nodes.len());
+            bail!(
+                "only {} of {} agents connected within 30 s: {}",
+                up.len(),
+                state.nodes.len(),
+                up.join(", ")
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
     if opts.workload_threads > 0 && opts.db != DbKind::None {
-        state.workload = Some(start_workload(&client, api, &token, opts, state).await?);
+        state.workload = Some(start_workload(&client, opts, state).await?);
         state.save()?;
     }
     Ok(token)
@@ -853,55 +866,44 @@ fn set_db(state: &mut State, node: &str, port: u16) {
 
 /// Prepares OLTP tables on every database (once on Galera, which
 /// replicates them) and starts a run over all of them until stopped.
-async fn start_workload(
-    client: &reqwest::Client,
-    api: SocketAddr,
-    token: &str,
-    opts: &Options,
-    state: &State,
-) -> Result<String> {
+async fn start_workload(client: &Client, opts: &Options, state: &State) -> Result<String> {
     let dbs: Vec<String> = state.nodes.iter().filter_map(|n| n.database.clone()).collect();
     let prepare_on: Vec<String> =
         if opts.db == DbKind::Galera { dbs[..1].to_vec() } else { dbs.clone() };
     // One statement at a time, as an application (and sysbench) sends
     // them: the background load the faults are measured against, the same
     // in every recording whatever the workload client's default.
-    let options = json!({"tables": 2, "table_size": opts.table_size, "rand_type": "uniform", "pipeline": false});
-    let mut body = json!({"type": "oltp_read_write", "options": options.clone()});
-    body["options"]["databases"] = json!(prepare_on);
-    let v: Value = client
-        .post(format!("http://{api}/api/workload/prepare"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let id = v["workload_id"].as_str().ok_or_else(|| anyhow!("prepare refused: {v}"))?.to_owned();
+    let options = WorkloadOptions {
+        tables: 2,
+        table_size: opts.table_size,
+        rand_type: RandType::Uniform,
+        pipeline: false,
+        ..WorkloadOptions::default()
+    };
+    let req = WorkloadRequest {
+        kind: Some("oltp_read_write".into()),
+        options: Some(WorkloadOptions { databases: prepare_on, ..options.clone() }),
+        ..WorkloadRequest::default()
+    };
+    let id = client.prepare_workload(&req).await.context("preparing the workload")?.workload_id;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let r: Value =
-            client.get(format!("http://{api}/api/workload/{id}")).send().await?.json().await?;
-        match r["phase"].as_str() {
-            Some("preparing") if Instant::now() < deadline => {
+        let r = client.workload(&id).await?;
+        match r.phase {
+            Phase::Preparing if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(500)).await
             }
-            Some("prepared") => break,
-            _ => bail!("preparing the workload failed: {r}"),
+            Phase::Prepared => break,
+            other => {
+                bail!("preparing the workload failed ({other:?}): {}", r.error.unwrap_or_default())
+            }
         }
     }
-    let mut body = json!({"type": "oltp_read_write", "threads": opts.workload_threads * dbs.len(), "options": options});
-    body["options"]["databases"] = json!(dbs);
-    let v: Value = client
-        .post(format!("http://{api}/api/workload/start"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await?
-        .json()
-        .await?;
-    v["workload_id"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow!("workload start refused: {v}"))
+    let req = WorkloadRequest {
+        kind: Some("oltp_read_write".into()),
+        threads: Some((opts.workload_threads * dbs.len()) as i64),
+        options: Some(WorkloadOptions { databases: dbs, ..options }),
+        ..WorkloadRequest::default()
+    };
+    Ok(client.start_workload(&req).await.context("starting the workload")?.workload_id)
 }

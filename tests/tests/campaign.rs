@@ -15,13 +15,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::campaign::{report, CampaignReport};
+use distdiag_api::nodes::NodeKind;
 use distdiag_dataset::Dataset;
 use distdiag_diagnose::model::TrainParams;
+use distdiag_testbed::campaign::{report, CampaignReport};
 use distdiag_testbed::testbed::{sql_target, DbKind, Options, Testbed};
 use distdiag_testbed::*;
 use mysql_async::prelude::Queryable;
-use serde_json::Value;
 
 fn can_run() -> Result<(), String> {
     if !rustix::process::geteuid().is_root() {
@@ -39,8 +39,7 @@ fn can_run() -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_campaign_on_a_three_node_testbed() {
     if let Err(why) = can_run() {
-        eprintln!("SKIP: {why}");
-        return;
+        return skip(&why);
     }
     let work = tempfile::Builder::new().prefix("distdiag-testbed").tempdir_in("/var/tmp").unwrap();
     let mut opts = Options::new(&work.path().join("tb"), DbKind::Mariadb);
@@ -54,9 +53,12 @@ async fn small_campaign_on_a_three_node_testbed() {
 
     // Each node is its own namespace with its own address and its database
     // answers there; the workload runs over all three.
-    let c = reqwest::Client::new();
-    let dbs: Value = c.get(tb.url("/api/databases")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(dbs["databases"].as_array().unwrap().len(), 3, "{dbs}");
+    let c = tb.client();
+    let dbs = c.databases().await.unwrap().databases;
+    assert_eq!(dbs.len(), 3, "{dbs:?}");
+    assert!(dbs.iter().all(|d| d.host_node.is_some()), "{dbs:?}");
+    let nodes = c.nodes().await.unwrap().nodes;
+    assert_eq!(nodes.iter().filter(|n| n.kind == NodeKind::Agent && n.connected).count(), 3);
     assert!(tb.state.workload.is_some());
 
     let out = work.path().join("campaign");
@@ -102,9 +104,8 @@ async fn small_campaign_on_a_three_node_testbed() {
 
     // Faults are cleaned: none active, no stressor left in a node's
     // cgroup, every buffer pool back at its size.
-    let active: Value =
-        c.get(tb.url("/api/anomaly/active")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(active["anomalies"].as_array().unwrap().len(), 0, "{active}");
+    let active = c.active_faults().await.unwrap().anomalies;
+    assert!(active.is_empty(), "{active:?}");
     for cg in &cgroups {
         let procs =
             std::fs::read_to_string(format!("/sys/fs/cgroup/cpu/{cg}/cgroup.procs")).unwrap();
@@ -189,8 +190,7 @@ async fn small_campaign_on_a_three_node_testbed() {
 #[test]
 fn a_failed_bring_up_leaves_nothing() {
     if let Err(why) = can_run() {
-        eprintln!("SKIP: {why}");
-        return;
+        return skip(&why);
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let work = tempfile::Builder::new().prefix("distdiag-testbed").tempdir_in("/var/tmp").unwrap();
@@ -218,8 +218,7 @@ fn a_failed_bring_up_leaves_nothing() {
 #[test]
 fn a_signal_during_bring_up_leaves_nothing() {
     if let Err(why) = can_run() {
-        eprintln!("SKIP: {why}");
-        return;
+        return skip(&why);
     }
     let work = tempfile::Builder::new().prefix("distdiag-testbed").tempdir_in("/var/tmp").unwrap();
     let dir = work.path().join("tb");

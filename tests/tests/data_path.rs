@@ -92,11 +92,17 @@ async fn three_agents_lose_nothing_across_a_coordinator_crash() {
     let rows: Vec<Vec<Row>> = taps.iter_mut().map(drain).collect();
 
     // The REST path answers with one point per collected row.
-    let client = reqwest::Client::new();
+    let client = coord.client();
     for (n, rows) in nodes.iter().zip(&rows) {
-        let url = coord.url(&format!("/api/metrics?node={n}&metric=cpu.user&from=0&rate=false"));
-        let v: serde_json::Value = client.get(url).send().await.unwrap().json().await.unwrap();
-        assert_eq!(v["points"].as_array().unwrap().len(), rows.len(), "{n}: {v}");
+        let q = distdiag_api::metrics::MetricsQuery {
+            node: Some((*n).into()),
+            metric: Some("cpu.user".into()),
+            from: Some("0".into()),
+            rate: Some(false),
+            ..Default::default()
+        };
+        let v = client.series(&q).await.unwrap();
+        assert_eq!(v.points.len(), rows.len(), "{n}: {v:?}");
         assert!(
             rows.iter().any(|r| r.ts_ms > killed_at && r.ts_ms < restarted_at),
             "{n} collected nothing while the coordinator was down"
@@ -332,11 +338,9 @@ async fn agents_without_a_cluster_certificate_are_refused() {
         "foreign agent got in: {st:?}"
     );
     assert!(st.last_error.is_some());
-    let client = reqwest::Client::new();
-    let nodes: serde_json::Value =
-        client.get(coord.url("/api/nodes")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(nodes["nodes"].as_array().unwrap().len(), 0, "{nodes}");
-    let prom = client.get(coord.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let client = coord.client();
+    assert!(client.nodes().await.unwrap().nodes.is_empty());
+    let prom = client.get_text("/metrics").await.unwrap();
     let failures: f64 = prom
         .lines()
         .find_map(|l| l.strip_prefix("distdiag_ingest_handshake_failures_total "))

@@ -8,8 +8,12 @@
 
 use std::time::Duration;
 
+use distdiag_api::database::DbSample;
+use distdiag_api::faults::{DurationArg, FaultPhase, FaultRecord, HistoryQuery, StartRequest};
+use distdiag_api::workload::{Options, Phase, RandType, WorkloadReport, WorkloadRequest};
+use distdiag_api::Client;
 use distdiag_testbed::db::DbServer;
-use distdiag_testbed::{free_ports, make_certs, Coordinator};
+use distdiag_testbed::{free_ports, make_certs, poll_until, Coordinator};
 use distdiag_workload::db::{DbTarget, DialectKind};
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value};
@@ -17,14 +21,28 @@ use serde_json::{json, Value};
 struct Env {
     server: DbServer,
     coord: Coordinator,
-    http: reqwest::Client,
-    token: String,
+    api: Client,
     _dir: tempfile::TempDir,
 }
 
+/// Workload options from JSON (the fields a test sets, the rest defaults).
+fn opts(v: Value) -> Options {
+    serde_json::from_value(v).unwrap()
+}
+
+/// A database fault request: `params` a JSON object, `secs` its duration.
+fn db_fault(kind: &str, params: Value, secs: f64) -> StartRequest {
+    StartRequest {
+        kind: kind.into(),
+        params: serde_json::from_value(params).unwrap(),
+        duration: Some(DurationArg::Seconds(secs)),
+        ..StartRequest::default()
+    }
+}
+
 impl Env {
-    fn start(kind: DialectKind) -> Env {
-        let server = DbServer::start(kind);
+    fn start(kind: DialectKind) -> Option<Env> {
+        let server = DbServer::start_or_skip(kind)?;
         let dir = tempfile::tempdir().unwrap();
         make_certs(&dir.path().join("certs"), &[]);
         let cfg = dir.path().join("coordinator.toml");
@@ -36,74 +54,58 @@ impl Env {
         let (api, ingest) = free_ports();
         let coord =
             Coordinator::start(dir.path(), api, ingest, &["--config", cfg.to_str().unwrap()]);
-        let token = coord.token();
-        Env { server, coord, http: reqwest::Client::new(), token, _dir: dir }
+        let api = coord.client();
+        Some(Env { server, coord, api, _dir: dir })
     }
 
     fn target(&self) -> DbTarget {
         self.server.target("db1")
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.http.get(self.coord.url(path)).send().await.unwrap();
-        let s = r.status().as_u16();
-        (s, r.json().await.unwrap_or(Value::Null))
+    async fn prepare(&self, kind: &str, options: Options) {
+        let req = WorkloadRequest {
+            kind: Some(kind.into()),
+            options: Some(options),
+            wait: true,
+            ..WorkloadRequest::default()
+        };
+        let v = self.api.prepare_workload(&req).await;
+        let v = v.unwrap_or_else(|e| panic!("prepare {kind}: {e}\n{}", self.coord.log_text()));
+        assert_eq!(v.report.and_then(|r| r.progress), Some(1.0));
     }
 
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(self.coord.url(path))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
+    async fn run(&self, kind: &str, threads: i64, options: Options) -> String {
+        let req = WorkloadRequest {
+            kind: Some(kind.into()),
+            threads: Some(threads),
+            options: Some(options),
+            ..WorkloadRequest::default()
+        };
+        self.api
+            .start_workload(&req)
             .await
-            .unwrap();
-        let s = r.status().as_u16();
-        (s, r.json().await.unwrap_or(Value::Null))
+            .unwrap_or_else(|e| panic!("start {kind}: {e}"))
+            .workload_id
     }
 
-    async fn prepare(&self, kind: &str, options: Value) -> Value {
-        let (s, v) = self
-            .post(
-                "/api/workload/prepare",
-                json!({ "type": kind, "options": options, "wait": true }),
-            )
-            .await;
-        assert_eq!(s, 200, "prepare {kind}: {v}\n{}", self.coord.log_text());
-        assert_eq!(v["report"]["progress"], 1.0, "{v}");
-        v
-    }
-
-    async fn run(&self, kind: &str, threads: u32, options: Value) -> String {
-        let (s, v) = self
-            .post(
-                "/api/workload/start",
-                json!({ "type": kind, "threads": threads, "options": options }),
-            )
-            .await;
-        assert_eq!(s, 200, "start {kind}: {v}");
-        v["workload_id"].as_str().unwrap().to_owned()
+    async fn report(&self, id: &str) -> WorkloadReport {
+        self.api.workload(id).await.unwrap()
     }
 
     /// Waits for a run to end by itself; returns its report.
-    async fn wait_done(&self, id: &str, timeout: Duration) -> Value {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let (_, v) = self.get(&format!("/api/workload/{id}")).await;
-            if v["phase"] != "running" {
-                return v;
-            }
-            assert!(std::time::Instant::now() < deadline, "{id} still running: {v}");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+    async fn wait_done(&self, id: &str, timeout: Duration) -> WorkloadReport {
+        poll_until(timeout, || self.report(id), |r| r.phase != Phase::Running)
+            .await
+            .unwrap_or_else(|r| panic!("{id} still running: {r:?}"))
     }
 
     /// Database fields over the last `secs` seconds.
-    async fn db_fields(&self, secs: u64) -> Vec<Value> {
-        let (s, v) = self.get(&format!("/api/metrics/database?from=-{secs}s")).await;
-        assert_eq!(s, 200, "{v}");
-        v["metrics"].as_array().unwrap().clone()
+    async fn db_fields(&self, secs: u64) -> Vec<DbSample> {
+        let q = distdiag_api::database::DbQuery {
+            from: Some(format!("-{secs}s")),
+            ..Default::default()
+        };
+        self.api.database_metrics(&q).await.unwrap().metrics
     }
 
     async fn sql<T: mysql_async::prelude::FromRow + Send + 'static>(&self, q: &str) -> Vec<T> {
@@ -113,16 +115,19 @@ impl Env {
         rows
     }
 
-    async fn fault(&self, body: Value) -> Value {
-        let (s, v) = self.post("/api/anomaly/start", body.clone()).await;
-        assert_eq!(s, 200, "{body}: {v}\n{}", self.coord.log_text());
-        v["anomalies"][0].clone()
+    async fn fault(&self, req: StartRequest) -> FaultRecord {
+        let v = self.api.start_fault(&req).await;
+        let mut v = v.unwrap_or_else(|e| panic!("{req:?}: {e}\n{}", self.coord.log_text()));
+        v.anomalies.remove(0)
     }
 
-    async fn stop_fault(&self, id: &str) -> Value {
-        let (s, v) = self.post("/api/anomaly/stop", json!({ "id": id })).await;
-        assert_eq!(s, 200, "{v}");
-        v["stopped"][0].clone()
+    async fn stop_fault(&self, id: &str) -> FaultRecord {
+        self.api.stop_fault(Some(id)).await.unwrap().stopped.remove(0)
+    }
+
+    async fn history(&self) -> Vec<FaultRecord> {
+        let q = HistoryQuery { from: Some("-1h".into()), to: None };
+        self.api.fault_history(&q).await.unwrap().anomalies
     }
 }
 
@@ -245,84 +250,98 @@ async fn index_names(env: &Env) -> Vec<String> {
 
 /// Probe, OLTP workloads and all four database faults on one server.
 async fn oltp_probe_and_faults(kind: DialectKind) {
-    let env = Env::start(kind);
-    let ok = distdiag_testbed::eventually_async(Duration::from_secs(30), || async {
-        env.get("/api/databases").await.1["databases"][0]["connected"] == true
-    })
-    .await;
-    assert!(ok, "probe never connected:\n{}", env.coord.log_text());
-    let (_, dbs) = env.get("/api/databases").await;
-    println!("{kind:?} discovery: {}", dbs["databases"][0]["discovery"]);
+    let Some(env) = Env::start(kind) else { return };
+    let dbs = poll_until(
+        Duration::from_secs(30),
+        || env.api.databases(),
+        |d| d.as_ref().is_ok_and(|d| d.databases[0].connected),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("probe never connected:\n{}", env.coord.log_text()))
+    .unwrap();
+    println!("{kind:?} discovery: {:?}", dbs.databases[0].discovery);
 
     // Uniform ids: sysbench's default `special` piles 75 % of the draws on 20
     // rows of this small table, and seekdb's deadlock detection can then stall
     // every worker for seconds (seen in CI), which is the server's behaviour,
     // not what this test is about. The short read-only runs below use the default;
     // the write-only one is uniform for the same reason.
-    let opts =
-        json!({ "tables": 2, "table_size": 2000, "report_interval_s": 1, "rand_type": "uniform" });
-    env.prepare("oltp_read_write", opts.clone()).await;
+    let o = opts(
+        json!({ "tables": 2, "table_size": 2000, "report_interval_s": 1, "rand_type": "uniform" }),
+    );
+    env.prepare("oltp_read_write", o.clone()).await;
     let n: Vec<u64> = env.sql("SELECT COUNT(*) FROM sbtest2").await;
     assert_eq!(n, vec![2000]);
     wire_client(&env).await;
 
     // qps > 0 while a workload runs.
-    let id = env.run("oltp_read_write", 4, opts.clone()).await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let during = env.db_fields(5).await;
-    let busy = during.iter().filter_map(|f| f["qps"].as_f64()).fold(0.0, f64::max);
-    assert!(busy > 10.0, "qps during the workload: {during:?}");
-    let (_, live) = env.get(&format!("/api/workload/{id}")).await;
+    let id = env.run("oltp_read_write", 4, o.clone()).await;
     // Live figures: every closed interval is in the report with TPS and latency.
-    let intervals = live["intervals"].as_array().unwrap();
-    assert!(intervals.len() >= 3, "{live}");
+    let live = poll_until(
+        Duration::from_secs(15),
+        || env.report(&id),
+        |r| r.intervals.as_ref().is_some_and(|i| i.len() >= 3),
+    )
+    .await
+    .unwrap_or_else(|r| panic!("fewer than three intervals: {r:?}"));
+    let during = env.db_fields(5).await;
+    let busy = during.iter().filter_map(|f| f.fields.qps).fold(0.0, f64::max);
+    assert!(busy > 10.0, "qps during the workload: {during:?}");
+    let intervals = live.intervals.clone().unwrap();
     assert!(
-        intervals
-            .iter()
-            .any(|i| i["tps"].as_f64().unwrap() > 0.0
-                && i["latency_ms"]["p99"].as_f64().unwrap() > 0.0),
-        "{live}"
+        intervals.iter().any(|i| i.tps > 0.0 && i.latency_ms.is_some_and(|l| l.p99 > 0.0)),
+        "{live:?}"
     );
-    assert_eq!(live["current"], *intervals.last().unwrap());
-    assert_eq!(live["running"], true);
-    let (_, active) = env.get("/api/workload/active").await;
-    assert_eq!(active["workloads"].as_array().unwrap().len(), 1);
+    assert_eq!(live.current.as_ref(), intervals.last());
+    assert!(live.running);
+    assert_eq!(env.api.active_workloads().await.unwrap().workloads.len(), 1);
 
     // workload_surge raises the run's concurrency and restores it.
-    let surge = env
-        .fault(json!({ "type": "workload_surge", "params": { "threads": 12 }, "duration": 30 }))
-        .await;
-    let (_, live) = env.get(&format!("/api/workload/{id}")).await;
-    assert_eq!(live["threads"], 12, "{live}");
-    let ended = env.stop_fault(surge["id"].as_str().unwrap()).await;
-    assert_eq!(ended["state"], "reverted", "{ended}");
-    let (_, live) = env.get(&format!("/api/workload/{id}")).await;
-    assert_eq!(live["threads"], 4, "{live}");
+    let surge = env.fault(db_fault("workload_surge", json!({ "threads": 12 }), 30.0)).await;
+    assert_eq!(env.report(&id).await.threads, 12);
+    let ended = env.stop_fault(&surge.id).await;
+    assert_eq!(ended.state, FaultPhase::Reverted, "{ended:?}");
+    assert_eq!(env.report(&id).await.threads, 4);
 
     // lock_contention: sessions hold hot rows; the running workload waits on them.
-    let before =
-        env.get(&format!("/api/workload/{id}")).await.1["totals"]["transactions"].as_u64().unwrap();
-    let lc = env.fault(json!({ "type": "lock_contention", "params": { "rows": 1000, "sessions": 4, "hold_ms": 500 }, "duration": 30 })).await;
-    assert!(lc["detail"].as_str().unwrap().contains("sessions holding rows"), "{lc}");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let locked: Vec<u64> =
-        env.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = 'distdiag'").await;
-    assert!(locked[0] >= 4, "lock sessions connected: {locked:?}");
-    let ended = env.stop_fault(lc["id"].as_str().unwrap()).await;
-    assert_eq!(ended["state"], "reverted");
-    let after =
-        env.get(&format!("/api/workload/{id}")).await.1["totals"]["transactions"].as_u64().unwrap();
-    assert!(after > before, "the workload kept going");
+    let before = env.report(&id).await.totals.transactions;
+    let lc = env
+        .fault(db_fault(
+            "lock_contention",
+            json!({ "rows": 1000, "sessions": 4, "hold_ms": 500 }),
+            30.0,
+        ))
+        .await;
+    assert!(lc.detail.contains("sessions holding rows"), "{lc:?}");
+    let locked = poll_until(
+        Duration::from_secs(10),
+        || {
+            env.sql::<u64>(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = 'distdiag'",
+            )
+        },
+        |n| n[0] >= 4,
+    )
+    .await;
+    assert!(locked.is_ok(), "lock sessions connected: {locked:?}");
+    let ended = env.stop_fault(&lc.id).await;
+    assert_eq!(ended.state, FaultPhase::Reverted);
+    assert!(env.report(&id).await.totals.transactions > before, "the workload kept going");
 
-    let (s, v) = env.post(&format!("/api/workload/{id}/stop"), json!({})).await;
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["report"]["phase"], "stopped");
-    assert!(v["report"]["totals"]["transactions"].as_u64().unwrap() > 0);
-    // qps ≈ 0 after: only the probe's own statements remain.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let idle = env.db_fields(3).await;
-    let quiet = idle.iter().filter_map(|f| f["qps"].as_f64()).fold(0.0, f64::max);
-    assert!(quiet < busy / 10.0 && quiet < 50.0, "qps after the workload: {quiet} (during {busy})");
+    let v = env.api.stop_workload(&id).await.unwrap();
+    assert_eq!(v.report.phase, Phase::Stopped);
+    assert!(v.report.totals.transactions > 0);
+    // qps ≈ 0 after: only the probe's own statements remain (the probe
+    // needs two samples after the stop for an interval of its own).
+    let quiet = poll_until(
+        Duration::from_secs(15),
+        || env.db_fields(3),
+        |idle| {
+            idle.iter().filter_map(|f| f.fields.qps).fold(0.0, f64::max) < (busy / 10.0).min(50.0)
+        },
+    )
+    .await;
+    assert!(quiet.is_ok(), "qps after the workload: {quiet:?} (during {busy})");
     // Every transaction deletes a row and inserts it again, and one that
     // failed part-way (lock waits under the faults above) was rolled back
     // whole, pipelined or not: no row is missing.
@@ -340,63 +359,80 @@ async fn oltp_probe_and_faults(kind: DialectKind) {
         ("oltp_read_write", false),
     ] {
         let rand_type = if matches!(wk, "oltp_read_only" | "oltp_point_select") {
-            "special"
+            RandType::Special
         } else {
-            "uniform"
+            RandType::Uniform
         };
-        let id = env.run(wk, 2, json!({ "tables": 2, "table_size": 2000, "duration_s": 2, "rand_type": rand_type, "pipeline": pipeline })).await;
+        let o = Options {
+            tables: 2,
+            table_size: 2000,
+            duration_s: 2,
+            rand_type,
+            pipeline,
+            ..Options::default()
+        };
+        let id = env.run(wk, 2, o).await;
         let r = env.wait_done(&id, Duration::from_secs(30)).await;
-        assert_eq!(r["phase"], "finished", "{r}");
-        assert!(r["totals"]["transactions"].as_u64().unwrap() > 0, "{wk}: {r}");
+        assert_eq!(r.phase, Phase::Finished, "{r:?}");
+        assert!(r.totals.transactions > 0, "{wk}: {r:?}");
         println!(
             "{kind:?} {wk} (pipeline {pipeline}): {} transactions, {} errors",
-            r["totals"]["transactions"], r["totals"]["errors"]
+            r.totals.transactions, r.totals.errors
         );
     }
     for table in ["sbtest1", "sbtest2"] {
         let n: Vec<u64> = env.sql(&format!("SELECT COUNT(*) FROM {table}")).await;
         assert_eq!(n, vec![2000], "{table} after the write runs");
     }
-    let (_, runs) = env.get("/api/workload/runs").await;
-    assert!(runs["workloads"].as_array().unwrap().len() >= 5, "{runs}");
+    assert!(env.api.workload_runs().await.unwrap().workloads.len() >= 5);
 
     // cache_bottleneck changes the setting and restores it exactly.
     let t = env.target();
     let original = distdiag_coordinator::dbfault::cache_setting(&t).await.unwrap();
-    let cb = env.fault(json!({ "type": "cache_bottleneck", "duration": 60 })).await;
+    let cb = env.fault(db_fault("cache_bottleneck", json!({}), 60.0)).await;
     let during = distdiag_coordinator::dbfault::cache_setting(&t).await.unwrap();
-    assert_ne!(during, original, "{cb}");
-    env.stop_fault(cb["id"].as_str().unwrap()).await;
+    assert_ne!(during, original, "{cb:?}");
+    env.stop_fault(&cb.id).await;
     assert_eq!(distdiag_coordinator::dbfault::cache_setting(&t).await.unwrap(), original);
     println!("{kind:?} cache_bottleneck: {original} -> {during} -> restored");
     // At its deadline the coordinator reverts by itself, at once (not after
     // waiting for its own timer), and the record says so.
-    let cb = env.fault(json!({ "type": "cache_bottleneck", "duration": 2 })).await;
-    let fid = cb["id"].as_str().unwrap().to_owned();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let expired = distdiag_testbed::eventually_async(Duration::from_secs(5), || async {
-        let (_, hist) = env.get("/api/anomaly/history?from=-1h").await;
-        hist["anomalies"].as_array().unwrap().iter().any(|r| {
-            r["id"] == fid.as_str() && r["state"] == "expired" && r["ended_ms"].is_number()
-        })
-    })
+    let cb = env.fault(db_fault("cache_bottleneck", json!({}), 2.0)).await;
+    let expired = poll_until(
+        Duration::from_secs(7),
+        || env.history(),
+        |h| {
+            h.iter()
+                .any(|r| r.id == cb.id && r.state == FaultPhase::Expired && r.ended_ms.is_some())
+        },
+    )
     .await;
-    assert!(expired, "expired within 5 s of its deadline");
+    assert!(expired.is_ok(), "expired within 5 s of its deadline");
+    let ended = expired.unwrap().into_iter().find(|r| r.id == cb.id).unwrap().ended_ms.unwrap();
+    assert!(
+        ended - cb.deadline_ms < 5_000,
+        "reverted {} ms after its deadline",
+        ended - cb.deadline_ms
+    );
     assert_eq!(distdiag_coordinator::dbfault::cache_setting(&t).await.unwrap(), original);
 
     // too_many_indexes creates indexes and drops exactly those.
     let idx0 = index_names(&env).await;
-    let tm = env.fault(json!({ "type": "too_many_indexes", "params": { "count": 5, "tables": ["sbtest1", "sbtest2"] }, "duration": 60 })).await;
+    let tm = env
+        .fault(db_fault(
+            "too_many_indexes",
+            json!({ "count": 5, "tables": ["sbtest1", "sbtest2"] }),
+            60.0,
+        ))
+        .await;
     let idx1 = index_names(&env).await;
     assert!(idx1.len() >= idx0.len() + 2, "{idx0:?} -> {idx1:?}");
-    env.stop_fault(tm["id"].as_str().unwrap()).await;
+    env.stop_fault(&tm.id).await;
     assert_eq!(index_names(&env).await, idx0);
 
     // After a coordinator crash, the next start reverts both from the stored recovery data.
-    let cb = env.fault(json!({ "type": "cache_bottleneck", "duration": 600 })).await;
-    let tm = env
-        .fault(json!({ "type": "too_many_indexes", "params": { "count": 3 }, "duration": 600 }))
-        .await;
+    let cb = env.fault(db_fault("cache_bottleneck", json!({}), 600.0)).await;
+    let tm = env.fault(db_fault("too_many_indexes", json!({ "count": 3 }), 600.0)).await;
     assert_ne!(distdiag_coordinator::dbfault::cache_setting(&t).await.unwrap(), original);
     let mut env = env;
     env.coord.kill9();
@@ -407,12 +443,7 @@ async fn oltp_probe_and_faults(kind: DialectKind) {
     );
     env.coord.restart();
     // /health answers once start-up (and with it the revert) is done.
-    assert!(
-        distdiag_testbed::eventually_async(Duration::from_secs(30), || async {
-            env.get("/health").await.0 == 200
-        })
-        .await
-    );
+    assert!(poll_until(Duration::from_secs(30), || env.api.health(), |h| h.is_ok()).await.is_ok());
     assert_eq!(
         distdiag_coordinator::dbfault::cache_setting(&t).await.unwrap(),
         original,
@@ -420,79 +451,73 @@ async fn oltp_probe_and_faults(kind: DialectKind) {
         env.coord.log_text()
     );
     assert_eq!(index_names(&env).await, idx0);
-    let (_, hist) = env.get("/api/anomaly/history?from=-1h").await;
-    for id in [&cb["id"], &tm["id"]] {
-        let rec = hist["anomalies"].as_array().unwrap().iter().find(|r| r["id"] == *id).unwrap();
-        assert_eq!(rec["state"], "reverted", "{rec}");
-        assert!(rec["detail"].as_str().unwrap().contains("coordinator start"), "{rec}");
+    let hist = env.history().await;
+    for id in [&cb.id, &tm.id] {
+        let rec = hist.iter().find(|r| r.id == *id).unwrap();
+        assert_eq!(rec.state, FaultPhase::Reverted, "{rec:?}");
+        assert!(rec.detail.contains("coordinator start"), "{rec:?}");
     }
-    let (_, active) = env.get("/api/anomaly/active").await;
-    assert_eq!(active["anomalies"].as_array().unwrap().len(), 0, "{active}");
+    assert!(env.api.active_faults().await.unwrap().anomalies.is_empty());
 
     // Tenant figures for the workload schema.
-    let (s, v) = env.get("/api/metrics/tenant?tenant_name=distdiag").await;
-    assert_eq!(s, 200, "{v}");
-    assert!(v["metrics"][0]["disk_used"].as_f64().unwrap() >= 0.0, "{v}");
-    let (s, _) = env.get("/api/metrics/tenant?tenant_name=no_such_schema").await;
-    assert_eq!(s, 404);
+    let tenant = |name: &str| distdiag_api::database::TenantQuery {
+        tenant_name: Some(name.into()),
+        database: None,
+    };
+    let v = env.api.tenant_metrics(&tenant("distdiag")).await.unwrap();
+    assert!(v.metrics[0].disk_used.unwrap() >= 0.0, "{v:?}");
+    let e = env.api.tenant_metrics(&tenant("no_such_schema")).await.unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(404));
 }
 
 async fn tpcc_and_tpch(kind: DialectKind) {
-    let env = Env::start(kind);
-    let opts = json!({ "warehouses": 2, "tpcc_scale": 0.02, "report_interval_s": 1 });
+    let Some(env) = Env::start(kind) else { return };
+    let o = Options { warehouses: 2, tpcc_scale: 0.02, report_interval_s: 1, ..Options::default() };
     let t0 = std::time::Instant::now();
-    env.prepare("tpcc", opts.clone()).await;
+    env.prepare("tpcc", o.clone()).await;
     println!("{kind:?} TPC-C load (2 warehouses, scale 0.02): {:.1} s", t0.elapsed().as_secs_f64());
-    let (s, v) = env.post("/api/workload/check", json!({ "type": "tpcc" })).await;
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["passed"], true, "after load: {v}");
-    let id =
-        env.run("tpcc", 4, json!({ "warehouses": 2, "tpcc_scale": 0.02, "duration_s": 8 })).await;
+    let check = |kind: &str, options: Option<Options>| WorkloadRequest {
+        kind: Some(kind.into()),
+        options,
+        ..WorkloadRequest::default()
+    };
+    let v = env.api.check_workload(&check("tpcc", None)).await.unwrap();
+    assert!(v.passed, "after load: {v:?}");
+    let id = env.run("tpcc", 4, Options { duration_s: 8, ..o }).await;
     let r = env.wait_done(&id, Duration::from_secs(60)).await;
-    assert_eq!(r["phase"], "finished", "{r}");
-    let by = &r["totals"]["by_type"];
+    assert_eq!(r.phase, Phase::Finished, "{r:?}");
+    let by = &r.totals.by_type;
     for tx in ["new_order", "payment", "order_status", "delivery", "stock_level"] {
-        assert!(by[tx].as_u64().unwrap_or(0) > 0, "{tx} never ran: {r}");
+        assert!(by.get(tx).copied().unwrap_or(0) > 0, "{tx} never ran: {r:?}");
     }
-    println!("{kind:?} TPC-C 8 s, 4 terminals: {by} errors {}", r["totals"]["errors"]);
-    let (_, v) = env.post("/api/workload/check", json!({ "type": "tpcc" })).await;
-    assert_eq!(v["passed"], true, "after the run: {v}");
+    println!("{kind:?} TPC-C 8 s, 4 terminals: {by:?} errors {}", r.totals.errors);
+    let v = env.api.check_workload(&check("tpcc", None)).await.unwrap();
+    assert!(v.passed, "after the run: {v:?}");
 
     let t0 = std::time::Instant::now();
-    env.prepare("tpch", json!({ "scale_factor": 0.01 })).await;
+    let sf = Options { scale_factor: 0.01, ..Options::default() };
+    env.prepare("tpch", sf.clone()).await;
     println!("{kind:?} TPC-H load (SF 0.01): {:.1} s", t0.elapsed().as_secs_f64());
     let lineitems: Vec<u64> = env.sql("SELECT COUNT(*) FROM lineitem").await;
     assert!((50_000..=70_000).contains(&lineitems[0]), "{lineitems:?}");
-    let (s, v) = env
-        .post("/api/workload/check", json!({ "type": "tpch", "options": { "scale_factor": 0.01 } }))
-        .await;
-    assert_eq!(s, 200, "{v}");
-    let qs = v["queries"].as_array().unwrap();
+    let v = env.api.check_workload(&check("tpch", Some(sf.clone()))).await.unwrap();
+    let qs = v.queries.unwrap();
     assert_eq!(qs.len(), 22);
-    for q in qs {
-        assert!(q["error"].is_null(), "{q}");
+    for q in &qs {
+        assert!(q.error.is_none(), "{q:?}");
     }
     // Queries that must find rows at any scale.
     for (i, q) in qs.iter().enumerate() {
         if [0, 2, 3, 4, 5, 9, 11, 12, 13].contains(&i) {
-            assert!(q["rows"].as_u64().unwrap() > 0, "{q}");
+            assert!(q.rows > 0, "{q:?}");
         }
     }
-    let summary: Vec<String> = qs
-        .iter()
-        .map(|q| {
-            format!(
-                "{}:{}r/{:.0}ms",
-                q["query"].as_str().unwrap(),
-                q["rows"],
-                q["ms"].as_f64().unwrap()
-            )
-        })
-        .collect();
+    let summary: Vec<String> =
+        qs.iter().map(|q| format!("{}:{}r/{:.0}ms", q.query, q.rows, q.ms)).collect();
     println!("{kind:?} TPC-H SF 0.01: {}", summary.join(" "));
-    let id = env.run("tpch", 2, json!({ "scale_factor": 0.01, "duration_s": 3 })).await;
+    let id = env.run("tpch", 2, Options { duration_s: 3, ..sf }).await;
     let r = env.wait_done(&id, Duration::from_secs(120)).await;
-    assert!(r["totals"]["transactions"].as_u64().unwrap() > 0, "{r}");
+    assert!(r.totals.transactions > 0, "{r:?}");
 
     // The CLI: prepare with progress, start, list, show, stop.
     let cli = |args: &[&str]| {
@@ -525,9 +550,13 @@ async fn tpcc_and_tpch(kind: DialectKind) {
     ]);
     assert_eq!(code, Some(0), "{err}");
     let id = out.trim().to_owned();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (_, out, _) = cli(&["workload", "list"]);
-    assert!(out.contains(&id) && out.contains("running"), "{out}");
+    let listed = poll_until(
+        Duration::from_secs(10),
+        || async { cli(&["workload", "list"]).1 },
+        |out| out.lines().any(|l| l.contains(&id) && l.contains("running") && !l.contains(" - ")),
+    )
+    .await;
+    assert!(listed.is_ok(), "the run is listed with its figures: {listed:?}");
     let (code, out, _) = cli(&["workload", "stop", "--id", &id]);
     assert_eq!(code, Some(0));
     assert!(out.contains("stopped"), "{out}");

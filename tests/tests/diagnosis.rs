@@ -10,11 +10,14 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use distdiag_coordinator::models::ModelDoc;
+use distdiag_api::faults::{DurationArg, StartAnswer, StartRequest};
+use distdiag_api::models::{JobState, TrainParams, TrainRequest};
+use distdiag_api::ranks::{Method, RanksQuery};
+use distdiag_api::Client;
 use distdiag_diagnose::evaluate::DatasetExt;
 use distdiag_diagnose::model::Scorer;
 use distdiag_testbed::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const CONTROLLERS: [&str; 4] = ["cpu", "cpuacct", "memory", "blkio"];
 
@@ -59,30 +62,26 @@ impl Drop for Cgroups {
     }
 }
 
-async fn post(c: &reqwest::Client, coord: &Coordinator, path: &str, body: Value) -> (u16, Value) {
-    let r = c.post(coord.url(path)).bearer_auth(coord.token()).json(&body).send().await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(c: &reqwest::Client, coord: &Coordinator, path: &str) -> Value {
-    c.get(coord.url(path)).send().await.unwrap().json().await.unwrap()
-}
-
-async fn fault(
-    c: &reqwest::Client,
-    coord: &Coordinator,
-    kind: &str,
-    node: &str,
-    secs: u64,
-) -> Value {
+/// Starts a fault of `kind` on `node` for `secs` as a training case of scenario A.
+async fn fault(c: &Client, kind: &str, node: &str, secs: u64) -> StartAnswer {
     let params = if kind == "cpu_stress" {
         json!({"workers": 1, "load_percent": 100})
     } else {
         json!({"workers": 1, "bytes": 16 << 20})
     };
-    let (s, v) = post(c, coord, "/api/anomaly/start", json!({"type": kind, "node": node, "params": params, "duration": secs, "collect_training_data": true, "pre_s": 10, "post_s": 10, "scenario": "A"})).await;
-    assert_eq!(s, 200, "{v}");
-    assert!(v["case"]["id"].is_string(), "{v}");
+    let req = StartRequest {
+        kind: kind.into(),
+        node: Some(node.into()),
+        params: serde_json::from_value(params).unwrap(),
+        duration: Some(DurationArg::Seconds(secs as f64)),
+        collect_training_data: Some(true),
+        pre_s: Some(10),
+        post_s: Some(10),
+        scenario: Some("A".into()),
+        ..StartRequest::default()
+    };
+    let v = c.start_fault(&req).await.unwrap();
+    assert!(v.case.is_some(), "{v:?}");
     v
 }
 
@@ -90,8 +89,9 @@ async fn fault(
 async fn collect_train_and_rank_a_new_fault_first() {
     let nodes = ["n1", "n2", "n3"];
     let Some(cgroups) = Cgroups::new(&nodes) else {
-        eprintln!("SKIP: no cgroup v1 cpu/cpuacct/memory/blkio hierarchies to give each node its own cgroup");
-        return;
+        return skip(
+            "no cgroup v1 cpu/cpuacct/memory/blkio hierarchies to give each node its own cgroup",
+        );
     };
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("coord");
@@ -116,68 +116,73 @@ async fn collect_train_and_rank_a_new_fault_first() {
     assert!(
         eventually(Duration::from_secs(10), || agents.iter().all(|a| a.status().connected)).await
     );
-    let c = reqwest::Client::new();
+    let c = coord.client();
 
-    // Without a model the statistical scorer ranks, and says so.
-    tokio::time::sleep(Duration::from_secs(12)).await;
-    let r = get(&c, &coord, "/api/anomaly/ranks").await;
-    assert_eq!(r["method"], "statistical", "{r}");
-    assert!(r["note"].as_str().unwrap().contains("no active model"));
+    // Without a model the statistical scorer ranks, and says so (once one
+    // window of samples is in).
+    let r = poll_until(
+        Duration::from_secs(30),
+        || c.ranks(20),
+        |r| r.as_ref().is_ok_and(|r| r.timestamp.is_some()),
+    )
+    .await
+    .expect("no ranking within 30 s")
+    .unwrap();
+    assert_eq!(r.method, Some(Method::Statistical), "{r:?}");
+    assert!(r.note.contains("no active model"));
 
     // Normal data, then three rounds of a CPU fault and a disk fault on
-    // different nodes at once, each a training case.
-    assert_eq!(post(&c, &coord, "/api/training/normal/start", json!({})).await.0, 200);
+    // different nodes at once, each a training case (the sleeps are the
+    // periods being recorded).
+    c.normal_start().await.unwrap();
     tokio::time::sleep(Duration::from_secs(25)).await;
-    assert_eq!(post(&c, &coord, "/api/training/normal/stop", json!({})).await.0, 200);
+    c.normal_stop().await.unwrap();
     for (cpu, disk) in [("n1", "n2"), ("n2", "n3"), ("n3", "n1")] {
-        fault(&c, &coord, "cpu_stress", cpu, 20).await;
-        fault(&c, &coord, "disk_stress", disk, 20).await;
-        tokio::time::sleep(Duration::from_secs(31)).await;
+        fault(&c, "cpu_stress", cpu, 20).await;
+        fault(&c, "disk_stress", disk, 20).await;
         assert!(
-            eventually(Duration::from_secs(10), || stressors_of(std::process::id()).is_empty())
+            eventually(Duration::from_secs(30), || stressors_of(std::process::id()).is_empty())
                 .await,
             "faults end at their deadline"
         );
+        // The case keeps 10 s of normal data after its fault.
+        tokio::time::sleep(Duration::from_secs(11)).await;
     }
-    let stats = get(&c, &coord, "/api/training/stats").await;
-    assert_eq!(stats["cases"], 6, "{stats}");
-    assert!(stats["per_type"]["cpu_stress"].as_u64().unwrap() >= 50, "{stats}");
-    assert!(stats["per_type"]["disk_stress"].as_u64().unwrap() >= 50, "{stats}");
-    assert!(stats["normal_samples"].as_u64().unwrap() > stats["anomaly_samples"].as_u64().unwrap());
+    let stats = c.training_stats().await.unwrap();
+    assert_eq!(stats.cases, 6, "{stats:?}");
+    assert!(stats.per_type["cpu_stress"] >= 50, "{stats:?}");
+    assert!(stats.per_type["disk_stress"] >= 50, "{stats:?}");
+    assert!(stats.normal_samples > stats.anomaly_samples);
 
     // Train from Rust through the XGBoost C library.
-    let (s, v) =
-        post(&c, &coord, "/api/anomaly/train", json!({"params": {"validation_fraction": 0.34}}))
-            .await;
-    assert_eq!(s, 202, "{v}");
-    let job = v["job"].as_str().unwrap().to_owned();
-    let mut j = Value::Null;
+    let req = TrainRequest {
+        params: Some(TrainParams { validation_fraction: 0.34, ..TrainParams::default() }),
+        ..TrainRequest::default()
+    };
+    let job = c.train(&req).await.unwrap().job;
+    let mut j = c.train_job(&job).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        j = get(&c, &coord, &format!("/api/anomaly/train/{job}")).await;
-        if j["state"] != "running" {
-            break;
-        }
+    while j.state == JobState::Running && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
+        j = c.train_job(&job).await.unwrap();
     }
-    assert_eq!(j["state"], "done", "{j}");
-    let model_id = j["model_id"].as_str().unwrap().to_owned();
-    let m = get(&c, &coord, &format!("/api/models/{model_id}")).await;
-    assert_eq!(m["types"], json!(["cpu_stress", "disk_stress"]), "{m}");
-    eprintln!("model {model_id}: held-out evaluation {}", m["evaluation"]);
+    assert_eq!(j.state, JobState::Done, "{j:?}");
+    let model_id = j.model_id.clone().unwrap();
+    let m = c.model(&model_id).await.unwrap();
+    assert_eq!(m.types, ["cpu_stress", "disk_stress"], "{m:?}");
+    eprintln!("model {model_id}: held-out evaluation {:?}", m.evaluation);
 
     // A new fault: its node and type at rank 1 within a window plus a stride.
-    let v = fault(&c, &coord, "cpu_stress", "n2", 30).await;
-    let applied = v["anomalies"][0]["applied_ms"].as_i64().unwrap();
+    let v = fault(&c, "cpu_stress", "n2", 30).await;
+    let applied = v.anomalies[0].applied_ms.unwrap();
     let t0 = Instant::now();
-    let mut first: Option<(Duration, Value)> = None;
+    let mut first = None;
     while t0.elapsed() < Duration::from_secs(25) {
-        let r = get(&c, &coord, "/api/anomaly/ranks").await;
-        let top = &r["ranks"][0];
-        if r["method"] == "model"
-            && top["node"] == "n2"
-            && top["type"] == "cpu_stress"
-            && r["timestamp"].as_i64().unwrap_or(0) > applied
+        let r = c.ranks(20).await.unwrap();
+        let top = r.ranks.first();
+        if r.method == Some(Method::Model)
+            && top.is_some_and(|t| t.node == "n2" && t.kind == "cpu_stress")
+            && r.timestamp.unwrap_or(0) > applied
         {
             first = Some((t0.elapsed(), r));
             break;
@@ -185,22 +190,21 @@ async fn collect_train_and_rank_a_new_fault_first() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let (after, r) = first.expect("n2 cpu_stress never reached rank 1");
-    eprintln!("rank 1 after {after:?}: {}", r["ranks"][0]);
+    eprintln!("rank 1 after {after:?}: {:?}", r.ranks[0]);
     assert!(
         after <= Duration::from_millis(15_000 + 1_500),
         "rank 1 only after {after:?} (window 10 s + stride 5 s)"
     );
-    assert!(!r["ranks"][0]["top_metrics"].as_array().unwrap().is_empty());
+    assert!(!r.ranks[0].top_metrics.is_empty());
     // Once whole windows are inside the fault the model is sure of it too:
     // within one more stride, as a model trained on two cases may still
     // give the first whole window a little under 0.5.
     let mut sure = None;
     while t0.elapsed() < Duration::from_secs(25) {
-        let r = get(&c, &coord, "/api/anomaly/ranks").await;
-        let top = &r["ranks"][0];
-        if top["node"] == "n2"
-            && top["type"] == "cpu_stress"
-            && top["probability"].as_f64().unwrap_or(0.0) >= 0.5
+        let r = c.ranks(20).await.unwrap();
+        if r.ranks
+            .first()
+            .is_some_and(|t| t.node == "n2" && t.kind == "cpu_stress" && t.probability >= 0.5)
         {
             sure = Some(t0.elapsed());
             break;
@@ -213,18 +217,14 @@ async fn collect_train_and_rank_a_new_fault_first() {
         sure <= Duration::from_millis(20_000 + 1_500),
         "p >= 0.5 only after {sure:?} (window 10 s + two strides)"
     );
-    let g = c
-        .get(coord.url("/api/anomaly/ranks/graph?format=graphml"))
-        .send()
-        .await
-        .unwrap()
-        .text()
+    let g = c.get_text("/api/anomaly/ranks/graph?format=graphml").await.unwrap();
+    assert!(g.contains("<graphml") && g.contains("id=\"n2\""), "{g}");
+    let hist = c
+        .rank_history(&RanksQuery { from: Some("-5m".into()), ..RanksQuery::default() })
         .await
         .unwrap();
-    assert!(g.contains("<graphml") && g.contains("id=\"n2\""), "{g}");
-    let hist = get(&c, &coord, "/api/anomaly/ranks?from=-5m").await;
-    assert!(hist["history"].as_array().unwrap().len() >= 3);
-    post(&c, &coord, "/api/anomaly/stop", json!({})).await;
+    assert!(hist.history.len() >= 3);
+    c.stop_fault(None).await.unwrap();
 
     // Export the collected data with the CLI, then the same rows through
     // Rust and through Python's xgboost.
@@ -243,14 +243,7 @@ async fn collect_train_and_rank_a_new_fault_first() {
         .status()
         .unwrap();
     assert!(status.success());
-    let doc: ModelDoc = c
-        .get(coord.url(&format!("/api/models/{model_id}/export")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = c.export_model(&model_id).await.unwrap();
     let ds = distdiag_dataset::Dataset::import(&out).unwrap();
     let windows = ds.windows(Some(&doc.set.metrics));
     assert!(windows.rows.len() > 100);

@@ -6,16 +6,23 @@
 
 use std::time::Duration;
 
+use distdiag_api::faults::{DurationArg, FaultPhase, HistoryQuery, StartRequest};
+use distdiag_api::{Client, ClientError};
 use distdiag_testbed::*;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 fn my_stressors() -> Vec<u32> {
     stressors_of(std::process::id())
 }
 
-async fn post(c: &reqwest::Client, coord: &Coordinator, path: &str, body: Value) -> (u16, Value) {
-    let r = c.post(coord.url(path)).bearer_auth(coord.token()).json(&body).send().await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
+/// A start request for `kind` with `params` (a JSON object).
+fn start(kind: &str, params: Value) -> StartRequest {
+    let params: Map<String, Value> = serde_json::from_value(params).unwrap();
+    StartRequest { kind: kind.into(), params, ..StartRequest::default() }
+}
+
+fn status(e: ClientError) -> u16 {
+    e.status().map_or(0, |s| s.as_u16())
 }
 
 /// Runs the `distdiag` CLI against the coordinator; (exit code, stdout+stderr).
@@ -38,10 +45,6 @@ async fn cli(coord: &Coordinator, args: &[&str]) -> (i32, String) {
     )
 }
 
-async fn get(c: &reqwest::Client, coord: &Coordinator, path: &str) -> Value {
-    c.get(coord.url(path)).send().await.unwrap().json().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_through_the_api_are_applied_reverted_and_labelled() {
     let tmp = tempfile::tempdir().unwrap();
@@ -53,73 +56,52 @@ async fn faults_through_the_api_are_applied_reverted_and_labelled() {
     cfg.fault.deadman_grace_ms = 2_000;
     let agent = distdiag_agent::start(cfg, None).await.unwrap();
     assert!(eventually(Duration::from_secs(10), || agent.status().connected).await);
-    let c = reqwest::Client::new();
+    let c = coord.client();
 
     // The seeds' body: one agent connected, so it is the target; defaults apply.
-    let (s, v) = post(
-        &c,
-        &coord,
-        "/api/anomaly/start",
-        json!({"type": "cpu_stress", "params": {"load_percent": 20}}),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["message"], "Started cpu_stress anomaly");
-    let rec = &v["anomalies"][0];
+    let v = c.start_fault(&start("cpu_stress", json!({"load_percent": 20}))).await.unwrap();
+    assert_eq!(v.message, "Started cpu_stress anomaly");
+    let rec = &v.anomalies[0];
     assert_eq!(
-        (rec["node"].as_str(), rec["state"].as_str(), rec["type"].as_str()),
-        (Some("n1"), Some("applied"), Some("cpu_stress"))
+        (rec.node.as_str(), rec.state, rec.kind.as_str()),
+        ("n1", FaultPhase::Applied, "cpu_stress")
     );
-    let id = rec["id"].as_str().unwrap().to_owned();
+    let id = rec.id.clone();
     assert_eq!(my_stressors().len(), 1);
-    assert_eq!(
-        get(&c, &coord, "/api/anomaly/active").await["anomalies"].as_array().unwrap().len(),
-        1
-    );
+    assert_eq!(c.active_faults().await.unwrap().anomalies.len(), 1);
 
     // Stop it by id.
-    let (s, v) = post(&c, &coord, "/api/anomaly/stop", json!({"id": id})).await;
-    assert_eq!(s, 200, "{v}");
+    c.stop_fault(Some(&id)).await.unwrap();
     assert!(my_stressors().is_empty());
-    assert_eq!(get(&c, &coord, "/api/anomaly/active").await["anomalies"], json!([]));
+    assert!(c.active_faults().await.unwrap().anomalies.is_empty());
 
     // The agent refuses what its host cannot take; nothing runs.
-    let (s, v) = post(
-        &c,
-        &coord,
-        "/api/anomaly/start",
-        json!({"type": "memory_stress", "node": "n1", "params": {"bytes": 1u64 << 50}}),
-    )
-    .await;
-    assert_eq!(s, 422, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("available"), "{v}");
+    let mut huge = start("memory_stress", json!({"bytes": 1u64 << 50}));
+    huge.node = Some("n1".into());
+    let e = c.start_fault(&huge).await.unwrap_err();
+    assert!(e.to_string().contains("available"), "{e}");
+    assert_eq!(status(e), 422);
     assert!(my_stressors().is_empty());
-    let (s, v) = post(
-        &c,
-        &coord,
-        "/api/anomaly/start",
-        json!({"type": "network_bandwidth", "node": "n1", "params": {"interface": "ddnosuch0"}}),
-    )
-    .await;
-    assert_eq!(s, 422, "a limit on an interface the host lacks is refused: {v}");
-    let (s, _) =
-        post(&c, &coord, "/api/anomaly/start", json!({"type": "cpu_stress", "node": "n9"})).await;
-    assert_eq!(s, 409);
+    let mut no_iface = start("network_bandwidth", json!({"interface": "ddnosuch0"}));
+    no_iface.node = Some("n1".into());
+    let e = c.start_fault(&no_iface).await.unwrap_err();
+    assert_eq!(status(e), 422, "a limit on an interface the host lacks is refused");
+    let mut elsewhere = start("cpu_stress", json!({}));
+    elsewhere.node = Some("n9".into());
+    assert_eq!(status(c.start_fault(&elsewhere).await.unwrap_err()), 409);
 
     // A short fault ends at its deadline on the agent; the label follows.
-    let (s, v) = post(
-        &c,
-        &coord,
-        "/api/anomaly/start",
-        json!({"type": "disk_stress", "params": {"bytes": 1048576}, "duration": 1}),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-    let short = v["anomalies"][0]["id"].as_str().unwrap().to_owned();
-    let expired = eventually(Duration::from_secs(10), || my_stressors().is_empty()).await;
-    assert!(expired);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(get(&c, &coord, "/api/anomaly/active").await["anomalies"], json!([]));
+    let mut short = start("disk_stress", json!({"bytes": 1048576}));
+    short.duration = Some(DurationArg::Seconds(1.0));
+    let short = c.start_fault(&short).await.unwrap().anomalies[0].id.clone();
+    assert!(eventually(Duration::from_secs(10), || my_stressors().is_empty()).await);
+    assert!(
+        eventually_async(Duration::from_secs(10), || async {
+            c.active_faults().await.unwrap().anomalies.is_empty()
+        })
+        .await,
+        "the expired fault is still listed as active"
+    );
 
     // The same through the command line.
     let (code, out) = cli(
@@ -152,15 +134,9 @@ async fn faults_through_the_api_are_applied_reverted_and_labelled() {
     assert!(code == 0 && out.matches("cpu_stress").count() >= 2, "{out}");
 
     // A fault outlives its coordinator only until the dead-man switch fires.
-    let (s, v) = post(
-        &c,
-        &coord,
-        "/api/anomaly/start",
-        json!({"type": "cpu_stress", "params": {"load_percent": 10}, "duration": "10m"}),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-    let orphan = v["anomalies"][0]["id"].as_str().unwrap().to_owned();
+    let mut long = start("cpu_stress", json!({"load_percent": 10}));
+    long.duration = Some(DurationArg::Text("10m".into()));
+    let orphan = c.start_fault(&long).await.unwrap().anomalies[0].id.clone();
     coord.kill9();
     assert!(
         eventually(Duration::from_secs(8), || my_stressors().is_empty()).await,
@@ -168,11 +144,11 @@ async fn faults_through_the_api_are_applied_reverted_and_labelled() {
     );
     coord.restart();
     // The agent reconnects and reports the revert; the label is closed.
+    let all = HistoryQuery { from: Some("0".into()), to: None };
     let closed = async {
         for _ in 0..100 {
-            let h = get(&c, &coord, "/api/anomaly/history?from=0").await;
-            let recs = h["anomalies"].as_array().unwrap().clone();
-            if recs.iter().any(|r| r["id"] == orphan.as_str() && r["state"] == "reverted") {
+            let recs = c.fault_history(&all).await.unwrap().anomalies;
+            if recs.iter().any(|r| r.id == orphan && r.state == FaultPhase::Reverted) {
                 return recs;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -180,16 +156,16 @@ async fn faults_through_the_api_are_applied_reverted_and_labelled() {
         panic!("the orphaned fault's record was never closed");
     }
     .await;
-    let by_id = |id: &str| closed.iter().find(|r| r["id"] == id).cloned().unwrap();
-    assert_eq!(by_id(&id)["state"], "reverted");
-    assert_eq!(by_id(&short)["state"], "expired");
-    assert!(by_id(&orphan)["detail"].as_str().unwrap().contains("dead-man"), "{}", by_id(&orphan));
+    let by_id = |id: &str| closed.iter().find(|r| r.id == id).cloned().unwrap();
+    assert_eq!(by_id(&id).state, FaultPhase::Reverted);
+    assert_eq!(by_id(&short).state, FaultPhase::Expired);
+    assert!(by_id(&orphan).detail.contains("dead-man"), "{:?}", by_id(&orphan));
     for r in &closed {
-        if r["state"] == "reverted" || r["state"] == "expired" {
-            assert!(r["applied_ms"].as_i64().unwrap() <= r["ended_ms"].as_i64().unwrap());
+        if matches!(r.state, FaultPhase::Reverted | FaultPhase::Expired) {
+            assert!(r.applied_ms.unwrap() <= r.ended_ms.unwrap());
         }
     }
-    assert!(closed.iter().any(|r| r["state"] == "refused" && r["type"] == "memory_stress"));
+    assert!(closed.iter().any(|r| r.state == FaultPhase::Refused && r.kind == "memory_stress"));
     agent.stop(Duration::from_secs(2)).await;
 }
 
@@ -241,8 +217,7 @@ fn artifact(kind: &str, id: &str, iface: &str, state: &std::path::Path) -> bool 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_is_undone_by_api_stop_and_by_the_dead_man_switch() {
     let Some(dummy) = Dummy::create() else {
-        println!("SKIP: cannot create a veth pair (not root?)");
-        return;
+        return skip("cannot create a veth pair (not root?)");
     };
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("coord");
@@ -254,7 +229,7 @@ async fn every_fault_is_undone_by_api_stop_and_by_the_dead_man_switch() {
     cfg.fault.deadman_grace_ms = 1_500;
     let agent = distdiag_agent::start(cfg, None).await.unwrap();
     assert!(eventually(Duration::from_secs(10), || agent.status().connected).await);
-    let c = reqwest::Client::new();
+    let c: Client = coord.client();
     let iface = dummy.0.clone();
     let kinds: Vec<(&str, Value)> = vec![
         ("cpu_stress", json!({"load_percent": 10})),
@@ -267,28 +242,19 @@ async fn every_fault_is_undone_by_api_stop_and_by_the_dead_man_switch() {
     let mut rows = Vec::new();
     // API stop, one fault at a time.
     for (kind, params) in &kinds {
-        let (s, v) =
-            post(&c, &coord, "/api/anomaly/start", json!({"type": kind, "params": params})).await;
-        assert_eq!(s, 200, "{kind}: {v}");
-        let id = v["anomalies"][0]["id"].as_str().unwrap().to_owned();
+        let v = c.start_fault(&start(kind, params.clone())).await.unwrap();
+        let id = v.anomalies[0].id.clone();
         assert!(artifact(kind, &id, &iface, &state), "{kind} not in effect");
-        let (s, v) = post(&c, &coord, "/api/anomaly/stop", json!({"id": id})).await;
-        assert_eq!(s, 200, "{kind}: {v}");
+        c.stop_fault(Some(&id)).await.unwrap();
         let left = artifact(kind, &id, &iface, &state);
         rows.push(format!("| {kind} | API stop | {} |", if left { "yes" } else { "none" }));
     }
     // All at once, then the coordinator dies: the dead-man switch reverts them.
     let mut ids = Vec::new();
     for (kind, params) in &kinds {
-        let (s, v) = post(
-            &c,
-            &coord,
-            "/api/anomaly/start",
-            json!({"type": kind, "params": params, "duration": "10m"}),
-        )
-        .await;
-        assert_eq!(s, 200, "{kind}: {v}");
-        ids.push((*kind, v["anomalies"][0]["id"].as_str().unwrap().to_owned()));
+        let mut req = start(kind, params.clone());
+        req.duration = Some(DurationArg::Text("10m".into()));
+        ids.push((*kind, c.start_fault(&req).await.unwrap().anomalies[0].id.clone()));
     }
     coord.kill9();
     let undone = eventually(Duration::from_secs(10), || {

@@ -23,12 +23,14 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use self::rand::{Rand, RandType};
+pub use distdiag_api::workload::{
+    Interval, Latency, Options, Phase, RandType, Totals, WorkloadKind, WorkloadReport,
+};
+
+use self::rand::Rand;
 use crate::db::{wire, DbError, DbTarget};
 use distdiag_store::now_ms;
 use distdiag_store::SeriesStore;
@@ -62,149 +64,15 @@ impl From<mysql_async::Error> for WorkloadError {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum WorkloadKind {
-    OltpReadWrite,
-    OltpReadOnly,
-    OltpWriteOnly,
-    OltpPointSelect,
-    Tpcc,
-    Tpch,
-}
-
-impl WorkloadKind {
-    pub const ALL: [WorkloadKind; 6] = [
-        Self::OltpReadWrite,
-        Self::OltpReadOnly,
-        Self::OltpWriteOnly,
-        Self::OltpPointSelect,
-        Self::Tpcc,
-        Self::Tpch,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::OltpReadWrite => "oltp_read_write",
-            Self::OltpReadOnly => "oltp_read_only",
-            Self::OltpWriteOnly => "oltp_write_only",
-            Self::OltpPointSelect => "oltp_point_select",
-            Self::Tpcc => "tpcc",
-            Self::Tpch => "tpch",
-        }
-    }
-
-    /// Parses a type name; `sysbench` (the seeds' name) means `oltp_read_write`.
-    pub fn parse(s: &str) -> Result<Self, WorkloadError> {
-        if s == "sysbench" {
-            return Ok(Self::OltpReadWrite);
-        }
-        Self::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
-            let names: Vec<&str> = Self::ALL.iter().map(|k| k.as_str()).collect();
-            WorkloadError::Invalid(format!(
-                "unknown workload type {s:?}; one of {} (or sysbench)",
-                names.join(", ")
-            ))
-        })
-    }
-
-    fn driver(self, o: &Options) -> Arc<dyn Driver> {
-        match self {
-            Self::OltpReadWrite
-            | Self::OltpReadOnly
-            | Self::OltpWriteOnly
-            | Self::OltpPointSelect => Arc::new(oltp::Oltp::new(self, o)),
-            Self::Tpcc => Arc::new(tpcc::Tpcc::new(o)),
-            Self::Tpch => Arc::new(tpch::Tpch::new(o)),
-        }
-    }
-}
-
-/// Options of prepare and run; each benchmark reads the ones it knows.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Options {
-    /// Target database; default the first configured.
-    pub database: Option<String>,
-    /// Several targets (a cluster): workers are spread over them in turn.
-    pub databases: Vec<String>,
-    /// OLTP: number of `sbtestN` tables (1..=64) and rows per table.
-    pub tables: u32,
-    pub table_size: u64,
-    pub rand_type: RandType,
-    /// OLTP: rows per range query.
-    pub range_size: u64,
-    /// OLTP: write a transaction's statements at once and read their
-    /// answers after (same statements, order and transactions; the
-    /// client no longer waits between them). False: one at a time, as
-    /// sysbench does.
-    pub pipeline: bool,
-    /// Seconds to run; 0 runs until stopped.
-    pub duration_s: u64,
-    /// Seconds per report interval (1..=3600).
-    pub report_interval_s: u64,
-    /// TPC-C warehouses (1..=1000).
-    pub warehouses: u32,
-    /// TPC-H scale factor (0.001..=10).
-    pub scale_factor: f64,
-    /// TPC-C: below 1 shrinks items, customers and orders per district
-    /// (floors 100 and 30) for quick tests; 1 is the specification.
-    pub tpcc_scale: f64,
-    /// Seed of the random streams (fixed for reproducible data and runs).
-    pub seed: u64,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            database: None,
-            databases: Vec::new(),
-            tables: 1,
-            table_size: 10_000,
-            rand_type: RandType::default(),
-            range_size: 100,
-            pipeline: true,
-            duration_s: 0,
-            report_interval_s: 1,
-            warehouses: 1,
-            scale_factor: 0.01,
-            tpcc_scale: 1.0,
-            seed: 1,
-        }
-    }
-}
-
-impl Options {
-    pub fn validate(&self) -> Result<(), WorkloadError> {
-        let bad = |m: String| Err(WorkloadError::Invalid(m));
-        if !(1..=64).contains(&self.tables) {
-            return bad(format!("tables = {} is outside 1..=64", self.tables));
-        }
-        if !(1..=100_000_000).contains(&self.table_size) {
-            return bad(format!("table_size = {} is outside 1..=100000000", self.table_size));
-        }
-        if !(1..=self.table_size.max(1)).contains(&self.range_size) {
-            return bad(format!("range_size = {} is outside 1..=table_size", self.range_size));
-        }
-        if !(1..=3600).contains(&self.report_interval_s) {
-            return bad(format!(
-                "report_interval_s = {} is outside 1..=3600",
-                self.report_interval_s
-            ));
-        }
-        if !(1..=1000).contains(&self.warehouses) {
-            return bad(format!("warehouses = {} is outside 1..=1000", self.warehouses));
-        }
-        if !(0.001..=10.0).contains(&self.scale_factor) {
-            return bad(format!("scale_factor = {} is outside 0.001..=10", self.scale_factor));
-        }
-        if !(0.001..=1.0).contains(&self.tpcc_scale) {
-            return bad(format!("tpcc_scale = {} is outside 0.001..=1", self.tpcc_scale));
-        }
-        if self.database.is_some() && !self.databases.is_empty() {
-            return bad("give database or databases, not both".into());
-        }
-        Ok(())
+/// The driver of a benchmark.
+fn driver(kind: WorkloadKind, o: &Options) -> Arc<dyn Driver> {
+    match kind {
+        WorkloadKind::OltpReadWrite
+        | WorkloadKind::OltpReadOnly
+        | WorkloadKind::OltpWriteOnly
+        | WorkloadKind::OltpPointSelect => Arc::new(oltp::Oltp::new(kind, o)),
+        WorkloadKind::Tpcc => Arc::new(tpcc::Tpcc::new(o)),
+        WorkloadKind::Tpch => Arc::new(tpch::Tpch::new(o)),
     }
 }
 
@@ -376,17 +244,6 @@ pub async fn check_prepared(t: &DbTarget, tables: &[String]) -> Result<(), Workl
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    Preparing,
-    Prepared,
-    Running,
-    Stopped,
-    Finished,
-    Failed,
-}
-
 /// Microseconds from 1 µs to 1 h, 3 significant digits.
 #[allow(clippy::expect_used)]
 fn new_hist() -> Histogram<u64> {
@@ -420,19 +277,19 @@ struct Acc {
     since: Instant,
 }
 
-/// Latency percentiles in milliseconds.
-fn percentiles(h: &Histogram<u64>) -> Value {
+/// Latency percentiles in milliseconds (None of an empty histogram).
+fn percentiles(h: &Histogram<u64>) -> Option<Latency> {
     if h.is_empty() {
-        return json!(null);
+        return None;
     }
     let ms = |v: u64| v as f64 / 1000.0;
-    json!({
-        "min": ms(h.min()),
-        "mean": h.mean() / 1000.0,
-        "p50": ms(h.value_at_quantile(0.50)),
-        "p95": ms(h.value_at_quantile(0.95)),
-        "p99": ms(h.value_at_quantile(0.99)),
-        "max": ms(h.max()),
+    Some(Latency {
+        min: ms(h.min()),
+        mean: h.mean() / 1000.0,
+        p50: ms(h.value_at_quantile(0.50)),
+        p95: ms(h.value_at_quantile(0.95)),
+        p99: ms(h.value_at_quantile(0.99)),
+        max: ms(h.max()),
     })
 }
 
@@ -452,7 +309,11 @@ pub struct Run {
     progress: Progress,
     acc: Mutex<Acc>,
     totals: Mutex<(Counts, Histogram<u64>)>,
-    intervals: Mutex<Vec<Value>>,
+    intervals: Mutex<Vec<Interval>>,
+}
+
+fn by_type(m: &BTreeMap<&'static str, u64>) -> BTreeMap<String, u64> {
+    m.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -471,7 +332,7 @@ impl Run {
         Arc::new(Run {
             id,
             kind,
-            driver: kind.driver(&options),
+            driver: driver(kind, &options),
             options,
             targets,
             phase: Mutex::new((phase, None)),
@@ -540,17 +401,17 @@ impl Run {
         if secs <= 0.0 {
             return;
         }
-        let row = json!({
-            "timestamp": now_ms(),
-            "seconds": secs,
-            "threads": self.threads(),
-            "tps": counts.events as f64 / secs,
-            "qps": counts.queries as f64 / secs,
-            "errors_per_s": counts.errors as f64 / secs,
-            "reconnects": counts.reconnects,
-            "latency_ms": percentiles(&hist),
-            "by_type": counts.by_kind,
-        });
+        let row = Interval {
+            timestamp: now_ms(),
+            seconds: secs,
+            threads: self.threads(),
+            tps: counts.events as f64 / secs,
+            qps: counts.queries as f64 / secs,
+            errors_per_s: counts.errors as f64 / secs,
+            reconnects: counts.reconnects,
+            latency_ms: percentiles(&hist),
+            by_type: by_type(&counts.by_kind),
+        };
         {
             let mut t = lock(&self.totals);
             t.0.add(&counts);
@@ -565,7 +426,7 @@ impl Run {
     }
 
     /// The run's report: totals, live figures and the intervals so far.
-    pub fn report(&self, with_intervals: bool) -> Value {
+    pub fn report(&self, with_intervals: bool) -> WorkloadReport {
         let (phase, error) = lock(&self.phase).clone();
         let ended = *lock(&self.ended_ms);
         let elapsed_s = (ended.unwrap_or_else(now_ms) - self.started_ms) as f64 / 1000.0;
@@ -574,36 +435,31 @@ impl Run {
             (t.0.clone(), t.1.clone())
         };
         let intervals = lock(&self.intervals);
-        let last = intervals.last().cloned();
-        let mut v = json!({
-            "workload_id": self.id,
-            "type": self.kind.as_str(),
-            "phase": phase,
-            "running": phase == Phase::Running,
-            "error": error,
-            "threads": self.threads(),
-            "databases": self.targets.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
-            "options": self.options,
-            "started_ms": self.started_ms,
-            "ended_ms": ended,
-            "elapsed_s": elapsed_s,
-            "totals": {
-                "transactions": totals.events,
-                "queries": totals.queries,
-                "errors": totals.errors,
-                "reconnects": totals.reconnects,
-                "by_type": totals.by_kind,
-                "latency_ms": percentiles(&hist),
+        WorkloadReport {
+            workload_id: self.id.clone(),
+            kind: self.kind,
+            phase,
+            running: phase == Phase::Running,
+            error,
+            threads: self.threads(),
+            databases: self.targets.iter().map(|t| t.name.clone()).collect(),
+            options: self.options.clone(),
+            started_ms: self.started_ms,
+            ended_ms: ended,
+            elapsed_s,
+            totals: Totals {
+                transactions: totals.events,
+                queries: totals.queries,
+                errors: totals.errors,
+                reconnects: totals.reconnects,
+                by_type: by_type(&totals.by_kind),
+                latency_ms: percentiles(&hist),
             },
-            "current": last,
-        });
-        if phase == Phase::Preparing || phase == Phase::Prepared {
-            v["progress"] = json!(self.progress.fraction());
+            current: intervals.last().cloned(),
+            progress: matches!(phase, Phase::Preparing | Phase::Prepared)
+                .then(|| self.progress.fraction()),
+            intervals: with_intervals.then(|| intervals.clone()),
         }
-        if with_intervals {
-            v["intervals"] = json!(*intervals);
-        }
-        v
     }
 
     /// Sets the number of workers, starting new ones when it grows.
@@ -791,25 +647,23 @@ impl Workloads {
     }
 
     /// A stored report of a run that is no longer in memory.
-    pub fn stored(&self, id: &str) -> Option<Value> {
+    pub fn stored(&self, id: &str) -> Option<WorkloadReport> {
         let bytes = self.store.get_doc(RUNS_TREE, id).ok().flatten()?;
         serde_json::from_slice(&bytes).ok()
     }
 
     /// Reports of all stored runs, without intervals, oldest first.
-    pub fn history(&self) -> Vec<Value> {
+    pub fn history(&self) -> Vec<WorkloadReport> {
         let docs = self.store.docs(RUNS_TREE).unwrap_or_default();
-        let mut out: Vec<Value> = docs
+        let mut out: Vec<WorkloadReport> = docs
             .into_iter()
-            .filter_map(|(_, b)| serde_json::from_slice::<Value>(&b).ok())
-            .map(|mut v| {
-                if let Some(o) = v.as_object_mut() {
-                    o.remove("intervals");
-                }
-                v
+            .filter_map(|(_, b)| serde_json::from_slice::<WorkloadReport>(&b).ok())
+            .map(|mut r| {
+                r.intervals = None;
+                r
             })
             .collect();
-        out.sort_by_key(|v| v["started_ms"].as_i64().unwrap_or(0));
+        out.sort_by_key(|r| r.started_ms);
         out
     }
 
@@ -819,7 +673,7 @@ impl Workloads {
         kind: WorkloadKind,
         options: Options,
     ) -> Result<(Arc<Run>, tokio::task::JoinHandle<()>), WorkloadError> {
-        options.validate()?;
+        options.validate().map_err(WorkloadError::Invalid)?;
         let targets = self.resolve(&options)?;
         let busy = self.active().into_iter().find(|r| {
             r.targets.iter().any(|t| targets.iter().any(|u| u.name == t.name))
@@ -877,14 +731,14 @@ impl Workloads {
         threads: usize,
         options: Options,
     ) -> Result<Arc<Run>, WorkloadError> {
-        options.validate()?;
+        options.validate().map_err(WorkloadError::Invalid)?;
         if !(1..=MAX_START_THREADS).contains(&threads) {
             return Err(WorkloadError::Invalid(format!(
                 "threads = {threads} is outside 1..={MAX_START_THREADS}"
             )));
         }
         let targets = self.resolve(&options)?;
-        let driver = kind.driver(&options);
+        let driver = driver(kind, &options);
         for t in &targets {
             check_prepared(t, &driver.tables()).await?;
         }
@@ -965,12 +819,12 @@ impl Workloads {
     /// Marks runs a previous coordinator left "running" as interrupted.
     pub fn recover(&self) {
         for (id, bytes) in self.store.docs(RUNS_TREE).unwrap_or_default() {
-            let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else { continue };
-            if matches!(v["phase"].as_str(), Some("running" | "preparing")) {
-                v["phase"] = json!("failed");
-                v["running"] = json!(false);
-                v["error"] = json!("the coordinator stopped while this ran");
-                if let Ok(b) = serde_json::to_vec(&v) {
+            let Ok(mut r) = serde_json::from_slice::<WorkloadReport>(&bytes) else { continue };
+            if matches!(r.phase, Phase::Running | Phase::Preparing) {
+                r.phase = Phase::Failed;
+                r.running = false;
+                r.error = Some("the coordinator stopped while this ran".into());
+                if let Ok(b) = serde_json::to_vec(&r) {
                     let _ = self.store.put_doc(RUNS_TREE, &id, &b);
                 }
             }
@@ -993,43 +847,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn types_parse_and_unknown_ones_are_named() {
-        assert_eq!(WorkloadKind::parse("sysbench").unwrap(), WorkloadKind::OltpReadWrite);
-        for k in WorkloadKind::ALL {
-            assert_eq!(WorkloadKind::parse(k.as_str()).unwrap(), k);
-        }
-        let e = WorkloadKind::parse("oltp_insert").unwrap_err().to_string();
-        assert!(e.contains("oltp_read_write") && e.contains("tpch"), "{e}");
-    }
-
-    #[test]
-    fn options_are_validated() {
-        assert!(Options::default().validate().is_ok());
-        assert!(Options { tables: 0, ..Options::default() }.validate().is_err());
-        assert!(Options { tables: 65, ..Options::default() }.validate().is_err());
-        assert!(Options { scale_factor: 100.0, ..Options::default() }.validate().is_err());
-        assert!(Options {
-            database: Some("a".into()),
-            databases: vec!["b".into()],
-            ..Options::default()
-        }
-        .validate()
-        .is_err());
-        assert!(serde_json::from_str::<Options>(r#"{"tabels": 2}"#).is_err());
-    }
-
-    #[test]
     fn percentiles_come_from_the_histogram() {
         let mut h = new_hist();
         for us in 1..=1000u64 {
             h.record(us * 1000).unwrap();
         }
-        let p = percentiles(&h);
-        let p50 = p["p50"].as_f64().unwrap();
-        let p99 = p["p99"].as_f64().unwrap();
+        let p = percentiles(&h).unwrap();
+        let (p50, p99) = (p.p50, p.p99);
         assert!((499.0..=501.0).contains(&p50), "{p50}");
         assert!((989.0..=991.0).contains(&p99), "{p99}");
-        assert_eq!(percentiles(&new_hist()), json!(null));
+        assert_eq!(percentiles(&new_hist()), None);
     }
 }
 

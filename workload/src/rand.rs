@@ -4,19 +4,8 @@
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
 
-/// sysbench's `--rand-type`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum RandType {
-    Uniform,
-    Gaussian,
-    /// sysbench 1.0's default: 1 % of the values get 75 % of the draws.
-    #[default]
-    Special,
-    Pareto,
-}
+pub use distdiag_api::workload::RandType;
 
 /// sysbench defaults: 12 iterations for gaussian/special, 1 % special values
 /// drawn 75 % of the time, Pareto h = 0.2.

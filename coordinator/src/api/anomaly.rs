@@ -7,46 +7,28 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
+use distdiag_api::faults::{
+    CpuParams, DbFaultParams, DiskParams, DurationArg, FaultHistory, FaultList, FaultRecord,
+    HistoryQuery, MemoryParams, NetParams, StartAnswer, StartRequest, StopAnswer, StopFailure,
+    StopRequest, AGENT_KINDS, DB_KINDS,
+};
+use distdiag_api::training::Case;
+use distdiag_api::ErrorBody;
 use distdiag_common::fault::{FaultSpec, MemorySize};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::metrics::parse_time;
-use super::{ApiError, ApiState};
+use super::{blocking, ApiError, ApiState};
 use crate::faults::FaultsError;
-use distdiag_store::now_ms;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct StartRequest {
-    #[serde(rename = "type")]
-    kind: String,
-    node: Option<String>,
-    nodes: Option<Vec<String>>,
-    #[serde(default)]
-    params: Map<String, Value>,
-    /// Seconds (number) or a duration such as "90s", "5m".
-    duration: Option<Value>,
-    /// Record this fault as a training case (default: on while
-    /// `POST /api/training/collect` is in effect).
-    collect_training_data: Option<bool>,
-    /// Normal data kept before and after the fault (seconds, default 30).
-    pre_s: Option<u32>,
-    post_s: Option<u32>,
-    /// Scenario label of the case.
-    scenario: Option<String>,
-    /// Add this fault to an existing training case instead of opening one
-    /// (a compound case: several requests, one case).
-    case: Option<String>,
-}
+use crate::ingest::now_ms;
 
 /// Opens the training case of faults just started, if asked to.
 fn maybe_case(
     state: &ApiState,
     req: &StartRequest,
-    recs: &[distdiag_store::FaultRecord],
-) -> Result<Option<crate::training::Case>, ApiError> {
+    recs: &[FaultRecord],
+) -> Result<Option<Case>, ApiError> {
     if let Some(id) = &req.case {
         return state
             .training
@@ -71,56 +53,6 @@ fn maybe_case(
         .map_err(super::diagnosis::training_error)
 }
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct StopRequest {
-    id: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct CpuParams {
-    workers: u32,
-    load_percent: u8,
-}
-impl Default for CpuParams {
-    fn default() -> Self {
-        CpuParams { workers: 1, load_percent: 100 }
-    }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct MemoryParams {
-    bytes: Option<u64>,
-    percent_of_available: Option<f32>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct DiskParams {
-    workers: u32,
-    bytes: u64,
-    path: Option<String>,
-}
-impl Default for DiskParams {
-    fn default() -> Self {
-        DiskParams { workers: 1, bytes: 256 << 20, path: None }
-    }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-struct NetParams {
-    latency_ms: Option<u32>,
-    jitter_ms: u32,
-    percent: Option<f32>,
-    rate_kbit: Option<u64>,
-    interface: Option<String>,
-    peers: Vec<String>,
-    ports: Vec<u16>,
-}
-
 fn params<T: DeserializeOwned>(kind: &str, p: &Map<String, Value>) -> Result<T, ApiError> {
     serde_json::from_value(Value::Object(p.clone()))
         .map_err(|e| ApiError::bad_request(format!("{kind} params: {e}")))
@@ -136,7 +68,11 @@ pub(super) fn spec_from(kind: &str, p: &Map<String, Value>) -> Result<FaultSpec,
         "memory_stress" => {
             let m: MemoryParams = params(kind, p)?;
             let size = match (m.bytes, m.percent_of_available) {
-                (Some(_), Some(_)) => return Err(ApiError::bad_request("memory_stress: give bytes or percent_of_available, not both")),
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::bad_request(
+                        "memory_stress: give bytes or percent_of_available, not both",
+                    ))
+                }
                 (None, Some(pct)) => MemorySize::PercentOfAvailable(pct),
                 (b, None) => MemorySize::Bytes(b.unwrap_or(256 << 20)),
             };
@@ -149,14 +85,30 @@ pub(super) fn spec_from(kind: &str, p: &Map<String, Value>) -> Result<FaultSpec,
         "network_delay" | "network_loss" | "network_bandwidth" => {
             let n: NetParams = params(kind, p)?;
             match kind {
-                "network_delay" => FaultSpec::NetworkDelay { latency_ms: n.latency_ms.unwrap_or(100), jitter_ms: n.jitter_ms, interface: n.interface, peers: n.peers, ports: n.ports },
-                "network_loss" => FaultSpec::NetworkLoss { percent: n.percent.unwrap_or(10.0), interface: n.interface, peers: n.peers, ports: n.ports },
-                _ => FaultSpec::NetworkBandwidth { rate_kbit: n.rate_kbit.unwrap_or(1000), interface: n.interface },
+                "network_delay" => FaultSpec::NetworkDelay {
+                    latency_ms: n.latency_ms.unwrap_or(100),
+                    jitter_ms: n.jitter_ms,
+                    interface: n.interface,
+                    peers: n.peers,
+                    ports: n.ports,
+                },
+                "network_loss" => FaultSpec::NetworkLoss {
+                    percent: n.percent.unwrap_or(10.0),
+                    interface: n.interface,
+                    peers: n.peers,
+                    ports: n.ports,
+                },
+                _ => FaultSpec::NetworkBandwidth {
+                    rate_kbit: n.rate_kbit.unwrap_or(1000),
+                    interface: n.interface,
+                },
             }
         }
         other => {
             return Err(ApiError::bad_request(format!(
-                "unknown anomaly type {other:?}; one of cpu_stress, memory_stress, disk_stress, network_delay, network_loss, network_bandwidth, cache_bottleneck, too_many_indexes, workload_surge, lock_contention"
+                "unknown anomaly type {other:?}; one of {}, {}",
+                AGENT_KINDS.join(", "),
+                DB_KINDS.join(", ")
             )))
         }
     };
@@ -164,22 +116,18 @@ pub(super) fn spec_from(kind: &str, p: &Map<String, Value>) -> Result<FaultSpec,
     Ok(spec)
 }
 
-fn duration_ms(v: Option<&Value>, default_ms: u64, max_ms: u64) -> Result<u64, ApiError> {
+fn duration_ms(v: Option<&DurationArg>, default_ms: u64, max_ms: u64) -> Result<u64, ApiError> {
     let ms = match v {
         None => default_ms,
-        Some(Value::Number(n)) => {
-            n.as_f64().filter(|s| *s > 0.0).map(|s| (s * 1000.0) as u64).ok_or_else(|| {
-                ApiError::bad_request("duration must be a positive number of seconds")
-            })?
+        Some(DurationArg::Seconds(s)) if s.is_finite() && *s > 0.0 => (s * 1000.0) as u64,
+        Some(DurationArg::Seconds(_)) => {
+            return Err(ApiError::bad_request("duration must be a positive number of seconds"))
         }
-        Some(Value::String(s)) => humantime::parse_duration(s)
+        Some(DurationArg::Text(s)) => humantime::parse_duration(s)
             .map_err(|e| ApiError::bad_request(format!("bad duration {s:?}: {e}")))?
-            .as_millis() as u64,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "duration must be seconds or a string such as \"90s\"",
-            ))
-        }
+            .as_millis()
+            .try_into()
+            .unwrap_or(u64::MAX),
     };
     if ms == 0 || ms > max_ms {
         return Err(ApiError::bad_request(format!(
@@ -198,9 +146,7 @@ fn dbfault_error(e: crate::dbfault::DbFaultError) -> ApiError {
         E::Unknown(_) => ApiError::not_found(e.to_string()),
         E::Db(d) => super::database::db_error(d),
         E::Sql { .. } => ApiError { status: StatusCode::FAILED_DEPENDENCY, message: e.to_string() },
-        E::Store(_) => {
-            ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() }
-        }
+        E::Store(_) => ApiError::internal(e),
     }
 }
 
@@ -215,10 +161,27 @@ fn faults_error(e: FaultsError) -> ApiError {
     ApiError { status, message: e.to_string() }
 }
 
+/// Starts a fault on agents (all or nothing) or on a database; with
+/// `collect_training_data` (or while collection is on) it also opens a
+/// training case, or joins `case`.
+#[utoipa::path(
+    post, path = "/api/anomaly/start", tag = "faults", security(("bearer" = [])),
+    request_body = StartRequest,
+    responses(
+        (status = 200, body = StartAnswer),
+        (status = 400, body = ErrorBody, description = "Bad request (type, parameters, duration, nodes)"),
+        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
+        (status = 404, body = ErrorBody, description = "Unknown training case or database"),
+        (status = 409, body = ErrorBody, description = "A node is not connected, or several are and none is named"),
+        (status = 422, body = ErrorBody, description = "Refused by the agent (e.g. memory the host does not have)"),
+        (status = 424, body = ErrorBody, description = "The database is unreachable or refused"),
+        (status = 504, body = ErrorBody, description = "No answer from the agent"),
+    )
+)]
 pub(super) async fn start(
     State(state): State<ApiState>,
     body: Result<Json<StartRequest>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StartAnswer>, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     // Everything a training case needs is checked before any fault starts.
     if req.pre_s.unwrap_or(0) > 3600 || req.post_s.unwrap_or(0) > 3600 {
@@ -235,10 +198,7 @@ pub(super) async fn start(
         {
             return Err(ApiError::bad_request("case joins an existing training case: pre_s, post_s and scenario are the case's, and collect_training_data cannot be false"));
         }
-        let known = state.training.case(id).map_err(|e| ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: e.to_string(),
-        })?;
+        let known = state.training.case(id).map_err(ApiError::internal)?;
         if known.is_none() {
             return Err(ApiError::not_found(format!("no training case {id:?}")));
         }
@@ -246,23 +206,24 @@ pub(super) async fn start(
     let limits = &state.fault_limits;
     let duration =
         duration_ms(req.duration.as_ref(), limits.default_duration_ms, limits.max_duration_ms)?;
-    if crate::dbfault::KINDS.contains(&req.kind.as_str()) {
+    let message = format!("Started {} anomaly", req.kind);
+    if DB_KINDS.contains(&req.kind.as_str()) {
         if req.node.is_some() || req.nodes.is_some() {
             return Err(ApiError::bad_request(format!(
                 "{} acts on a database: name it in params.database, not node",
                 req.kind
             )));
         }
-        let p: crate::dbfault::DbFaultParams = params(&req.kind, &req.params)?;
+        let p: DbFaultParams = params(&req.kind, &req.params)?;
         let spec = state.dbfaults.spec_from(&req.kind, p).map_err(dbfault_error)?;
         let rec = state.dbfaults.apply(spec, duration).await.map_err(dbfault_error)?;
         let case = maybe_case(&state, &req, std::slice::from_ref(&rec))?;
-        return Ok(Json(json!({
-            "status": "success",
-            "message": format!("Started {} anomaly", req.kind),
-            "anomalies": [rec],
-            "case": case,
-        })));
+        return Ok(Json(StartAnswer {
+            status: "success".into(),
+            message,
+            anomalies: vec![rec],
+            case,
+        }));
     }
     let spec = spec_from(&req.kind, &req.params)?;
     let nodes = match (req.node.clone(), req.nodes.clone()) {
@@ -274,15 +235,10 @@ pub(super) async fn start(
             let connected = state.registry.snapshot();
             match connected.as_slice() {
                 [one] => vec![one.node.clone()],
-                [] => {
-                    return Err(ApiError {
-                        status: StatusCode::CONFLICT,
-                        message: "no agent is connected".into(),
-                    })
-                }
+                [] => return Err(ApiError::conflict("no agent is connected")),
                 many => {
                     let names: Vec<&str> = many.iter().map(|a| a.node.as_str()).collect();
-                    return Err(ApiError::bad_request(format!(
+                    return Err(ApiError::conflict(format!(
                         "several agents are connected ({}); name the node",
                         names.join(", ")
                     )));
@@ -292,10 +248,7 @@ pub(super) async fn start(
     };
     for n in &nodes {
         if state.registry.get(n).is_none() {
-            return Err(ApiError {
-                status: StatusCode::CONFLICT,
-                message: format!("node {n:?} is not connected"),
-            });
+            return Err(ApiError::conflict(format!("node {n:?} is not connected")));
         }
     }
     let mut started = Vec::new();
@@ -312,37 +265,46 @@ pub(super) async fn start(
         }
     }
     let case = maybe_case(&state, &req, &started)?;
-    Ok(Json(json!({
-        "status": "success",
-        "message": format!("Started {} anomaly", req.kind),
-        "anomalies": started,
-        "case": case,
-    })))
+    Ok(Json(StartAnswer { status: "success".into(), message, anomalies: started, case }))
 }
 
-/// An empty body (whatever its content type) stops everything.
+/// Stops one fault (`{"id": ...}`), or every fault (an empty body or no id).
+#[utoipa::path(
+    post, path = "/api/anomaly/stop", tag = "faults", security(("bearer" = [])),
+    request_body(content = StopRequest, description = "May be empty: stop everything"),
+    responses(
+        (status = 200, body = StopAnswer),
+        (status = 400, body = ErrorBody, description = "Bad request"),
+        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
+        (status = 404, body = ErrorBody, description = "No active fault with that id"),
+        (status = 424, body = ErrorBody, description = "The database refused the revert"),
+        (status = 504, body = ErrorBody, description = "No answer from the agent"),
+    )
+)]
 pub(super) async fn stop(
     State(state): State<ApiState>,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StopAnswer>, ApiError> {
     let req: StopRequest = if body.iter().all(u8::is_ascii_whitespace) {
         StopRequest::default()
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("stop request: {e}")))?
     };
+    let one = |rec: FaultRecord, id: &str| StopAnswer {
+        status: "success".into(),
+        message: format!("Stopped anomaly {id}"),
+        stopped: vec![rec],
+        failed: Vec::new(),
+    };
     match req.id {
         Some(id) if state.dbfaults.is_db_fault(&id) => {
             let rec = state.dbfaults.revert(&id).await.map_err(dbfault_error)?;
-            Ok(Json(
-                json!({ "status": "success", "message": format!("Stopped anomaly {id}"), "stopped": [rec] }),
-            ))
+            Ok(Json(one(rec, &id)))
         }
         Some(id) => {
             let rec = state.faults.revert(&id).await.map_err(faults_error)?;
-            Ok(Json(
-                json!({ "status": "success", "message": format!("Stopped anomaly {id}"), "stopped": [rec] }),
-            ))
+            Ok(Json(one(rec, &id)))
         }
         None => {
             let (mut done, mut failed) = state.faults.revert_all().await;
@@ -350,32 +312,34 @@ pub(super) async fn stop(
             done.extend(db_done);
             failed.extend(db_failed);
             let status = if failed.is_empty() { "success" } else { "partial" };
-            let failed: Vec<Value> =
-                failed.into_iter().map(|(id, why)| json!({ "id": id, "error": why })).collect();
-            Ok(Json(
-                json!({ "status": status, "message": "Stopped all anomalies", "stopped": done, "failed": failed }),
-            ))
+            Ok(Json(StopAnswer {
+                status: status.into(),
+                message: "Stopped all anomalies".into(),
+                stopped: done,
+                failed: failed.into_iter().map(|(id, error)| StopFailure { id, error }).collect(),
+            }))
         }
     }
 }
 
-pub(super) async fn active(State(state): State<ApiState>) -> Json<Value> {
+/// Faults that may still be in effect.
+#[utoipa::path(get, path = "/api/anomaly/active", tag = "faults", responses((status = 200, body = FaultList)))]
+pub(super) async fn active(State(state): State<ApiState>) -> Json<FaultList> {
     let mut all = state.faults.active();
     all.extend(state.dbfaults.active());
-    Json(json!({ "anomalies": all }))
+    Json(FaultList { anomalies: all })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct HistoryQuery {
-    from: Option<String>,
-    to: Option<String>,
-}
-
+/// Every fault whose lifetime overlaps the period (the training labels):
+/// node, type, spec, requested/applied/deadline/ended times, final state and why.
+#[utoipa::path(
+    get, path = "/api/anomaly/history", tag = "faults", params(HistoryQuery),
+    responses((status = 200, body = FaultHistory), (status = 400, body = ErrorBody, description = "Bad time"))
+)]
 pub(super) async fn history(
     State(state): State<ApiState>,
     q: Result<Query<HistoryQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FaultHistory>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let now = now_ms();
     let to =
@@ -392,12 +356,6 @@ pub(super) async fn history(
         .map_err(ApiError::bad_request)?
         .unwrap_or(to - 24 * 3_600_000);
     let faults = state.faults.clone();
-    let recs = tokio::task::spawn_blocking(move || faults.history(from, to))
-        .await
-        .map_err(|e| ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: e.to_string(),
-        })?
-        .map_err(faults_error)?;
-    Ok(Json(json!({ "from": from, "to": to, "anomalies": recs })))
+    let recs = blocking(move || faults.history(from, to).map_err(faults_error)).await?;
+    Ok(Json(FaultHistory { from, to, anomalies: recs }))
 }

@@ -2,26 +2,23 @@
 //! database probe's figures in the seeds' shapes. Null fields carry their
 //! reason under `unavailable`.
 
+use std::collections::BTreeMap;
+
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
-
-use super::metrics::parse_time;
-use super::{ApiError, ApiState};
-use crate::dbprobe::{dialect_for, series, DbFields};
-use distdiag_store::now_ms;
+use distdiag_api::database::{
+    DatabaseList, DatabaseMetrics, DatabaseSeries, DbFields, DbQuery, DbSample, TenantAnswer,
+    TenantQuery,
+};
+use distdiag_api::ErrorBody;
 use distdiag_workload::db::DbError;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct DbQuery {
-    database: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-}
+use super::metrics::parse_time;
+use super::{blocking, ApiError, ApiState};
+use crate::dbprobe::{dialect_for, series};
+use crate::ingest::now_ms;
 
 pub(super) fn db_error(e: DbError) -> ApiError {
     match e {
@@ -34,27 +31,38 @@ pub(super) fn db_error(e: DbError) -> ApiError {
     }
 }
 
-fn null_reasons(f: &DbFields, unavailable: &std::collections::BTreeMap<String, String>) -> Value {
-    let v = serde_json::to_value(f).unwrap_or(Value::Null);
-    let mut reasons = serde_json::Map::new();
-    if let Some(o) = v.as_object() {
-        for (k, val) in o {
-            if val.is_null() {
-                let why = unavailable.get(k).cloned().unwrap_or_else(|| {
-                    "no value in this interval (server down, idle, or fewer than two samples)"
-                        .into()
-                });
-                reasons.insert(k.clone(), json!(why));
-            }
-        }
-    }
-    Value::Object(reasons)
+/// Why each null field of `f` is null.
+fn null_reasons(f: &DbFields, unavailable: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let v = serde_json::to_value(f).unwrap_or_default();
+    let Some(o) = v.as_object() else { return BTreeMap::new() };
+    o.iter()
+        .filter(|(_, val)| val.is_null())
+        .map(|(k, _)| {
+            let why = unavailable.get(k).cloned().unwrap_or_else(|| {
+                "no value in this interval (server down, idle, or fewer than two samples)".into()
+            });
+            (k.clone(), why)
+        })
+        .collect()
 }
 
+/// The seeds' fields per probe interval (default the last minute): `qps`,
+/// `tps`, `active_sessions`, `sql_response_time` (ms), `disk_io_bytes`
+/// (B/s), `disk_iops`, `memory_usage` (bytes), `cache_hit_ratio` (%),
+/// `slow_queries` and `deadlocks` (in the interval), `replication_lag` (s),
+/// `connection_count`.
+#[utoipa::path(
+    get, path = "/api/metrics/database", tag = "metrics", params(DbQuery),
+    responses(
+        (status = 200, body = DatabaseMetrics),
+        (status = 400, body = ErrorBody, description = "Bad parameters"),
+        (status = 404, body = ErrorBody, description = "Unknown database"),
+    )
+)]
 pub(super) async fn database_metrics(
     State(state): State<ApiState>,
     q: Result<Query<DbQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DatabaseMetrics>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let now = now_ms();
     let to =
@@ -73,67 +81,69 @@ pub(super) async fn database_metrics(
     if from > to {
         return Err(ApiError::bad_request("from is after to"));
     }
-    let statuses = state.probes.status();
     if let Some(name) = &q.database {
         state.probes.target(Some(name)).map_err(db_error)?;
     }
     let mut dbs = Vec::new();
     let mut flat = Vec::new();
-    for st in statuses.into_iter().filter(|s| q.database.as_ref().is_none_or(|n| *n == s.name)) {
+    for st in state
+        .probes
+        .status()
+        .into_iter()
+        .filter(|s| q.database.as_ref().is_none_or(|n| *n == s.name))
+    {
         let lookback = i64::try_from(state.probe_interval_ms).unwrap_or(5_000) * 3;
         let store = state.store.clone();
         let node = st.node.clone();
-        let rows =
-            tokio::task::spawn_blocking(move || series(store.as_ref(), &node, from, to, lookback))
-                .await
-                .map_err(|e| ApiError {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    message: e.to_string(),
-                })?;
+        let rows = blocking(move || Ok(series(store.as_ref(), &node, from, to, lookback))).await?;
         let rows = match rows {
             Ok(r) => r,
             Err(distdiag_store::StoreError::UnknownNode(_)) => Vec::new(),
             Err(e) => return Err(e.into()),
         };
-        let metrics: Vec<Value> = rows
-            .iter()
-            .map(|f| {
-                let mut v = serde_json::to_value(f).unwrap_or(Value::Null);
-                v["database"] = json!(st.name);
-                v["unavailable"] = null_reasons(f, &st.discovery.unavailable);
-                v
+        let metrics: Vec<DbSample> = rows
+            .into_iter()
+            .map(|f| DbSample {
+                unavailable: null_reasons(&f, &st.discovery.unavailable),
+                fields: f,
+                database: st.name.clone(),
             })
             .collect();
         flat.extend(metrics.iter().cloned());
-        dbs.push(json!({
-            "name": st.name,
-            "node": st.node,
-            "dialect": st.dialect,
-            "addr": st.addr,
-            "connected": st.connected,
-            "last_error": st.last_error,
-            "last_sample_ms": st.last_sample_ms,
-            "version": st.discovery.version,
-            "missing_views": st.discovery.missing_views,
-            "unavailable": st.discovery.unavailable,
-            "metrics": metrics,
-        }));
+        dbs.push(DatabaseSeries {
+            name: st.name,
+            node: st.node,
+            dialect: st.dialect,
+            addr: st.addr,
+            connected: st.connected,
+            last_error: st.last_error,
+            last_sample_ms: st.last_sample_ms,
+            version: st.discovery.version,
+            missing_views: st.discovery.missing_views,
+            unavailable: st.discovery.unavailable,
+            metrics,
+        });
     }
-    flat.sort_by_key(|v| v["timestamp"].as_i64().unwrap_or(0));
-    Ok(Json(json!({ "from": from, "to": to, "metrics": flat, "databases": dbs })))
+    flat.sort_by_key(|s| s.fields.timestamp);
+    Ok(Json(DatabaseMetrics { from, to, metrics: flat, databases: dbs }))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct TenantQuery {
-    tenant_name: Option<String>,
-    database: Option<String>,
-}
-
+/// A tenant's `cpu_percent`, `memory_used`, `disk_used`, `iops`,
+/// `session_count`, `active_session_count`, read live. On MySQL and
+/// single-tenant OceanBase (seekdb) a tenant is a schema.
+#[utoipa::path(
+    get, path = "/api/metrics/tenant", tag = "metrics", params(TenantQuery),
+    responses(
+        (status = 200, body = TenantAnswer),
+        (status = 400, body = ErrorBody, description = "Bad parameters"),
+        (status = 404, body = ErrorBody, description = "Unknown database or tenant"),
+        (status = 424, body = ErrorBody, description = "The database is unreachable"),
+    )
+)]
 pub(super) async fn tenant_metrics(
     State(state): State<ApiState>,
     q: Result<Query<TenantQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TenantAnswer>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let t = state.probes.target(q.database.as_deref()).map_err(db_error)?.clone();
     let tenant = q.tenant_name.unwrap_or_else(|| t.schema.clone());
@@ -146,7 +156,7 @@ pub(super) async fn tenant_metrics(
     let m = dialect.tenant(&mut c, &tenant).await.map_err(|e| db_error(t.query_error(e)))?;
     let _ = c.disconnect().await;
     match m {
-        Some(m) => Ok(Json(json!({ "database": t.name, "metrics": [m] }))),
+        Some(m) => Ok(Json(TenantAnswer { database: t.name, metrics: vec![m] })),
         None => Err(ApiError::not_found(format!(
             "database {} has no tenant (schema) {tenant:?}",
             t.name
@@ -154,6 +164,9 @@ pub(super) async fn tenant_metrics(
     }
 }
 
-pub(super) async fn databases(State(state): State<ApiState>) -> Json<Value> {
-    Json(json!({ "databases": state.probes.status() }))
+/// Configured databases: probe connected, last error, server version, views
+/// missing on this server, fields it cannot provide and why.
+#[utoipa::path(get, path = "/api/databases", tag = "nodes", responses((status = 200, body = DatabaseList)))]
+pub(super) async fn databases(State(state): State<ApiState>) -> Json<DatabaseList> {
+    Json(DatabaseList { databases: state.probes.status() })
 }

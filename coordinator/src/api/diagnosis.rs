@@ -11,18 +11,23 @@ use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use distdiag_api::models::{
+    DatasetImported, DatasetList, EvaluateAnswer, EvaluateRequest, Job, ModelActivated, ModelDoc,
+    ModelList, ModelSummary, TrainAccepted, TrainRequest, WindowQuery,
+};
+use distdiag_api::ranks::{
+    GraphAnswer, GraphEdge, GraphNode, GraphQuery, RankHistory, Ranking, RanksAnswer, RanksQuery,
+};
+use distdiag_api::training::{CaseFaults, CaseList, CollectAnswer, NormalAnswer, Stats};
+use distdiag_api::ErrorBody;
+use distdiag_dataset::{Dataset, WindowConfig};
+use distdiag_diagnose::graph::to_graphml;
 
 use super::metrics::parse_time;
-use super::{ApiError, ApiState};
+use super::{blocking, ApiError, ApiState};
+use crate::ingest::now_ms;
 use crate::models::ModelsError;
 use crate::training::TrainingError;
-use distdiag_dataset::Dataset;
-use distdiag_diagnose::graph::to_graphml;
-use distdiag_diagnose::model::TrainParams;
-use distdiag_diagnose::WindowConfig;
-use distdiag_store::now_ms;
 
 pub(super) fn training_error(e: TrainingError) -> ApiError {
     let status = match e {
@@ -45,56 +50,106 @@ fn models_error(e: ModelsError) -> ApiError {
     ApiError { status, message: e.to_string() }
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+/// A body that may be empty (whatever its content type): the default then.
+fn optional_body<T: serde::de::DeserializeOwned + Default>(
+    b: &[u8],
+    what: &str,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(internal)?
+    if b.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(b).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
 }
 
-pub(super) async fn normal_start(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+/// Starts a normal collection period.
+#[utoipa::path(
+    post, path = "/api/training/normal/start", tag = "training", security(("bearer" = [])),
+    responses(
+        (status = 200, body = NormalAnswer),
+        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
+        (status = 409, body = ErrorBody, description = "A normal collection already runs"),
+    )
+)]
+pub(super) async fn normal_start(
+    State(state): State<ApiState>,
+) -> Result<Json<NormalAnswer>, ApiError> {
     let p = state.training.start_normal(now_ms()).map_err(training_error)?;
-    Ok(Json(json!({ "status": "success", "message": "Normal collection started", "period": p })))
+    Ok(Json(NormalAnswer {
+        status: "success".into(),
+        message: "Normal collection started".into(),
+        period: p,
+    }))
 }
 
-pub(super) async fn normal_stop(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+/// Ends the normal collection period.
+#[utoipa::path(
+    post, path = "/api/training/normal/stop", tag = "training", security(("bearer" = [])),
+    responses(
+        (status = 200, body = NormalAnswer),
+        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
+        (status = 409, body = ErrorBody, description = "No normal collection runs"),
+    )
+)]
+pub(super) async fn normal_stop(
+    State(state): State<ApiState>,
+) -> Result<Json<NormalAnswer>, ApiError> {
     let p = state.training.stop_normal(now_ms()).map_err(training_error)?;
-    Ok(Json(json!({ "status": "success", "message": "Normal collection stopped", "period": p })))
+    Ok(Json(NormalAnswer {
+        status: "success".into(),
+        message: "Normal collection stopped".into(),
+        period: p,
+    }))
 }
 
-pub(super) async fn collect(State(state): State<ApiState>) -> Json<Value> {
+/// From now on every fault started is a training case.
+#[utoipa::path(
+    post, path = "/api/training/collect", tag = "training", security(("bearer" = [])),
+    responses(
+        (status = 200, body = CollectAnswer),
+        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
+    )
+)]
+pub(super) async fn collect(State(state): State<ApiState>) -> Json<CollectAnswer> {
     state.training.set_collect_all(true);
-    Json(
-        json!({ "status": "success", "message": "Faults started from now on are recorded as training cases", "collecting": true }),
-    )
+    Json(CollectAnswer {
+        status: "success".into(),
+        message: "Faults started from now on are recorded as training cases".into(),
+        collecting: true,
+    })
 }
 
-pub(super) async fn collect_stop(State(state): State<ApiState>) -> Json<Value> {
+/// Faults started from now on are no longer training cases (unless asked).
+#[utoipa::path(
+    post, path = "/api/training/stop", tag = "training", security(("bearer" = [])),
+    responses(
+        (status = 200, body = CollectAnswer),
+        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
+    )
+)]
+pub(super) async fn collect_stop(State(state): State<ApiState>) -> Json<CollectAnswer> {
     state.training.set_collect_all(false);
-    Json(
-        json!({ "status": "success", "message": "Training case collection stopped", "collecting": false }),
-    )
+    Json(CollectAnswer {
+        status: "success".into(),
+        message: "Training case collection stopped".into(),
+        collecting: false,
+    })
 }
 
-pub(super) async fn stats(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+/// Samples collected, per type, and whether normal and anomalous data are balanced.
+#[utoipa::path(get, path = "/api/training/stats", tag = "training", responses((status = 200, body = Stats)))]
+pub(super) async fn stats(State(state): State<ApiState>) -> Result<Json<Stats>, ApiError> {
     let t = state.training.clone();
-    let s = blocking(move || t.stats(now_ms()).map_err(training_error)).await?;
-    let mut v = serde_json::to_value(&s).map_err(internal)?;
-    v["collecting_cases"] = json!(state.training.collect_all());
-    Ok(Json(v))
+    Ok(Json(blocking(move || t.stats(now_ms()).map_err(training_error)).await?))
 }
 
-pub(super) async fn cases(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+/// Training cases with their fault events, and the normal periods.
+#[utoipa::path(get, path = "/api/training/cases", tag = "training", responses((status = 200, body = CaseList)))]
+pub(super) async fn cases(State(state): State<ApiState>) -> Result<Json<CaseList>, ApiError> {
     let t = state.training.clone();
-    let cases = blocking(move || t.resolved_cases(now_ms()).map_err(internal)).await?;
-    let cases: Vec<Value> =
-        cases.into_iter().map(|(c, events)| json!({ "case": c, "faults": events })).collect();
-    Ok(Json(
-        json!({ "cases": cases, "normal_periods": state.training.normal_periods().map_err(internal)? }),
-    ))
+    let cases = blocking(move || t.resolved_cases(now_ms()).map_err(ApiError::internal)).await?;
+    let cases = cases.into_iter().map(|(case, faults)| CaseFaults { case, faults }).collect();
+    let normal_periods = state.training.normal_periods().map_err(ApiError::internal)?;
+    Ok(Json(CaseList { cases, normal_periods }))
 }
 
 /// The collected data (normal periods and cases) as a dataset.
@@ -104,27 +159,23 @@ fn collected(state: &ApiState, window: Option<WindowConfig>) -> Result<Dataset, 
     state.training.dataset(window, &state.diagnosis_merge, now_ms()).map_err(training_error)
 }
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct TrainRequest {
-    /// An imported dataset's name; default: the collected data.
-    dataset: Option<String>,
-    params: Option<TrainParams>,
-    window: Option<WindowConfig>,
-    /// Activate the new version when done (default true).
-    activate: Option<bool>,
-}
-
+/// Trains a model version on the collected data (or an imported dataset)
+/// as a background job; `GET /api/anomaly/train/{job}` follows it.
+#[utoipa::path(
+    post, path = "/api/anomaly/train", tag = "models", security(("bearer" = [])),
+    request_body(content = TrainRequest, description = "May be empty: the collected data, default parameters"),
+    responses(
+        (status = 202, body = TrainAccepted),
+        (status = 400, body = ErrorBody, description = "Bad parameters, or nothing collected yet"),
+        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
+        (status = 404, body = ErrorBody, description = "Unknown dataset"),
+    )
+)]
 pub(super) async fn train(
     State(state): State<ApiState>,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let req: TrainRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        TrainRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("train request: {e}")))?
-    };
+) -> Result<(StatusCode, Json<TrainAccepted>), ApiError> {
+    let req: TrainRequest = optional_body(&body, "train request")?;
     let params = req.params.unwrap_or_default();
     params.validate().map_err(ApiError::bad_request)?;
     let st = state.clone();
@@ -145,50 +196,71 @@ pub(super) async fn train(
         .models
         .start_training(source, ds, params, req.activate.unwrap_or(true), now_ms())
         .map_err(models_error)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(
-            json!({ "status": "accepted", "job": job, "url": format!("/api/anomaly/train/{job}") }),
-        ),
-    ))
+    let url = format!("/api/anomaly/train/{job}");
+    Ok((StatusCode::ACCEPTED, Json(TrainAccepted { status: "accepted".into(), job, url })))
 }
 
+/// A training job: state, progress 0..1, message, the model id when done.
+#[utoipa::path(
+    get, path = "/api/anomaly/train/{job}", tag = "models",
+    params(("job" = String, Path, description = "Job id")),
+    responses((status = 200, body = Job), (status = 404, body = ErrorBody, description = "Unknown job"))
+)]
 pub(super) async fn train_job(
     State(state): State<ApiState>,
     Path(job): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let j = state
+) -> Result<Json<Job>, ApiError> {
+    state
         .models
         .job(&job)
-        .ok_or_else(|| ApiError::not_found(format!("unknown training job {job:?}")))?;
-    Ok(Json(serde_json::to_value(j).map_err(internal)?))
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("unknown training job {job:?}")))
 }
 
-pub(super) async fn models(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+/// Model versions: types, skipped types and why, features, window,
+/// parameters, train/validation cases, held-out evaluation.
+#[utoipa::path(get, path = "/api/models", tag = "models", responses((status = 200, body = ModelList)))]
+pub(super) async fn models(State(state): State<ApiState>) -> Result<Json<ModelList>, ApiError> {
     let m = state.models.clone();
     let list = blocking(move || m.list().map_err(models_error)).await?;
-    Ok(Json(json!({ "models": list, "active": state.models.active_id() })))
+    Ok(Json(ModelList { models: list, active: state.models.active_id() }))
 }
 
+/// One model version, without its boosters.
+#[utoipa::path(
+    get, path = "/api/models/{id}", tag = "models",
+    params(("id" = String, Path, description = "Model id")),
+    responses((status = 200, body = ModelSummary), (status = 404, body = ErrorBody, description = "Unknown model"))
+)]
 pub(super) async fn model(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        serde_json::to_value(state.models.describe(&id).map_err(models_error)?)
-            .map_err(internal)?,
-    ))
+) -> Result<Json<ModelSummary>, ApiError> {
+    Ok(Json(state.models.describe(&id).map_err(models_error)?))
 }
 
 /// The whole version, boosters included (for `distdiag eval --model`).
+#[utoipa::path(
+    get, path = "/api/models/{id}/export", tag = "models",
+    params(("id" = String, Path, description = "Model id")),
+    responses((status = 200, body = ModelDoc), (status = 404, body = ErrorBody, description = "Unknown model"))
+)]
 pub(super) async fn export_model(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-) -> Result<Json<crate::models::ModelDoc>, ApiError> {
+) -> Result<Json<ModelDoc>, ApiError> {
     Ok(Json(state.models.get(&id).map_err(models_error)?))
 }
 
-/// One type's booster as XGBoost JSON (loads in Python: `Booster(model_file=...)`).
+/// One type's booster as XGBoost JSON (Python: `xgboost.Booster(model_file=...)`).
+#[utoipa::path(
+    get, path = "/api/models/{id}/booster/{type}", tag = "models",
+    params(("id" = String, Path, description = "Model id"), ("type" = String, Path, description = "Anomaly type")),
+    responses(
+        (status = 200, content_type = "application/json", body = Object, description = "XGBoost JSON model"),
+        (status = 404, body = ErrorBody, description = "Unknown model or type"),
+    )
+)]
 pub(super) async fn booster(
     State(state): State<ApiState>,
     Path((id, kind)): Path<(String, String)>,
@@ -201,41 +273,65 @@ pub(super) async fn booster(
     Ok(([(header::CONTENT_TYPE, "application/json")], t.booster.clone()))
 }
 
+/// Makes a version the active one (the previous one is kept for rollback).
+#[utoipa::path(
+    post, path = "/api/models/{id}/activate", tag = "models", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Model id")),
+    responses(
+        (status = 200, body = ModelActivated),
+        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
+        (status = 404, body = ErrorBody, description = "Unknown model"),
+    )
+)]
 pub(super) async fn activate(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ModelActivated>, ApiError> {
     let m = state.models.clone();
     let s = blocking(move || m.activate(&id).map_err(models_error)).await?;
-    Ok(Json(json!({ "status": "success", "model": s })))
+    Ok(Json(ModelActivated { status: "success".into(), model: s }))
 }
 
-pub(super) async fn rollback(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+/// Goes back to the previously active version.
+#[utoipa::path(
+    post, path = "/api/models/rollback", tag = "models", security(("bearer" = [])),
+    responses(
+        (status = 200, body = ModelActivated),
+        (status = 400, body = ErrorBody, description = "No earlier version"),
+        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
+        (status = 404, body = ErrorBody, description = "The earlier version is gone"),
+    )
+)]
+pub(super) async fn rollback(
+    State(state): State<ApiState>,
+) -> Result<Json<ModelActivated>, ApiError> {
     let m = state.models.clone();
     let s = blocking(move || m.rollback().map_err(models_error)).await?;
-    Ok(Json(json!({ "status": "success", "model": s })))
+    Ok(Json(ModelActivated { status: "success".into(), model: s }))
 }
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct EvaluateRequest {
-    dataset: Option<String>,
-    seed: Option<u64>,
-}
-
+/// AC@1/3/5, Avg@5, per-type P/R/F1 and confusion of the model, the
+/// statistical scorer and Dummy, at the fault and ±30 s, on the cases the
+/// version did not train on.
+#[utoipa::path(
+    post, path = "/api/models/{id}/evaluate", tag = "models", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Model id")),
+    request_body(content = EvaluateRequest, description = "May be empty: the collected data"),
+    responses(
+        (status = 200, body = EvaluateAnswer),
+        (status = 400, body = ErrorBody, description = "Bad request, or no case to evaluate on"),
+        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
+        (status = 404, body = ErrorBody, description = "Unknown model or dataset"),
+    )
+)]
 pub(super) async fn evaluate(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let req: EvaluateRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        EvaluateRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("evaluate request: {e}")))?
-    };
+) -> Result<Json<EvaluateAnswer>, ApiError> {
+    let req: EvaluateRequest = optional_body(&body, "evaluate request")?;
     let st = state.clone();
-    let e = blocking(move || {
+    let evaluation = blocking(move || {
         let doc = st.models.get(&id).map_err(models_error)?;
         let ds = match &req.dataset {
             Some(name) => st.models.dataset(name).map_err(models_error)?,
@@ -244,20 +340,14 @@ pub(super) async fn evaluate(
         st.models.evaluate(&id, &ds, req.seed.unwrap_or(doc.set.params.seed)).map_err(models_error)
     })
     .await?;
-    Ok(Json(
-        json!({ "evaluation": e, "markdown": distdiag_diagnose::evaluate::evaluation_markdown(&e) }),
-    ))
+    let markdown = distdiag_diagnose::evaluate::evaluation_markdown(&evaluation);
+    Ok(Json(EvaluateAnswer { evaluation, markdown }))
 }
 
-pub(super) async fn datasets(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "datasets": state.models.datasets().map_err(models_error)? })))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct WindowQuery {
-    window_ms: Option<i64>,
-    stride_ms: Option<i64>,
+/// Imported datasets.
+#[utoipa::path(get, path = "/api/datasets", tag = "datasets", responses((status = 200, body = DatasetList)))]
+pub(super) async fn datasets(State(state): State<ApiState>) -> Result<Json<DatasetList>, ApiError> {
+    Ok(Json(DatasetList { datasets: state.models.datasets().map_err(models_error)? }))
 }
 
 /// A dataset by name: `collected` is the data gathered so far (its windows
@@ -273,6 +363,16 @@ fn named_dataset(state: &ApiState, name: &str, q: &WindowQuery) -> Result<Datase
     }
 }
 
+/// A dataset: `collected` is the data gathered so far; any other name an imported one.
+#[utoipa::path(
+    get, path = "/api/datasets/{name}", tag = "datasets",
+    params(("name" = String, Path, description = "`collected` or an imported dataset"), WindowQuery),
+    responses(
+        (status = 200, body = Dataset),
+        (status = 400, body = ErrorBody, description = "Bad window, or nothing collected yet"),
+        (status = 404, body = ErrorBody, description = "Unknown dataset"),
+    )
+)]
 pub(super) async fn dataset(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -285,6 +385,15 @@ pub(super) async fn dataset(
 
 /// The dataset's labelled windows with every feature (`windows.csv` of the
 /// export format), for tools outside distdiag.
+#[utoipa::path(
+    get, path = "/api/datasets/{name}/windows.csv", tag = "datasets",
+    params(("name" = String, Path, description = "`collected` or an imported dataset"), WindowQuery),
+    responses(
+        (status = 200, content_type = "text/csv", body = String),
+        (status = 400, body = ErrorBody, description = "Bad window, or nothing collected yet"),
+        (status = 404, body = ErrorBody, description = "Unknown dataset"),
+    )
+)]
 pub(super) async fn dataset_windows(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -300,11 +409,22 @@ pub(super) async fn dataset_windows(
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv))
 }
 
+/// Stores a dataset (the export format as JSON) under a name.
+#[utoipa::path(
+    post, path = "/api/datasets/{name}", tag = "datasets", security(("bearer" = [])),
+    params(("name" = String, Path, description = "Name to store it under (not `collected`)")),
+    request_body = Dataset,
+    responses(
+        (status = 200, body = DatasetImported),
+        (status = 400, body = ErrorBody, description = "Invalid dataset or name"),
+        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
+    )
+)]
 pub(super) async fn import_dataset(
     State(state): State<ApiState>,
     Path(name): Path<String>,
     body: Result<Json<Dataset>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DatasetImported>, ApiError> {
     let Json(ds) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if name == "collected" {
         return Err(ApiError::bad_request("\"collected\" is the name of the collected data"));
@@ -313,42 +433,35 @@ pub(super) async fn import_dataset(
     let n = name.clone();
     let (cases, labels) = (ds.cases.len(), ds.labels.len());
     blocking(move || m.save_dataset(&n, &ds).map_err(models_error)).await?;
-    Ok(Json(json!({ "status": "success", "dataset": name, "cases": cases, "labels": labels })))
+    Ok(Json(DatasetImported { status: "success".into(), dataset: name, cases, labels }))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RanksQuery {
-    from: Option<String>,
-    to: Option<String>,
-    limit: Option<usize>,
-}
-
-fn trimmed(d: &crate::online::Diagnosis, limit: usize) -> Value {
-    json!({
-        "timestamp": d.timestamp,
-        "method": d.method,
-        "model_id": d.model_id,
-        "note": d.note,
-        "window_ms": d.window_ms,
-        "ranks": d.ranks.iter().take(limit).collect::<Vec<_>>(),
-    })
-}
-
+/// The latest ranking: (node, type) with score = excess × PageRank,
+/// probability, excess and the top metrics; with `from`/`to` the history.
+#[utoipa::path(
+    get, path = "/api/anomaly/ranks", tag = "diagnosis", params(RanksQuery),
+    responses((status = 200, body = RanksAnswer), (status = 400, body = ErrorBody, description = "Bad parameters"))
+)]
 pub(super) async fn ranks(
     State(state): State<ApiState>,
     q: Result<Query<RanksQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RanksAnswer>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = q.limit.unwrap_or(20).clamp(1, 10_000);
     let now = now_ms();
     if q.from.is_none() && q.to.is_none() {
-        return Ok(Json(match state.online.latest() {
-            Some(d) => trimmed(&d, limit),
-            None => {
-                json!({ "timestamp": null, "ranks": [], "note": "no ranking yet: it needs one window of samples from at least one node" })
-            }
-        }));
+        return Ok(Json(RanksAnswer::Latest(match state.online.latest() {
+            Some(d) => d.ranking(limit),
+            None => Ranking {
+                timestamp: None,
+                method: None,
+                model_id: None,
+                note: "no ranking yet: it needs one window of samples from at least one node"
+                    .into(),
+                window_ms: None,
+                ranks: Vec::new(),
+            },
+        })));
     }
     let to =
         q.to.as_deref()
@@ -366,11 +479,15 @@ pub(super) async fn ranks(
     if from > to {
         return Err(ApiError::bad_request("from is after to"));
     }
-    let h: Vec<Value> = state.online.history(from, to).iter().map(|d| trimmed(d, limit)).collect();
-    Ok(Json(json!({ "from": from, "to": to, "history": h })))
+    let history = state.online.history(from, to).iter().map(|d| d.ranking(limit)).collect();
+    Ok(Json(RanksAnswer::History(RankHistory { from, to, history })))
 }
 
-/// Server-sent events: one `ranks` event per new ranking.
+/// Server-sent events: one `ranks` event (a Ranking as JSON) per new ranking.
+#[utoipa::path(
+    get, path = "/api/anomaly/ranks/stream", tag = "diagnosis",
+    responses((status = 200, content_type = "text/event-stream", body = String, description = "`event: ranks` with a Ranking as data, until the coordinator stops"))
+)]
 pub(super) async fn ranks_stream(
     State(state): State<ApiState>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
@@ -386,7 +503,8 @@ pub(super) async fn ranks_stream(
             };
             match got {
                 Ok(d) => {
-                    let ev = Event::default().event("ranks").data(trimmed(&d, 20).to_string());
+                    let data = serde_json::to_string(&d.ranking(20)).unwrap_or_default();
+                    let ev = Event::default().event("ranks").data(data);
                     return Some((Ok(ev), (rx, stop)));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
@@ -397,18 +515,28 @@ pub(super) async fn ranks_stream(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct GraphQuery {
-    format: Option<String>,
-}
-
-/// The latest ranking's node graph, JSON or GraphML.
+/// The latest ranking's node graph (edge weight = mean |Pearson r|) with
+/// PageRank and scores, as JSON or GraphML.
+#[utoipa::path(
+    get, path = "/api/anomaly/ranks/graph", tag = "diagnosis", params(GraphQuery),
+    responses(
+        (status = 200, content(
+            (GraphAnswer = "application/json"),
+            (String = "application/graphml+xml"),
+        )),
+        (status = 400, body = ErrorBody, description = "Unknown format"),
+        (status = 404, body = ErrorBody, description = "No ranking yet"),
+    )
+)]
 pub(super) async fn ranks_graph(
     State(state): State<ApiState>,
     q: Result<Query<GraphQuery>, QueryRejection>,
 ) -> Result<axum::response::Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let format = q.format.as_deref().unwrap_or("json");
+    if !matches!(format, "json" | "graphml") {
+        return Err(ApiError::bad_request(format!("format {format:?}: json or graphml")));
+    }
     let d: Arc<crate::online::Diagnosis> =
         state.online.latest().ok_or_else(|| ApiError::not_found("no ranking yet"))?;
     // Per node: PageRank, best score and its type.
@@ -426,22 +554,29 @@ pub(super) async fn ranks_graph(
             )
         })
         .collect();
-    match q.format.as_deref().unwrap_or("json") {
-        "graphml" => {
-            Ok(([(header::CONTENT_TYPE, "application/graphml+xml")], to_graphml(&d.graph, &attrs))
-                .into_response())
-        }
-        "json" => {
-            let nodes: Vec<Value> = d
-                .graph
-                .nodes
-                .iter()
-                .zip(&attrs)
-                .map(|(n, a)| json!({ "id": n, "pagerank": a.0, "score": a.1, "type": a.2 }))
-                .collect();
-            let edges: Vec<Value> = d.graph.edges.iter().map(|(a, b, w)| json!({ "source": d.graph.nodes[*a], "target": d.graph.nodes[*b], "weight": w })).collect();
-            Ok(Json(json!({ "timestamp": d.timestamp, "method": d.method, "nodes": nodes, "edges": edges })).into_response())
-        }
-        other => Err(ApiError::bad_request(format!("format {other:?}: json or graphml"))),
+    if format == "graphml" {
+        return Ok((
+            [(header::CONTENT_TYPE, "application/graphml+xml")],
+            to_graphml(&d.graph, &attrs),
+        )
+            .into_response());
     }
+    let nodes = d
+        .graph
+        .nodes
+        .iter()
+        .zip(&attrs)
+        .map(|(n, a)| GraphNode { id: n.clone(), pagerank: a.0, score: a.1, kind: a.2.clone() })
+        .collect();
+    let edges = d
+        .graph
+        .edges
+        .iter()
+        .map(|(a, b, w)| GraphEdge {
+            source: d.graph.nodes[*a].clone(),
+            target: d.graph.nodes[*b].clone(),
+            weight: *w,
+        })
+        .collect();
+    Ok(Json(GraphAnswer { timestamp: d.timestamp, method: d.method, nodes, edges }).into_response())
 }

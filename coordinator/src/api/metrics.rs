@@ -8,10 +8,12 @@ use std::collections::BTreeMap;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::Json;
+use distdiag_api::metrics::{
+    DiskSummary, Latest as LatestAnswer, MetricsAnswer, MetricsQuery, NodeLatest, Series, Summary,
+};
+use distdiag_api::ErrorBody;
 use distdiag_common::catalog::{counter_increase, counter_rates};
 use distdiag_common::MetricKind;
-use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::{ApiError, ApiState};
 use distdiag_store::now_ms;
@@ -19,17 +21,6 @@ use distdiag_store::Latest;
 
 /// Most points one series answer may carry.
 const MAX_POINTS: usize = 200_000;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct MetricsQuery {
-    node: Option<String>,
-    metric: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    step: Option<String>,
-    rate: Option<bool>,
-}
 
 /// Parses a time: `now`, a negative duration relative to now (`-15m`),
 /// milliseconds since the epoch, or RFC 3339 (`2026-11-22T14:02:00Z`).
@@ -85,14 +76,27 @@ pub(super) fn downsample(points: &[(i64, f64)], step: i64) -> Vec<(i64, f64)> {
     out.into_iter().map(|(b, s, n)| (b, s / f64::from(n))).collect()
 }
 
+/// One series (`node` and `metric`), or the latest values of every node
+/// (or of `node`) with a summary: CPU, memory, disk and network rates,
+/// per-disk IOPS/await/utilisation, TCP retransmits, database process CPU/RSS.
+#[utoipa::path(
+    get, path = "/api/metrics", tag = "metrics", params(MetricsQuery),
+    responses(
+        (status = 200, body = MetricsAnswer, description = "A Series with `metric`, else Latest"),
+        (status = 400, body = ErrorBody, description = "Bad parameters"),
+        (status = 404, body = ErrorBody, description = "Unknown node or metric"),
+    )
+)]
 pub(super) async fn get_metrics(
     State(state): State<ApiState>,
     q: Result<Query<MetricsQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MetricsAnswer>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let now = now_ms();
     match (q.node.clone(), q.metric.clone()) {
-        (Some(node), Some(metric)) => series(&state, q, node, metric, now).await,
+        (Some(node), Some(metric)) => {
+            series(&state, q, node, metric, now).await.map(|s| Json(MetricsAnswer::Series(s)))
+        }
         (None, Some(_)) => Err(ApiError::bad_request("'metric' needs 'node'")),
         (node, None) => {
             if q.from.is_some() || q.to.is_some() || q.step.is_some() || q.rate.is_some() {
@@ -100,7 +104,7 @@ pub(super) async fn get_metrics(
                     "from/to/step/rate need both 'node' and 'metric'",
                 ));
             }
-            latest(&state, node, now)
+            latest(&state, node, now).map(|l| Json(MetricsAnswer::Latest(l)))
         }
     }
 }
@@ -111,7 +115,7 @@ async fn series(
     node: String,
     metric: String,
     now: i64,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Series, ApiError> {
     let to =
         q.to.as_deref()
             .map(|s| parse_time(s, now))
@@ -172,17 +176,9 @@ async fn series(
         )));
     }
     let unit = if rate { format!("{}/s", desc.unit) } else { desc.unit.clone() };
-    Ok(Json(json!({
-        "node": node,
-        "metric": metric,
-        "kind": desc.kind,
-        "unit": unit,
-        "rate": rate,
-        "from": from,
-        "to": to,
-        "step_ms": step,
-        "points": points.iter().map(|(t, v)| json!([t, v])).collect::<Vec<_>>(),
-    })))
+    // A NaN has no JSON form: a value the store lacks is a gap, not a point.
+    points.retain(|p| p.1.is_finite());
+    Ok(Series { node, metric, kind: desc.kind, unit, rate, from, to, step_ms: step, points })
 }
 
 /// Latest value of each metric: gauges as they are, counters as per-second
@@ -226,7 +222,7 @@ fn sum_prefix(values: &BTreeMap<String, Option<f64>>, prefix: &str, skip: &[&str
 }
 
 /// The headline figures operators look at first.
-pub(super) fn summary(values: &BTreeMap<String, Option<f64>>) -> Value {
+pub(super) fn summary(values: &BTreeMap<String, Option<f64>>) -> Summary {
     let get = |k: &str| values.get(k).copied().flatten();
     let cpu_parts = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"];
     // Parts a kernel does not report count as zero; idle must be there.
@@ -242,7 +238,7 @@ pub(super) fn summary(values: &BTreeMap<String, Option<f64>>) -> Value {
         (Some(t), Some(a)) if t > 0.0 => Some((t - a) / t * 100.0),
         _ => None,
     };
-    let mut disks = serde_json::Map::new();
+    let mut disks = BTreeMap::new();
     for (k, _) in values.range("disk.reads:".to_owned()..) {
         let Some(dev) = k.strip_prefix("disk.reads:") else { break };
         let g = |m: &str| get(&format!("disk.{m}:{dev}"));
@@ -261,36 +257,40 @@ pub(super) fn summary(values: &BTreeMap<String, Option<f64>>) -> Value {
         };
         disks.insert(
             dev.to_owned(),
-            json!({
-                "read_bytes_per_s": g("read_bytes"),
-                "write_bytes_per_s": g("write_bytes"),
-                "iops": ops,
-                "await_ms": await_ms,
-                "util_percent": g("io_time").map(|t| (t * 100.0).min(100.0)),
-            }),
+            DiskSummary {
+                read_bytes_per_s: g("read_bytes"),
+                write_bytes_per_s: g("write_bytes"),
+                iops: ops,
+                await_ms,
+                util_percent: g("io_time").map(|t| (t * 100.0).min(100.0)),
+            },
         );
     }
-    json!({
-        "cpu_percent": cpu_percent,
-        "iowait_percent": iowait_percent,
-        "load1": get("load.avg1"),
-        "memory_used_percent": mem_used_percent,
-        "memory_available_bytes": get("mem.available"),
-        "swap_used_bytes": get("mem.swap_total").zip(get("mem.swap_free")).map(|(t, f)| t - f),
-        "disk_read_bytes_per_s": sum_prefix(values, "disk.read_bytes:", &[]),
-        "disk_write_bytes_per_s": sum_prefix(values, "disk.write_bytes:", &[]),
-        "disk_iops": sum_prefix(values, "disk.reads:", &[]).zip(sum_prefix(values, "disk.writes:", &[])).map(|(r, w)| r + w),
-        "net_rx_bytes_per_s": sum_prefix(values, "net.rx_bytes:", &["lo"]),
-        "net_tx_bytes_per_s": sum_prefix(values, "net.tx_bytes:", &["lo"]),
-        "tcp_retransmits_per_s": get("tcp.retrans_segs"),
-        "tcp_established": get("tcp.curr_estab"),
-        "db_process_cpu_percent": get("proc.cpu_user").zip(get("proc.cpu_system")).map(|(u, s)| (u + s) * 100.0),
-        "db_process_rss_bytes": get("proc.rss"),
-        "disks": disks,
-    })
+    Summary {
+        cpu_percent,
+        iowait_percent,
+        load1: get("load.avg1"),
+        memory_used_percent: mem_used_percent,
+        memory_available_bytes: get("mem.available"),
+        swap_used_bytes: get("mem.swap_total").zip(get("mem.swap_free")).map(|(t, f)| t - f),
+        disk_read_bytes_per_s: sum_prefix(values, "disk.read_bytes:", &[]),
+        disk_write_bytes_per_s: sum_prefix(values, "disk.write_bytes:", &[]),
+        disk_iops: sum_prefix(values, "disk.reads:", &[])
+            .zip(sum_prefix(values, "disk.writes:", &[]))
+            .map(|(r, w)| r + w),
+        net_rx_bytes_per_s: sum_prefix(values, "net.rx_bytes:", &["lo"]),
+        net_tx_bytes_per_s: sum_prefix(values, "net.tx_bytes:", &["lo"]),
+        tcp_retransmits_per_s: get("tcp.retrans_segs"),
+        tcp_established: get("tcp.curr_estab"),
+        db_process_cpu_percent: get("proc.cpu_user")
+            .zip(get("proc.cpu_system"))
+            .map(|(u, s)| (u + s) * 100.0),
+        db_process_rss_bytes: get("proc.rss"),
+        disks,
+    }
 }
 
-fn latest(state: &ApiState, node: Option<String>, now: i64) -> Result<Json<Value>, ApiError> {
+fn latest(state: &ApiState, node: Option<String>, now: i64) -> Result<LatestAnswer, ApiError> {
     let records = match &node {
         Some(n) => vec![state
             .store
@@ -298,24 +298,27 @@ fn latest(state: &ApiState, node: Option<String>, now: i64) -> Result<Json<Value
             .ok_or_else(|| ApiError::not_found(format!("unknown node {n:?}")))?],
         None => state.store.nodes(),
     };
-    let nodes: Vec<Value> = records
+    let probes = state.probes.status();
+    let nodes = records
         .iter()
         .map(|rec| {
             let (ts, values) =
                 state.store.latest(&rec.node).map(|l| latest_values(&l)).unwrap_or_default();
-            json!({
-                "node": rec.node,
-                "connected": state.registry.get(&rec.node).is_some(),
-                "ts_ms": ts,
-                "age_ms": ts.map(|t| now - t),
-                "summary": summary(&values),
-                "metrics": values,
-            })
+            let connected = state.registry.get(&rec.node).is_some()
+                || probes.iter().any(|p| p.node == rec.node && p.connected);
+            NodeLatest {
+                node: rec.node.clone(),
+                connected,
+                ts_ms: ts,
+                age_ms: ts.map(|t| now - t),
+                summary: summary(&values),
+                metrics: values,
+            }
         })
         .collect();
     let stamp = humantime::format_rfc3339_millis(
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(now.max(0) as u64),
     )
     .to_string();
-    Ok(Json(json!({ "timestamp": stamp, "nodes": nodes })))
+    Ok(LatestAnswer { timestamp: stamp, nodes })
 }

@@ -1,4 +1,9 @@
-//! REST API (axum). Only this module knows HTTP and JSON request shapes.
+//! REST API (axum). Only this module knows HTTP; the request and response
+//! types are the `distdiag-api` crate's, and the OpenAPI 3.1 document
+//! served at `/api/openapi.json` (viewer at `/docs`) is generated from
+//! them and from the handlers' `#[utoipa::path]` attributes: each route is
+//! registered through its attribute (`utoipa_axum::routes!`), so a handler
+//! cannot exist without its description.
 //!
 //! Reads are open; every mutating request under `/api` needs
 //! `Authorization: Bearer <token>`. Errors are JSON `{"error": "..."}` with a
@@ -9,6 +14,7 @@ mod database;
 pub(crate) mod diagnosis;
 mod metrics;
 mod prom;
+pub mod reference;
 mod workload;
 
 use std::sync::Arc;
@@ -17,9 +23,15 @@ use axum::extract::{Path, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
+use distdiag_api::nodes::{Health, NodeDeleted, NodeInfo, NodeKind, NodeList, NodeState};
+use distdiag_api::ErrorBody;
+use distdiag_store::{NodeRecord, SeriesStore, StoreError};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::FaultsConfig;
 use crate::dbfault::DbFaults;
@@ -27,7 +39,6 @@ use crate::dbprobe::DbProbes;
 use crate::faults::Faults;
 use crate::ingest::Registry;
 use crate::telemetry::Telemetry;
-use distdiag_store::{SeriesStore, StoreError};
 use distdiag_workload::Workloads;
 
 /// What the handlers share.
@@ -65,11 +76,17 @@ impl ApiError {
     pub fn not_found(m: impl Into<String>) -> Self {
         ApiError { status: StatusCode::NOT_FOUND, message: m.into() }
     }
+    pub fn conflict(m: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::CONFLICT, message: m.into() }
+    }
+    pub fn internal(m: impl std::fmt::Display) -> Self {
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: m.to_string() }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        (self.status, Json(ErrorBody { error: self.message })).into_response()
     }
 }
 
@@ -84,51 +101,110 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Runs blocking work (the store, training, evaluation) off the runtime.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?
+}
+
+/// The document's frame: title, version, the bearer scheme, the tags.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "distdiag",
+        description = "Root-cause diagnosis of distributed database clusters: agents' host series, database probes, fault injection, benchmark workloads, training and online ranking. Reads are open; every mutating request under /api needs `Authorization: Bearer <token>` (the token is in the coordinator's data directory). Errors are `{\"error\": \"...\"}` with a 4xx/5xx status."
+    ),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "system", description = "Liveness and the coordinator's own figures"),
+        (name = "nodes", description = "Agents and probed databases"),
+        (name = "metrics", description = "Host and database series"),
+        (name = "faults", description = "Faults on agents and databases; the labelled fault records"),
+        (name = "workloads", description = "Benchmark workloads (sysbench-style OLTP, TPC-C, TPC-H)"),
+        (name = "training", description = "Training-data collection"),
+        (name = "models", description = "Model versions and training jobs"),
+        (name = "datasets", description = "Collected and imported datasets"),
+        (name = "diagnosis", description = "Root-cause rankings"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The documented routes (everything but the dashboard and the viewer).
+fn api_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(prom::render))
+        .routes(routes!(list_nodes))
+        .routes(routes!(get_node, delete_node))
+        .routes(routes!(metrics::get_metrics))
+        .routes(routes!(database::databases))
+        .routes(routes!(database::database_metrics))
+        .routes(routes!(database::tenant_metrics))
+        .routes(routes!(workload::prepare))
+        .routes(routes!(workload::start))
+        .routes(routes!(workload::check))
+        .routes(routes!(workload::stop_all))
+        .routes(routes!(workload::active))
+        .routes(routes!(workload::runs))
+        .routes(routes!(workload::get_one))
+        .routes(routes!(workload::stop))
+        .routes(routes!(anomaly::start))
+        .routes(routes!(anomaly::stop))
+        .routes(routes!(anomaly::active))
+        .routes(routes!(anomaly::history))
+        .routes(routes!(diagnosis::train))
+        .routes(routes!(diagnosis::train_job))
+        .routes(routes!(diagnosis::ranks))
+        .routes(routes!(diagnosis::ranks_stream))
+        .routes(routes!(diagnosis::ranks_graph))
+        .routes(routes!(diagnosis::normal_start))
+        .routes(routes!(diagnosis::normal_stop))
+        .routes(routes!(diagnosis::collect))
+        .routes(routes!(diagnosis::collect_stop))
+        .routes(routes!(diagnosis::stats))
+        .routes(routes!(diagnosis::cases))
+        .routes(routes!(diagnosis::models))
+        .routes(routes!(diagnosis::rollback))
+        .routes(routes!(diagnosis::model))
+        .routes(routes!(diagnosis::activate))
+        .routes(routes!(diagnosis::evaluate))
+        .routes(routes!(diagnosis::booster))
+        .routes(routes!(diagnosis::export_model))
+        .routes(routes!(diagnosis::datasets))
+        .routes(routes!(diagnosis::dataset, diagnosis::import_dataset))
+        .routes(routes!(diagnosis::dataset_windows))
+}
+
+/// The OpenAPI document, as `/api/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
 /// Builds the router.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/", get(dashboard))
-        .route("/health", get(health))
-        .route("/metrics", get(prom::render))
-        .route("/api/nodes", get(list_nodes))
-        .route("/api/nodes/{node}", get(get_node).delete(delete_node))
-        .route("/api/metrics", get(metrics::get_metrics))
-        .route("/api/databases", get(database::databases))
-        .route("/api/metrics/database", get(database::database_metrics))
-        .route("/api/metrics/tenant", get(database::tenant_metrics))
-        .route("/api/workload/prepare", post(workload::prepare))
-        .route("/api/workload/start", post(workload::start))
-        .route("/api/workload/check", post(workload::check))
-        .route("/api/workload/stop-all", post(workload::stop_all))
-        .route("/api/workload/active", get(workload::active))
-        .route("/api/workload/runs", get(workload::runs))
-        .route("/api/workload/{id}", get(workload::get_one))
-        .route("/api/workload/{id}/stop", post(workload::stop))
-        .route("/api/anomaly/start", axum::routing::post(anomaly::start))
-        .route("/api/anomaly/stop", axum::routing::post(anomaly::stop))
-        .route("/api/anomaly/active", get(anomaly::active))
-        .route("/api/anomaly/history", get(anomaly::history))
-        .route("/api/anomaly/train", post(diagnosis::train))
-        .route("/api/anomaly/train/{job}", get(diagnosis::train_job))
-        .route("/api/anomaly/ranks", get(diagnosis::ranks))
-        .route("/api/anomaly/ranks/stream", get(diagnosis::ranks_stream))
-        .route("/api/anomaly/ranks/graph", get(diagnosis::ranks_graph))
-        .route("/api/training/normal/start", post(diagnosis::normal_start))
-        .route("/api/training/normal/stop", post(diagnosis::normal_stop))
-        .route("/api/training/collect", post(diagnosis::collect))
-        .route("/api/training/stop", post(diagnosis::collect_stop))
-        .route("/api/training/stats", get(diagnosis::stats))
-        .route("/api/training/cases", get(diagnosis::cases))
-        .route("/api/models", get(diagnosis::models))
-        .route("/api/models/rollback", post(diagnosis::rollback))
-        .route("/api/models/{id}", get(diagnosis::model))
-        .route("/api/models/{id}/activate", post(diagnosis::activate))
-        .route("/api/models/{id}/evaluate", post(diagnosis::evaluate))
-        .route("/api/models/{id}/booster/{type}", get(diagnosis::booster))
-        .route("/api/models/{id}/export", get(diagnosis::export_model))
-        .route("/api/datasets", get(diagnosis::datasets))
-        .route("/api/datasets/{name}", get(diagnosis::dataset).post(diagnosis::import_dataset))
-        .route("/api/datasets/{name}/windows.csv", get(diagnosis::dataset_windows))
+    let (api, doc) = api_routes().split_for_parts();
+    let doc = Arc::new(doc);
+    let json_doc = doc.clone();
+    api.route("/", get(dashboard))
+        .route("/api/openapi.json", get(move || async move { Json(json_doc.as_ref().clone()) }))
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/docs").config(
+                utoipa_swagger_ui::Config::from("/api/openapi.json").try_it_out_enabled(true),
+            ),
+        )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
@@ -151,9 +227,13 @@ async fn require_token(State(state): State<ApiState>, req: Request, next: Next) 
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
         Some(t) if same_secret(t.trim().as_bytes(), state.token.as_bytes()) => next.run(req).await,
-        Some(_) => ApiError { status: StatusCode::UNAUTHORIZED, message: "invalid bearer token".into() }.into_response(),
-        None => ApiError { status: StatusCode::UNAUTHORIZED, message: "this endpoint needs 'Authorization: Bearer <token>' (the token is in the coordinator's data directory)".into() }
+        Some(_) => ApiError { status: StatusCode::UNAUTHORIZED, message: "invalid bearer token".into() }
             .into_response(),
+        None => ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            message: "this endpoint needs 'Authorization: Bearer <token>' (the token is in the coordinator's data directory)".into(),
+        }
+        .into_response(),
     }
 }
 
@@ -162,77 +242,97 @@ async fn dashboard() -> axum::response::Html<&'static str> {
     axum::response::Html(include_str!("../../web/index.html"))
 }
 
-async fn health(State(state): State<ApiState>) -> Json<serde_json::Value> {
+/// Liveness, connected agents and known nodes.
+#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = Health)))]
+async fn health(State(state): State<ApiState>) -> Json<Health> {
     let stats = state.store.stats();
-    Json(json!({
-        "status": "ok",
-        "connected_agents": state.registry.len(),
-        "nodes": stats.nodes,
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+    Json(Health {
+        status: "ok".into(),
+        connected_agents: state.registry.len(),
+        nodes: stats.nodes,
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }
 
-fn node_json(
-    state: &ApiState,
-    rec: &distdiag_store::NodeRecord,
-    with_catalog: bool,
-) -> serde_json::Value {
+fn node_info(state: &ApiState, rec: &NodeRecord, with_catalog: bool) -> NodeInfo {
     let conn = state.registry.get(&rec.node);
     let latest_ts = state.store.latest(&rec.node).and_then(|l| l.rows.first().map(|r| r.0));
-    let mut v = json!({
-        "node": rec.node,
-        "connected": conn.is_some(),
-        "remote": conn.as_ref().map(|c| c.remote.to_string()),
-        "connected_since_ms": conn.as_ref().map(|c| c.connected_since_ms),
-        "host": rec.host,
-        "capabilities": rec.capabilities,
-        "interval_ms": rec.interval_ms,
-        "metric_count": rec.catalog.len(),
-        "first_seen_ms": rec.first_seen_ms,
-        "last_sample_ms": latest_ts,
-    });
-    if with_catalog {
-        v["catalog"] = json!(rec.catalog);
+    let probe = state.probes.status().into_iter().find(|p| p.node == rec.node);
+    let (kind, state_now, connected) = match (rec.node.starts_with("db:"), &probe) {
+        (true, Some(p)) if p.connected => (NodeKind::Database, NodeState::Probing, true),
+        (true, Some(_)) => (NodeKind::Database, NodeState::Unreachable, false),
+        (true, None) => (NodeKind::Database, NodeState::Unconfigured, false),
+        (false, _) if conn.is_some() => (NodeKind::Agent, NodeState::Connected, true),
+        (false, _) => (NodeKind::Agent, NodeState::Disconnected, false),
+    };
+    NodeInfo {
+        node: rec.node.clone(),
+        kind,
+        state: state_now,
+        connected,
+        remote: conn.as_ref().map(|c| c.remote.to_string()),
+        connected_since_ms: conn.as_ref().map(|c| c.connected_since_ms),
+        host: rec.host.clone(),
+        capabilities: rec.capabilities.clone(),
+        interval_ms: rec.interval_ms,
+        metric_count: rec.catalog.len(),
+        first_seen_ms: rec.first_seen_ms,
+        last_sample_ms: latest_ts,
+        catalog: with_catalog.then(|| rec.catalog.clone()),
     }
-    v
 }
 
-async fn list_nodes(State(state): State<ApiState>) -> Json<serde_json::Value> {
-    let nodes: Vec<_> = state.store.nodes().iter().map(|r| node_json(&state, r, false)).collect();
-    Json(json!({ "nodes": nodes }))
+/// Nodes with host facts, capabilities, state and last sample time.
+#[utoipa::path(get, path = "/api/nodes", tag = "nodes", responses((status = 200, body = NodeList)))]
+async fn list_nodes(State(state): State<ApiState>) -> Json<NodeList> {
+    let nodes = state.store.nodes().iter().map(|r| node_info(&state, r, false)).collect();
+    Json(NodeList { nodes })
 }
 
+/// One node, with its metric catalog.
+#[utoipa::path(
+    get, path = "/api/nodes/{node}", tag = "nodes",
+    params(("node" = String, Path, description = "Node name")),
+    responses((status = 200, body = NodeInfo), (status = 404, body = ErrorBody, description = "Unknown node"))
+)]
 async fn get_node(
     State(state): State<ApiState>,
     Path(node): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<NodeInfo>, ApiError> {
     let rec = state
         .store
         .node(&node)
         .ok_or_else(|| ApiError::not_found(format!("unknown node {node:?}")))?;
-    Ok(Json(node_json(&state, &rec, true)))
+    Ok(Json(node_info(&state, &rec, true)))
 }
 
+/// Forgets a node and all its data (refused while its agent is connected).
+#[utoipa::path(
+    delete, path = "/api/nodes/{node}", tag = "nodes", security(("bearer" = [])),
+    params(("node" = String, Path, description = "Node name")),
+    responses(
+        (status = 200, body = NodeDeleted),
+        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
+        (status = 404, body = ErrorBody, description = "Unknown node"),
+        (status = 409, body = ErrorBody, description = "The node's agent is connected"),
+    )
+)]
 async fn delete_node(
     State(state): State<ApiState>,
     Path(node): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<NodeDeleted>, ApiError> {
     if state.registry.get(&node).is_some() {
-        return Err(ApiError {
-            status: StatusCode::CONFLICT,
-            message: format!("node {node:?} is connected; stop its agent before deleting its data"),
-        });
+        return Err(ApiError::conflict(format!(
+            "node {node:?} is connected; stop its agent before deleting its data"
+        )));
     }
     let store = state.store.clone();
     let n = node.clone();
-    let deleted =
-        tokio::task::spawn_blocking(move || store.delete_node(&n)).await.map_err(|e| {
-            ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() }
-        })??;
+    let deleted = blocking(move || store.delete_node(&n).map_err(ApiError::from)).await?;
     if !deleted {
         return Err(ApiError::not_found(format!("unknown node {node:?}")));
     }
-    Ok(Json(json!({ "node": node, "status": "deleted" })))
+    Ok(Json(NodeDeleted { node, status: "deleted".into() }))
 }
 
 #[cfg(test)]

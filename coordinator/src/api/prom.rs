@@ -13,6 +13,13 @@ fn line(out: &mut String, name: &str, kind: &str, help: &str, v: f64) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
 }
 
+/// The coordinator's own figures in Prometheus text format: ingest rate and
+/// totals, connected agents, handshake and frame errors, store size, sealed
+/// bytes and values, flush time.
+#[utoipa::path(
+    get, path = "/metrics", tag = "system",
+    responses((status = 200, content_type = "text/plain; version=0.0.4", body = String))
+)]
 pub(super) async fn render(State(state): State<ApiState>) -> impl IntoResponse {
     let t = &state.telemetry;
     let s = state.store.stats();

@@ -245,13 +245,13 @@ fn summary_uses_counter_rates_with_reset_handling() {
     let (ts, v) = latest_values(&l);
     assert_eq!(ts, Some(2000));
     let s = summary(&v);
-    assert_eq!(s["cpu_percent"], 25.0);
-    assert_eq!(s["iowait_percent"], 25.0);
-    let sda = &s["disks"]["sda"];
-    assert_eq!(sda["iops"], 100.0);
+    assert_eq!(s.cpu_percent, Some(25.0));
+    assert_eq!(s.iowait_percent, Some(25.0));
+    let sda = &s.disks["sda"];
+    assert_eq!(sda.iops, Some(100.0));
     // write_time went backwards (a reset): its increase is its new value 0.8.
-    assert!((sda["await_ms"].as_f64().unwrap() - (1.2 + 0.8) / 100.0 * 1000.0).abs() < 1e-9);
-    assert_eq!(sda["util_percent"], 100.0);
+    assert!((sda.await_ms.unwrap() - (1.2 + 0.8) / 100.0 * 1000.0).abs() < 1e-9);
+    assert_eq!(sda.util_percent, Some(100.0));
 }
 
 #[tokio::test]
@@ -663,4 +663,113 @@ async fn training_collection_models_and_bad_input() {
         .collect();
     assert_eq!(in_case.len(), 2, "{in_case:?}");
     assert!(st.training.join_case("case-nope", &[extra]).is_err());
+}
+
+/// Every path of the OpenAPI document is served by a handler (none falls
+/// through to "no such endpoint"), every `/api` route the router has is in
+/// the document, mutating operations declare the bearer token, and the
+/// document is the committed one (`docs/openapi.json`): a changed API is a
+/// visible diff. `DISTDIAG_BLESS=1` rewrites the committed files.
+#[tokio::test]
+async fn the_openapi_document_matches_the_handlers_and_the_committed_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = router(state(dir.path()));
+    let (s, served) = call(&app, get("/api/openapi.json")).await;
+    assert_eq!(s, StatusCode::OK);
+    let doc = openapi();
+    assert_eq!(served, serde_json::to_value(&doc).unwrap());
+    assert_eq!(served["openapi"], "3.1.0");
+    let mut n = 0;
+    for (path, item) in &doc.paths.paths {
+        // Fill path parameters with a value no handler knows.
+        let concrete = path
+            .replace("{node}", "nosuch")
+            .replace("{id}", "nosuch")
+            .replace("{job}", "nosuch")
+            .replace("{name}", "nosuch")
+            .replace("{type}", "nosuch");
+        let ops = [("GET", &item.get), ("POST", &item.post), ("DELETE", &item.delete)];
+        for (method, op) in ops {
+            let Some(op) = op else { continue };
+            n += 1;
+            if path.ends_with("/stream") {
+                continue; // an event stream that stays open
+            }
+            let req = Request::builder()
+                .method(method)
+                .uri(&concrete)
+                .header("authorization", "Bearer secret-token-123456")
+                .header("content-type", "application/json")
+                .body(Body::from("{\"dataset\": \"nosuch\", \"id\": \"nosuch\"}"))
+                .unwrap();
+            let (status, body) = call(&app, req).await;
+            assert_ne!(
+                body["error"], "no such endpoint",
+                "{method} {path} is documented but not routed"
+            );
+            assert!(
+                status.as_u16() < 500 || status.as_u16() == 504,
+                "{method} {path}: {status} {body}"
+            );
+            let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            assert_eq!(
+                secured,
+                method != "GET",
+                "{method} {path}: bearer token declared iff mutating"
+            );
+            assert!(op.responses.responses.keys().all(|k| k.len() == 3), "{method} {path}");
+        }
+    }
+    assert!(n >= 40, "{n} operations");
+    for p in [
+        "/api/nodes",
+        "/api/metrics",
+        "/api/anomaly/start",
+        "/api/anomaly/ranks",
+        "/api/models/{id}/evaluate",
+        "/api/datasets/{name}/windows.csv",
+        "/api/workload/{id}/stop",
+        "/health",
+        "/metrics",
+    ] {
+        assert!(doc.paths.paths.contains_key(p), "{p} is not documented");
+    }
+    // A route the document lacks would answer; one it has not, 404s (checked above).
+    let (s, v) = call(&app, get("/api/nosuch")).await;
+    assert_eq!((s, v["error"].as_str()), (StatusCode::NOT_FOUND, Some("no such endpoint")));
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let json = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+    let md = reference::markdown(&doc) + "\n";
+    for (file, text) in [("docs/openapi.json", &json), ("docs/api.md", &md)] {
+        let path = root.join(file);
+        if std::env::var_os("DISTDIAG_BLESS").is_some() {
+            std::fs::write(&path, text).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(committed == *text, "{file} differs from the API; rewrite it with DISTDIAG_BLESS=1 cargo test -p distdiag-coordinator the_openapi_document");
+    }
+}
+
+#[tokio::test]
+async fn the_docs_viewer_is_served_from_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = router(state(dir.path()));
+    let resp = app.clone().oneshot(get("/docs/")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html =
+        String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec())
+            .unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    for asset in
+        ["/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js", "/docs/swagger-initializer.js"]
+    {
+        let resp = app.clone().oneshot(get(asset)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{asset}");
+        let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20).await.unwrap();
+        assert!(bytes.len() > 100, "{asset}");
+        if asset.ends_with("initializer.js") {
+            assert!(String::from_utf8_lossy(&bytes).contains("/api/openapi.json"));
+        }
+    }
 }

@@ -18,7 +18,8 @@ use distdiag_common::catalog::counter_increase;
 use distdiag_common::proto::{Capabilities, HostFacts, Row};
 use distdiag_common::MetricDesc;
 use mysql_async::Conn;
-use serde::Serialize;
+
+pub use distdiag_api::database::{DbFields, Discovery, ProbeStatus, TenantMetrics};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -118,16 +119,6 @@ impl Sample {
     }
 }
 
-/// What a dialect learned about a server at connect time.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct Discovery {
-    pub version: String,
-    /// Views the dialect looks for that this server does not have.
-    pub missing_views: Vec<String>,
-    /// API field → why it is null on this server.
-    pub unavailable: BTreeMap<String, String>,
-}
-
 /// A SQL dialect: how to learn what a server offers and how to sample it.
 pub trait Dialect: Send + Sync {
     fn kind(&self) -> DialectKind;
@@ -150,47 +141,6 @@ pub fn dialect_for(kind: DialectKind) -> Box<dyn Dialect> {
         DialectKind::Mysql => Box::new(mysql::Mysql::default()),
         DialectKind::Oceanbase => Box::new(oceanbase::OceanBase::default()),
     }
-}
-
-/// The seeds' tenant fields. Null fields come with a reason in `unavailable`.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct TenantMetrics {
-    pub timestamp: i64,
-    pub tenant: String,
-    /// What a tenant is on this server (`tenant` on multi-tenant OceanBase, `schema` elsewhere).
-    pub scope: String,
-    pub cpu_percent: Option<f64>,
-    pub memory_used: Option<f64>,
-    pub disk_used: Option<f64>,
-    pub iops: Option<f64>,
-    pub session_count: Option<f64>,
-    pub active_session_count: Option<f64>,
-    pub unavailable: BTreeMap<String, String>,
-}
-
-/// The seeds' database fields between two samples.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct DbFields {
-    pub timestamp: i64,
-    pub qps: Option<f64>,
-    pub tps: Option<f64>,
-    pub active_sessions: Option<f64>,
-    /// Mean statement time in milliseconds over the interval.
-    pub sql_response_time: Option<f64>,
-    /// Bytes read and written per second.
-    pub disk_io_bytes: Option<f64>,
-    pub disk_iops: Option<f64>,
-    /// Bytes.
-    pub memory_usage: Option<f64>,
-    /// Percent of logical reads served from cache over the interval.
-    pub cache_hit_ratio: Option<f64>,
-    /// Slow statements during the interval.
-    pub slow_queries: Option<f64>,
-    /// Deadlocks during the interval.
-    pub deadlocks: Option<f64>,
-    /// Seconds.
-    pub replication_lag: Option<f64>,
-    pub connection_count: Option<f64>,
 }
 
 /// Derives the API fields from a sample and its predecessor.
@@ -228,21 +178,6 @@ pub fn derive(prev: (i64, &Sample), cur: (i64, &Sample)) -> DbFields {
         replication_lag: gauge(M::ReplicationLag),
         connection_count: gauge(M::Connections),
     }
-}
-
-/// Where a database's probe stands.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ProbeStatus {
-    pub name: String,
-    pub node: String,
-    pub dialect: DialectKind,
-    pub addr: String,
-    /// The agent node this server runs on, if configured.
-    pub host_node: Option<String>,
-    pub connected: bool,
-    pub last_error: Option<String>,
-    pub last_sample_ms: Option<i64>,
-    pub discovery: Discovery,
 }
 
 /// The configured databases and their probes' status.

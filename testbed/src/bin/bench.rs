@@ -370,9 +370,8 @@ fn ingest_and_reads(lines: &mut Vec<Line>) {
     let body = http_get(api, &path);
     let text = String::from_utf8_lossy(&body);
     let json = text.split_once("\r\n\r\n").map(|p| p.1).unwrap_or("");
-    let points = serde_json::from_str::<serde_json::Value>(json)
-        .map(|v| v["points"].as_array().map_or(0, Vec::len))
-        .unwrap_or(0);
+    let points =
+        serde_json::from_str::<distdiag_api::metrics::Series>(json).map_or(0, |s| s.points.len());
     let mut rest = Vec::new();
     for _ in 0..50 {
         let t = Instant::now();
@@ -486,12 +485,7 @@ fn native_oltp(
     }
     let cpu = self_and_children_cpu().0 - cpu0;
     let r = run.report(false);
-    (
-        r["totals"]["transactions"].as_f64().unwrap(),
-        r["elapsed_s"].as_f64().unwrap(),
-        cpu,
-        r["totals"]["errors"].as_f64().unwrap(),
-    )
+    (r.totals.transactions as f64, r.elapsed_s, cpu, r.totals.errors as f64)
 }
 
 /// The same with sysbench as a child process.
@@ -764,8 +758,7 @@ fn training(lines: &mut Vec<Line>) {
         .iter()
         .map(|tm| {
             serde_json::to_string(
-                &params
-                    .xgb_params(tm.scale_pos_weight)
+                &distdiag_diagnose::model::xgb_params(&params, tm.scale_pos_weight)
                     .into_iter()
                     .collect::<std::collections::BTreeMap<_, _>>(),
             )

@@ -9,12 +9,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use distdiag_api::models::ModelDoc;
+use distdiag_api::Client;
 use distdiag_dataset::Dataset;
 use distdiag_diagnose::evaluate::{evaluation_markdown, DatasetExt};
 use distdiag_diagnose::model::{train, ModelSet, Scorer, TrainParams};
 use distdiag_testbed::campaign::{check_folds, check_repeats, CampaignConfig};
-use distdiag_testbed::campaign_run::{self, Api, Failure, RunArgs};
-use serde_json::Value;
+use distdiag_testbed::campaign_run::{self, failed, Failure, RunArgs};
 
 const EX_USAGE: u8 = 64;
 
@@ -174,25 +175,18 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli) -> Result<(), Failure> {
-    let base = cli.url.trim_end_matches('/').to_owned();
-    let client = reqwest::Client::new();
+    let client = Client::new(&cli.url);
     match &cli.command {
         Command::Eval { dataset, model, holdout, seed, json: as_json } => {
             let ds = Dataset::import(dataset).map_err(|e| (1, e.to_string()))?;
             let set: ModelSet = match model {
                 Some(m) if std::path::Path::new(m).is_file() => {
                     let text = std::fs::read_to_string(m).map_err(|e| (1, format!("{m}: {e}")))?;
-                    serde_json::from_str::<Value>(&text)
-                        .ok()
-                        .and_then(|v| serde_json::from_value(v["set"].clone()).ok())
-                        .ok_or_else(|| (1, format!("{m} is not a model export")))?
+                    serde_json::from_str::<ModelDoc>(&text)
+                        .map_err(|e| (1, format!("{m} is not a model export: {e}")))?
+                        .set
                 }
-                Some(id) => {
-                    let api = Api { base: base.clone(), token: String::new(), client };
-                    let v = api.get(&format!("/api/models/{id}/export")).await?;
-                    serde_json::from_value(v["set"].clone())
-                        .map_err(|e| (1, format!("bad model from {base}: {e}")))?
-                }
+                Some(id) => client.export_model(id).await.map_err(failed)?.set,
                 None => {
                     let params = TrainParams {
                         validation_fraction: *holdout,
@@ -247,7 +241,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 repeats: *repeats,
             };
             config.validate().map_err(|e| (EX_USAGE, e))?;
-            let api = Api { base, token: token(cli)?, client };
+            let api = client.with_token(token(cli)?);
             let params = TrainParams { seed: *seed, ..TrainParams::default() };
             campaign_run::run(&api, RunArgs { config, workload: workload.as_deref(), out, params })
                 .await?;

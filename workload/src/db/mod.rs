@@ -25,24 +25,7 @@ pub enum DbError {
     Invalid(String),
 }
 
-/// SQL dialect of a target.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum DialectKind {
-    /// OceanBase (and seekdb): GV$SYSSTAT / V$OB_* views where present.
-    Oceanbase,
-    /// MySQL and MariaDB: SHOW GLOBAL STATUS, information_schema, performance_schema.
-    Mysql,
-}
-
-impl DialectKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DialectKind::Oceanbase => "oceanbase",
-            DialectKind::Mysql => "mysql",
-        }
-    }
-}
+pub use distdiag_api::database::DialectKind;
 
 /// One database server, as configured under `[[databases]]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1,0 +1,93 @@
+//! Evaluation figures, as the paper defines them: AC@k, Avg@5, per-type
+//! precision, recall and F1, the confusion matrix — for a model, the
+//! statistical scorer and Dummy side by side. Computed by the diagnosis
+//! crate; shown by `POST /api/models/{id}/evaluate` and with every model.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Precision, recall and F1 of one type.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+pub struct Prf {
+    pub tp: usize,
+    pub fp: usize,
+    #[serde(rename = "fn")]
+    pub fn_: usize,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+}
+
+/// AC@1/3/5 and Avg@5 over a set of cases.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+pub struct AcRow {
+    pub cases: usize,
+    pub ac1: f64,
+    pub ac3: f64,
+    pub ac5: f64,
+    pub avg5: f64,
+}
+
+/// One ranker's figures on a set of cases.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+pub struct Report {
+    #[serde(flatten)]
+    pub overall: AcRow,
+    pub per_scenario: BTreeMap<String, AcRow>,
+    pub per_type: BTreeMap<String, Prf>,
+    /// Mean F1 over the types that are true causes somewhere.
+    pub macro_f1: f64,
+    /// true type → predicted type → count.
+    pub confusion: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Each case's truth beside the head of its ranking.
+    #[serde(default)]
+    pub per_case: Vec<CaseRow>,
+}
+
+/// One case of a [`Report`]: what was wrong and what the ranking put first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CaseRow {
+    pub case: String,
+    pub scenario: String,
+    pub causes: Vec<(String, String)>,
+    /// The first (node, type) entries of the ranking.
+    pub top: Vec<(String, String)>,
+    pub ac1: f64,
+}
+
+impl Prf {
+    /// Fills precision, recall and F1 from the counts.
+    pub fn finish(&mut self) {
+        self.precision =
+            if self.tp + self.fp > 0 { self.tp as f64 / (self.tp + self.fp) as f64 } else { 0.0 };
+        self.recall =
+            if self.tp + self.fn_ > 0 { self.tp as f64 / (self.tp + self.fn_) as f64 } else { 0.0 };
+        self.f1 = if self.precision + self.recall > 0.0 {
+            2.0 * self.precision * self.recall / (self.precision + self.recall)
+        } else {
+            0.0
+        };
+    }
+}
+
+/// The figures of one ranker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MethodReports {
+    /// At the middle of each case's faults.
+    pub at_fault: Report,
+    /// With the diagnosis time 30 s earlier and later.
+    pub shifted_minus_30s: Report,
+    pub shifted_plus_30s: Report,
+}
+
+/// Model, statistical scorer and Dummy side by side on the same cases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Evaluation {
+    pub cases: usize,
+    pub case_ids: Vec<String>,
+    pub model: Option<MethodReports>,
+    pub statistical: MethodReports,
+    pub dummy: MethodReports,
+}
