@@ -44,6 +44,9 @@ fi
 
 # Build and test tooling.
 command -v cc >/dev/null || apt_install gcc libc6-dev
+if ! cargo fmt --version >/dev/null 2>&1; then
+  rustup component add rustfmt
+fi
 command -v kill >/dev/null || apt_install procps
 if ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add clippy
@@ -65,6 +68,12 @@ install_databases
 # namespace; Galera clusters replicate with galera-4 and transfer state
 # with rsync.
 apt_install util-linux galera-4 rsync
+
+# The API against its OpenAPI document (tests/tests/schemathesis.rs).
+if ! python3 -c 'import schemathesis' >/dev/null 2>&1; then
+  echo "installing: schemathesis (pip)"
+  python3 -m pip install --quiet schemathesis 2>/dev/null || python3 -m pip install --quiet --break-system-packages schemathesis
+fi
 
 if [ "$want" = bench ]; then
   # The yardstick for the native OLTP workload.

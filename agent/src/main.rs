@@ -71,6 +71,13 @@ enum Command {
     /// A stressor process (started by the agent itself).
     #[command(hide = true)]
     StressWorker(distdiag_agent::fault::WorkerArgs),
+    /// Runs probe steps (argument vectors as JSON) in order, inside the
+    /// throwaway network namespace the agent starts it in.
+    #[command(hide = true)]
+    ProbeSteps {
+        #[arg(long)]
+        steps: String,
+    },
 }
 
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
@@ -87,8 +94,13 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    if let Some(Command::StressWorker(args)) = cli.command {
-        return distdiag_agent::fault::worker_main(args);
+    match cli.command {
+        Some(Command::StressWorker(args)) => return distdiag_agent::fault::worker_main(args),
+        Some(Command::ProbeSteps { steps }) => {
+            let ok = distdiag_agent::fault::network::run_probe_steps(&steps);
+            return if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        }
+        _ => {}
     }
     let mut cfg = match &cli.config {
         Some(p) => match Config::load(p) {
@@ -141,7 +153,7 @@ fn main() -> ExitCode {
         }
         Command::CollectBench { count } => collect_bench(&cfg, count),
         Command::FaultRun { spec, duration_ms, id } => fault_run(&cfg, &spec, duration_ms, &id),
-        Command::StressWorker(_) => ExitCode::from(EX_USAGE),
+        Command::StressWorker(_) | Command::ProbeSteps { .. } => ExitCode::from(EX_USAGE),
         Command::Run => run(cfg),
     }
 }

@@ -4,7 +4,8 @@
 //! with `measured_` run alone (see .config/nextest.toml) so other tests do not
 //! skew what they measure.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// End-to-end tests start the programs they test, and the tools they measure with.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -5,7 +5,8 @@
 //! Where `ip`, `iptables`, `tc` or root are missing the tests fail under
 //! `make test` and are skipped with the reason elsewhere (`support::skip`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// End-to-end tests start the programs they test, and the tools they measure with.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -111,7 +111,7 @@ pub struct DatabaseSeries {
 }
 
 /// Query of `GET /api/metrics/database`.
-#[derive(Serialize, Deserialize, IntoParams, ToSchema, Debug, Clone, Default, PartialEq)]
+#[derive(Serialize, Deserialize, IntoParams, Debug, Clone, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DbQuery {
@@ -134,7 +134,7 @@ pub struct DatabaseMetrics {
 }
 
 /// Query of `GET /api/metrics/tenant`.
-#[derive(Serialize, Deserialize, IntoParams, ToSchema, Debug, Clone, Default, PartialEq)]
+#[derive(Serialize, Deserialize, IntoParams, Debug, Clone, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct TenantQuery {

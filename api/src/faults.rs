@@ -289,7 +289,7 @@ pub struct FaultList {
 }
 
 /// Query of `GET /api/anomaly/history`.
-#[derive(Serialize, Deserialize, IntoParams, ToSchema, Debug, Clone, Default, PartialEq)]
+#[derive(Serialize, Deserialize, IntoParams, Debug, Clone, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 /// Query of `GET /api/metrics`. With `node` and `metric`: one series;
 /// without `metric`: the latest values (of `node`, or of every node).
-#[derive(Serialize, Deserialize, IntoParams, ToSchema, Debug, Clone, Default, PartialEq)]
+#[derive(Serialize, Deserialize, IntoParams, Debug, Clone, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct MetricsQuery {

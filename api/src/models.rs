@@ -261,7 +261,7 @@ pub struct DatasetImported {
 }
 
 /// Window of `GET /api/datasets/collected` (other datasets keep their own).
-#[derive(Serialize, Deserialize, IntoParams, ToSchema, Debug, Clone, Default, PartialEq)]
+#[derive(Serialize, Deserialize, IntoParams, Debug, Clone, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct WindowQuery {

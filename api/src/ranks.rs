@@ -64,7 +64,7 @@ pub enum RanksAnswer {
 }
 
 /// Query of `GET /api/anomaly/ranks`.
-#[derive(Serialize, Deserialize, IntoParams, ToSchema, Debug, Clone, Default, PartialEq)]
+#[derive(Serialize, Deserialize, IntoParams, Debug, Clone, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RanksQuery {
@@ -72,16 +72,27 @@ pub struct RanksQuery {
     pub from: Option<String>,
     pub to: Option<String>,
     /// Entries per ranking (1..=10000, default 20).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
 }
 
 /// Query of `GET /api/anomaly/ranks/graph`.
-#[derive(Serialize, Deserialize, IntoParams, ToSchema, Debug, Clone, Default, PartialEq)]
+#[derive(Serialize, Deserialize, IntoParams, Debug, Clone, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct GraphQuery {
     /// `json` (default) or `graphml`.
-    pub format: Option<String>,
+    #[param(inline)]
+    pub format: Option<GraphFormat>,
+}
+
+/// How `GET /api/anomaly/ranks/graph` answers.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GraphFormat {
+    #[default]
+    Json,
+    Graphml,
 }
 
 /// A node of the ranking graph.

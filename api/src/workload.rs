@@ -177,10 +177,11 @@ pub struct WorkloadRequest {
     pub workload_type: Option<String>,
     /// Start: concurrent workers, 1..=64 (default 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 64)]
     pub threads: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub options: Option<Options>,
-    /// Prepare: answer only when the job ends.
+    /// Prepare: answer when the job ends (or after a minute with 202, still preparing).
     #[serde(default)]
     pub wait: bool,
 }

@@ -534,6 +534,8 @@ fn lab(cli: &Cli, sub: &str, args: &[String]) -> Result<(), (u8, String)> {
         .and_then(|e| e.parent().map(|d| d.join("distdiag-lab")))
         .filter(|p| p.is_file());
     let program = beside.unwrap_or_else(|| PathBuf::from("distdiag-lab"));
+    // distdiag-lab, with an argument vector: the one program this CLI runs.
+    #[allow(clippy::disallowed_methods)]
     let mut cmd = std::process::Command::new(&program);
     cmd.arg("--url").arg(&cli.url).arg("--data-dir").arg(&cli.data_dir);
     if let Some(t) = &cli.token_file {

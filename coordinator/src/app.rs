@@ -187,6 +187,7 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
         token: token.into(),
         probes,
         probe_interval_ms: cfg.probe.interval_ms,
+        prepare_wait: Duration::from_millis(cfg.api.prepare_wait_ms),
         workloads: workloads.clone(),
         dbfaults: dbfaults.clone(),
         training,

@@ -117,6 +117,10 @@ pub struct ApiConfig {
     /// File holding the bearer token for mutating endpoints; default `<data_dir>/token`.
     /// Generated on first start when missing. `DISTDIAG_TOKEN` overrides it.
     pub token_file: Option<PathBuf>,
+    /// Longest a `POST /api/workload/prepare` with `wait` is held open before
+    /// it answers 202, still preparing (0 ..= 600000; keep it below your
+    /// proxies' timeouts).
+    pub prepare_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -161,7 +165,11 @@ impl Default for Config {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8000)), token_file: None }
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            token_file: None,
+            prepare_wait_ms: 60_000,
+        }
     }
 }
 
@@ -266,6 +274,12 @@ impl Config {
         }
         if self.api.listen == self.ingest.listen {
             return bad("api.listen and ingest.listen must differ".into());
+        }
+        if self.api.prepare_wait_ms > 600_000 {
+            return bad(format!(
+                "api.prepare_wait_ms = {} is above 600000",
+                self.api.prepare_wait_ms
+            ));
         }
         if !(1_000..=300_000).contains(&self.probe.interval_ms) {
             return bad(format!(

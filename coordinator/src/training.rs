@@ -243,7 +243,7 @@ impl Training {
             ds.labels.extend(events);
         }
         if ds.cases.is_empty() {
-            return Err(TrainingError::Invalid("nothing collected yet: run a normal collection or start faults with collect_training_data".into()));
+            return Err(TrainingError::Conflict("nothing collected yet: run a normal collection or start faults with collect_training_data".into()));
         }
         // Each case with the reference period before it.
         let spans: Vec<(i64, i64)> = ds

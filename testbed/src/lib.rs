@@ -7,6 +7,8 @@
 //! certificates, running a coordinator as a child process (so it can be
 //! killed with SIGKILL) and configuring in-process agents.
 
+// The testbed runs ip, nsenter, database servers, agents and the coordinator: programs are what it is made of.
+#![allow(clippy::disallowed_methods)]
 // Set-up helpers: a failed set-up step panics with its reason.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -76,6 +76,8 @@ pub struct Options {
     pub workload_threads: usize,
     /// Rows per table of that workload (two tables).
     pub table_size: u64,
+    /// More coordinator configuration (TOML sections), e.g. `[faults]`.
+    pub coordinator_toml: String,
 }
 
 impl Options {
@@ -91,6 +93,7 @@ impl Options {
             api: SocketAddr::from(([127, 0, 0, 1], 0)),
             workload_threads: 1,
             table_size: 20_000,
+            coordinator_toml: String::new(),
         }
     }
 
@@ -332,6 +335,26 @@ pub struct Testbed {
     torn_down: bool,
 }
 
+/// Why a testbed with `db` cannot come up on this machine, if it cannot:
+/// not root, no cgroup v1 cpu hierarchy, the database server missing.
+pub fn prerequisites(db: DbKind) -> std::result::Result<(), String> {
+    if !rustix::process::geteuid().is_root() {
+        return Err("not root (namespaces and cgroups)".into());
+    }
+    if !Path::new("/sys/fs/cgroup/cpu/cgroup.procs").exists() {
+        return Err("no cgroup v1 cpu hierarchy".into());
+    }
+    let kind = match db {
+        DbKind::Mariadb | DbKind::Galera => Some(distdiag_workload::db::DialectKind::Mysql),
+        DbKind::Seekdb => Some(distdiag_workload::db::DialectKind::Oceanbase),
+        DbKind::None => None,
+    };
+    match kind.and_then(crate::db::missing) {
+        Some(why) => Err(why),
+        None => Ok(()),
+    }
+}
+
 impl Testbed {
     /// Brings the cluster up; on any failure, removes what it had made.
     pub async fn up(opts: &Options) -> Result<Testbed> {
@@ -551,6 +574,7 @@ async fn build(opts: &Options, state: &mut State) -> Result<String> {
             cfg.push_str(&format!("[[databases]]\nname = \"{db}\"\ndialect = \"{dialect}\"\nhost = \"{}\"\nport = {port}\nuser = \"root\"\nschema = \"distdiag\"\nhost_node = \"{}\"\n\n", n.addr, n.name));
         }
     }
+    cfg.push_str(&opts.coordinator_toml);
     let cfg_path = state.dir.join("coordinator.toml");
     std::fs::write(&cfg_path, &cfg)?;
     let log = std::fs::File::create(state.dir.join("coordinator.log"))?;

@@ -9,7 +9,8 @@
 //! Accuracy is asserted on a recorded campaign committed as a fixture
 //! (`tests/fixtures/campaign-mariadb`), where training is deterministic.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// End-to-end tests start the programs they test, and the tools they measure with.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use std::path::Path;
 use std::process::Command;
@@ -24,16 +25,7 @@ use distdiag_testbed::*;
 use mysql_async::prelude::Queryable;
 
 fn can_run() -> Result<(), String> {
-    if !rustix::process::geteuid().is_root() {
-        return Err("not root (namespaces and cgroups)".into());
-    }
-    if !Path::new("/sys/fs/cgroup/cpu/cgroup.procs").exists() {
-        return Err("no cgroup v1 cpu hierarchy".into());
-    }
-    if Command::new("mariadbd").arg("--version").output().is_err() {
-        return Err("mariadbd is not installed".into());
-    }
-    Ok(())
+    distdiag_testbed::testbed::prerequisites(DbKind::Mariadb)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,7 +290,7 @@ fn recorded_campaign_model_beats_the_baselines() {
     let model = &e.model.as_ref().unwrap().at_fault;
     let (m, s, d) =
         (model.overall.ac1, e.statistical.at_fault.overall.ac1, e.dummy.at_fault.overall.ac1);
-    let md = crate::campaign::markdown(&r);
+    let md = distdiag_testbed::campaign::markdown(&r);
     println!("{md}");
     assert_eq!(e.cases, 40, "every case counted once");
     assert_eq!(model.overall.cases, 40);

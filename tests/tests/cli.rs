@@ -1,7 +1,8 @@
 //! Bad flags and bad configuration: a clear message and exit code 64, before
 //! anything is bound or written.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// End-to-end tests start the programs they test, and the tools they measure with.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use std::process::Command;
 

@@ -2,7 +2,8 @@
 //! in-process agent, real stressor processes. Every fault ends up as a
 //! labelled record, whatever ends it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// End-to-end tests start the programs they test, and the tools they measure with.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use std::time::Duration;
 

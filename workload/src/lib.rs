@@ -594,6 +594,18 @@ async fn worker_loop(run: Arc<Run>, idx: usize) {
     }
 }
 
+/// Longest a stop request waits for a run's workers to finish their
+/// transaction in flight (a worker stuck on a lock wait or a slow network
+/// takes that long at most; the run ends on its own afterwards).
+pub const STOP_WAIT: Duration = Duration::from_secs(5);
+
+async fn wait_stopped(runs: &[Arc<Run>]) {
+    let deadline = Instant::now() + STOP_WAIT;
+    while runs.iter().any(|r| r.is_active()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// All runs of this coordinator.
 pub struct Workloads {
     targets: Vec<DbTarget>,
@@ -791,29 +803,22 @@ impl Workloads {
         self.save(&run);
     }
 
-    /// Stops a run and waits until its workers are gone.
+    /// Stops a run and waits (at most [`STOP_WAIT`]) until its workers are gone.
     pub async fn stop(&self, id: &str) -> Result<Arc<Run>, WorkloadError> {
         let run = self.get(id).ok_or_else(|| WorkloadError::Unknown(id.to_owned()))?;
         run.request_stop();
-        for _ in 0..400 {
-            if !run.is_active() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_stopped(std::slice::from_ref(&run)).await;
         Ok(run)
     }
 
+    /// Stops every running run at once, then waits (at most [`STOP_WAIT`]
+    /// in all, not per run) until their workers are gone.
     pub async fn stop_all(&self) -> Vec<Arc<Run>> {
-        let mut out = Vec::new();
-        for r in self.active() {
-            if r.phase() == Phase::Running {
-                if let Ok(r) = self.stop(&r.id).await {
-                    out.push(r);
-                }
-            }
-        }
-        out
+        let runs: Vec<Arc<Run>> =
+            self.active().into_iter().filter(|r| r.phase() == Phase::Running).collect();
+        runs.iter().for_each(|r| r.request_stop());
+        wait_stopped(&runs).await;
+        runs
     }
 
     /// Marks runs a previous coordinator left "running" as interrupted.

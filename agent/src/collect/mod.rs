@@ -325,6 +325,54 @@ mod tests {
         assert_eq!(s.catalog().len(), 2);
     }
 
+    /// The whole catalog a collection of the fixture host gives — every
+    /// metric name with its kind and unit — against the committed list.
+    /// Trained models are keyed by metric names: a rename must show up as a
+    /// diff here. `DISTDIAG_BLESS=1` rewrites the list after an intended change.
+    #[test]
+    fn the_catalog_of_the_fixture_host_is_the_committed_one() {
+        let cfg = CollectConfig {
+            procfs_root: fixture::dir().join("proc"),
+            sysfs_root: fixture::dir().join("sys"),
+            cgroup_root: fixture::dir().join("cgroup-v1"),
+            cgroup_path: Some("system.slice/mariadb.service".into()),
+            tcp_states: tcp::TcpStates::Procfs,
+            ..CollectConfig::default()
+        };
+        let mut c = Collectors::new(&cfg);
+        let mut sink = Sink::default();
+        c.collect(&mut sink);
+        // A second collection adds nothing: the catalog is the host's, not the moment's.
+        let before = sink.catalog().len();
+        c.collect(&mut sink);
+        assert_eq!(sink.catalog().len(), before);
+        let mut text =
+            String::from("# The agent's catalog over agent/fixtures/host1: name kind unit\n");
+        for m in sink.catalog() {
+            let kind = match m.kind {
+                MetricKind::Gauge => "gauge",
+                MetricKind::Counter => "counter",
+            };
+            text.push_str(&format!("{} {kind} {}\n", m.name, m.unit));
+        }
+        let golden = fixture::dir().join("catalog.txt");
+        if std::env::var_os("DISTDIAG_BLESS").is_some() {
+            std::fs::write(&golden, &text).unwrap();
+        }
+        let committed = std::fs::read_to_string(&golden).unwrap_or_default();
+        if committed != text {
+            let old: std::collections::BTreeSet<&str> = committed.lines().collect();
+            let new: std::collections::BTreeSet<&str> = text.lines().collect();
+            let gone: Vec<&&str> = old.difference(&new).collect();
+            let added: Vec<&&str> = new.difference(&old).collect();
+            panic!("the catalog changed (trained models read metrics by name); gone: {gone:?}; new: {added:?}. After an intended change: DISTDIAG_BLESS=1 cargo test -p distdiag-agent the_catalog");
+        }
+        assert!(sink.catalog().len() > 100, "{}", sink.catalog().len());
+        for name in ["cpu.user", "mem.available", "proc.rss", "cg.cpu_usage", "tcp.retrans_segs"] {
+            assert!(text.contains(&format!("\n{name} ")), "{name} is missing");
+        }
+    }
+
     #[test]
     fn a_failing_collector_is_counted_and_the_rest_still_run() {
         let mut cfg = CollectConfig {

@@ -16,6 +16,23 @@ pub(super) fn available_bytes(meminfo: &str) -> Option<u64> {
         .map(|kb| kb * 1024)
 }
 
+/// What a cgroup's memory limit still leaves (limit − usage), when the
+/// cgroup has a limit: v2 `memory.max`/`memory.current` in `root/path`,
+/// v1 `memory.limit_in_bytes`/`memory.usage_in_bytes` in `root/memory/path`.
+pub(super) fn cgroup_room(root: &std::path::Path, path: &str) -> Option<u64> {
+    let read = |p: std::path::PathBuf| {
+        std::fs::read_to_string(p).ok().and_then(|t| t.trim().parse::<u64>().ok())
+    };
+    let v2 = root.join(path.trim_start_matches('/'));
+    let v1 = root.join("memory").join(path.trim_start_matches('/'));
+    let (limit, usage) = match read(v2.join("memory.max")) {
+        Some(l) => (l, read(v2.join("memory.current"))?),
+        None => (read(v1.join("memory.limit_in_bytes"))?, read(v1.join("memory.usage_in_bytes"))?),
+    };
+    // v1 writes a huge number for "no limit"; v2 writes "max" (no number).
+    (limit < 1 << 60).then(|| limit.saturating_sub(usage))
+}
+
 pub(super) fn plan(bytes: u64, available: u64, margin: u64) -> Result<Plan, FaultError> {
     if bytes.saturating_add(margin) > available {
         return Err(FaultError::Refused(format!(
@@ -50,6 +67,26 @@ pub(super) fn work(bytes: u64) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cgroup_limit_bounds_the_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = dir.path().join("memory/db");
+        std::fs::create_dir_all(&v1).unwrap();
+        std::fs::write(v1.join("memory.limit_in_bytes"), "1073741824\n").unwrap();
+        std::fs::write(v1.join("memory.usage_in_bytes"), "268435456\n").unwrap();
+        assert_eq!(cgroup_room(dir.path(), "db"), Some(768 << 20));
+        std::fs::write(v1.join("memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
+        assert_eq!(cgroup_room(dir.path(), "db"), None, "no limit");
+        let v2 = dir.path().join("system.slice/x");
+        std::fs::create_dir_all(&v2).unwrap();
+        std::fs::write(v2.join("memory.max"), "536870912\n").unwrap();
+        std::fs::write(v2.join("memory.current"), "1000\n").unwrap();
+        assert_eq!(cgroup_room(dir.path(), "/system.slice/x"), Some(536870912 - 1000));
+        std::fs::write(v2.join("memory.max"), "max\n").unwrap();
+        assert_eq!(cgroup_room(dir.path(), "system.slice/x"), None);
+        assert_eq!(cgroup_room(dir.path(), "nowhere"), None);
+    }
 
     #[test]
     fn reads_available_memory_and_refuses_oom_sizes() {

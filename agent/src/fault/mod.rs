@@ -13,7 +13,7 @@ mod cpu;
 mod disk;
 pub mod journal;
 mod memory;
-mod network;
+pub mod network;
 
 pub use network::has_net_admin;
 mod nfqueue;
@@ -41,8 +41,12 @@ pub struct FaultConfig {
     pub max_duration_ms: u64,
     /// Faults are reverted when the coordinator has been silent this long.
     pub deadman_grace_ms: u64,
-    /// memory_stress never leaves less than this much memory available.
+    /// memory_stress never leaves less than this much memory available
+    /// (on the host, and in `cgroup_path` when that has a memory limit).
     pub memory_margin_bytes: u64,
+    /// disk_stress never leaves less than this much free on the file
+    /// system it writes to (its files grow to `workers × bytes`).
+    pub disk_margin_bytes: u64,
     /// Where disk_stress writes when the request names no path
     /// (default: `<state_dir>/fault-disk`).
     pub disk_dir: Option<PathBuf>,
@@ -79,6 +83,7 @@ impl Default for FaultConfig {
             max_duration_ms: 3_600_000,
             deadman_grace_ms: 30_000,
             memory_margin_bytes: 256 << 20,
+            disk_margin_bytes: 1 << 30,
             disk_dir: None,
             cgroup_path: None,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
@@ -271,11 +276,11 @@ impl FaultEngine {
         }
         // probe() lists network_delay when the NFQUEUE backend works (and
         // network_loss when iptables' statistic match does too).
-        let probed = if cfg.enabled { network::probe() } else { Vec::new() };
+        let probed = if cfg.enabled { network::probe(&exe) } else { Vec::new() };
         let nfqueue = probed.contains(&"network_delay");
         let netem = cfg.delay_backend != DelayBackend::Nfqueue
             && probed.contains(&"network_bandwidth")
-            && network::netem_available();
+            && network::netem_available(&exe);
         let delay = match cfg.delay_backend {
             DelayBackend::Netem => netem,
             DelayBackend::Nfqueue => nfqueue,
@@ -467,8 +472,16 @@ impl FaultEngine {
             FaultSpec::MemoryStress { size } => {
                 let meminfo = std::fs::read_to_string(self.proc_root.join("meminfo"))
                     .map_err(|e| FaultError::Refused(format!("cannot read meminfo: {e}")))?;
-                let available = memory::available_bytes(&meminfo)
+                let host = memory::available_bytes(&meminfo)
                     .ok_or_else(|| FaultError::Refused("meminfo has no MemAvailable".into()))?;
+                // Stressors placed in a cgroup with a memory limit can use
+                // only what the limit leaves (else the cgroup's OOM killer
+                // picks a victim, perhaps the database).
+                let available = match &self.cfg.cgroup_path {
+                    Some(path) => memory::cgroup_room(&self.cfg.cgroup_root, path)
+                        .map_or(host, |room| host.min(room)),
+                    None => host,
+                };
                 let bytes = match size {
                     MemorySize::Bytes(b) => *b,
                     MemorySize::PercentOfAvailable(p) => {
@@ -480,6 +493,8 @@ impl FaultEngine {
             FaultSpec::DiskStress { workers, bytes, path } => {
                 let base =
                     path.as_ref().map(PathBuf::from).unwrap_or_else(|| self.disk_root.clone());
+                let need = u64::from(*workers).saturating_mul(*bytes);
+                disk::check_room(&base, need, self.cfg.disk_margin_bytes)?;
                 Ok(disk::plan(*workers, *bytes, &base.join(format!("distdiag-{id}"))))
             }
         }
@@ -569,6 +584,8 @@ impl FaultEngine {
                 .map_err(|e| FaultError::Spawn(format!("{}: {e}", p.display())))?;
         }
         for args in &plan.workers {
+            // This program's own stress-worker, with an argument vector.
+            #[allow(clippy::disallowed_methods)]
             let child = Command::new(&self.exe)
                 .arg("stress-worker")
                 .arg("--parent")

@@ -23,8 +23,12 @@
 //! The connection to the coordinator is always excluded, so a fault never
 //! cuts the agent off from the revert that ends it.
 
+// Runs tc, iptables, ip and unshare, each with an argument vector.
+#![allow(clippy::disallowed_methods)]
+
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use super::FaultError;
@@ -70,13 +74,20 @@ pub fn has_net_admin() -> bool {
         .is_some_and(|caps| caps & (1 << 12) != 0)
 }
 
-/// Runs `script` (sh) in a throwaway network namespace, so the host's
-/// interfaces and rules are never touched: an anonymous one (`unshare
-/// --net`), which goes away with the process even if the agent is killed
-/// mid-probe; a named one where `unshare` is missing.
-fn in_throwaway_netns(script: &str) -> bool {
+/// Runs `steps` (argument vectors, in order, until one fails) in a
+/// throwaway network namespace, so the host's interfaces and rules are never
+/// touched: this program's hidden `probe-steps` command, started in an
+/// anonymous namespace (`unshare --net`) that goes away with the process
+/// even if the agent is killed mid-probe; in a named one where `unshare`
+/// is missing. No shell is involved: each step is run as a vector.
+fn in_throwaway_netns(exe: &Path, steps: &[&[&str]]) -> bool {
+    let Ok(json) = serde_json::to_string(steps) else { return false };
+    let exe = exe.display().to_string();
+    let argv = [exe.as_str(), "probe-steps", "--steps", json.as_str()];
+    let mut unshare = vec!["--net", "--"];
+    unshare.extend(argv);
     match Command::new("unshare")
-        .args(["--net", "sh", "-c", script])
+        .args(&unshare)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -88,22 +99,58 @@ fn in_throwaway_netns(script: &str) -> bool {
             if run("ip", &["netns", "add", &ns], None).is_err() {
                 return false;
             }
-            let ok = run("ip", &["netns", "exec", &ns, "sh", "-c", script], None).is_ok();
+            let mut exec = vec!["netns", "exec", ns.as_str()];
+            exec.extend(argv);
+            let ok = run("ip", &exec, None).is_ok();
             let _ = run("ip", &["netns", "del", &ns], None);
             ok
         }
     }
 }
 
+/// The hidden `probe-steps` command: runs each argument vector of `steps`
+/// (a JSON array of arrays) in order; success when all succeed.
+pub fn run_probe_steps(steps: &str) -> bool {
+    let Ok(steps) = serde_json::from_str::<Vec<Vec<String>>>(steps) else { return false };
+    steps.iter().all(|step| match step.split_first() {
+        Some((program, args)) => {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run(program, &args, None).is_ok()
+        }
+        None => false,
+    })
+}
+
 /// Whether the kernel has `sch_netem` (tried on a throwaway loopback).
-pub(super) fn netem_available() -> bool {
-    in_throwaway_netns("ip link set lo up && tc qdisc add dev lo root netem delay 1ms")
+pub(super) fn netem_available(exe: &Path) -> bool {
+    in_throwaway_netns(
+        exe,
+        &[
+            &["ip", "link", "set", "lo", "up"],
+            &["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
+        ],
+    )
 }
 
 /// Whether iptables' `statistic` match works (tried in a throwaway namespace).
-fn statistic_available() -> bool {
+fn statistic_available(exe: &Path) -> bool {
     in_throwaway_netns(
-        "iptables -t mangle -A POSTROUTING -m statistic --mode random --probability 0.5 -j RETURN",
+        exe,
+        &[&[
+            "iptables",
+            "-t",
+            "mangle",
+            "-A",
+            "POSTROUTING",
+            "-m",
+            "statistic",
+            "--mode",
+            "random",
+            "--probability",
+            "0.5",
+            "-j",
+            "RETURN",
+        ]],
     )
 }
 
@@ -247,14 +294,14 @@ pub(super) fn apply_tc(iface: &str, steps: &[Vec<String>]) -> Result<(), FaultEr
 }
 
 /// Which network fault types work here: tools present and CAP_NET_ADMIN.
-pub(super) fn probe() -> Vec<&'static str> {
+pub(super) fn probe(exe: &Path) -> Vec<&'static str> {
     if !has_net_admin() {
         return Vec::new();
     }
     let mut out = Vec::new();
     if run("iptables", &["-V"], None).is_ok() && super::nfqueue::available() {
         out.push("network_delay");
-        if statistic_available() {
+        if statistic_available(exe) {
             out.push("network_loss");
         }
     }

@@ -6,9 +6,22 @@
 //! link. With `bypass`, packets pass untouched whenever no program listens
 //! on the queue, so a dead agent never blackholes traffic.
 //!
+//! Why packets pass through the agent (measured on this kernel kind):
+//!
+//! - Delay: the kernel has no `sch_netem` and nftables has no `queue`
+//!   statement here, but the xtables NFQUEUE target works. Held in the agent
+//!   for 100 ms, a TCP round trip between two namespaces went from 0.02 ms
+//!   to 104 ms.
+//! - Loss: a drop on the local output path (an nftables drop, a tc action, a
+//!   full qdisc) is reported back to the socket (`NET_XMIT_DROP`), and TCP
+//!   re-sends at once without counting a retransmission: a 20 % "loss" that
+//!   way acted as a throttle with zero retransmissions. Dropped after the
+//!   queue took it, the sender learns nothing, as on a lossy link: a paced
+//!   TCP send under 30 % loss retransmitted 433 segments (0 without).
+//!
 //! Messages are nfnetlink (NETLINK_NETFILTER, subsystem NFQUEUE) built and
-//! parsed here: `nlmsghdr` (native order), `nfgenmsg`, then attributes whose
-//! values are big-endian.
+//! parsed here (no libnetfilter_queue, no C): `nlmsghdr` (native order),
+//! `nfgenmsg`, then attributes whose values are big-endian.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -165,6 +165,7 @@ fn faults_error(e: FaultsError) -> ApiError {
 /// `collect_training_data` (or while collection is on) it also opens a
 /// training case, or joins `case`.
 #[utoipa::path(
+    operation_id = "start_fault",
     post, path = "/api/anomaly/start", tag = "faults", security(("bearer" = [])),
     request_body = StartRequest,
     responses(
@@ -270,8 +271,9 @@ pub(super) async fn start(
 
 /// Stops one fault (`{"id": ...}`), or every fault (an empty body or no id).
 #[utoipa::path(
+    operation_id = "stop_fault",
     post, path = "/api/anomaly/stop", tag = "faults", security(("bearer" = [])),
-    request_body(content = StopRequest, description = "May be empty: stop everything"),
+    request_body(content = Option<StopRequest>, description = "May be empty: stop everything"),
     responses(
         (status = 200, body = StopAnswer),
         (status = 400, body = ErrorBody, description = "Bad request"),
@@ -323,7 +325,8 @@ pub(super) async fn stop(
 }
 
 /// Faults that may still be in effect.
-#[utoipa::path(get, path = "/api/anomaly/active", tag = "faults", responses((status = 200, body = FaultList)))]
+#[utoipa::path(
+    operation_id = "active_faults",get, path = "/api/anomaly/active", tag = "faults", responses((status = 200, body = FaultList)))]
 pub(super) async fn active(State(state): State<ApiState>) -> Json<FaultList> {
     let mut all = state.faults.active();
     all.extend(state.dbfaults.active());
@@ -333,6 +336,7 @@ pub(super) async fn active(State(state): State<ApiState>) -> Json<FaultList> {
 /// Every fault whose lifetime overlaps the period (the training labels):
 /// node, type, spec, requested/applied/deadline/ended times, final state and why.
 #[utoipa::path(
+    operation_id = "fault_history",
     get, path = "/api/anomaly/history", tag = "faults", params(HistoryQuery),
     responses((status = 200, body = FaultHistory), (status = 400, body = ErrorBody, description = "Bad time"))
 )]

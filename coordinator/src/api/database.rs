@@ -22,7 +22,9 @@ use crate::ingest::now_ms;
 
 pub(super) fn db_error(e: DbError) -> ApiError {
     match e {
-        DbError::UnknownTarget(_) => ApiError::not_found(e.to_string()),
+        DbError::UnknownTarget(_) | DbError::NoneConfigured(_) => {
+            ApiError::not_found(e.to_string())
+        }
         DbError::Invalid(_) => ApiError::bad_request(e.to_string()),
         // The database, not this request, is at fault: a clear 4xx all the same.
         DbError::Connect { .. } | DbError::Query { .. } => {
@@ -52,6 +54,7 @@ fn null_reasons(f: &DbFields, unavailable: &BTreeMap<String, String>) -> BTreeMa
 /// `slow_queries` and `deadlocks` (in the interval), `replication_lag` (s),
 /// `connection_count`.
 #[utoipa::path(
+    operation_id = "database_metrics",
     get, path = "/api/metrics/database", tag = "metrics", params(DbQuery),
     responses(
         (status = 200, body = DatabaseMetrics),
@@ -132,6 +135,7 @@ pub(super) async fn database_metrics(
 /// `session_count`, `active_session_count`, read live. On MySQL and
 /// single-tenant OceanBase (seekdb) a tenant is a schema.
 #[utoipa::path(
+    operation_id = "tenant_metrics",
     get, path = "/api/metrics/tenant", tag = "metrics", params(TenantQuery),
     responses(
         (status = 200, body = TenantAnswer),
@@ -166,7 +170,8 @@ pub(super) async fn tenant_metrics(
 
 /// Configured databases: probe connected, last error, server version, views
 /// missing on this server, fields it cannot provide and why.
-#[utoipa::path(get, path = "/api/databases", tag = "nodes", responses((status = 200, body = DatabaseList)))]
+#[utoipa::path(
+    operation_id = "databases",get, path = "/api/databases", tag = "nodes", responses((status = 200, body = DatabaseList)))]
 pub(super) async fn databases(State(state): State<ApiState>) -> Json<DatabaseList> {
     Json(DatabaseList { databases: state.probes.status() })
 }

@@ -16,7 +16,8 @@ use distdiag_api::models::{
     ModelList, ModelSummary, TrainAccepted, TrainRequest, WindowQuery,
 };
 use distdiag_api::ranks::{
-    GraphAnswer, GraphEdge, GraphNode, GraphQuery, RankHistory, Ranking, RanksAnswer, RanksQuery,
+    GraphAnswer, GraphEdge, GraphFormat, GraphNode, GraphQuery, RankHistory, Ranking, RanksAnswer,
+    RanksQuery,
 };
 use distdiag_api::training::{CaseFaults, CaseList, CollectAnswer, NormalAnswer, Stats};
 use distdiag_api::ErrorBody;
@@ -63,6 +64,7 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(
 
 /// Starts a normal collection period.
 #[utoipa::path(
+    operation_id = "normal_start",
     post, path = "/api/training/normal/start", tag = "training", security(("bearer" = [])),
     responses(
         (status = 200, body = NormalAnswer),
@@ -83,6 +85,7 @@ pub(super) async fn normal_start(
 
 /// Ends the normal collection period.
 #[utoipa::path(
+    operation_id = "normal_stop",
     post, path = "/api/training/normal/stop", tag = "training", security(("bearer" = [])),
     responses(
         (status = 200, body = NormalAnswer),
@@ -103,6 +106,7 @@ pub(super) async fn normal_stop(
 
 /// From now on every fault started is a training case.
 #[utoipa::path(
+    operation_id = "collect_start",
     post, path = "/api/training/collect", tag = "training", security(("bearer" = [])),
     responses(
         (status = 200, body = CollectAnswer),
@@ -120,6 +124,7 @@ pub(super) async fn collect(State(state): State<ApiState>) -> Json<CollectAnswer
 
 /// Faults started from now on are no longer training cases (unless asked).
 #[utoipa::path(
+    operation_id = "collect_stop",
     post, path = "/api/training/stop", tag = "training", security(("bearer" = [])),
     responses(
         (status = 200, body = CollectAnswer),
@@ -136,14 +141,16 @@ pub(super) async fn collect_stop(State(state): State<ApiState>) -> Json<CollectA
 }
 
 /// Samples collected, per type, and whether normal and anomalous data are balanced.
-#[utoipa::path(get, path = "/api/training/stats", tag = "training", responses((status = 200, body = Stats)))]
+#[utoipa::path(
+    operation_id = "training_stats",get, path = "/api/training/stats", tag = "training", responses((status = 200, body = Stats)))]
 pub(super) async fn stats(State(state): State<ApiState>) -> Result<Json<Stats>, ApiError> {
     let t = state.training.clone();
     Ok(Json(blocking(move || t.stats(now_ms()).map_err(training_error)).await?))
 }
 
 /// Training cases with their fault events, and the normal periods.
-#[utoipa::path(get, path = "/api/training/cases", tag = "training", responses((status = 200, body = CaseList)))]
+#[utoipa::path(
+    operation_id = "training_cases",get, path = "/api/training/cases", tag = "training", responses((status = 200, body = CaseList)))]
 pub(super) async fn cases(State(state): State<ApiState>) -> Result<Json<CaseList>, ApiError> {
     let t = state.training.clone();
     let cases = blocking(move || t.resolved_cases(now_ms()).map_err(ApiError::internal)).await?;
@@ -162,13 +169,15 @@ fn collected(state: &ApiState, window: Option<WindowConfig>) -> Result<Dataset, 
 /// Trains a model version on the collected data (or an imported dataset)
 /// as a background job; `GET /api/anomaly/train/{job}` follows it.
 #[utoipa::path(
+    operation_id = "train",
     post, path = "/api/anomaly/train", tag = "models", security(("bearer" = [])),
-    request_body(content = TrainRequest, description = "May be empty: the collected data, default parameters"),
+    request_body(content = Option<TrainRequest>, description = "May be empty: the collected data, default parameters"),
     responses(
         (status = 202, body = TrainAccepted),
-        (status = 400, body = ErrorBody, description = "Bad parameters, or nothing collected yet"),
+        (status = 400, body = ErrorBody, description = "Bad parameters"),
         (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
         (status = 404, body = ErrorBody, description = "Unknown dataset"),
+        (status = 409, body = ErrorBody, description = "Nothing collected yet"),
     )
 )]
 pub(super) async fn train(
@@ -202,6 +211,7 @@ pub(super) async fn train(
 
 /// A training job: state, progress 0..1, message, the model id when done.
 #[utoipa::path(
+    operation_id = "train_job",
     get, path = "/api/anomaly/train/{job}", tag = "models",
     params(("job" = String, Path, description = "Job id")),
     responses((status = 200, body = Job), (status = 404, body = ErrorBody, description = "Unknown job"))
@@ -219,7 +229,8 @@ pub(super) async fn train_job(
 
 /// Model versions: types, skipped types and why, features, window,
 /// parameters, train/validation cases, held-out evaluation.
-#[utoipa::path(get, path = "/api/models", tag = "models", responses((status = 200, body = ModelList)))]
+#[utoipa::path(
+    operation_id = "models",get, path = "/api/models", tag = "models", responses((status = 200, body = ModelList)))]
 pub(super) async fn models(State(state): State<ApiState>) -> Result<Json<ModelList>, ApiError> {
     let m = state.models.clone();
     let list = blocking(move || m.list().map_err(models_error)).await?;
@@ -228,6 +239,7 @@ pub(super) async fn models(State(state): State<ApiState>) -> Result<Json<ModelLi
 
 /// One model version, without its boosters.
 #[utoipa::path(
+    operation_id = "model",
     get, path = "/api/models/{id}", tag = "models",
     params(("id" = String, Path, description = "Model id")),
     responses((status = 200, body = ModelSummary), (status = 404, body = ErrorBody, description = "Unknown model"))
@@ -241,6 +253,7 @@ pub(super) async fn model(
 
 /// The whole version, boosters included (for `distdiag eval --model`).
 #[utoipa::path(
+    operation_id = "export_model",
     get, path = "/api/models/{id}/export", tag = "models",
     params(("id" = String, Path, description = "Model id")),
     responses((status = 200, body = ModelDoc), (status = 404, body = ErrorBody, description = "Unknown model"))
@@ -254,6 +267,7 @@ pub(super) async fn export_model(
 
 /// One type's booster as XGBoost JSON (Python: `xgboost.Booster(model_file=...)`).
 #[utoipa::path(
+    operation_id = "booster",
     get, path = "/api/models/{id}/booster/{type}", tag = "models",
     params(("id" = String, Path, description = "Model id"), ("type" = String, Path, description = "Anomaly type")),
     responses(
@@ -275,6 +289,7 @@ pub(super) async fn booster(
 
 /// Makes a version the active one (the previous one is kept for rollback).
 #[utoipa::path(
+    operation_id = "activate_model",
     post, path = "/api/models/{id}/activate", tag = "models", security(("bearer" = [])),
     params(("id" = String, Path, description = "Model id")),
     responses(
@@ -294,6 +309,7 @@ pub(super) async fn activate(
 
 /// Goes back to the previously active version.
 #[utoipa::path(
+    operation_id = "rollback_model",
     post, path = "/api/models/rollback", tag = "models", security(("bearer" = [])),
     responses(
         (status = 200, body = ModelActivated),
@@ -314,14 +330,16 @@ pub(super) async fn rollback(
 /// statistical scorer and Dummy, at the fault and ±30 s, on the cases the
 /// version did not train on.
 #[utoipa::path(
+    operation_id = "evaluate_model",
     post, path = "/api/models/{id}/evaluate", tag = "models", security(("bearer" = [])),
     params(("id" = String, Path, description = "Model id")),
-    request_body(content = EvaluateRequest, description = "May be empty: the collected data"),
+    request_body(content = Option<EvaluateRequest>, description = "May be empty: the collected data"),
     responses(
         (status = 200, body = EvaluateAnswer),
         (status = 400, body = ErrorBody, description = "Bad request, or no case to evaluate on"),
         (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
         (status = 404, body = ErrorBody, description = "Unknown model or dataset"),
+        (status = 409, body = ErrorBody, description = "Nothing collected yet"),
     )
 )]
 pub(super) async fn evaluate(
@@ -345,7 +363,8 @@ pub(super) async fn evaluate(
 }
 
 /// Imported datasets.
-#[utoipa::path(get, path = "/api/datasets", tag = "datasets", responses((status = 200, body = DatasetList)))]
+#[utoipa::path(
+    operation_id = "datasets",get, path = "/api/datasets", tag = "datasets", responses((status = 200, body = DatasetList)))]
 pub(super) async fn datasets(State(state): State<ApiState>) -> Result<Json<DatasetList>, ApiError> {
     Ok(Json(DatasetList { datasets: state.models.datasets().map_err(models_error)? }))
 }
@@ -365,12 +384,14 @@ fn named_dataset(state: &ApiState, name: &str, q: &WindowQuery) -> Result<Datase
 
 /// A dataset: `collected` is the data gathered so far; any other name an imported one.
 #[utoipa::path(
+    operation_id = "dataset",
     get, path = "/api/datasets/{name}", tag = "datasets",
     params(("name" = String, Path, description = "`collected` or an imported dataset"), WindowQuery),
     responses(
         (status = 200, body = Dataset),
-        (status = 400, body = ErrorBody, description = "Bad window, or nothing collected yet"),
+        (status = 400, body = ErrorBody, description = "Bad window"),
         (status = 404, body = ErrorBody, description = "Unknown dataset"),
+        (status = 409, body = ErrorBody, description = "Nothing collected yet"),
     )
 )]
 pub(super) async fn dataset(
@@ -386,12 +407,14 @@ pub(super) async fn dataset(
 /// The dataset's labelled windows with every feature (`windows.csv` of the
 /// export format), for tools outside distdiag.
 #[utoipa::path(
+    operation_id = "dataset_windows",
     get, path = "/api/datasets/{name}/windows.csv", tag = "datasets",
     params(("name" = String, Path, description = "`collected` or an imported dataset"), WindowQuery),
     responses(
         (status = 200, content_type = "text/csv", body = String),
-        (status = 400, body = ErrorBody, description = "Bad window, or nothing collected yet"),
+        (status = 400, body = ErrorBody, description = "Bad window"),
         (status = 404, body = ErrorBody, description = "Unknown dataset"),
+        (status = 409, body = ErrorBody, description = "Nothing collected yet"),
     )
 )]
 pub(super) async fn dataset_windows(
@@ -411,6 +434,7 @@ pub(super) async fn dataset_windows(
 
 /// Stores a dataset (the export format as JSON) under a name.
 #[utoipa::path(
+    operation_id = "import_dataset",
     post, path = "/api/datasets/{name}", tag = "datasets", security(("bearer" = [])),
     params(("name" = String, Path, description = "Name to store it under (not `collected`)")),
     request_body = Dataset,
@@ -439,6 +463,7 @@ pub(super) async fn import_dataset(
 /// The latest ranking: (node, type) with score = excess × PageRank,
 /// probability, excess and the top metrics; with `from`/`to` the history.
 #[utoipa::path(
+    operation_id = "ranks",
     get, path = "/api/anomaly/ranks", tag = "diagnosis", params(RanksQuery),
     responses((status = 200, body = RanksAnswer), (status = 400, body = ErrorBody, description = "Bad parameters"))
 )]
@@ -485,6 +510,7 @@ pub(super) async fn ranks(
 
 /// Server-sent events: one `ranks` event (a Ranking as JSON) per new ranking.
 #[utoipa::path(
+    operation_id = "ranks_stream",
     get, path = "/api/anomaly/ranks/stream", tag = "diagnosis",
     responses((status = 200, content_type = "text/event-stream", body = String, description = "`event: ranks` with a Ranking as data, until the coordinator stops"))
 )]
@@ -518,13 +544,14 @@ pub(super) async fn ranks_stream(
 /// The latest ranking's node graph (edge weight = mean |Pearson r|) with
 /// PageRank and scores, as JSON or GraphML.
 #[utoipa::path(
+    operation_id = "rank_graph",
     get, path = "/api/anomaly/ranks/graph", tag = "diagnosis", params(GraphQuery),
     responses(
         (status = 200, content(
             (GraphAnswer = "application/json"),
             (String = "application/graphml+xml"),
         )),
-        (status = 400, body = ErrorBody, description = "Unknown format"),
+        (status = 400, body = ErrorBody, description = "Unknown format (json or graphml)"),
         (status = 404, body = ErrorBody, description = "No ranking yet"),
     )
 )]
@@ -533,10 +560,7 @@ pub(super) async fn ranks_graph(
     q: Result<Query<GraphQuery>, QueryRejection>,
 ) -> Result<axum::response::Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let format = q.format.as_deref().unwrap_or("json");
-    if !matches!(format, "json" | "graphml") {
-        return Err(ApiError::bad_request(format!("format {format:?}: json or graphml")));
-    }
+    let format = q.format.unwrap_or_default();
     let d: Arc<crate::online::Diagnosis> =
         state.online.latest().ok_or_else(|| ApiError::not_found("no ranking yet"))?;
     // Per node: PageRank, best score and its type.
@@ -554,7 +578,7 @@ pub(super) async fn ranks_graph(
             )
         })
         .collect();
-    if format == "graphml" {
+    if format == GraphFormat::Graphml {
         return Ok((
             [(header::CONTENT_TYPE, "application/graphml+xml")],
             to_graphml(&d.graph, &attrs),

@@ -80,6 +80,7 @@ pub(super) fn downsample(points: &[(i64, f64)], step: i64) -> Vec<(i64, f64)> {
 /// (or of `node`) with a summary: CPU, memory, disk and network rates,
 /// per-disk IOPS/await/utilisation, TCP retransmits, database process CPU/RSS.
 #[utoipa::path(
+    operation_id = "metrics",
     get, path = "/api/metrics", tag = "metrics", params(MetricsQuery),
     responses(
         (status = 200, body = MetricsAnswer, description = "A Series with `metric`, else Latest"),

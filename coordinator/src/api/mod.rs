@@ -52,6 +52,8 @@ pub struct ApiState {
     pub token: Arc<str>,
     pub probes: Arc<DbProbes>,
     pub probe_interval_ms: u64,
+    /// Longest a prepare request with `wait` is held open.
+    pub prepare_wait: std::time::Duration,
     pub workloads: Arc<Workloads>,
     pub dbfaults: Arc<DbFaults>,
     pub training: Arc<crate::training::Training>,
@@ -142,6 +144,105 @@ impl utoipa::Modify for BearerScheme {
     }
 }
 
+/// OpenAPI links from an answer to the operations that take what it names
+/// (a started workload's id to its report and its stop, a training job to
+/// its model, ...): clients and stateful testers (schemathesis) follow them.
+struct Links;
+
+/// (from operation, status, link name, to operation, parameters, request body).
+type LinkRow = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    Option<&'static str>,
+);
+
+const LINKS: &[LinkRow] = &[
+    ("start_workload", "200", "Report", "workload", &[("id", "$response.body#/workload_id")], None),
+    (
+        "start_workload",
+        "200",
+        "Stop",
+        "stop_workload",
+        &[("id", "$response.body#/workload_id")],
+        None,
+    ),
+    (
+        "prepare_workload",
+        "202",
+        "Progress",
+        "workload",
+        &[("id", "$response.body#/workload_id")],
+        None,
+    ),
+    (
+        "active_workloads",
+        "200",
+        "Report",
+        "workload",
+        &[("id", "$response.body#/workloads/0/workload_id")],
+        None,
+    ),
+    (
+        "workload_runs",
+        "200",
+        "Report",
+        "workload",
+        &[("id", "$response.body#/workloads/0/workload_id")],
+        None,
+    ),
+    ("start_fault", "200", "Stop", "stop_fault", &[], Some("/anomalies/0/id")),
+    ("active_faults", "200", "Stop", "stop_fault", &[], Some("/anomalies/0/id")),
+    ("train", "202", "Job", "train_job", &[("job", "$response.body#/job")], None),
+    ("train_job", "200", "Model", "model", &[("id", "$response.body#/model_id")], None),
+    ("train_job", "200", "Export", "export_model", &[("id", "$response.body#/model_id")], None),
+    ("train_job", "200", "Activate", "activate_model", &[("id", "$response.body#/model_id")], None),
+    ("train_job", "200", "Evaluate", "evaluate_model", &[("id", "$response.body#/model_id")], None),
+    ("models", "200", "Model", "model", &[("id", "$response.body#/models/0/id")], None),
+    ("nodes", "200", "Node", "node", &[("node", "$response.body#/nodes/0/node")], None),
+    ("import_dataset", "200", "Dataset", "dataset", &[("name", "$response.body#/dataset")], None),
+    (
+        "import_dataset",
+        "200",
+        "Windows",
+        "dataset_windows",
+        &[("name", "$response.body#/dataset")],
+        None,
+    ),
+];
+
+impl utoipa::Modify for Links {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::link::LinkBuilder;
+        use utoipa::openapi::RefOr;
+        for item in doc.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post, &mut item.delete].into_iter().flatten() {
+                let Some(id) = op.operation_id.clone() else { continue };
+                for (from, status, name, to, params, body) in LINKS {
+                    if *from != id {
+                        continue;
+                    }
+                    let Some(RefOr::T(resp)) = op.responses.responses.get_mut(*status) else {
+                        continue;
+                    };
+                    let mut link = LinkBuilder::new().operation_id(*to);
+                    for (k, v) in *params {
+                        link = link.parameter(*k, *v);
+                    }
+                    if let Some(ptr) = body {
+                        link = link.request_body(Some(
+                            serde_json::json!({ "id": format!("$response.body#{ptr}") }),
+                        ));
+                    }
+                    resp.links.insert((*name).to_owned(), RefOr::T(link.build()));
+                }
+            }
+        }
+    }
+}
+
 /// The documented routes (everything but the dashboard and the viewer).
 fn api_routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -188,16 +289,55 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(diagnosis::dataset_windows))
 }
 
-/// The OpenAPI document, as `/api/openapi.json` serves it.
+/// The routes and the finished document (links need the paths in place).
+fn routes_and_doc() -> (axum::Router<ApiState>, utoipa::openapi::OpenApi) {
+    let (routes, mut doc) = api_routes().split_for_parts();
+    utoipa::Modify::modify(&Links, &mut doc);
+    (routes, doc)
+}
+
+/// The OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().into_openapi()
+    routes_and_doc().1
+}
+
+/// The document as `/api/openapi.json` serves it. utoipa 5 writes a link's
+/// fields in snake case (`operation_id`); OpenAPI spells them in camel
+/// case, so they are renamed here.
+pub fn openapi_json(doc: &utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut v = serde_json::to_value(doc).unwrap_or_default();
+    if let Some(paths) = v.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for op in paths.values_mut().filter_map(|i| i.as_object_mut()).flat_map(|i| i.values_mut())
+        {
+            let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut()) else {
+                continue;
+            };
+            for links in responses
+                .values_mut()
+                .filter_map(|r| r.get_mut("links"))
+                .filter_map(|l| l.as_object_mut())
+            {
+                for link in links.values_mut().filter_map(|l| l.as_object_mut()) {
+                    for (from, to) in [
+                        ("operation_id", "operationId"),
+                        ("operation_ref", "operationRef"),
+                        ("request_body", "requestBody"),
+                    ] {
+                        if let Some(x) = link.remove(from) {
+                            link.insert(to.to_owned(), x);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    v
 }
 
 /// Builds the router.
 pub fn router(state: ApiState) -> Router {
-    let (api, doc) = api_routes().split_for_parts();
-    let doc = Arc::new(doc);
-    let json_doc = doc.clone();
+    let (api, doc) = routes_and_doc();
+    let json_doc = Arc::new(openapi_json(&doc));
     api.route("/", get(dashboard))
         .route("/api/openapi.json", get(move || async move { Json(json_doc.as_ref().clone()) }))
         .merge(
@@ -207,7 +347,39 @@ pub fn router(state: ApiState) -> Router {
         )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(axum::middleware::from_fn(json_errors))
         .with_state(state)
+}
+
+/// Error answers are JSON everywhere: axum's own rejections (a path it
+/// cannot decode, a method a route lacks) come as text and become
+/// `{"error": text}` with their status (and `Allow` kept).
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let error = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    let mut out = (status, Json(ErrorBody { error })).into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        out.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    out
 }
 
 /// Constant-time comparison, so the token cannot be guessed byte by byte.
@@ -243,7 +415,8 @@ async fn dashboard() -> axum::response::Html<&'static str> {
 }
 
 /// Liveness, connected agents and known nodes.
-#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = Health)))]
+#[utoipa::path(
+    operation_id = "health",get, path = "/health", tag = "system", responses((status = 200, body = Health)))]
 async fn health(State(state): State<ApiState>) -> Json<Health> {
     let stats = state.store.stats();
     Json(Health {
@@ -283,7 +456,8 @@ fn node_info(state: &ApiState, rec: &NodeRecord, with_catalog: bool) -> NodeInfo
 }
 
 /// Nodes with host facts, capabilities, state and last sample time.
-#[utoipa::path(get, path = "/api/nodes", tag = "nodes", responses((status = 200, body = NodeList)))]
+#[utoipa::path(
+    operation_id = "nodes",get, path = "/api/nodes", tag = "nodes", responses((status = 200, body = NodeList)))]
 async fn list_nodes(State(state): State<ApiState>) -> Json<NodeList> {
     let nodes = state.store.nodes().iter().map(|r| node_info(&state, r, false)).collect();
     Json(NodeList { nodes })
@@ -291,6 +465,7 @@ async fn list_nodes(State(state): State<ApiState>) -> Json<NodeList> {
 
 /// One node, with its metric catalog.
 #[utoipa::path(
+    operation_id = "node",
     get, path = "/api/nodes/{node}", tag = "nodes",
     params(("node" = String, Path, description = "Node name")),
     responses((status = 200, body = NodeInfo), (status = 404, body = ErrorBody, description = "Unknown node"))
@@ -308,6 +483,7 @@ async fn get_node(
 
 /// Forgets a node and all its data (refused while its agent is connected).
 #[utoipa::path(
+    operation_id = "delete_node",
     delete, path = "/api/nodes/{node}", tag = "nodes", security(("bearer" = [])),
     params(("node" = String, Path, description = "Node name")),
     responses(

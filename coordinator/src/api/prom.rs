@@ -17,6 +17,7 @@ fn line(out: &mut String, name: &str, kind: &str, help: &str, v: f64) {
 /// totals, connected agents, handshake and frame errors, store size, sealed
 /// bytes and values, flush time.
 #[utoipa::path(
+    operation_id = "self_metrics",
     get, path = "/metrics", tag = "system",
     responses((status = 200, content_type = "text/plain; version=0.0.4", body = String))
 )]

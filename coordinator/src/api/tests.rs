@@ -79,6 +79,7 @@ fn state(dir: &std::path::Path) -> ApiState {
         token: "secret-token-123456".into(),
         probes: Arc::new(crate::dbprobe::DbProbes::new(targets)),
         probe_interval_ms: 5000,
+        prepare_wait: std::time::Duration::from_secs(60),
         workloads,
         dbfaults,
     }
@@ -489,7 +490,7 @@ async fn training_collection_models_and_bad_input() {
     let tok = Some("secret-token-123456");
     // Nothing collected: training is refused with a clear message; unknowns are 404.
     let (s, v) = call(&app, post("/api/anomaly/train", "", tok)).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert!(v["error"].as_str().unwrap().contains("nothing collected"), "{v}");
     assert_eq!(call(&app, get("/api/anomaly/train/nope")).await.0, StatusCode::NOT_FOUND);
     assert_eq!(call(&app, get("/api/models/nope")).await.0, StatusCode::NOT_FOUND);
@@ -677,7 +678,7 @@ async fn the_openapi_document_matches_the_handlers_and_the_committed_files() {
     let (s, served) = call(&app, get("/api/openapi.json")).await;
     assert_eq!(s, StatusCode::OK);
     let doc = openapi();
-    assert_eq!(served, serde_json::to_value(&doc).unwrap());
+    assert_eq!(served, openapi_json(&doc));
     assert_eq!(served["openapi"], "3.1.0");
     let mut n = 0;
     for (path, item) in &doc.paths.paths {
@@ -721,6 +722,29 @@ async fn the_openapi_document_matches_the_handlers_and_the_committed_files() {
         }
     }
     assert!(n >= 40, "{n} operations");
+    // Every reference resolves, every link names an operation that exists.
+    let text = served.to_string();
+    let schemas = served["components"]["schemas"].as_object().unwrap();
+    for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = &r[..r.find('"').unwrap()];
+        assert!(schemas.contains_key(name), "unresolvable reference to {name}");
+    }
+    let ids: Vec<String> = doc
+        .paths
+        .paths
+        .values()
+        .flat_map(|i| [&i.get, &i.post, &i.delete])
+        .flatten()
+        .filter_map(|o| o.operation_id.clone())
+        .collect();
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "operation ids repeat");
+    for r in text.split("\"operationId\":\"").skip(1) {
+        let id = &r[..r.find('"').unwrap()];
+        assert!(ids.iter().any(|i| i == id), "a link names no operation {id}");
+    }
     for p in [
         "/api/nodes",
         "/api/metrics",
@@ -739,7 +763,7 @@ async fn the_openapi_document_matches_the_handlers_and_the_committed_files() {
     assert_eq!((s, v["error"].as_str()), (StatusCode::NOT_FOUND, Some("no such endpoint")));
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let json = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+    let json = serde_json::to_string_pretty(&served).unwrap() + "\n";
     let md = reference::markdown(&doc) + "\n";
     for (file, text) in [("docs/openapi.json", &json), ("docs/api.md", &md)] {
         let path = root.join(file);

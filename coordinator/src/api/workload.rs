@@ -37,13 +37,15 @@ fn body(
 
 /// Creates and loads the benchmark's tables as a background job (202 with
 /// `workload_id`; `GET /api/workload/{id}` shows `progress`); `"wait": true`
-/// answers when it is done.
+/// answers when it is done, or with 202 after `api.prepare_wait_ms` (a
+/// minute) if it is not.
 #[utoipa::path(
+    operation_id = "prepare_workload",
     post, path = "/api/workload/prepare", tag = "workloads", security(("bearer" = [])),
     request_body = WorkloadRequest,
     responses(
         (status = 200, body = PrepareAnswer, description = "Prepared (with wait)"),
-        (status = 202, body = PrepareAnswer, description = "Preparing"),
+        (status = 202, body = PrepareAnswer, description = "Preparing (with wait: still, after a minute)"),
         (status = 400, body = ErrorBody, description = "Bad request, or another run uses the tables"),
         (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
         (status = 404, body = ErrorBody, description = "Unknown database"),
@@ -57,8 +59,10 @@ pub(super) async fn prepare(
     let (req, kind) = body(b)?;
     let (run, job) =
         state.workloads.prepare(kind, req.options.unwrap_or_default()).map_err(workload_error)?;
-    if req.wait {
-        let _ = job.await;
+    // Waits at most `api.prepare_wait_ms` (a minute): a proxy or client
+    // would give up on a longer request, and a large prepare takes longer.
+    // Still preparing: 202.
+    if req.wait && tokio::time::timeout(state.prepare_wait, job).await.is_ok() {
         let report = run.report(false);
         let ok = report.phase == Phase::Prepared;
         let status = if ok {
@@ -86,6 +90,7 @@ pub(super) async fn prepare(
 
 /// Starts a run: `threads` workers (1..=64) until stopped or `duration_s`.
 #[utoipa::path(
+    operation_id = "start_workload",
     post, path = "/api/workload/start", tag = "workloads", security(("bearer" = [])),
     request_body = WorkloadRequest,
     responses(
@@ -121,6 +126,7 @@ pub(super) async fn start(
 
 /// Stops one run (it keeps its report).
 #[utoipa::path(
+    operation_id = "stop_workload",
     post, path = "/api/workload/{id}/stop", tag = "workloads", security(("bearer" = [])),
     params(("id" = String, Path, description = "Workload id")),
     responses(
@@ -143,6 +149,7 @@ pub(super) async fn stop(
 
 /// Stops every run.
 #[utoipa::path(
+    operation_id = "stop_all_workloads",
     post, path = "/api/workload/stop-all", tag = "workloads", security(("bearer" = [])),
     responses(
         (status = 200, body = WorkloadsStopped),
@@ -159,7 +166,8 @@ pub(super) async fn stop_all(State(state): State<ApiState>) -> Json<WorkloadsSto
 }
 
 /// Live runs and prepare jobs with their figures.
-#[utoipa::path(get, path = "/api/workload/active", tag = "workloads", responses((status = 200, body = WorkloadList)))]
+#[utoipa::path(
+    operation_id = "active_workloads",get, path = "/api/workload/active", tag = "workloads", responses((status = 200, body = WorkloadList)))]
 pub(super) async fn active(State(state): State<ApiState>) -> Json<WorkloadList> {
     Json(WorkloadList {
         workloads: state.workloads.active().iter().map(|r| r.report(false)).collect(),
@@ -168,6 +176,7 @@ pub(super) async fn active(State(state): State<ApiState>) -> Json<WorkloadList> 
 
 /// One run with its per-interval TPS, QPS, errors and latency percentiles.
 #[utoipa::path(
+    operation_id = "workload",
     get, path = "/api/workload/{id}", tag = "workloads",
     params(("id" = String, Path, description = "Workload id")),
     responses((status = 200, body = WorkloadReport), (status = 404, body = ErrorBody, description = "Unknown workload"))
@@ -187,7 +196,8 @@ pub(super) async fn get_one(
 }
 
 /// Every stored run, without intervals, oldest first.
-#[utoipa::path(get, path = "/api/workload/runs", tag = "workloads", responses((status = 200, body = WorkloadList)))]
+#[utoipa::path(
+    operation_id = "workload_runs",get, path = "/api/workload/runs", tag = "workloads", responses((status = 200, body = WorkloadList)))]
 pub(super) async fn runs(State(state): State<ApiState>) -> Json<WorkloadList> {
     Json(WorkloadList { workloads: state.workloads.history() })
 }
@@ -195,6 +205,7 @@ pub(super) async fn runs(State(state): State<ApiState>) -> Json<WorkloadList> {
 /// Validation of a prepared benchmark: TPC-C consistency conditions 1–4,
 /// or the 22 TPC-H queries run once (rows and time each).
 #[utoipa::path(
+    operation_id = "check_workload",
     post, path = "/api/workload/check", tag = "workloads", security(("bearer" = [])),
     request_body = WorkloadRequest,
     responses(

@@ -16,6 +16,8 @@
 //!     Python's xgboost on the same exported dataset (windows.csv) with the
 //!     same parameters and rounds; ranking 100 nodes × 200 metrics.
 
+// Runs the comparison tools (node_exporter, sysbench, python3) side by side.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};

@@ -6,6 +6,9 @@
 //! or SIGTERM, then removes everything; `distdiag-testbed down --dir DIR`
 //! removes a testbed from another terminal or after a crash.
 
+// Brings up and tears down processes and namespaces.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -21,6 +21,9 @@ pub enum DbError {
     Query { target: String, reason: String },
     #[error("unknown database {0:?}")]
     UnknownTarget(String),
+    /// A request that needs a database, on a coordinator with none.
+    #[error("{0}")]
+    NoneConfigured(String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -185,7 +188,7 @@ pub fn find<'a>(
         (Some(n), _) => {
             targets.iter().find(|t| t.name == n).ok_or_else(|| DbError::UnknownTarget(n.to_owned()))
         }
-        (None, []) => Err(DbError::Invalid(NONE_CONFIGURED.into())),
+        (None, []) => Err(DbError::NoneConfigured(NONE_CONFIGURED.into())),
         (None, [first, ..]) if !only || targets.len() == 1 => Ok(first),
         (None, _) => Err(DbError::Invalid(
             "several databases are configured; name one in params.database".into(),
