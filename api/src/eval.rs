@@ -35,6 +35,10 @@ pub struct AcRow {
 pub struct Report {
     #[serde(flatten)]
     pub overall: AcRow,
+    /// AC@k of the root-cause node alone: the ranking's distinct nodes in
+    /// order against the cases' cause nodes, whatever the type.
+    #[serde(default)]
+    pub node: AcRow,
     pub per_scenario: BTreeMap<String, AcRow>,
     pub per_type: BTreeMap<String, Prf>,
     /// Mean F1 over the types that are true causes somewhere.

@@ -121,6 +121,10 @@ pub struct ModelSet {
     pub valid_cases: Vec<String>,
     /// Types seen in the labels that got no classifier, with why.
     pub skipped: BTreeMap<String, String>,
+    /// Per type: how many cases it had and whether some were held out to
+    /// evaluate it ("1 case: trained on all of it, not evaluated").
+    #[serde(default)]
+    pub type_notes: BTreeMap<String, String>,
 }
 
 /// `POST /api/anomaly/train` (an empty body trains on the collected data).
@@ -193,6 +197,9 @@ pub struct ModelSummary {
     pub types: Vec<String>,
     /// Types in the labels without a classifier, with why.
     pub skipped: BTreeMap<String, String>,
+    /// Per type: its cases, and whether any was held out to evaluate it.
+    #[serde(default)]
+    pub type_notes: BTreeMap<String, String>,
     pub features: usize,
     pub window: WindowConfig,
     pub params: TrainParams,

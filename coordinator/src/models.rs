@@ -105,6 +105,7 @@ impl Models {
             active: active == Some(doc.id.as_str()),
             types: doc.set.types.iter().map(|t| t.kind.clone()).collect(),
             skipped: doc.set.skipped.clone(),
+            type_notes: doc.set.type_notes.clone(),
             features: doc.set.feature_names.len(),
             window: doc.set.window,
             params: doc.set.params.clone(),

@@ -228,6 +228,7 @@ impl Training {
                     scenario: "normal".into(),
                     start_ms: p.start_ms,
                     end_ms: end,
+                    group: None,
                 });
             }
         }
@@ -239,6 +240,7 @@ impl Training {
                 scenario: c.scenario.clone(),
                 start_ms: start - c.pre_ms,
                 end_ms: end.max(start + 1),
+                group: None,
             });
             ds.labels.extend(events);
         }

@@ -6,12 +6,15 @@
 //! - `series.csv`: `node,metric,timestamp_ms,value` — one row per finite
 //!   sample, counters already per-second rates, devices summed per metric;
 //! - `labels.csv`: `case,node,type,start_ms,end_ms` — the faults;
-//! - `cases.csv`: `case,scenario,start_ms,end_ms` — the periods (normal
-//!   collections are cases without labels);
+//! - `cases.csv`: `case,scenario,start_ms,end_ms[,group]` — the periods
+//!   (normal collections are cases without labels); the optional group
+//!   keeps cases together in cross-validation;
 //! - `windows.csv` (written, not read): the labelled windows with every
 //!   feature, for external tools.
 //!
-//! Names may not hold commas, quotes or line breaks; times are Unix ms.
+//! The CSV files are read and written by a CSV parser (RFC 4180 quoting);
+//! every error names its file and line. Times are Unix ms. The full format,
+//! with a worked conversion, is `docs/dataset-format.md`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -33,12 +36,26 @@ pub struct Manifest {
 }
 
 /// A case's period with its scenario.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CasePeriod {
     pub case: String,
     pub scenario: String,
     pub start_ms: i64,
     pub end_ms: i64,
+    /// Cases of one group (a run, a recording, a service) stay together
+    /// when cases are dealt into cross-validation folds (`cases.csv`'s
+    /// optional fifth column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// A CSV field, quoted when it has to be (RFC 4180).
+pub fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\"")).into()
+    } else {
+        s.into()
+    }
 }
 
 /// Series per node and metric, as `(timestamp_ms, value)` on the step grid.
@@ -64,6 +81,59 @@ pub enum DatasetError {
 
 fn invalid(m: impl Into<String>) -> DatasetError {
     DatasetError::Invalid(m.into())
+}
+
+/// The records of a CSV file after its header, each with its line number.
+/// The header must be `want`, of which the last `optional` columns may be
+/// left out (then every record has the header's width).
+fn csv_rows(
+    file: &str,
+    text: &str,
+    want: &[&str],
+    optional: usize,
+) -> Result<Vec<(u64, Vec<String>)>, DatasetError> {
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .flexible(false)
+        .from_reader(text.as_bytes());
+    let header: Vec<String> = r
+        .headers()
+        .map_err(|e| invalid(format!("{file}:1: {e}")))?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let ok = (want.len() - optional..=want.len())
+        .any(|n| header.len() == n && header.iter().zip(want).all(|(a, b)| a == b));
+    if !ok {
+        return Err(invalid(format!(
+            "{file}:1: the header must be {:?} (the last {optional} optional), not {:?}",
+            want.join(","),
+            header.join(",")
+        )));
+    }
+    let mut out = Vec::new();
+    for rec in r.records() {
+        let rec = rec.map_err(|e| {
+            let line = e.position().map_or(0, csv::Position::line);
+            match e.kind() {
+                csv::ErrorKind::UnequalLengths { len, expected_len, .. } => {
+                    invalid(format!("{file}:{line}: {len} fields, want {expected_len}"))
+                }
+                _ => invalid(format!("{file}:{line}: {e}")),
+            }
+        })?;
+        let line = rec.position().map_or(0, csv::Position::line);
+        if rec.iter().all(str::is_empty) {
+            continue;
+        }
+        out.push((line, rec.iter().map(str::to_owned).collect()));
+    }
+    Ok(out)
+}
+
+fn int(file: &str, line: u64, what: &str, s: &str) -> Result<i64, DatasetError> {
+    s.parse::<i64>().map_err(|_| invalid(format!("{file}:{line}: {what} {s:?} is not an integer")))
 }
 
 /// The metric a catalog name aggregates into: labels (`:sda`) dropped.
@@ -196,8 +266,7 @@ impl Dataset {
             return Err(invalid("manifest: step_ms differs from window.step_ms"));
         }
         m.window.validate().map_err(invalid)?;
-        let name_ok =
-            |s: &str| !s.is_empty() && s.len() <= 200 && !s.contains([',', '"', '\n', '\r']);
+        let name_ok = |s: &str| !s.is_empty() && s.len() <= 200 && !s.contains(['"', '\n', '\r']);
         for (node, metrics) in &self.series {
             if !name_ok(node) {
                 return Err(invalid(format!("bad node name {node:?}")));
@@ -209,6 +278,9 @@ impl Dataset {
             }
         }
         for c in &self.cases {
+            if c.group.as_deref().is_some_and(|g| !name_ok(g)) {
+                return Err(invalid(format!("case {:?}: bad group name", c.case)));
+            }
             if !name_ok(&c.case)
                 || !(c.scenario.is_empty() || name_ok(&c.scenario))
                 || c.end_ms <= c.start_ms
@@ -325,6 +397,7 @@ impl Dataset {
 
     /// Writes the export format into `dir` (created if needed).
     pub fn export(&self, dir: &Path) -> Result<(), DatasetError> {
+        let q = csv_field;
         let io = |p: &Path, e: std::io::Error| DatasetError::Io {
             path: p.display().to_string(),
             error: e.to_string(),
@@ -343,19 +416,36 @@ impl Dataset {
         for (node, metrics) in &self.series {
             for (metric, pts) in metrics {
                 for (t, v) in pts {
-                    let _ = writeln!(s, "{node},{metric},{t},{v}");
+                    let _ = writeln!(s, "{},{},{t},{v}", q(node), q(metric));
                 }
             }
         }
         write("series.csv", s)?;
         let mut s = String::from("case,node,type,start_ms,end_ms\n");
         for l in &self.labels {
-            let _ = writeln!(s, "{},{},{},{},{}", l.case, l.node, l.kind, l.start_ms, l.end_ms);
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{}",
+                q(&l.case),
+                q(&l.node),
+                q(&l.kind),
+                l.start_ms,
+                l.end_ms
+            );
         }
         write("labels.csv", s)?;
-        let mut s = String::from("case,scenario,start_ms,end_ms\n");
+        let grouped = self.cases.iter().any(|c| c.group.is_some());
+        let mut s = String::from(if grouped {
+            "case,scenario,start_ms,end_ms,group\n"
+        } else {
+            "case,scenario,start_ms,end_ms\n"
+        });
         for c in &self.cases {
-            let _ = writeln!(s, "{},{},{},{}", c.case, c.scenario, c.start_ms, c.end_ms);
+            let _ = write!(s, "{},{},{},{}", q(&c.case), q(&c.scenario), c.start_ms, c.end_ms);
+            if grouped {
+                let _ = write!(s, ",{}", q(c.group.as_deref().unwrap_or("")));
+            }
+            s.push('\n');
         }
         write("cases.csv", s)
     }
@@ -403,66 +493,59 @@ impl Dataset {
 
     /// Reads the export format from `dir` and validates it.
     pub fn import(dir: &Path) -> Result<Dataset, DatasetError> {
+        Self::import_checked(dir).map(|(ds, _)| ds)
+    }
+
+    /// Reads the export format from `dir`, validates it, and lists what is
+    /// usable but doubtful ([`Dataset::findings`]).
+    pub fn import_checked(dir: &Path) -> Result<(Dataset, Vec<String>), DatasetError> {
+        let io = |p: &Path, e: std::io::Error| DatasetError::Io {
+            path: p.display().to_string(),
+            error: e.to_string(),
+        };
         let read = |name: &str| -> Result<String, DatasetError> {
             let p = dir.join(name);
-            std::fs::read_to_string(&p).map_err(|e| DatasetError::Io {
-                path: p.display().to_string(),
-                error: e.to_string(),
-            })
-        };
-        let manifest: Manifest = serde_json::from_str(&read("manifest.json")?)
-            .map_err(|e| invalid(format!("manifest.json: {e}")))?;
-        let mut ds =
-            Dataset { manifest, series: SeriesMap::new(), labels: Vec::new(), cases: Vec::new() };
-        let rows =
-            |name: &str, header: &str, text: &str| -> Result<Vec<Vec<String>>, DatasetError> {
-                let mut lines = text.lines();
-                if lines.next().map(str::trim) != Some(header) {
-                    return Err(invalid(format!("{name}: the first line must be {header:?}")));
-                }
-                let width = header.split(',').count();
-                lines
-                    .enumerate()
-                    .filter(|(_, l)| !l.trim().is_empty())
-                    .map(|(i, l)| {
-                        let f: Vec<String> = l.split(',').map(|x| x.trim().to_string()).collect();
-                        if f.len() == width {
-                            Ok(f)
-                        } else {
-                            Err(invalid(format!(
-                                "{name} line {}: {} fields, want {width}",
-                                i + 2,
-                                f.len()
-                            )))
-                        }
-                    })
-                    .collect()
-            };
-        let num = |name: &str, what: &str, s: &str| -> Result<i64, DatasetError> {
-            s.parse::<i64>().map_err(|_| invalid(format!("{name}: {what} {s:?} is not an integer")))
+            std::fs::read_to_string(&p).map_err(|e| io(&p, e))
         };
         // The raw series may come gzip-compressed (series.csv.gz).
         let series = if !dir.join("series.csv").exists() && dir.join("series.csv.gz").exists() {
             let p = dir.join("series.csv.gz");
-            let file = std::fs::File::open(&p).map_err(|e| DatasetError::Io {
-                path: p.display().to_string(),
-                error: e.to_string(),
-            })?;
+            let file = std::fs::File::open(&p).map_err(|e| io(&p, e))?;
             let mut text = String::new();
             std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(file), &mut text)
-                .map_err(|e| DatasetError::Io {
-                    path: p.display().to_string(),
-                    error: e.to_string(),
-                })?;
+                .map_err(|e| io(&p, e))?;
             text
         } else {
             read("series.csv")?
         };
-        for f in rows("series.csv", "node,metric,timestamp_ms,value", &series)? {
-            let t = num("series.csv", "timestamp_ms", &f[2])?;
-            let v: f64 = f[3]
-                .parse()
-                .map_err(|_| invalid(format!("series.csv: value {:?} is not a number", f[3])))?;
+        Self::from_texts(
+            &read("manifest.json")?,
+            &series,
+            &read("labels.csv")?,
+            &read("cases.csv")?,
+        )
+    }
+
+    /// Parses the export format's four files (their text), validates the
+    /// dataset, and lists what is usable but doubtful. Every error names
+    /// the file and line. CSV is read by a CSV parser: fields may be quoted.
+    pub fn from_texts(
+        manifest: &str,
+        series: &str,
+        labels: &str,
+        cases: &str,
+    ) -> Result<(Dataset, Vec<String>), DatasetError> {
+        let manifest: Manifest =
+            serde_json::from_str(manifest).map_err(|e| invalid(format!("manifest.json: {e}")))?;
+        let mut ds =
+            Dataset { manifest, series: SeriesMap::new(), labels: Vec::new(), cases: Vec::new() };
+        for (line, f) in
+            csv_rows("series.csv", series, &["node", "metric", "timestamp_ms", "value"], 0)?
+        {
+            let t = int("series.csv", line, "timestamp_ms", &f[2])?;
+            let v: f64 = f[3].parse().map_err(|_| {
+                invalid(format!("series.csv:{line}: value {:?} is not a number", f[3]))
+            })?;
             if v.is_finite() {
                 ds.series
                     .entry(f[0].clone())
@@ -478,25 +561,115 @@ impl Dataset {
                 pts.dedup_by_key(|p| p.0);
             }
         }
-        for f in rows("labels.csv", "case,node,type,start_ms,end_ms", &read("labels.csv")?)? {
+        let mut label_lines = Vec::new();
+        for (line, f) in
+            csv_rows("labels.csv", labels, &["case", "node", "type", "start_ms", "end_ms"], 0)?
+        {
             ds.labels.push(FaultEvent {
                 case: f[0].clone(),
                 node: f[1].clone(),
                 kind: f[2].clone(),
-                start_ms: num("labels.csv", "start_ms", &f[3])?,
-                end_ms: num("labels.csv", "end_ms", &f[4])?,
+                start_ms: int("labels.csv", line, "start_ms", &f[3])?,
+                end_ms: int("labels.csv", line, "end_ms", &f[4])?,
             });
+            label_lines.push(line);
         }
-        for f in rows("cases.csv", "case,scenario,start_ms,end_ms", &read("cases.csv")?)? {
+        let mut case_lines = Vec::new();
+        for (line, f) in
+            csv_rows("cases.csv", cases, &["case", "scenario", "start_ms", "end_ms", "group"], 1)?
+        {
             ds.cases.push(CasePeriod {
                 case: f[0].clone(),
                 scenario: f[1].clone(),
-                start_ms: num("cases.csv", "start_ms", &f[2])?,
-                end_ms: num("cases.csv", "end_ms", &f[3])?,
+                start_ms: int("cases.csv", line, "start_ms", &f[2])?,
+                end_ms: int("cases.csv", line, "end_ms", &f[3])?,
+                group: f.get(4).filter(|g| !g.is_empty()).cloned(),
             });
+            case_lines.push(line);
+        }
+        // Each entry's own checks, with its line.
+        let name_ok = |s: &str| !s.is_empty() && s.len() <= 200 && !s.contains(['"', '\n', '\r']);
+        for (c, line) in ds.cases.iter().zip(&case_lines) {
+            if !name_ok(&c.case) || c.end_ms <= c.start_ms {
+                return Err(invalid(format!(
+                    "cases.csv:{line}: case {:?} needs a name and an end after its start",
+                    c.case
+                )));
+            }
+            if let Some(dup) =
+                ds.cases.iter().zip(&case_lines).find(|(d, l)| d.case == c.case && *l < line)
+            {
+                return Err(invalid(format!(
+                    "cases.csv:{line}: case {:?} is also on line {}",
+                    c.case, dup.1
+                )));
+            }
+        }
+        for (l, line) in ds.labels.iter().zip(&label_lines) {
+            if l.end_ms <= l.start_ms {
+                return Err(invalid(format!("labels.csv:{line}: the label ends before it starts")));
+            }
+            if !ds.cases.iter().any(|c| c.case == l.case) {
+                return Err(invalid(format!(
+                    "labels.csv:{line}: case {:?} is not in cases.csv",
+                    l.case
+                )));
+            }
         }
         ds.validate()?;
-        Ok(ds)
+        let findings = ds.findings();
+        Ok((ds, findings))
+    }
+
+    /// What a dataset holds that is usable but doubtful: labels on nodes
+    /// that have no series (they name no root cause a ranking of nodes can
+    /// find), cases that overlap in time (their windows mix), and gaps in
+    /// a node's series inside a case (longer than three steps).
+    pub fn findings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut unknown: BTreeMap<&str, usize> = BTreeMap::new();
+        for l in &self.labels {
+            if !self.series.contains_key(&l.node) {
+                *unknown.entry(l.node.as_str()).or_default() += 1;
+            }
+        }
+        for (node, n) in unknown {
+            out.push(format!("{n} label(s) on node {node:?}, which has no series: not a root cause a ranking of nodes can name (e.g. a cluster-wide disturbance)"));
+        }
+        let mut cases: Vec<&CasePeriod> = self.cases.iter().collect();
+        cases.sort_by_key(|c| c.start_ms);
+        for w in cases.windows(2) {
+            if w[1].start_ms < w[0].end_ms {
+                out.push(format!(
+                    "cases {:?} and {:?} overlap by {} ms",
+                    w[0].case,
+                    w[1].case,
+                    w[0].end_ms - w[1].start_ms
+                ));
+            }
+        }
+        let step = self.manifest.step_ms.max(1);
+        for (node, metrics) in &self.series {
+            let mut ts: Vec<i64> = metrics.values().flat_map(|p| p.iter().map(|x| x.0)).collect();
+            ts.sort_unstable();
+            ts.dedup();
+            for c in &self.cases {
+                let inside: Vec<i64> =
+                    ts.iter().copied().filter(|t| *t >= c.start_ms && *t <= c.end_ms).collect();
+                let edges = std::iter::once(c.start_ms)
+                    .chain(inside.iter().copied())
+                    .chain(std::iter::once(c.end_ms));
+                let longest =
+                    edges.clone().zip(edges.skip(1)).map(|(a, b)| b - a).max().unwrap_or(0);
+                if longest > 3 * step {
+                    out.push(format!(
+                        "node {node:?} has no sample for {} ms in case {:?}",
+                        longest, c.case
+                    ));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -526,6 +699,7 @@ pub mod testing {
             scenario: "A".into(),
             start_ms: 20_000,
             end_ms: 59_000,
+            group: None,
         });
         d.labels.push(FaultEvent {
             case: "c1".into(),
@@ -650,6 +824,7 @@ mod tests {
             scenario: "A".into(),
             start_ms: 0,
             end_ms: 3000,
+            group: None,
         });
         let dir = tempfile::tempdir().unwrap();
         d.export(dir.path()).unwrap();
@@ -696,7 +871,55 @@ mod tests {
             "case,node,type,start_ms,end_ms\nc1,n1,cpu_stress,1\n",
         )
         .unwrap();
-        assert!(Dataset::import(dir.path()).unwrap_err().to_string().contains("line 2"));
+        let err = Dataset::import(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("labels.csv:2"), "{err}");
+    }
+
+    #[test]
+    fn quoted_names_groups_and_findings_round_trip() {
+        let mut d = testing::two_node_cpu_case();
+        d.cases[0].case = "run 1, case \u{e9}".into();
+        d.cases[0].group = Some("run,1".into());
+        for l in &mut d.labels {
+            l.case = d.cases[0].case.clone();
+        }
+        // A label on a node without series, and a second case overlapping the first.
+        let mut extra = d.labels[0].clone();
+        extra.node = "cluster".into();
+        d.labels.push(extra);
+        let mut second = d.cases[0].clone();
+        second.case = "c2".into();
+        second.start_ms += 1000;
+        d.cases.push(second);
+        let dir = tempfile::tempdir().unwrap();
+        d.export(dir.path()).unwrap();
+        let (back, findings) = Dataset::import_checked(dir.path()).unwrap();
+        assert_eq!(back.cases, d.cases);
+        assert_eq!(back.labels, d.labels);
+        assert!(
+            findings.iter().any(|f| f.contains("node \"cluster\", which has no series")),
+            "{findings:?}"
+        );
+        assert!(findings.iter().any(|f| f.contains("overlap")), "{findings:?}");
+        // Hand-written quoting, and a case line without its end.
+        let manifest = std::fs::read_to_string(dir.path().join("manifest.json")).unwrap();
+        let (ds, _) = Dataset::from_texts(
+            &manifest,
+            "node,metric,timestamp_ms,value\n\"n,1\",\"cpu, x\",1000,2.5\n",
+            "case,node,type,start_ms,end_ms\n",
+            "case,scenario,start_ms,end_ms\nc1,normal,0,5000\n",
+        )
+        .unwrap();
+        assert_eq!(ds.series["n,1"]["cpu, x"], vec![(1000, 2.5)]);
+        let err = Dataset::from_texts(
+            &manifest,
+            "node,metric,timestamp_ms,value\n",
+            "case,node,type,start_ms,end_ms\n",
+            "case,scenario,start_ms,end_ms\nc1,normal,0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("cases.csv:2"), "{err}");
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub type Ranked = Vec<(String, String)>;
 
 /// A case's truth with its ranking, borrowed.
 type Scored<'a> = (&'a Truth, &'a [(String, String)]);
+/// A case's AC@k: ranking, true causes, k.
+type Hit = fn(&[(String, String)], &[(String, String)], usize) -> f64;
 
 /// AC@k of one ranking.
 pub fn ac_at_k(ranking: &[(String, String)], causes: &[(String, String)], k: usize) -> f64 {
@@ -26,16 +28,35 @@ pub fn ac_at_k(ranking: &[(String, String)], causes: &[(String, String)], k: usi
     hits as f64 / k.min(causes.len()) as f64
 }
 
+/// AC@k of the node alone: the ranking's distinct nodes, best first,
+/// against the distinct cause nodes.
+pub fn node_ac_at_k(ranking: &[(String, String)], causes: &[(String, String)], k: usize) -> f64 {
+    let mut nodes: Vec<&str> = Vec::new();
+    for (n, _) in ranking {
+        if !nodes.contains(&n.as_str()) {
+            nodes.push(n);
+        }
+    }
+    let mut wanted: Vec<&str> = causes.iter().map(|c| c.0.as_str()).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    if wanted.is_empty() || k == 0 {
+        return 0.0;
+    }
+    let hits = nodes.iter().take(k).filter(|n| wanted.contains(n)).count();
+    hits as f64 / k.min(wanted.len()) as f64
+}
+
 /// How much of each case's ranking a report keeps.
 pub const CASE_TOP: usize = 3;
 
-fn ac_row(items: &[Scored<'_>]) -> AcRow {
+/// The mean of `hit` (a case's AC@k, by pair or by node) over the items.
+fn row_by(items: &[Scored<'_>], hit: Hit) -> AcRow {
     let n = items.len();
     if n == 0 {
         return AcRow::default();
     }
-    let mean =
-        |k: usize| items.iter().map(|(t, r)| ac_at_k(r, &t.causes, k)).sum::<f64>() / n as f64;
+    let mean = |k: usize| items.iter().map(|(t, r)| hit(r, &t.causes, k)).sum::<f64>() / n as f64;
     AcRow {
         cases: n,
         ac1: mean(1),
@@ -48,12 +69,17 @@ fn ac_row(items: &[Scored<'_>]) -> AcRow {
 /// The figures of rankings (one per case, best first) against their truths.
 pub fn evaluate(results: &[(Truth, Ranked)]) -> Report {
     let items: Vec<Scored<'_>> = results.iter().map(|(t, r)| (t, r.as_slice())).collect();
-    let mut report = Report { overall: ac_row(&items), ..Report::default() };
+    let mut report = Report {
+        overall: row_by(&items, ac_at_k),
+        node: row_by(&items, node_ac_at_k),
+        ..Report::default()
+    };
     let mut scenarios: BTreeMap<&str, Vec<Scored<'_>>> = BTreeMap::new();
     for it in &items {
         scenarios.entry(it.0.scenario.as_str()).or_default().push(*it);
     }
-    report.per_scenario = scenarios.into_iter().map(|(s, v)| (s.to_string(), ac_row(&v))).collect();
+    report.per_scenario =
+        scenarios.into_iter().map(|(s, v)| (s.to_string(), row_by(&v, ac_at_k))).collect();
     report.per_case = results
         .iter()
         .map(|(t, r)| CaseRow {
@@ -147,6 +173,11 @@ mod tests {
         // Avg@5: c1 1 at every k; c2 0,1,1,1,1; c3 1, 1/2, 1, 1, 1.
         let avg = (5.0 + 4.0 + 4.5) / 3.0 / 5.0;
         assert!((r.overall.avg5 - avg).abs() < 1e-12, "{}", r.overall.avg5);
+        // Node AC@1: c1 n1 ✓, c2 n2 ✓, c3 n1 ✓ (n3 is third of the nodes n1, n2, n3).
+        assert_eq!(r.node.ac1, 1.0);
+        // Node AC@2: c3 has n1 and n2 in its top 2 nodes: 1 of its 2 cause nodes.
+        assert!((node_ac_at_k(&results[2].1, &results[2].0.causes, 2) - 0.5).abs() < 1e-12);
+        assert_eq!(node_ac_at_k(&results[1].1, &results[1].0.causes, 1), 1.0);
         assert_eq!(r.per_scenario["A"].cases, 2);
         assert_eq!(r.per_scenario["B"].ac1, 1.0);
         // cpu: predicted n1 cpu (tp), n2 cpu (fp), n1 cpu (tp) → P 2/3, R 1.

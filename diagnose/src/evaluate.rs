@@ -11,7 +11,7 @@ pub use distdiag_api::eval::{Evaluation, MethodReports};
 use crate::eval::{evaluate, Ranked};
 use crate::labels::{build_windows, Windows};
 use crate::model::Scorer;
-use crate::rank::{rank_cases, Ranker};
+use crate::rank::{rank_cases, At, Ranker};
 
 /// One method's ranked cases, at the fault and with the diagnosis time
 /// shifted by ±30 s: the raw material of a [`MethodReports`], so that
@@ -78,13 +78,14 @@ pub trait DatasetExt {
         seed: u64,
     ) -> Result<Evaluation, String>;
     /// Ranks the fault cases of this dataset except `exclude` with
-    /// `scorer`, the statistical scorer and Dummy (seeded), at the middle
-    /// of each case's faults and 30 s before and after it.
+    /// `scorer`, the statistical scorer and Dummy (seeded), at the point
+    /// `at` of each case's faults and 30 s before and after it.
     fn rank(
         &self,
         scorer: Option<&Scorer>,
         exclude: &[String],
         seed: u64,
+        at: At,
     ) -> Result<CaseRankings, String>;
 }
 
@@ -98,17 +99,17 @@ impl DatasetExt for Dataset {
         let mut s = String::from("case,node,end_ms,labels,edge");
         for f in &w.feature_names {
             s.push(',');
-            s.push_str(f);
+            s.push_str(&distdiag_dataset::csv_field(f));
         }
         s.push('\n');
         for (i, r) in w.rows.iter().enumerate() {
             let _ = write!(
                 s,
                 "{},{},{},{},{}",
-                r.case,
-                r.node,
+                distdiag_dataset::csv_field(&r.case),
+                distdiag_dataset::csv_field(&r.node),
                 r.end_ms,
-                r.labels.join(";"),
+                distdiag_dataset::csv_field(&r.labels.join(";")),
                 u8::from(r.edge)
             );
             for x in w.row(i) {
@@ -129,7 +130,7 @@ impl DatasetExt for Dataset {
         exclude: &[String],
         seed: u64,
     ) -> Result<Evaluation, String> {
-        Ok(self.rank(scorer, exclude, seed)?.evaluation())
+        Ok(self.rank(scorer, exclude, seed, At::Middle)?.evaluation())
     }
 
     fn rank(
@@ -137,6 +138,7 @@ impl DatasetExt for Dataset {
         scorer: Option<&Scorer>,
         exclude: &[String],
         seed: u64,
+        at: At,
     ) -> Result<CaseRankings, String> {
         let truths: Vec<Truth> =
             self.truths().into_iter().filter(|t| !exclude.contains(&t.case)).collect();
@@ -158,9 +160,9 @@ impl DatasetExt for Dataset {
         types.dedup();
         let run = |ranker: &Ranker<'_>| -> Result<Rankings, String> {
             Ok(Rankings {
-                at_fault: rank_cases(&periods, &truths, &self.labels, &cfg, ranker, 0)?,
-                minus_30s: rank_cases(&periods, &truths, &self.labels, &cfg, ranker, -30_000)?,
-                plus_30s: rank_cases(&periods, &truths, &self.labels, &cfg, ranker, 30_000)?,
+                at_fault: rank_cases(&periods, &truths, &self.labels, &cfg, ranker, at, 0)?,
+                minus_30s: rank_cases(&periods, &truths, &self.labels, &cfg, ranker, at, -30_000)?,
+                plus_30s: rank_cases(&periods, &truths, &self.labels, &cfg, ranker, at, 30_000)?,
             })
         };
         Ok(CaseRankings {
@@ -175,7 +177,7 @@ impl DatasetExt for Dataset {
 /// A Markdown table of an evaluation: AC@1/3/5, Avg@5 and macro-F1 per
 /// method, at the fault and shifted, then per scenario.
 pub fn evaluation_markdown(e: &Evaluation) -> String {
-    let mut s = format!("{} cases\n\n| method | time | AC@1 | AC@3 | AC@5 | Avg@5 | macro-F1 |\n|---|---|---|---|---|---|---|\n", e.cases);
+    let mut s = format!("{} cases. AC@k of the (node, type) pairs; node AC@k of the node alone.\n\n| method | time | AC@1 | AC@3 | AC@5 | Avg@5 | node AC@1 | node AC@3 | macro-F1 |\n|---|---|---|---|---|---|---|---|---|\n", e.cases);
     let mut methods: Vec<(&str, &MethodReports)> = Vec::new();
     if let Some(m) = &e.model {
         methods.push(("model", m));
@@ -191,8 +193,8 @@ pub fn evaluation_markdown(e: &Evaluation) -> String {
             let o = &r.overall;
             let _ = writeln!(
                 s,
-                "| {name} | {when} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
-                o.ac1, o.ac3, o.ac5, o.avg5, r.macro_f1
+                "| {name} | {when} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                o.ac1, o.ac3, o.ac5, o.avg5, r.node.ac1, r.node.ac3, r.macro_f1
             );
         }
     }
@@ -204,6 +206,28 @@ pub fn evaluation_markdown(e: &Evaluation) -> String {
                 "| {name} | {kind} | {:.3} | {:.3} | {:.3} |",
                 p.precision, p.recall, p.f1
             );
+        }
+    }
+    // Confusion at the fault: rows the true type, columns what the ranking
+    // gave the cause's node first among its top |causes| entries.
+    for (name, m) in &methods {
+        let c = &m.at_fault.confusion;
+        let mut cols: Vec<&String> = c.values().flat_map(|r| r.keys()).collect();
+        cols.sort();
+        cols.dedup();
+        let _ = write!(s, "\nConfusion, {name} (rows: true type; columns: the type given to its node; none: node not in the top):\n\n| true \\ given |");
+        for col in &cols {
+            let _ = write!(s, " {col} |");
+        }
+        s.push_str("\n|---|");
+        s.push_str(&"---|".repeat(cols.len()));
+        s.push('\n');
+        for (t, row) in c {
+            let _ = write!(s, "| {t} |");
+            for col in &cols {
+                let _ = write!(s, " {} |", row.get(*col).copied().unwrap_or(0));
+            }
+            s.push('\n');
         }
     }
     s.push_str("\n| method | scenario | cases | AC@1 | AC@3 | AC@5 | Avg@5 |\n|---|---|---|---|---|---|---|\n");

@@ -114,7 +114,27 @@ pub fn train(
         train_cases: strata.keys().filter(|c| params.refit || !held.contains(c)).cloned().collect(),
         valid_cases: held.clone(),
         skipped: BTreeMap::new(),
+        type_notes: BTreeMap::new(),
     };
+    // With few cases of a type none can be held out (a stratum of one case
+    // stays whole): the classifier then trains on all of them, and the
+    // version says the type is not evaluated rather than leaving it out.
+    for kind in windows.types() {
+        let cases: Vec<&String> = strata
+            .iter()
+            .filter(|(_, t)| t.split('+').any(|x| x == kind))
+            .map(|(c, _)| c)
+            .collect();
+        let held_n = cases.iter().filter(|c| held.contains(c)).count();
+        let n = cases.len();
+        let plural = if n == 1 { "case" } else { "cases" };
+        let note = if held_n == 0 || params.refit {
+            format!("{n} {plural}: trained on all, not evaluated")
+        } else {
+            format!("{n} {plural}: {} trained on, {held_n} held out to evaluate", n - held_n)
+        };
+        set.type_notes.insert(kind.clone(), note);
+    }
     for (n, kind) in types.iter().enumerate() {
         progress(n, types.len(), kind);
         let has = |i: &usize| windows.rows[*i].labels.iter().any(|l| l == kind);

@@ -217,12 +217,60 @@ fn lower_quartile_without(v: &[f64], skip: usize) -> f64 {
 /// Ranks each case at the middle of its faults' span plus `shift_ms`
 /// (clamped to the case's frame): one (truth, ranking) per case whose
 /// frame is in `periods`.
+/// When in a case's faults it is diagnosed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum At {
+    /// Halfway between the first fault's start and the last one's end.
+    #[default]
+    Middle,
+    /// When the first fault starts (the window ending there barely sees it).
+    Start,
+    /// This many ms after the first fault starts.
+    AfterStart(i64),
+}
+
+impl std::str::FromStr for At {
+    type Err = String;
+    /// `middle`, `start`, or `+30s` / `+1500ms` / `+30` (seconds).
+    fn from_str(s: &str) -> Result<At, String> {
+        match s {
+            "middle" => Ok(At::Middle),
+            "start" => Ok(At::Start),
+            _ => {
+                let bad = || format!("--at {s:?}: give middle, start or +N s (e.g. +30s, +1500ms)");
+                let rest = s.strip_prefix('+').ok_or_else(bad)?;
+                let (num, mult) = if let Some(n) = rest.strip_suffix("ms") {
+                    (n, 1.0)
+                } else {
+                    (rest.strip_suffix('s').unwrap_or(rest), 1000.0)
+                };
+                let v: f64 = num.parse().map_err(|_| bad())?;
+                if !(v.is_finite() && v >= 0.0 && v * mult <= 86_400_000.0) {
+                    return Err(bad());
+                }
+                Ok(At::AfterStart((v * mult).round() as i64))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            At::Middle => f.write_str("middle"),
+            At::Start => f.write_str("start"),
+            At::AfterStart(ms) => write!(f, "+{}s", *ms as f64 / 1000.0),
+        }
+    }
+}
+
 pub fn rank_cases(
     periods: &[(super::labels::Period, Frame)],
     truths: &[super::eval::Truth],
     events: &[super::FaultEvent],
     cfg: &WindowConfig,
     ranker: &Ranker<'_>,
+    at_point: At,
     shift_ms: i64,
 ) -> Result<Vec<(super::eval::Truth, super::eval::Ranked)>, String> {
     let mut out = Vec::new();
@@ -235,7 +283,11 @@ pub fn rank_cases(
         else {
             continue;
         };
-        let at = (s + e) / 2 + shift_ms;
+        let at = match at_point {
+            At::Middle => (s + e) / 2,
+            At::Start => s,
+            At::AfterStart(ms) => s + ms,
+        } + shift_ms;
         let end = frame.index_at(at).clamp(cfg.samples().min(frame.len), frame.len);
         let r = rank(frame, end, cfg, ranker, &[], 0)?;
         out.push((truth.clone(), r.entries.into_iter().map(|e| (e.node, e.kind)).collect()));

@@ -27,6 +27,7 @@ use distdiag_diagnose::evaluate::{
     evaluation_markdown, CaseRankings, DatasetExt, Evaluation, MethodReports, Rankings,
 };
 use distdiag_diagnose::model::{train, Scorer, TrainParams};
+use distdiag_diagnose::rank::At;
 use distdiag_diagnose::split::{case_folds, SplitMix};
 
 pub const FAMILIES: [&str; 4] = ["A", "B", "C", "W"];
@@ -368,6 +369,16 @@ pub struct CampaignReport {
     pub evaluation: Evaluation,
     /// method → family → AC row, at the fault and shifted by ±30 s.
     pub families: BTreeMap<String, BTreeMap<String, FamilyRows>>,
+    /// The groups, one fold each, when one group was left out at a time.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// When in its faults each case was diagnosed (`middle`, `start`, `+30s`).
+    #[serde(default = "middle")]
+    pub at: String,
+}
+
+fn middle() -> String {
+    "middle".into()
 }
 
 /// One cross-validation run: how the cases were dealt and what the model
@@ -449,11 +460,63 @@ pub fn report(
     params: &TrainParams,
     progress: &mut dyn FnMut(usize, usize, &str),
 ) -> Result<CampaignReport, String> {
-    check_folds(folds)?;
-    check_repeats(repeats)?;
+    report_cv(ds, &CvOptions { folds, repeats, ..CvOptions::default() }, params, progress)
+}
+
+/// How cross-validation deals the cases, and when each case is diagnosed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CvOptions {
+    pub folds: u32,
+    pub repeats: u32,
+    /// One fold per `group` of `cases.csv` (leave one group out: each
+    /// group's cases, normal periods included, are ranked by a model
+    /// trained on the other groups); `folds` and `repeats` are then unused.
+    pub by_group: bool,
+    pub at: At,
+}
+
+impl Default for CvOptions {
+    fn default() -> Self {
+        CvOptions { folds: 2, repeats: 1, by_group: false, at: At::Middle }
+    }
+}
+
+/// [`report`] with the dealing and diagnosis time of `opts`.
+pub fn report_cv(
+    ds: &Dataset,
+    opts: &CvOptions,
+    params: &TrainParams,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<CampaignReport, String> {
     let truths = ds.truths();
     let strata: BTreeMap<String, String> =
         truths.iter().map(|t| (t.case.clone(), lead_type(&t.scenario).to_owned())).collect();
+    let group_of: BTreeMap<String, String> =
+        ds.cases.iter().filter_map(|c| Some((c.case.clone(), c.group.clone()?))).collect();
+    let groups: Vec<String> = if opts.by_group {
+        if let Some(c) = strata.keys().find(|c| !group_of.contains_key(*c)) {
+            return Err(format!("case {c:?} has no group (cases.csv's fifth column)"));
+        }
+        let mut g: Vec<String> = strata.keys().map(|c| group_of[c].clone()).collect();
+        g.sort();
+        g.dedup();
+        if g.len() < 2 {
+            return Err(format!(
+                "leaving one group out needs two groups of fault cases, not {}",
+                g.len()
+            ));
+        }
+        g
+    } else {
+        Vec::new()
+    };
+    let (folds, repeats) = if opts.by_group {
+        (groups.len() as u32, 1)
+    } else {
+        check_folds(opts.folds)?;
+        check_repeats(opts.repeats)?;
+        (opts.folds, opts.repeats)
+    };
     if strata.len() < folds as usize {
         return Err(format!("{} fault cases cannot fill {folds} folds", strata.len()));
     }
@@ -468,16 +531,31 @@ pub fn report(
     let all_windows = ds.windows(None);
     for rep in 0..u64::from(repeats) {
         let seed = params.seed.wrapping_add(rep);
-        let fold_of = case_folds(&strata, folds as usize, seed);
+        let fold_of: BTreeMap<String, usize> = if opts.by_group {
+            strata
+                .keys()
+                .map(|c| (c.clone(), groups.iter().position(|g| *g == group_of[c]).unwrap_or(0)))
+                .collect()
+        } else {
+            case_folds(&strata, folds as usize, seed)
+        };
         let mut this = CaseRankings { model: Some(Rankings::default()), ..CaseRankings::default() };
         let mut fold_cases = Vec::new();
         for f in 0..folds as usize {
             let test: Vec<String> =
                 fold_of.iter().filter(|(_, &k)| k == f).map(|(c, _)| c.clone()).collect();
+            // Left out of training: the fold's fault cases, and with groups
+            // every case of the group (its normal periods too).
+            let held = |c: &str| {
+                test.iter().any(|t| t == c)
+                    || (opts.by_group && group_of.get(c).is_some_and(|g| *g == groups[f]))
+            };
             let mut windows = all_windows.clone();
-            windows.retain_cases(|c| !test.iter().any(|t| t == c));
+            windows.retain_cases(|c| !held(c));
             let what = |f: usize| {
-                if repeats > 1 {
+                if opts.by_group {
+                    format!("group {} ({}/{folds})", groups[f], f + 1)
+                } else if repeats > 1 {
                     format!("dealing {}/{repeats}, fold {}/{folds}", rep + 1, f + 1)
                 } else {
                     format!("fold {}/{folds}", f + 1)
@@ -489,7 +567,7 @@ pub fn report(
             let scorer = Scorer::load(&set)?;
             let exclude: Vec<String> =
                 ds.cases.iter().map(|c| c.case.clone()).filter(|c| !test.contains(c)).collect();
-            let r = ds.rank(Some(&scorer), &exclude, params.seed)?;
+            let r = ds.rank(Some(&scorer), &exclude, params.seed, opts.at)?;
             this.case_ids.extend(r.case_ids);
             if let (Some(p), Some(m)) = (this.model.as_mut(), r.model) {
                 p.append(m);
@@ -543,7 +621,15 @@ pub fn report(
     }
     families.insert("statistical".to_owned(), family_rows(&evaluation.statistical));
     families.insert("dummy".to_owned(), family_rows(&evaluation.dummy));
-    Ok(CampaignReport { dealings, types: types.unwrap_or_default(), skipped, evaluation, families })
+    Ok(CampaignReport {
+        dealings,
+        types: types.unwrap_or_default(),
+        skipped,
+        evaluation,
+        families,
+        groups,
+        at: opts.at.to_string(),
+    })
 }
 
 /// Every dealing ranks every case once, so the pooled rows hold each case
@@ -560,6 +646,7 @@ fn count_cases_once(e: &mut Evaluation, repeats: usize) {
     for m in methods {
         for r in [&mut m.at_fault, &mut m.shifted_minus_30s, &mut m.shifted_plus_30s] {
             r.overall.cases /= repeats;
+            r.node.cases /= repeats;
             for row in r.per_scenario.values_mut() {
                 row.cases /= repeats;
             }
@@ -576,11 +663,28 @@ pub fn markdown(r: &CampaignReport) -> String {
     } else {
         String::new()
     };
+    let how = if r.groups.is_empty() {
+        format!(
+            "cross-validated in {} folds ({} cases): each fold ranked by a model trained on the other folds (normal periods included), the cases dealt stratified by their scenario's first fault type",
+            folds.len(),
+            sizes.join(" + ")
+        )
+    } else {
+        format!(
+            "one group left out at a time ({} groups: {}; {} cases): each group ranked by a model trained on the other groups",
+            r.groups.len(),
+            r.groups.join(", "),
+            sizes.join(" + ")
+        )
+    };
+    let at = match r.at.as_str() {
+        "middle" => "the middle of its faults".to_owned(),
+        "start" => "the start of its first fault".to_owned(),
+        other => format!("{} after its first fault started", other.trim_start_matches('+')),
+    };
     let mut s = format!(
-        "# Campaign report\n\n{} fault cases, cross-validated in {} folds ({} cases): each fold ranked by a model trained on the other folds (normal periods included).{repeated} Classifiers: {}.\n",
+        "# Campaign report\n\n{} fault cases, {how}.{repeated} Each case is diagnosed at {at} (and 30 s before and after). Classifiers: {}.\n",
         r.evaluation.cases,
-        folds.len(),
-        sizes.join(" + "),
         r.types.join(", ")
     );
     for (t, why) in &r.skipped {

@@ -272,9 +272,11 @@ fn a_signal_during_bring_up_leaves_nothing() {
 
 /// A campaign recorded on the testbed (3 MariaDB nodes; families A, B, C
 /// and W over CPU, memory, disk, packet loss and cache faults), trained
-/// and evaluated deterministically: the model must beat Dummy and the
-/// statistical scorer on AC@1, every case ranked by a model trained on the
-/// other fold.
+/// and evaluated deterministically, every case ranked by a model trained
+/// on the other fold: the model holds the accuracy the README reports for
+/// it (measured 0.975 pair and 0.988 node AC@1 on this recording; asserted
+/// with a margin of one case in forty) and stays far ahead of the
+/// statistical scorer and Dummy.
 #[test]
 fn recorded_campaign_model_beats_the_baselines() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/campaign-mariadb");
@@ -299,6 +301,16 @@ fn recorded_campaign_model_beats_the_baselines() {
     assert!((m - mean).abs() < 1e-9, "pooled AC@1 {m} is the mean of the dealings' ({mean})");
     assert_eq!(md.matches("\n| case-").count(), 40, "the case table has a row per case");
     assert!(md.contains("| 43 | "), "the dealings table");
-    assert!(m > s, "model AC@1 {m:.3} vs statistical {s:.3}");
-    assert!(m > d, "model AC@1 {m:.3} vs Dummy {d:.3}");
+    assert!(m >= 0.95, "model AC@1 {m:.3} is below 0.95");
+    assert!(model.node.ac1 >= 0.95, "model node AC@1 {:.3} is below 0.95", model.node.ac1);
+    for (family, rows) in &r.families["model"] {
+        assert!(
+            rows.at_fault.ac1 >= 0.85,
+            "model AC@1 of family {family}: {:.3}",
+            rows.at_fault.ac1
+        );
+    }
+    assert!(model.macro_f1 >= 0.90, "model macro-F1 {:.3}", model.macro_f1);
+    assert!(m > s + 0.3, "model AC@1 {m:.3} vs statistical {s:.3}");
+    assert!(m > d + 0.5, "model AC@1 {m:.3} vs Dummy {d:.3}");
 }

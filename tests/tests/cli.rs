@@ -148,3 +148,40 @@ fn dataset_filter_drops_a_types_cases_and_refuses_to_overwrite() {
     assert_eq!(code, 64, "{text}");
     assert!(text.contains("--without-type"), "{text}");
 }
+
+/// The worked example of docs/dataset-format.md: a dataset in RCAEval's
+/// layout converted by scripts/convert-rcaeval.py reads back with its
+/// nodes, cases, groups and labels; a bad line is named by file and line.
+#[test]
+fn an_rcaeval_layout_converts_and_checks() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("converted");
+    let conv = std::process::Command::new("python3")
+        .arg(root.join("../scripts/convert-rcaeval.py"))
+        .arg(root.join("fixtures/rcaeval-sample"))
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(conv.status.success(), "{}", String::from_utf8_lossy(&conv.stderr));
+    let (code, text) = run("distdiag", &["dataset", "check", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("3 nodes, 3 metrics, 3 cases (2 groups), 3 labels"), "{text}");
+    for kind in ["cpu_stress: 1", "memory_stress: 1", "network_delay: 1"] {
+        assert!(text.contains(kind), "{kind}: {text}");
+    }
+    // A label on a node without series is reported, not dropped silently.
+    let labels = out.join("labels.csv");
+    let mut text_labels = std::fs::read_to_string(&labels).unwrap();
+    text_labels.push_str("cartservice_cpu-1,\"pay,ment\",cpu_stress,1692569250000,1692569260000\n");
+    std::fs::write(&labels, &text_labels).unwrap();
+    let (code, text) = run("distdiag", &["dataset", "check", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("warning: 1 label(s) on node \"pay,ment\""), "{text}");
+    // A bad number: file and line.
+    text_labels.push_str("cartservice_cpu-1,cartservice,cpu_stress,soon,1692569260000\n");
+    std::fs::write(&labels, &text_labels).unwrap();
+    let (code, text) = run("distdiag", &["dataset", "check", out.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(text.contains("labels.csv:6"), "{text}");
+}

@@ -327,7 +327,15 @@ async fn oltp_probe_and_faults(kind: DialectKind) {
     assert!(locked.is_ok(), "lock sessions connected: {locked:?}");
     let ended = env.stop_fault(&lc.id).await;
     assert_eq!(ended.state, FaultPhase::Reverted);
-    assert!(env.report(&id).await.totals.transactions > before, "the workload kept going");
+    // Totals advance once per reporting interval, and the lock may have held
+    // every worker since `before`: wait for the next intervals.
+    let kept_going = poll_until(
+        Duration::from_secs(10),
+        || async { env.report(&id).await.totals.transactions },
+        |t| *t > before,
+    )
+    .await;
+    assert!(kept_going.is_ok(), "the workload kept going: {kept_going:?} vs {before}");
 
     let v = env.api.stop_workload(&id).await.unwrap();
     assert_eq!(v.report.phase, Phase::Stopped);

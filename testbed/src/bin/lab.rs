@@ -13,8 +13,11 @@ use distdiag_api::models::ModelDoc;
 use distdiag_api::Client;
 use distdiag_dataset::Dataset;
 use distdiag_diagnose::evaluate::{evaluation_markdown, DatasetExt};
-use distdiag_diagnose::model::{train, ModelSet, Scorer, TrainParams};
-use distdiag_testbed::campaign::{check_folds, check_repeats, CampaignConfig};
+use distdiag_diagnose::model::{ModelSet, Scorer, TrainParams};
+use distdiag_diagnose::rank::At;
+use distdiag_testbed::campaign::{
+    check_folds, check_repeats, markdown, report_cv, CampaignConfig, CvOptions,
+};
 use distdiag_testbed::campaign_run::{self, failed, Failure, RunArgs};
 
 const EX_USAGE: u8 = 64;
@@ -41,21 +44,41 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Evaluate on a dataset directory (the export format): a model's
-    /// AC@1/3/5, Avg@5, per-type F1 and confusion beside the statistical
-    /// scorer and Dummy, also with the diagnosis time shifted by ±30 s.
-    /// Without --model, trains on a case-grouped split and evaluates on
-    /// the held-out cases.
+    /// Evaluate on a dataset directory (the export format, see
+    /// docs/dataset-format.md): pair and node AC@1/3/5, Avg@5, per-type F1
+    /// and the confusion table of a model beside the statistical scorer and
+    /// Dummy, also with the diagnosis time shifted by ±30 s. Without
+    /// --model, cross-validates: every fault case is ranked by a model
+    /// trained on the other folds (or groups).
     Eval {
         #[arg(long)]
         dataset: PathBuf,
-        /// A model id on the coordinator, or a file saved from
-        /// `GET /api/models/{id}/export`.
+        /// Evaluate this model instead of cross-validating: a model id on
+        /// the coordinator, or a file saved from `GET /api/models/{id}/export`.
         #[arg(long)]
         model: Option<String>,
-        /// Share of cases held out when training here.
-        #[arg(long, default_value_t = 0.3)]
-        holdout: f64,
+        /// Cross-validation folds (2..=10), dealt stratified by each
+        /// scenario's first fault type.
+        #[arg(long, default_value_t = 5)]
+        folds: u32,
+        /// Cross-validation runs (1..=20), dealt anew each time (seeds
+        /// SEED, SEED+1, ...); figures are their means.
+        #[arg(long, default_value_t = 1)]
+        repeats: u32,
+        /// Leave one group out at a time (the `group` column of cases.csv)
+        /// instead of folds.
+        #[arg(long, conflicts_with_all = ["folds", "repeats"])]
+        group: bool,
+        /// When each case is diagnosed: `middle` of its faults, `start` of
+        /// the first, or `+N` s after it starts (`+30s`, `+1500ms`).
+        #[arg(long, default_value = "middle")]
+        at: At,
+        /// Length of the window the features are computed over (overrides the manifest).
+        #[arg(long)]
+        window_ms: Option<i64>,
+        /// Length of each node's reference period before a window (overrides the manifest).
+        #[arg(long)]
+        baseline_ms: Option<i64>,
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Print the evaluation as JSON instead of tables.
@@ -177,41 +200,74 @@ fn main() -> ExitCode {
 async fn run(cli: &Cli) -> Result<(), Failure> {
     let client = Client::new(&cli.url);
     match &cli.command {
-        Command::Eval { dataset, model, holdout, seed, json: as_json } => {
-            let ds = Dataset::import(dataset).map_err(|e| (1, e.to_string()))?;
-            let set: ModelSet = match model {
+        Command::Eval {
+            dataset,
+            model,
+            folds,
+            repeats,
+            group,
+            at,
+            window_ms,
+            baseline_ms,
+            seed,
+            json: as_json,
+        } => {
+            let (mut ds, findings) = Dataset::import_checked(dataset)
+                .map_err(|e| (1, format!("{}: {e}", dataset.display())))?;
+            for f in &findings {
+                eprintln!("warning: {f}");
+            }
+            if let Some(w) = window_ms {
+                ds.manifest.window.window_ms = *w;
+            }
+            if let Some(b) = baseline_ms {
+                ds.manifest.window.baseline_ms = *b;
+            }
+            ds.manifest.window.validate().map_err(|e| (EX_USAGE, format!("window: {e}")))?;
+            let set: Option<ModelSet> = match model {
                 Some(m) if std::path::Path::new(m).is_file() => {
                     let text = std::fs::read_to_string(m).map_err(|e| (1, format!("{m}: {e}")))?;
-                    serde_json::from_str::<ModelDoc>(&text)
-                        .map_err(|e| (1, format!("{m} is not a model export: {e}")))?
-                        .set
+                    Some(
+                        serde_json::from_str::<ModelDoc>(&text)
+                            .map_err(|e| (1, format!("{m} is not a model export: {e}")))?
+                            .set,
+                    )
                 }
-                Some(id) => client.export_model(id).await.map_err(failed)?.set,
-                None => {
-                    let params = TrainParams {
-                        validation_fraction: *holdout,
-                        seed: *seed,
-                        ..TrainParams::default()
-                    };
-                    let windows = ds.windows(None);
-                    eprintln!(
-                        "training on {} windows ({} features), holding out {:.0} % of the cases",
-                        windows.rows.len(),
-                        windows.width(),
-                        holdout * 100.0
-                    );
-                    train(&windows, ds.manifest.window, &params, &mut |d, n, what| {
-                        eprintln!("  {d}/{n} {what}")
-                    })
-                    .map_err(|e| (1, e))?
-                }
+                Some(id) => Some(client.export_model(id).await.map_err(failed)?.set),
+                None => None,
             };
-            let scorer = Scorer::load(&set).map_err(|e| (1, e))?;
-            let e = ds.evaluate(Some(&scorer), &set.train_cases, *seed).map_err(|e| (1, e))?;
-            if *as_json {
-                println!("{}", serde_json::to_string_pretty(&e).unwrap_or_default());
-            } else {
-                print!("{}", evaluation_markdown(&e));
+            match set {
+                Some(set) => {
+                    let scorer = Scorer::load(&set).map_err(|e| (1, e))?;
+                    let e = ds
+                        .rank(Some(&scorer), &set.train_cases, *seed, *at)
+                        .map_err(|e| (1, e))?
+                        .evaluation();
+                    if *as_json {
+                        println!("{}", serde_json::to_string_pretty(&e).unwrap_or_default());
+                    } else {
+                        print!("{}", evaluation_markdown(&e));
+                    }
+                }
+                None => {
+                    let opts =
+                        CvOptions { folds: *folds, repeats: *repeats, by_group: *group, at: *at };
+                    let params = TrainParams { seed: *seed, ..TrainParams::default() };
+                    let r = report_cv(&ds, &opts, &params, &mut |d, n, what| {
+                        eprintln!("  training {d}/{n} {what}")
+                    })
+                    .map_err(|e| (EX_USAGE, e))?;
+                    if *as_json {
+                        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                    } else {
+                        let md = markdown(&r).replacen(
+                            "# Campaign report",
+                            &format!("# Evaluation of {}", dataset.display()),
+                            1,
+                        );
+                        print!("{md}");
+                    }
+                }
             }
         }
         Command::Campaign(CampaignCommand::Run {
