@@ -92,6 +92,14 @@ done
 "$BIN/distdiag-agent" --node "$NODE" --coordinator "$INGEST" --certs "$DATA/certs" --state-dir "$DATA/agent" &
 pids+=($!)
 
+# Which faults this host's agent can inject (and why not the others).
+for _ in $(seq 1 50); do
+  "$BIN/distdiag" --url "http://$API" --data-dir "$DATA" nodes 2>/dev/null | grep -q " connected " && break
+  sleep 0.2
+done
+echo
+"$BIN/distdiag" --url "http://$API" --data-dir "$DATA" nodes || true
+
 workload_msg="    (no database: install one with scripts/install-deps.sh demo)"
 if [ -n "$db_kind" ]; then
   # A light default workload, so database metrics move from the start.
@@ -113,7 +121,8 @@ cat <<MSG
     dashboard:       http://$API/
     latest metrics:  curl -s http://$API/api/metrics?node=$NODE
     one series:      curl -s 'http://$API/api/metrics?node=$NODE&metric=cpu.user&from=-5m'
-    nodes:           curl -s http://$API/api/nodes
+    nodes:           $BIN/distdiag --data-dir $DATA nodes
+    API reference:   http://$API/docs
     self-metrics:    curl -s http://$API/metrics
     API token:       $DATA/token
 $workload_msg

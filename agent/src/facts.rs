@@ -37,14 +37,16 @@ pub fn host_facts(roots: &Roots) -> HostFacts {
 }
 
 /// What this agent can do here: the cgroup layout, CAP_NET_ADMIN, and the
-/// fault types its fault engine can apply.
+/// fault types its fault engine can apply, and why not the others.
 pub fn capabilities(
     roots: &Roots,
     fault_backends: Vec<distdiag_common::proto::FaultBackend>,
+    missing: Vec<distdiag_common::proto::MissingBackend>,
 ) -> Capabilities {
     Capabilities {
         cgroup: detect_cgroup_version(&roots.cgroup),
         net_admin: crate::fault::has_net_admin(),
         fault_backends,
+        missing,
     }
 }

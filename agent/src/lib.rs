@@ -72,6 +72,7 @@ pub struct Shared {
     outbox: Mutex<VecDeque<AgentMsg>>,
     faults: mpsc::Sender<FaultCmd>,
     fault_backends: Vec<distdiag_common::proto::FaultBackend>,
+    missing_backends: Vec<distdiag_common::proto::MissingBackend>,
     /// Woken when rows or messages are added, or rows acknowledged.
     pub wake: Notify,
 }
@@ -126,6 +127,11 @@ impl Shared {
     }
     pub fn fault_backends(&self) -> Vec<distdiag_common::proto::FaultBackend> {
         self.fault_backends.clone()
+    }
+
+    /// The fault types this agent cannot apply, with why.
+    pub fn missing_backends(&self) -> Vec<distdiag_common::proto::MissingBackend> {
+        self.missing_backends.clone()
     }
 }
 
@@ -194,6 +200,7 @@ pub async fn start(
         outbox: Mutex::new(VecDeque::new()),
         faults: fault_tx,
         fault_backends: engine.backends(),
+        missing_backends: engine.missing(),
         wake: Notify::new(),
     });
     for id in leftovers {

@@ -250,7 +250,11 @@ async fn stream(
         version: PROTOCOL_VERSION,
         node: cfg.node_name(),
         host: crate::facts::host_facts(&cfg.collect.roots()),
-        capabilities: crate::facts::capabilities(&cfg.collect.roots(), shared.fault_backends()),
+        capabilities: crate::facts::capabilities(
+            &cfg.collect.roots(),
+            shared.fault_backends(),
+            shared.missing_backends(),
+        ),
         catalog: catalog.clone(),
         interval_ms: cfg.interval_ms,
     };

@@ -10,14 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::training::Case;
 
 /// Agent fault types (the agent applies them).
-pub const AGENT_KINDS: [&str; 6] = [
-    "cpu_stress",
-    "memory_stress",
-    "disk_stress",
-    "network_delay",
-    "network_loss",
-    "network_bandwidth",
-];
+pub const AGENT_KINDS: [&str; 6] = distdiag_common::fault::FaultSpec::KINDS;
 /// Database fault types (the coordinator applies them through SQL).
 pub const DB_KINDS: [&str; 4] =
     ["cache_bottleneck", "too_many_indexes", "workload_surge", "lock_contention"];
@@ -78,6 +71,18 @@ pub struct FaultRecord {
     pub ended_ms: Option<i64>,
     pub state: FaultPhase,
     pub detail: String,
+    /// Set when Chaos Mesh applied the fault instead of the node's agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<ChaosResource>,
+}
+
+/// A Chaos Mesh resource (`chaos-mesh.org/v1alpha1`) that applies a fault.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, PartialEq)]
+pub struct ChaosResource {
+    /// `StressChaos` or `NetworkChaos`.
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
 }
 
 /// A database fault as requested (stored in the fault record).

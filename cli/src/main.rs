@@ -65,6 +65,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Nodes (agents and probed databases) with their state, and which
+    /// faults each agent can apply here (and why not the others).
+    Nodes,
     /// The current root-cause ranking.
     Ranks {
         #[arg(long, default_value_t = 10)]
@@ -81,6 +84,10 @@ enum DatasetCommand {
         #[arg(long, default_value = "collected")]
         name: String,
     },
+    /// Read a dataset directory and check it: a summary, and what is usable
+    /// but doubtful (labels on nodes without series, overlapping cases,
+    /// gaps). Errors name file and line. No coordinator needed.
+    Check { dir: PathBuf },
     /// Read a dataset directory, check it and store it on the coordinator under a name.
     Import {
         dir: PathBuf,
@@ -427,8 +434,39 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
                 ds.labels.len()
             );
         }
+        Command::Dataset(DatasetCommand::Check { dir }) => {
+            let (ds, findings) =
+                Dataset::import_checked(dir).map_err(|e| (1, format!("{}: {e}", dir.display())))?;
+            let metrics: std::collections::BTreeSet<&String> =
+                ds.series.values().flat_map(|m| m.keys()).collect();
+            let mut types: std::collections::BTreeMap<&str, usize> = Default::default();
+            for l in &ds.labels {
+                *types.entry(l.kind.as_str()).or_default() += 1;
+            }
+            let groups: std::collections::BTreeSet<&str> =
+                ds.cases.iter().filter_map(|c| c.group.as_deref()).collect();
+            println!(
+                "{}: {} nodes, {} metrics, {} cases ({} groups), {} labels",
+                dir.display(),
+                ds.series.len(),
+                metrics.len(),
+                ds.cases.len(),
+                groups.len(),
+                ds.labels.len()
+            );
+            for (kind, n) in types {
+                println!("  {kind}: {n} labels");
+            }
+            for f in &findings {
+                println!("warning: {f}");
+            }
+        }
         Command::Dataset(DatasetCommand::Import { dir, name }) => {
-            let ds = Dataset::import(dir).map_err(|e| (1, e.to_string()))?;
+            let (ds, findings) =
+                Dataset::import_checked(dir).map_err(|e| (1, format!("{}: {e}", dir.display())))?;
+            for f in &findings {
+                eprintln!("warning: {f}");
+            }
             let v = write()?.import_dataset(name, &ds).await.map_err(failed)?;
             println!("{name}: {} cases, {} labels", v.cases, v.labels);
         }
@@ -469,7 +507,16 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
                     }
                     JobState::Done => {
                         eprintln!();
-                        println!("{}", j.model_id.as_deref().unwrap_or("-"));
+                        let id = j.model_id.clone().unwrap_or_default();
+                        println!("{id}");
+                        if let Ok(m) = c.model(&id).await {
+                            for (kind, note) in &m.type_notes {
+                                println!("    {kind:<18} {note}");
+                            }
+                            for (kind, why) in &m.skipped {
+                                println!("    {kind:<18} no classifier: {why}");
+                            }
+                        }
                         break;
                     }
                     JobState::Failed => {
@@ -478,6 +525,34 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
                     }
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+        Command::Nodes => {
+            let v = read()?.nodes().await.map_err(failed)?;
+            println!("{:<24} {:<9} {:<13} {:>8}  last sample", "node", "kind", "state", "metrics");
+            for n in &v.nodes {
+                let kind = serde_json::to_value(n.kind)
+                    .ok()
+                    .and_then(|k| k.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let state = serde_json::to_value(n.state)
+                    .ok()
+                    .and_then(|k| k.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                println!(
+                    "{:<24} {:<9} {:<13} {:>8}  {}",
+                    n.node,
+                    kind,
+                    state,
+                    n.metric_count,
+                    ms(n.last_sample_ms)
+                );
+                for b in &n.capabilities.fault_backends {
+                    println!("    can    {:<18} {}", b.kind, b.mechanism);
+                }
+                for m in &n.capabilities.missing {
+                    println!("    cannot {:<18} {}", m.kind, m.reason);
+                }
             }
         }
         Command::Models => {

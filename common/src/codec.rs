@@ -156,6 +156,7 @@ mod tests {
                 cgroup: CgroupVersion::V1,
                 net_admin: false,
                 fault_backends: vec![],
+                missing: vec![],
             },
             catalog: vec![MetricDesc {
                 name: "cpu.user".into(),

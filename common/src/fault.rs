@@ -69,6 +69,16 @@ pub enum FaultState {
 /// Default parameters of the seeds' fault types, and the checks every spec
 /// passes before anything is changed.
 impl FaultSpec {
+    /// Every type name [`FaultSpec::kind`] returns.
+    pub const KINDS: [&'static str; 6] = [
+        "cpu_stress",
+        "memory_stress",
+        "disk_stress",
+        "network_delay",
+        "network_loss",
+        "network_bandwidth",
+    ];
+
     /// The type name used in the API (`cpu_stress`, ...).
     pub fn kind(&self) -> &'static str {
         match self {

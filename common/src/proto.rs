@@ -16,7 +16,7 @@ use crate::fault::{FaultSpec, FaultState};
 
 /// Version of this protocol; a peer with another version is refused.
 /// 2: capabilities name each fault backend's mechanism and CAP_NET_ADMIN.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// TLS ALPN identifier of the protocol.
 pub const ALPN: &[u8] = b"distdiag/1";
 /// Default hard limit for one frame's payload.
@@ -56,6 +56,14 @@ pub struct FaultBackend {
     pub mechanism: String,
 }
 
+/// A fault type the agent cannot apply here, and why (what to install or grant).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct MissingBackend {
+    pub kind: String,
+    pub reason: String,
+}
+
 /// What the agent found it can do on this host, probed at start.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
@@ -65,6 +73,8 @@ pub struct Capabilities {
     pub net_admin: bool,
     /// The fault types the agent can apply (empty when it has none).
     pub fault_backends: Vec<FaultBackend>,
+    /// The fault types it cannot, each with why.
+    pub missing: Vec<MissingBackend>,
 }
 
 /// First message of every connection.

@@ -28,6 +28,10 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>)> {
                 kind: "network_delay".into(),
                 mechanism: "nfqueue".into(),
             }],
+            missing: vec![MissingBackend {
+                kind: "network_bandwidth".into(),
+                reason: "tc is not installed".into(),
+            }],
         },
         catalog: vec![
             MetricDesc::counter("cpu.user", "seconds"),

@@ -154,6 +154,8 @@ pub struct FaultEngine {
     disk_root: PathBuf,
     proc_root: PathBuf,
     net_backends: Vec<&'static str>,
+    /// Fault types this engine cannot apply, with why.
+    missing: BTreeMap<&'static str, String>,
     /// Delay with netem rather than NFQUEUE.
     netem: bool,
     active: BTreeMap<String, Active>,
@@ -274,12 +276,13 @@ impl FaultEngine {
             journal.remove(&e.id)?;
             reverted.push(e.id);
         }
-        // probe() lists network_delay when the NFQUEUE backend works (and
-        // network_loss when iptables' statistic match does too).
+        // probe() says of each network fault whether it works; network_delay
+        // there is the NFQUEUE backend, netem is tried on its own.
         let probed = if cfg.enabled { network::probe(&exe) } else { Vec::new() };
-        let nfqueue = probed.contains(&"network_delay");
+        let works = |k: &str| probed.iter().any(|(kind, r)| *kind == k && r.is_ok());
+        let nfqueue = works("network_delay");
         let netem = cfg.delay_backend != DelayBackend::Nfqueue
-            && probed.contains(&"network_bandwidth")
+            && works("network_bandwidth")
             && network::netem_available(&exe);
         let delay = match cfg.delay_backend {
             DelayBackend::Netem => netem,
@@ -289,10 +292,31 @@ impl FaultEngine {
         if cfg.delay_backend == DelayBackend::Netem && !netem {
             tracing::warn!("fault.delay_backend = netem, but this kernel has no sch_netem; network_delay is unavailable");
         }
-        let mut net_backends: Vec<&'static str> =
-            probed.into_iter().filter(|k| *k != "network_delay").collect();
-        if delay {
-            net_backends.push("network_delay");
+        let mut net_backends: Vec<&'static str> = Vec::new();
+        let mut missing: BTreeMap<&'static str, String> = BTreeMap::new();
+        for (kind, r) in probed {
+            match (kind, r) {
+                ("network_delay", _) if delay => net_backends.push(kind),
+                ("network_delay", _) if cfg.delay_backend == DelayBackend::Netem => {
+                    missing.insert(
+                        kind,
+                        "fault.delay_backend = netem, but this kernel has no sch_netem".into(),
+                    );
+                }
+                (_, Ok(())) => net_backends.push(kind),
+                (_, Err(why)) => {
+                    missing.insert(kind, why);
+                }
+            }
+        }
+        if !cfg.enabled {
+            for kind in FaultSpec::KINDS {
+                missing.insert(
+                    kind,
+                    "fault injection is disabled in this agent's configuration (fault.enabled)"
+                        .into(),
+                );
+            }
         }
         Ok((
             FaultEngine {
@@ -302,6 +326,7 @@ impl FaultEngine {
                 disk_root,
                 proc_root: proc_root.to_owned(),
                 net_backends,
+                missing,
                 netem,
                 active: BTreeMap::new(),
             },
@@ -350,13 +375,23 @@ impl FaultEngine {
         }
     }
 
+    /// Fault types this engine cannot apply here, each with why.
+    pub fn missing(&self) -> Vec<distdiag_common::proto::MissingBackend> {
+        self.missing
+            .iter()
+            .map(|(k, why)| distdiag_common::proto::MissingBackend {
+                kind: (*k).to_owned(),
+                reason: why.clone(),
+            })
+            .collect()
+    }
+
     fn require(&self, kind: &'static str) -> Result<(), FaultError> {
         if self.net_backends.contains(&kind) {
             Ok(())
         } else {
-            Err(FaultError::Unsupported(format!(
-                "{kind} (needs iptables with NFQUEUE and statistic, or tc, and CAP_NET_ADMIN)"
-            )))
+            let why = self.missing.get(kind).map_or("not probed on this agent", String::as_str);
+            Err(FaultError::Unsupported(format!("{kind}: {why}")))
         }
     }
 

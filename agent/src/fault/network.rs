@@ -293,22 +293,34 @@ pub(super) fn apply_tc(iface: &str, steps: &[Vec<String>]) -> Result<(), FaultEr
     Ok(())
 }
 
-/// Which network fault types work here: tools present and CAP_NET_ADMIN.
-pub(super) fn probe(exe: &Path) -> Vec<&'static str> {
+/// Each network fault type, and whether it works here (tools present,
+/// CAP_NET_ADMIN, the kernel's pieces) or why not.
+pub(super) fn probe(exe: &Path) -> Vec<(&'static str, Result<(), String>)> {
+    const NET: [&str; 3] = ["network_delay", "network_loss", "network_bandwidth"];
     if !has_net_admin() {
-        return Vec::new();
+        let why = "the agent lacks CAP_NET_ADMIN (run it as root, or grant the capability: systemd/distdiag-agent.service)";
+        return NET.iter().map(|k| (*k, Err(why.to_owned()))).collect();
     }
-    let mut out = Vec::new();
-    if run("iptables", &["-V"], None).is_ok() && super::nfqueue::available() {
-        out.push("network_delay");
+    let iptables = if run("iptables", &["-V"], None).is_err() {
+        Err("iptables is not installed (Debian: iptables; make demo and scripts/install-deps.sh install it)".to_owned())
+    } else if !super::nfqueue::available() {
+        Err("the kernel's NFQUEUE (nfnetlink_queue) cannot be bound".to_owned())
+    } else {
+        Ok(())
+    };
+    let loss = iptables.clone().and_then(|()| {
         if statistic_available(exe) {
-            out.push("network_loss");
+            Ok(())
+        } else {
+            Err("iptables' statistic match does not work here (xt_statistic)".to_owned())
         }
-    }
-    if run("tc", &["-V"], None).is_ok() {
-        out.push("network_bandwidth");
-    }
-    out
+    });
+    let tc = if run("tc", &["-V"], None).is_ok() {
+        Ok(())
+    } else {
+        Err("tc is not installed (Debian: iproute2)".to_owned())
+    };
+    vec![("network_delay", iptables), ("network_loss", loss), ("network_bandwidth", tc)]
 }
 
 /// Interface names: what the kernel accepts (1-15 characters, no '/', no space).
