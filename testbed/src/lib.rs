@@ -15,6 +15,7 @@
 pub mod campaign;
 pub mod campaign_run;
 pub mod db;
+pub mod sim;
 pub mod testbed;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};

@@ -339,6 +339,18 @@ pub fn router(state: ApiState) -> Router {
     let (api, doc) = routes_and_doc();
     let json_doc = Arc::new(openapi_json(&doc));
     api.route("/", get(dashboard))
+        .route(
+            "/app.js",
+            get(|| async {
+                asset("text/javascript; charset=utf-8", include_str!("../../web/dist/app.js"))
+            }),
+        )
+        .route(
+            "/app.css",
+            get(|| async {
+                asset("text/css; charset=utf-8", include_str!("../../web/dist/app.css"))
+            }),
+        )
         .route("/api/openapi.json", get(move || async move { Json(json_doc.as_ref().clone()) }))
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/docs").config(
@@ -409,9 +421,16 @@ async fn require_token(State(state): State<ApiState>, req: Request, next: Next) 
     }
 }
 
-/// The dashboard page, embedded in the binary.
+/// The dashboard page, embedded in the binary: built from
+/// `coordinator/web/src` into `coordinator/web/dist` (committed, so the Rust
+/// build needs no network; a test rebuilds it and compares).
 async fn dashboard() -> axum::response::Html<&'static str> {
-    axum::response::Html(include_str!("../../web/index.html"))
+    axum::response::Html(include_str!("../../web/dist/index.html"))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body)
+        .into_response()
 }
 
 /// Liveness, connected agents and known nodes.

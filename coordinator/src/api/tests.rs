@@ -259,13 +259,18 @@ fn summary_uses_counter_rates_with_reset_handling() {
 async fn the_dashboard_is_served_from_the_binary() {
     let dir = tempfile::tempdir().unwrap();
     let app = router(state(dir.path()));
-    let resp = app.oneshot(get("/")).await.unwrap();
+    let resp = app.clone().oneshot(get("/")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let text =
         String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec())
             .unwrap();
-    assert!(text.contains("fetch(\"/api/metrics\")"));
+    assert!(text.contains("<script type=\"module\"") && text.contains("/app.js"), "{text}");
+    for (path, kind) in [("/app.js", "text/javascript"), ("/app.css", "text/css")] {
+        let resp = app.clone().oneshot(get(path)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with(kind), "{path}");
+    }
 }
 
 fn post(uri: &str, body: &str, token: Option<&str>) -> Request<Body> {
@@ -476,6 +481,7 @@ fn seed_training(state: &ApiState, faults: &[(i64, i64, &str, &str, &str)]) {
             ended_ms: Some(base + e * 1000),
             state: distdiag_store::FaultPhase::Reverted,
             detail: String::new(),
+            chaos: None,
         };
         state.store.save_fault(&rec).unwrap();
         state.training.open_case(&[rec], "A", 30_000, 30_000, base + s * 1000 + k as i64).unwrap();

@@ -14,7 +14,11 @@
 //!     default) and one statement at a time;
 //! (e) diagnosis: training the per-type XGBoost classifiers from Rust vs
 //!     Python's xgboost on the same exported dataset (windows.csv) with the
-//!     same parameters and rounds; ranking 100 nodes × 200 metrics.
+//!     same parameters and rounds; ranking 100 nodes × 200 metrics;
+//! (f) the dashboard's metrics page in Debian's Chromium over 10 simulated
+//!     nodes × 60 metrics × 1 h of 1 s data seeded through ingest, fed live:
+//!     time to an interactive chart and main-thread time per live update
+//!     (Performance API, tests/web/dashboard.mjs perf).
 
 // Runs the comparison tools (node_exporter, sysbench, python3) side by side.
 #![allow(clippy::disallowed_methods)]
@@ -28,11 +32,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use distdiag_agent::collect::{CollectConfig, Collectors, Sink};
-use distdiag_common::codec::{decode_payload, encode_frame};
-use distdiag_common::proto::*;
-use distdiag_common::{MetricDesc, Row};
 use distdiag_diagnose::evaluate::DatasetExt;
 use distdiag_store::{block, SeriesStore, SledStore, StoreConfig};
+use distdiag_testbed::sim;
 use distdiag_testbed::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -151,132 +153,6 @@ fn agent_vs_node_exporter(lines: &mut Vec<Line>) {
     ));
 }
 
-/// A metric of a simulated agent: how its next value follows from the last.
-#[derive(Clone, Copy)]
-enum Shape {
-    /// Kernel-style counter: steady rate plus noise, integer.
-    Counter { rate: f64 },
-    /// Two-decimal gauge wandering around a level.
-    Gauge { level: f64 },
-    /// Often-constant value (error counters, limits).
-    Constant,
-}
-
-fn shapes(n: usize, rng: &mut StdRng) -> Vec<Shape> {
-    (0..n)
-        .map(|i| match i % 4 {
-            0 | 1 => Shape::Counter { rate: 10f64.powf(rng.random_range(0.0..6.0)).round() },
-            2 => Shape::Gauge { level: rng.random_range(0.0..100.0) },
-            _ => Shape::Constant,
-        })
-        .collect()
-}
-
-fn next_row(shapes: &[Shape], last: &mut [f64], rng: &mut StdRng) -> Vec<f64> {
-    for (s, v) in shapes.iter().zip(last.iter_mut()) {
-        *v = match *s {
-            Shape::Counter { rate } => *v + (rate * rng.random_range(0.8..1.2)).round(),
-            Shape::Gauge { level } => {
-                ((level + rng.random_range(-5.0..5.0)) * 100.0).round() / 100.0
-            }
-            Shape::Constant => *v,
-        };
-    }
-    last.to_vec()
-}
-
-struct SimSpec {
-    metrics: usize,
-    rows_per_batch: usize,
-    window: usize,
-    start_ts: i64,
-    target_rows: usize,
-}
-
-/// One simulated agent: hello, then pipelined batches until `target_rows`
-/// rows are acknowledged or time runs out. Returns acknowledged values.
-async fn sim_agent(
-    name: String,
-    certs: distdiag_coordinator::tls::CertPaths,
-    quic: SocketAddr,
-    spec: Arc<SimSpec>,
-    acked_values: Arc<AtomicU64>,
-    state: std::path::PathBuf,
-) {
-    let cfg = agent_config(&name, &certs, quic, &state, 1000);
-    let client = distdiag_agent::uplink::client_config(&cfg).unwrap();
-    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    ep.set_default_client_config(client);
-    let conn = ep.connect(quic, "localhost").unwrap().await.unwrap();
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    let catalog: Vec<MetricDesc> = (0..spec.metrics)
-        .map(|i| {
-            if i % 4 < 2 {
-                MetricDesc::counter(format!("m{i}"), "count")
-            } else {
-                MetricDesc::gauge(format!("m{i}"), "count")
-            }
-        })
-        .collect();
-    let hello = AgentMsg::Hello(Hello {
-        version: PROTOCOL_VERSION,
-        node: name.clone(),
-        host: HostFacts::default(),
-        capabilities: Capabilities::default(),
-        catalog,
-        interval_ms: 1000,
-    });
-    send.write_all(&encode_frame(&hello, DEFAULT_MAX_FRAME).unwrap()).await.unwrap();
-    let permits = Arc::new(tokio::sync::Semaphore::new(spec.window));
-    let per_batch = (spec.metrics * spec.rows_per_batch) as u64;
-    let reader = {
-        let permits = permits.clone();
-        let acked = acked_values.clone();
-        tokio::spawn(async move {
-            let mut dec = distdiag_common::FrameDecoder::new(DEFAULT_MAX_FRAME);
-            let mut n = 0u64;
-            loop {
-                while let Some(p) = dec.next_frame().unwrap() {
-                    if let CoordMsg::Ack { .. } =
-                        decode_payload::<CoordMsg>(&p, DEFAULT_MAX_FRAME).unwrap()
-                    {
-                        n += 1;
-                        acked.fetch_add(per_batch, Ordering::Relaxed);
-                        permits.add_permits(1);
-                    }
-                }
-                match recv.read_chunk(1 << 16, true).await {
-                    Ok(Some(c)) => dec.push(&c.bytes),
-                    _ => return n,
-                }
-            }
-        })
-    };
-    let mut rng = StdRng::seed_from_u64(name.bytes().map(u64::from).sum());
-    let shapes = shapes(spec.metrics, &mut rng);
-    let mut last: Vec<f64> =
-        (0..spec.metrics).map(|_| rng.random_range(0.0..1e9f64).round()).collect();
-    let mut ts = spec.start_ts;
-    let batches = spec.target_rows.div_ceil(spec.rows_per_batch);
-    for seq in 1..=batches as u64 {
-        permits.acquire().await.unwrap().forget();
-        let rows: Vec<Row> = (0..spec.rows_per_batch)
-            .map(|_| {
-                ts += 1000;
-                Row { ts_ms: ts, values: next_row(&shapes, &mut last, &mut rng) }
-            })
-            .collect();
-        let frame = encode_frame(&AgentMsg::Batch(Batch { seq, rows }), DEFAULT_MAX_FRAME).unwrap();
-        send.write_all(&frame).await.unwrap();
-    }
-    // Wait for the last acknowledgements.
-    let _ = tokio::time::timeout(Duration::from_secs(60), permits.acquire_many(spec.window as u32))
-        .await;
-    let _ = send.finish();
-    conn.close(0u32.into(), b"done");
-    reader.abort();
-}
-
 fn real_capture_bytes_per_value(seconds: u32) -> (f64, usize) {
     let mut c = Collectors::new(&CollectConfig::default());
     let mut sink = Sink::default();
@@ -307,12 +183,13 @@ fn ingest_and_reads(lines: &mut Vec<Line>) {
     let (api, quic) = free_ports();
     let mut coord = Coordinator::start(&data, api, quic, &[]);
     let start_ts = distdiag_agent::now_ms() - 2 * 3_600_000;
-    let spec = Arc::new(SimSpec {
+    let spec = Arc::new(sim::SimSpec {
         metrics: METRICS,
         rows_per_batch: 25,
         window: 16,
         start_ts,
         target_rows: ROWS,
+        live_rows: 0,
     });
     let acked = Arc::new(AtomicU64::new(0));
     let rt =
@@ -321,19 +198,15 @@ fn ingest_and_reads(lines: &mut Vec<Line>) {
     let (cpu0, _) = proc_usage(pid);
     let started = Instant::now();
     rt.block_on(async {
-        let tasks: Vec<_> = names
-            .iter()
-            .map(|n| {
-                tokio::spawn(sim_agent(
-                    n.clone(),
-                    certs.clone(),
-                    quic,
-                    spec.clone(),
-                    acked.clone(),
-                    tmp.path().join(n),
-                ))
-            })
-            .collect();
+        let tasks = sim::spawn_agents(
+            &tokio::runtime::Handle::current(),
+            &names,
+            &certs,
+            quic,
+            &spec,
+            &acked,
+            tmp.path(),
+        );
         for t in tasks {
             t.await.unwrap();
         }
@@ -627,7 +500,7 @@ fn oltp_vs_sysbench(lines: &mut Vec<Line>, kinds: &[distdiag_workload::db::Diale
 }
 
 /// Sections to run: all by default, or those named on the command line
-/// (`agent`, `ingest`, `capture`, `oltp`, `training`, `ranking`;
+/// (`agent`, `ingest`, `capture`, `oltp`, `dashboard`, `training`, `ranking`;
 /// `diagnosis` is the last two; `oltp-mariadb` and `oltp-seekdb` are
 /// `oltp` on one server).
 fn main() {
@@ -659,6 +532,10 @@ fn main() {
         if !kinds.is_empty() {
             oltp_vs_sysbench(&mut lines, &kinds);
         }
+    }
+    if run("dashboard") {
+        eprintln!("(f) dashboard in Chromium: 10 nodes × 60 metrics × 1 h ...");
+        dashboard(&mut lines);
     }
     if run("diagnosis") || run("training") {
         eprintln!("(e) diagnosis: training vs Python xgboost ...");
@@ -699,6 +576,7 @@ fn synthetic_dataset(
             scenario: "A".into(),
             start_ms: t0 + (start - 30) * 1000,
             end_ms: t0 + (start + 60) * 1000,
+            group: None,
         });
         ds.labels.push(FaultEvent {
             case,
@@ -907,5 +785,101 @@ fn ranking(lines: &mut Vec<Line>) {
         format!("every feature of half the metrics read {half_ms:.1} ms; every feature read {every_ms:.1} ms; statistical scorer {stat_ms:.1} ms"),
         "-".into(),
         "< 20 ms",
+    ));
+}
+
+/// (f) The metrics page over 10 nodes × 60 metrics × 1 h at 1 s, seeded
+/// through QUIC ingest and then fed live one row per second while Chromium
+/// loads the page and takes six live updates.
+fn dashboard(lines: &mut Vec<Line>) {
+    const NODES: usize = 10;
+    const METRICS: usize = 60;
+    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/web");
+    if !web.join("node_modules").is_dir() {
+        let ok = Command::new("npm")
+            .current_dir(&web)
+            .args(["ci", "--no-audit", "--no-fund"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "npm ci in tests/web failed (scripts/install-deps.sh test installs node)");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("coord");
+    let names: Vec<String> = (0..NODES).map(|i| format!("sim{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let certs = make_certs(&data.join("certs"), &refs);
+    let (api, quic) = free_ports();
+    let mut coord = Coordinator::start(&data, api, quic, &[]);
+    let now = distdiag_agent::now_ms();
+    let spec = Arc::new(sim::SimSpec {
+        metrics: METRICS,
+        rows_per_batch: 50,
+        window: 8,
+        start_ts: now - 3_600_000 - (now % 1000),
+        target_rows: 3600,
+        live_rows: 120,
+    });
+    let acked = Arc::new(AtomicU64::new(0));
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let feeders = sim::spawn_agents(rt.handle(), &names, &certs, quic, &spec, &acked, tmp.path());
+    // The hour is in once every node acknowledged its 3,600 rows.
+    let seeded = (NODES * METRICS * 3600) as u64;
+    let t = Instant::now();
+    while acked.load(Ordering::Relaxed) < seeded && t.elapsed() < Duration::from_secs(300) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(acked.load(Ordering::Relaxed) >= seeded, "seeding the hour did not finish in 5 min");
+    let shots = tmp.path().join("shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new("node")
+        .current_dir(&web)
+        .args(["dashboard.mjs", "perf", &format!("http://{api}"), "-"])
+        .arg(&shots)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "dashboard.mjs perf failed: {said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures: serde_json::Value =
+        serde_json::from_str(said.lines().last().unwrap_or("{}")).unwrap();
+    for f in feeders {
+        f.abort();
+    }
+    drop(rt);
+    assert!(coord.stop().success());
+    let num = |k: &str| figures[k].as_f64().unwrap_or(f64::NAN);
+    let updates: Vec<f64> = figures["update_ms"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+        .unwrap_or_default();
+    let worst = updates.iter().copied().fold(f64::NAN, f64::max);
+    let long: Vec<f64> = figures["long_tasks_during_updates"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+        .unwrap_or_default();
+    lines.push(line(
+        &format!(
+            "dashboard metrics page, {NODES} nodes overlaid × 1 h at 1 s ({:.0} points of one metric; {NODES} × {METRICS} series stored), Chromium",
+            num("points")
+        ),
+        format!(
+            "interactive {:.0} ms after navigation (fetch + draw {:.0} ms)",
+            num("interactive_ms"),
+            num("fetch_and_draw_ms")
+        ),
+        "-".into(),
+        "-".into(),
+        "< 1,000 ms",
+    ));
+    lines.push(line(
+        "dashboard live update (append the new second, redraw 10 series), main-thread time",
+        format!("{:.1} ms worst of {} ({} long tasks ≥ 50 ms)", worst, updates.len(), long.len()),
+        "-".into(),
+        "-".into(),
+        "< 16 ms",
     ));
 }

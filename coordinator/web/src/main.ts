@@ -1,0 +1,54 @@
+// The distdiag dashboard: one panel at a time, chosen by the URL's hash
+// (#overview, #metrics?node=..&metric=.., ...), every panel reading the
+// typed API and refreshing itself.
+import "./style.css";
+import { api } from "./api";
+import { h } from "./ui";
+import { overview } from "./panels/overview";
+import { metrics } from "./panels/metrics";
+import { diagnosis } from "./panels/diagnosis";
+import { faults } from "./panels/faults";
+import { workloads } from "./panels/workloads";
+import { training } from "./panels/training";
+
+export interface Panel {
+  id: string;
+  title: string;
+  /** Renders into `root`; returns what stops its timers and streams. */
+  mount(root: HTMLElement, query: URLSearchParams): () => void;
+}
+
+const panels: Panel[] = [overview, metrics, diagnosis, faults, workloads, training];
+const nav = document.getElementById("nav")!;
+const main = document.getElementById("main")!;
+let stop: () => void = () => {};
+
+for (const p of panels) {
+  nav.append(h("a", { href: `#${p.id}`, id: `nav-${p.id}` }, p.title));
+}
+
+function route() {
+  const [id, q] = location.hash.slice(1).split("?");
+  const panel = panels.find((p) => p.id === id) ?? panels[0];
+  stop();
+  main.replaceChildren(h("h2", {}, panel.title));
+  for (const a of nav.querySelectorAll("a")) {
+    if (a.id === `nav-${panel.id}`) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  document.title = `distdiag — ${panel.title}`;
+  stop = panel.mount(main, new URLSearchParams(q ?? ""));
+}
+
+window.addEventListener("hashchange", route);
+route();
+
+// The coordinator's liveness, in words.
+async function health() {
+  const el = document.getElementById("conn")!;
+  const { data } = await api.GET("/health").catch(() => ({ data: undefined }));
+  el.textContent = data ? `coordinator ${data.version}: ${data.connected_agents} agents connected, ${data.nodes} nodes` : "coordinator unreachable";
+  el.className = data ? "good" : "bad";
+}
+health();
+setInterval(health, 5000);
