@@ -3,11 +3,11 @@ CARGO_TARGET_DIR ?= /var/tmp/distdiag-target
 export CARGO_TARGET_DIR
 CARGO ?= cargo
 
-.PHONY: demo test bench bench-accuracy build lint unit deps-test deps-bench
+.PHONY: demo test bench bench-accuracy build image lint unit deps-test deps-bench
 
 demo:
 	scripts/install-deps.sh demo
-	$(CARGO) build --release -p distdiag-coordinator -p distdiag-agent
+	$(CARGO) build --release -p distdiag-coordinator -p distdiag-agent -p distdiag-cli
 	scripts/demo.sh
 
 # Every test must run here: one whose prerequisite (root, cgroup v1, a
@@ -29,6 +29,14 @@ bench: deps-bench
 bench-accuracy: deps-bench
 	$(CARGO) build --release --workspace --bins
 	scripts/bench-accuracy.sh
+
+# The container image (Containerfile) from the release programs; podman
+# builds it without a registry.
+image:
+	scripts/fetch-xgboost.sh
+	$(CARGO) build --release -p distdiag-coordinator -p distdiag-agent -p distdiag-cli
+	scripts/image-rootfs.sh $(CARGO_TARGET_DIR)/release image/rootfs
+	podman build -t localhost/distdiag:0.1.0 .
 
 build:
 	scripts/fetch-xgboost.sh

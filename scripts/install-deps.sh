@@ -34,6 +34,10 @@ here=$(dirname "$0")
 
 if [ "$want" = demo ]; then
   "$here/fetch-xgboost.sh"
+  # Every agent fault on this host: iptables (NFQUEUE and statistic for
+  # delay and loss), iproute2 (tc for bandwidth), util-linux (unshare for
+  # the agent's probes in a throwaway namespace).
+  apt_install iptables nftables iproute2 util-linux
   # The demo's local database: seekdb, or MariaDB where seekdb cannot be installed.
   install_databases || echo "no database installed; the demo runs without one" >&2
   exit 0
@@ -74,6 +78,37 @@ if ! python3 -c 'import schemathesis' >/dev/null 2>&1; then
   echo "installing: schemathesis (pip)"
   python3 -m pip install --quiet schemathesis 2>/dev/null || python3 -m pip install --quiet --break-system-packages schemathesis
 fi
+
+# Deployment: the units are checked with systemd-analyze, the roles with
+# ansible-lint and run with ansible-playbook (start-stop-daemon, from dpkg,
+# starts the programs where systemd does not run).
+apt_install systemd
+if ! python3 -c 'import ansiblelint' >/dev/null 2>&1 || ! command -v ansible-playbook >/dev/null 2>&1; then
+  echo "installing: ansible-core, ansible-lint (pip)"
+  python3 -m pip install --quiet ansible-core ansible-lint 2>/dev/null || python3 -m pip install --quiet --break-system-packages ansible-core ansible-lint
+fi
+
+# Kubernetes manifests render with kubectl kustomize (Debian's
+# kubernetes-client unless a kubectl is already installed: the two packages
+# conflict) and validate offline (kubernetes-validate ships the schemas);
+# the image builds with podman.
+command -v kubectl >/dev/null || apt_install kubernetes-client
+apt_install podman
+if ! python3 -c 'import kubernetes_validate' >/dev/null 2>&1; then
+  echo "installing: kubernetes-validate (pip)"
+  python3 -m pip install --quiet kubernetes-validate 2>/dev/null || python3 -m pip install --quiet --break-system-packages kubernetes-validate
+fi
+
+# The dashboard: built with npm packages, tested in Debian's Chromium through
+# playwright-core (never a downloaded browser).
+apt_install chromium
+command -v npm >/dev/null || apt_install nodejs npm
+for d in coordinator/web tests/web; do
+  if [ ! -d "$here/../$d/node_modules" ]; then
+    echo "installing: npm packages of $d"
+    (cd "$here/../$d" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done
 
 if [ "$want" = bench ]; then
   # The yardstick for the native OLTP workload.

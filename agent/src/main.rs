@@ -294,11 +294,32 @@ fn run(cfg: Config) -> ExitCode {
             Err(e) => return usage(e),
         };
         tracing::info!(%node, %coordinator, "agent running");
+        systemd_ready_and_watchdog();
         wait_for_signal().await;
         tracing::info!(pending_rows = agent.pending_rows(), "shutting down");
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         agent.stop(std::time::Duration::from_secs(2)).await;
         ExitCode::SUCCESS
     })
+}
+
+/// systemd (`Type=notify`): READY=1 once the collectors, the fault engine
+/// and the uplink are started (connected or not: samples spill until the
+/// coordinator is back), then WATCHDOG=1 at half the watchdog period from
+/// the agent's runtime. Nothing happens when no `NOTIFY_SOCKET` is set.
+fn systemd_ready_and_watchdog() {
+    if let Err(error) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(%error, "cannot tell systemd the agent is ready");
+    }
+    if let Some(usec) = distdiag_common::systemd_watchdog_usec() {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_micros(usec / 2));
+            loop {
+                tick.tick().await;
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            }
+        });
+    }
 }
 
 async fn wait_for_signal() {

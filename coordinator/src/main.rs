@@ -187,11 +187,40 @@ fn run(cfg: Config) -> ExitCode {
                 eprintln!("API on http://{} — bearer token from DISTDIAG_TOKEN", running.api_addr)
             }
         }
+        tell_systemd(&running);
         wait_for_signal().await;
         tracing::info!("shutting down");
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         running.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// systemd (`Type=notify`): READY=1 once both listeners are bound, then
+/// WATCHDOG=1 at half the watchdog period for as long as the store
+/// answers within it, so a coordinator whose store hangs is restarted.
+/// Nothing happens when no `NOTIFY_SOCKET` is set.
+fn tell_systemd(running: &app::Running) {
+    if let Err(error) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(%error, "cannot tell systemd the coordinator is ready");
+    }
+    let Some(usec) = distdiag_common::systemd_watchdog_usec() else { return };
+    let period = std::time::Duration::from_micros(usec / 2);
+    let store = running.store();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            let s = store.clone();
+            let answered =
+                tokio::time::timeout(period, tokio::task::spawn_blocking(move || s.stats())).await;
+            if matches!(answered, Ok(Ok(_))) {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            } else {
+                tracing::error!("the store did not answer within the watchdog period; not telling systemd we are alive");
+            }
+        }
+    });
 }
 
 async fn wait_for_signal() {
