@@ -40,6 +40,7 @@ pub struct Running {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     workloads: Arc<Workloads>,
     dbfaults: Arc<DbFaults>,
+    faults: Arc<Faults>,
 }
 
 fn generate_token() -> Result<String, AppError> {
@@ -117,14 +118,35 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
     let (writer, _writer_thread) = ingest::spawn_writer(store.clone(), telemetry.clone(), 8192)
         .map_err(|e| AppError::Runtime(e.to_string()))?;
     let registry = Registry::default();
-    let faults = Arc::new(
-        Faults::new(
-            store.clone(),
-            registry.clone(),
-            Duration::from_millis(cfg.faults.answer_timeout_ms),
-        )
-        .map_err(|e| AppError::Runtime(format!("cannot read fault records: {e}")))?,
-    );
+    let mut faults = Faults::new(
+        store.clone(),
+        registry.clone(),
+        Duration::from_millis(cfg.faults.answer_timeout_ms),
+    )
+    .map_err(|e| AppError::Runtime(format!("cannot read fault records: {e}")))?;
+    let mut databases = cfg.databases.clone();
+    if cfg.kubernetes.discover {
+        let (all, pods, client) = crate::kube::discover(&cfg.kubernetes, &cfg.databases)
+            .await
+            .map_err(|e| AppError::Runtime(format!("Kubernetes discovery: {e}")))?;
+        info!(pods = pods.len(), databases = all.len(), "Kubernetes discovery done");
+        databases = all;
+        if cfg.kubernetes.chaos_mesh.enabled {
+            faults = faults.with_chaos(Arc::new(crate::chaos::ChaosMesh::new(
+                client,
+                &cfg.kubernetes.chaos_mesh,
+                &pods,
+            )));
+        }
+    }
+    let faults = Arc::new(faults);
+    let leftovers = faults
+        .recover_chaos()
+        .await
+        .map_err(|e| AppError::Runtime(format!("Chaos Mesh resources of a previous run: {e}")))?;
+    if leftovers > 0 {
+        info!(leftovers, "deleted Chaos Mesh resources a previous run left");
+    }
 
     let endpoint = quinn::Endpoint::server(server_config, cfg.ingest.listen).map_err(|e| {
         AppError::Runtime(format!("cannot bind QUIC ingest on {}: {e}", cfg.ingest.listen))
@@ -147,25 +169,22 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
     let mut tasks =
         vec![tokio::spawn(ingest::serve(endpoint.clone(), ingest_state, shutdown_rx.clone()))];
 
-    let probes = Arc::new(DbProbes::new(cfg.databases.clone()));
+    let probes = Arc::new(DbProbes::new(databases.clone()));
     tasks.extend(probes.spawn(
         store.clone(),
         Duration::from_millis(cfg.probe.interval_ms),
         shutdown_rx.clone(),
     ));
-    let workloads = Workloads::new(cfg.databases.clone(), store.clone());
+    let workloads = Workloads::new(databases.clone(), store.clone());
     workloads.recover();
-    let dbfaults = DbFaults::new(store.clone(), cfg.databases.clone(), workloads.clone());
+    let dbfaults = DbFaults::new(store.clone(), databases.clone(), workloads.clone());
     for (id, res) in dbfaults.recover().await {
         if let Err(error) = res {
             warn!(fault = %id, %error, "a database fault from the previous run is still applied; retrying every minute");
         }
     }
-    let merge: std::collections::BTreeMap<String, String> = cfg
-        .databases
-        .iter()
-        .filter_map(|t| t.host_node.clone().map(|h| (t.store_node(), h)))
-        .collect();
+    let merge: std::collections::BTreeMap<String, String> =
+        databases.iter().filter_map(|t| t.host_node.clone().map(|h| (t.store_node(), h))).collect();
     let training = crate::training::Training::new(store.clone());
     let models = crate::models::Models::new(store.clone());
     let online = crate::online::Online::new(
@@ -207,13 +226,13 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
     }));
     tasks.push(tokio::spawn(housekeeping(
         store.clone(),
-        faults,
+        faults.clone(),
         dbfaults.clone(),
         telemetry,
         cfg.store.retention_hours,
         shutdown_rx,
     )));
-    info!(api = %api_addr, ingest = %ingest_addr, data = %cfg.data_dir.display(), databases = cfg.databases.len(), "coordinator running");
+    info!(api = %api_addr, ingest = %ingest_addr, data = %cfg.data_dir.display(), databases = databases.len(), "coordinator running");
     Ok(Running {
         api_addr,
         ingest_addr,
@@ -224,6 +243,7 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
         tasks,
         workloads,
         dbfaults,
+        faults,
     })
 }
 
@@ -254,6 +274,7 @@ async fn housekeeping(
         }
         (last, last_at) = (now, std::time::Instant::now());
         faults.sweep(ingest::now_ms(), 30_000);
+        faults.expire_chaos(ingest::now_ms()).await;
         let s = store.clone();
         match tokio::task::spawn_blocking(move || s.maintain()).await {
             Ok(Ok(0)) => {}
@@ -279,9 +300,16 @@ async fn housekeeping(
 }
 
 impl Running {
+    /// The store, for health checks.
+    pub fn store(&self) -> Arc<dyn SeriesStore> {
+        self.store.clone()
+    }
+
     /// Stops accepting, closes agent connections, stops the API and flushes.
     pub async fn shutdown(self) {
-        // Database faults and workloads end with the coordinator.
+        // Database faults, Chaos Mesh faults and workloads end with the
+        // coordinator (agents end theirs by their dead-man switch).
+        self.faults.revert_chaos().await;
         let (_, failed) = self.dbfaults.revert_all().await;
         for (id, error) in failed {
             warn!(fault = %id, %error, "database fault not reverted at shutdown; the next start retries");

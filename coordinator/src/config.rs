@@ -31,6 +31,8 @@ pub struct Config {
     pub faults: FaultsConfig,
     pub probe: ProbeConfig,
     pub diagnosis: DiagnosisConfig,
+    /// Kubernetes: database pods discovered by label, the Chaos Mesh injector.
+    pub kubernetes: crate::kube::KubeConfig,
     /// Databases to probe, load with workloads and perturb (`[[databases]]`).
     pub databases: Vec<DbTarget>,
 }
@@ -158,6 +160,7 @@ impl Default for Config {
             faults: FaultsConfig::default(),
             probe: ProbeConfig::default(),
             diagnosis: DiagnosisConfig::default(),
+            kubernetes: crate::kube::KubeConfig::default(),
             databases: Vec::new(),
         }
     }
@@ -293,6 +296,7 @@ impl Config {
                 return bad(format!("two databases are named {:?}", t.name));
             }
         }
+        self.kubernetes.validate().map_err(ConfigError::Invalid)?;
         if self.data_dir.as_os_str().is_empty() {
             return bad("data_dir must not be empty".into());
         }

@@ -264,6 +264,7 @@ impl DbFaults {
             ended_ms: None,
             state: FaultPhase::Pending,
             detail: String::new(),
+            chaos: None,
         };
         self.store.save_fault(&rec)?;
         let (stop, _) = watch::channel(false);

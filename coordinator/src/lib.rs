@@ -6,11 +6,13 @@
 
 pub mod api;
 pub mod app;
+pub mod chaos;
 pub mod config;
 pub mod dbfault;
 pub mod dbprobe;
 pub mod faults;
 pub mod ingest;
+pub mod kube;
 pub mod models;
 pub mod online;
 pub mod telemetry;

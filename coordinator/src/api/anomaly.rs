@@ -156,6 +156,7 @@ fn faults_error(e: FaultsError) -> ApiError {
         FaultsError::Unknown(_) => StatusCode::NOT_FOUND,
         FaultsError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         FaultsError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        FaultsError::Chaos(_) => StatusCode::BAD_GATEWAY,
         FaultsError::Failed { .. } | FaultsError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     ApiError { status, message: e.to_string() }
@@ -177,6 +178,7 @@ fn faults_error(e: FaultsError) -> ApiError {
         (status = 422, body = ErrorBody, description = "Refused by the agent (e.g. memory the host does not have)"),
         (status = 424, body = ErrorBody, description = "The database is unreachable or refused"),
         (status = 504, body = ErrorBody, description = "No answer from the agent"),
+        (status = 502, body = ErrorBody, description = "Chaos Mesh (through the Kubernetes API) failed"),
     )
 )]
 pub(super) async fn start(
@@ -248,7 +250,7 @@ pub(super) async fn start(
         }
     };
     for n in &nodes {
-        if state.registry.get(n).is_none() {
+        if state.registry.get(n).is_none() && !state.faults.via_chaos(n, &spec) {
             return Err(ApiError::conflict(format!("node {n:?} is not connected")));
         }
     }
@@ -281,6 +283,7 @@ pub(super) async fn start(
         (status = 404, body = ErrorBody, description = "No active fault with that id"),
         (status = 424, body = ErrorBody, description = "The database refused the revert"),
         (status = 504, body = ErrorBody, description = "No answer from the agent"),
+        (status = 502, body = ErrorBody, description = "Chaos Mesh (through the Kubernetes API) failed"),
     )
 )]
 pub(super) async fn stop(
