@@ -12,7 +12,10 @@ demo:
 
 # Every test must run here: one whose prerequisite (root, cgroup v1, a
 # database server, schemathesis, ...) is missing fails instead of skipping.
+# cargo fetch brings every locked package, also those only other
+# platforms build (the crate-graph test reads `cargo metadata --offline`).
 test: deps-test lint
+	$(CARGO) fetch
 	$(CARGO) build --workspace --bins
 	DISTDIAG_REQUIRE_ALL=1 $(CARGO) nextest run --workspace --no-fail-fast
 

@@ -150,11 +150,24 @@ fn measured_cpu_stress_loads_its_cgroup_as_requested() {
         assert!(cg.procs(i).lines().any(|l| l == pid), "stressor not in {}", cg.dirs[i].display());
     }
     std::thread::sleep(Duration::from_millis(300));
-    let (u0, t0) = (cg.usage(), Instant::now());
+    let (u0, i0, t0) = (cg.usage(), idle_seconds(), Instant::now());
     std::thread::sleep(Duration::from_secs(2));
-    let rate = (cg.usage() - u0) / t0.elapsed().as_secs_f64();
-    println!("cpu_stress load 50 %: cgroup used {:.1} % of a core", rate * 100.0);
-    assert!((0.3..=0.7).contains(&rate), "cgroup used {rate:.2} cores, asked for 0.5");
+    let secs = t0.elapsed().as_secs_f64();
+    let rate = (cg.usage() - u0) / secs;
+    // Other work on this host (a parallel build) may leave the stressor
+    // less than the half core it asks for: it must take at least most of
+    // what it could have had (its own use plus what stayed idle).
+    let idle = (idle_seconds() - i0) / secs;
+    let could = (rate + idle).min(0.5);
+    println!(
+        "cpu_stress load 50 %: cgroup used {:.1} % of a core ({:.1} % idle beside it)",
+        rate * 100.0,
+        idle * 100.0
+    );
+    assert!(
+        rate <= 0.7 && rate >= 0.6 * could && could > 0.2,
+        "cgroup used {rate:.2} cores, asked for 0.5, {idle:.2} cores stayed idle"
+    );
     let pids = e.pids("cpu");
     assert!(e.revert("cpu").unwrap());
     assert!(pids.iter().all(|p| !alive(*p)));
@@ -402,4 +415,19 @@ fn sigterm_reverts_before_the_agent_exits() {
     assert!(out.status.success());
     assert!(pids.iter().all(|p| !alive(*p)));
     assert_eq!(journal_len(state.path()), 0);
+}
+
+/// Idle CPU seconds of the whole host so far (/proc/stat: idle + iowait).
+fn idle_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let cpu: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let hz = rustix::param::clock_ticks_per_second() as f64;
+    (cpu[3] + cpu[4]) / hz
 }

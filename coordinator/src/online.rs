@@ -47,9 +47,22 @@ pub struct Online {
     tx: broadcast::Sender<Arc<Diagnosis>>,
     /// (node, type) → when it fired and when last sent.
     firing: Mutex<BTreeMap<(String, String), (i64, i64)>>,
+    /// Without a model: when the statistical scorer began to suspect a
+    /// node (the start of the window that first scored ≥ [`SUSPECT`]); the
+    /// reference stays frozen before it until every score falls below
+    /// [`CLEAR`] against it or [`MAX_FREEZE_MS`] passes, so a fault that
+    /// lasts longer than the baseline does not become its own reference.
+    suspect_since: Mutex<Option<i64>>,
     http: reqwest::Client,
     stop: watch::Receiver<bool>,
 }
+
+/// The statistical score (excess over peers) from which a node is
+/// suspected, and below which the suspicion ends.
+pub const SUSPECT: f64 = 0.5;
+pub const CLEAR: f64 = 0.3;
+/// The longest a reference stays frozen (then what is, is the new normal).
+pub const MAX_FREEZE_MS: i64 = 30 * 60_000;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -88,6 +101,7 @@ impl Online {
             history: Mutex::new(VecDeque::new()),
             tx,
             firing: Mutex::new(BTreeMap::new()),
+            suspect_since: Mutex::new(None),
             http,
             stop,
         })
@@ -120,7 +134,12 @@ impl Online {
         // Nodes seen within two windows.
         let recent = now - 2 * window.window_ms.max(10_000);
         let mut ds = Dataset::new(window.step_ms, window);
+        let frozen = match (&active, *lock(&self.suspect_since)) {
+            (None, Some(t)) if now - t <= MAX_FREEZE_MS => Some(t),
+            _ => None,
+        };
         let from = now - window.baseline_ms - window.window_ms;
+        let from = frozen.map_or(from, |t| from.min(t - window.baseline_ms));
         for rec in self.store.nodes() {
             let last = self
                 .store
@@ -165,8 +184,21 @@ impl Online {
             }
             None => {
                 let types = stat::known_types();
-                let r = rank(&frame, end, &window, &Ranker::Statistical(&types), &topology, 5)?;
-                (r, None, "no active model: statistical scorer (median/MAD deviation from each node's recent past)".to_string())
+                let reference_end = frozen.map(|t| frame.index_at(t));
+                let ranker = Ranker::Statistical { types: &types, reference_end };
+                let r = rank(&frame, end, &window, &ranker, &topology, 5)?;
+                let top = r.entries.first().map_or(0.0, |e| e.excess);
+                let mut since = lock(&self.suspect_since);
+                *since = match frozen {
+                    Some(t) if top >= CLEAR => Some(t),
+                    _ if top >= SUSPECT => Some(frozen.unwrap_or(r.at_ms - window.window_ms)),
+                    _ => None,
+                };
+                let note = match frozen {
+                    Some(t) => format!("no active model: statistical scorer (median/MAD deviation from each node's past, against peers; reference frozen before {t}, when a node first stood out)"),
+                    None => "no active model: statistical scorer (median/MAD deviation from each node's recent past, against peers)".to_string(),
+                };
+                (r, None, note)
             }
         };
         Ok(Some(Diagnosis {
@@ -340,5 +372,77 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert!(r[0]["endsAt"].is_string());
         assert!(online.alerts(&d(311_000, 0.1)).is_empty());
+    }
+
+    /// Three nodes at 1 Hz; n2's cgroup CPU jumps at 300 s and stays.
+    fn long_fault_store(dir: &std::path::Path) -> Arc<dyn SeriesStore> {
+        use distdiag_common::proto::{Capabilities, HostFacts};
+        use distdiag_common::{MetricDesc, Row};
+        use distdiag_store::{SledStore, StoreConfig};
+        let store = SledStore::open(dir, StoreConfig::default()).unwrap();
+        for (k, node) in ["n1", "n2", "n3"].iter().enumerate() {
+            let catalog = vec![MetricDesc::gauge("cg.cpu_usage", "cores")];
+            store
+                .upsert_node(node, HostFacts::default(), Capabilities::default(), catalog, 1000, 0)
+                .unwrap();
+            let rows: Vec<Row> = (0..700)
+                .map(|i| {
+                    let base = 10.0 + ((i * (k + 2)) % 7) as f64;
+                    let hot = if *node == "n2" && i >= 300 { 80.0 } else { 0.0 };
+                    Row { ts_ms: 1_000_000 + i as i64 * 1000, values: vec![base + hot] }
+                })
+                .collect();
+            store.append(node, &rows).unwrap();
+        }
+        Arc::new(store)
+    }
+
+    #[test]
+    fn without_a_model_a_fault_longer_than_the_baseline_stays_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = long_fault_store(dir.path());
+        let (_tx, stop) = watch::channel(false);
+        let cfg = DiagnosisConfig::default();
+        let baseline = cfg.window.baseline_ms;
+        let online = Online::new(store.clone(), Models::new(store), cfg, BTreeMap::new(), stop);
+        let top = |now: i64| {
+            let d = online.diagnose_once(now).unwrap().unwrap();
+            let e = d.ranks[0].clone();
+            (e.node, e.kind, e.excess, d.note)
+        };
+        // Ranked every 5 s from before the fault until it has lasted twice
+        // the baseline: n2 is found early and stays on top, against a
+        // reference frozen before the fault began.
+        let start = 1_000_000 + 300_000;
+        let mut found = None;
+        for now in (start - 20_000..start + 2 * baseline).step_by(5000) {
+            let (node, kind, excess, note) = top(now);
+            if found.is_none() && node == "n2" && excess >= SUSPECT {
+                found = Some(now - start);
+            }
+            if let Some(after) = found {
+                assert_eq!((node.as_str(), kind.as_str()), ("n2", "cpu_stress"), "at +{after} ms");
+                assert!(excess >= CLEAR, "{excess} at {now}");
+                if now - start > baseline {
+                    assert!(note.contains("frozen"), "{note}");
+                }
+            }
+        }
+        assert!(found.is_some_and(|ms| ms <= 10_000), "found {found:?} ms after the start");
+        // The same moment ranked by a fresh coordinator (no frozen
+        // reference, the fault older than the baseline) finds nothing: the
+        // freeze is what keeps it.
+        let dir2 = tempfile::tempdir().unwrap();
+        let store2 = long_fault_store(dir2.path());
+        let (_tx2, stop2) = watch::channel(false);
+        let fresh = Online::new(
+            store2.clone(),
+            Models::new(store2),
+            DiagnosisConfig::default(),
+            BTreeMap::new(),
+            stop2,
+        );
+        let d = fresh.diagnose_once(start + 2 * baseline - 5000).unwrap().unwrap();
+        assert!(d.ranks[0].excess < SUSPECT, "{:?}", d.ranks[0]);
     }
 }

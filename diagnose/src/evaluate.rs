@@ -168,7 +168,7 @@ impl DatasetExt for Dataset {
         Ok(CaseRankings {
             case_ids: truths.iter().map(|t| t.case.clone()).collect(),
             model: scorer.map(|s| run(&Ranker::Model(s))).transpose()?,
-            statistical: run(&Ranker::Statistical(&types))?,
+            statistical: run(&Ranker::Statistical { types: &types, reference_end: None })?,
             dummy: run(&Ranker::Dummy(&types, seed))?,
         })
     }

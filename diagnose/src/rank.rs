@@ -33,8 +33,14 @@ pub struct Ranking {
 /// How to rank.
 pub enum Ranker<'a> {
     Model(&'a Scorer),
-    /// Over these types.
-    Statistical(&'a [String]),
+    /// Over these types (see [`stat::types_for`]); each node's reference
+    /// is the `baseline_ms` before the window, or before sample
+    /// `reference_end` when given (a reference frozen before a suspicion,
+    /// which a fault that lasts cannot contaminate).
+    Statistical {
+        types: &'a [String],
+        reference_end: Option<usize>,
+    },
     /// Random order over these types, from this seed.
     Dummy(&'a [String], u64),
 }
@@ -63,6 +69,8 @@ pub fn rank(
     // p[node][type] and per entry explanation.
     // Types, p[node][type], feature rows, method.
     type Scores = (Vec<String>, Vec<Vec<f64>>, Vec<Vec<f32>>, Method);
+    // The statistical scorer's metrics behind each [node][type].
+    let mut explained: Vec<Vec<Vec<(String, f64)>>> = Vec::new();
     let (types, probs, feats, method): Scores = match ranker {
         Ranker::Model(s) => {
             let f = window_features_of(&cols, end, cfg, metrics.len(), Some(&s.used));
@@ -72,15 +80,16 @@ pub fn rank(
                 (0..n).map(|i| p.iter().map(|per_type| f64::from(per_type[i])).collect()).collect();
             (s.types(), probs, f, Method::Model)
         }
-        Ranker::Statistical(types) => {
-            let f = window_features_of(&cols, end, cfg, metrics.len(), None);
-            let probs = f
-                .iter()
-                .map(|row| {
-                    stat::score_row(&metrics, row, types).into_iter().map(|(p, _)| p).collect()
-                })
-                .collect();
-            (types.to_vec(), probs, f, Method::Statistical)
+        Ranker::Statistical { types, reference_end } => {
+            let types = stat::types_for(types, &metrics);
+            let ref_end = reference_end.unwrap_or(start).min(start);
+            let b = (cfg.baseline_ms / cfg.step_ms.max(1)).max(1) as usize;
+            let reference = stat::Reference { start: ref_end.saturating_sub(b), end: ref_end };
+            let scored = stat::score_window(&metrics, &cols, (start, end), reference, &types);
+            let probs = scored.iter().map(|r| r.iter().map(|(p, _)| *p).collect()).collect();
+            explained =
+                scored.into_iter().map(|r| r.into_iter().map(|(_, top)| top).collect()).collect();
+            (types, probs, Vec::new(), Method::Statistical)
         }
         Ranker::Dummy(types, seed) => {
             let mut rng = SplitMix(*seed ^ at_ms as u64);
@@ -111,14 +120,10 @@ pub fn rank(
                 }
             }
         }
-        Ranker::Statistical(ts) => {
+        Ranker::Statistical { .. } => {
             for e in sorted.iter_mut().take(explain) {
                 let (i, t) = (node_index(&e.node), type_index(&e.kind));
-                e.top_metrics = stat::score_row(&metrics, &feats[i], &ts[t..=t])
-                    .into_iter()
-                    .next()
-                    .map(|(_, m)| m)
-                    .unwrap_or_default();
+                e.top_metrics = explained[i][t].clone();
             }
         }
         Ranker::Dummy(..) => {}
@@ -328,16 +333,67 @@ mod tests {
             baseline_ms: 40_000,
         };
         let types = vec!["cpu_stress".to_string(), "memory_stress".to_string()];
-        let r = rank(&frame, 60, &cfg, &Ranker::Statistical(&types), &[], 2).unwrap();
+        let r = rank(
+            &frame,
+            60,
+            &cfg,
+            &Ranker::Statistical { types: &types, reference_end: None },
+            &[],
+            2,
+        )
+        .unwrap();
         assert_eq!(r.method, Method::Statistical);
         assert_eq!((r.entries[0].node.as_str(), r.entries[0].kind.as_str()), ("b", "cpu_stress"));
-        assert_eq!(r.entries.len(), 6);
+        // memory_stress has no series in this frame: it is not scored.
+        assert_eq!(r.entries.len(), 3);
         assert_eq!(r.entries[0].top_metrics[0].0, "cg.cpu_usage");
         assert!((r.pagerank.iter().sum::<f64>() - 1.0).abs() < 1e-9);
         assert_eq!(r.at_ms, 60_000);
         let d = rank(&frame, 60, &cfg, &Ranker::Dummy(&types, 3), &[], 0).unwrap();
         assert_eq!(d.entries.len(), 6);
         assert_eq!(d, rank(&frame, 60, &cfg, &Ranker::Dummy(&types, 3), &[], 0).unwrap());
+    }
+
+    #[test]
+    fn a_frozen_reference_still_sees_a_long_fault() {
+        let wobble = |k: usize| (0..60).map(|i| 10.0 + ((i * k) % 7) as f64).collect::<Vec<f64>>();
+        let mut hot = wobble(3);
+        for x in &mut hot[20..] {
+            *x += 80.0;
+        }
+        let mk = |name: &str, v: Vec<f64>| NodeSeries {
+            node: name.into(),
+            metrics: [("cg.cpu_usage".to_string(), v)].into(),
+        };
+        let frame = Frame {
+            start_ms: 0,
+            step_ms: 1000,
+            len: 60,
+            nodes: vec![mk("a", wobble(2)), mk("b", hot), mk("c", wobble(5))],
+        };
+        let cfg = WindowConfig {
+            window_ms: 10_000,
+            stride_ms: 5_000,
+            step_ms: 1000,
+            baseline_ms: 40_000,
+        };
+        let types = vec!["cpu_stress".to_string()];
+        let p_of_b = |reference_end| {
+            let r = rank(
+                &frame,
+                60,
+                &cfg,
+                &Ranker::Statistical { types: &types, reference_end },
+                &[],
+                0,
+            )
+            .unwrap();
+            r.entries.iter().find(|e| e.node == "b").unwrap().probability
+        };
+        // The 40 s before the window are the fault itself: nothing deviates.
+        assert!(p_of_b(None) < 0.2, "{}", p_of_b(None));
+        // Frozen before the fault began, the reference still sees it.
+        assert!(p_of_b(Some(20)) > 0.5, "{}", p_of_b(Some(20)));
     }
 
     #[test]

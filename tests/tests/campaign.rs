@@ -275,8 +275,8 @@ fn a_signal_during_bring_up_leaves_nothing() {
 /// and evaluated deterministically, every case ranked by a model trained
 /// on the other fold: the model holds the accuracy the README reports for
 /// it (measured 0.975 pair and 0.988 node AC@1 on this recording; asserted
-/// with a margin of one case in forty) and stays far ahead of the
-/// statistical scorer and Dummy.
+/// with a margin of one case in forty) and stays ahead of the statistical
+/// scorer, which holds its goals untrained, and far ahead of Dummy.
 #[test]
 fn recorded_campaign_model_beats_the_baselines() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/campaign-mariadb");
@@ -311,6 +311,12 @@ fn recorded_campaign_model_beats_the_baselines() {
         );
     }
     assert!(model.macro_f1 >= 0.90, "model macro-F1 {:.3}", model.macro_f1);
-    assert!(m > s + 0.3, "model AC@1 {m:.3} vs statistical {s:.3}");
+    // The statistical scorer, with no training at all, holds its own goals
+    // (measured 0.750 pair and 0.950 node AC@1), and the model stays ahead.
+    let stat_node = e.statistical.at_fault.node.ac1;
+    assert!(s >= 0.60, "statistical AC@1 {s:.3} is below 0.60");
+    assert!(stat_node >= 0.80, "statistical node AC@1 {stat_node:.3} is below 0.80");
+    assert!(s > d + 0.4, "statistical AC@1 {s:.3} vs Dummy {d:.3}");
+    assert!(m > s + 0.15, "model AC@1 {m:.3} vs statistical {s:.3}");
     assert!(m > d + 0.5, "model AC@1 {m:.3} vs Dummy {d:.3}");
 }

@@ -778,7 +778,7 @@ fn ranking(lines: &mut Vec<Line>) {
         .map(|(n, _)| distdiag_diagnose::features::metric_of(n))
         .collect();
     let types = stat::known_types();
-    let stat_ms = rank_ms(&Ranker::Statistical(&types));
+    let stat_ms = rank_ms(&Ranker::Statistical { types: &types, reference_end: None });
     lines.push(line(
         &format!("ranking 100 nodes × 200 metrics, model reading {read} of {} features from {} metrics (median of 15)", scorer.used.len(), read_metrics.len()),
         format!("{model:.1} ms"),
