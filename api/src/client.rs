@@ -18,7 +18,7 @@ use crate::models::{
     ModelList, ModelSummary, TrainAccepted, TrainRequest, WindowQuery,
 };
 use crate::nodes::{Health, NodeDeleted, NodeInfo, NodeList};
-use crate::ranks::{GraphAnswer, RankHistory, Ranking, RanksQuery};
+use crate::ranks::{GraphAnswer, IncidentList, IncidentsQuery, RankHistory, Ranking, RanksQuery};
 use crate::training::{CaseList, CollectAnswer, NormalAnswer, Stats};
 use crate::workload::{
     CheckAnswer, PrepareAnswer, WorkloadList, WorkloadReport, WorkloadRequest, WorkloadStarted,
@@ -345,6 +345,10 @@ impl Client {
     /// The rankings of a period; `q` names `from` or `to`.
     pub async fn rank_history(&self, q: &RanksQuery) -> Result<RankHistory, ClientError> {
         self.get_q("/api/anomaly/ranks", q).await
+    }
+    /// Incidents of a period (consecutive rankings naming the same pair).
+    pub async fn incidents(&self, q: &IncidentsQuery) -> Result<IncidentList, ClientError> {
+        self.get_q("/api/anomaly/incidents", q).await
     }
     pub async fn rank_graph(&self) -> Result<GraphAnswer, ClientError> {
         self.get("/api/anomaly/ranks/graph").await

@@ -76,6 +76,50 @@ pub struct RanksQuery {
     pub limit: Option<usize>,
 }
 
+/// Query of `GET /api/anomaly/incidents`.
+#[derive(Serialize, Deserialize, IntoParams, Debug, Clone, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct IncidentsQuery {
+    /// Start of the period (ms, RFC 3339 or relative like `-24h`; default 24 h before `to`).
+    pub from: Option<String>,
+    /// End of the period (default now).
+    pub to: Option<String>,
+    /// The excess over peers from which a ranking's top entry names a
+    /// node (0..=1, default 0.5).
+    #[param(minimum = 0.0, maximum = 1.0)]
+    pub min_excess: Option<f64>,
+}
+
+/// Consecutive rankings whose top entry named the same (node, type).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Incident {
+    pub node: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The first and the last ranking that named it (window ends, ms).
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// How many rankings named it.
+    pub rankings: usize,
+    pub max_probability: f64,
+    pub max_excess: f64,
+    /// What ranked at its start.
+    pub method: Method,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
+    /// The top metrics of the ranking with the largest excess.
+    pub top_metrics: Vec<(String, f64)>,
+}
+
+/// `GET /api/anomaly/incidents`: incidents of a period, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct IncidentList {
+    pub from: i64,
+    pub to: i64,
+    pub incidents: Vec<Incident>,
+}
+
 /// Query of `GET /api/anomaly/ranks/graph`.
 #[derive(Serialize, Deserialize, IntoParams, Debug, Clone, Default, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -73,6 +73,18 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         limit: usize,
     },
+    /// Past incidents: which (node, type) the ranking named, from when to
+    /// when (kept across restarts).
+    Incidents {
+        /// Start: ms, RFC 3339 or relative (`-24h`).
+        #[arg(long, default_value = "-24h", allow_hyphen_values = true)]
+        from: String,
+        #[arg(long, allow_hyphen_values = true)]
+        to: Option<String>,
+        /// Excess over peers from which a ranking names a node.
+        #[arg(long, default_value_t = 0.5)]
+        min_excess: f64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -573,6 +585,41 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
                     e.map_or("-".into(), |e| e.cases.to_string()),
                     m.types.join(", ")
                 );
+            }
+        }
+        Command::Incidents { from, to, min_excess } => {
+            let q = distdiag_api::ranks::IncidentsQuery {
+                from: Some(from.clone()),
+                to: to.clone(),
+                min_excess: Some(*min_excess),
+            };
+            let v = read()?.incidents(&q).await.map_err(failed)?;
+            let time = |ms: i64| {
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
+                )
+                .to_string()
+            };
+            println!(
+                "{:<16} {:<18} {:<20} {:<20} {:>8} {:>6} {:>6}  top metrics",
+                "node", "type", "start", "end", "rankings", "max p", "excess"
+            );
+            for i in &v.incidents {
+                let top: Vec<&str> = i.top_metrics.iter().map(|m| m.0.as_str()).collect();
+                println!(
+                    "{:<16} {:<18} {:<20} {:<20} {:>8} {:>6.3} {:>6.3}  {}",
+                    i.node,
+                    i.kind,
+                    time(i.start_ms),
+                    time(i.end_ms),
+                    i.rankings,
+                    i.max_probability,
+                    i.max_excess,
+                    top.join(", ")
+                );
+            }
+            if v.incidents.is_empty() {
+                println!("(no incident between {} and {})", time(v.from), time(v.to));
             }
         }
         Command::Ranks { limit } => {

@@ -59,8 +59,12 @@ pub struct DiagnosisConfig {
     /// Window geometry of the statistical scorer and of new models
     /// (an active model brings its own).
     pub window: distdiag_diagnose::WindowConfig,
-    /// Rankings kept in memory for `GET /api/anomaly/ranks?from=&to=`.
+    /// Rankings kept in memory (the latest, and the history when the store
+    /// cannot be read).
     pub history_rankings: usize,
+    /// Hours the store keeps past rankings for `GET /api/anomaly/ranks?from=&to=`
+    /// and `/api/anomaly/incidents` (0: forever).
+    pub history_retention_hours: u32,
     /// Alertmanager-compatible webhook (`POST` of an alert list); none by default.
     pub alert_webhook: Option<String>,
     /// Fire when the top entry's probability reaches this (0..=1).
@@ -83,6 +87,7 @@ impl Default for DiagnosisConfig {
             enabled: true,
             window: distdiag_diagnose::WindowConfig::default(),
             history_rankings: 17_280,
+            history_retention_hours: 720,
             alert_webhook: None,
             alert_threshold: 0.8,
             topology: Vec::new(),

@@ -9,11 +9,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
-use distdiag_api::ranks::Ranking;
+use distdiag_api::ranks::{Incident, Ranking};
 
 use crate::config::DiagnosisConfig;
 use crate::models::Models;
@@ -63,6 +63,78 @@ pub const SUSPECT: f64 = 0.5;
 pub const CLEAR: f64 = 0.3;
 /// The longest a reference stays frozen (then what is, is the new normal).
 pub const MAX_FREEZE_MS: i64 = 30 * 60_000;
+
+/// The store collection of past rankings, keyed by [`history_key`].
+pub const HISTORY: &str = "rankings";
+/// Entries of each ranking kept in the store.
+pub const STORED_ENTRIES: usize = 20;
+/// Rankings between two retention passes.
+const PRUNE_EVERY: u64 = 720;
+
+/// A ranking's key: its time, zero-padded so that keys sort like times.
+fn history_key(ms: i64) -> String {
+    format!("{:016}", ms.max(0))
+}
+
+/// A ranking as the store keeps it: the API's form, plus every node's
+/// PageRank (the summary of the node graph).
+#[derive(Serialize, Deserialize)]
+struct StoredRanking {
+    ranking: Ranking,
+    pagerank: BTreeMap<String, f64>,
+}
+
+/// Groups rankings (oldest first) into incidents: a ranking names its top
+/// (node, type) when that entry's excess is at least `min_excess`;
+/// consecutive rankings naming the same pair, no more than `max_gap_ms`
+/// apart, are one incident. A ranking that names nobody or another pair
+/// ends it.
+pub fn incidents(history: &[Ranking], min_excess: f64, max_gap_ms: i64) -> Vec<Incident> {
+    let mut out: Vec<Incident> = Vec::new();
+    let mut open = false;
+    for r in history {
+        let (Some(at), Some(top)) = (r.timestamp, r.ranks.first()) else {
+            open = false;
+            continue;
+        };
+        if top.excess < min_excess {
+            open = false;
+            continue;
+        }
+        match out.last_mut() {
+            Some(i)
+                if open
+                    && i.node == top.node
+                    && i.kind == top.kind
+                    && at - i.end_ms <= max_gap_ms =>
+            {
+                i.end_ms = at;
+                i.rankings += 1;
+                i.max_probability = i.max_probability.max(top.probability);
+                if top.excess > i.max_excess {
+                    i.max_excess = top.excess;
+                    i.top_metrics = top.top_metrics.clone();
+                }
+            }
+            _ => {
+                out.push(Incident {
+                    node: top.node.clone(),
+                    kind: top.kind.clone(),
+                    start_ms: at,
+                    end_ms: at,
+                    rankings: 1,
+                    max_probability: top.probability,
+                    max_excess: top.excess,
+                    method: r.method.unwrap_or(Method::Statistical),
+                    model_id: r.model_id.clone(),
+                    top_metrics: top.top_metrics.clone(),
+                });
+                open = true;
+            }
+        }
+    }
+    out
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -116,12 +188,64 @@ impl Online {
         lock(&self.history).back().cloned()
     }
 
-    pub fn history(&self, from_ms: i64, to_ms: i64) -> Vec<Arc<Diagnosis>> {
-        lock(&self.history)
-            .iter()
-            .filter(|d| d.timestamp >= from_ms && d.timestamp <= to_ms)
-            .cloned()
-            .collect()
+    /// The rankings of `from_ms..=to_ms`, oldest first, each with its
+    /// first `limit` entries: from the store (so they outlive a restart),
+    /// or from memory if the store cannot be read.
+    pub fn history(&self, from_ms: i64, to_ms: i64, limit: usize) -> Vec<Ranking> {
+        let to_key = history_key(to_ms.saturating_add(1));
+        match self.store.docs_range(HISTORY, &history_key(from_ms), &to_key) {
+            Ok(docs) => docs
+                .into_iter()
+                .filter_map(|(_, v)| serde_json::from_slice::<StoredRanking>(&v).ok())
+                .map(|mut r| {
+                    r.ranking.ranks.truncate(limit);
+                    r.ranking
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!("ranking history from the store: {e}; from memory instead");
+                lock(&self.history)
+                    .iter()
+                    .filter(|d| d.timestamp >= from_ms && d.timestamp <= to_ms)
+                    .map(|d| d.ranking(limit))
+                    .collect()
+            }
+        }
+    }
+
+    /// The incidents of `from_ms..=to_ms`: see [`incidents`].
+    pub fn incidents(&self, from_ms: i64, to_ms: i64, min_excess: f64) -> Vec<Incident> {
+        let gap = 3 * self.cfg.window.stride_ms.max(10_000);
+        incidents(&self.history(from_ms, to_ms, 1), min_excess, gap)
+    }
+
+    /// Writes a ranking (its first [`STORED_ENTRIES`] entries and every
+    /// node's PageRank) to the store.
+    fn persist(&self, d: &Diagnosis) {
+        let stored = StoredRanking {
+            ranking: d.ranking(STORED_ENTRIES),
+            pagerank: d.graph.nodes.iter().cloned().zip(d.pagerank.iter().copied()).collect(),
+        };
+        let put = serde_json::to_vec(&stored).map_err(|e| e.to_string()).and_then(|v| {
+            self.store.put_doc(HISTORY, &history_key(d.timestamp), &v).map_err(|e| e.to_string())
+        });
+        if let Err(e) = put {
+            tracing::warn!("ranking at {} not kept in the store: {e}", d.timestamp);
+        }
+    }
+
+    /// Forgets stored rankings older than the retention; how many.
+    fn prune(&self, now: i64) -> usize {
+        let hours = i64::from(self.cfg.history_retention_hours);
+        if hours == 0 {
+            return 0;
+        }
+        self.store
+            .delete_docs_before(HISTORY, &history_key(now - hours * 3_600_000))
+            .unwrap_or_else(|e| {
+                tracing::warn!("ranking history retention: {e}");
+                0
+            })
     }
 
     /// Ranks now. None when no node has a full window of recent data.
@@ -195,7 +319,7 @@ impl Online {
                     _ => None,
                 };
                 let note = match frozen {
-                    Some(t) => format!("no active model: statistical scorer (median/MAD deviation from each node's past, against peers; reference frozen before {t}, when a node first stood out)"),
+                    Some(t) => format!("no active model: statistical scorer (median/MAD deviation from each node's past, against peers; reference frozen before {}, when a node first stood out)", humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(t.max(0) as u64))),
                     None => "no active model: statistical scorer (median/MAD deviation from each node's recent past, against peers)".to_string(),
                 };
                 (r, None, note)
@@ -282,13 +406,27 @@ impl Online {
         let stride = Duration::from_millis(self.cfg.window.stride_ms.max(100) as u64);
         let mut tick = tokio::time::interval(stride);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut n: u64 = 0;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
             let me = self.clone();
-            let result = tokio::task::spawn_blocking(move || me.diagnose_once(now_ms())).await;
+            let prune = n.is_multiple_of(PRUNE_EVERY);
+            n += 1;
+            let result = tokio::task::spawn_blocking(move || {
+                let now = now_ms();
+                if prune {
+                    me.prune(now);
+                }
+                let d = me.diagnose_once(now)?;
+                if let Some(d) = &d {
+                    me.persist(d);
+                }
+                Ok::<_, String>(d)
+            })
+            .await;
             let d = match result {
                 Ok(Ok(Some(d))) => self.publish(d),
                 Ok(Ok(None)) => continue,
@@ -444,5 +582,105 @@ mod tests {
         );
         let d = fresh.diagnose_once(start + 2 * baseline - 5000).unwrap().unwrap();
         assert!(d.ranks[0].excess < SUSPECT, "{:?}", d.ranks[0]);
+    }
+
+    #[test]
+    fn rankings_outlive_a_restart_and_group_into_incidents() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = 1_000_000 + 300_000;
+        let times: Vec<i64> = (start - 30_000..start + 60_000).step_by(5000).collect();
+        {
+            let store = long_fault_store(dir.path());
+            let (_tx, stop) = watch::channel(false);
+            let online = Online::new(
+                store.clone(),
+                Models::new(store.clone()),
+                DiagnosisConfig::default(),
+                BTreeMap::new(),
+                stop,
+            );
+            for &now in &times {
+                let d = online.diagnose_once(now).unwrap().unwrap();
+                online.persist(&d);
+            }
+            store.flush().unwrap();
+        }
+        // A new coordinator on the same store.
+        let store: Arc<dyn SeriesStore> = Arc::new(
+            distdiag_store::SledStore::open(dir.path(), distdiag_store::StoreConfig::default())
+                .unwrap(),
+        );
+        let (_tx, stop) = watch::channel(false);
+        let online = Online::new(
+            store.clone(),
+            Models::new(store),
+            DiagnosisConfig::default(),
+            BTreeMap::new(),
+            stop,
+        );
+        assert!(online.latest().is_none(), "nothing ranked since the restart");
+        let h = online.history(0, i64::MAX, 3);
+        assert_eq!(h.len(), times.len(), "every ranking is back");
+        assert!(h.iter().all(|r| r.ranks.len() == 3));
+        assert!(h.windows(2).all(|w| w[0].timestamp < w[1].timestamp), "oldest first");
+        let (t2, t4) = (h[2].timestamp.unwrap(), h[4].timestamp.unwrap());
+        assert_eq!(online.history(t2, t4, 1).len(), 3, "from and to are inclusive");
+        // One incident: n2's CPU from shortly after the fault began.
+        let inc = online.incidents(0, i64::MAX, 0.5);
+        assert_eq!(inc.len(), 1, "{inc:?}");
+        let i = &inc[0];
+        assert_eq!((i.node.as_str(), i.kind.as_str()), ("n2", "cpu_stress"));
+        assert!(i.start_ms > start && i.start_ms <= start + 10_000, "{i:?}");
+        assert_eq!(Some(i.end_ms), h.last().unwrap().timestamp);
+        assert_eq!(i.top_metrics[0].0, "cg.cpu_usage");
+        // Retention drops what is older than its hours.
+        assert_eq!(online.prune(start + 24 * 3_600_000), 0, "720 h by default");
+        assert_eq!(online.prune(start + 721 * 3_600_000), times.len());
+        assert!(online.history(0, i64::MAX, 1).is_empty());
+    }
+
+    #[test]
+    fn incidents_split_on_gaps_other_pairs_and_quiet_rankings() {
+        let r = |at: i64, node: &str, excess: f64| Ranking {
+            timestamp: Some(at),
+            method: Some(Method::Model),
+            model_id: Some("m1".into()),
+            note: String::new(),
+            window_ms: Some(10_000),
+            ranks: vec![RankEntry {
+                node: node.into(),
+                kind: "disk_stress".into(),
+                score: excess,
+                probability: excess,
+                excess,
+                pagerank: 0.5,
+                top_metrics: vec![(format!("m{at}"), excess)],
+            }],
+        };
+        let h = [
+            r(0, "n1", 0.9),
+            r(5_000, "n1", 0.95),
+            r(10_000, "n1", 0.2), // quiet: ends it
+            r(15_000, "n1", 0.8),
+            r(20_000, "n2", 0.8), // another node
+            r(25_000, "n2", 0.85),
+            r(90_000, "n2", 0.9), // a gap longer than 30 s
+        ];
+        let inc = incidents(&h, 0.5, 30_000);
+        let spans: Vec<(&str, i64, i64, usize)> =
+            inc.iter().map(|i| (i.node.as_str(), i.start_ms, i.end_ms, i.rankings)).collect();
+        assert_eq!(
+            spans,
+            [
+                ("n1", 0, 5_000, 2),
+                ("n1", 15_000, 15_000, 1),
+                ("n2", 20_000, 25_000, 2),
+                ("n2", 90_000, 90_000, 1)
+            ]
+        );
+        assert_eq!(inc[0].max_excess, 0.95);
+        assert_eq!(inc[0].top_metrics[0].0, "m5000", "the metrics of its strongest ranking");
+        assert_eq!(inc[0].model_id.as_deref(), Some("m1"));
+        assert!(incidents(&h, 0.99, 30_000).is_empty());
     }
 }

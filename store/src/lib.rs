@@ -133,6 +133,17 @@ pub trait SeriesStore: Send + Sync {
     /// Every document of a collection, in key order.
     fn docs(&self, collection: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     fn delete_doc(&self, collection: &str, key: &str) -> Result<(), StoreError>;
+    /// The documents of a collection with `from <= key < to`, in key order
+    /// (keys that sort like what they index: zero-padded times).
+    fn docs_range(
+        &self,
+        collection: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Deletes the documents of a collection whose key sorts before
+    /// `before`, durably in one flush; how many.
+    fn delete_docs_before(&self, collection: &str, before: &str) -> Result<usize, StoreError>;
     /// Seals every node's hot rows now (used at shutdown and by tests).
     fn seal_all(&self) -> Result<(), StoreError>;
     /// Periodic upkeep: seals nodes whose unsealed rows keep an old log

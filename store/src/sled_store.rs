@@ -697,6 +697,35 @@ impl SeriesStore for SledStore {
         Ok(out)
     }
 
+    fn docs_range(
+        &self,
+        collection: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let p = doc_key(collection, "").len();
+        let mut out = Vec::new();
+        for item in self.docs_tree.range(doc_key(collection, from)..doc_key(collection, to)) {
+            let (k, v) = item?;
+            out.push((String::from_utf8_lossy(&k[p..]).into_owned(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn delete_docs_before(&self, collection: &str, before: &str) -> Result<usize, StoreError> {
+        let mut n = 0;
+        let range = doc_key(collection, "")..doc_key(collection, before);
+        for item in self.docs_tree.range(range) {
+            let (k, _) = item?;
+            self.docs_tree.remove(k)?;
+            n += 1;
+        }
+        if n > 0 {
+            self.db.flush()?;
+        }
+        Ok(n)
+    }
+
     fn delete_doc(&self, collection: &str, key: &str) -> Result<(), StoreError> {
         self.docs_tree.remove(doc_key(collection, key))?;
         self.db.flush()?;
@@ -865,6 +894,27 @@ mod wal_tests {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         SledStore::open(dir, cfg.clone()).unwrap()
+    }
+
+    #[test]
+    fn document_ranges_stay_in_their_collection_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig::default();
+        {
+            let s = open(dir.path(), &cfg);
+            for t in [5, 10, 15, 20] {
+                s.put_doc("rk", &format!("{t:04}"), t.to_string().as_bytes()).unwrap();
+            }
+            s.put_doc("rj", "0012", b"other").unwrap();
+            s.put_doc("rkz", "0012", b"other").unwrap();
+        }
+        let s = open(dir.path(), &cfg);
+        let keys = |v: Vec<(String, Vec<u8>)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        assert_eq!(keys(s.docs_range("rk", "0010", "0020").unwrap()), ["0010", "0015"]);
+        assert_eq!(keys(s.docs_range("rk", "", "9999").unwrap()).len(), 4);
+        assert_eq!(s.delete_docs_before("rk", "0015").unwrap(), 2);
+        assert_eq!(keys(s.docs("rk").unwrap()), ["0015", "0020"]);
+        assert_eq!(s.docs("rj").unwrap().len() + s.docs("rkz").unwrap().len(), 2);
     }
 
     #[test]

@@ -103,6 +103,8 @@ if (mode === "panels") {
   await go("diagnosis");
   await page.waitForSelector("#ranking table", { timeout: 30000 });
   await page.waitForSelector("#node-graph");
+  // Incidents come from the stored rankings: a table, or the sentence that there was none.
+  await page.waitForSelector("#incidents table, #incidents p");
   await shot("diagnosis");
   await go("overview");
   await page.waitForSelector("#overview-body table");
@@ -132,6 +134,20 @@ if (mode === "panels") {
   await page.keyboard.press("Tab");
   const focused = await page.evaluate(() => document.activeElement?.tagName);
   await check(focused && focused !== "BODY", "keyboard focus does not move");
+
+  // The API viewer at /docs renders every operation from the coordinator
+  // alone: no request leaves it (its assets are vendored in the binary).
+  const elsewhere = [];
+  page.on("request", (r) => { if (!r.url().startsWith(base) && !r.url().startsWith("data:")) elsewhere.push(r.url()); });
+  await page.goto(`${base}/docs/`);
+  await page.waitForSelector(".swagger-ui .opblock", { timeout: 30000 });
+  const doc = await (await fetch(`${base}/api/openapi.json`)).json();
+  const documented = Object.values(doc.paths).reduce((n, item) => n + ["get", "post", "delete", "put", "patch"].filter((m) => item[m]).length, 0);
+  const shown = await page.locator(".swagger-ui .opblock").count();
+  figures.docs_operations = shown;
+  await check(shown === documented, `/docs shows ${shown} operations, the document has ${documented}`);
+  await check(elsewhere.length === 0, `/docs reached beyond the coordinator: ${elsewhere.join(", ")}`);
+  await shot("docs");
 }
 
 if (mode === "perf") {

@@ -16,8 +16,8 @@ use distdiag_api::models::{
     ModelList, ModelSummary, TrainAccepted, TrainRequest, WindowQuery,
 };
 use distdiag_api::ranks::{
-    GraphAnswer, GraphEdge, GraphFormat, GraphNode, GraphQuery, RankHistory, Ranking, RanksAnswer,
-    RanksQuery,
+    GraphAnswer, GraphEdge, GraphFormat, GraphNode, GraphQuery, IncidentList, IncidentsQuery,
+    RankHistory, Ranking, RanksAnswer, RanksQuery,
 };
 use distdiag_api::training::{CaseFaults, CaseList, CollectAnswer, NormalAnswer, Stats};
 use distdiag_api::ErrorBody;
@@ -504,8 +504,43 @@ pub(super) async fn ranks(
     if from > to {
         return Err(ApiError::bad_request("from is after to"));
     }
-    let history = state.online.history(from, to).iter().map(|d| d.ranking(limit)).collect();
+    let online = state.online.clone();
+    let history = blocking(move || Ok(online.history(from, to, limit))).await?;
     Ok(Json(RanksAnswer::History(RankHistory { from, to, history })))
+}
+
+/// Incidents: consecutive rankings whose top entry named the same (node,
+/// type), with when it began and ended — "n3, disk_stress, 14:02–14:09".
+/// Read from the stored rankings, so they outlive a restart.
+#[utoipa::path(
+    operation_id = "incidents",
+    get, path = "/api/anomaly/incidents", tag = "diagnosis", params(IncidentsQuery),
+    responses((status = 200, body = IncidentList), (status = 400, body = ErrorBody, description = "Bad parameters"))
+)]
+pub(super) async fn incidents(
+    State(state): State<ApiState>,
+    q: Result<Query<IncidentsQuery>, QueryRejection>,
+) -> Result<Json<IncidentList>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let now = now_ms();
+    let to =
+        q.to.as_deref().map(|s| parse_time(s, now)).transpose().map_err(ApiError::bad_request)?;
+    let to = to.unwrap_or(now);
+    let from =
+        q.from.as_deref().map(|s| parse_time(s, now)).transpose().map_err(ApiError::bad_request)?;
+    let from = from.unwrap_or(to - 24 * 3_600_000);
+    if from > to {
+        return Err(ApiError::bad_request("from is after to"));
+    }
+    let min_excess = q.min_excess.unwrap_or(0.5);
+    if !(0.0..=1.0).contains(&min_excess) {
+        return Err(ApiError::bad_request(format!(
+            "min_excess must be in 0..=1, not {min_excess}"
+        )));
+    }
+    let online = state.online.clone();
+    let incidents = blocking(move || Ok(online.incidents(from, to, min_excess))).await?;
+    Ok(Json(IncidentList { from, to, incidents }))
 }
 
 /// Server-sent events: one `ranks` event (a Ranking as JSON) per new ranking.

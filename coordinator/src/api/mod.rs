@@ -269,6 +269,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(diagnosis::train))
         .routes(routes!(diagnosis::train_job))
         .routes(routes!(diagnosis::ranks))
+        .routes(routes!(diagnosis::incidents))
         .routes(routes!(diagnosis::ranks_stream))
         .routes(routes!(diagnosis::ranks_graph))
         .routes(routes!(diagnosis::normal_start))

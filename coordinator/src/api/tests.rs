@@ -153,6 +153,9 @@ async fn bad_requests_get_clear_4xx_json() {
         ("/api/metrics?node=n1&metric=mem.total&rate=true", StatusCode::BAD_REQUEST),
         ("/api/metrics?bogus=1", StatusCode::BAD_REQUEST),
         ("/api/nodes/nope", StatusCode::NOT_FOUND),
+        ("/api/anomaly/incidents?min_excess=2", StatusCode::BAD_REQUEST),
+        ("/api/anomaly/incidents?from=10&to=5", StatusCode::BAD_REQUEST),
+        ("/api/anomaly/incidents?from=yesterday", StatusCode::BAD_REQUEST),
         ("/api/nowhere", StatusCode::NOT_FOUND),
     ] {
         let (s, v) = call(&app, get(uri)).await;

@@ -41,6 +41,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/anomaly/incidents": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Incidents: consecutive rankings whose top entry named the same (node,
+         *     type), with when it began and ended — "n3, disk_stress, 14:02–14:09".
+         *     Read from the stored rankings, so they outlive a restart.
+         */
+        get: operations["incidents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/anomaly/ranks": {
         parameters: {
             query?: never;
@@ -1256,6 +1277,40 @@ export interface components {
             /** Format: int64 */
             mem_total_bytes: number;
         };
+        /** @description Consecutive rankings whose top entry named the same (node, type). */
+        Incident: {
+            /** Format: int64 */
+            end_ms: number;
+            /** Format: double */
+            max_excess: number;
+            /** Format: double */
+            max_probability: number;
+            /** @description What ranked at its start. */
+            method: components["schemas"]["Method"];
+            model_id?: string | null;
+            node: string;
+            /** @description How many rankings named it. */
+            rankings: number;
+            /**
+             * Format: int64
+             * @description The first and the last ranking that named it (window ends, ms).
+             */
+            start_ms: number;
+            /** @description The top metrics of the ranking with the largest excess. */
+            top_metrics: [
+                string,
+                number
+            ][];
+            type: string;
+        };
+        /** @description `GET /api/anomaly/incidents`: incidents of a period, oldest first. */
+        IncidentList: {
+            /** Format: int64 */
+            from: number;
+            incidents: components["schemas"]["Incident"][];
+            /** Format: int64 */
+            to: number;
+        };
         /** @description One report interval of a run. */
         Interval: {
             /** @description Transactions by type. */
@@ -2194,6 +2249,44 @@ export interface operations {
                 };
             };
             /** @description Bad time */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    incidents: {
+        parameters: {
+            query?: {
+                /** @description Start of the period (ms, RFC 3339 or relative like `-24h`; default 24 h before `to`). */
+                from?: string;
+                /** @description End of the period (default now). */
+                to?: string;
+                /**
+                 * @description The excess over peers from which a ranking's top entry names a
+                 *     node (0..=1, default 0.5).
+                 */
+                min_excess?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IncidentList"];
+                };
+            };
+            /** @description Bad parameters */
             400: {
                 headers: {
                     [name: string]: unknown;
