@@ -87,7 +87,7 @@ impl Default for DiagnosisConfig {
             enabled: true,
             window: distdiag_diagnose::WindowConfig::default(),
             history_rankings: 17_280,
-            history_retention_hours: 720,
+            history_retention_hours: 168,
             alert_webhook: None,
             alert_threshold: 0.8,
             topology: Vec::new(),

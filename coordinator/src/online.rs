@@ -66,8 +66,10 @@ pub const MAX_FREEZE_MS: i64 = 30 * 60_000;
 
 /// The store collection of past rankings, keyed by [`history_key`].
 pub const HISTORY: &str = "rankings";
-/// Entries of each ranking kept in the store.
-pub const STORED_ENTRIES: usize = 20;
+/// Entries of each ranking kept in the store. About 200 bytes of JSON
+/// each: at the default 5 s stride a week of rankings is some 120,000
+/// documents, 240 MB, which is why the default retention is a week.
+pub const STORED_ENTRIES: usize = 10;
 /// Rankings between two retention passes.
 const PRUNE_EVERY: u64 = 720;
 
@@ -634,8 +636,8 @@ mod tests {
         assert_eq!(Some(i.end_ms), h.last().unwrap().timestamp);
         assert_eq!(i.top_metrics[0].0, "cg.cpu_usage");
         // Retention drops what is older than its hours.
-        assert_eq!(online.prune(start + 24 * 3_600_000), 0, "720 h by default");
-        assert_eq!(online.prune(start + 721 * 3_600_000), times.len());
+        assert_eq!(online.prune(start + 24 * 3_600_000), 0, "168 h by default");
+        assert_eq!(online.prune(start + 169 * 3_600_000), times.len());
         assert!(online.history(0, i64::MAX, 1).is_empty());
     }
 

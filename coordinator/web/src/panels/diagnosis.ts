@@ -69,24 +69,30 @@ export const diagnosis: Panel = {
     const liveNote = h("p", { id: "sse-state" });
     root.append(liveNote, current, h("h3", {}, "Incidents, last 24 hours"), incidentsBox, h("h3", {}, "Node graph"), graphBox, h("h3", {}, "Last 15 minutes"), hist);
     let alive = true;
+    let incidentsAt = 0;
     const showLatest = (r: S["Ranking"]) => {
       current.replaceChildren(r.ranks.length ? rankTable(r) : h("p", {}, r.note));
     };
     const refresh = async () => {
+      // Incidents read a day of stored rankings: once a minute is enough.
+      const wantIncidents = Date.now() - incidentsAt > 60000;
+      if (wantIncidents) incidentsAt = Date.now();
       const [g, hr, inc] = await Promise.all([
         api.GET("/api/anomaly/ranks/graph"),
         api.GET("/api/anomaly/ranks", { params: { query: { from: "-15m", limit: 1 } } }),
-        api.GET("/api/anomaly/incidents", { params: { query: { from: "-24h" } } }),
+        wantIncidents ? api.GET("/api/anomaly/incidents", { params: { query: { from: "-24h" } } }) : Promise.resolve(null),
       ]);
       if (!alive) return;
-      const incidents = inc.data ? inc.data.incidents : [];
-      incidentsBox.replaceChildren(
-        incidents.length
-          ? table(["node", "type", "since", "until", "for", "rankings", "max p"], incidents.slice().reverse().map((i) => [
-              i.node, i.type, time(i.start_ms), time(i.end_ms), `${Math.round((i.end_ms - i.start_ms) / 1000)} s`, String(i.rankings), i.max_probability.toFixed(2),
-            ]))
-          : h("p", {}, "No incident: no ranking named a node in the last 24 hours."),
-      );
+      if (inc) {
+        const incidents = inc.data ? inc.data.incidents : [];
+        incidentsBox.replaceChildren(
+          incidents.length
+            ? table(["node", "type", "since", "until", "for", "rankings", "max p"], incidents.slice().reverse().map((i) => [
+                i.node, i.type, time(i.start_ms), time(i.end_ms), `${Math.round((i.end_ms - i.start_ms) / 1000)} s`, String(i.rankings), i.max_probability.toFixed(2),
+              ]))
+            : h("p", {}, "No incident: no ranking named a node in the last 24 hours."),
+        );
+      }
       if (g.data) graphBox.replaceChildren(graph(g.data as S["GraphAnswer"]));
       const h15 = hr.data && "history" in hr.data ? (hr.data as S["RankHistory"]).history : [];
       hist.replaceChildren(table(["time", "method", "top", "p", "score"], h15.slice(-30).reverse().map((r) => {
