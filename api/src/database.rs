@@ -34,6 +34,9 @@ pub struct Discovery {
     pub missing_views: Vec<String>,
     /// API field → why it is null on this server.
     pub unavailable: BTreeMap<String, String>,
+    /// API field → the server view or counter it is derived from here.
+    #[serde(default)]
+    pub sources: BTreeMap<String, String>,
 }
 
 /// Where a database's probe stands.

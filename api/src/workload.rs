@@ -255,6 +255,10 @@ pub struct WorkloadReport {
     pub totals: Totals,
     /// The last closed interval.
     pub current: Option<Interval>,
+    /// When the last transaction finished (ms); with `current.tps` = 0 it
+    /// says how long the run has been stalled.
+    #[serde(default)]
+    pub last_event_ms: Option<i64>,
     /// Prepare jobs: 0..=1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<f64>,

@@ -242,15 +242,39 @@ fn phase(p: Phase) -> String {
     serde_json::to_value(p).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
+/// Seconds since the last transaction of a running run finished, when it
+/// is long enough to matter: a TPS of 0.0 then says why.
+fn stalled_for(r: &WorkloadReport, now_ms: i64) -> String {
+    match r.last_event_ms {
+        Some(t) if r.running && now_ms - t >= 2_000 => {
+            format!("{:.0} s", (now_ms - t) as f64 / 1e3)
+        }
+        None if r.running && now_ms - r.started_ms >= 2_000 => "no txn yet".into(),
+        _ => "-".into(),
+    }
+}
+
 fn workload_table(runs: &[WorkloadReport]) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     println!(
-        "{:<40} {:<18} {:<9} {:>7} {:>9} {:>10} {:>8} {:>9} {:>9}",
-        "workload_id", "type", "phase", "threads", "tps", "qps", "errors", "p95_ms", "txns"
+        "{:<40} {:<18} {:<9} {:>7} {:>9} {:>10} {:>8} {:>9} {:>9} {:>11}",
+        "workload_id",
+        "type",
+        "phase",
+        "threads",
+        "tps",
+        "qps",
+        "errors",
+        "p95_ms",
+        "txns",
+        "stalled"
     );
     for r in runs {
         let cur = r.current.as_ref();
         println!(
-            "{:<40} {:<18} {:<9} {:>7} {:>9} {:>10} {:>8} {:>9} {:>9}",
+            "{:<40} {:<18} {:<9} {:>7} {:>9} {:>10} {:>8} {:>9} {:>9} {:>11}",
             r.workload_id,
             r.kind.as_str(),
             phase(r.phase),
@@ -260,6 +284,7 @@ fn workload_table(runs: &[WorkloadReport]) {
             r.totals.errors,
             num(cur.and_then(|c| c.latency_ms).map(|l| l.p95)),
             r.totals.transactions,
+            stalled_for(r, now),
         );
     }
 }

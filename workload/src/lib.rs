@@ -275,6 +275,8 @@ struct Acc {
     counts: Counts,
     hist: Histogram<u64>,
     since: Instant,
+    /// When the last event finished (ms).
+    last_event_ms: Option<i64>,
 }
 
 /// Latency percentiles in milliseconds (None of an empty histogram).
@@ -346,6 +348,7 @@ impl Run {
                 counts: Counts::default(),
                 hist: new_hist(),
                 since: Instant::now(),
+                last_event_ms: None,
             }),
             totals: Mutex::new((Counts::default(), new_hist())),
             intervals: Mutex::new(Vec::new()),
@@ -376,6 +379,7 @@ impl Run {
         let mut a = lock(&self.acc);
         match ev {
             Ok(e) => {
+                a.last_event_ms = Some(now_ms());
                 a.counts.events += 1;
                 a.counts.queries += u64::from(e.queries);
                 *a.counts.by_kind.entry(e.kind).or_default() += 1;
@@ -390,11 +394,16 @@ impl Run {
         }
     }
 
-    /// Closes the current interval into the report.
-    fn close_interval(&self) {
+    /// Closes the current interval into the report. `min_s`: an interval
+    /// shorter than this stays open (a late tick must not close a sliver
+    /// whose rate would read 0, or thousands, for a handful of events).
+    fn close_interval(&self, min_s: f64) {
         let (counts, hist, secs) = {
             let mut a = lock(&self.acc);
             let secs = a.since.elapsed().as_secs_f64();
+            if secs < min_s {
+                return;
+            }
             a.since = Instant::now();
             (std::mem::take(&mut a.counts), std::mem::replace(&mut a.hist, new_hist()), secs)
         };
@@ -434,6 +443,7 @@ impl Run {
             let t = lock(&self.totals);
             (t.0.clone(), t.1.clone())
         };
+        let last_event_ms = lock(&self.acc).last_event_ms;
         let intervals = lock(&self.intervals);
         WorkloadReport {
             workload_id: self.id.clone(),
@@ -456,6 +466,7 @@ impl Run {
                 latency_ms: percentiles(&hist),
             },
             current: intervals.last().cloned(),
+            last_event_ms,
             progress: matches!(phase, Phase::Preparing | Phase::Prepared)
                 .then(|| self.progress.fraction()),
             intervals: with_intervals.then(|| intervals.clone()),
@@ -769,7 +780,11 @@ impl Workloads {
     /// for the workers and stores the final report.
     async fn supervise(self: Arc<Self>, run: Arc<Run>) {
         let mut stop = run.stop.subscribe();
-        let mut tick = tokio::time::interval(Duration::from_secs(run.options.report_interval_s));
+        let every = Duration::from_secs(run.options.report_interval_s);
+        let mut tick = tokio::time::interval(every);
+        // A tick delayed by a busy runtime is not followed by a burst of
+        // catch-up ticks, each closing an empty sliver of an interval.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         let deadline = (run.options.duration_s > 0)
             .then(|| tokio::time::Instant::now() + Duration::from_secs(run.options.duration_s));
@@ -782,7 +797,7 @@ impl Workloads {
                 }
             };
             tokio::select! {
-                _ = tick.tick() => run.close_interval(),
+                _ = tick.tick() => run.close_interval(every.as_secs_f64() / 2.0),
                 _ = until_deadline => { finished = true; break; }
                 _ = stop.changed() => break,
             }
@@ -797,7 +812,7 @@ impl Workloads {
         if tokio::time::timeout(Duration::from_secs(30), joined).await.is_err() {
             warn!(workload = %run.id, "workers did not stop within 30 s");
         }
-        run.close_interval();
+        run.close_interval(0.0);
         run.end(if finished { Phase::Finished } else { Phase::Stopped }, None);
         info!(workload = %run.id, "workload ended");
         self.save(&run);
@@ -862,6 +877,41 @@ mod tests {
         assert!((499.0..=501.0).contains(&p50), "{p50}");
         assert!((989.0..=991.0).contains(&p99), "{p99}");
         assert_eq!(percentiles(&new_hist()), None);
+    }
+
+    /// A tick that comes late is followed by one that comes early: the
+    /// early one must not close a sliver that reads 0 TPS while the run
+    /// is busy, and the report says when the last transaction finished.
+    #[test]
+    fn a_late_tick_closes_no_sliver() {
+        let run = Run::new(
+            "t".into(),
+            WorkloadKind::OltpReadWrite,
+            Options::default(),
+            Vec::new(),
+            Phase::Running,
+        );
+        let ev = || Ok(Event { queries: 20, kind: "transaction" });
+        assert_eq!(run.report(false).last_event_ms, None);
+        for _ in 0..50 {
+            run.record(ev(), Duration::from_millis(2), false);
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        run.close_interval(0.02);
+        let busy = run.report(false).current.unwrap();
+        assert!(busy.tps > 100.0, "{busy:?}");
+        // The catch-up tick right after: nothing to close yet.
+        run.close_interval(0.02);
+        let r = run.report(true);
+        assert_eq!(r.intervals.unwrap().len(), 1);
+        assert_eq!(r.current, Some(busy));
+        assert!(r.last_event_ms.is_some_and(|t| t <= now_ms() && t > now_ms() - 10_000));
+        // A real stall reads 0, and the report says since when.
+        std::thread::sleep(Duration::from_millis(30));
+        run.close_interval(0.02);
+        let r = run.report(false);
+        assert_eq!(r.current.map(|c| c.tps), Some(0.0));
+        assert!(r.last_event_ms.is_some());
     }
 }
 

@@ -103,19 +103,26 @@ pub fn catalog() -> Vec<MetricDesc> {
 
 /// One sample: a value per raw series, NaN where the server gave none.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Sample(pub Vec<f64>);
+pub struct Sample {
+    pub values: Vec<f64>,
+    /// When the server read its rate counters (the middle of that query's
+    /// round trip), where the dialect knows; the sample is stored at this
+    /// time, so that a reply delayed by a busy server does not shift one
+    /// interval's count into the next.
+    pub read_ms: Option<i64>,
+}
 
 impl Sample {
     pub fn empty() -> Self {
-        Sample(vec![f64::NAN; ALL.len()])
+        Sample { values: vec![f64::NAN; ALL.len()], read_ms: None }
     }
     pub fn set(&mut self, m: M, v: Option<f64>) {
         if let Some(v) = v.filter(|v| v.is_finite()) {
-            self.0[m as usize] = v;
+            self.values[m as usize] = v;
         }
     }
     pub fn get(&self, m: M) -> Option<f64> {
-        self.0.get(m as usize).copied().filter(|v| v.is_finite())
+        self.values.get(m as usize).copied().filter(|v| v.is_finite())
     }
 }
 
@@ -141,6 +148,14 @@ pub fn dialect_for(kind: DialectKind) -> Box<dyn Dialect> {
         DialectKind::Mysql => Box::new(mysql::Mysql::default()),
         DialectKind::Oceanbase => Box::new(oceanbase::OceanBase::default()),
     }
+}
+
+/// Runs a query and says when the server most likely ran it: the middle
+/// of its round trip.
+pub(super) async fn timed<T, F: Future<Output = T>>(f: F) -> (T, i64) {
+    let before = now_ms();
+    let out = f.await;
+    (out, before + (now_ms() - before) / 2)
 }
 
 /// Derives the API fields from a sample and its predecessor.
@@ -356,7 +371,8 @@ async fn probe_loop(
                 s
             }
         };
-        store_row(&store, &node, Row { ts_ms: now, values: sample.0 }).await;
+        let at = sample.read_ms.unwrap_or(now);
+        store_row(&store, &node, Row { ts_ms: at, values: sample.values }).await;
     }
     if let Some(c) = conn {
         let _ = c.disconnect().await;
@@ -376,7 +392,7 @@ pub fn series(
     for m in ALL {
         let desc = m.desc();
         for (ts, v) in store.query(node, &desc.name, from_ms - lookback_ms, to_ms)? {
-            rows.entry(ts).or_insert_with(Sample::empty).0[m as usize] = v;
+            rows.entry(ts).or_insert_with(Sample::empty).values[m as usize] = v;
         }
     }
     let rows: Vec<(i64, Sample)> = rows.into_iter().collect();

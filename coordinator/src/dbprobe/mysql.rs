@@ -70,7 +70,14 @@ impl Dialect for Mysql {
             for (m, names) in STATUS {
                 let missing: Vec<&str> =
                     names.iter().copied().filter(|n| !status.contains_key(*n)).collect();
-                if !missing.is_empty() {
+                if missing.is_empty() {
+                    let f = field_of(*m);
+                    let from = format!("SHOW GLOBAL STATUS {}", names.join(" + "));
+                    d.sources
+                        .entry(f.into())
+                        .and_modify(|s| *s = format!("{s}; {}", names.join(" + ")))
+                        .or_insert(from);
+                } else {
                     d.unavailable.insert(
                         field_of(*m).into(),
                         format!("SHOW GLOBAL STATUS has no {}", missing.join(", ")),
@@ -80,7 +87,9 @@ impl Dialect for Mysql {
             let ps: Option<i64> =
                 c.query_first("SELECT @@performance_schema").await.unwrap_or(None);
             self.perf_schema = ps == Some(1);
-            if !self.perf_schema {
+            if self.perf_schema {
+                d.sources.insert("sql_response_time".into(), "performance_schema.events_statements_summary_global_by_event_name (SUM_TIMER_WAIT / COUNT_STAR)".into());
+            } else {
                 d.missing_views.push(
                     "performance_schema.events_statements_summary_global_by_event_name".into(),
                 );
@@ -90,6 +99,8 @@ impl Dialect for Mysql {
                         .into(),
                 );
             }
+            d.sources
+                .insert("replication_lag".into(), "SHOW SLAVE STATUS Seconds_Behind_Master".into());
             d.unavailable.insert(
                 "replication_lag".into(),
                 "this server is not a replica (SHOW SLAVE STATUS is empty); checked every sample"
@@ -101,8 +112,10 @@ impl Dialect for Mysql {
 
     fn sample<'a>(&'a self, c: &'a mut Conn) -> BoxFuture<'a, Result<Sample, mysql_async::Error>> {
         Box::pin(async move {
-            let status = global_status(c).await?;
+            let (status, at) = super::timed(global_status(c)).await;
+            let status = status?;
             let mut s = Sample::empty();
+            s.read_ms = Some(at);
             for (m, names) in STATUS {
                 let vals: Option<Vec<f64>> =
                     names.iter().map(|n| status.get(*n).copied()).collect();

@@ -1079,6 +1079,10 @@ export interface components {
         Discovery: {
             /** @description Views the dialect looks for that this server does not have. */
             missing_views: string[];
+            /** @description API field → the server view or counter it is derived from here. */
+            sources?: {
+                [key: string]: string;
+            };
             /** @description API field → why it is null on this server. */
             unavailable: {
                 [key: string]: string;
@@ -2142,6 +2146,12 @@ export interface components {
             error?: string | null;
             /** @description Every interval (`GET /api/workload/{id}` only). */
             intervals?: components["schemas"]["Interval"][] | null;
+            /**
+             * Format: int64
+             * @description When the last transaction finished (ms); with `current.tps` = 0 it
+             *     says how long the run has been stalled.
+             */
+            last_event_ms?: number | null;
             options: components["schemas"]["Options"];
             phase: components["schemas"]["Phase"];
             /**
