@@ -15,6 +15,9 @@ pub struct Health {
     /// Nodes known to the store (agents and probed databases).
     pub nodes: usize,
     pub version: String,
+    /// Whether reads under /api need a read (or admin) token here.
+    #[serde(default)]
+    pub reads_need_token: bool,
 }
 
 /// What sends a node's series.

@@ -106,6 +106,7 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| AppError::Setup(format!("cannot create {}: {e}", cfg.data_dir.display())))?;
     let (token, token_file) = load_token(&cfg.token_file())?;
+    let tokens = crate::tokens::Tokens::new(&token, cfg.tokens_file()).map_err(AppError::Setup)?;
     let store_dir = cfg.store_dir();
     let tuning = cfg.store.tuning.clone();
     let store: Arc<dyn SeriesStore> = Arc::new(
@@ -203,7 +204,8 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
         faults: faults.clone(),
         fault_limits: cfg.faults.clone(),
         telemetry: telemetry.clone(),
-        token: token.into(),
+        tokens: Arc::new(tokens),
+        reads_need_token: cfg.reads_need_token(),
         probes,
         probe_interval_ms: cfg.probe.interval_ms,
         prepare_wait: Duration::from_millis(cfg.api.prepare_wait_ms),

@@ -128,6 +128,13 @@ pub struct ApiConfig {
     /// it answers 202, still preparing (0 ..= 600000; keep it below your
     /// proxies' timeouts).
     pub prepare_wait_ms: u64,
+    /// Whether every GET under /api (and /metrics) needs a `read` or `admin`
+    /// token. Unset: yes when `listen` is not a loopback address. The
+    /// dashboard page, /docs, /api/openapi.json and /health stay open.
+    pub require_token_for_reads: Option<bool>,
+    /// Scoped tokens (`distdiag-coordinator token create`), stored hashed;
+    /// default `<data_dir>/tokens.json`.
+    pub tokens_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -177,6 +184,8 @@ impl Default for ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             token_file: None,
             prepare_wait_ms: 60_000,
+            require_token_for_reads: None,
+            tokens_file: None,
         }
     }
 }
@@ -316,6 +325,13 @@ impl Config {
     }
     pub fn token_file(&self) -> PathBuf {
         self.api.token_file.clone().unwrap_or_else(|| self.data_dir.join("token"))
+    }
+    pub fn tokens_file(&self) -> PathBuf {
+        self.api.tokens_file.clone().unwrap_or_else(|| self.data_dir.join("tokens.json"))
+    }
+    /// `api.require_token_for_reads`, its default resolved.
+    pub fn reads_need_token(&self) -> bool {
+        self.api.require_token_for_reads.unwrap_or(!self.api.listen.ip().is_loopback())
     }
     pub fn ca_cert(&self) -> PathBuf {
         self.ingest.ca_cert.clone().unwrap_or_else(|| self.certs_dir().join("ca.pem"))

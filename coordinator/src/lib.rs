@@ -17,4 +17,5 @@ pub mod models;
 pub mod online;
 pub mod telemetry;
 pub mod tls;
+pub mod tokens;
 pub mod training;

@@ -47,6 +47,27 @@ enum Command {
     /// Create the cluster CA and certificates.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// API tokens with a scope (read or admin), stored hashed; a running
+    /// coordinator picks changes up within a second.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it (once: only its hash is kept).
+    Create {
+        /// A name to know it by (unique).
+        #[arg(long)]
+        name: String,
+        /// read: every GET; admin: everything.
+        #[arg(long, default_value = "read")]
+        scope: distdiag_coordinator::tokens::Scope,
+    },
+    /// List the tokens (never the tokens themselves).
+    List,
+    /// Revoke a token by id or name.
+    Revoke { id_or_name: String },
 }
 
 #[derive(Subcommand)]
@@ -129,6 +150,7 @@ fn main() -> ExitCode {
             Err(e) => usage(e),
         },
         Command::Cert(c) => cert(c, &cfg),
+        Command::Token(c) => token(c, &cfg),
         Command::Run => run(cfg),
     }
 }
@@ -152,6 +174,36 @@ fn cert(cmd: CertCommand, cfg: &Config) -> ExitCode {
             tls::issue_node(&paths, &name)
                 .map(|(c, k)| println!("created {} and {}", c.display(), k.display()))
         }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => usage(e),
+    }
+}
+
+fn token(cmd: TokenCommand, cfg: &Config) -> ExitCode {
+    use distdiag_coordinator::tokens;
+    let path = cfg.tokens_file();
+    let result = match cmd {
+        TokenCommand::Create { name, scope } => {
+            tokens::create(&path, &name, scope).map(|(r, t)| {
+                eprintln!(
+                    "created token {} ({}, scope {}); it is shown once:",
+                    r.id,
+                    r.name,
+                    r.scope.as_str()
+                );
+                println!("{t}");
+            })
+        }
+        TokenCommand::List => tokens::list(&path).map(|all| {
+            println!("{:<14} {:<24} {:<6} created", "id", "name", "scope");
+            for r in all {
+                println!("{:<14} {:<24} {:<6} {}", r.id, r.name, r.scope.as_str(), r.created_ms);
+            }
+        }),
+        TokenCommand::Revoke { id_or_name } => tokens::revoke(&path, &id_or_name)
+            .map(|r| println!("revoked {} ({}, scope {})", r.id, r.name, r.scope.as_str())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -100,7 +100,7 @@ async fn every_panel_works_in_chromium() {
     std::fs::write(
         &cfg,
         format!(
-            "[probe]\ninterval_ms = 1000\n\n[diagnosis.window]\nwindow_ms = 5000\nstride_ms = 2500\nbaseline_ms = 30000\n\n{}",
+            "[api]\nrequire_token_for_reads = true\n\n[probe]\ninterval_ms = 1000\n\n[diagnosis.window]\nwindow_ms = 5000\nstride_ms = 2500\nbaseline_ms = 30000\n\n{}",
             server.config_toml("local").replace("[[databases]]", "[[databases]]\nhost_node = \"n1\"")
         ),
     )

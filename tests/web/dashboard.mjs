@@ -29,9 +29,17 @@ const fail = async (msg) => {
 };
 const check = async (cond, msg) => { if (!cond) await fail(msg); };
 const shot = (name) => page.screenshot({ path: `${out}/${name}.png`, fullPage: true });
+// The coordinator requires a token for reads: the first page asks for it
+// before any panel starts (and keeps it for the tab).
+let asked = false;
 const go = async (hash) => {
   await page.goto(`${base}/#${hash}`);
   await page.waitForLoadState("domcontentloaded");
+  if (mode === "panels" && !asked) {
+    await page.waitForSelector("#token-dialog[open]", { timeout: 10000 }).catch(() => fail("no token asked for, though reads need one"));
+    await withToken();
+    asked = true;
+  }
 };
 const withToken = async () => {
   const dialog = page.locator("#token-dialog[open]");

@@ -5,8 +5,10 @@
 //! registered through its attribute (`utoipa_axum::routes!`), so a handler
 //! cannot exist without its description.
 //!
-//! Reads are open; every mutating request under `/api` needs
-//! `Authorization: Bearer <token>`. Errors are JSON `{"error": "..."}` with a
+//! Every mutating request under `/api` needs `Authorization: Bearer <token>`
+//! with an admin token (403 with a read token); reads under `/api` and
+//! `/metrics` need a read or admin token when `api.require_token_for_reads`
+//! is on (the default when the API listens beyond loopback). Errors are JSON `{"error": "..."}` with a
 //! 4xx/5xx status.
 
 mod anomaly;
@@ -39,6 +41,7 @@ use crate::dbprobe::DbProbes;
 use crate::faults::Faults;
 use crate::ingest::Registry;
 use crate::telemetry::Telemetry;
+use crate::tokens::Scope;
 use distdiag_workload::Workloads;
 
 /// What the handlers share.
@@ -49,7 +52,10 @@ pub struct ApiState {
     pub faults: Arc<Faults>,
     pub fault_limits: FaultsConfig,
     pub telemetry: Arc<Telemetry>,
-    pub token: Arc<str>,
+    /// The admin token and the scoped ones.
+    pub tokens: Arc<crate::tokens::Tokens>,
+    /// `api.require_token_for_reads`, resolved.
+    pub reads_need_token: bool,
     pub probes: Arc<DbProbes>,
     pub probe_interval_ms: u64,
     /// Longest a prepare request with `wait` is held open.
@@ -115,7 +121,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 #[openapi(
     info(
         title = "distdiag",
-        description = "Root-cause diagnosis of distributed database clusters: agents' host series, database probes, fault injection, benchmark workloads, training and online ranking. Reads are open; every mutating request under /api needs `Authorization: Bearer <token>` (the token is in the coordinator's data directory). Errors are `{\"error\": \"...\"}` with a 4xx/5xx status."
+        description = "Root-cause diagnosis of distributed database clusters: agents' host series, database probes, fault injection, benchmark workloads, training and online ranking. Every mutating request under /api needs `Authorization: Bearer <token>` with an admin token (the admin token is in the coordinator's data directory; `distdiag-coordinator token create --scope read|admin` makes more); a read token gets 403 there. When the coordinator's `api.require_token_for_reads` is on (the default when it listens beyond loopback) every read under /api and /metrics needs a read or admin token too (401 without). Errors are `{\"error\": \"...\"}` with a 4xx/5xx status."
     ),
     modifiers(&BearerScheme),
     tags(
@@ -395,31 +401,61 @@ async fn json_errors(req: Request, next: Next) -> Response {
     out
 }
 
-/// Constant-time comparison, so the token cannot be guessed byte by byte.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// What a request needs: mutating requests under /api an admin token;
+/// reads under /api and /metrics a read (or admin) token when
+/// `reads_need_token`; the page, its assets, /docs, the OpenAPI document and
+/// /health nothing.
+fn scope_needed(method: &Method, path: &str, reads_need_token: bool) -> Option<Scope> {
+    let read_only = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let data = (path.starts_with("/api/") && path != "/api/openapi.json") || path == "/metrics";
+    match (data, read_only) {
+        (false, _) => None,
+        (true, false) => Some(Scope::Admin),
+        (true, true) => reads_need_token.then_some(Scope::Read),
+    }
+}
+
+/// A browser's EventSource cannot send headers: the event streams (reads)
+/// also take the token as `?access_token=`.
+fn stream_token(req: &Request) -> Option<&str> {
+    if !req.uri().path().ends_with("/stream") {
+        return None;
+    }
+    req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix("access_token="))
 }
 
 async fn require_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    let read_only = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if read_only || !req.uri().path().starts_with("/api/") {
+    let Some(need) = scope_needed(req.method(), req.uri().path(), state.reads_need_token) else {
         return next.run(req).await;
-    }
+    };
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(t) if same_secret(t.trim().as_bytes(), state.token.as_bytes()) => next.run(req).await,
-        Some(_) => ApiError { status: StatusCode::UNAUTHORIZED, message: "invalid bearer token".into() }
-            .into_response(),
-        None => ApiError {
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .or_else(|| stream_token(&req));
+    let scope = presented.and_then(|t| state.tokens.scope_of(t));
+    let refusal = match (presented, scope) {
+        (_, Some(s)) if s >= need => return next.run(req).await,
+        (_, Some(s)) => ApiError {
+            status: StatusCode::FORBIDDEN,
+            message: format!("this token's scope is '{}'; this request needs '{}'", s.as_str(), need.as_str()),
+        },
+        (Some(_), None) => ApiError { status: StatusCode::UNAUTHORIZED, message: "invalid bearer token".into() },
+        (None, None) => ApiError {
             status: StatusCode::UNAUTHORIZED,
-            message: "this endpoint needs 'Authorization: Bearer <token>' (the token is in the coordinator's data directory)".into(),
-        }
-        .into_response(),
+            message: format!("this endpoint needs 'Authorization: Bearer <token>' with scope '{}' (the admin token is in the coordinator's data directory; `distdiag-coordinator token create` makes scoped ones)", need.as_str()),
+        },
+    };
+    // Never the token itself.
+    tracing::warn!(method = %req.method(), path = %req.uri().path(), status = refusal.status.as_u16(), reason = %refusal.message, "API request refused");
+    let mut resp = refusal.into_response();
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
     }
+    resp
 }
 
 /// The dashboard page, embedded in the binary: built from
@@ -444,6 +480,7 @@ async fn health(State(state): State<ApiState>) -> Json<Health> {
         connected_agents: state.registry.len(),
         nodes: stats.nodes,
         version: env!("CARGO_PKG_VERSION").into(),
+        reads_need_token: state.reads_need_token,
     })
 }
 

@@ -76,7 +76,10 @@ fn state(dir: &std::path::Path) -> ApiState {
         faults,
         fault_limits: crate::config::FaultsConfig::default(),
         telemetry: Arc::new(Telemetry::default()),
-        token: "secret-token-123456".into(),
+        tokens: Arc::new(
+            crate::tokens::Tokens::new("secret-token-123456", dir.join("tokens.json")).unwrap(),
+        ),
+        reads_need_token: false,
         probes: Arc::new(crate::dbprobe::DbProbes::new(targets)),
         probe_interval_ms: 5000,
         prepare_wait: std::time::Duration::from_secs(60),
@@ -680,6 +683,90 @@ async fn training_collection_models_and_bad_input() {
 /// the document, mutating operations declare the bearer token, and the
 /// document is the committed one (`docs/openapi.json`): a changed API is a
 /// visible diff. `DISTDIAG_BLESS=1` rewrites the committed files.
+/// A documented path with its parameters filled by a value no handler knows.
+fn concrete_path(path: &str) -> String {
+    ["{node}", "{id}", "{job}", "{name}", "{type}"]
+        .iter()
+        .fold(path.to_owned(), |p, k| p.replace(k, "nosuch"))
+}
+
+/// Scoped tokens on every documented operation, with reads requiring a
+/// token: a read token may GET everything and is refused (403) on every
+/// mutating operation; no token is refused (401) everywhere under /api
+/// but the document; the admin token passes everywhere; refusals never
+/// reach a handler.
+#[tokio::test]
+async fn scoped_tokens_on_every_operation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, read) = crate::tokens::create(
+        &dir.path().join("tokens.json"),
+        "viewer",
+        crate::tokens::Scope::Read,
+    )
+    .unwrap();
+    let mut st = state(dir.path());
+    st.reads_need_token = true;
+    let app = router(st);
+    let doc = openapi();
+    let (s, _) = call(&app, get("/api/openapi.json")).await;
+    assert_eq!(s, StatusCode::OK, "the document stays open");
+    let (s, _) = call(&app, get("/health")).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(&app, get("/metrics")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "/metrics is data");
+    let mut checked = 0;
+    for (path, item) in &doc.paths.paths {
+        let concrete = concrete_path(path);
+        for (method, op) in [("GET", &item.get), ("POST", &item.post), ("DELETE", &item.delete)] {
+            if op.is_none() || path.ends_with("/stream") || !path.starts_with("/api/") {
+                continue;
+            }
+            let req = |token: Option<&str>| {
+                let mut b = Request::builder()
+                    .method(method)
+                    .uri(&concrete)
+                    .header("content-type", "application/json");
+                if let Some(t) = token {
+                    b = b.header("authorization", format!("Bearer {t}"));
+                }
+                b.body(Body::from("{}")).unwrap()
+            };
+            let (none, body) = call(&app, req(None)).await;
+            assert_eq!(none, StatusCode::UNAUTHORIZED, "{method} {path} without a token: {body}");
+            let (wrong, _) = call(&app, req(Some("not-a-token-at-all"))).await;
+            assert_eq!(wrong, StatusCode::UNAUTHORIZED, "{method} {path} with a wrong token");
+            let (with_read, body) = call(&app, req(Some(&read))).await;
+            if method == "GET" {
+                assert!(
+                    ![401, 403].contains(&with_read.as_u16()),
+                    "{method} {path} read: {with_read} {body}"
+                );
+            } else {
+                assert_eq!(with_read, StatusCode::FORBIDDEN, "{method} {path} read: {body}");
+                assert!(body["error"].as_str().unwrap().contains("'admin'"), "{body}");
+            }
+            if method == "GET" {
+                let (admin, body) = call(&app, req(Some("secret-token-123456"))).await;
+                assert!(
+                    ![401, 403].contains(&admin.as_u16()),
+                    "{method} {path} admin: {admin} {body}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "{checked}");
+    // The event stream takes the token in its query (EventSource sends no headers).
+    let (s, _) = call(&app, get("/api/anomaly/ranks/stream")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let req = Request::builder()
+        .uri(format!("/api/anomaly/ranks/stream?access_token={read}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn the_openapi_document_matches_the_handlers_and_the_committed_files() {
     let dir = tempfile::tempdir().unwrap();
@@ -691,13 +778,7 @@ async fn the_openapi_document_matches_the_handlers_and_the_committed_files() {
     assert_eq!(served["openapi"], "3.1.0");
     let mut n = 0;
     for (path, item) in &doc.paths.paths {
-        // Fill path parameters with a value no handler knows.
-        let concrete = path
-            .replace("{node}", "nosuch")
-            .replace("{id}", "nosuch")
-            .replace("{job}", "nosuch")
-            .replace("{name}", "nosuch")
-            .replace("{type}", "nosuch");
+        let concrete = concrete_path(path);
         let ops = [("GET", &item.get), ("POST", &item.post), ("DELETE", &item.delete)];
         for (method, op) in ops {
             let Some(op) = op else { continue };

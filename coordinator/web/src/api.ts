@@ -9,6 +9,29 @@ export const api = createClient<paths>({ baseUrl: location.origin });
 
 const KEY = "distdiag-token";
 
+// Reads carry the token too once there is one: a coordinator that listens
+// beyond loopback wants a read (or admin) token for every GET under /api.
+api.use({
+  onRequest({ request }) {
+    const t = sessionStorage.getItem(KEY);
+    if (t && !request.headers.has("Authorization")) request.headers.set("Authorization", `Bearer ${t}`);
+    return request;
+  },
+});
+
+/** Asks for a token before the panels start when reads need one here
+ * (the coordinator says so in /health, which is always open). */
+export async function readAccess(): Promise<void> {
+  const h = await api.GET("/health").catch(() => undefined);
+  if (h?.data?.reads_need_token) await token();
+}
+
+/** An event stream's URL: EventSource sends no headers, so the token goes in the query. */
+export function streamUrl(path: string): string {
+  const t = sessionStorage.getItem(KEY);
+  return t ? `${path}?access_token=${encodeURIComponent(t)}` : path;
+}
+
 function askToken(): Promise<string | null> {
   const dialog = document.getElementById("token-dialog") as HTMLDialogElement;
   const input = document.getElementById("token-input") as HTMLInputElement;

@@ -2,7 +2,7 @@
 // (#overview, #metrics?node=..&metric=.., ...), every panel reading the
 // typed API and refreshing itself.
 import "./style.css";
-import { api } from "./api";
+import { api, readAccess } from "./api";
 import { h } from "./ui";
 import { overview } from "./panels/overview";
 import { metrics } from "./panels/metrics";
@@ -41,7 +41,7 @@ function route() {
 }
 
 window.addEventListener("hashchange", route);
-route();
+readAccess().then(route);
 
 // The coordinator's liveness, in words.
 async function health() {

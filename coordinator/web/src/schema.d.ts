@@ -1265,6 +1265,8 @@ export interface components {
             connected_agents: number;
             /** @description Nodes known to the store (agents and probed databases). */
             nodes: number;
+            /** @description Whether reads under /api need a read (or admin) token here. */
+            reads_need_token?: boolean;
             /** @description Always `ok` when the coordinator answers. */
             status: string;
             version: string;

@@ -1,7 +1,7 @@
 // Diagnosis: the ranked (node, type) list with probability, excess and
 // PageRank, each entry's top metrics linking to their charts, the node
 // graph with its edge weights, and the recent history — live over SSE.
-import { api, type S } from "../api";
+import { api, streamUrl, type S } from "../api";
 import { h, num, table, time } from "../ui";
 import type { Panel } from "../main";
 
@@ -102,7 +102,7 @@ export const diagnosis: Panel = {
     };
     api.GET("/api/anomaly/ranks", { params: { query: { limit: 20 } } }).then((r) => r.data && "ranks" in r.data && showLatest(r.data as S["Ranking"]));
     refresh();
-    const es = new EventSource("/api/anomaly/ranks/stream");
+    const es = new EventSource(streamUrl("/api/anomaly/ranks/stream"));
     es.addEventListener("ranks", (ev) => {
       showLatest(JSON.parse((ev as MessageEvent).data));
       liveNote.textContent = `live: ranking at ${new Date().toLocaleTimeString()}`;
