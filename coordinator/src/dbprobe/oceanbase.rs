@@ -113,9 +113,42 @@ struct Counters {
     /// Deadlock victims counted, and the newest report time among them (µs).
     deadlocks: f64,
     deadlock_seen_us: i64,
+    /// Whether the first reading has been taken. It only sets the baseline:
+    /// the counters start at 0 from there, so that after a coordinator
+    /// restart the first interval is not the plan cache's (or the deadlock
+    /// history's) whole past read as one interval's increase.
+    primed: bool,
 }
 
 impl Counters {
+    /// One sample's plan-cache rows and new deadlock victims (count, newest
+    /// report time) in; the counters out. The first reading sets the
+    /// baseline and reads 0.
+    fn reading(
+        &mut self,
+        plans: Option<Vec<(i64, [f64; PLAN_COLS])>>,
+        victims: Option<(f64, Option<i64>)>,
+    ) -> (Option<[f64; PLAN_COLS]>, Option<f64>) {
+        let totals = plans.map(|p| {
+            self.fold_plans(p);
+            if !self.primed {
+                self.totals = [0.0; PLAN_COLS];
+            }
+            self.totals
+        });
+        let deadlocks = victims.map(|(n, newest)| {
+            if self.primed {
+                self.deadlocks += n;
+            }
+            if let Some(t) = newest {
+                self.deadlock_seen_us = self.deadlock_seen_us.max(t);
+            }
+            self.deadlocks
+        });
+        self.primed = true;
+        (totals, deadlocks)
+    }
+
     /// Folds a plan-cache reading in: a plan seen before adds its increase
     /// (never negative), a new plan all it has done (it was created since
     /// the last reading), and a plan that is gone adds nothing more.
@@ -207,28 +240,21 @@ impl OceanBase {
         } else {
             None
         };
-        let mut k = lock(&self.counters);
-        if let Some(plans) = plans {
-            k.fold_plans(plans);
-            s.set(M::SqlExecutions, Some(k.totals[0]));
-            s.set(M::SqlTime, Some(k.totals[1]));
-            s.set(M::CacheRequests, Some(k.totals[2]));
-            s.set(M::CacheMisses, Some(k.totals[3]));
-            s.set(M::SlowQueries, Some(k.totals[4]));
-            s.set(M::Queries, Some(k.totals[0]));
+        let (totals, deadlocks) = lock(&self.counters).reading(plans, victims);
+        if let Some(t) = totals {
+            s.set(M::SqlExecutions, Some(t[0]));
+            s.set(M::SqlTime, Some(t[1]));
+            s.set(M::CacheRequests, Some(t[2]));
+            s.set(M::CacheMisses, Some(t[3]));
+            s.set(M::SlowQueries, Some(t[4]));
+            s.set(M::Queries, Some(t[0]));
         }
         // The server's own count of plan-cache lookups, where it has one.
         if accesses.is_some() {
             s.set(M::Queries, accesses);
         }
         s.set(M::Transactions, txids);
-        if let Some((n, newest)) = victims {
-            k.deadlocks += n;
-            if let Some(t) = newest {
-                k.deadlock_seen_us = k.deadlock_seen_us.max(t);
-            }
-            s.set(M::Deadlocks, Some(k.deadlocks));
-        }
+        s.set(M::Deadlocks, deadlocks);
         Ok(())
     }
 }
@@ -431,5 +457,22 @@ mod tests {
         assert_eq!(k.totals[0], 169.0);
         k.fold_plans([plan(1, 6.0)]);
         assert_eq!(k.totals[0], 171.0);
+    }
+
+    /// The first reading is the baseline: a probe that starts (or a
+    /// coordinator that restarts) beside a plan cache with a long past and a
+    /// deadlock history reads 0, then only what happens after.
+    #[test]
+    fn the_first_reading_is_the_baseline() {
+        let plan = |id: i64, n: f64| (id, [n, 0.0, 0.0, 0.0, 2.0]);
+        let mut k = Counters::default();
+        let (t, d) = k.reading(Some(vec![plan(1, 5_000.0)]), Some((7.0, Some(1_000))));
+        assert_eq!((t.map(|t| t[0]), d), (Some(0.0), Some(0.0)));
+        let (t, d) =
+            k.reading(Some(vec![plan(1, 5_040.0), plan(2, 3.0)]), Some((1.0, Some(2_000))));
+        assert_eq!((t.map(|t| t[0]), t.map(|t| t[4]), d), (Some(43.0), Some(2.0), Some(1.0)));
+        assert_eq!(k.deadlock_seen_us, 2_000);
+        // Views the server lacks stay absent.
+        assert_eq!(k.reading(None, None), (None, None));
     }
 }
