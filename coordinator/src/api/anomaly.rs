@@ -167,12 +167,11 @@ fn faults_error(e: FaultsError) -> ApiError {
 /// training case, or joins `case`.
 #[utoipa::path(
     operation_id = "start_fault",
-    post, path = "/api/anomaly/start", tag = "faults", security(("bearer" = [])),
+    post, path = "/api/anomaly/start", tag = "faults",
     request_body = StartRequest,
     responses(
         (status = 200, body = StartAnswer),
         (status = 400, body = ErrorBody, description = "Bad request (type, parameters, duration, nodes)"),
-        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
         (status = 404, body = ErrorBody, description = "Unknown training case or database"),
         (status = 409, body = ErrorBody, description = "A node is not connected, or several are and none is named"),
         (status = 422, body = ErrorBody, description = "Refused by the agent (e.g. memory the host does not have)"),
@@ -274,12 +273,11 @@ pub(super) async fn start(
 /// Stops one fault (`{"id": ...}`), or every fault (an empty body or no id).
 #[utoipa::path(
     operation_id = "stop_fault",
-    post, path = "/api/anomaly/stop", tag = "faults", security(("bearer" = [])),
+    post, path = "/api/anomaly/stop", tag = "faults",
     request_body(content = Option<StopRequest>, description = "May be empty: stop everything"),
     responses(
         (status = 200, body = StopAnswer),
         (status = 400, body = ErrorBody, description = "Bad request"),
-        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
         (status = 404, body = ErrorBody, description = "No active fault with that id"),
         (status = 424, body = ErrorBody, description = "The database refused the revert"),
         (status = 504, body = ErrorBody, description = "No answer from the agent"),

@@ -65,10 +65,9 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(
 /// Starts a normal collection period.
 #[utoipa::path(
     operation_id = "normal_start",
-    post, path = "/api/training/normal/start", tag = "training", security(("bearer" = [])),
+    post, path = "/api/training/normal/start", tag = "training",
     responses(
         (status = 200, body = NormalAnswer),
-        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
         (status = 409, body = ErrorBody, description = "A normal collection already runs"),
     )
 )]
@@ -86,10 +85,9 @@ pub(super) async fn normal_start(
 /// Ends the normal collection period.
 #[utoipa::path(
     operation_id = "normal_stop",
-    post, path = "/api/training/normal/stop", tag = "training", security(("bearer" = [])),
+    post, path = "/api/training/normal/stop", tag = "training",
     responses(
         (status = 200, body = NormalAnswer),
-        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
         (status = 409, body = ErrorBody, description = "No normal collection runs"),
     )
 )]
@@ -107,10 +105,9 @@ pub(super) async fn normal_stop(
 /// From now on every fault started is a training case.
 #[utoipa::path(
     operation_id = "collect_start",
-    post, path = "/api/training/collect", tag = "training", security(("bearer" = [])),
+    post, path = "/api/training/collect", tag = "training",
     responses(
         (status = 200, body = CollectAnswer),
-        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
     )
 )]
 pub(super) async fn collect(State(state): State<ApiState>) -> Json<CollectAnswer> {
@@ -125,10 +122,9 @@ pub(super) async fn collect(State(state): State<ApiState>) -> Json<CollectAnswer
 /// Faults started from now on are no longer training cases (unless asked).
 #[utoipa::path(
     operation_id = "collect_stop",
-    post, path = "/api/training/stop", tag = "training", security(("bearer" = [])),
+    post, path = "/api/training/stop", tag = "training",
     responses(
         (status = 200, body = CollectAnswer),
-        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
     )
 )]
 pub(super) async fn collect_stop(State(state): State<ApiState>) -> Json<CollectAnswer> {
@@ -170,12 +166,11 @@ fn collected(state: &ApiState, window: Option<WindowConfig>) -> Result<Dataset, 
 /// as a background job; `GET /api/anomaly/train/{job}` follows it.
 #[utoipa::path(
     operation_id = "train",
-    post, path = "/api/anomaly/train", tag = "models", security(("bearer" = [])),
+    post, path = "/api/anomaly/train", tag = "models",
     request_body(content = Option<TrainRequest>, description = "May be empty: the collected data, default parameters"),
     responses(
         (status = 202, body = TrainAccepted),
         (status = 400, body = ErrorBody, description = "Bad parameters"),
-        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
         (status = 404, body = ErrorBody, description = "Unknown dataset"),
         (status = 409, body = ErrorBody, description = "Nothing collected yet"),
     )
@@ -290,11 +285,10 @@ pub(super) async fn booster(
 /// Makes a version the active one (the previous one is kept for rollback).
 #[utoipa::path(
     operation_id = "activate_model",
-    post, path = "/api/models/{id}/activate", tag = "models", security(("bearer" = [])),
+    post, path = "/api/models/{id}/activate", tag = "models",
     params(("id" = String, Path, description = "Model id")),
     responses(
         (status = 200, body = ModelActivated),
-        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
         (status = 404, body = ErrorBody, description = "Unknown model"),
     )
 )]
@@ -310,11 +304,10 @@ pub(super) async fn activate(
 /// Goes back to the previously active version.
 #[utoipa::path(
     operation_id = "rollback_model",
-    post, path = "/api/models/rollback", tag = "models", security(("bearer" = [])),
+    post, path = "/api/models/rollback", tag = "models",
     responses(
         (status = 200, body = ModelActivated),
         (status = 400, body = ErrorBody, description = "No earlier version"),
-        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
         (status = 404, body = ErrorBody, description = "The earlier version is gone"),
     )
 )]
@@ -331,13 +324,12 @@ pub(super) async fn rollback(
 /// version did not train on.
 #[utoipa::path(
     operation_id = "evaluate_model",
-    post, path = "/api/models/{id}/evaluate", tag = "models", security(("bearer" = [])),
+    post, path = "/api/models/{id}/evaluate", tag = "models",
     params(("id" = String, Path, description = "Model id")),
     request_body(content = Option<EvaluateRequest>, description = "May be empty: the collected data"),
     responses(
         (status = 200, body = EvaluateAnswer),
         (status = 400, body = ErrorBody, description = "Bad request, or no case to evaluate on"),
-        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
         (status = 404, body = ErrorBody, description = "Unknown model or dataset"),
         (status = 409, body = ErrorBody, description = "Nothing collected yet"),
     )
@@ -435,13 +427,12 @@ pub(super) async fn dataset_windows(
 /// Stores a dataset (the export format as JSON) under a name.
 #[utoipa::path(
     operation_id = "import_dataset",
-    post, path = "/api/datasets/{name}", tag = "datasets", security(("bearer" = [])),
+    post, path = "/api/datasets/{name}", tag = "datasets",
     params(("name" = String, Path, description = "Name to store it under (not `collected`)")),
     request_body = Dataset,
     responses(
         (status = 200, body = DatasetImported),
         (status = 400, body = ErrorBody, description = "Invalid dataset or name"),
-        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
     )
 )]
 pub(super) async fn import_dataset(

@@ -249,6 +249,66 @@ impl utoipa::Modify for Links {
     }
 }
 
+/// The refusals of [`require_token`] on every operation it guards, from the
+/// same rule ([`scope_needed`]): 401 and 403 on mutating operations (which
+/// need the bearer token), 401 on reads (whose token is optional unless
+/// `api.require_token_for_reads` is on). Written once here so that no
+/// operation's own annotation can forget them.
+struct Access;
+
+impl utoipa::Modify for Access {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::SecurityRequirement;
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let refusal = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in doc.paths.paths.iter_mut() {
+            for (method, op) in [
+                (Method::GET, &mut item.get),
+                (Method::POST, &mut item.post),
+                (Method::PUT, &mut item.put),
+                (Method::DELETE, &mut item.delete),
+            ] {
+                let Some(op) = op.as_mut() else { continue };
+                let responses = &mut op.responses.responses;
+                match scope_needed(&method, path, true) {
+                    None => {}
+                    Some(Scope::Admin) => {
+                        responses.insert("401".into(), refusal("No or a wrong bearer token"));
+                        responses.insert(
+                            "403".into(),
+                            refusal("The token's scope is 'read'; this operation needs 'admin'"),
+                        );
+                        op.security =
+                            Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+                    }
+                    Some(Scope::Read) => {
+                        responses.insert(
+                            "401".into(),
+                            refusal("No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on"),
+                        );
+                        op.security = Some(vec![
+                            SecurityRequirement::default(),
+                            SecurityRequirement::new("bearer", Vec::<String>::new()),
+                        ]);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The documented routes (everything but the dashboard and the viewer).
 fn api_routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -300,6 +360,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
 fn routes_and_doc() -> (axum::Router<ApiState>, utoipa::openapi::OpenApi) {
     let (routes, mut doc) = api_routes().split_for_parts();
     utoipa::Modify::modify(&Links, &mut doc);
+    utoipa::Modify::modify(&Access, &mut doc);
     (routes, doc)
 }
 
@@ -541,11 +602,10 @@ async fn get_node(
 /// Forgets a node and all its data (refused while its agent is connected).
 #[utoipa::path(
     operation_id = "delete_node",
-    delete, path = "/api/nodes/{node}", tag = "nodes", security(("bearer" = [])),
+    delete, path = "/api/nodes/{node}", tag = "nodes",
     params(("node" = String, Path, description = "Node name")),
     responses(
         (status = 200, body = NodeDeleted),
-        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
         (status = 404, body = ErrorBody, description = "Unknown node"),
         (status = 409, body = ErrorBody, description = "The node's agent is connected"),
     )

@@ -802,12 +802,37 @@ async fn the_openapi_document_matches_the_handlers_and_the_committed_files() {
                 status.as_u16() < 500 || status.as_u16() == 504,
                 "{method} {path}: {status} {body}"
             );
-            let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
-            assert_eq!(
-                secured,
-                method != "GET",
-                "{method} {path}: bearer token declared iff mutating"
-            );
+            // Mutating operations need the bearer token and document both
+            // refusals; reads take it optionally (`{}` is "none") and
+            // document 401 (when reads need a token); the page and the
+            // document need none.
+            let security = &served["paths"][path][method.to_lowercase()]["security"];
+            let codes: Vec<&str> = op.responses.responses.keys().map(String::as_str).collect();
+            let guarded = path.starts_with("/api/") || path == "/metrics";
+            match (guarded, method) {
+                (false, _) => {
+                    assert!(security.is_null(), "{method} {path}: {security}");
+                    assert!(!codes.contains(&"401"), "{method} {path}: {codes:?}");
+                }
+                (true, "GET") => {
+                    assert_eq!(
+                        security,
+                        &serde_json::json!([{}, {"bearer": []}]),
+                        "{method} {path}"
+                    );
+                    assert!(
+                        codes.contains(&"401") && !codes.contains(&"403"),
+                        "{method} {path}: {codes:?}"
+                    );
+                }
+                (true, _) => {
+                    assert_eq!(security, &serde_json::json!([{"bearer": []}]), "{method} {path}");
+                    assert!(
+                        codes.contains(&"401") && codes.contains(&"403"),
+                        "{method} {path}: {codes:?}"
+                    );
+                }
+            }
             assert!(op.responses.responses.keys().all(|k| k.len() == 3), "{method} {path}");
         }
     }

@@ -41,13 +41,12 @@ fn body(
 /// minute) if it is not.
 #[utoipa::path(
     operation_id = "prepare_workload",
-    post, path = "/api/workload/prepare", tag = "workloads", security(("bearer" = [])),
+    post, path = "/api/workload/prepare", tag = "workloads",
     request_body = WorkloadRequest,
     responses(
         (status = 200, body = PrepareAnswer, description = "Prepared (with wait)"),
         (status = 202, body = PrepareAnswer, description = "Preparing (with wait: still, after a minute)"),
         (status = 400, body = ErrorBody, description = "Bad request, or another run uses the tables"),
-        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
         (status = 404, body = ErrorBody, description = "Unknown database"),
         (status = 424, body = ErrorBody, description = "The prepare failed in the database (with wait)"),
     )
@@ -91,12 +90,11 @@ pub(super) async fn prepare(
 /// Starts a run: `threads` workers (1..=64) until stopped or `duration_s`.
 #[utoipa::path(
     operation_id = "start_workload",
-    post, path = "/api/workload/start", tag = "workloads", security(("bearer" = [])),
+    post, path = "/api/workload/start", tag = "workloads",
     request_body = WorkloadRequest,
     responses(
         (status = 200, body = WorkloadStarted),
         (status = 400, body = ErrorBody, description = "Bad request"),
-        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
         (status = 404, body = ErrorBody, description = "Unknown database"),
         (status = 409, body = ErrorBody, description = "Not prepared"),
         (status = 424, body = ErrorBody, description = "The database is unreachable"),
@@ -127,11 +125,10 @@ pub(super) async fn start(
 /// Stops one run (it keeps its report).
 #[utoipa::path(
     operation_id = "stop_workload",
-    post, path = "/api/workload/{id}/stop", tag = "workloads", security(("bearer" = [])),
+    post, path = "/api/workload/{id}/stop", tag = "workloads",
     params(("id" = String, Path, description = "Workload id")),
     responses(
         (status = 200, body = WorkloadStopped),
-        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
         (status = 404, body = ErrorBody, description = "Unknown workload"),
     )
 )]
@@ -150,10 +147,9 @@ pub(super) async fn stop(
 /// Stops every run.
 #[utoipa::path(
     operation_id = "stop_all_workloads",
-    post, path = "/api/workload/stop-all", tag = "workloads", security(("bearer" = [])),
+    post, path = "/api/workload/stop-all", tag = "workloads",
     responses(
         (status = 200, body = WorkloadsStopped),
-        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
     )
 )]
 pub(super) async fn stop_all(State(state): State<ApiState>) -> Json<WorkloadsStopped> {
@@ -206,12 +202,11 @@ pub(super) async fn runs(State(state): State<ApiState>) -> Json<WorkloadList> {
 /// or the 22 TPC-H queries run once (rows and time each).
 #[utoipa::path(
     operation_id = "check_workload",
-    post, path = "/api/workload/check", tag = "workloads", security(("bearer" = [])),
+    post, path = "/api/workload/check", tag = "workloads",
     request_body = WorkloadRequest,
     responses(
         (status = 200, body = CheckAnswer),
         (status = 400, body = ErrorBody, description = "Bad request, or a benchmark without a check"),
-        (status = 401, body = ErrorBody, description = "No or a wrong bearer token"),
         (status = 404, body = ErrorBody, description = "Unknown database"),
         (status = 424, body = ErrorBody, description = "The database is unreachable or refused"),
     )

@@ -2236,6 +2236,15 @@ export interface operations {
                     "application/json": components["schemas"]["FaultList"];
                 };
             };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     fault_history: {
@@ -2262,6 +2271,15 @@ export interface operations {
             };
             /** @description Bad time */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2307,6 +2325,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     ranks: {
@@ -2334,6 +2361,15 @@ export interface operations {
             };
             /** @description Bad parameters */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2373,6 +2409,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No ranking yet */
             404: {
                 headers: {
@@ -2400,6 +2445,15 @@ export interface operations {
                 };
                 content: {
                     "text/event-stream": string;
+                };
+            };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -2436,6 +2490,15 @@ export interface operations {
             };
             /** @description No or a wrong bearer token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token's scope is 'read'; this operation needs 'admin' */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2539,6 +2602,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token's scope is 'read'; this operation needs 'admin' */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No active fault with that id */
             404: {
                 headers: {
@@ -2617,6 +2689,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token's scope is 'read'; this operation needs 'admin' */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Unknown dataset */
             404: {
                 headers: {
@@ -2657,6 +2738,15 @@ export interface operations {
                     "application/json": components["schemas"]["Job"];
                 };
             };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Unknown job */
             404: {
                 headers: {
@@ -2685,6 +2775,15 @@ export interface operations {
                     "application/json": components["schemas"]["DatabaseList"];
                 };
             };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     datasets: {
@@ -2702,6 +2801,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DatasetList"];
+                };
+            };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -2731,6 +2839,15 @@ export interface operations {
             };
             /** @description Bad window */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2800,6 +2917,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token's scope is 'read'; this operation needs 'admin' */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     dataset_windows: {
@@ -2827,6 +2953,15 @@ export interface operations {
             };
             /** @description Bad window */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2892,6 +3027,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Unknown node or metric */
             404: {
                 headers: {
@@ -2929,6 +3073,15 @@ export interface operations {
             };
             /** @description Bad parameters */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2978,6 +3131,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Unknown database or tenant */
             404: {
                 headers: {
@@ -3013,6 +3175,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ModelList"];
+                };
+            };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -3052,6 +3223,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token's scope is 'read'; this operation needs 'admin' */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The earlier version is gone */
             404: {
                 headers: {
@@ -3081,6 +3261,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ModelSummary"];
+                };
+            };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description Unknown model */
@@ -3123,6 +3312,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token's scope is 'read'; this operation needs 'admin' */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Unknown model */
             404: {
                 headers: {
@@ -3155,6 +3353,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": Record<string, never>;
+                };
+            };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description Unknown model or type */
@@ -3211,6 +3418,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token's scope is 'read'; this operation needs 'admin' */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Unknown model or dataset */
             404: {
                 headers: {
@@ -3251,6 +3467,15 @@ export interface operations {
                     "application/json": components["schemas"]["ModelDoc"];
                 };
             };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Unknown model */
             404: {
                 headers: {
@@ -3279,6 +3504,15 @@ export interface operations {
                     "application/json": components["schemas"]["NodeList"];
                 };
             };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     node: {
@@ -3299,6 +3533,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["NodeInfo"];
+                };
+            };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description Unknown node */
@@ -3334,6 +3577,15 @@ export interface operations {
             };
             /** @description No or a wrong bearer token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token's scope is 'read'; this operation needs 'admin' */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3378,6 +3630,15 @@ export interface operations {
                     "application/json": components["schemas"]["CaseList"];
                 };
             };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     collect_start: {
@@ -3406,6 +3667,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token's scope is 'read'; this operation needs 'admin' */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     normal_start: {
@@ -3427,6 +3697,15 @@ export interface operations {
             };
             /** @description No or a wrong bearer token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token's scope is 'read'; this operation needs 'admin' */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3471,6 +3750,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token's scope is 'read'; this operation needs 'admin' */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No normal collection runs */
             409: {
                 headers: {
@@ -3497,6 +3785,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Stats"];
+                };
+            };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -3527,6 +3824,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token's scope is 'read'; this operation needs 'admin' */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     active_workloads: {
@@ -3544,6 +3850,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["WorkloadList"];
+                };
+            };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -3580,6 +3895,15 @@ export interface operations {
             };
             /** @description No or a wrong bearer token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token's scope is 'read'; this operation needs 'admin' */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3656,6 +3980,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token's scope is 'read'; this operation needs 'admin' */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Unknown database */
             404: {
                 headers: {
@@ -3693,6 +4026,15 @@ export interface operations {
                     "application/json": components["schemas"]["WorkloadList"];
                 };
             };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     start_workload: {
@@ -3727,6 +4069,15 @@ export interface operations {
             };
             /** @description No or a wrong bearer token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token's scope is 'read'; this operation needs 'admin' */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3789,6 +4140,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token's scope is 'read'; this operation needs 'admin' */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     workload: {
@@ -3809,6 +4169,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["WorkloadReport"];
+                };
+            };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description Unknown workload */
@@ -3844,6 +4213,15 @@ export interface operations {
             };
             /** @description No or a wrong bearer token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token's scope is 'read'; this operation needs 'admin' */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3896,6 +4274,15 @@ export interface operations {
                 };
                 content: {
                     "text/plain; version=0.0.4": string;
+                };
+            };
+            /** @description No or a wrong bearer token, when the coordinator's api.require_token_for_reads is on */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
