@@ -18,6 +18,28 @@ pub struct Health {
     /// Whether reads under /api need a read (or admin) token here.
     #[serde(default)]
     pub reads_need_token: bool,
+    /// Whether the store takes writes, and why not.
+    #[serde(default)]
+    pub storage: StorageHealth,
+}
+
+/// The store's state: while it cannot write (a full disk), agents' batches
+/// are refused with the storage-unavailable code and stay in their spill
+/// until it can; reads go on.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, PartialEq, Default)]
+pub struct StorageHealth {
+    /// False while writes fail.
+    pub writable: bool,
+    /// The first failing write's error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Since when writes fail (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<i64>,
+    /// Free bytes on the store's filesystem (checked every second while
+    /// writes fail); the store reopens by itself once there is room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_bytes: Option<u64>,
 }
 
 /// What sends a node's series.

@@ -17,7 +17,7 @@ use crate::dbprobe::DbProbes;
 use crate::faults::Faults;
 use crate::ingest::{self, Ingest, Registry};
 use crate::telemetry::Telemetry;
-use distdiag_store::{SeriesStore, SledStore};
+use distdiag_store::{RecoveringStore, SeriesStore};
 use distdiag_workload::Workloads;
 
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +110,7 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
     let store_dir = cfg.store_dir();
     let tuning = cfg.store.tuning.clone();
     let store: Arc<dyn SeriesStore> = Arc::new(
-        tokio::task::spawn_blocking(move || SledStore::open(&store_dir, tuning))
+        tokio::task::spawn_blocking(move || RecoveringStore::open(&store_dir, tuning))
             .await
             .map_err(|e| AppError::Runtime(e.to_string()))?
             .map_err(|e| AppError::Runtime(format!("cannot open the store: {e}")))?,
@@ -226,6 +226,7 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
             warn!(%error, "API server ended");
         }
     }));
+    tasks.push(tokio::spawn(reopen_when_writable(store.clone(), shutdown_rx.clone())));
     tasks.push(tokio::spawn(housekeeping(
         store.clone(),
         faults.clone(),
@@ -247,6 +248,27 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
         dbfaults,
         faults,
     })
+}
+
+/// Every second while the store cannot write: reopens it once its
+/// filesystem has room again (see [`RecoveringStore`]).
+async fn reopen_when_writable(store: Arc<dyn SeriesStore>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if store.storage_fault().is_none() {
+            continue;
+        }
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.recover()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => warn!(%error, "the store could not be reopened; trying again"),
+            Err(error) => warn!(%error, "store reopen task failed"),
+        }
+    }
 }
 
 /// Every 5 s: measures the ingest rate and seals nodes that pin old log

@@ -8,6 +8,7 @@
 //! is ever written per sample, and sled holds only sealed blocks.
 
 pub mod block;
+mod recovering;
 mod sled_store;
 mod wal;
 
@@ -16,6 +17,7 @@ use distdiag_common::MetricDesc;
 use serde::{Deserialize, Serialize};
 
 pub use distdiag_api::faults::{FaultPhase, FaultRecord, RecordSpec};
+pub use recovering::{free_bytes, RecoveringStore};
 pub use sled_store::{SledStore, StoreConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,17 @@ pub struct StoreStats {
 pub struct Latest {
     pub catalog: Vec<MetricDesc>,
     pub rows: Vec<(i64, Vec<f64>)>,
+}
+
+/// Why the store cannot write now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StorageFault {
+    /// When the first failing write was seen (ms since the epoch).
+    pub since_ms: i64,
+    /// That write's error (for a full disk: "No space left on device").
+    pub error: String,
+    /// Free bytes on the store's filesystem at the last check.
+    pub free_bytes: Option<u64>,
 }
 
 /// A node's catalog and its rows `(timestamp_ms, values)`.
@@ -149,6 +162,15 @@ pub trait SeriesStore: Send + Sync {
     /// Periodic upkeep: seals nodes whose unsealed rows keep an old log
     /// segment alive; returns how many were sealed.
     fn maintain(&self) -> Result<usize, StoreError>;
+    /// Why writes fail now, if they do.
+    fn storage_fault(&self) -> Option<StorageFault> {
+        None
+    }
+    /// Tries to come back after a failure (see [`RecoveringStore`]); true
+    /// when the store is writable again.
+    fn recover(&self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 }
 
 /// Milliseconds since the Unix epoch: the clock of stored timestamps.

@@ -1,7 +1,9 @@
 //! End-to-end data path: real agents, a real coordinator process, real QUIC
-//! with mutual TLS on loopback, real sled.
+//! with mutual TLS on loopback, real sled — through a coordinator crash and a
+//! full disk (a tmpfs the test mounts under the store).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// End-to-end tests start the programs they test (and mount the filesystems they fill).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -111,9 +113,16 @@ async fn three_agents_lose_nothing_across_a_coordinator_crash() {
     assert!(coord.stop().success());
 
     // Every value of every row is stored, bit for bit; nothing else is.
-    let store = open_store(&data.join("store"));
+    let checked = assert_stored_exactly(&data.join("store"), &nodes, &rows);
+    assert!(checked > 3 * 100 * 20, "only {checked} values checked");
+}
+
+/// Every value of every collected row is stored, bit for bit, and nothing
+/// else is; how many values were compared.
+fn assert_stored_exactly(store_dir: &std::path::Path, nodes: &[&str], rows: &[Vec<Row>]) -> usize {
+    let store = open_store(store_dir);
     let mut checked = 0usize;
-    for (n, rows) in nodes.iter().zip(&rows) {
+    for (n, rows) in nodes.iter().zip(rows) {
         let rec = store.node(n).unwrap();
         for (j, m) in rec.catalog.iter().enumerate() {
             let stored: HashMap<i64, f64> =
@@ -148,7 +157,156 @@ async fn three_agents_lose_nothing_across_a_coordinator_crash() {
             );
         }
     }
-    assert!(checked > 3 * 100 * 20, "only {checked} values checked");
+    checked
+}
+
+/// A tmpfs mounted for one test, unmounted whatever happens.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("cannot mount a tmpfs: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(Tmpfs(at.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Writes `path` until the filesystem has no room left; its size.
+fn fill(path: &std::path::Path) -> u64 {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0x5au8; 64 << 10];
+    let mut written = 0u64;
+    while f.write_all(&chunk).is_ok() {
+        written += chunk.len() as u64;
+    }
+    // The last partial chunk, byte by byte is too slow; 4 KiB at a time.
+    while f.write_all(&chunk[..4096]).is_ok() {
+        written += 4096;
+    }
+    let _ = f.sync_all();
+    written
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_ingest_and_everything_backfills_when_space_returns() {
+    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let nodes = ["n1", "n2"];
+    let data = tmp.path().join("coord");
+    // The store alone on a small filesystem; certificates, tokens and the
+    // agents' spill on the ordinary disk.
+    let _fs = match Tmpfs::mount(&data.join("store"), "64m") {
+        Ok(fs) => fs,
+        Err(why) => return skip(&why),
+    };
+    let certs = make_certs(&data.join("certs"), &nodes);
+    let (api, quic) = free_ports();
+    let mut coord = Coordinator::start(&data, api, quic, &[]);
+    let client = coord.client();
+    let mut agents = Vec::new();
+    let mut taps = Vec::new();
+    for n in nodes {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let cfg = agent_config(n, &certs, quic, &tmp.path().join(n), 100);
+        agents.push(distdiag_agent::start(cfg, Some(tx)).await.unwrap());
+        taps.push(rx);
+    }
+    assert!(
+        eventually(Duration::from_secs(15), || agents.iter().all(|a| a.status().acked_seq >= 5))
+            .await,
+        "agents never got acks"
+    );
+    assert!(client.health().await.unwrap().storage.writable);
+
+    // Fill the store's filesystem to the last block.
+    let filler = data.join("store").join("filler");
+    let filled = fill(&filler);
+    let full_at = distdiag_agent::now_ms();
+    let mut health = client.health().await.unwrap();
+    for _ in 0..150 {
+        if !health.storage.writable {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        health = client.health().await.unwrap();
+    }
+    assert!(!health.storage.writable, "writes did not fail on a full disk: {health:?}");
+    let error = health.storage.error.clone().unwrap_or_default();
+    assert!(error.contains("No space left on device"), "{health:?}");
+    println!("filled {} MiB; /health: {:?}", filled >> 20, health.storage);
+    // Refused, not acknowledged: the agents keep their batches.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let acked_when_full: Vec<u64> = agents.iter().map(|a| a.status().acked_seq).collect();
+    let spilled =
+        eventually(Duration::from_secs(15), || agents.iter().all(|a| a.pending_rows() >= 30)).await;
+    let pending: Vec<usize> = agents.iter().map(|a| a.pending_rows()).collect();
+    assert!(spilled, "agents did not keep their batches while the disk was full: {pending:?}");
+    assert!(
+        agents.iter().zip(&acked_when_full).all(|(a, before)| a.status().acked_seq == *before),
+        "batches were acknowledged while the disk was full"
+    );
+    let refusals = agents
+        .iter()
+        .filter_map(|a| a.status().last_error)
+        .filter(|e| e.contains("storage unavailable"))
+        .count();
+    assert!(refusals > 0, "no agent was told the storage is unavailable");
+    // The API stays up and says why, in /health and in /metrics.
+    assert_eq!(client.nodes().await.unwrap().nodes.len(), 2);
+    let prom = reqwest::get(coord.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(prom.contains("distdiag_store_writable 0"), "{prom}");
+
+    // Space returns: the store reopens, the agents backfill.
+    std::fs::remove_file(&filler).unwrap();
+    let freed_at = distdiag_agent::now_ms();
+    let caught_up = eventually(Duration::from_secs(30), || {
+        agents
+            .iter()
+            .zip(&acked_when_full)
+            .all(|(a, before)| a.status().acked_seq > *before && a.pending_rows() <= 2)
+    })
+    .await;
+    assert!(caught_up, "agents did not backfill; coordinator log:\n{}", coord.log_text());
+    let health = client.health().await.unwrap();
+    assert!(health.storage.writable, "{health:?}");
+    println!(
+        "full for {} ms, backfilled {} ms after the space returned",
+        freed_at - full_at,
+        distdiag_agent::now_ms() - freed_at
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for a in agents {
+        a.stop(Duration::from_secs(20)).await;
+    }
+    for n in nodes {
+        let left = std::fs::read_dir(tmp.path().join(n).join("spill")).unwrap().count();
+        assert_eq!(left, 0, "{n} still holds {left} unacknowledged batches");
+    }
+    let log = coord.log_text();
+    assert!(coord.stop().success(), "{log}");
+    assert!(log.contains("store reopened"), "{log}");
+    let rows: Vec<Vec<Row>> = taps.iter_mut().map(drain).collect();
+    for (n, rows) in nodes.iter().zip(&rows) {
+        assert!(
+            rows.iter().any(|r| r.ts_ms > full_at + 1000 && r.ts_ms < freed_at),
+            "{n} collected nothing while the disk was full"
+        );
+    }
+    let checked = assert_stored_exactly(&data.join("store"), &nodes, &rows);
+    println!("{checked} values stored exactly");
 }
 
 /// A bare QUIC client holding a valid node certificate.

@@ -27,7 +27,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use distdiag_api::nodes::{Health, NodeDeleted, NodeInfo, NodeKind, NodeList, NodeState};
+use distdiag_api::nodes::{
+    Health, NodeDeleted, NodeInfo, NodeKind, NodeList, NodeState, StorageHealth,
+};
 use distdiag_api::ErrorBody;
 use distdiag_store::{NodeRecord, SeriesStore, StoreError};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -536,12 +538,19 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     operation_id = "health",get, path = "/health", tag = "system", responses((status = 200, body = Health)))]
 async fn health(State(state): State<ApiState>) -> Json<Health> {
     let stats = state.store.stats();
+    let fault = state.store.storage_fault();
     Json(Health {
         status: "ok".into(),
         connected_agents: state.registry.len(),
         nodes: stats.nodes,
         version: env!("CARGO_PKG_VERSION").into(),
         reads_need_token: state.reads_need_token,
+        storage: StorageHealth {
+            writable: fault.is_none(),
+            since_ms: fault.as_ref().map(|f| f.since_ms),
+            free_bytes: fault.as_ref().and_then(|f| f.free_bytes),
+            error: fault.map(|f| f.error),
+        },
     })
 }
 

@@ -109,6 +109,13 @@ pub(super) async fn render(State(state): State<ApiState>) -> impl IntoResponse {
     line(&mut out, "distdiag_store_nodes", "gauge", "Nodes known to the store.", s.nodes as f64);
     line(
         &mut out,
+        "distdiag_store_writable",
+        "gauge",
+        "1 when the store takes writes, 0 while they fail (a full disk); /health says why.",
+        if state.store.storage_fault().is_none() { 1.0 } else { 0.0 },
+    );
+    line(
+        &mut out,
         "distdiag_store_size_bytes",
         "gauge",
         "Size of the store on disk (sled and write-ahead log).",

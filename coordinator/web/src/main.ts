@@ -47,6 +47,15 @@ readAccess().then(route);
 async function health() {
   const el = document.getElementById("conn")!;
   const { data } = await api.GET("/health").catch(() => ({ data: undefined }));
+  const storage = data?.storage;
+  if (data && storage && !storage.writable) {
+    // Ingest is refused until the store can write again: say why and since when.
+    const since = storage.since_ms ? new Date(storage.since_ms).toLocaleTimeString() : "?";
+    const free = storage.free_bytes != null ? `, ${(storage.free_bytes / 1048576).toFixed(1)} MiB free` : "";
+    el.textContent = `coordinator ${data.version}: storage not writable since ${since} (${storage.error ?? "unknown error"}${free}); agents keep their data until it is`;
+    el.className = "bad";
+    return;
+  }
   el.textContent = data ? `coordinator ${data.version}: ${data.connected_agents} agents connected, ${data.nodes} nodes` : "coordinator unreachable";
   el.className = data ? "good" : "bad";
 }

@@ -1269,6 +1269,8 @@ export interface components {
             reads_need_token?: boolean;
             /** @description Always `ok` when the coordinator answers. */
             status: string;
+            /** @description Whether the store takes writes, and why not. */
+            storage?: components["schemas"]["StorageHealth"];
             version: string;
         };
         /** @description Facts about the host an agent runs on, sent once per connection. */
@@ -1908,6 +1910,28 @@ export interface components {
         /** @description `POST /api/anomaly/stop`: one fault by id; an empty body (or no id) stops all. */
         StopRequest: {
             id?: string | null;
+        };
+        /**
+         * @description The store's state: while it cannot write (a full disk), agents' batches
+         *     are refused with the storage-unavailable code and stay in their spill
+         *     until it can; reads go on.
+         */
+        StorageHealth: {
+            /** @description The first failing write's error. */
+            error?: string | null;
+            /**
+             * Format: int64
+             * @description Free bytes on the store's filesystem (checked every second while
+             *     writes fail); the store reopens by itself once there is room.
+             */
+            free_bytes?: number | null;
+            /**
+             * Format: int64
+             * @description Since when writes fail (ms since the epoch).
+             */
+            since_ms?: number | null;
+            /** @description False while writes fail. */
+            writable: boolean;
         };
         /**
          * @description The headline figures operators look at first; null where the node
