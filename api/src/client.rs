@@ -69,14 +69,54 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
+fn http_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().timeout(Duration::from_secs(600))
+}
+
 impl Client {
-    /// A client without a token: reads only (unless reads need one).
+    /// A client without a token: reads only (unless reads need one). An
+    /// `https://` base is verified against the system's certificate
+    /// authorities; [`Client::with_ca_cert`] adds the cluster's.
     pub fn new(base: &str) -> Client {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(600))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let http = http_builder().build().unwrap_or_else(|_| reqwest::Client::new());
         Client { base: base.trim_end_matches('/').to_owned(), token: None, http }
+    }
+
+    /// Also trusts the certificate authorities of a PEM bundle (the
+    /// cluster CA, `<data_dir>/certs/ca.pem`, for a coordinator that serves
+    /// HTTPS with its cluster certificate).
+    pub fn with_ca_cert(mut self, pem: &[u8]) -> Result<Client, ClientError> {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| ClientError::Transport(format!("not a PEM certificate bundle: {e}")))?;
+        if certs.is_empty() {
+            return Err(ClientError::Transport("no certificate in the PEM bundle".into()));
+        }
+        let builder = certs.into_iter().fold(http_builder(), |b, c| b.add_root_certificate(c));
+        self.http = builder.build().map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(self)
+    }
+
+    /// What the command-line tools do for an `https://` base: trust
+    /// `ca_cert` if given, else the cluster CA in `<data_dir>/certs/ca.pem`
+    /// if it is there (the system's authorities in any case).
+    pub fn with_cluster_ca(
+        self,
+        ca_cert: Option<&std::path::Path>,
+        data_dir: &std::path::Path,
+    ) -> Result<Client, ClientError> {
+        if !self.base.starts_with("https://") {
+            return Ok(self);
+        }
+        let default = data_dir.join("certs").join("ca.pem");
+        let Some(path) =
+            ca_cert.map(ToOwned::to_owned).or_else(|| default.exists().then_some(default))
+        else {
+            return Ok(self);
+        };
+        let pem = std::fs::read(&path)
+            .map_err(|e| ClientError::Transport(format!("cannot read {}: {e}", path.display())))?;
+        self.with_ca_cert(&pem)
+            .map_err(|e| ClientError::Transport(format!("{}: {e}", path.display())))
     }
 
     /// The same client sending `Authorization: Bearer <token>`.

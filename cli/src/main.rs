@@ -29,6 +29,10 @@ struct Cli {
     /// The coordinator's data directory, where the token file lives.
     #[arg(long, global = true, default_value = "data")]
     data_dir: PathBuf,
+    /// CA certificate (PEM) to trust for an https:// URL besides the
+    /// system's (default: <data-dir>/certs/ca.pem when it exists).
+    #[arg(long, global = true, env = "DISTDIAG_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -330,7 +334,9 @@ fn failed(e: ClientError) -> (u8, String) {
 
 /// The client, with the token when the command changes something.
 fn client(cli: &Cli, mutating: bool) -> Result<Client, (u8, String)> {
-    let c = Client::new(&cli.url);
+    let c = Client::new(&cli.url)
+        .with_cluster_ca(cli.ca_cert.as_deref(), &cli.data_dir)
+        .map_err(|e| (EX_USAGE, e.to_string()))?;
     if mutating {
         return Ok(c.with_token(token(cli).map_err(|e| (EX_USAGE, e))?));
     }
@@ -687,6 +693,9 @@ fn lab(cli: &Cli, sub: &str, args: &[String]) -> Result<(), (u8, String)> {
     cmd.arg("--url").arg(&cli.url).arg("--data-dir").arg(&cli.data_dir);
     if let Some(t) = &cli.token_file {
         cmd.arg("--token-file").arg(t);
+    }
+    if let Some(ca) = &cli.ca_cert {
+        cmd.arg("--ca-cert").arg(ca);
     }
     let status = cmd.arg(sub).args(args).status().map_err(|e| {
         (1, format!("`distdiag {sub}` runs {}, which links XGBoost: {e} (build it with `cargo build -p distdiag-testbed`, or install it beside distdiag)", program.display()))

@@ -32,6 +32,8 @@ pub enum AppError {
 /// A running coordinator.
 pub struct Running {
     pub api_addr: SocketAddr,
+    /// `http://addr` or `https://addr`.
+    pub api_url: String,
     pub ingest_addr: SocketAddr,
     pub token_file: Option<PathBuf>,
     store: Arc<dyn SeriesStore>,
@@ -80,9 +82,18 @@ fn load_token(path: &Path) -> Result<(String, Option<PathBuf>), AppError> {
 }
 
 /// Checks everything that can be checked before a port is bound.
-pub fn preflight(cfg: &Config) -> Result<quinn::ServerConfig, AppError> {
+/// What start-up needs from the certificates: the QUIC server's TLS
+/// (mutual), and the API's when it serves HTTPS.
+pub struct Listeners {
+    pub quic: quinn::ServerConfig,
+    pub https: Option<Arc<rustls::ServerConfig>>,
+}
+
+pub fn preflight(cfg: &Config) -> Result<Listeners, AppError> {
     cfg.validate().map_err(|e| AppError::Setup(e.to_string()))?;
-    for p in [cfg.ca_cert(), cfg.server_cert(), cfg.server_key()] {
+    let (api_cert, api_key) = cfg.api_tls_files();
+    let api_files = if cfg.api.tls { vec![api_cert.clone(), api_key.clone()] } else { vec![] };
+    for p in [cfg.ca_cert(), cfg.server_cert(), cfg.server_key()].into_iter().chain(api_files) {
         if !p.exists() {
             return Err(AppError::Setup(format!(
                 "{} does not exist; create the cluster certificates with `distdiag-coordinator --data-dir {} cert init`",
@@ -91,18 +102,26 @@ pub fn preflight(cfg: &Config) -> Result<quinn::ServerConfig, AppError> {
             )));
         }
     }
-    crate::tls::server_config(
+    let quic = crate::tls::server_config(
         &cfg.ca_cert(),
         &cfg.server_cert(),
         &cfg.server_key(),
         cfg.ingest.idle_timeout_ms,
     )
-    .map_err(|e| AppError::Setup(e.to_string()))
+    .map_err(|e| AppError::Setup(e.to_string()))?;
+    let https = match cfg.api.tls {
+        true => Some(
+            crate::tls::https_config(&api_cert, &api_key)
+                .map_err(|e| AppError::Setup(format!("api.tls: {e}")))?,
+        ),
+        false => None,
+    };
+    Ok(Listeners { quic, https })
 }
 
 /// Starts the coordinator; returns once both listeners are bound.
 pub async fn start(cfg: Config) -> Result<Running, AppError> {
-    let server_config = preflight(&cfg)?;
+    let Listeners { quic: server_config, https } = preflight(&cfg)?;
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| AppError::Setup(format!("cannot create {}: {e}", cfg.data_dir.display())))?;
     let (token, token_file) = load_token(&cfg.token_file())?;
@@ -217,12 +236,20 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
         diagnosis: cfg.diagnosis.clone(),
         diagnosis_merge: merge,
     });
+    let api_url = format!("{}://{api_addr}", if https.is_some() { "https" } else { "http" });
     let mut rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
         let graceful = async move {
             let _ = rx.changed().await;
         };
-        if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(graceful).await {
+        let served = match https {
+            Some(tls) => match crate::https::TlsListener::new(listener, tls) {
+                Ok(l) => axum::serve(l, app).with_graceful_shutdown(graceful).await,
+                Err(e) => Err(e),
+            },
+            None => axum::serve(listener, app).with_graceful_shutdown(graceful).await,
+        };
+        if let Err(error) = served {
             warn!(%error, "API server ended");
         }
     }));
@@ -235,9 +262,10 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
         cfg.store.retention_hours,
         shutdown_rx,
     )));
-    info!(api = %api_addr, ingest = %ingest_addr, data = %cfg.data_dir.display(), databases = databases.len(), "coordinator running");
+    info!(api = %api_url, ingest = %ingest_addr, data = %cfg.data_dir.display(), databases = databases.len(), "coordinator running");
     Ok(Running {
         api_addr,
+        api_url,
         ingest_addr,
         token_file,
         store,

@@ -135,6 +135,14 @@ pub struct ApiConfig {
     /// Scoped tokens (`distdiag-coordinator token create`), stored hashed;
     /// default `<data_dir>/tokens.json`.
     pub tokens_file: Option<PathBuf>,
+    /// Serve the API (and the dashboard) over HTTPS instead of HTTP.
+    pub tls: bool,
+    /// Certificate chain and key of the HTTPS listener (PEM). Default: the
+    /// cluster's server certificate (`ingest.server_cert`/`server_key`, made
+    /// by `cert init` for the names given with `--server-name`), which
+    /// clients trust through the cluster CA (`ca.pem`).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -186,6 +194,9 @@ impl Default for ApiConfig {
             prepare_wait_ms: 60_000,
             require_token_for_reads: None,
             tokens_file: None,
+            tls: false,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -222,6 +233,9 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.api.tls_cert.is_some() != self.api.tls_key.is_some() {
+            return bad("api.tls_cert and api.tls_key go together: give both or neither".into());
+        }
         if !(4096..=64 << 20).contains(&self.ingest.max_frame_bytes) {
             return bad(format!(
                 "ingest.max_frame_bytes = {} is outside 4096..=67108864",
@@ -341,6 +355,13 @@ impl Config {
     }
     pub fn server_key(&self) -> PathBuf {
         self.ingest.server_key.clone().unwrap_or_else(|| self.certs_dir().join("server.key"))
+    }
+    /// Certificate and key of the HTTPS API listener.
+    pub fn api_tls_files(&self) -> (PathBuf, PathBuf) {
+        (
+            self.api.tls_cert.clone().unwrap_or_else(|| self.server_cert()),
+            self.api.tls_key.clone().unwrap_or_else(|| self.server_key()),
+        )
     }
 
     /// The default configuration as commented TOML.

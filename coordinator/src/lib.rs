@@ -11,6 +11,7 @@ pub mod config;
 pub mod dbfault;
 pub mod dbprobe;
 pub mod faults;
+pub mod https;
 pub mod ingest;
 pub mod kube;
 pub mod models;

@@ -231,12 +231,12 @@ fn run(cfg: Config) -> ExitCode {
         };
         match &running.token_file {
             Some(p) => eprintln!(
-                "API on http://{} — bearer token for mutating requests in {}",
-                running.api_addr,
+                "API on {} — bearer token for mutating requests in {}",
+                running.api_url,
                 p.display()
             ),
             None => {
-                eprintln!("API on http://{} — bearer token from DISTDIAG_TOKEN", running.api_addr)
+                eprintln!("API on {} — bearer token from DISTDIAG_TOKEN", running.api_url)
             }
         }
         tell_systemd(&running);

@@ -80,6 +80,20 @@ pub fn server_config(
     Ok(sc)
 }
 
+/// TLS configuration of the HTTPS API listener: the given chain and key,
+/// no client certificate (the API authenticates with bearer tokens),
+/// HTTP/1.1.
+pub fn https_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(load_certs(cert)?, load_key(key)?)
+        .map_err(|e| TlsError::Config(format!("{} and {}: {e}", cert.display(), key.display())))?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(tls))
+}
+
 /// The node name carried by a client certificate: its subject common name.
 pub fn node_name(cert: &CertificateDer<'_>) -> Result<String, TlsError> {
     let (_, x) =

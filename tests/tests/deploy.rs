@@ -261,6 +261,7 @@ async fn ansible_playbook_installs_a_connected_cluster_and_is_idempotent() {
           coordinator_xgboost_source_dir: "{xgb}"
           coordinator_cert_stage_dir: "{stage}"
           coordinator_api_listen: "{api}"
+          coordinator_api_tls: true
           coordinator_ingest_listen: "{ingest}"
           coordinator_server_names: [localhost, 127.0.0.1]
     distdiag_agents:
@@ -300,7 +301,9 @@ async fn ansible_playbook_installs_a_connected_cluster_and_is_idempotent() {
     let changed: u64 = recap(&first).iter().map(|r| r.1).sum();
     assert!(changed > 5, "the first run installs things:\n{first}");
     // The playbook's own last play waited until the agent was connected; say it again.
-    let c = distdiag_api::Client::new(&format!("http://{api}"));
+    // Over HTTPS (coordinator_api_tls), trusting the cluster CA the role made.
+    let ca = std::fs::read(coord_root.join("var/lib/distdiag/certs/ca.pem")).unwrap();
+    let c = distdiag_api::Client::new(&format!("https://{api}")).with_ca_cert(&ca).unwrap();
     let nodes = c.nodes().await.unwrap().nodes;
     assert!(nodes.iter().any(|n| n.node == "n1" && n.connected), "{nodes:?}");
     assert!(coord_root.join("var/lib/distdiag/certs/node-n1.pem").is_file());

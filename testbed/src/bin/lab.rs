@@ -38,6 +38,10 @@ struct Cli {
     /// The coordinator's data directory, where the token file lives.
     #[arg(long, global = true, default_value = "data")]
     data_dir: PathBuf,
+    /// CA certificate (PEM) to trust for an https:// URL besides the
+    /// system's (default: <data-dir>/certs/ca.pem when it exists).
+    #[arg(long, global = true, env = "DISTDIAG_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -198,7 +202,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli) -> Result<(), Failure> {
-    let client = Client::new(&cli.url);
+    let client = Client::new(&cli.url)
+        .with_cluster_ca(cli.ca_cert.as_deref(), &cli.data_dir)
+        .map_err(|e| (EX_USAGE, e.to_string()))?;
     match &cli.command {
         Command::Eval {
             dataset,
