@@ -3,7 +3,7 @@ CARGO_TARGET_DIR ?= /var/tmp/distdiag-target
 export CARGO_TARGET_DIR
 CARGO ?= cargo
 
-.PHONY: demo test bench bench-accuracy build image lint unit deps-test deps-bench
+.PHONY: demo test fuzz soak bench bench-accuracy build image lint unit deps-test deps-bench
 
 demo:
 	scripts/install-deps.sh demo
@@ -18,6 +18,13 @@ test: deps-test lint
 	$(CARGO) fetch
 	$(CARGO) build --workspace --bins
 	DISTDIAG_REQUIRE_ALL=1 $(CARGO) nextest run --workspace --no-fail-fast
+	scripts/fuzz.sh 20
+
+# Coverage-guided fuzzing, long: FUZZ_SECONDS per target (15 min each by
+# default); the inputs AFL++ finds that reach new edges go to fuzz/corpus/ to commit.
+FUZZ_SECONDS ?= 900
+fuzz: deps-test
+	scripts/fuzz.sh $(FUZZ_SECONDS) --keep-corpus
 
 lint:
 	$(CARGO) fmt --all --check
@@ -26,6 +33,13 @@ lint:
 bench: deps-bench
 	$(CARGO) build --release --workspace --bins
 	$(CARGO_TARGET_DIR)/release/distdiag-bench
+
+# The soak: 1,000 simulated agents × 200 metrics at 1 Hz for 10 minutes,
+# then 20 kill -9 of the coordinator under that load, and the count of every
+# row (SOAK_AGENTS, SOAK_METRICS, SOAK_SECONDS, SOAK_KILLS change it).
+soak: deps-bench
+	$(CARGO) build --release --workspace --bins
+	$(CARGO_TARGET_DIR)/release/distdiag-bench soak
 
 # The full fault campaign on the testbed (Galera, then standalone MariaDB);
 # about an hour per database with the defaults, see scripts/bench-accuracy.sh for the knobs.

@@ -58,6 +58,15 @@ fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
+# Coverage-guided fuzzing (scripts/fuzz.sh): cargo afl, and the AFL++ it
+# builds for this toolchain (once; "already built" is fine).
+if ! cargo afl --version >/dev/null 2>&1; then
+  cargo install cargo-afl --locked
+fi
+if ! afl_out=$(cargo afl config --build 2>&1) && ! grep -q "already built" <<<"$afl_out"; then
+  echo "$afl_out" >&2
+  exit 1
+fi
 
 # Network faults: iptables (NFQUEUE and statistic for delay and loss), iproute2 (tc, test
 # namespaces), nftables (reverting loss faults that earlier versions journalled as tables).

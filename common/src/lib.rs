@@ -10,6 +10,7 @@
 pub mod catalog;
 pub mod codec;
 pub mod fault;
+pub mod inbound;
 pub mod pem;
 pub mod proto;
 

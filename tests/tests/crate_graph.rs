@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// Lower layers first: a crate may depend only on crates before it.
-const LAYERS: [&str; 11] = [
+const LAYERS: [&str; 12] = [
     "distdiag-common",
     "distdiag-dataset",
     "distdiag-api",
@@ -26,6 +26,7 @@ const LAYERS: [&str; 11] = [
     "distdiag-cli",
     "distdiag-testbed",
     "distdiag-tests",
+    "distdiag-fuzz",
 ];
 
 fn root() -> PathBuf {

@@ -14,9 +14,9 @@ mod writer;
 use std::sync::Arc;
 use std::time::Duration;
 
-use distdiag_common::catalog::{validate_metric_name, MAX_CATALOG_LEN};
-use distdiag_common::codec::{decode_hello, decode_payload, encode_frame};
-use distdiag_common::proto::{AgentMsg, Batch, CoordMsg, ProtocolError, CLOSE_NORMAL};
+use distdiag_common::codec::encode_frame;
+use distdiag_common::inbound::Inbound;
+use distdiag_common::proto::{AgentMsg, CoordMsg, ProtocolError, CLOSE_NORMAL};
 use distdiag_common::{FrameDecoder, MetricDesc};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn, Instrument};
@@ -27,11 +27,6 @@ use distdiag_store::{AppendOutcome, SeriesStore, StoreError};
 
 pub use registry::{AgentInfo, Registry};
 pub use writer::{spawn_writer, WriteJob};
-
-/// Most rows one batch may carry.
-pub const MAX_ROWS_PER_BATCH: usize = 100_000;
-/// Rows stamped further than this into the future are refused.
-const MAX_CLOCK_SKEW_MS: i64 = 24 * 3600 * 1000;
 
 /// Shared state of the ingest.
 pub struct Ingest {
@@ -143,58 +138,6 @@ async fn read_frame(
     }
 }
 
-fn validate_catalog(catalog: &[MetricDesc]) -> Result<(), ProtocolError> {
-    if catalog.len() > MAX_CATALOG_LEN {
-        return Err(ProtocolError::BadCatalog(format!(
-            "{} metrics exceed the limit of {MAX_CATALOG_LEN}",
-            catalog.len()
-        )));
-    }
-    let mut seen = std::collections::HashSet::with_capacity(catalog.len());
-    for m in catalog {
-        validate_metric_name(&m.name).map_err(ProtocolError::BadCatalog)?;
-        if m.unit.len() > 32 || !m.unit.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(ProtocolError::BadCatalog(format!(
-                "metric {:?} has an invalid unit {:?}",
-                m.name, m.unit
-            )));
-        }
-        if !seen.insert(m.name.as_str()) {
-            return Err(ProtocolError::BadCatalog(format!(
-                "metric {:?} is declared twice",
-                m.name
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn validate_batch(b: &Batch, width: usize, now: i64) -> Result<(), ProtocolError> {
-    if b.rows.is_empty() || b.rows.len() > MAX_ROWS_PER_BATCH {
-        return Err(ProtocolError::BadBatch(format!(
-            "batch {} has {} rows (1..={MAX_ROWS_PER_BATCH} allowed)",
-            b.seq,
-            b.rows.len()
-        )));
-    }
-    for r in &b.rows {
-        if r.values.len() > width {
-            return Err(ProtocolError::BadBatch(format!(
-                "batch {}: a row has {} values but the catalog has {width}",
-                b.seq,
-                r.values.len()
-            )));
-        }
-        if r.ts_ms < 0 || r.ts_ms > now + MAX_CLOCK_SKEW_MS {
-            return Err(ProtocolError::BadBatch(format!(
-                "batch {}: timestamp {} is out of range",
-                b.seq, r.ts_ms
-            )));
-        }
-    }
-    Ok(())
-}
-
 async fn write_msg(
     send: &mut quinn::SendStream,
     msg: &CoordMsg,
@@ -246,14 +189,8 @@ async fn session(
         .await
         .map_err(|_| ProtocolError::Unexpected("no hello within 10 s".into()))??
         .ok_or_else(|| ProtocolError::Unexpected("stream closed before hello".into()))?;
-    let checked = decode_hello(&first, max).map_err(ProtocolError::from).and_then(|h| {
-        if h.node != node {
-            return Err(ProtocolError::NodeMismatch { cert: node.to_owned(), hello: h.node });
-        }
-        validate_catalog(&h.catalog)?;
-        Ok(h)
-    });
-    let hello = match checked {
+    let mut inbound = Inbound::new(node, max);
+    let hello = match inbound.hello(&first) {
         Ok(h) => h,
         Err(e) => {
             // Tell the agent why before closing; it logs this and does not retry blindly.
@@ -263,7 +200,6 @@ async fn session(
             return Err(e.into());
         }
     };
-    let mut width = hello.catalog.len();
     upsert(ingest, node, &hello, hello.catalog.clone()).await?;
     write_msg(&mut send, &CoordMsg::Welcome { node: node.to_owned(), max_frame: max }, max).await?;
     let (out_tx, out_rx) = mpsc::channel::<Outgoing>(4096);
@@ -282,28 +218,26 @@ async fn session(
     }
     let faults: Vec<&str> =
         hello.capabilities.fault_backends.iter().map(|b| b.kind.as_str()).collect();
-    info!(metrics = width, interval_ms = hello.interval_ms, ?faults, "agent connected");
+    info!(metrics = inbound.width(), interval_ms = hello.interval_ms, ?faults, "agent connected");
 
     let sender = tokio::spawn(send_loop(ingest.clone(), conn.clone(), send, out_rx));
-    let mut catalog = hello.catalog.clone();
     let result = loop {
         let payload = match read_frame(&mut recv, &mut dec).await {
             Ok(Some(p)) => p,
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),
         };
-        let msg = match decode_payload::<AgentMsg>(&payload, max) {
+        let msg = match inbound.message(&payload, now_ms()) {
             Ok(m) => m,
             Err(e) => {
-                Telemetry::inc(&ingest.telemetry.frame_errors, 1);
-                break Err(ProtocolError::from(e).into());
+                if matches!(e, ProtocolError::Malformed(_) | ProtocolError::FrameTooLarge { .. }) {
+                    Telemetry::inc(&ingest.telemetry.frame_errors, 1);
+                }
+                break Err(e.into());
             }
         };
         match msg {
             AgentMsg::Batch(b) => {
-                if let Err(e) = validate_batch(&b, width, now_ms()) {
-                    break Err(e.into());
-                }
                 let (tx, rx) = oneshot::channel();
                 let (seq, rows) = (b.seq, b.rows.len());
                 if ingest
@@ -319,21 +253,11 @@ async fn session(
                 }
             }
             AgentMsg::Catalog(new) => {
-                if new.len() < catalog.len() || new[..catalog.len()] != catalog[..] {
-                    break Err(ProtocolError::BadCatalog(
-                        "a catalog may only grow at its end".into(),
-                    )
-                    .into());
-                }
-                if let Err(e) = validate_catalog(&new) {
-                    break Err(e.into());
-                }
+                let from = hello.catalog.len();
                 if let Err(e) = upsert(ingest, node, &hello, new.clone()).await {
                     break Err(e.into());
                 }
-                debug!(from = width, to = new.len(), "catalog grew");
-                width = new.len();
-                catalog = new;
+                debug!(from, to = new.len(), "catalog grew");
             }
             AgentMsg::Heartbeat { .. } => {
                 let _ = out_tx.send(Outgoing::Msg(CoordMsg::Heartbeat { ts_ms: now_ms() })).await;
@@ -342,9 +266,8 @@ async fn session(
                 debug!(fault = %id, ?state, %detail, "fault status");
                 ingest.faults.on_status(node, &id, state, detail);
             }
-            AgentMsg::Hello(_) => {
-                break Err(ProtocolError::Unexpected("second hello on one connection".into()).into())
-            }
+            // A second hello never gets here: `inbound.message` refuses it.
+            AgentMsg::Hello(_) => {}
         }
     };
     // Leaving the registry drops the control sender, which ends the control
@@ -395,37 +318,4 @@ async fn send_loop(
         }
     }
     let _ = send.finish();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use distdiag_common::Row;
-
-    #[test]
-    fn catalogs_are_validated() {
-        assert!(validate_catalog(&[MetricDesc::gauge("cpu.user", "seconds")]).is_ok());
-        assert!(validate_catalog(&[
-            MetricDesc::gauge("cpu.user", "seconds"),
-            MetricDesc::gauge("cpu.user", "seconds")
-        ])
-        .is_err());
-        assert!(validate_catalog(&[MetricDesc::gauge("Bad Name", "x")]).is_err());
-        assert!(validate_catalog(&[MetricDesc::gauge("ok", "no spaces")]).is_err());
-    }
-
-    #[test]
-    fn batches_are_validated() {
-        let ok = Batch { seq: 1, rows: vec![Row { ts_ms: 1000, values: vec![1.0, 2.0] }] };
-        assert!(validate_batch(&ok, 2, 2000).is_ok());
-        assert!(validate_batch(&ok, 1, 2000).is_err());
-        assert!(validate_batch(&Batch { seq: 1, rows: vec![] }, 2, 2000).is_err());
-        let future = Batch {
-            seq: 1,
-            rows: vec![Row { ts_ms: 2000 + MAX_CLOCK_SKEW_MS + 1, values: vec![] }],
-        };
-        assert!(validate_batch(&future, 2, 2000).is_err());
-        let negative = Batch { seq: 1, rows: vec![Row { ts_ms: -1, values: vec![] }] };
-        assert!(validate_batch(&negative, 2, 2000).is_err());
-    }
 }
