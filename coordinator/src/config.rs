@@ -260,6 +260,12 @@ impl Config {
                 self.store.tuning.block_rows
             ));
         }
+        if !(1 << 20..=1 << 36).contains(&self.store.tuning.hot_bytes) {
+            return bad(format!(
+                "store.hot_bytes = {} is outside 1048576..=68719476736",
+                self.store.tuning.hot_bytes
+            ));
+        }
         if !(1 << 16..=1 << 32).contains(&self.store.tuning.wal_segment_bytes) {
             return bad(format!(
                 "store.wal_segment_bytes = {} is outside 65536..=4294967296",

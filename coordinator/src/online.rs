@@ -17,7 +17,7 @@ use distdiag_api::ranks::{Incident, Ranking};
 
 use crate::config::DiagnosisConfig;
 use crate::models::Models;
-use distdiag_dataset::Dataset;
+use distdiag_dataset::{Dataset, Frame};
 use distdiag_diagnose::graph::NodeGraph;
 use distdiag_diagnose::rank::{rank, Method, RankEntry, Ranker};
 use distdiag_diagnose::stat;
@@ -259,13 +259,14 @@ impl Online {
         };
         // Nodes seen within two windows.
         let recent = now - 2 * window.window_ms.max(10_000);
-        let mut ds = Dataset::new(window.step_ms, window);
         let frozen = match (&active, *lock(&self.suspect_since)) {
             (None, Some(t)) if now - t <= MAX_FREEZE_MS => Some(t),
             _ => None,
         };
         let from = now - window.baseline_ms - window.window_ms;
         let from = frozen.map_or(from, |t| from.min(t - window.baseline_ms));
+        // The store's nodes by the node they are diagnosed as (merged ones together).
+        let mut targets: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for rec in self.store.nodes() {
             let last = self
                 .store
@@ -275,27 +276,41 @@ impl Online {
             if last < recent {
                 continue;
             }
-            let (catalog, rows) = self
-                .store
-                .range(&rec.node, from - window.step_ms, now)
-                .map_err(|e| e.to_string())?;
             let target = self.merge.get(&rec.node).cloned().unwrap_or_else(|| rec.node.clone());
-            let node = ds.series.entry(target).or_default();
-            for (m, pts) in distdiag_dataset::grid_series(&catalog, &rows, window.step_ms) {
-                node.entry(m).or_default().extend(pts);
-            }
+            targets.entry(target).or_default().push(rec.node);
         }
-        if ds.series.is_empty() {
+        // One target at a time from the store into the frame, so that only
+        // one node's points are held besides the frame (with every node's
+        // points held first, 1,000 nodes × 200 metrics took the coordinator
+        // to 3 GB).
+        let mut frame =
+            Frame { start_ms: from, step_ms: window.step_ms, len: 0, nodes: Vec::new() };
+        let mut newest = i64::MAX;
+        for (target, members) in targets {
+            let mut one = Dataset::new(window.step_ms, window);
+            let node = one.series.entry(target).or_default();
+            for member in members {
+                let (catalog, rows) = self
+                    .store
+                    .range(&member, from - window.step_ms, now)
+                    .map_err(|e| e.to_string())?;
+                for (m, pts) in distdiag_dataset::grid_series(&catalog, &rows, window.step_ms) {
+                    node.entry(m).or_default().extend(pts);
+                }
+            }
+            if let Some(last) = node.values().filter_map(|p| p.last().map(|x| x.0)).max() {
+                newest = newest.min(last);
+            }
+            let part = one.frame(from, now);
+            (frame.start_ms, frame.len) = (part.start_ms, part.len);
+            frame.nodes.extend(part.nodes);
+        }
+        if frame.nodes.is_empty() || newest == i64::MAX {
             return Ok(None);
         }
-        // The window ends at the newest sample every node has.
-        let newest = ds
-            .series
-            .values()
-            .filter_map(|m| m.values().filter_map(|p| p.last().map(|x| x.0)).max())
-            .min()
-            .unwrap_or(now);
-        let frame = ds.frame(from, newest);
+        // The window ends at the newest sample every node has: the frame
+        // ends there too.
+        frame.truncate(newest);
         let end = frame.index_at(newest + 1);
         if end < window.samples() {
             return Ok(None);

@@ -38,6 +38,23 @@ impl Frame {
         self.start_ms + i as i64 * self.step_ms
     }
 
+    /// Ends the frame at the slot of `to_ms` (a frame made up to a later
+    /// time, cut to what [`Dataset::frame`](crate::Dataset::frame) up to
+    /// `to_ms` holds): series and nodes left without a value go.
+    pub fn truncate(&mut self, to_ms: i64) {
+        let len = usize::try_from((to_ms - self.start_ms).div_euclid(self.step_ms.max(1)) + 1)
+            .unwrap_or(0)
+            .min(self.len);
+        self.len = len;
+        for n in &mut self.nodes {
+            n.metrics.retain(|_, v| {
+                v.truncate(len);
+                v.iter().any(|x| !x.is_nan())
+            });
+        }
+        self.nodes.retain(|n| !n.metrics.is_empty());
+    }
+
     /// Each node's series of each of `metrics` (`[node][metric]`, None where
     /// a node lacks one). A sorted list is matched in one pass over each
     /// node's sorted map instead of one lookup per pair, which dominated

@@ -734,6 +734,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_frame_cut_is_the_frame_made_to_that_time() {
+        let d = testing::two_node_cpu_case();
+        for to in [0, 999, 1000, 20_500, 41_000, 59_000] {
+            let mut cut = d.frame(-3000, 70_000);
+            cut.truncate(to);
+            // NaN is not equal to itself: compare what the frames print.
+            assert_eq!(format!("{cut:?}"), format!("{:?}", d.frame(-3000, to)), "to {to}");
+        }
+    }
+
+    #[test]
     fn counters_become_rates_and_devices_sum() {
         let catalog = vec![
             MetricDesc::counter("disk.write_bytes:sda", "bytes"),

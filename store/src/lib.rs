@@ -159,8 +159,9 @@ pub trait SeriesStore: Send + Sync {
     fn delete_docs_before(&self, collection: &str, before: &str) -> Result<usize, StoreError>;
     /// Seals every node's hot rows now (used at shutdown and by tests).
     fn seal_all(&self) -> Result<(), StoreError>;
-    /// Periodic upkeep: seals nodes whose unsealed rows keep an old log
-    /// segment alive; returns how many were sealed.
+    /// Periodic upkeep: seals nodes whose unsealed rows keep a log segment
+    /// beyond the budget alive, and the nodes holding the most rows when
+    /// unsealed rows exceed the memory budget; returns how many were sealed.
     fn maintain(&self) -> Result<usize, StoreError>;
     /// Why writes fail now, if they do.
     fn storage_fault(&self) -> Option<StorageFault> {

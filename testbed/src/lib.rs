@@ -16,6 +16,7 @@ pub mod campaign;
 pub mod campaign_run;
 pub mod db;
 pub mod sim;
+pub mod soak;
 pub mod testbed;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -165,6 +166,11 @@ impl Coordinator {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("coordinator did not come up; log:\n{}", self.log_text());
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: no flush, no goodbye.
