@@ -5,7 +5,7 @@
 /// mimalloc rather than glibc's malloc: with 1,000 agents and a ranking of
 /// 1,000 nodes × 200 metrics every stride, glibc's arenas kept 1.5 GB of
 /// freed memory (2.0 GB resident for 0.5 GB in use, measured with
-/// malloc_stats in the soak); see ARCHITECTURE.md, Storage.
+/// malloc_stats in the soak); see docs/reliability.md.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
