@@ -59,8 +59,9 @@ pub struct DiagnosisConfig {
     /// Window geometry of the statistical scorer and of new models
     /// (an active model brings its own).
     pub window: distdiag_diagnose::WindowConfig,
-    /// Rankings kept in memory (the latest, and the history when the store
-    /// cannot be read).
+    /// Past rankings kept in memory, cut to their first 10 entries and
+    /// without their graph (about 3 KB each), for the history when the
+    /// store cannot be read; the latest one is kept whole besides.
     pub history_rankings: usize,
     /// Hours the store keeps past rankings for `GET /api/anomaly/ranks?from=&to=`
     /// and `/api/anomaly/incidents` (0: forever).
@@ -86,7 +87,7 @@ impl Default for DiagnosisConfig {
         DiagnosisConfig {
             enabled: true,
             window: distdiag_diagnose::WindowConfig::default(),
-            history_rankings: 17_280,
+            history_rankings: 2_160,
             history_retention_hours: 168,
             alert_webhook: None,
             alert_threshold: 0.8,
