@@ -82,6 +82,21 @@ install_databases
 # with rsync.
 apt_install util-linux galera-4 rsync
 
+# Remote write (tests/tests/remote_write.rs, distdiag-bench remote-write):
+# real receivers, started by the tests on free loopback ports. The packages'
+# own services, where their postinst starts one, are stopped: nothing here
+# runs a service.
+if ! command -v victoria-metrics >/dev/null || ! command -v prometheus >/dev/null; then
+  apt_install victoria-metrics prometheus
+  for svc in victoria-metrics prometheus; do
+    if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+      systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    elif [ -x "/etc/init.d/$svc" ]; then
+      "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+    fi
+  done
+fi
+
 # The API against its OpenAPI document (tests/tests/schemathesis.rs).
 if ! python3 -c 'import schemathesis' >/dev/null 2>&1; then
   echo "installing: schemathesis (pip)"

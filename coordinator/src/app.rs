@@ -135,8 +135,11 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
             .map_err(|e| AppError::Runtime(format!("cannot open the store: {e}")))?,
     );
     let telemetry = Arc::new(Telemetry::default());
-    let (writer, _writer_thread) = ingest::spawn_writer(store.clone(), telemetry.clone(), 8192)
-        .map_err(|e| AppError::Runtime(e.to_string()))?;
+    let remote_write = crate::remote_write::RemoteWrite::new(store.clone(), &cfg.remote_write)
+        .map_err(AppError::Setup)?;
+    let (writer, _writer_thread) =
+        ingest::spawn_writer(store.clone(), telemetry.clone(), 8192, remote_write.clone())
+            .map_err(|e| AppError::Runtime(e.to_string()))?;
     let registry = Registry::default();
     let mut faults = Faults::new(
         store.clone(),
@@ -185,15 +188,20 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
         faults: faults.clone(),
         telemetry: telemetry.clone(),
         max_frame: cfg.ingest.max_frame_bytes,
+        remote_write: remote_write.clone(),
     });
     let mut tasks =
         vec![tokio::spawn(ingest::serve(endpoint.clone(), ingest_state, shutdown_rx.clone()))];
+    if let Some(rw) = &remote_write {
+        tasks.extend(rw.spawn(shutdown_rx.clone()));
+    }
 
     let probes = Arc::new(DbProbes::new(databases.clone()));
     tasks.extend(probes.spawn(
         store.clone(),
         Duration::from_millis(cfg.probe.interval_ms),
         shutdown_rx.clone(),
+        remote_write.clone(),
     ));
     let workloads = Workloads::new(databases.clone(), store.clone());
     workloads.recover();
@@ -235,6 +243,7 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
         online,
         diagnosis: cfg.diagnosis.clone(),
         diagnosis_merge: merge,
+        remote_write,
     });
     let api_url = format!("{}://{api_addr}", if https.is_some() { "https" } else { "http" });
     let mut rx = shutdown_rx.clone();

@@ -35,6 +35,8 @@ pub struct Config {
     pub kubernetes: crate::kube::KubeConfig,
     /// Databases to probe, load with workloads and perturb (`[[databases]]`).
     pub databases: Vec<DbTarget>,
+    /// Prometheus remote-write receivers every stored row goes to (`[[remote_write]]`).
+    pub remote_write: Vec<crate::remote_write::RemoteWriteConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -183,6 +185,7 @@ impl Default for Config {
             diagnosis: DiagnosisConfig::default(),
             kubernetes: crate::kube::KubeConfig::default(),
             databases: Vec::new(),
+            remote_write: Vec::new(),
         }
     }
 }
@@ -234,6 +237,9 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        for rw in &self.remote_write {
+            rw.validate().map_err(ConfigError::Invalid)?;
+        }
         if self.api.tls_cert.is_some() != self.api.tls_key.is_some() {
             return bad("api.tls_cert and api.tls_key go together: give both or neither".into());
         }

@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod kube;
 pub mod models;
 pub mod online;
+pub mod remote_write;
 pub mod telemetry;
 pub mod tls;
 pub mod tokens;

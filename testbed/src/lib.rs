@@ -18,6 +18,7 @@ pub mod db;
 pub mod sim;
 pub mod soak;
 pub mod testbed;
+pub mod tsdb;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};

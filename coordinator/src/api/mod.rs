@@ -70,6 +70,8 @@ pub struct ApiState {
     pub diagnosis: crate::config::DiagnosisConfig,
     /// Database store nodes merged into their host node for diagnosis.
     pub diagnosis_merge: std::collections::BTreeMap<String, String>,
+    /// The remote-write receivers, for `/metrics`.
+    pub remote_write: Option<Arc<crate::remote_write::RemoteWrite>>,
 }
 
 /// An error answered as JSON.

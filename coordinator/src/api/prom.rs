@@ -157,5 +157,8 @@ pub(super) async fn render(State(state): State<ApiState>) -> impl IntoResponse {
         "Write-ahead log bytes on disk.",
         s.wal_bytes as f64,
     );
+    if let Some(rw) = &state.remote_write {
+        rw.render_metrics(&mut out);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
 }

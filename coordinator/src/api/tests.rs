@@ -85,6 +85,7 @@ fn state(dir: &std::path::Path) -> ApiState {
         prepare_wait: std::time::Duration::from_secs(60),
         workloads,
         dbfaults,
+        remote_write: None,
     }
 }
 

@@ -19,6 +19,7 @@ use distdiag_common::proto::{Capabilities, HostFacts, Row};
 use distdiag_common::MetricDesc;
 use mysql_async::Conn;
 
+use crate::remote_write::RemoteWrite;
 pub use distdiag_api::database::{DbFields, Discovery, ProbeStatus, TenantMetrics};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -241,28 +242,44 @@ impl DbProbes {
         }
     }
 
-    /// Starts one probe task per database.
+    /// Starts one probe task per database; stored samples also go to the
+    /// remote-write receivers, if any.
     pub fn spawn(
         self: &Arc<Self>,
         store: Arc<dyn SeriesStore>,
         interval: Duration,
         stop: watch::Receiver<bool>,
+        remote_write: Option<Arc<RemoteWrite>>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         self.targets
             .iter()
             .cloned()
             .map(|t| {
-                tokio::spawn(probe_loop(self.clone(), t, store.clone(), interval, stop.clone()))
+                let out = Sink { store: store.clone(), remote_write: remote_write.clone() };
+                tokio::spawn(probe_loop(self.clone(), t, out, interval, stop.clone()))
             })
             .collect()
     }
 }
 
-async fn store_row(store: &Arc<dyn SeriesStore>, node: &str, row: Row) {
-    let s = store.clone();
+/// Where samples go: the store, then the remote-write receivers.
+struct Sink {
+    store: Arc<dyn SeriesStore>,
+    remote_write: Option<Arc<RemoteWrite>>,
+}
+
+async fn store_row(out: &Sink, node: &str, row: Row) {
+    let s = out.store.clone();
+    let rw = out.remote_write.clone();
     let node = node.to_owned();
-    let res =
-        tokio::task::spawn_blocking(move || s.append(&node, &[row]).and_then(|_| s.flush())).await;
+    let res = tokio::task::spawn_blocking(move || {
+        s.append(&node, std::slice::from_ref(&row)).and_then(|_| s.flush())?;
+        if let Some(rw) = rw {
+            rw.forward(&node, &[row]);
+        }
+        Ok::<(), distdiag_store::StoreError>(())
+    })
+    .await;
     match res {
         Ok(Ok(())) => {}
         Ok(Err(error)) => warn!(%error, "cannot store a database sample"),
@@ -273,10 +290,11 @@ async fn store_row(store: &Arc<dyn SeriesStore>, node: &str, row: Row) {
 async fn probe_loop(
     probes: Arc<DbProbes>,
     t: DbTarget,
-    store: Arc<dyn SeriesStore>,
+    out: Sink,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
+    let store = out.store.clone();
     let node = t.store_node();
     let facts = HostFacts {
         hostname: t.addr(),
@@ -285,6 +303,9 @@ async fn probe_loop(
     };
     {
         let (s, n) = (store.clone(), node.clone());
+        if let Some(rw) = &out.remote_write {
+            rw.forget(&node);
+        }
         let ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX);
         match tokio::task::spawn_blocking(move || {
             s.upsert_node(&n, facts, Capabilities::default(), catalog(), ms, now_ms())
@@ -372,7 +393,7 @@ async fn probe_loop(
             }
         };
         let at = sample.read_ms.unwrap_or(now);
-        store_row(&store, &node, Row { ts_ms: at, values: sample.values }).await;
+        store_row(&out, &node, Row { ts_ms: at, values: sample.values }).await;
     }
     if let Some(c) = conn {
         let _ = c.disconnect().await;

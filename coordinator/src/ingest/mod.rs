@@ -36,6 +36,7 @@ pub struct Ingest {
     pub faults: Arc<Faults>,
     pub telemetry: Arc<Telemetry>,
     pub max_frame: u32,
+    pub remote_write: Option<Arc<crate::remote_write::RemoteWrite>>,
 }
 
 enum SessionEnd {
@@ -154,6 +155,9 @@ async fn upsert(
     catalog: Vec<MetricDesc>,
 ) -> Result<(), ProtocolError> {
     let store = ingest.store.clone();
+    if let Some(rw) = &ingest.remote_write {
+        rw.forget(node);
+    }
     let (node, host, caps, interval) =
         (node.to_owned(), hello.host.clone(), hello.capabilities.clone(), hello.interval_ms);
     let res = tokio::task::spawn_blocking(move || {

@@ -8,6 +8,7 @@ use std::time::Instant;
 use distdiag_common::Row;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::remote_write::RemoteWrite;
 use crate::telemetry::Telemetry;
 use distdiag_store::{AppendOutcome, SeriesStore, StoreError};
 
@@ -21,11 +22,13 @@ pub struct WriteJob {
 }
 
 /// Starts the writer thread. It ends when every sender is dropped, after
-/// finishing what was queued.
+/// finishing what was queued. Rows made durable go on to the remote-write
+/// receivers, if any, before their batch is answered.
 pub fn spawn_writer(
     store: Arc<dyn SeriesStore>,
     telemetry: Arc<Telemetry>,
     queue: usize,
+    remote_write: Option<Arc<RemoteWrite>>,
 ) -> std::io::Result<(mpsc::Sender<WriteJob>, std::thread::JoinHandle<()>)> {
     let (tx, mut rx) = mpsc::channel::<WriteJob>(queue);
     let handle = std::thread::Builder::new().name("store-writer".into()).spawn(move || {
@@ -47,6 +50,12 @@ pub fn spawn_writer(
                     (Err(e), Ok(_)) => Err(StoreError::Io(format!("flush failed: {e}"))),
                     (_, r) => r,
                 };
+                // Replays of rows already stored are not sent again.
+                if let (Some(rw), Ok(outcome)) = (&remote_write, &res) {
+                    if outcome.rows > 0 {
+                        rw.forward(&job.node, &job.rows);
+                    }
+                }
                 let _ = job.reply.send(res);
             }
         }

@@ -549,6 +549,10 @@ fn main() {
         ranking(&mut lines);
     }
 
+    if only.iter().any(|o| o == "remote-write") {
+        eprintln!("remote write: overhead on ingest, delivery to VictoriaMetrics ...");
+        remote_write(&mut lines);
+    }
     // Not in the default run: it takes the steady period plus the kills.
     if only.iter().any(|o| o == "soak") && !soak(&mut lines) {
         print_lines(lines);
@@ -638,6 +642,125 @@ fn soak(lines: &mut Vec<Line>) -> bool {
         "lost 0",
     ));
     r.lossless()
+}
+
+/// `distdiag-bench remote-write` (not in the default run; it starts
+/// VictoriaMetrics): (1) the coordinator's CPU under the soak's simulated
+/// agents (RW_AGENTS, default 300, × RW_METRICS 200 at 1 Hz for
+/// RW_SECONDS 60) without and then with a `[[remote_write]]` to
+/// VictoriaMetrics; (2) samples per second delivered to VictoriaMetrics: a
+/// backlog of 1,000 nodes × 200 metrics × 30 rows queued, then the time
+/// the sender takes to have it all accepted.
+fn remote_write(lines: &mut Vec<Line>) {
+    use distdiag_testbed::tsdb::{Kind, Receiver};
+    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let tmp = tempfile::Builder::new().prefix("distdiag-rw").tempdir_in("/var/tmp").unwrap();
+    let vm = Receiver::start(Kind::Victoria, &tmp.path().join("vm"));
+    let config = tmp.path().join("remote-write.toml");
+    std::fs::write(
+        &config,
+        format!("[[remote_write]]\nurl = \"{}\"\nname = \"vm\"\n", vm.write_url()),
+    )
+    .unwrap();
+    let (agents, metrics) = (env("RW_AGENTS", 300) as usize, env("RW_METRICS", 200) as usize);
+    let run = |config: Option<std::path::PathBuf>, dir: &str| {
+        let spec = distdiag_testbed::soak::SoakSpec {
+            agents,
+            metrics,
+            steady: Duration::from_secs(env("RW_SECONDS", 60)),
+            kills: 0,
+            seed: 1,
+            config,
+        };
+        distdiag_testbed::soak::run(&spec, &tmp.path().join(dir))
+    };
+    let without = run(None, "without");
+    let with = run(Some(config), "with");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // What one simulated agent sent is in VictoriaMetrics.
+    let one: usize = rt.block_on(vm.node_series("soak0000")).values().map(Vec::len).sum();
+    assert!(one > 0, "the soak's rows did not reach VictoriaMetrics");
+    lines.push(line(
+        &format!("remote write on ingest, {agents} agents × {metrics} metrics at 1 Hz: coordinator CPU with / without"),
+        format!(
+            "{:.2} cores, ack p99 {:.1} ms ({one} samples of one agent in VictoriaMetrics)",
+            with.cpu_cores, with.ack_p99_ms
+        ),
+        format!("{:.2} cores, ack p99 {:.1} ms", without.cpu_cores, without.ack_p99_ms),
+        format!("{:.2}x", with.cpu_cores / without.cpu_cores.max(1e-9)),
+        "≤ 1.3x",
+    ));
+
+    // (2) A backlog, then the sender alone.
+    let store_dir = tmp.path().join("store");
+    let store: std::sync::Arc<dyn distdiag_store::SeriesStore> = std::sync::Arc::new(
+        distdiag_store::SledStore::open(&store_dir, distdiag_store::StoreConfig::default())
+            .unwrap(),
+    );
+    let (nodes, width, rows) = (1000usize, 200usize, 30i64);
+    let catalog: Vec<distdiag_common::MetricDesc> = (0..width)
+        .map(|m| match m % 2 {
+            0 => distdiag_common::MetricDesc::gauge(format!("bench.g{m}"), "bytes"),
+            _ => {
+                distdiag_common::MetricDesc::counter(format!("bench.c{m}:dev{}", m % 8), "seconds")
+            }
+        })
+        .collect();
+    let cfg = distdiag_coordinator::remote_write::RemoteWriteConfig {
+        url: vm.write_url(),
+        queue_samples: nodes * width * rows as usize,
+        ..Default::default()
+    };
+    let rw = distdiag_coordinator::remote_write::RemoteWrite::new(store.clone(), &[cfg])
+        .unwrap()
+        .unwrap();
+    let start_ms = distdiag_store::now_ms() - rows * 1000;
+    for n in 0..nodes {
+        let node = format!("bench{n:04}");
+        store
+            .upsert_node(
+                &node,
+                Default::default(),
+                Default::default(),
+                catalog.clone(),
+                1000,
+                start_ms,
+            )
+            .unwrap();
+    }
+    for t in 0..rows {
+        for n in 0..nodes {
+            let values = (0..width).map(|m| (n * width + m) as f64 + t as f64 * 0.5).collect();
+            rw.forward(
+                &format!("bench{n:04}"),
+                &[distdiag_common::Row { ts_ms: start_ms + t * 1000, values }],
+            );
+        }
+    }
+    let total = (nodes * width) as u64 * rows as u64;
+    let (cpu0, _) = self_and_children_cpu();
+    let took = rt.block_on(async {
+        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+        let started = Instant::now();
+        let _tasks = rw.spawn(stop_rx);
+        while rw.sent_samples() < total && started.elapsed() < Duration::from_secs(600) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        started.elapsed().as_secs_f64()
+    });
+    let (cpu1, _) = self_and_children_cpu();
+    let sent = rw.sent_samples();
+    lines.push(line(
+        &format!("remote write: a backlog of {total} samples ({nodes} nodes × {width} metrics × {rows} rows) delivered to VictoriaMetrics"),
+        format!(
+            "{:.0} samples/s ({sent} accepted in {took:.1} s; sender {:.2} cores)",
+            sent as f64 / took,
+            (cpu1 - cpu0) / took
+        ),
+        "-".into(),
+        "-".into(),
+        "-",
+    ));
 }
 
 /// A dataset of `nodes` nodes × `metrics` gauges over `secs` seconds, with

@@ -1,0 +1,272 @@
+//! Remote-write out against real receivers the test starts: Debian's
+//! VictoriaMetrics (single node) and Prometheus with its remote-write
+//! receiver. A real agent feeds a real coordinator; what the receivers
+//! answer to PromQL is compared with what the coordinator stored.
+
+// End-to-end tests start the programs they test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use distdiag_api::metrics::MetricsQuery;
+use distdiag_coordinator::remote_write::prometheus_name;
+use distdiag_testbed::tsdb::{Kind, Receiver, SeriesSet};
+use distdiag_testbed::*;
+
+fn write_config(path: &Path, text: &str) {
+    std::fs::File::create(path).unwrap().write_all(text.as_bytes()).unwrap();
+}
+
+/// What the coordinator stored for `node`, as the receivers should hold
+/// it: Prometheus labels → [(ms, value in base units)].
+async fn stored_as_prometheus(
+    coord: &Coordinator,
+    node: &str,
+    extra: &[(&str, &str)],
+) -> SeriesSet {
+    let client = coord.client();
+    let catalog = client.node(node).await.unwrap().catalog.unwrap();
+    let mut out = BTreeMap::new();
+    for desc in catalog {
+        let (name, device, scale) = prometheus_name(&desc);
+        let mut labels: BTreeMap<String, String> =
+            extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        labels.insert("__name__".into(), name);
+        labels.insert("node".into(), node.into());
+        if let Some((k, v)) = device {
+            labels.insert(k.into(), v);
+        }
+        let q = MetricsQuery {
+            node: Some(node.into()),
+            metric: Some(desc.name.clone()),
+            from: Some("-1h".into()),
+            to: Some("now".into()),
+            step: None,
+            rate: Some(false),
+        };
+        let points: Vec<(i64, f64)> = client
+            .series(&q)
+            .await
+            .unwrap()
+            .points
+            .into_iter()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(t, v)| (t, v * scale))
+            .collect();
+        if !points.is_empty() {
+            out.insert(labels, points);
+        }
+    }
+    out
+}
+
+/// Equal series, values within `rel` (VictoriaMetrics keeps 12 significant
+/// decimal digits; Prometheus keeps the float exactly).
+fn assert_same(what: &str, got: &SeriesSet, want: &SeriesSet, rel: f64) {
+    let names = |m: &SeriesSet| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(got), names(want), "{what}: series differ");
+    for (labels, want_points) in want {
+        let got_points = &got[labels];
+        let times = |p: &[(i64, f64)]| p.iter().map(|x| x.0).collect::<Vec<_>>();
+        assert_eq!(times(got_points), times(want_points), "{what}: timestamps of {labels:?}");
+        for ((t, g), (_, w)) in got_points.iter().zip(want_points) {
+            let ok = if rel == 0.0 { g == w } else { (g - w).abs() <= rel * w.abs().max(1e-300) };
+            assert!(ok, "{what}: {labels:?} at {t}: got {g}, stored {w}");
+        }
+    }
+}
+
+/// `name{labels}` value from the coordinator's `/metrics`.
+async fn metric(coord: &Coordinator, series: &str) -> f64 {
+    let text = reqwest::get(coord.url("/metrics")).await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A coordinator with this configuration and a real agent `n1` sampling
+/// every `interval_ms`, under `dir`.
+async fn coordinator_and_agent(
+    dir: &Path,
+    config: &str,
+    interval_ms: u32,
+) -> (Coordinator, distdiag_agent::Agent) {
+    let data = dir.join("coord");
+    let certs = make_certs(&data.join("certs"), &["n1"]);
+    let path = dir.join("coordinator.toml");
+    write_config(&path, config);
+    let (api, quic) = free_ports();
+    let coord = Coordinator::start(&data, api, quic, &["--config", path.to_str().unwrap()]);
+    let cfg = agent_config("n1", &certs, quic, &dir.join("n1"), interval_ms);
+    (coord, distdiag_agent::start(cfg, None).await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_reach_victoriametrics_and_prometheus_as_the_agent_sent_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vm = Receiver::start(Kind::Victoria, &tmp.path().join("vm"));
+    let prom = Receiver::start(Kind::Prometheus, &tmp.path().join("prom"));
+    let config = format!(
+        "[[remote_write]]\nurl = \"{}\"\nname = \"vm\"\nbatch_wait_ms = 200\nlabels = {{ cluster = \"lab\" }}\n\n\
+         [[remote_write]]\nurl = \"{}\"\nname = \"prom\"\nbatch_wait_ms = 200\n",
+        vm.write_url(),
+        prom.write_url()
+    );
+    let (coord, agent) = coordinator_and_agent(tmp.path(), &config, 200).await;
+    assert!(
+        eventually(Duration::from_secs(20), || agent.status().acked_seq >= 25).await,
+        "the agent got no acknowledgements"
+    );
+    agent.stop(Duration::from_secs(5)).await;
+
+    let want_vm = stored_as_prometheus(&coord, "n1", &[("cluster", "lab")]).await;
+    let want_prom = stored_as_prometheus(&coord, "n1", &[]).await;
+    let samples: usize = want_prom.values().map(Vec::len).sum();
+    assert!(want_prom.len() > 20 && samples > 500, "{} series, {samples} samples", want_prom.len());
+    // The receivers have it all once their queues are empty and each
+    // counted every sample as sent.
+    for name in ["vm", "prom"] {
+        let sent = format!("distdiag_remote_write_sent_samples_total{{endpoint=\"{name}\"}}");
+        let got = poll_until(
+            Duration::from_secs(30),
+            || metric(&coord, &sent),
+            |n| *n as usize == samples,
+        )
+        .await;
+        assert!(got.is_ok(), "{name}: {got:?} samples sent of {samples}");
+    }
+    let got = poll_until(Duration::from_secs(30), || vm.node_series("n1"), |g| g == &want_vm).await;
+    let got = got.unwrap_or_else(|g| g);
+    assert_same("VictoriaMetrics", &got, &want_vm, 1e-11);
+    let got =
+        poll_until(Duration::from_secs(30), || prom.node_series("n1"), |g| g == &want_prom).await;
+    assert_same("Prometheus", &got.unwrap_or_else(|g| g), &want_prom, 0.0);
+    // The conventions, on two series every Linux host has.
+    assert!(want_prom.keys().any(|l| l["__name__"] == "distdiag_mem_available_bytes"));
+    assert!(want_prom.keys().any(|l| l["__name__"] == "distdiag_cpu_user_seconds_total"
+        && l.get("cpu").is_some_and(|c| c.starts_with("cpu"))));
+}
+
+/// Answers every request with 400, as a receiver refusing the data.
+async fn refusing_receiver() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 1 << 16];
+                let mut seen = Vec::new();
+                // Read the head and the body (Content-Length), then refuse.
+                loop {
+                    let Ok(n) = sock.read(&mut buf).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&seen).to_string();
+                    let Some(head_end) = text.find("\r\n\r\n") else { continue };
+                    let len = text[..head_end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0usize);
+                    if seen.len() < head_end + 4 + len {
+                        continue;
+                    }
+                    seen.drain(..head_end + 4 + len);
+                    let body = "out of bounds";
+                    let reply = format!(
+                        "HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if sock.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_down_for_a_minute_loses_nothing_and_a_refusing_one_is_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut vm = Receiver::start(Kind::Victoria, &tmp.path().join("vm"));
+    let refuser = refusing_receiver().await;
+    let config = format!(
+        "[[remote_write]]\nurl = \"{}\"\nname = \"vm\"\nbatch_wait_ms = 200\nmax_backoff_ms = 2000\n\n\
+         [[remote_write]]\nurl = \"http://{refuser}/api/v1/write\"\nname = \"refuser\"\nbatch_wait_ms = 200\n",
+        vm.write_url()
+    );
+    let (coord, agent) = coordinator_and_agent(tmp.path(), &config, 500).await;
+    assert!(eventually(Duration::from_secs(20), || agent.status().acked_seq >= 4).await);
+
+    // VictoriaMetrics away for a minute; the agent goes on being
+    // acknowledged all along (forwarding never holds ingest up).
+    vm.stop();
+    let acked_before = agent.status().acked_seq;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let acked_during = agent.status().acked_seq - acked_before;
+    assert!(
+        acked_during >= 60,
+        "only {acked_during} batches acknowledged while the receiver was down"
+    );
+    let failed =
+        metric(&coord, "distdiag_remote_write_failed_requests_total{endpoint=\"vm\"}").await;
+    assert!(failed >= 5.0, "{failed} failed requests retried in a minute");
+    vm.spawn();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    agent.stop(Duration::from_secs(5)).await;
+
+    let want = stored_as_prometheus(&coord, "n1", &[]).await;
+    let samples: usize = want.values().map(Vec::len).sum();
+    let sent = poll_until(
+        Duration::from_secs(60),
+        || metric(&coord, "distdiag_remote_write_sent_samples_total{endpoint=\"vm\"}"),
+        |n| *n as usize == samples,
+    )
+    .await;
+    assert!(sent.is_ok(), "{sent:?} samples sent of {samples} stored");
+    let got = poll_until(Duration::from_secs(30), || vm.node_series("n1"), |g| g == &want).await;
+    assert_same("VictoriaMetrics after its outage", &got.unwrap_or_else(|g| g), &want, 1e-11);
+    let dropped = metric(
+        &coord,
+        "distdiag_remote_write_dropped_samples_total{endpoint=\"vm\",reason=\"queue_full\"}",
+    )
+    .await;
+    assert_eq!(dropped, 0.0);
+
+    // The refusing receiver: every sample dropped, counted under http_400,
+    // none sent, none retried.
+    let refused = poll_until(
+        Duration::from_secs(30),
+        || {
+            metric(
+                &coord,
+                "distdiag_remote_write_dropped_samples_total{endpoint=\"refuser\",reason=\"http_400\"}",
+            )
+        },
+        |n| *n as usize == samples,
+    )
+    .await;
+    assert!(refused.is_ok(), "{refused:?} samples refused of {samples}");
+    assert_eq!(
+        metric(&coord, "distdiag_remote_write_sent_samples_total{endpoint=\"refuser\"}").await,
+        0.0
+    );
+    assert_eq!(
+        metric(&coord, "distdiag_remote_write_failed_requests_total{endpoint=\"refuser\"}").await,
+        0.0
+    );
+    assert!(coord.log_text().contains("remote write refused"), "the refusal is not logged");
+}
