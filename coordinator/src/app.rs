@@ -222,6 +222,10 @@ pub async fn start(cfg: Config) -> Result<Running, AppError> {
         merge.clone(),
         shutdown_rx.clone(),
     );
+    if let Some(rr) = &cfg.remote_read {
+        online.read_from(crate::remote_write::RemoteRead::new(rr).map_err(AppError::Setup)?);
+        info!(url = %rr.url, "the diagnosis reads its windows from the remote API");
+    }
     if cfg.diagnosis.enabled {
         tasks.push(tokio::spawn(online.clone().run(shutdown_rx.clone())));
     }

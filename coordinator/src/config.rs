@@ -37,6 +37,9 @@ pub struct Config {
     pub databases: Vec<DbTarget>,
     /// Prometheus remote-write receivers every stored row goes to (`[[remote_write]]`).
     pub remote_write: Vec<crate::remote_write::RemoteWriteConfig>,
+    /// The diagnosis reads its windows from this Prometheus-compatible API
+    /// instead of the local store (`[remote_read]`; none by default).
+    pub remote_read: Option<crate::remote_write::RemoteReadConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -186,6 +189,7 @@ impl Default for Config {
             kubernetes: crate::kube::KubeConfig::default(),
             databases: Vec::new(),
             remote_write: Vec::new(),
+            remote_read: None,
         }
     }
 }
@@ -239,6 +243,9 @@ impl Config {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         for rw in &self.remote_write {
             rw.validate().map_err(ConfigError::Invalid)?;
+        }
+        if let Some(rr) = &self.remote_read {
+            rr.validate().map_err(ConfigError::Invalid)?;
         }
         if self.api.tls_cert.is_some() != self.api.tls_key.is_some() {
             return bad("api.tls_cert and api.tls_key go together: give both or neither".into());

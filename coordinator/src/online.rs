@@ -59,6 +59,8 @@ pub struct Online {
     /// [`CLEAR`] against it or [`MAX_FREEZE_MS`] passes, so a fault that
     /// lasts longer than the baseline does not become its own reference.
     suspect_since: Mutex<Option<i64>>,
+    /// Where the windows come from, when not the local store (`[remote_read]`).
+    remote: std::sync::OnceLock<crate::remote_write::RemoteRead>,
     http: reqwest::Client,
     stop: watch::Receiver<bool>,
 }
@@ -179,6 +181,7 @@ impl Online {
             cfg,
             merge,
             latest: Mutex::new(None),
+            remote: std::sync::OnceLock::new(),
             history: Mutex::new(VecDeque::new()),
             tx,
             firing: Mutex::new(BTreeMap::new()),
@@ -191,6 +194,26 @@ impl Online {
     /// New rankings, and a receiver that changes at shutdown (streams end then).
     pub fn subscribe(&self) -> (broadcast::Receiver<Arc<Diagnosis>>, watch::Receiver<bool>) {
         (self.tx.subscribe(), self.stop.clone())
+    }
+
+    /// Reads the windows from a Prometheus-compatible API from now on
+    /// (the catalogs still come from the local store). Once only.
+    pub fn read_from(&self, remote: crate::remote_write::RemoteRead) {
+        let _ = self.remote.set(remote);
+    }
+
+    /// A node's rows over `from..=to`: from the local store, or from the
+    /// remote API (then the caller must be on a blocking thread of the runtime).
+    fn rows(&self, node: &str, from_ms: i64, to_ms: i64) -> Result<distdiag_store::Rows, String> {
+        match self.remote.get() {
+            None => self.store.range(node, from_ms, to_ms).map_err(|e| e.to_string()),
+            Some(r) => {
+                let catalog = self.store.node(node).map(|n| n.catalog).unwrap_or_default();
+                let handle = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
+                let rows = handle.block_on(r.range(node, &catalog, from_ms, to_ms))?;
+                Ok((catalog, rows))
+            }
+        }
     }
 
     pub fn latest(&self) -> Option<Arc<Diagnosis>> {
@@ -301,10 +324,7 @@ impl Online {
             let mut one = Dataset::new(window.step_ms, window);
             let node = one.series.entry(target).or_default();
             for member in members {
-                let (catalog, rows) = self
-                    .store
-                    .range(&member, from - window.step_ms, now)
-                    .map_err(|e| e.to_string())?;
+                let (catalog, rows) = self.rows(&member, from - window.step_ms, now)?;
                 for (m, pts) in distdiag_dataset::grid_series(&catalog, &rows, window.step_ms) {
                     node.entry(m).or_default().extend(pts);
                 }

@@ -270,3 +270,170 @@ async fn a_receiver_down_for_a_minute_loses_nothing_and_a_refusing_one_is_counte
     );
     assert!(coord.log_text().contains("remote write refused"), "the refusal is not logged");
 }
+
+/// Six nodes over 400 s at 1 s from `start`, n4 with a CPU fault in the
+/// last minute; series in several units (cores, bytes, seconds,
+/// microseconds), some per device. Only the rows of the last `keep_s`
+/// seconds are stored (a store with a short window).
+fn fault_store(
+    dir: &Path,
+    start: i64,
+    keep_s: i64,
+) -> std::sync::Arc<dyn distdiag_store::SeriesStore> {
+    use distdiag_common::{MetricDesc, Row};
+    use distdiag_store::{SeriesStore, SledStore, StoreConfig};
+    let store = SledStore::open(dir, StoreConfig::default()).unwrap();
+    let catalog = vec![
+        MetricDesc::gauge("cg.cpu_usage", "cores"),
+        MetricDesc::counter("cpu.user:cpu0", "seconds"),
+        MetricDesc::gauge("mem.available", "bytes"),
+        MetricDesc::counter("disk.read_bytes:vda", "bytes"),
+        MetricDesc::counter("net.rx_bytes:eth0", "bytes"),
+        MetricDesc::counter("db.sql_time", "microseconds"),
+    ];
+    for k in 0..6 {
+        let node = format!("n{k}");
+        store
+            .upsert_node(
+                &node,
+                Default::default(),
+                Default::default(),
+                catalog.clone(),
+                1000,
+                start,
+            )
+            .unwrap();
+        let (mut cpu, mut disk, mut net, mut sql) = (100.0, 5e9, 7e9, 3e6);
+        let rows: Vec<Row> = (0..400)
+            .map(|i| {
+                let noise = ((i * (k + 3)) % 7) as f64 / 7.0;
+                let fault = k == 4 && i >= 340;
+                let usage = 0.4 + 0.1 * noise + if fault { 1.5 } else { 0.0 };
+                cpu += usage;
+                disk += 1e6 * (1.0 + noise);
+                net += 3e5 * (1.0 + noise);
+                sql += 1234.5 * (1.0 + noise);
+                let mem = 8e9 - 1e6 * noise;
+                Row {
+                    ts_ms: start + i as i64 * 1000,
+                    values: vec![usage, cpu, mem, disk, net, sql],
+                }
+            })
+            .filter(|r| r.ts_ms >= start + (400 - keep_s) * 1000)
+            .collect();
+        store.append(&node, &rows).unwrap();
+    }
+    store.flush().unwrap();
+    std::sync::Arc::new(store)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_diagnosis_ranks_from_victoriametrics_as_from_the_local_store() {
+    use distdiag_coordinator::online::Online;
+    use distdiag_coordinator::remote_write::{
+        RemoteRead, RemoteReadConfig, RemoteWrite, RemoteWriteConfig,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let vm = Receiver::start(Kind::Victoria, &tmp.path().join("vm"));
+    let start = distdiag_store::now_ms() / 1000 * 1000 - 400_000;
+    let now = start + 400_000;
+    let store = fault_store(&tmp.path().join("store"), start, 400);
+    // A coordinator whose own store keeps only the last 2 s (the catalogs
+    // and that the nodes are alive).
+    let short = fault_store(&tmp.path().join("short"), start, 2);
+
+    // The same rows into VictoriaMetrics, through the remote write.
+    let cfg = RemoteWriteConfig { url: vm.write_url(), batch_wait_ms: 100, ..Default::default() };
+    let rw = RemoteWrite::new(store.clone(), &[cfg]).unwrap().unwrap();
+    let mut total = 0u64;
+    for node in store.nodes() {
+        let (_, rows) = store.range(&node.node, 0, now).unwrap();
+        for (ts_ms, values) in rows {
+            total += values.len() as u64;
+            rw.forward(&node.node, &[distdiag_common::Row { ts_ms, values }]);
+        }
+    }
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let _senders = rw.spawn(stop.clone());
+    assert!(
+        eventually(Duration::from_secs(60), || rw.sent_samples() == total).await,
+        "{} of {total} samples sent",
+        rw.sent_samples()
+    );
+
+    let online = |store: &std::sync::Arc<dyn distdiag_store::SeriesStore>, remote: bool| {
+        let store = store.clone();
+        let stop = stop.clone();
+        let url = format!("http://{}", vm.addr);
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let models = distdiag_coordinator::models::Models::new(store.clone());
+                let cfg = distdiag_coordinator::config::DiagnosisConfig::default();
+                let o = Online::new(store, models, cfg, Default::default(), stop);
+                if remote {
+                    o.read_from(
+                        RemoteRead::new(&RemoteReadConfig { url, ..Default::default() }).unwrap(),
+                    );
+                }
+                o.diagnose_once(now).unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let local = online(&store, false).await.expect("a ranking from the local store");
+    // From its 2 s alone the short store cannot rank like that...
+    let by_key =
+        |d: &distdiag_coordinator::online::Diagnosis| -> BTreeMap<(String, String), (f64, f64)> {
+            d.ranks
+                .iter()
+                .map(|e| ((e.node.clone(), e.kind.clone()), (e.probability, e.score)))
+                .collect()
+        };
+    let alone = online(&short, false).await;
+    assert!(
+        alone.as_ref().is_none_or(|d| by_key(d)
+            .iter()
+            .zip(by_key(&local))
+            .any(|(a, b)| (a.1 .0 - b.1 .0).abs() > 1e-3)),
+        "the short store alone ranked like the full one: the comparison below would prove nothing"
+    );
+    // ... from VictoriaMetrics it does. (VictoriaMetrics makes what it
+    // took searchable within a few seconds.)
+    let remote = poll_until(
+        Duration::from_secs(30),
+        || online(&short, true),
+        |d| d.as_ref().is_some_and(|d| d.ranks.len() == local.ranks.len()),
+    )
+    .await
+    .unwrap_or_else(|d| d)
+    .expect("a ranking from VictoriaMetrics");
+    // Same top entry; every (node, type) with the same probability and
+    // score within 1e-6 (VictoriaMetrics keeps 12 significant digits, so
+    // entries tied to 1e-10 may swap places: the order is compared by score).
+    assert_eq!(
+        (&local.ranks[0].node, local.ranks[0].kind.as_str()),
+        (&"n4".to_string(), "cpu_stress")
+    );
+    assert_eq!(
+        (&remote.ranks[0].node, &remote.ranks[0].kind),
+        (&local.ranks[0].node, &local.ranks[0].kind)
+    );
+    assert_eq!(remote.ranks.len(), local.ranks.len());
+    let (r, l) = (by_key(&remote), by_key(&local));
+    assert_eq!(r.keys().collect::<Vec<_>>(), l.keys().collect::<Vec<_>>());
+    for (k, (rp, rs)) in &r {
+        let (lp, ls) = l[k];
+        assert!(
+            (rp - lp).abs() <= 1e-6 && (rs - ls).abs() <= 1e-6,
+            "{k:?}: {rp} {rs} vs {lp} {ls}"
+        );
+    }
+    for (re, le) in remote.ranks.iter().zip(&local.ranks) {
+        assert!((re.score - le.score).abs() <= 1e-6, "the order differs: {re:?} vs {le:?}");
+    }
+    assert_eq!(remote.graph.nodes, local.graph.nodes);
+    for (r, l) in remote.pagerank.iter().zip(&local.pagerank) {
+        assert!((r - l).abs() <= 1e-6, "PageRank {r} vs {l}");
+    }
+}

@@ -23,6 +23,9 @@
 //! seconds), counters end in `_total`, and every series carries `node`.
 
 mod proto;
+mod read;
+
+pub use read::{RemoteRead, RemoteReadConfig};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -86,13 +89,18 @@ impl Default for RemoteWriteConfig {
 /// Labels distdiag sets itself; `labels` may not use them.
 const OWN_LABELS: [&str; 5] = ["__name__", "node", "cpu", "device", "interface"];
 
+/// `url` parses as http(s) with a host; `what` names the setting.
+fn check_url(what: &str, url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{what} {url:?}: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!("{what} {url:?}: not an http(s) URL"));
+    }
+    Ok(())
+}
+
 impl RemoteWriteConfig {
     pub fn validate(&self) -> Result<(), String> {
-        let url = reqwest::Url::parse(&self.url)
-            .map_err(|e| format!("remote_write.url {:?}: {e}", self.url))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(format!("remote_write.url {:?}: not an http(s) URL", self.url));
-        }
+        check_url("remote_write.url", &self.url)?;
         for name in self.labels.keys() {
             let ok = name
                 .chars()
