@@ -3,7 +3,7 @@ CARGO_TARGET_DIR ?= /var/tmp/distdiag-target
 export CARGO_TARGET_DIR
 CARGO ?= cargo
 
-.PHONY: demo test fuzz soak bench bench-accuracy build image lint unit deps-test deps-bench
+.PHONY: demo test fuzz soak bench bench-remote-write bench-accuracy build image lint unit deps-test deps-bench
 
 demo:
 	scripts/install-deps.sh demo
@@ -40,6 +40,13 @@ bench: deps-bench
 soak: deps-bench
 	$(CARGO) build --release --workspace --bins
 	$(CARGO_TARGET_DIR)/release/distdiag-bench soak
+
+# Remote write: the coordinator's CPU with and without a VictoriaMetrics
+# receiver under simulated agents (RW_AGENTS, RW_METRICS, RW_SECONDS), and
+# samples/s delivered to it from a backlog.
+bench-remote-write: deps-bench
+	$(CARGO) build --release --workspace --bins
+	$(CARGO_TARGET_DIR)/release/distdiag-bench remote-write
 
 # The full fault campaign on the testbed (Galera, then standalone MariaDB);
 # about an hour per database with the defaults, see scripts/bench-accuracy.sh for the knobs.
