@@ -97,6 +97,12 @@ if ! command -v victoria-metrics >/dev/null || ! command -v prometheus >/dev/nul
   done
 fi
 
+# The Parquet export read back by pandas through pyarrow (tests/tests/diagnosis.rs).
+if ! python3 -c 'import pyarrow, pandas' >/dev/null 2>&1; then
+  echo "installing: pyarrow, pandas (pip)"
+  python3 -m pip install --quiet pyarrow pandas 2>/dev/null || python3 -m pip install --quiet --break-system-packages pyarrow pandas
+fi
+
 # The API against its OpenAPI document (tests/tests/schemathesis.rs).
 if ! python3 -c 'import schemathesis' >/dev/null 2>&1; then
   echo "installing: schemathesis (pip)"

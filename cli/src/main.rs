@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+mod parquet_export;
+
+use clap::{Parser, Subcommand, ValueEnum};
 use distdiag_api::faults::{DurationArg, FaultRecord, HistoryQuery, StartRequest};
 use distdiag_api::models::{JobState, TrainRequest, WindowQuery};
 use distdiag_api::workload::{Options, Phase, WorkloadReport, WorkloadRequest};
@@ -91,14 +93,27 @@ enum Command {
     },
 }
 
+/// The file the labelled windows are written to.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum WindowsFormat {
+    Csv,
+    Parquet,
+}
+
 #[derive(Subcommand)]
 enum DatasetCommand {
-    /// Write a dataset (default: the collected data) as CSV files into a directory.
+    /// Write a dataset (default: the collected data) into a directory: its
+    /// series and labels as CSV (importable again), and its labelled windows
+    /// with every feature as `windows.csv` or, with `--format parquet`,
+    /// `windows.parquet` (one `label_<type>` 0/1 column per fault type;
+    /// docs/dataset-format.md).
     Export {
         #[arg(long)]
         out: PathBuf,
         #[arg(long, default_value = "collected")]
         name: String,
+        #[arg(long, value_enum, default_value_t = WindowsFormat::Csv)]
+        format: WindowsFormat,
     },
     /// Read a dataset directory and check it: a summary, and what is usable
     /// but doubtful (labels on nodes without series, overlapping cases,
@@ -462,15 +477,26 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
                 );
             }
         }
-        Command::Dataset(DatasetCommand::Export { out, name }) => {
+        Command::Dataset(DatasetCommand::Export { out, name, format }) => {
             let c = read()?;
             let ds = c.dataset(name, &WindowQuery::default()).await.map_err(failed)?;
             ds.export(out).map_err(|e| (1, e.to_string()))?;
             let csv = c.dataset_windows(name).await.map_err(failed)?;
-            std::fs::write(out.join("windows.csv"), csv)
-                .map_err(|e| (1, format!("{}: {e}", out.display())))?;
+            let windows = match format {
+                WindowsFormat::Csv => {
+                    std::fs::write(out.join("windows.csv"), &csv)
+                        .map_err(|e| (1, format!("{}: {e}", out.display())))?;
+                    format!("windows.csv: {} windows", csv.lines().count().saturating_sub(1))
+                }
+                WindowsFormat::Parquet => {
+                    let w =
+                        parquet_export::windows_csv_to_parquet(&csv, &out.join("windows.parquet"))
+                            .map_err(|e| (1, e))?;
+                    format!("windows.parquet: {} windows × {} columns", w.rows, w.columns)
+                }
+            };
             println!(
-                "{}: {} nodes, {} cases, {} labels",
+                "{}: {} nodes, {} cases, {} labels; {windows}",
                 out.display(),
                 ds.series.len(),
                 ds.cases.len(),

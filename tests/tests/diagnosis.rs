@@ -279,5 +279,60 @@ async fn collect_train_and_rank_a_new_fault_first() {
         python.iter().zip(&rust[0]).map(|(p, r)| (p - f64::from(*r)).abs()).fold(0.0, f64::max);
     eprintln!("Rust vs Python xgboost on {} rows: max |diff| = {max_diff:e}", python.len());
     assert!(max_diff < 1e-6, "max |diff| {max_diff}");
+
+    // The same windows as Parquet, read by pandas through pyarrow: the
+    // CSV's columns with a 0/1 target per fault type after `edge`, the
+    // same rows, the same values (nulls where the CSV is empty).
+    let pq = tmp.path().join("dataset-parquet");
+    let status = std::process::Command::new(bin("distdiag"))
+        .args(["--url", &coord.url(""), "--data-dir", data.to_str().unwrap()])
+        .args(["dataset", "export", "--format", "parquet", "--out", pq.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(!pq.join("windows.csv").exists());
+    let py = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(PARQUET_CHECK)
+        .arg(pq.join("windows.parquet"))
+        .arg(out.join("windows.csv"))
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "pandas/pyarrow: {}{}",
+        String::from_utf8_lossy(&py.stdout),
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let said = String::from_utf8_lossy(&py.stdout);
+    eprintln!("parquet: {said}");
+    assert!(said.contains("label_cpu_stress"), "{said}");
     drop(agents);
 }
+
+/// Compares `windows.parquet` (argv 1) with `windows.csv` (argv 2).
+const PARQUET_CHECK: &str = r#"
+import sys, numpy as np, pandas as pd, pyarrow.parquet as pq
+t = pq.read_table(sys.argv[1])
+p = t.to_pandas()
+c = pd.read_csv(sys.argv[2], keep_default_na=False, na_values=[""], dtype={"labels": str, "case": str, "node": str})
+c["labels"] = c["labels"].fillna("")
+lead = ["case", "node", "end_ms", "labels", "edge"]
+targets = [k for k in p.columns if k.startswith("label_")]
+types = sorted({x for l in c["labels"] for x in l.split(";") if x})
+assert targets == ["label_" + x for x in types], (targets, types)
+assert list(p.columns) == lead + targets + list(c.columns[5:]), list(p.columns)[:12]
+assert len(p) == len(c) and len(p) > 100, (len(p), len(c))
+assert (p["case"] == c["case"]).all() and (p["node"] == c["node"]).all()
+assert (p["end_ms"] == c["end_ms"]).all() and (p["labels"] == c["labels"]).all()
+assert (p["edge"] == (c["edge"] == 1)).all()
+for x in types:
+    want = c["labels"].map(lambda l: int(x in l.split(";")))
+    assert (p["label_" + x] == want).all(), x
+f = list(c.columns[5:])
+assert str(t.schema.field(f[0]).type) == "float", t.schema.field(f[0]).type
+a = p[f].to_numpy(dtype=np.float32)
+b = c[f].to_numpy(dtype=np.float32)
+assert np.array_equal(np.isnan(a), np.isnan(b)) and np.allclose(a, b, rtol=1e-6, atol=0, equal_nan=True)
+print(len(p), "rows", len(p.columns), "columns", " ".join(targets), int(np.isnan(a).sum()), "nulls")
+"#;
