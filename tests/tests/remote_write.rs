@@ -66,17 +66,38 @@ async fn stored_as_prometheus(
 
 /// Equal series, values within `rel` (VictoriaMetrics keeps 12 significant
 /// decimal digits; Prometheus keeps the float exactly).
-fn assert_same(what: &str, got: &SeriesSet, want: &SeriesSet, rel: f64) {
+fn same(what: &str, got: &SeriesSet, want: &SeriesSet, rel: f64) -> Result<(), String> {
     let names = |m: &SeriesSet| m.keys().cloned().collect::<Vec<_>>();
-    assert_eq!(names(got), names(want), "{what}: series differ");
+    if names(got) != names(want) {
+        return Err(format!("{what}: series differ: {:?} vs {:?}", names(got), names(want)));
+    }
     for (labels, want_points) in want {
         let got_points = &got[labels];
         let times = |p: &[(i64, f64)]| p.iter().map(|x| x.0).collect::<Vec<_>>();
-        assert_eq!(times(got_points), times(want_points), "{what}: timestamps of {labels:?}");
+        if times(got_points) != times(want_points) {
+            return Err(format!("{what}: timestamps of {labels:?} differ"));
+        }
         for ((t, g), (_, w)) in got_points.iter().zip(want_points) {
             let ok = if rel == 0.0 { g == w } else { (g - w).abs() <= rel * w.abs().max(1e-300) };
-            assert!(ok, "{what}: {labels:?} at {t}: got {g}, stored {w}");
+            if !ok {
+                return Err(format!("{what}: {labels:?} at {t}: got {g}, stored {w}"));
+            }
         }
+    }
+    Ok(())
+}
+
+/// Polls `receiver` until it holds `want` (see [`same`]), then asserts it.
+async fn assert_holds(what: &str, receiver: &Receiver, want: &SeriesSet, rel: f64) {
+    let got = poll_until(
+        Duration::from_secs(30),
+        || receiver.node_series("n1"),
+        |g| same(what, g, want, rel).is_ok(),
+    )
+    .await
+    .unwrap_or_else(|g| g);
+    if let Err(e) = same(what, &got, want, rel) {
+        panic!("{e}");
     }
 }
 
@@ -139,12 +160,8 @@ async fn rows_reach_victoriametrics_and_prometheus_as_the_agent_sent_them() {
         .await;
         assert!(got.is_ok(), "{name}: {got:?} samples sent of {samples}");
     }
-    let got = poll_until(Duration::from_secs(30), || vm.node_series("n1"), |g| g == &want_vm).await;
-    let got = got.unwrap_or_else(|g| g);
-    assert_same("VictoriaMetrics", &got, &want_vm, 1e-11);
-    let got =
-        poll_until(Duration::from_secs(30), || prom.node_series("n1"), |g| g == &want_prom).await;
-    assert_same("Prometheus", &got.unwrap_or_else(|g| g), &want_prom, 0.0);
+    assert_holds("VictoriaMetrics", &vm, &want_vm, 1e-11).await;
+    assert_holds("Prometheus", &prom, &want_prom, 0.0).await;
     // The conventions, on two series every Linux host has.
     assert!(want_prom.keys().any(|l| l["__name__"] == "distdiag_mem_available_bytes"));
     assert!(want_prom.keys().any(|l| l["__name__"] == "distdiag_cpu_user_seconds_total"
@@ -237,8 +254,7 @@ async fn a_receiver_down_for_a_minute_loses_nothing_and_a_refusing_one_is_counte
     )
     .await;
     assert!(sent.is_ok(), "{sent:?} samples sent of {samples} stored");
-    let got = poll_until(Duration::from_secs(30), || vm.node_series("n1"), |g| g == &want).await;
-    assert_same("VictoriaMetrics after its outage", &got.unwrap_or_else(|g| g), &want, 1e-11);
+    assert_holds("VictoriaMetrics after its outage", &vm, &want, 1e-11).await;
     let dropped = metric(
         &coord,
         "distdiag_remote_write_dropped_samples_total{endpoint=\"vm\",reason=\"queue_full\"}",

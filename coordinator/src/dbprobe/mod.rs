@@ -303,9 +303,6 @@ async fn probe_loop(
     };
     {
         let (s, n) = (store.clone(), node.clone());
-        if let Some(rw) = &out.remote_write {
-            rw.forget(&node);
-        }
         let ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX);
         match tokio::task::spawn_blocking(move || {
             s.upsert_node(&n, facts, Capabilities::default(), catalog(), ms, now_ms())

@@ -155,18 +155,19 @@ async fn upsert(
     catalog: Vec<MetricDesc>,
 ) -> Result<(), ProtocolError> {
     let store = ingest.store.clone();
-    if let Some(rw) = &ingest.remote_write {
-        rw.forget(node);
-    }
-    let (node, host, caps, interval) =
+    let (name, host, caps, interval) =
         (node.to_owned(), hello.host.clone(), hello.capabilities.clone(), hello.interval_ms);
     let res = tokio::task::spawn_blocking(move || {
         store
-            .upsert_node(&node, host, caps, catalog, interval, now_ms())
+            .upsert_node(&name, host, caps, catalog, interval, now_ms())
             .and_then(|()| store.flush())
     })
     .await
     .map_err(|e| ProtocolError::Storage(e.to_string()))?;
+    // The remote write names this node's series from the catalog it has now.
+    if let Some(rw) = &ingest.remote_write {
+        rw.forget(node);
+    }
     res.map_err(|e| match e {
         StoreError::Catalog { reason, .. } => ProtocolError::BadCatalog(reason),
         other => ProtocolError::Storage(other.to_string()),

@@ -29,7 +29,7 @@ pub use read::{RemoteRead, RemoteReadConfig};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -88,6 +88,16 @@ impl Default for RemoteWriteConfig {
 
 /// Labels distdiag sets itself; `labels` may not use them.
 const OWN_LABELS: [&str; 5] = ["__name__", "node", "cpu", "device", "interface"];
+
+/// The bearer token in `path`, trimmed; `section` names the setting.
+fn read_token(section: &str, path: Option<&Path>) -> Result<Option<String>, String> {
+    path.map(|p| {
+        std::fs::read_to_string(p)
+            .map(|t| t.trim().to_owned())
+            .map_err(|e| format!("{section}.bearer_token_file {}: {e}", p.display()))
+    })
+    .transpose()
+}
 
 /// `url` parses as http(s) with a host; `what` names the setting.
 fn check_url(what: &str, url: &str) -> Result<(), String> {
@@ -274,6 +284,13 @@ impl Endpoint {
         lock(&self.queue).samples
     }
 
+    /// Empties the queue; how many samples it held.
+    fn take_all(&self) -> usize {
+        let mut q = lock(&self.queue);
+        q.items.clear();
+        std::mem::take(&mut q.samples)
+    }
+
     /// Items worth up to `max_samples_per_send` samples (at least one item).
     fn take(&self) -> Vec<Arc<Item>> {
         let mut q = lock(&self.queue);
@@ -387,17 +404,7 @@ impl RemoteWrite {
         let mut endpoints = Vec::new();
         for cfg in cfgs {
             cfg.validate()?;
-            let token = match &cfg.bearer_token_file {
-                Some(p) => Some(
-                    std::fs::read_to_string(p)
-                        .map_err(|e| {
-                            format!("remote_write.bearer_token_file {}: {e}", p.display())
-                        })?
-                        .trim()
-                        .to_owned(),
-                ),
-                None => None,
-            };
+            let token = read_token("remote_write", cfg.bearer_token_file.as_deref())?;
             endpoints.push(Arc::new(Endpoint {
                 name: cfg.display_name(),
                 cfg: cfg.clone(),
@@ -589,14 +596,6 @@ async fn send_loop(ep: Arc<Endpoint>, client: reqwest::Client, mut stop: watch::
     }
     let left = ep.take_all();
     ep.drop_samples("shutdown", left as u64);
-}
-
-impl Endpoint {
-    fn take_all(&self) -> usize {
-        let mut q = lock(&self.queue);
-        q.items.clear();
-        std::mem::take(&mut q.samples)
-    }
 }
 
 #[cfg(test)]

@@ -96,15 +96,7 @@ pub struct RemoteRead {
 impl RemoteRead {
     pub fn new(cfg: &RemoteReadConfig) -> Result<RemoteRead, String> {
         cfg.validate()?;
-        let token = match &cfg.bearer_token_file {
-            Some(p) => Some(
-                std::fs::read_to_string(p)
-                    .map_err(|e| format!("remote_read.bearer_token_file {}: {e}", p.display()))?
-                    .trim()
-                    .to_owned(),
-            ),
-            None => None,
-        };
+        let token = super::read_token("remote_read", cfg.bearer_token_file.as_deref())?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(cfg.timeout_ms))
             .build()
