@@ -81,6 +81,10 @@ pub const STORED_ENTRIES: usize = 10;
 /// Rankings between two retention passes.
 const PRUNE_EVERY: u64 = 720;
 
+/// How far back the remote API is asked for nodes' catalog info series (a
+/// sample every 30 s): at least this, or the whole window and baseline.
+const REMOTE_CATALOG_LOOKBACK_MS: i64 = 120_000;
+
 /// A ranking's key: its time, zero-padded so that keys sort like times.
 fn history_key(ms: i64) -> String {
     format!("{:016}", ms.max(0))
@@ -196,21 +200,37 @@ impl Online {
         (self.tx.subscribe(), self.stop.clone())
     }
 
-    /// Reads the windows from a Prometheus-compatible API from now on
-    /// (the catalogs still come from the local store). Once only.
+    /// Reads the windows from a Prometheus-compatible API from now on. The
+    /// nodes are those of the local store and those whose catalog info
+    /// series the API holds (a standby without agents knows only these).
+    /// Once only.
     pub fn read_from(&self, remote: crate::remote_write::RemoteRead) {
         let _ = self.remote.set(remote);
     }
 
+    /// The runtime to wait for the remote API on (the caller is on a
+    /// blocking thread of it).
+    fn runtime() -> Result<tokio::runtime::Handle, String> {
+        tokio::runtime::Handle::try_current().map_err(|e| e.to_string())
+    }
+
     /// A node's rows over `from..=to`: from the local store, or from the
-    /// remote API (then the caller must be on a blocking thread of the runtime).
-    fn rows(&self, node: &str, from_ms: i64, to_ms: i64) -> Result<distdiag_store::Rows, String> {
+    /// remote API with `remote_catalog` or else the local one.
+    fn rows(
+        &self,
+        node: &str,
+        remote_catalog: Option<&Vec<distdiag_common::MetricDesc>>,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<distdiag_store::Rows, String> {
         match self.remote.get() {
             None => self.store.range(node, from_ms, to_ms).map_err(|e| e.to_string()),
             Some(r) => {
-                let catalog = self.store.node(node).map(|n| n.catalog).unwrap_or_default();
-                let handle = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
-                let rows = handle.block_on(r.range(node, &catalog, from_ms, to_ms))?;
+                let catalog = match remote_catalog {
+                    Some(c) => c.clone(),
+                    None => self.store.node(node).map(|n| n.catalog).unwrap_or_default(),
+                };
+                let rows = Self::runtime()?.block_on(r.range(node, &catalog, from_ms, to_ms))?;
                 Ok((catalog, rows))
             }
         }
@@ -301,17 +321,35 @@ impl Online {
         let from = frozen.map_or(from, |t| from.min(t - window.baseline_ms));
         // The store's nodes by the node they are diagnosed as (merged ones together).
         let mut targets: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut target = |node: String| {
+            let t = self.merge.get(&node).cloned().unwrap_or_else(|| node.clone());
+            targets.entry(t).or_default().push(node);
+        };
+        let mut local = std::collections::HashSet::new();
         for rec in self.store.nodes() {
             let last = self
                 .store
                 .latest(&rec.node)
                 .and_then(|l| l.rows.first().map(|r| r.0))
                 .unwrap_or(i64::MIN);
-            if last < recent {
-                continue;
+            if last >= recent {
+                local.insert(rec.node.clone());
+                target(rec.node);
             }
-            let target = self.merge.get(&rec.node).cloned().unwrap_or_else(|| rec.node.clone());
-            targets.entry(target).or_default().push(rec.node);
+        }
+        // With a remote API, also the nodes only it has recent data of (a
+        // standby's own store may know them from before), by their catalog
+        // info series (sent every 30 s; alive if they have rows since `recent`).
+        let remote_catalogs = match self.remote.get() {
+            Some(r) => Self::runtime()?
+                .block_on(r.catalogs(now, (now - from).max(REMOTE_CATALOG_LOOKBACK_MS)))?
+                .into_iter()
+                .filter(|(node, _)| !local.contains(node))
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        for node in remote_catalogs.keys() {
+            target(node.clone());
         }
         // One target at a time from the store into the frame, so that only
         // one node's points are held besides the frame (with every node's
@@ -324,10 +362,19 @@ impl Online {
             let mut one = Dataset::new(window.step_ms, window);
             let node = one.series.entry(target).or_default();
             for member in members {
-                let (catalog, rows) = self.rows(&member, from - window.step_ms, now)?;
+                let remote_catalog = remote_catalogs.get(&member);
+                let (catalog, rows) =
+                    self.rows(&member, remote_catalog, from - window.step_ms, now)?;
+                if remote_catalog.is_some() && rows.last().is_none_or(|r| r.0 < recent) {
+                    continue;
+                }
                 for (m, pts) in distdiag_dataset::grid_series(&catalog, &rows, window.step_ms) {
                     node.entry(m).or_default().extend(pts);
                 }
+            }
+            if node.is_empty() {
+                // Only remote members, none with recent rows.
+                continue;
             }
             if let Some(last) = node.values().filter_map(|p| p.last().map(|x| x.0)).max() {
                 newest = newest.min(last);

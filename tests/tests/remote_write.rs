@@ -13,7 +13,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use distdiag_api::metrics::MetricsQuery;
-use distdiag_coordinator::remote_write::prometheus_name;
+use distdiag_common::catalog::MetricKind;
+use distdiag_coordinator::remote_write::{prometheus_name, CATALOG_INFO, CATALOG_INFO_EVERY_MS};
 use distdiag_testbed::tsdb::{Kind, Receiver, SeriesSet};
 use distdiag_testbed::*;
 
@@ -22,7 +23,8 @@ fn write_config(path: &Path, text: &str) {
 }
 
 /// What the coordinator stored for `node`, as the receivers should hold
-/// it: Prometheus labels → [(ms, value in base units)].
+/// it: Prometheus labels → [(ms, value in base units)]; the catalog info
+/// series with no points (their times depend on the batches, see [`same`]).
 async fn stored_as_prometheus(
     coord: &Coordinator,
     node: &str,
@@ -35,6 +37,14 @@ async fn stored_as_prometheus(
         let (name, device, scale) = prometheus_name(&desc);
         let mut labels: BTreeMap<String, String> =
             extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut info = labels.clone();
+        info.insert("__name__".into(), CATALOG_INFO.into());
+        info.insert("node".into(), node.into());
+        info.insert("metric".into(), desc.name.clone());
+        info.insert("unit".into(), desc.unit.clone());
+        let kind = if desc.kind == MetricKind::Counter { "counter" } else { "gauge" };
+        info.insert("kind".into(), kind.into());
+        out.insert(info, Vec::new());
         labels.insert("__name__".into(), name);
         labels.insert("node".into(), node.into());
         if let Some((k, v)) = device {
@@ -73,6 +83,16 @@ fn same(what: &str, got: &SeriesSet, want: &SeriesSet, rel: f64) -> Result<(), S
     }
     for (labels, want_points) in want {
         let got_points = &got[labels];
+        if labels["__name__"] == CATALOG_INFO {
+            // 1 at the first row, then at least 30 s apart.
+            let ok = !got_points.is_empty()
+                && got_points.iter().all(|p| p.1 == 1.0)
+                && got_points.windows(2).all(|w| w[1].0 - w[0].0 >= CATALOG_INFO_EVERY_MS);
+            if !ok {
+                return Err(format!("{what}: catalog info {labels:?}: {got_points:?}"));
+            }
+            continue;
+        }
         let times = |p: &[(i64, f64)]| p.iter().map(|x| x.0).collect::<Vec<_>>();
         if times(got_points) != times(want_points) {
             return Err(format!("{what}: timestamps of {labels:?} differ"));
@@ -399,13 +419,6 @@ async fn the_diagnosis_ranks_from_victoriametrics_as_from_the_local_store() {
     };
     let local = online(&store, false).await.expect("a ranking from the local store");
     // From its 2 s alone the short store cannot rank like that...
-    let by_key =
-        |d: &distdiag_coordinator::online::Diagnosis| -> BTreeMap<(String, String), (f64, f64)> {
-            d.ranks
-                .iter()
-                .map(|e| ((e.node.clone(), e.kind.clone()), (e.probability, e.score)))
-                .collect()
-        };
     let alone = online(&short, false).await;
     assert!(
         alone.as_ref().is_none_or(|d| by_key(d)
@@ -414,42 +427,63 @@ async fn the_diagnosis_ranks_from_victoriametrics_as_from_the_local_store() {
             .any(|(a, b)| (a.1 .0 - b.1 .0).abs() > 1e-3)),
         "the short store alone ranked like the full one: the comparison below would prove nothing"
     );
-    // ... from VictoriaMetrics it does. (VictoriaMetrics makes what it
-    // took searchable within a few seconds.)
-    let remote = poll_until(
-        Duration::from_secs(30),
-        || online(&short, true),
-        |d| d.as_ref().is_some_and(|d| d.ranks.len() == local.ranks.len()),
-    )
-    .await
-    .unwrap_or_else(|d| d)
-    .expect("a ranking from VictoriaMetrics");
-    // Same top entry; every (node, type) with the same probability and
-    // score within 1e-6 (VictoriaMetrics keeps 12 significant digits, so
-    // entries tied to 1e-10 may swap places: the order is compared by score).
+    // ... from VictoriaMetrics it does; and so does a standby whose store
+    // is empty, from the nodes and catalogs the catalog info series give.
+    // (VictoriaMetrics makes what it took searchable within a few seconds.)
+    let empty: std::sync::Arc<dyn distdiag_store::SeriesStore> = std::sync::Arc::new(
+        distdiag_store::SledStore::open(&tmp.path().join("empty"), Default::default()).unwrap(),
+    );
+    assert!(online(&empty, false).await.is_none());
+    for (what, store) in [("short store", &short), ("standby", &empty)] {
+        let remote = poll_until(
+            Duration::from_secs(30),
+            || online(store, true),
+            |d| d.as_ref().is_some_and(|d| d.ranks.len() == local.ranks.len()),
+        )
+        .await
+        .unwrap_or_else(|d| d)
+        .unwrap_or_else(|| panic!("{what}: no ranking from VictoriaMetrics"));
+        same_ranking(what, &remote, &local);
+    }
+}
+
+/// A ranking's (node, type) → (probability, score).
+fn by_key(d: &distdiag_coordinator::online::Diagnosis) -> BTreeMap<(String, String), (f64, f64)> {
+    d.ranks.iter().map(|e| ((e.node.clone(), e.kind.clone()), (e.probability, e.score))).collect()
+}
+
+/// Same top entry; every (node, type) with the same probability and score
+/// within 1e-6 (VictoriaMetrics keeps 12 significant digits, so entries
+/// tied to 1e-10 may swap places: the order is compared by score).
+fn same_ranking(
+    what: &str,
+    remote: &distdiag_coordinator::online::Diagnosis,
+    local: &distdiag_coordinator::online::Diagnosis,
+) {
     assert_eq!(
         (&local.ranks[0].node, local.ranks[0].kind.as_str()),
         (&"n4".to_string(), "cpu_stress")
     );
     assert_eq!(
         (&remote.ranks[0].node, &remote.ranks[0].kind),
-        (&local.ranks[0].node, &local.ranks[0].kind)
+        (&local.ranks[0].node, &local.ranks[0].kind),
+        "{what}"
     );
-    assert_eq!(remote.ranks.len(), local.ranks.len());
-    let (r, l) = (by_key(&remote), by_key(&local));
-    assert_eq!(r.keys().collect::<Vec<_>>(), l.keys().collect::<Vec<_>>());
+    assert_eq!(remote.ranks.len(), local.ranks.len(), "{what}");
+    let (r, l) = (by_key(remote), by_key(local));
+    assert_eq!(r.keys().collect::<Vec<_>>(), l.keys().collect::<Vec<_>>(), "{what}");
     for (k, (rp, rs)) in &r {
         let (lp, ls) = l[k];
         assert!(
             (rp - lp).abs() <= 1e-6 && (rs - ls).abs() <= 1e-6,
-            "{k:?}: {rp} {rs} vs {lp} {ls}"
+            "{what}: {k:?}: {rp} {rs} vs {lp} {ls}"
         );
     }
     for (re, le) in remote.ranks.iter().zip(&local.ranks) {
-        assert!((re.score - le.score).abs() <= 1e-6, "the order differs: {re:?} vs {le:?}");
+        assert!((re.score - le.score).abs() <= 1e-6, "{what}: the order differs: {re:?} vs {le:?}");
     }
-    assert_eq!(remote.graph.nodes, local.graph.nodes);
+    assert_eq!(remote.graph.nodes, local.graph.nodes, "{what}");
     for (r, l) in remote.pagerank.iter().zip(&local.pagerank) {
-        assert!((r - l).abs() <= 1e-6, "PageRank {r} vs {l}");
+        assert!((r - l).abs() <= 1e-6, "{what}: PageRank {r} vs {l}");
     }
 }

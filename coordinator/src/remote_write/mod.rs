@@ -21,6 +21,10 @@
 //! bytes, becomes `distdiag_disk_read_bytes_total{device="sda"}`; the unit
 //! is in the name (`_seconds`, `_bytes`; microseconds are converted to
 //! seconds), counters end in `_total`, and every series carries `node`.
+//! Beside them, each node's catalog as `distdiag_catalog_info{node,
+//! metric, kind, unit} 1`, one series per catalog entry, a sample every
+//! 30 s of the node's rows: from it a coordinator without agents of its
+//! own finds the nodes and maps the series back (see [`RemoteRead`]).
 
 mod proto;
 mod read;
@@ -87,7 +91,8 @@ impl Default for RemoteWriteConfig {
 }
 
 /// Labels distdiag sets itself; `labels` may not use them.
-const OWN_LABELS: [&str; 5] = ["__name__", "node", "cpu", "device", "interface"];
+const OWN_LABELS: [&str; 8] =
+    ["__name__", "node", "cpu", "device", "interface", "metric", "kind", "unit"];
 
 /// The bearer token in `path`, trimmed; `section` names the setting.
 fn read_token(section: &str, path: Option<&Path>) -> Result<Option<String>, String> {
@@ -189,29 +194,76 @@ pub fn prometheus_name(desc: &MetricDesc) -> (String, Option<(&'static str, Stri
     (name, label, scale)
 }
 
-/// A node's series, one per catalog entry: encoded labels and unit factor.
+/// The series that describes a node's catalog, one per entry:
+/// `distdiag_catalog_info{node, metric, kind, unit} 1`, the way
+/// `*_info` series carry facts in Prometheus. A coordinator that reads its
+/// windows from the TSDB without agents of its own (a standby) learns the
+/// nodes and their catalogs from it.
+pub const CATALOG_INFO: &str = "distdiag_catalog_info";
+
+/// How often a node's catalog info series get a sample (and at once when
+/// its catalog changes). Not counted in the sent-samples figures.
+pub const CATALOG_INFO_EVERY_MS: i64 = 30_000;
+
+/// A node's series, one per catalog entry: encoded labels and unit factor,
+/// and the catalog info series with the time of their last sample.
 struct NodeSeries {
     series: Vec<(Vec<u8>, f64)>,
+    info: Vec<Vec<u8>>,
+    info_ms: std::sync::atomic::AtomicI64,
 }
 
 impl NodeSeries {
     fn new(node: &str, catalog: &[MetricDesc], extra: &BTreeMap<String, String>) -> NodeSeries {
+        let encode = |pairs: Vec<(String, String)>| {
+            let mut labels: Vec<(String, String)> =
+                extra.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            labels.push(("node".into(), node.to_owned()));
+            labels.extend(pairs);
+            labels.sort();
+            proto::encode_labels(&labels)
+        };
         let series = catalog
             .iter()
             .map(|d| {
                 let (name, label, scale) = prometheus_name(d);
-                let mut labels: Vec<(String, String)> =
-                    extra.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                labels.push(("__name__".into(), name));
-                labels.push(("node".into(), node.to_owned()));
-                if let Some((k, v)) = label {
-                    labels.push((k.to_owned(), v));
-                }
-                labels.sort();
-                (proto::encode_labels(&labels), scale)
+                let mut pairs = vec![("__name__".to_owned(), name)];
+                pairs.extend(label.map(|(k, v)| (k.to_owned(), v)));
+                (encode(pairs), scale)
             })
             .collect();
-        NodeSeries { series }
+        let info = catalog
+            .iter()
+            .map(|d| {
+                let kind = match d.kind {
+                    MetricKind::Counter => "counter",
+                    MetricKind::Gauge => "gauge",
+                };
+                encode(vec![
+                    ("__name__".into(), CATALOG_INFO.into()),
+                    ("kind".into(), kind.into()),
+                    ("metric".into(), d.name.clone()),
+                    ("unit".into(), d.unit.clone()),
+                ])
+            })
+            .collect();
+        NodeSeries { series, info, info_ms: std::sync::atomic::AtomicI64::new(i64::MIN) }
+    }
+
+    /// The times among `rows` (sorted) at which the catalog info series
+    /// are due a sample; moves the last one on. Never earlier than the
+    /// last: Prometheus refuses a request with an out-of-order sample.
+    fn info_due(&self, rows: &[&Row]) -> Vec<i64> {
+        let mut last = self.info_ms.load(Ordering::Relaxed);
+        let mut due = Vec::new();
+        for r in rows {
+            if last == i64::MIN || r.ts_ms >= last + CATALOG_INFO_EVERY_MS {
+                due.push(r.ts_ms);
+                last = r.ts_ms;
+            }
+        }
+        self.info_ms.store(last, Ordering::Relaxed);
+        due
     }
 }
 
@@ -335,6 +387,12 @@ fn encode(items: &[Arc<Item>]) -> (Vec<u8>, usize) {
             if !samples.is_empty() {
                 count += samples.len();
                 proto::push_series(&mut out, labels, &samples);
+            }
+        }
+        let due: Vec<(i64, f64)> = series.info_due(&rows).into_iter().map(|t| (t, 1.0)).collect();
+        if !due.is_empty() {
+            for labels in &series.info {
+                proto::push_series(&mut out, labels, &due);
             }
         }
     }
@@ -485,7 +543,7 @@ impl RemoteWrite {
             out,
             "distdiag_remote_write_sent_samples_total",
             "counter",
-            "Samples a receiver accepted.",
+            "Samples of stored series a receiver accepted (the catalog info series not counted).",
         );
         each(out, "distdiag_remote_write_sent_samples_total", &|e| load(&e.stats.sent_samples));
         family(
@@ -711,8 +769,42 @@ mod tests {
                     l(&[("__name__", "distdiag_db_up"), ("cluster", "eu"), ("node", "n1")]),
                     vec![(1000, 1.0)]
                 ),
+                // The catalog, at the first row.
+                (
+                    l(&[
+                        ("__name__", CATALOG_INFO),
+                        ("cluster", "eu"),
+                        ("kind", "counter"),
+                        ("metric", "disk.reads:sda"),
+                        ("node", "n1"),
+                        ("unit", "ops")
+                    ]),
+                    vec![(1000, 1.0)]
+                ),
+                (
+                    l(&[
+                        ("__name__", CATALOG_INFO),
+                        ("cluster", "eu"),
+                        ("kind", "gauge"),
+                        ("metric", "db.up"),
+                        ("node", "n1"),
+                        ("unit", "bool")
+                    ]),
+                    vec![(1000, 1.0)]
+                ),
             ]
         );
+        // The next batch: the catalog again once 30 s have passed, not before.
+        let rows = (0..40).map(|i| Row { ts_ms: 3000 + i * 1000, values: vec![1.0, 1.0] });
+        let (body, n) = encode(&[item("n1", &s, rows.collect())]);
+        assert_eq!(n, 80, "the info samples are not counted");
+        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        let info: Vec<_> = proto::decode::write_request(&raw)
+            .into_iter()
+            .filter(|(labels, _)| labels[0].1 == CATALOG_INFO)
+            .map(|(_, samples)| samples)
+            .collect();
+        assert_eq!(info, vec![vec![(31_000, 1.0)]; 2]);
     }
 
     #[test]
@@ -736,6 +828,7 @@ mod tests {
         };
         assert!(label("cluster").is_ok());
         assert!(label("node").unwrap_err().contains("set by distdiag"));
+        assert!(label("metric").unwrap_err().contains("set by distdiag"), "the catalog info's");
         assert!(label("9x").unwrap_err().contains("not a label name"));
         assert!(label("__x").unwrap_err().contains("not a label name"));
         assert!(c(&|c| c.max_samples_per_send = 0).is_err());

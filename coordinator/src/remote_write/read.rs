@@ -8,17 +8,20 @@
 //! answers the raw samples of every series of the node; each series is
 //! matched to the node's catalog entry by the names remote write gives
 //! (see [`prometheus_name`]) and converted back to the catalog's unit. The
-//! catalog itself comes from the local store, which every agent's hello
-//! updates.
+//! catalog of a node comes from the local store, which every agent's hello
+//! updates, or — for a node that only the TSDB knows, on a standby
+//! coordinator without agents — from the `distdiag_catalog_info` series
+//! that the remote write sends beside the samples ([`RemoteRead::catalogs`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use distdiag_common::catalog::MetricKind;
 use distdiag_common::MetricDesc;
 use serde::{Deserialize, Serialize};
 
-use super::prometheus_name;
+use super::{prometheus_name, CATALOG_INFO};
 
 /// Where the diagnosis reads its windows from (`[remote_read]`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -65,19 +68,24 @@ fn quoted(s: &str) -> String {
 }
 
 #[derive(Deserialize)]
-struct Answer {
+struct Answer<T> {
     status: String,
     #[serde(default)]
     error: Option<String>,
-    #[serde(default)]
-    data: Option<Data>,
+    #[serde(default = "Option::default")]
+    data: Option<Data<T>>,
 }
 
 #[derive(Deserialize)]
-struct Data {
+struct Data<T> {
     #[serde(rename = "resultType")]
     result_type: String,
-    result: Vec<Matrix>,
+    result: Vec<T>,
+}
+
+#[derive(Deserialize)]
+struct Instant {
+    metric: HashMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -122,37 +130,14 @@ impl RemoteRead {
             let (name, device, scale) = prometheus_name(d);
             columns.insert((name, device), (i, scale));
         }
-        let mut matchers = vec![format!("node={}", quoted(node))];
-        matchers.extend(self.cfg.labels.iter().map(|(k, v)| format!("{k}={}", quoted(v))));
+        let mut matchers =
+            vec![format!("node={}", quoted(node)), format!("__name__!={}", quoted(CATALOG_INFO))];
+        matchers.extend(self.matchers());
         // A range selector is open on the left: (to - d, to].
         let query = format!("{{{}}}[{}ms]", matchers.join(","), to_ms - from_ms + 1);
-        let url = format!("{}/api/v1/query", self.cfg.url.trim_end_matches('/'));
-        let mut req = self.client.get(url).query(&[
-            ("query", query.as_str()),
-            ("time", &format!("{}.{:03}", to_ms.div_euclid(1000), to_ms.rem_euclid(1000))),
-            ("nocache", "1"),
-        ]);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.map_err(|e| format!("remote read {node}: {e}"))?;
-        let status = resp.status();
-        let text = resp.text().await.map_err(|e| format!("remote read {node}: {e}"))?;
-        let answer: Answer = serde_json::from_str(&text).map_err(|e| {
-            format!(
-                "remote read {node}: {status}: {e}: {}",
-                text.chars().take(200).collect::<String>()
-            )
-        })?;
-        if answer.status != "success" {
-            return Err(format!("remote read {node}: {}", answer.error.unwrap_or(answer.status)));
-        }
-        let data = answer.data.ok_or_else(|| format!("remote read {node}: no data"))?;
-        if data.result_type != "matrix" {
-            return Err(format!("remote read {node}: a {} answer", data.result_type));
-        }
+        let data: Vec<Matrix> = self.query(node, &query, to_ms, "matrix").await?;
         let mut rows: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
-        for s in data.result {
+        for s in data {
             let Some(name) = s.metric.get("__name__") else { continue };
             let device = ["cpu", "interface", "device"]
                 .into_iter()
@@ -166,5 +151,82 @@ impl RemoteRead {
             }
         }
         Ok(rows.into_iter().filter(|(t, _)| (from_ms..=to_ms).contains(t)).collect())
+    }
+
+    /// The nodes whose catalog info series have a sample in
+    /// `(at_ms - lookback_ms, at_ms]`, each with its catalog (sorted by name).
+    pub async fn catalogs(
+        &self,
+        at_ms: i64,
+        lookback_ms: i64,
+    ) -> Result<BTreeMap<String, Vec<MetricDesc>>, String> {
+        let mut matchers = vec![format!("__name__={}", quoted(CATALOG_INFO))];
+        matchers.extend(self.matchers());
+        let query = format!("last_over_time({{{}}}[{}ms])", matchers.join(","), lookback_ms.max(1));
+        let data: Vec<Instant> = self.query("catalogs", &query, at_ms, "vector").await?;
+        let mut out: BTreeMap<String, Vec<MetricDesc>> = BTreeMap::new();
+        for s in data {
+            let get = |k: &str| s.metric.get(k).cloned();
+            let (Some(node), Some(name), Some(kind), Some(unit)) =
+                (get("node"), get("metric"), get("kind"), get("unit"))
+            else {
+                continue;
+            };
+            let kind = match kind.as_str() {
+                "counter" => MetricKind::Counter,
+                "gauge" => MetricKind::Gauge,
+                _ => continue,
+            };
+            if distdiag_common::catalog::validate_metric_name(&name).is_err() {
+                continue;
+            }
+            out.entry(node).or_default().push(MetricDesc { name, kind, unit });
+        }
+        for catalog in out.values_mut() {
+            catalog.sort_by(|a, b| a.name.cmp(&b.name));
+            catalog.dedup_by(|a, b| a.name == b.name);
+        }
+        Ok(out)
+    }
+
+    /// The configured label matchers, as PromQL.
+    fn matchers(&self) -> impl Iterator<Item = String> + '_ {
+        self.cfg.labels.iter().map(|(k, v)| format!("{k}={}", quoted(v)))
+    }
+
+    /// An instant query at `at_ms` whose answer must be of `kind`.
+    async fn query<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        query: &str,
+        at_ms: i64,
+        kind: &str,
+    ) -> Result<Vec<T>, String> {
+        let url = format!("{}/api/v1/query", self.cfg.url.trim_end_matches('/'));
+        let mut req = self.client.get(url).query(&[
+            ("query", query),
+            ("time", &format!("{}.{:03}", at_ms.div_euclid(1000), at_ms.rem_euclid(1000))),
+            ("nocache", "1"),
+        ]);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| format!("remote read {what}: {e}"))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| format!("remote read {what}: {e}"))?;
+        let answer: Answer<T> = serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "remote read {what}: {status}: {e}: {}",
+                text.chars().take(200).collect::<String>()
+            )
+        })?;
+        if answer.status != "success" {
+            return Err(format!("remote read {what}: {}", answer.error.unwrap_or(answer.status)));
+        }
+        let data = answer.data.ok_or_else(|| format!("remote read {what}: no data"))?;
+        if data.result_type != kind {
+            return Err(format!("remote read {what}: a {} answer", data.result_type));
+        }
+        Ok(data.result)
     }
 }
