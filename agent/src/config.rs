@@ -124,6 +124,12 @@ impl Config {
         if !(100..=60_000).contains(&self.interval_ms) {
             return invalid(format!("interval_ms = {} is outside 100..=60000", self.interval_ms));
         }
+        if !(1..=3600).contains(&self.collect.tcp_states_every) {
+            return invalid(format!(
+                "collect.tcp_states_every = {} is outside 1..=3600",
+                self.collect.tcp_states_every
+            ));
+        }
         let node = self.node_name();
         let node_ok = !node.is_empty()
             && node.len() <= 64
@@ -258,6 +264,7 @@ mod tests {
             ("[uplink]\nbackoff_jitter = 2.0", "backoff"),
             ("[uplink]\nmax_in_flight = 0", "max_in_flight"),
             ("[collect]\ncgroup_path = '../../etc'", "cgroup_path"),
+            ("[collect]\ntcp_states_every = 0", "tcp_states_every"),
         ] {
             let cfg: Config = toml::from_str(text).unwrap();
             let err = cfg.validate().unwrap_err().to_string();

@@ -63,6 +63,10 @@ pub struct CollectConfig {
     /// Count TCP sockets per state: `netlink` (sock_diag, falls back to
     /// procfs), `procfs` (/proc/net/tcp{,6}, slow on large socket tables) or `off`.
     pub tcp_states: tcp::TcpStates,
+    /// Count every TCP state once in this many collections; the rows in
+    /// between count listening sockets only (a full count walks the kernel's
+    /// socket hash, see the tcp collector). 1 = every collection.
+    pub tcp_states_every: u32,
     /// Block devices whose name starts with one of these are skipped.
     pub disk_exclude_prefixes: Vec<String>,
     /// Network interfaces whose name starts with one of these are skipped.
@@ -79,6 +83,7 @@ impl Default for CollectConfig {
             process_pid_file: None,
             cgroup_path: None,
             tcp_states: tcp::TcpStates::Netlink,
+            tcp_states_every: 10,
             disk_exclude_prefixes: ["loop", "ram", "fd", "sr"].map(String::from).to_vec(),
             net_exclude_prefixes: Vec::new(),
         }
@@ -214,7 +219,7 @@ fn registry(cfg: &CollectConfig) -> Vec<Box<dyn Collector>> {
         Box::new(vmstat::Vmstat),
         Box::new(disk::Disk::new(cfg.disk_exclude_prefixes.clone())),
         Box::new(network::Network::new(cfg.net_exclude_prefixes.clone())),
-        Box::new(tcp::Tcp::new(cfg.tcp_states)),
+        Box::new(tcp::Tcp::new(cfg.tcp_states, cfg.tcp_states_every)),
         Box::new(fd::Fd),
         Box::new(psi::Psi),
         Box::new(process::Process::new(cfg.process_names.clone(), cfg.process_pid_file.clone())),

@@ -2,20 +2,27 @@
 //! listen-queue and timeout counters from /proc/net/netstat, socket counts
 //! from /proc/net/sockstat, and sockets per state.
 //!
-//! Sockets per state come from a NETLINK_SOCK_DIAG dump, which costs in
-//! proportion to the sockets that exist; reading /proc/net/tcp instead walks
-//! the kernel's whole socket hash table (about 1.5 ms per file on a small VM).
-//! The procfs files are the fallback when netlink is refused, and what fixture
-//! trees provide.
+//! Sockets per state come from a NETLINK_SOCK_DIAG dump; reading
+//! /proc/net/tcp instead walks the same tables and formats text on top
+//! (about 1.5 ms per file on a small VM). The procfs files are the fallback
+//! when netlink is refused, and what fixture trees provide.
 //!
-//! The dump's cost is the kernel's walk of its established-socket hash, whose
-//! size follows the host's memory, not the sockets: on a 24 GiB host (262,144
-//! buckets) one dump of 38 sockets took 1.35 ms of system time, a dump of the
-//! listening sockets alone (no walk) 0.015 ms. That walk is most of the
-//! agent's CPU per collection on such a host (`make bench` lists each
-//! collector), and why the agent/node_exporter ratio measured on a 24 GiB
-//! machine is about twice that of a small VM. node_exporter's `tcpstat` pays
-//! the same walk twice per scrape (one dump per address family).
+//! A dump of every state costs the kernel a walk of its established-socket
+//! hash, whose size follows the host's memory, not the sockets, plus a
+//! message per socket: on a 24 GiB host (262,144 buckets) one dump of 38
+//! sockets took 1.35 ms of system time, a dump of the listening sockets alone
+//! (no walk) 0.015 ms. Done every second, that walk was 94 % of the agent's
+//! CPU on such a host (0.33x node_exporter instead of 0.13x on a small VM),
+//! and it grows with the connections of a busy database. So the full
+//! breakdown is taken every `tcp_states_every` collections (10 by default)
+//! and the other rows carry `tcp.state.listen` alone, from the cheap
+//! listen-only dump; established and time-wait counts are in every row
+//! anyway (`tcp.curr_estab`, `tcp.sockets_time_wait`, O(1) counters).
+//! Measured before choosing: on the committed MariaDB recording and the
+//! seekdb campaign, cross-validated with the other states thinned to every
+//! 10th sample, AC@1 and macro-F1 moved by less than the spread between
+//! dealings (docs/performance.md). node_exporter's `tcpstat`
+//! pays the full walk twice per scrape (one dump per address family).
 
 use std::collections::HashMap;
 
@@ -134,15 +141,19 @@ const NLMSG_HDR: usize = 16;
 /// 48-byte socket id, states, dbs).
 const REQ_LEN: usize = NLMSG_HDR + 60;
 
-/// A dump request for every TCP socket (native byte order).
-pub(crate) fn diag_request(seq: u32) -> [u8; REQ_LEN] {
+/// Socket-state masks of a dump request (bit n = state n).
+const ALL_STATES: u32 = u32::MAX;
+const LISTEN_ONLY: u32 = 1 << 10;
+
+/// A dump request for the TCP sockets in the `states` mask (native byte order).
+pub(crate) fn diag_request(seq: u32, states: u32) -> [u8; REQ_LEN] {
     let mut r = [0u8; REQ_LEN];
     r[0..4].copy_from_slice(&(REQ_LEN as u32).to_ne_bytes());
     r[4..6].copy_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
     r[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
     r[8..12].copy_from_slice(&seq.to_ne_bytes());
     r[16] = 2; // AF_INET; the kernel widens the compat dump to every family
-    r[68..72].copy_from_slice(&u32::MAX.to_ne_bytes()); // every state
+    r[68..72].copy_from_slice(&states.to_ne_bytes());
     r
 }
 
@@ -179,8 +190,9 @@ pub(crate) fn parse_diag_reply(buf: &[u8], counts: &mut [f64; 11]) -> Result<boo
     Ok(false)
 }
 
-/// Counts the agent's TCP sockets (IPv4 and IPv6) per state with one dump.
-fn netlink_states(counts: &mut [f64; 11]) -> std::io::Result<()> {
+/// Counts the agent's TCP sockets (IPv4 and IPv6) in the `states` mask per
+/// state with one dump.
+fn netlink_states(states: u32, counts: &mut [f64; 11]) -> std::io::Result<()> {
     use rustix::net::netlink::{self, SocketAddrNetlink};
     use rustix::net::{
         recv, sendto, socket_with, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType,
@@ -193,7 +205,7 @@ fn netlink_states(counts: &mut [f64; 11]) -> std::io::Result<()> {
     )?;
     let kernel = SocketAddrNetlink::new(0, 0);
     let mut buf = vec![0u8; 32 * 1024];
-    sendto(&fd, &diag_request(1), SendFlags::empty(), &kernel)?;
+    sendto(&fd, &diag_request(1, states), SendFlags::empty(), &kernel)?;
     loop {
         let (_, n) = recv(&fd, &mut buf[..], RecvFlags::empty())?;
         let done =
@@ -206,12 +218,19 @@ fn netlink_states(counts: &mut [f64; 11]) -> std::io::Result<()> {
 
 pub(crate) struct Tcp {
     states: TcpStates,
+    /// Every how many collections all states are counted (the others count
+    /// listening sockets only).
+    every: u32,
+    /// Collections since the last full count.
+    since_full: u32,
     warned: bool,
 }
 
 impl Tcp {
-    pub(crate) fn new(states: TcpStates) -> Self {
-        Tcp { states, warned: false }
+    pub(crate) fn new(states: TcpStates, every: u32) -> Self {
+        // The first collection counts every state.
+        let every = every.max(1);
+        Tcp { states, every, since_full: every - 1, warned: false }
     }
 
     fn procfs_states(p: &std::path::Path, counts: &mut [f64; 11]) -> Result<(), CollectError> {
@@ -266,26 +285,37 @@ impl Collector for Tcp {
                 sink.gauge(name, "count", v);
             }
         }
-        if self.states != TcpStates::Off {
-            let mut counts = [0.0; 11];
-            let via_netlink = self.states == TcpStates::Netlink
-                && {
-                    match netlink_states(&mut counts) {
-                        Ok(()) => true,
-                        Err(error) => {
-                            if !self.warned {
-                                tracing::warn!(collector = "tcp", %error, "sock_diag netlink refused; counting socket states from procfs");
-                                self.warned = true;
-                            }
-                            counts = [0.0; 11];
-                            false
-                        }
+        if self.states == TcpStates::Off {
+            return Ok(());
+        }
+        self.since_full += 1;
+        let full = self.since_full >= self.every;
+        if full {
+            self.since_full = 0;
+        }
+        let mask = if full { ALL_STATES } else { LISTEN_ONLY };
+        let mut counts = [0.0; 11];
+        let via_netlink = self.states == TcpStates::Netlink
+            && match netlink_states(mask, &mut counts) {
+                Ok(()) => true,
+                Err(error) => {
+                    if !self.warned {
+                        tracing::warn!(collector = "tcp", %error, "sock_diag netlink refused; counting socket states from procfs");
+                        self.warned = true;
                     }
-                };
-            if !via_netlink {
-                Self::procfs_states(p, &mut counts)?;
+                    counts = [0.0; 11];
+                    false
+                }
+            };
+        if !via_netlink {
+            // procfs has no cheap listen-only read: between full counts, no states.
+            if !full {
+                return Ok(());
             }
-            for (state, n) in STATES.iter().zip(counts) {
+            Self::procfs_states(p, &mut counts)?;
+        }
+        for (state, n) in STATES.iter().zip(counts) {
+            if full || *state == "listen" {
                 sink.gauge(&format!("tcp.state.{state}"), "count", n);
             }
         }
@@ -315,7 +345,7 @@ mod tests {
     #[test]
     fn counts_sockets_by_state_over_v4_and_v6() {
         let mut sink = Sink::default();
-        Tcp::new(TcpStates::Procfs).collect(&fixture::roots(), &mut sink).unwrap();
+        Tcp::new(TcpStates::Procfs, 1).collect(&fixture::roots(), &mut sink).unwrap();
         // Fixture: tcp has 2 listen + 1 established + 1 time_wait; tcp6 has 1 listen + 1 established.
         assert_eq!(sink.value("tcp.state.listen"), Some(3.0));
         assert_eq!(sink.value("tcp.state.established"), Some(2.0));
@@ -338,7 +368,7 @@ mod tests {
 
     #[test]
     fn parses_sock_diag_replies() {
-        let req = diag_request(7);
+        let req = diag_request(7, ALL_STATES);
         assert_eq!(u32::from_ne_bytes(req[0..4].try_into().unwrap()) as usize, REQ_LEN);
         assert_eq!(u16::from_ne_bytes(req[4..6].try_into().unwrap()), TCPDIAG_GETSOCK);
         assert_eq!(&req[68..72], &[0xff; 4]);
@@ -362,10 +392,53 @@ mod tests {
         let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let v6 = std::net::TcpListener::bind("[::1]:0");
         let mut after = [0.0; 11];
-        netlink_states(&mut after).unwrap();
+        netlink_states(ALL_STATES, &mut after).unwrap();
         // Other tests may open or close listeners meanwhile; ours are there.
         let ours = 1.0 + if v6.is_ok() { 1.0 } else { 0.0 };
         assert!(after[9] >= ours, "listeners seen: {after:?}");
         drop((v4, v6));
+    }
+
+    #[test]
+    fn listen_only_dump_skips_other_states() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let mut listen = [0.0; 11];
+        netlink_states(LISTEN_ONLY, &mut listen).unwrap();
+        assert!(listen[9] >= 1.0, "{listen:?}");
+        assert_eq!(listen.iter().sum::<f64>(), listen[9], "only listeners: {listen:?}");
+        let mut all = [0.0; 11];
+        netlink_states(ALL_STATES, &mut all).unwrap();
+        assert!(all[0] >= 2.0, "our connection's two ends are established: {all:?}");
+        drop((client, server, listener));
+    }
+
+    #[test]
+    fn every_state_each_nth_collection_listen_in_between() {
+        let roots = fixture::roots();
+        // procfs has no cheap listen-only read: states only on full collections.
+        let mut t = Tcp::new(TcpStates::Procfs, 3);
+        let mut seen = Vec::new();
+        for _ in 0..7 {
+            let mut sink = Sink::default();
+            t.collect(&roots, &mut sink).unwrap();
+            assert_eq!(sink.value("tcp.curr_estab"), Some(2.0), "the counters are in every row");
+            seen.push((sink.value("tcp.state.established"), sink.value("tcp.state.listen")));
+        }
+        let full = (Some(2.0), Some(3.0));
+        assert_eq!(
+            seen,
+            [full, (None, None), (None, None), full, (None, None), (None, None), full]
+        );
+        // netlink: listeners in every row, the other states on every 2nd.
+        let _l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut t = Tcp::new(TcpStates::Netlink, 2);
+        for i in 0..4 {
+            let mut sink = Sink::default();
+            t.collect(&roots, &mut sink).unwrap();
+            assert!(sink.value("tcp.state.listen").is_some_and(|n| n >= 1.0), "row {i}");
+            assert_eq!(sink.value("tcp.state.close_wait").is_some(), i % 2 == 0, "row {i}");
+        }
     }
 }

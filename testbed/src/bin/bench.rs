@@ -80,30 +80,9 @@ fn http_get(addr: SocketAddr, path: &str) -> Vec<u8> {
     out
 }
 
-fn agent_vs_node_exporter(lines: &mut Vec<Line>) {
-    const N: u32 = 1000;
-    let out = Command::new(bin("distdiag-agent"))
-        .args(["collect-bench", "--count", &N.to_string()])
-        .output()
-        .expect("run agent");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("agent bench JSON");
-    let (our_cpu, our_rss) =
-        (v["cpu_seconds"].as_f64().unwrap(), v["peak_rss_bytes"].as_f64().unwrap());
-    let metrics = v["metrics"].as_u64().unwrap();
-
-    let Some(ne) = ["/usr/bin/prometheus-node-exporter", "/usr/bin/node_exporter"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-    else {
-        lines.push(line(
-            "agent CPU per 1,000 collections",
-            format!("{our_cpu:.3} s"),
-            "node_exporter not installed".into(),
-            "-".into(),
-            "≤ 0.10×",
-        ));
-        return;
-    };
+/// node_exporter's CPU seconds for `n` scrapes of the collectors matching
+/// the agent's, and its peak RSS and bytes per scrape.
+fn node_exporter_scrapes(ne: &str, n: u32) -> (f64, u64, usize) {
     let (port, _) = free_ports();
     let collectors = [
         "cpu",
@@ -133,19 +112,87 @@ fn agent_vs_node_exporter(lines: &mut Vec<Line>) {
     }
     let (cpu0, _) = proc_usage(child.id());
     let mut bytes = 0;
-    for _ in 0..N {
+    for _ in 0..n {
         bytes += http_get(port, "/metrics").len();
     }
-    let (cpu1, ne_rss) = proc_usage(child.id());
+    let (cpu1, rss) = proc_usage(child.id());
     let _ = child.kill();
     let _ = child.wait();
-    let ne_cpu = cpu1 - cpu0;
+    (cpu1 - cpu0, rss, bytes / n as usize)
+}
+
+/// `pairs` established loopback connections (two sockets each), held until
+/// dropped: a database host's client connections, as the TCP collectors see them.
+fn open_connections(pairs: usize) -> Vec<std::net::TcpStream> {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    let need = (pairs * 2 + 256) as u64;
+    if lim.current.is_some_and(|c| c < need) {
+        lim.current = Some(lim.maximum.map_or(need, |m| m.min(need)));
+        let _ = setrlimit(Resource::Nofile, lim);
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let mut v = Vec::with_capacity(pairs * 2);
+    for _ in 0..pairs {
+        let (Ok(c), Ok((s, _))) = (std::net::TcpStream::connect(addr), listener.accept()) else {
+            break;
+        };
+        v.extend([c, s]);
+    }
+    v
+}
+
+fn agent_vs_node_exporter(lines: &mut Vec<Line>) {
+    const N: u32 = 1000;
+    // The agent as shipped (every TCP state once in 10 collections), and
+    // with every state in every collection as node_exporter's tcpstat does.
+    let run_agent = |config: Option<&std::path::Path>| -> serde_json::Value {
+        let mut cmd = Command::new(bin("distdiag-agent"));
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        let out =
+            cmd.args(["collect-bench", "--count", &N.to_string()]).output().expect("run agent");
+        serde_json::from_slice(&out.stdout).expect("agent bench JSON")
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let every1 = tmp.path().join("agent.toml");
+    std::fs::write(&every1, "[collect]\ntcp_states_every = 1\n").unwrap();
+    let v = run_agent(None);
+    let v1 = run_agent(Some(&every1));
+    let (our_cpu, our_rss) =
+        (v["cpu_seconds"].as_f64().unwrap(), v["peak_rss_bytes"].as_f64().unwrap());
+    let cpu_every1 = v1["cpu_seconds"].as_f64().unwrap();
+    let metrics = v["metrics"].as_u64().unwrap();
+
+    let Some(ne) = ["/usr/bin/prometheus-node-exporter", "/usr/bin/node_exporter"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        lines.push(line(
+            "agent CPU per 1,000 collections",
+            format!("{our_cpu:.3} s"),
+            "node_exporter not installed".into(),
+            "-".into(),
+            "≤ 0.10×",
+        ));
+        return;
+    };
+    let (ne_cpu, ne_rss, scrape_bytes) = node_exporter_scrapes(ne, N);
     lines.push(line(
-        &format!("agent CPU per 1,000 collections ({metrics} metrics) vs node_exporter 1,000 scrapes ({} KB each)", bytes / N as usize / 1024),
+        &format!("agent CPU per 1,000 collections ({metrics} metrics) vs node_exporter 1,000 scrapes ({} KB each)", scrape_bytes / 1024),
         format!("{our_cpu:.3} s"),
         format!("{ne_cpu:.3} s"),
         format!("{:.3}", our_cpu / ne_cpu),
         "≤ 0.10",
+    ));
+    lines.push(line(
+        "  same, with every TCP state in every collection (tcp_states_every = 1)",
+        format!("{cpu_every1:.3} s"),
+        format!("{ne_cpu:.3} s"),
+        format!("{:.3}", cpu_every1 / ne_cpu),
+        "-",
     ));
     // Where the agent's time goes: each collector's time (wall, in the
     // agent) per 1,000 collections, against the same node_exporter total.
@@ -169,6 +216,22 @@ fn agent_vs_node_exporter(lines: &mut Vec<Line>) {
         format!("{:.1} MB", ne_rss as f64 / 1e6),
         format!("{:.2}", our_rss / ne_rss as f64),
         "≤ 15 MB",
+    ));
+    // A busy database host: thousands of client connections, which every
+    // per-state count walks and reports socket by socket.
+    let held = open_connections(2000);
+    let busy = run_agent(None)["cpu_seconds"].as_f64().unwrap();
+    let (ne_busy, _, busy_bytes) = node_exporter_scrapes(ne, N);
+    lines.push(line(
+        &format!(
+            "agent CPU per 1,000 collections vs node_exporter, {} TCP sockets open ({} KB per scrape)",
+            held.len(),
+            busy_bytes / 1024
+        ),
+        format!("{busy:.3} s"),
+        format!("{ne_busy:.3} s"),
+        format!("{:.3}", busy / ne_busy),
+        "≤ 0.10",
     ));
 }
 
