@@ -19,6 +19,9 @@
 //!     nodes × 60 metrics × 1 h of 1 s data seeded through ingest, fed live:
 //!     time to an interactive chart and main-thread time per live update
 //!     (Performance API, tests/web/dashboard.mjs perf);
+//! (h) footprint: sysbench's oltp_read_write TPS on MariaDB with a real agent
+//!     at 1 s and a coordinator probing it and ranking every stride on the
+//!     same host, against both frozen, in interleaved pairs;
 //! (g) `distdiag-bench soak` only: many simulated agents at 1 Hz for
 //!     minutes, then kill -9 of the coordinator at random moments, and the
 //!     count of every row afterwards (testbed/src/soak.rs).
@@ -494,6 +497,113 @@ fn sysbench_oltp(
     (txns, time, cpu, field("ignored errors:"))
 }
 
+/// The database's price of being watched: sysbench's oltp_read_write TPS on
+/// MariaDB with a real agent collecting at 1 s and a coordinator probing the
+/// database and ranking every stride on the same host, against the same
+/// with both frozen (SIGSTOP). Interleaved pairs, in alternating order so a
+/// drift of the server cancels; the loss is the mean of the pairs' losses.
+fn footprint(lines: &mut Vec<Line>) {
+    use distdiag_workload::db::DialectKind;
+    use distdiag_workload::{Options, WorkloadKind, Workloads};
+    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (pairs, secs) = (env("FOOTPRINT_PAIRS", 6) as usize, env("FOOTPRINT_SECONDS", 20));
+    let (tables, size, threads) = (4u32, 10_000u64, 4usize);
+    let server = distdiag_testbed::db::DbServer::start(DialectKind::Mysql);
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let store: Arc<dyn SeriesStore> =
+            Arc::new(SledStore::open(&tmp.path().join("prep"), StoreConfig::default()).unwrap());
+        let w = Workloads::new(vec![server.target("bench")], store);
+        let o = Options { tables, table_size: size, ..Options::default() };
+        let _enter = rt.enter();
+        let (_, job) = w.prepare(WorkloadKind::OltpReadWrite, o).unwrap();
+        rt.block_on(job).unwrap();
+    }
+    let data = tmp.path().join("coord");
+    let certs = make_certs(&data.join("certs"), &["n1"]);
+    let conf = tmp.path().join("coordinator.toml");
+    std::fs::write(&conf, format!("{}host_node = \"n1\"\n", server.config_toml("db1"))).unwrap();
+    let (api, quic) = free_ports();
+    let mut coord = Coordinator::start(&data, api, quic, &["--config", conf.to_str().unwrap()]);
+    let agent_cfg = agent_config("n1", &certs, quic, &tmp.path().join("agent"), 1000);
+    let agent_toml = tmp.path().join("agent.toml");
+    std::fs::write(&agent_toml, toml::to_string(&agent_cfg).unwrap()).unwrap();
+    let mut agent = Command::new(bin("distdiag-agent"))
+        .arg("--config")
+        .arg(&agent_toml)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the agent");
+    // Ranking under way: the latest ranking names the agent's node.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !String::from_utf8_lossy(&http_get(api, "/api/anomaly/ranks")).contains("\"n1\"") {
+        assert!(Instant::now() < deadline, "no ranking of n1 after 90 s:\n{}", coord.log_text());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let pids = [agent.id(), coord.pid().expect("coordinator running")];
+    let signal = |sig: &str| {
+        for pid in pids {
+            let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+        }
+    };
+    let warm = sysbench_oltp(server.port, tables, size, threads, 10);
+    eprintln!("     warm-up: {:.0} txn", warm.0);
+    let (mut losses, mut tps_on, mut tps_off) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cpu_agent, mut cpu_coord, mut on_secs) = (0.0, 0.0, 0.0);
+    for i in 0..pairs {
+        let mut pair = [0.0; 2];
+        for watched in if i % 2 == 0 { [false, true] } else { [true, false] } {
+            signal(if watched { "CONT" } else { "STOP" });
+            // Let the coordinator catch up on what it missed while frozen.
+            std::thread::sleep(Duration::from_secs(if watched { 5 } else { 1 }));
+            let before = pids.map(|p| proc_usage(p).0);
+            let (txn, t, _, _) = sysbench_oltp(server.port, tables, size, threads, secs);
+            let after = pids.map(|p| proc_usage(p).0);
+            let tps = txn / t;
+            if watched {
+                cpu_agent += after[0] - before[0];
+                cpu_coord += after[1] - before[1];
+                on_secs += t;
+            }
+            eprintln!("    pair {i}, {}: {tps:.1} TPS", if watched { "watched" } else { "frozen" });
+            pair[usize::from(watched)] = tps;
+        }
+        tps_off.push(pair[0]);
+        tps_on.push(pair[1]);
+        losses.push(1.0 - pair[1] / pair[0]);
+    }
+    signal("CONT");
+    let _ = Command::new("kill").args(["-TERM", &agent.id().to_string()]).status();
+    let _ = agent.wait();
+    assert!(coord.stop().success(), "coordinator: {}", coord.log_text());
+    let n = losses.len() as f64;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let m = mean(&losses);
+    let sd = (losses.iter().map(|l| (l - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
+    lines.push(line(
+        &format!(
+            "sysbench oltp_read_write TPS on MariaDB, agent at 1 s + coordinator ranking every stride vs both frozen ({pairs} interleaved pairs of {secs} s, {threads} threads; agent {:.1} %, coordinator {:.1} % of a core)",
+            100.0 * cpu_agent / on_secs,
+            100.0 * cpu_coord / on_secs
+        ),
+        format!("{:.1}", mean(&tps_on)),
+        format!("{:.1}", mean(&tps_off)),
+        format!("{:.4}", mean(&tps_on) / mean(&tps_off)),
+        "loss ≤ 0.5 %",
+    ));
+    lines.push(line(
+        "  TPS lost, mean of the pairs ± standard error",
+        format!("{:.2} % ± {:.2}", 100.0 * m, 100.0 * sd / n.sqrt()),
+        "paper: 1.17 % of TPM".into(),
+        "-".into(),
+        "≤ 0.5 %",
+    ));
+}
+
 fn oltp_vs_sysbench(lines: &mut Vec<Line>, kinds: &[distdiag_workload::db::DialectKind]) {
     use distdiag_workload::db::DialectKind;
     use distdiag_workload::{Options, WorkloadKind, Workloads};
@@ -582,7 +692,7 @@ fn oltp_vs_sysbench(lines: &mut Vec<Line>, kinds: &[distdiag_workload::db::Diale
 }
 
 /// Sections to run: all by default, or those named on the command line
-/// (`agent`, `ingest`, `capture`, `oltp`, `dashboard`, `training`, `ranking`;
+/// (`agent`, `ingest`, `capture`, `oltp`, `footprint`, `dashboard`, `training`, `ranking`;
 /// `diagnosis` is the last two; `oltp-mariadb` and `oltp-seekdb` are
 /// `oltp` on one server).
 fn main() {
@@ -614,6 +724,10 @@ fn main() {
         if !kinds.is_empty() {
             oltp_vs_sysbench(&mut lines, &kinds);
         }
+    }
+    if run("footprint") {
+        eprintln!("footprint on the database: sysbench TPS watched vs not ...");
+        footprint(&mut lines);
     }
     if run("dashboard") {
         eprintln!("(f) dashboard in Chromium: 10 nodes × 60 metrics × 1 h ...");
