@@ -28,6 +28,16 @@ use std::time::{Duration, Instant};
 use distdiag_agent::config::Config as AgentConfig;
 use distdiag_coordinator::tls::{self, CertPaths};
 
+/// The directory of the package whose test is running. Cargo and nextest
+/// set `CARGO_MANIFEST_DIR` when they run a test; `compiled` (its `env!`
+/// value) is where the test was built. The two differ when a checkout at
+/// another path reuses a shared target directory's build (cargo fingerprints
+/// a path package by its place in the workspace, not its absolute path), and
+/// a test must read its own checkout's files, not another's.
+pub fn package_dir(compiled: &str) -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(compiled), PathBuf::from)
+}
+
 /// Directory of the workspace's built binaries (next to the test executable,
 /// or `DISTDIAG_BIN_DIR`).
 pub fn bin_dir() -> PathBuf {

@@ -279,7 +279,8 @@ fn a_signal_during_bring_up_leaves_nothing() {
 /// scorer, which holds its goals untrained, and far ahead of Dummy.
 #[test]
 fn recorded_campaign_model_beats_the_baselines() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/campaign-mariadb");
+    let dir =
+        distdiag_testbed::package_dir(env!("CARGO_MANIFEST_DIR")).join("fixtures/campaign-mariadb");
     let ds = Dataset::import(&dir).unwrap();
     let params = TrainParams { nthread: 1, seed: 42, ..TrainParams::default() };
     // Two dealings; the first is the single one again (deterministic).

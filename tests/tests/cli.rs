@@ -90,7 +90,7 @@ fn agent_refuses_bad_flags_and_config_with_64() {
 #[test]
 fn dataset_filter_drops_a_types_cases_and_refuses_to_overwrite() {
     let fixture =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/campaign-mariadb");
+        distdiag_testbed::package_dir(env!("CARGO_MANIFEST_DIR")).join("fixtures/campaign-mariadb");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("without-loss");
     let (code, text) = run(
@@ -154,7 +154,7 @@ fn dataset_filter_drops_a_types_cases_and_refuses_to_overwrite() {
 /// nodes, cases, groups and labels; a bad line is named by file and line.
 #[test]
 fn an_rcaeval_layout_converts_and_checks() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = distdiag_testbed::package_dir(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("converted");
     let conv = std::process::Command::new("python3")

@@ -30,7 +30,7 @@ const LAYERS: [&str; 12] = [
 ];
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    distdiag_testbed::package_dir(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn cargo() -> String {

@@ -21,7 +21,7 @@ use distdiag_testbed::*;
 use distdiag_workload::db::DialectKind;
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    distdiag_testbed::package_dir(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn npm_ci(dir: &Path) -> bool {

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use distdiag_testbed::{bin, bin_dir, free_ports, skip};
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    distdiag_testbed::package_dir(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn have(program: &str, arg: &str) -> bool {

@@ -17,7 +17,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,7 +39,8 @@ struct Fake {
 type Shared = Arc<Mutex<Fake>>;
 
 fn fixture(name: &str) -> Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/kube").join(name);
+    let p =
+        distdiag_testbed::package_dir(env!("CARGO_MANIFEST_DIR")).join("fixtures/kube").join(name);
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
