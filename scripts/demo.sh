@@ -89,7 +89,13 @@ for _ in $(seq 1 100); do
   kill -0 "${pids[0]}" 2>/dev/null || { echo "coordinator failed to start" >&2; exit 1; }
   sleep 0.1
 done
-"$BIN/distdiag-agent" --node "$NODE" --coordinator "$INGEST" --certs "$DATA/certs" --state-dir "$DATA/agent" &
+# The database and its workload are on loopback: network faults that name no
+# interface act there, where they change what the demo sees (on the default
+# route's interface they would touch no traffic of it). The connection to the
+# coordinator is always left alone.
+acfg="$DATA/demo-agent.toml"
+printf '# Written by scripts/demo.sh\n[fault]\nnetwork_interface = "lo"\n' > "$acfg"
+"$BIN/distdiag-agent" --config "$acfg" --node "$NODE" --coordinator "$INGEST" --certs "$DATA/certs" --state-dir "$DATA/agent" &
 pids+=($!)
 
 # Which faults this host's agent can inject (and why not the others).

@@ -6,7 +6,8 @@
 # Usage: scripts/seed-flow.sh [TYPES...]   (default: the seeds' four)
 # Environment: DISTDIAG_URL (default http://127.0.0.1:8000), DATA (default
 # data), NORMAL_S (120), CASE_S (60), PROBE_S (30), SETTLE_S (30),
-# PROBE_ONLY=1 (time the active model only: no collection, no training).
+# CASES (labelled cases per type, 1), PROBE_ONLY=1 (time the active model
+# only: no collection, no training).
 # Only rankings whose window ends after the fault started count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ NORMAL_S=${NORMAL_S:-120}
 CASE_S=${CASE_S:-60}
 PROBE_S=${PROBE_S:-30}
 SETTLE_S=${SETTLE_S:-30}
+CASES=${CASES:-1}
 TYPES=("$@")
 [ ${#TYPES[@]} -gt 0 ] || TYPES=(cpu_stress memory_stress disk_stress network_delay)
 TOKEN=$(cat "$DATA/token")
@@ -37,10 +39,12 @@ api POST /api/training/normal/start >/dev/null
 sleep "$NORMAL_S"
 api POST /api/training/normal/stop >/dev/null
 
-for t in "${TYPES[@]}"; do
-  echo "labelled case: $t, ${CASE_S} s" >&2
-  api POST /api/anomaly/start "{\"type\": \"$t\", \"nodes\": [\"$NODE\"], \"duration\": $CASE_S, \"collect_training_data\": true}" >/dev/null
-  sleep $((CASE_S + SETTLE_S))
+for round in $(seq "$CASES"); do
+  for t in "${TYPES[@]}"; do
+    echo "labelled case $round: $t, ${CASE_S} s" >&2
+    api POST /api/anomaly/start "{\"type\": \"$t\", \"nodes\": [\"$NODE\"], \"duration\": $CASE_S, \"collect_training_data\": true}" >/dev/null
+    sleep $((CASE_S + SETTLE_S))
+  done
 done
 
 echo "training" >&2

@@ -187,6 +187,11 @@ impl Config {
                 f.deadman_grace_ms
             ));
         }
+        if let Some(i) = &f.network_interface {
+            if let Err(e) = crate::fault::network::validate_iface(i) {
+                return invalid(format!("fault.network_interface: {e}"));
+            }
+        }
         for (field, p) in [
             ("collect.cgroup_path", &self.collect.cgroup_path),
             ("fault.cgroup_path", &self.fault.cgroup_path),
@@ -265,6 +270,7 @@ mod tests {
             ("[uplink]\nmax_in_flight = 0", "max_in_flight"),
             ("[collect]\ncgroup_path = '../../etc'", "cgroup_path"),
             ("[collect]\ntcp_states_every = 0", "tcp_states_every"),
+            ("[fault]\nnetwork_interface = 'eth0; reboot'", "fault.network_interface"),
         ] {
             let cfg: Config = toml::from_str(text).unwrap();
             let err = cfg.validate().unwrap_err().to_string();

@@ -344,6 +344,23 @@ impl Drop for Reaper {
 }
 
 /// `distdiag-agent fault-run` in the background; returns the child and the stressor pids.
+#[test]
+fn a_network_fault_naming_no_interface_takes_the_configured_one() {
+    let state = tempfile::tempdir().unwrap();
+    let cfg = FaultConfig {
+        worker_exe: Some(exe()),
+        network_interface: Some("ddnosuch0".into()),
+        ..FaultConfig::default()
+    };
+    let mut e = FaultEngine::open(cfg, state.path(), Path::new("/proc")).unwrap().0;
+    let now = now_ms();
+    let spec = FaultSpec::NetworkBandwidth { rate_kbit: 1000, interface: None };
+    let err = e.apply("cfg-iface", &spec, now + 10_000, now).unwrap_err().to_string();
+    assert!(err.contains("ddnosuch0"), "{err}");
+    assert!(e.active().is_empty());
+    assert_eq!(journal_len(state.path()), 0);
+}
+
 fn fault_run(state: &Path, spec: &str) -> (Reaper, Vec<u32>) {
     let mut child = Command::new(exe())
         .args([

@@ -63,6 +63,11 @@ pub struct FaultConfig {
     /// How `network_delay` is done: `auto` (netem where the kernel has it,
     /// else NFQUEUE), `netem` or `nfqueue`.
     pub delay_backend: DelayBackend,
+    /// The interface a network fault acts on when the request names none
+    /// (default: the default route's). A one-host set-up whose database is
+    /// reached over loopback (`make demo`) sets `lo`: on the default
+    /// route's interface such a fault would change nothing it can see.
+    pub network_interface: Option<String>,
     /// The coordinator's address: network faults never touch this traffic.
     #[serde(skip)]
     pub control: Option<SocketAddr>,
@@ -89,6 +94,7 @@ impl Default for FaultConfig {
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             worker_exe: None,
             delay_backend: DelayBackend::Auto,
+            network_interface: None,
             control: None,
         }
     }
@@ -360,9 +366,9 @@ impl FaultEngine {
     }
 
     /// The interface a network fault acts on: the one asked for, else the
-    /// default route's.
+    /// configured one, else the default route's.
     fn iface(&self, asked: Option<&str>) -> Result<String, FaultError> {
-        match asked {
+        match asked.or(self.cfg.network_interface.as_deref()) {
             Some(i) => Ok(i.to_owned()),
             None => std::fs::read_to_string(self.proc_root.join("net/route"))
                 .ok()

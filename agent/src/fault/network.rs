@@ -324,7 +324,7 @@ pub(super) fn probe(exe: &Path) -> Vec<(&'static str, Result<(), String>)> {
 }
 
 /// Interface names: what the kernel accepts (1-15 characters, no '/', no space).
-fn validate_iface(name: &str) -> Result<(), FaultError> {
+pub(crate) fn validate_iface(name: &str) -> Result<(), FaultError> {
     let ok = !name.is_empty()
         && name.len() <= 15
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
