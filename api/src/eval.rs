@@ -84,6 +84,40 @@ pub struct MethodReports {
     /// With the diagnosis time 30 s earlier and later.
     pub shifted_minus_30s: Report,
     pub shifted_plus_30s: Report,
+    /// How soon after each case's start the ranking names a cause.
+    #[serde(default)]
+    pub detection: Detection,
+}
+
+/// How soon the ranking names a fault: each case ranked every grid step
+/// from its first fault's start, as an online diagnosis that ranks on every
+/// new sample would; a case is detected from the first window end whose top
+/// entry is one of its causes with p ≥ `threshold` and stays so for
+/// `hold_ms`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+pub struct Detection {
+    pub cases: usize,
+    /// Share of the cases detected within the horizon.
+    pub detected: f64,
+    /// Share of the cases in which a wrong top entry with p ≥ `threshold`
+    /// came first.
+    pub wrong_first: f64,
+    /// How long after the start a detection may begin (ms).
+    pub horizon_ms: i64,
+    /// How long the top entry must stay right (ms).
+    pub hold_ms: i64,
+    pub threshold: f64,
+    /// Median and 90th percentile of the detection time, an undetected case
+    /// counting as never (null when that many cases were not detected).
+    pub median_ms: Option<i64>,
+    pub p90_ms: Option<i64>,
+    /// Share of the cases detected within 6 s and within 10 s.
+    pub within_6s: f64,
+    pub within_10s: f64,
+    /// Each case's detection time (ms after its start), null when not
+    /// detected within the horizon; a case ranked by several
+    /// cross-validation dealings appears once per dealing.
+    pub per_case: Vec<(String, Option<i64>)>,
 }
 
 /// Model, statistical scorer and Dummy side by side on the same cases.

@@ -59,8 +59,14 @@ impl Default for ProbeConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DiagnosisConfig {
-    /// Rank the nodes every stride.
+    /// Rank the nodes online.
     pub enabled: bool,
+    /// Rank as soon as every node has a new sample, at most this often
+    /// (ms, 100..=3600000; default 1000, the agents' interval); at least
+    /// every window stride in any case. A fault is named in the first
+    /// seconds of its window, not at the next stride; set it to the
+    /// stride to rank only then (less CPU on a large cluster).
+    pub rank_interval_ms: i64,
     /// Window geometry of the statistical scorer and of new models
     /// (an active model brings its own).
     pub window: distdiag_diagnose::WindowConfig,
@@ -91,6 +97,7 @@ impl Default for DiagnosisConfig {
     fn default() -> Self {
         DiagnosisConfig {
             enabled: true,
+            rank_interval_ms: 1_000,
             window: distdiag_diagnose::WindowConfig::default(),
             history_rankings: 2_160,
             history_retention_hours: 168,
@@ -292,6 +299,12 @@ impl Config {
         let d = &self.diagnosis;
         if let Err(e) = d.window.validate() {
             return bad(format!("diagnosis.window: {e}"));
+        }
+        if !(100..=3_600_000).contains(&d.rank_interval_ms) {
+            return bad(format!(
+                "diagnosis.rank_interval_ms must be 100..=3600000, not {}",
+                d.rank_interval_ms
+            ));
         }
         if !(0.0..=1.0).contains(&d.alert_threshold) || d.history_rankings > 1_000_000 {
             return bad(

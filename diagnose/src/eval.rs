@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-pub use distdiag_api::eval::{AcRow, CaseRow, Prf, Report};
+pub use distdiag_api::eval::{AcRow, CaseRow, Detection, Prf, Report};
 pub use distdiag_dataset::Truth;
 
 /// A ranking as (node, type), best first.
@@ -123,12 +123,82 @@ pub fn evaluate(results: &[(Truth, Ranked)]) -> Report {
     report
 }
 
+/// How long after a case's start a detection may begin.
+pub const DETECTION_HORIZON_MS: i64 = 30_000;
+/// How long the top entry must stay right for a detection.
+pub const DETECTION_HOLD_MS: i64 = 5_000;
+/// The probability the top entry needs for a detection (the seeds' bar and
+/// the default alert threshold).
+pub const DETECTION_P: f64 = 0.5;
+
+/// One case followed from its start (see [`crate::rank::detection_times`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detected {
+    pub truth: Truth,
+    /// When the detection began (ms after the start); None: not detected.
+    pub at_ms: Option<i64>,
+    /// A wrong entry was on top with p ≥ the threshold before.
+    pub wrong_first: bool,
+}
+
+/// The [`Detection`] figures of followed cases.
+pub fn detection(cases: &[Detected], horizon_ms: i64, hold_ms: i64, threshold: f64) -> Detection {
+    let n = cases.len();
+    // Undetected cases sort last, as never.
+    let mut sorted: Vec<i64> = cases.iter().map(|c| c.at_ms.unwrap_or(i64::MAX)).collect();
+    sorted.sort_unstable();
+    // The value at or below which a share q of the cases lie.
+    let quantile = |q: f64| {
+        let k = ((q * n as f64).ceil() as usize).clamp(1, n.max(1)) - 1;
+        sorted.get(k).copied().filter(|v| *v != i64::MAX)
+    };
+    let share = |k: usize| if n == 0 { 0.0 } else { k as f64 / n as f64 };
+    let within = |ms: i64| share(sorted.iter().filter(|v| **v <= ms).count());
+    Detection {
+        cases: n,
+        detected: share(sorted.iter().filter(|v| **v != i64::MAX).count()),
+        wrong_first: share(cases.iter().filter(|c| c.wrong_first).count()),
+        horizon_ms,
+        hold_ms,
+        threshold,
+        median_ms: quantile(0.5),
+        p90_ms: quantile(0.9),
+        within_6s: within(6_000),
+        within_10s: within(10_000),
+        per_case: cases.iter().map(|c| (c.truth.case.clone(), c.at_ms)).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn e(n: &str, t: &str) -> (String, String) {
         (n.into(), t.into())
+    }
+
+    #[test]
+    fn detection_by_hand() {
+        let c = |case: &str, at_ms: Option<i64>, wrong_first: bool| Detected {
+            truth: Truth { case: case.into(), scenario: "s".into(), causes: vec![] },
+            at_ms,
+            wrong_first,
+        };
+        let cases = [
+            c("a", Some(3_000), false),
+            c("b", Some(7_000), true),
+            c("c", None, true),
+            c("d", Some(5_000), false),
+        ];
+        let d = detection(&cases, 30_000, 5_000, 0.5);
+        assert_eq!((d.cases, d.detected, d.wrong_first), (4, 0.75, 0.5));
+        // Sorted 3, 5, 7, never: the median is the 2nd, p90 the 4th (never).
+        assert_eq!(d.median_ms, Some(5_000));
+        assert_eq!(d.p90_ms, None);
+        assert_eq!((d.within_6s, d.within_10s), (0.5, 0.75));
+        assert_eq!(d.per_case[2], ("c".to_string(), None));
+        let none = detection(&[], 30_000, 5_000, 0.5);
+        assert_eq!((none.cases, none.median_ms, none.within_6s), (0, None, 0.0));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A dataset as the diagnosis sees it: labelled windows, and its fault
 //! cases ranked by a model, the statistical scorer and Dummy side by side,
-//! at the fault and with the diagnosis time shifted by ±30 s.
+//! at the fault and with the diagnosis time shifted by ±30 s, and followed
+//! from each fault's start for how soon they are named.
 
 use std::fmt::Write as _;
 
@@ -8,10 +9,12 @@ use distdiag_dataset::{Dataset, Frame, Period, Truth};
 
 pub use distdiag_api::eval::{Evaluation, MethodReports};
 
-use crate::eval::{evaluate, Ranked};
+use crate::eval::{
+    detection, evaluate, Detected, Ranked, DETECTION_HOLD_MS, DETECTION_HORIZON_MS, DETECTION_P,
+};
 use crate::labels::{build_windows, Windows};
 use crate::model::Scorer;
-use crate::rank::{rank_cases, At, Ranker};
+use crate::rank::{detection_times, rank_cases, At, Ranker};
 
 /// One method's ranked cases, at the fault and with the diagnosis time
 /// shifted by ±30 s: the raw material of a [`MethodReports`], so that
@@ -22,6 +25,8 @@ pub struct Rankings {
     pub at_fault: Vec<(Truth, Ranked)>,
     pub minus_30s: Vec<(Truth, Ranked)>,
     pub plus_30s: Vec<(Truth, Ranked)>,
+    /// Each case's detection time (see [`detection_times`]).
+    pub detection: Vec<Detected>,
 }
 
 impl Rankings {
@@ -29,6 +34,7 @@ impl Rankings {
         self.at_fault.append(&mut other.at_fault);
         self.minus_30s.append(&mut other.minus_30s);
         self.plus_30s.append(&mut other.plus_30s);
+        self.detection.append(&mut other.detection);
     }
 
     pub fn report(&self) -> MethodReports {
@@ -36,6 +42,12 @@ impl Rankings {
             at_fault: evaluate(&self.at_fault),
             shifted_minus_30s: evaluate(&self.minus_30s),
             shifted_plus_30s: evaluate(&self.plus_30s),
+            detection: detection(
+                &self.detection,
+                DETECTION_HORIZON_MS,
+                DETECTION_HOLD_MS,
+                DETECTION_P,
+            ),
         }
     }
 }
@@ -163,6 +175,14 @@ impl DatasetExt for Dataset {
                 at_fault: rank_cases(&periods, &truths, &self.labels, &cfg, ranker, at, 0)?,
                 minus_30s: rank_cases(&periods, &truths, &self.labels, &cfg, ranker, at, -30_000)?,
                 plus_30s: rank_cases(&periods, &truths, &self.labels, &cfg, ranker, at, 30_000)?,
+                detection: detection_times(
+                    &periods,
+                    &truths,
+                    &self.labels,
+                    &cfg,
+                    ranker,
+                    (DETECTION_HORIZON_MS, DETECTION_HOLD_MS, DETECTION_P),
+                )?,
             })
         };
         Ok(CaseRankings {
@@ -197,6 +217,23 @@ pub fn evaluation_markdown(e: &Evaluation) -> String {
                 o.ac1, o.ac3, o.ac5, o.avg5, r.node.ac1, r.node.ac3, r.macro_f1
             );
         }
+    }
+    let _ = write!(s, "\nDetection: each case ranked at every sample from its first fault's start; detected from when the top entry is a cause with p >= {DETECTION_P} and stays so for {} s; wrong first: a wrong top entry with p >= {DETECTION_P} came before.\n\n| method | cases | detected (from within {} s) | median | p90 | within 6 s | within 10 s | wrong first |\n|---|---|---|---|---|---|---|---|\n", DETECTION_HOLD_MS / 1000, DETECTION_HORIZON_MS / 1000);
+    let secs =
+        |ms: Option<i64>| ms.map_or("never".to_string(), |v| format!("{:.0} s", v as f64 / 1000.0));
+    for (name, m) in &methods {
+        let d = &m.detection;
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {:.3} | {} | {} | {:.3} | {:.3} | {:.3} |",
+            d.cases,
+            d.detected,
+            secs(d.median_ms),
+            secs(d.p90_ms),
+            d.within_6s,
+            d.within_10s,
+            d.wrong_first
+        );
     }
     s.push_str("\n| method | type | precision | recall | F1 |\n|---|---|---|---|---|\n");
     for (name, m) in &methods {
@@ -258,19 +295,27 @@ mod tests {
     fn windows_and_evaluation_of_a_small_case() {
         let d = two_node_cpu_case();
         let w = d.windows(None);
-        assert_eq!(w.rows.len(), 2 * 7, "ends 25..=55 s by 5 s, two nodes");
+        assert_eq!(
+            w.rows.len(),
+            2 * (7 + 2),
+            "ends 25..=55 s by 5 s and the fault's onset at 43 and 44 s, two nodes"
+        );
         assert!(w
             .rows
             .iter()
             .any(|r| r.node == "n2" && r.labels == vec!["cpu_stress".to_string()]));
         let csv = d.windows_csv();
         assert!(csv.starts_with("case,node,end_ms,labels,edge,cg.cpu_usage|mean,"));
-        assert_eq!(csv.lines().count(), 1 + 14);
+        assert_eq!(csv.lines().count(), 1 + 18);
         // The statistical scorer finds n2 (it jumps against its own past); Dummy is there too.
         let e = d.evaluate(None, &[], 1).unwrap();
         assert_eq!(e.cases, 1);
         assert_eq!(e.statistical.at_fault.overall.ac1, 1.0);
         assert_eq!(e.dummy.at_fault.overall.cases, 1);
+        // Each method's detection is reported on the same case.
+        assert_eq!(e.statistical.detection.cases, 1);
+        assert_eq!(e.dummy.detection.per_case[0].0, "c1");
+        assert!(evaluation_markdown(&e).contains("| dummy | 1 |"));
         assert!(evaluation_markdown(&e).contains("| statistical | at fault | 1.000 |"));
         assert!(d.evaluate(None, &["c1".to_string()], 1).is_err());
     }
@@ -279,7 +324,7 @@ mod tests {
     fn merged_recordings_keep_each_cases_windows() {
         let mut d = two_node_cpu_case();
         d.merge(shifted(&two_node_cpu_case(), 3_600_000, "c2")).unwrap();
-        assert_eq!(d.windows(None).rows.len(), 2 * 2 * 7);
+        assert_eq!(d.windows(None).rows.len(), 2 * 2 * 9);
         assert_eq!(d.drop_cases_with("cpu_stress"), 2);
         assert!(d.windows(None).rows.is_empty());
     }

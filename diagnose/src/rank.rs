@@ -219,9 +219,6 @@ fn lower_quartile_without(v: &[f64], skip: usize) -> f64 {
     v[if q < skip { q } else { q + 1 }]
 }
 
-/// Ranks each case at the middle of its faults' span plus `shift_ms`
-/// (clamped to the case's frame): one (truth, ranking) per case whose
-/// frame is in `periods`.
 /// When in a case's faults it is diagnosed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum At {
@@ -269,6 +266,15 @@ impl std::fmt::Display for At {
     }
 }
 
+/// The first and last instant of a case's faults.
+fn case_span(events: &[super::FaultEvent], case: &str) -> Option<(i64, i64)> {
+    let span = events.iter().filter(|e| e.case == case);
+    Some((span.clone().map(|e| e.start_ms).min()?, span.map(|e| e.end_ms).max()?))
+}
+
+/// Ranks each case at the point `at_point` of its faults plus `shift_ms`
+/// (clamped to the case's frame): one (truth, ranking) per case whose
+/// frame is in `periods`.
 pub fn rank_cases(
     periods: &[(super::labels::Period, Frame)],
     truths: &[super::eval::Truth],
@@ -281,13 +287,7 @@ pub fn rank_cases(
     let mut out = Vec::new();
     for truth in truths {
         let Some((_, frame)) = periods.iter().find(|(p, _)| p.case == truth.case) else { continue };
-        let span: Vec<&super::FaultEvent> =
-            events.iter().filter(|e| e.case == truth.case).collect();
-        let (Some(s), Some(e)) =
-            (span.iter().map(|e| e.start_ms).min(), span.iter().map(|e| e.end_ms).max())
-        else {
-            continue;
-        };
+        let Some((s, e)) = case_span(events, &truth.case) else { continue };
         let at = match at_point {
             At::Middle => (s + e) / 2,
             At::Start => s,
@@ -300,10 +300,125 @@ pub fn rank_cases(
     Ok(out)
 }
 
+/// Each case's detection: its window ranked at every grid step from its
+/// first fault's start, the first window end (ms after the start) from
+/// which the top entry is one of its causes with p ≥ `threshold` for
+/// `hold_ms` on end (every ranking in between), so that a ranking that
+/// lands on a cause by chance once is not a detection; None when there is
+/// none starting within `horizon_ms` (or the frame ends first). With it,
+/// whether a wrong top entry with p ≥ `threshold` came before (a false
+/// alarm an operator would have seen first). One entry per case whose
+/// frame is in `periods`.
+pub fn detection_times(
+    periods: &[(super::labels::Period, Frame)],
+    truths: &[super::eval::Truth],
+    events: &[super::FaultEvent],
+    cfg: &WindowConfig,
+    ranker: &Ranker<'_>,
+    (horizon_ms, hold_ms, threshold): (i64, i64, f64),
+) -> Result<Vec<super::eval::Detected>, String> {
+    let mut out = Vec::new();
+    for truth in truths {
+        let Some((_, frame)) = periods.iter().find(|(p, _)| p.case == truth.case) else { continue };
+        let Some((start, _)) = case_span(events, &truth.case) else { continue };
+        let (mut since, mut found, mut wrong_first) = (None, None, false);
+        // The first window end at or after the start, then every step.
+        let mut end = frame.index_at(start).max(cfg.samples());
+        while end <= frame.len {
+            let t = (frame.time_of(end) - start).max(0);
+            if since.is_none() && t > horizon_ms {
+                break;
+            }
+            let r = rank(frame, end, cfg, ranker, &[], 0)?;
+            let top = r.entries.first().filter(|e| e.probability >= threshold);
+            match top {
+                Some(e) if truth.causes.iter().any(|c| c.0 == e.node && c.1 == e.kind) => {
+                    let from = *since.get_or_insert(t);
+                    if t - from >= hold_ms {
+                        found = Some(from);
+                        break;
+                    }
+                }
+                Some(_) => {
+                    since = None;
+                    wrong_first = true;
+                }
+                None => since = None,
+            }
+            end += 1;
+        }
+        out.push(super::eval::Detected { truth: truth.clone(), at_ms: found, wrong_first });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::NodeSeries;
+
+    #[test]
+    fn detection_follows_a_case_from_its_start() {
+        use crate::eval::Truth;
+        use crate::labels::Period;
+        use crate::FaultEvent;
+        // b's CPU jumps at 50 s and stays; a and c wobble.
+        let wobble = |k: usize| (0..90).map(|i| 10.0 + ((i * k) % 7) as f64).collect::<Vec<f64>>();
+        let mut hot = wobble(3);
+        for x in &mut hot[50..] {
+            *x += 80.0;
+        }
+        let mk = |name: &str, v: Vec<f64>| NodeSeries {
+            node: name.into(),
+            metrics: [("cg.cpu_usage".to_string(), v)].into(),
+        };
+        let frame = Frame {
+            start_ms: 0,
+            step_ms: 1000,
+            len: 90,
+            nodes: vec![mk("a", wobble(2)), mk("b", hot), mk("c", wobble(5))],
+        };
+        let cfg = WindowConfig {
+            window_ms: 10_000,
+            stride_ms: 5_000,
+            step_ms: 1000,
+            baseline_ms: 30_000,
+        };
+        let periods = [(Period { case: "k".into(), start_ms: 0, end_ms: 90_000 }, frame)];
+        let truth = |node: &str| Truth {
+            case: "k".into(),
+            scenario: "cpu".into(),
+            causes: vec![(node.into(), "cpu_stress".into())],
+        };
+        let events = [FaultEvent {
+            case: "k".into(),
+            node: "b".into(),
+            kind: "cpu_stress".into(),
+            start_ms: 50_000,
+            end_ms: 90_000,
+        }];
+        let types = vec!["cpu_stress".to_string()];
+        let stat = Ranker::Statistical { types: &types, reference_end: None };
+        // The scorer's p here: 0.12 at +3 s, 0.47 at +5 s, 0.52 from +6 to
+        // +10 s, then falling as the baseline takes the fault in.
+        let follow = |cause: &str, limits: (i64, i64, f64)| {
+            detection_times(&periods, &[truth(cause)], &events, &cfg, &stat, limits).unwrap()
+        };
+        let d = follow("b", (30_000, 5_000, 0.3));
+        assert_eq!(d[0].at_ms, Some(5_000), "named from +5 s, and held for 5 s");
+        assert!(!d[0].wrong_first);
+        // Above 0.5 for 5 rankings only: not held long enough.
+        assert_eq!(follow("b", (30_000, 5_000, 0.5))[0].at_ms, None);
+        assert_eq!(follow("b", (30_000, 4_000, 0.5))[0].at_ms, Some(6_000));
+        // Had the cause been a, b on top is a wrong answer first, and never a detection.
+        let wrong = follow("a", (30_000, 5_000, 0.3));
+        assert_eq!((wrong[0].at_ms, wrong[0].wrong_first), (None, true));
+        // A threshold no ranking reaches: not detected, nothing wrong first.
+        let never = follow("b", (30_000, 5_000, 1.5));
+        assert_eq!((never[0].at_ms, never[0].wrong_first), (None, false));
+        // A horizon before the scorer is sure: not detected.
+        assert_eq!(follow("b", (4_000, 5_000, 0.3))[0].at_ms, None);
+    }
 
     #[test]
     fn statistical_ranking_finds_the_deviating_node() {

@@ -651,6 +651,8 @@ fn count_cases_once(e: &mut Evaluation, repeats: usize) {
                 row.cases /= repeats;
             }
         }
+        // Its shares and times are over every dealing's rankings already.
+        m.detection.cases /= repeats;
     }
 }
 

@@ -2,7 +2,9 @@
 //! its own cgroup, so its stressors and its cgroup metrics are its own),
 //! normal collection, CPU and disk faults on different nodes recorded as
 //! training cases, a model trained from Rust, and a new fault found at rank
-//! 1 of `/api/anomaly/ranks` within one window plus one stride. The model
+//! 1 of `/api/anomaly/ranks` with p ≥ 0.5 within 10 s (ranked on every new
+//! sample by a model trained on onset windows: about 2 s here; ranked every
+//! 5 s stride by a model of whole windows it took 13 s or more). The model
 //! also loads in Python's xgboost with the same predictions.
 
 // End-to-end tests start the programs they test, and the tools they measure with.
@@ -173,7 +175,7 @@ async fn collect_train_and_rank_a_new_fault_first() {
     assert_eq!(m.types, ["cpu_stress", "disk_stress"], "{m:?}");
     eprintln!("model {model_id}: held-out evaluation {:?}", m.evaluation);
 
-    // A new fault: its node and type at rank 1 within a window plus a stride.
+    // A new fault: its node and type at rank 1, sure of it within 10 s.
     let v = fault(&c, "cpu_stress", "n2", 30).await;
     let applied = v.anomalies[0].applied_ms.unwrap();
     let t0 = Instant::now();
@@ -192,14 +194,7 @@ async fn collect_train_and_rank_a_new_fault_first() {
     }
     let (after, r) = first.expect("n2 cpu_stress never reached rank 1");
     eprintln!("rank 1 after {after:?}: {:?}", r.ranks[0]);
-    assert!(
-        after <= Duration::from_millis(15_000 + 1_500),
-        "rank 1 only after {after:?} (window 10 s + stride 5 s)"
-    );
     assert!(!r.ranks[0].top_metrics.is_empty());
-    // Once whole windows are inside the fault the model is sure of it too:
-    // within one more stride, as a model trained on two cases may still
-    // give the first whole window a little under 0.5.
     let mut sure = None;
     while t0.elapsed() < Duration::from_secs(25) {
         let r = c.ranks(20).await.unwrap();
@@ -214,10 +209,8 @@ async fn collect_train_and_rank_a_new_fault_first() {
     }
     let sure = sure.expect("the model never gave n2 cpu_stress p >= 0.5");
     eprintln!("rank 1 with p >= 0.5 after {sure:?}");
-    assert!(
-        sure <= Duration::from_millis(20_000 + 1_500),
-        "p >= 0.5 only after {sure:?} (window 10 s + two strides)"
-    );
+    assert!(after <= sure);
+    assert!(sure <= Duration::from_secs(10), "p >= 0.5 only after {sure:?}");
     let g = c.get_text("/api/anomaly/ranks/graph?format=graphml").await.unwrap();
     assert!(g.contains("<graphml") && g.contains("id=\"n2\""), "{g}");
     let hist = c
@@ -226,6 +219,10 @@ async fn collect_train_and_rank_a_new_fault_first() {
         .unwrap();
     assert!(hist.history.len() >= 3);
     c.stop_fault(None).await.unwrap();
+    // That fault is a training case too, whose period runs on for its 10 s
+    // after the fault: exported before that ends, two exports a few
+    // seconds apart would hold different windows.
+    tokio::time::sleep(Duration::from_secs(11)).await;
 
     // Export the collected data with the CLI, then the same rows through
     // Rust and through Python's xgboost.

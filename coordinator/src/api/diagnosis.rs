@@ -523,7 +523,7 @@ pub(super) async fn incidents(
     if from > to {
         return Err(ApiError::bad_request("from is after to"));
     }
-    let min_excess = q.min_excess.unwrap_or(0.5);
+    let min_excess = q.min_excess.unwrap_or(crate::online::DEFAULT_INCIDENT_EXCESS);
     if !(0.0..=1.0).contains(&min_excess) {
         return Err(ApiError::bad_request(format!(
             "min_excess must be in 0..=1, not {min_excess}"

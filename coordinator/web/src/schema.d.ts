@@ -1071,6 +1071,63 @@ export interface components {
             };
         };
         /**
+         * @description How soon the ranking names a fault: each case ranked every grid step
+         *     from its first fault's start, as an online diagnosis that ranks on every
+         *     new sample would; a case is detected from the first window end whose top
+         *     entry is one of its causes with p ≥ `threshold` and stays so for
+         *     `hold_ms`.
+         */
+        Detection: {
+            cases: number;
+            /**
+             * Format: double
+             * @description Share of the cases detected within the horizon.
+             */
+            detected: number;
+            /**
+             * Format: int64
+             * @description How long the top entry must stay right (ms).
+             */
+            hold_ms: number;
+            /**
+             * Format: int64
+             * @description How long after the start a detection may begin (ms).
+             */
+            horizon_ms: number;
+            /**
+             * Format: int64
+             * @description Median and 90th percentile of the detection time, an undetected case
+             *     counting as never (null when that many cases were not detected).
+             */
+            median_ms?: number | null;
+            /** Format: int64 */
+            p90_ms?: number | null;
+            /**
+             * @description Each case's detection time (ms after its start), null when not
+             *     detected within the horizon; a case ranked by several
+             *     cross-validation dealings appears once per dealing.
+             */
+            per_case: [
+                string,
+                number | null
+            ][];
+            /** Format: double */
+            threshold: number;
+            /** Format: double */
+            within_10s: number;
+            /**
+             * Format: double
+             * @description Share of the cases detected within 6 s and within 10 s.
+             */
+            within_6s: number;
+            /**
+             * Format: double
+             * @description Share of the cases in which a wrong top entry with p ≥ `threshold`
+             *     came first.
+             */
+            wrong_first: number;
+        };
+        /**
          * @description SQL dialect of a database.
          * @enum {string}
          */
@@ -1407,6 +1464,8 @@ export interface components {
         MethodReports: {
             /** @description At the middle of each case's faults. */
             at_fault: components["schemas"]["Report"];
+            /** @description How soon after each case's start the ranking names a cause. */
+            detection?: components["schemas"]["Detection"];
             /** @description With the diagnosis time 30 s earlier and later. */
             shifted_minus_30s: components["schemas"]["Report"];
             shifted_plus_30s: components["schemas"]["Report"];

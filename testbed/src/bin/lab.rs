@@ -51,7 +51,8 @@ enum Command {
     /// Evaluate on a dataset directory (the export format, see
     /// docs/dataset-format.md): pair and node AC@1/3/5, Avg@5, per-type F1
     /// and the confusion table of a model beside the statistical scorer and
-    /// Dummy, also with the diagnosis time shifted by ±30 s. Without
+    /// Dummy, also with the diagnosis time shifted by ±30 s, and how soon
+    /// after its start each case is named (ranked at every sample). Without
     /// --model, cross-validates: every fault case is ranked by a model
     /// trained on the other folds (or groups).
     Eval {
