@@ -8,9 +8,10 @@
 //! An Alertmanager-compatible webhook fires when the top entry's
 //! probability reaches the threshold.
 //!
-//! Ranking on new samples rather than every 5 s stride is most of what a
-//! fault's detection waited for: measured on the demo, see
-//! docs/performance.md.
+//! Ranking on new samples instead of every 5 s stride is one of the two
+//! changes that brought a fault's detection on the demo from about 13 s to
+//! 3–5 s (the other: onset windows in training, `diagnose/src/labels.rs`);
+//! measured in docs/performance.md.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
