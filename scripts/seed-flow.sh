@@ -6,7 +6,8 @@
 # Usage: scripts/seed-flow.sh [TYPES...]   (default: the seeds' four)
 # Environment: DISTDIAG_URL (default http://127.0.0.1:8000), DATA (default
 # data), NORMAL_S (120), CASE_S (60), PROBE_S (30), SETTLE_S (30),
-# CASES (labelled cases per type, 1), PROBE_ONLY=1 (time the active model
+# CASES (labelled cases per type, 1), REFIT=1 (`distdiag train --refit`:
+# the version learns from every case), PROBE_ONLY=1 (time the active model
 # only: no collection, no training).
 # Only rankings whose window ends after the fault started count.
 set -euo pipefail
@@ -48,7 +49,7 @@ for round in $(seq "$CASES"); do
 done
 
 echo "training" >&2
-"$BIN/distdiag" --url "$URL" --data-dir "$DATA" train >&2
+"$BIN/distdiag" --url "$URL" --data-dir "$DATA" train ${REFIT:+--refit} >&2
 fi
 
 echo "| type | top before the fault | top-1 with p >= 0.5 after | p then | first top-1 (any p) after |"

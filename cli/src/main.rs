@@ -61,6 +61,11 @@ enum Command {
     Train {
         #[arg(long)]
         dataset: Option<String>,
+        /// After choosing the number of rounds on held-out cases, train the
+        /// version on every case (then none is left to evaluate it on): with
+        /// one or two cases per type, the version learns from all of them.
+        #[arg(long)]
+        refit: bool,
     },
     /// Model versions.
     Models,
@@ -564,9 +569,9 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
         }
         Command::Eval { args } => return lab(cli, "eval", args),
         Command::Campaign { args } => return lab(cli, "campaign", args),
-        Command::Train { dataset } => {
+        Command::Train { dataset, refit } => {
             let c = write()?;
-            let req = TrainRequest { dataset: dataset.clone(), ..TrainRequest::default() };
+            let req = train_request(dataset.clone(), *refit);
             let job = c.train(&req).await.map_err(failed)?.job;
             loop {
                 let j = c.train_job(&job).await.map_err(failed)?;
@@ -734,9 +739,27 @@ fn lab(cli: &Cli, sub: &str, args: &[String]) -> Result<(), (u8, String)> {
     }
 }
 
+/// What `distdiag train` asks for: the server's default parameters, with
+/// `refit` when asked.
+fn train_request(dataset: Option<String>, refit: bool) -> TrainRequest {
+    let params = refit.then(|| distdiag_api::models::TrainParams { refit, ..Default::default() });
+    TrainRequest { dataset, params, ..TrainRequest::default() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn train_asks_for_refit_only_when_told() {
+        let plain = train_request(Some("d".into()), false);
+        assert_eq!((plain.dataset.as_deref(), plain.params), (Some("d"), None));
+        let refit = train_request(None, true).params.expect("params");
+        assert!(refit.refit);
+        // Everything else as the server would default it.
+        let d = distdiag_api::models::TrainParams::default();
+        assert_eq!((refit.rounds, refit.validation_fraction), (d.rounds, d.validation_fraction));
+    }
 
     #[test]
     fn parameters_are_typed() {
