@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -424,6 +424,9 @@ pub(super) async fn dataset_windows(
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv))
 }
 
+/// The largest dataset `POST /api/datasets/{name}` reads, as JSON.
+pub(super) const MAX_IMPORT_BYTES: usize = 1 << 30;
+
 /// Stores a dataset (the export format as JSON) under a name.
 #[utoipa::path(
     operation_id = "import_dataset",
@@ -433,14 +436,27 @@ pub(super) async fn dataset_windows(
     responses(
         (status = 200, body = DatasetImported),
         (status = 400, body = ErrorBody, description = "Invalid dataset or name"),
+        (status = 413, body = ErrorBody, description = "More than 1 GiB of JSON"),
     )
 )]
 pub(super) async fn import_dataset(
     State(state): State<ApiState>,
     Path(name): Path<String>,
-    body: Result<Json<Dataset>, JsonRejection>,
+    body: axum::body::Body,
 ) -> Result<Json<DatasetImported>, ApiError> {
-    let Json(ds) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    // Read here rather than by the `Json` extractor, whose 2 MB default
+    // refused every real recording (the 40-case MariaDB one is some 20 MB
+    // of JSON).
+    let bytes = axum::body::to_bytes(body, MAX_IMPORT_BYTES).await.map_err(|e| ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!(
+            "a dataset to import is at most {} MiB of JSON ({e}); split a larger one by cases (`distdiag dataset filter`)",
+            MAX_IMPORT_BYTES >> 20
+        ),
+    })?;
+    let ds: Dataset = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("not a dataset: {e}")))?;
+    drop(bytes);
     if name == "collected" {
         return Err(ApiError::bad_request("\"collected\" is the name of the collected data"));
     }

@@ -632,6 +632,10 @@ async fn training_collection_models_and_bad_input() {
         call(&app, post("/api/datasets/broken", r#"{"manifest":1}"#, tok)).await.0,
         StatusCode::BAD_REQUEST
     );
+    // Beyond the 2 MB an extractor takes by default (real recordings are
+    // tens of MB): the same dataset with 3 MB of white space after it.
+    let big = format!("{ds}{}", " ".repeat(3 << 20));
+    assert_eq!(call(&app, post("/api/datasets/big", &big, tok)).await.0, StatusCode::OK);
     // A second version from the imported copy; rollback returns to the first.
     let (s, v) = call(
         &app,
