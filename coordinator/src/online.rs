@@ -331,13 +331,13 @@ impl Online {
             })
     }
 
-    /// The window geometry rankings use now: the active model's, or the
+    /// The window geometry rankings use with `active`: its model's, or the
     /// configured one.
-    fn window(&self) -> distdiag_dataset::WindowConfig {
-        match self.models.active() {
-            Some(a) => lock(&a).scorer.window,
-            None => self.cfg.window,
-        }
+    fn window(
+        &self,
+        active: Option<&Arc<Mutex<crate::models::Active>>>,
+    ) -> distdiag_dataset::WindowConfig {
+        active.map_or(self.cfg.window, |a| lock(a).scorer.window)
     }
 
     /// The newest sample every node seen within two windows has in the
@@ -349,7 +349,7 @@ impl Online {
         if self.remote.get().is_some() {
             return None;
         }
-        let recent = now - 2 * self.window().window_ms.max(10_000);
+        let recent = now - 2 * self.window(self.models.active().as_ref()).window_ms.max(10_000);
         let mut targets: BTreeMap<String, i64> = BTreeMap::new();
         for rec in self.store.nodes() {
             let Some(last) = self.store.latest(&rec.node).and_then(|l| l.rows.first().map(|r| r.0))
@@ -393,10 +393,7 @@ impl Online {
     /// Ranks now. None when no node has a full window of recent data.
     pub fn diagnose_once(&self, now: i64) -> Result<Option<Diagnosis>, String> {
         let active = self.models.active();
-        let window = match &active {
-            Some(a) => lock(a).scorer.window,
-            None => self.cfg.window,
-        };
+        let window = self.window(active.as_ref());
         // Nodes seen within two windows.
         let recent = now - 2 * window.window_ms.max(10_000);
         let frozen = match (&active, *lock(&self.suspect_since)) {

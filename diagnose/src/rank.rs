@@ -357,27 +357,32 @@ mod tests {
     use super::*;
     use crate::NodeSeries;
 
-    #[test]
-    fn detection_follows_a_case_from_its_start() {
-        use crate::eval::Truth;
-        use crate::labels::Period;
-        use crate::FaultEvent;
-        // b's CPU jumps at 50 s and stays; a and c wobble.
-        let wobble = |k: usize| (0..90).map(|i| 10.0 + ((i * k) % 7) as f64).collect::<Vec<f64>>();
+    /// Three nodes' `cg.cpu_usage` at 1 Hz for `len` s: a and c wobble, b
+    /// wobbles too and jumps by 80 at `jump_at` s and stays there.
+    fn cpu_jump_frame(len: usize, jump_at: usize) -> Frame {
+        let wobble = |k: usize| (0..len).map(|i| 10.0 + ((i * k) % 7) as f64).collect::<Vec<f64>>();
         let mut hot = wobble(3);
-        for x in &mut hot[50..] {
+        for x in &mut hot[jump_at..] {
             *x += 80.0;
         }
         let mk = |name: &str, v: Vec<f64>| NodeSeries {
             node: name.into(),
             metrics: [("cg.cpu_usage".to_string(), v)].into(),
         };
-        let frame = Frame {
+        Frame {
             start_ms: 0,
             step_ms: 1000,
-            len: 90,
+            len,
             nodes: vec![mk("a", wobble(2)), mk("b", hot), mk("c", wobble(5))],
-        };
+        }
+    }
+
+    #[test]
+    fn detection_follows_a_case_from_its_start() {
+        use crate::eval::Truth;
+        use crate::labels::Period;
+        use crate::FaultEvent;
+        let frame = cpu_jump_frame(90, 50);
         let cfg = WindowConfig {
             window_ms: 10_000,
             stride_ms: 5_000,
@@ -471,21 +476,7 @@ mod tests {
 
     #[test]
     fn a_frozen_reference_still_sees_a_long_fault() {
-        let wobble = |k: usize| (0..60).map(|i| 10.0 + ((i * k) % 7) as f64).collect::<Vec<f64>>();
-        let mut hot = wobble(3);
-        for x in &mut hot[20..] {
-            *x += 80.0;
-        }
-        let mk = |name: &str, v: Vec<f64>| NodeSeries {
-            node: name.into(),
-            metrics: [("cg.cpu_usage".to_string(), v)].into(),
-        };
-        let frame = Frame {
-            start_ms: 0,
-            step_ms: 1000,
-            len: 60,
-            nodes: vec![mk("a", wobble(2)), mk("b", hot), mk("c", wobble(5))],
-        };
+        let frame = cpu_jump_frame(60, 20);
         let cfg = WindowConfig {
             window_ms: 10_000,
             stride_ms: 5_000,
