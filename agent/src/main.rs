@@ -196,8 +196,11 @@ fn collect_bench(cfg: &Config, count: u32) -> ExitCode {
     }
     let wall = started.elapsed().as_secs_f64();
     let (cpu, hwm) = self_usage();
-    let per_collector: serde_json::Map<String, serde_json::Value> =
-        c.stats().into_iter().map(|(n, s)| (n.to_owned(), serde_json::json!(s.seconds))).collect();
+    let per_collector: serde_json::Map<String, serde_json::Value> = c
+        .stats()
+        .into_iter()
+        .map(|(n, s)| (n.to_owned(), serde_json::json!(s.seconds())))
+        .collect();
     let out = serde_json::json!({
         "collector_seconds": per_collector,
         "collections": count,

@@ -293,6 +293,12 @@ impl Config {
                 self.store.tuning.wal_segment_bytes
             ));
         }
+        if !(1 << 20..=1 << 36).contains(&self.store.tuning.block_file_bytes) {
+            return bad(format!(
+                "store.block_file_bytes = {} is outside 1048576..=68719476736",
+                self.store.tuning.block_file_bytes
+            ));
+        }
         if self.store.tuning.cache_bytes < 1 << 20 {
             return bad("store.cache_bytes must be at least 1048576".into());
         }

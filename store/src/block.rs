@@ -1,4 +1,5 @@
-//! Columnar compressed blocks of rows: the unit the store writes to sled.
+//! Columnar compressed blocks of rows: the unit the store writes to its
+//! block files.
 //!
 //! A block holds the rows of one node over a time span, column by column:
 //!
@@ -14,8 +15,10 @@
 //! A column payload starts with one byte: mode in the low two bits
 //! (0 = integer values, 1 = integer deltas, 2 = integer delta-of-deltas,
 //! 3 = XOR floats), bit 2 set when a presence bitmap follows (integer modes
-//! only), bits 3..5 the decimal scale `k` (values are stored as
-//! `round(v·10^k)`; used only when that is exact to the bit), bit 6 set when
+//! only), bits 3..5 the decimal scale code `k` (values are stored as
+//! `round(v·10^d)`, `d` = `k` places for 0 to 6 and 9 places for code 7, so
+//! counters of µs or ns reported in seconds stay integers; used only when
+//! that is exact to the bit), bit 6 set when
 //! the integers are bit-packed (format 2). Columns that are entirely missing
 //! are left out. The encoder tries every applicable mode and keeps the
 //! smallest, so each column decodes bit-exactly to what was appended.
@@ -43,7 +46,7 @@ const MODE_DOD: u8 = 2;
 const MODE_XOR: u8 = 3;
 const FLAG_BITMAP: u8 = 0b100;
 const FLAG_PACKED: u8 = 0b100_0000;
-const MAX_SCALE: u8 = 4;
+const MAX_SCALE: u8 = 7;
 
 #[derive(Debug, Error, PartialEq)]
 pub enum BlockError {
@@ -232,8 +235,11 @@ fn decode_timestamps(bytes: &[u8], n: usize) -> Result<(Vec<i64>, usize), BlockE
     Ok((out, r.byte_len()))
 }
 
+/// Decimal places of scale code `k` (a column's 3-bit field): 0 to 6, and
+/// 9 for nanoseconds given in seconds (cgroup CPU time). Blocks before
+/// 2026-12-07 used codes 0 to 4, which mean the same.
 fn pow10(k: u8) -> f64 {
-    10f64.powi(i32::from(k))
+    10f64.powi(if k == 7 { 9 } else { i32::from(k) })
 }
 
 /// The smallest decimal scale at which every present value is an exact integer.
@@ -680,6 +686,30 @@ mod tests {
         let per_value = size as f64 / (300.0 * 4.0);
         assert!(per_value < 2.0, "{per_value} bytes per value");
         assert!(same(&rows, &roundtrip(&rows)));
+    }
+
+    #[test]
+    fn microsecond_and_nanosecond_counters_in_seconds_are_packed_as_integers() {
+        // As the agent reports PSI (µs / 1e6), cgroup CPU time (ns / 1e9)
+        // and its own collectors' time (ns / 1e9): a float per value before.
+        let mut rng = 12345u64;
+        let mut next = || {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            rng >> 44
+        };
+        let (mut us, mut ns) = (1_234_567_u64, 98_765_432_101_u64);
+        let rows: Vec<(i64, Vec<f64>)> = (0..300)
+            .map(|i| {
+                us += 20_000 + next() % 1000;
+                ns += 30_000 + next() % 1000;
+                (i * 1000, vec![us as f64 / 1e6, ns as f64 / 1e9])
+            })
+            .collect();
+        let refs: Vec<(i64, &[f64])> = rows.iter().map(|(t, v)| (*t, v.as_slice())).collect();
+        let bytes = encode(&refs);
+        // About 10 bits a value of noise; floats took 6 or 7 bytes.
+        assert!(bytes.len() < 300 * 2 * 2, "{} bytes", bytes.len());
+        assert!(same(&roundtrip(&rows), &rows));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! is ever written per sample, and sled holds only sealed blocks.
 
 pub mod block;
+mod blockfile;
 mod recovering;
 mod sled_store;
 mod wal;

@@ -241,7 +241,17 @@ pub struct Collectors {
 pub struct Stats {
     pub runs: u64,
     pub failures: u64,
-    pub seconds: f64,
+    /// Time spent, in nanoseconds. Summed as integers and reported as
+    /// `nanos / 1e9`, the series is a decimal of 9 places that the store
+    /// packs as integers; summed as f64 seconds it had a float's full
+    /// mantissa, and these 10 counters took 42 % of a host's stored bytes.
+    pub nanos: u64,
+}
+
+impl Stats {
+    pub fn seconds(&self) -> f64 {
+        self.nanos as f64 / 1e9
+    }
 }
 
 impl Collectors {
@@ -261,7 +271,7 @@ impl Collectors {
             let started = Instant::now();
             let res = c.collect(&self.roots, sink);
             stats.runs += 1;
-            stats.seconds += started.elapsed().as_secs_f64();
+            stats.nanos += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             if let Err(error) = res {
                 stats.failures += 1;
                 if stats.failures.is_power_of_two() {
@@ -271,7 +281,7 @@ impl Collectors {
             sink.counter(
                 &format!("agent.collector_seconds:{}", c.name()),
                 "seconds",
-                stats.seconds,
+                stats.seconds(),
             );
             sink.counter(
                 &format!("agent.collector_failures:{}", c.name()),

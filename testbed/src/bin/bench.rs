@@ -5,7 +5,9 @@
 //!     prometheus-node-exporter serving 1,000 scrapes of the matching collectors;
 //! (b) coordinator ingest rate with many simulated agents over real QUIC with
 //!     mutual TLS, and bytes per stored value (synthetic series at 1 s spacing,
-//!     and a real capture of this host at 1 s);
+//!     and a real capture of this host at 1 s); the same synthetic series in
+//!     Debian's Prometheus (promtool-written TSDB blocks) and VictoriaMetrics,
+//!     bytes per sample on disk;
 //! (c) reading one node's series over 1 h, from the store and through REST;
 //! (d) the native `oltp_read_write` workload vs Debian's sysbench 1.0.20
 //!     against the same MariaDB and the same seekdb: TPS and client CPU per
@@ -22,6 +24,9 @@
 //! (h) footprint: sysbench's oltp_read_write TPS on MariaDB with a real agent
 //!     at 1 s and a coordinator probing it and ranking every stride on the
 //!     same host, against both frozen, in interleaved pairs;
+//! (i) detection: how soon after a fault's start its cause is ranked first
+//!     with p ≥ 0.5, on the committed MariaDB recording, cross-validated,
+//!     the model against the statistical scorer on the same dealings;
 //! (g) `distdiag-bench soak` only: many simulated agents at 1 Hz for
 //!     minutes, then kill -9 of the coordinator at random moments, and the
 //!     count of every row afterwards (testbed/src/soak.rs).
@@ -352,17 +357,20 @@ fn ingest_and_reads(lines: &mut Vec<Line>) {
     let (disk, wal_left) = (du(&data.join("store")), du(&data.join("store/wal")));
     lines.push(line(
         &format!(
-            "bytes per stored value at 1 s ({:.1} M synthetic values, 16 nodes × 1 h)",
+            "bytes per stored value at 1 s ({:.1} M synthetic values, 16 nodes × 1 h), after a clean stop",
             values / 1e6
         ),
-        format!("{encoded:.3} encoded; {:.3} on disk after stop", disk / values),
-        format!(
-            "while running: {:.3} on disk incl. {:.0} MB write-ahead log",
-            live_disk / values,
-            live_wal / 1e6
-        ),
+        format!("{:.3} on disk ({encoded:.3} encoded)", disk / values),
         "-".into(),
-        "≤ 2",
+        "-".into(),
+        "≤ 1.0",
+    ));
+    lines.push(line(
+        "same, while running (incl. the write-ahead log)",
+        format!("{:.3} on disk incl. {:.1} MB log", live_disk / values, live_wal / 1e6),
+        "-".into(),
+        "-".into(),
+        "≤ 1.2",
     ));
     assert!(wal_left < 1e5, "write-ahead log left after a clean stop: {wal_left} bytes");
     let store = loop {
@@ -396,6 +404,193 @@ fn ingest_and_reads(lines: &mut Vec<Line>) {
         "-".into(),
         "-",
     ));
+    eprintln!("    the same series in Prometheus and VictoriaMetrics ...");
+    let ours = disk / values;
+    let theirs = other_tsdbs(&store, &names, start_ts, tmp.path());
+    for (name, bytes, samples) in theirs {
+        let per = bytes as f64 / samples as f64;
+        lines.push(line(
+            &format!("bytes per sample on disk, same synthetic set: distdiag after stop vs {name}"),
+            format!("{ours:.3}"),
+            format!("{per:.3} ({samples} samples)"),
+            format!("{:.2}", ours / per),
+            "≤ 1.0",
+        ));
+    }
+}
+
+/// The store's series (every node, every metric, every row) stored by
+/// Prometheus and by VictoriaMetrics: (what, bytes on disk, samples).
+/// Prometheus: `promtool tsdb create-blocks-from openmetrics`, which writes
+/// the compacted blocks its TSDB keeps long-term (its head and write-ahead
+/// log, which hold the last two hours, take more). VictoriaMetrics: the
+/// text import, then a flush, a forced merge and a clean stop, its data
+/// and index directories then. Every sample is checked to have arrived.
+fn other_tsdbs(
+    store: &SledStore,
+    nodes: &[String],
+    from: i64,
+    dir: &std::path::Path,
+) -> Vec<(String, u64, u64)> {
+    use distdiag_testbed::tsdb::{Kind, Receiver};
+    // metric → lines of text exposition, ms timestamps.
+    let mut by_metric: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut samples = 0u64;
+    for node in nodes {
+        let (catalog, rows) = store.range(node, from, i64::MAX).unwrap();
+        if by_metric.is_empty() {
+            by_metric = catalog.iter().map(|m| (m.name.clone(), Vec::new())).collect();
+        }
+        for (j, (name, text)) in by_metric.iter_mut().enumerate() {
+            for (ts, vals) in &rows {
+                if let Some(v) = vals.get(j).filter(|v| !v.is_nan()) {
+                    writeln!(text, "{name}{{node=\"{node}\"}} {v} {ts}").unwrap();
+                    samples += 1;
+                }
+            }
+        }
+    }
+    let du = |p: &std::path::Path| -> u64 {
+        let out = Command::new("du").arg("-sb").arg(p).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    let mut out = Vec::new();
+
+    // Prometheus: OpenMetrics wants seconds, each family's samples together.
+    let om = dir.join("series.om");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&om).unwrap());
+        for (_, text) in &by_metric {
+            for l in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let l = std::str::from_utf8(l).unwrap();
+                let (head, ms) = l.rsplit_once(' ').unwrap();
+                let ms: i64 = ms.parse().unwrap();
+                writeln!(f, "{head} {}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000)).unwrap();
+            }
+        }
+        writeln!(f, "# EOF").unwrap();
+    }
+    let blocks = dir.join("prom-blocks");
+    let st = Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&om)
+        .arg(&blocks)
+        .stdout(Stdio::null())
+        .status()
+        .expect("promtool (scripts/install-deps.sh installs prometheus)");
+    assert!(st.success(), "promtool tsdb create-blocks-from failed");
+    let _ = std::fs::remove_file(&om);
+    let dump = Command::new("promtool").args(["tsdb", "analyze"]).arg(&blocks).output().unwrap();
+    let analyzed = String::from_utf8_lossy(&dump.stdout).into_owned();
+    assert!(analyzed.contains("Block ID"), "promtool tsdb analyze: {analyzed}");
+    let prom_samples: u64 = std::fs::read_dir(&blocks)
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("meta.json")).ok())
+        .filter_map(|m| serde_json::from_slice::<serde_json::Value>(&m).ok())
+        .filter_map(|m| m["stats"]["numSamples"].as_u64())
+        .sum();
+    assert_eq!(prom_samples, samples, "Prometheus blocks hold another number of samples");
+    out.push(("Prometheus 2.42 TSDB blocks".to_owned(), du(&blocks), samples));
+
+    // VictoriaMetrics.
+    let mut vm = Receiver::start(Kind::Victoria, &dir.join("vm"));
+    for (_, text) in &by_metric {
+        let resp = http_request(vm.addr, "POST", "/api/v1/import/prometheus", text);
+        assert!(
+            resp.starts_with(b"HTTP/1.1 204") || resp.starts_with(b"HTTP/1.0 204"),
+            "{}",
+            String::from_utf8_lossy(&resp)
+        );
+    }
+    http_request(vm.addr, "GET", "/internal/force_flush", b"");
+    let query = format!(
+        "/api/v1/query?query=sum(count_over_time(%7Bnode%3D~%22sim.*%22%7D%5B3h%5D))&time={}&nocache=1",
+        distdiag_store::now_ms() / 1000 + 1
+    );
+    let resp = http_request(vm.addr, "GET", &query, b"");
+    let body = String::from_utf8_lossy(&resp);
+    let counted = body
+        .split("\"value\":[")
+        .nth(1)
+        .and_then(|v| v.split('"').nth(1))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert_eq!(counted, Some(samples), "VictoriaMetrics answered {body}");
+    http_request(vm.addr, "GET", "/internal/force_merge", b"");
+    for _ in 0..600 {
+        let m = http_request(vm.addr, "GET", "/metrics", b"");
+        if String::from_utf8_lossy(&m).lines().any(|l| l == "vm_active_force_merges 0") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    vm.stop();
+    // Its `cache` directory (5 MB here, written at the stop) is left out:
+    // rebuilt when lost, not stored data.
+    let vm_bytes = du(&dir.join("vm/data/data")) + du(&dir.join("vm/data/indexdb"));
+    out.push((
+        "VictoriaMetrics 1.79 (data and index, not its caches)".to_owned(),
+        vm_bytes,
+        samples,
+    ));
+    out
+}
+
+/// How soon the ranking names each fault of the committed MariaDB
+/// recording (40 cases), cross-validated as `distdiag eval --folds 2
+/// --repeats 3` does: every case ranked at each sample from its start, the
+/// model against the statistical scorer on the same dealings.
+fn detection(lines: &mut Vec<Line>) {
+    use distdiag_testbed::campaign::{report_cv, CvOptions};
+    let rel = std::path::Path::new("tests/fixtures/campaign-mariadb");
+    let dir = if rel.is_dir() {
+        rel.to_owned()
+    } else {
+        distdiag_testbed::package_dir(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+    };
+    let (ds, _) = distdiag_dataset::Dataset::import_checked(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let opts = CvOptions { folds: 2, repeats: 3, ..CvOptions::default() };
+    let r = report_cv(&ds, &opts, &Default::default(), &mut |_, _, _| {}).unwrap();
+    let model = r.evaluation.model.expect("a model was trained").detection;
+    let stat = r.evaluation.statistical.detection;
+    let secs =
+        |ms: Option<i64>| ms.map_or("never".to_owned(), |m| format!("{:.1} s", m as f64 / 1e3));
+    let show = |d: &distdiag_api::eval::Detection| {
+        format!(
+            "median {}, p90 {}, {:.0} % within 6 s",
+            secs(d.median_ms),
+            secs(d.p90_ms),
+            d.within_6s * 100.0
+        )
+    };
+    lines.push(line(
+        &format!(
+            "fault start → its cause ranked first with p ≥ 0.5 for 5 s ({} cases, MariaDB recording, 2 folds × 3): model vs statistical scorer",
+            model.cases
+        ),
+        show(&model),
+        show(&stat),
+        match (model.median_ms, stat.median_ms) {
+            (Some(a), Some(b)) if b > 0 => format!("{:.2}", a as f64 / b as f64),
+            _ => "-".into(),
+        },
+        "≤ 6 s",
+    ));
+}
+
+/// One HTTP/1.0 request; the whole response.
+fn http_request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Vec<u8> {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: bench\r\nContent-Length: {}\r\n\r\n", body.len())
+        .unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    out
 }
 
 fn coord_pid(data: &std::path::Path) -> u32 {
@@ -692,7 +887,7 @@ fn oltp_vs_sysbench(lines: &mut Vec<Line>, kinds: &[distdiag_workload::db::Diale
 }
 
 /// Sections to run: all by default, or those named on the command line
-/// (`agent`, `ingest`, `capture`, `oltp`, `footprint`, `dashboard`, `training`, `ranking`;
+/// (`agent`, `ingest`, `capture`, `detection`, `oltp`, `footprint`, `dashboard`, `training`, `ranking`;
 /// `diagnosis` is the last two; `oltp-mariadb` and `oltp-seekdb` are
 /// `oltp` on one server).
 fn main() {
@@ -707,10 +902,14 @@ fn main() {
         eprintln!("(b, c) ingest and range reads ...");
         ingest_and_reads(&mut lines);
     }
+    if run("detection") {
+        eprintln!("detection latency on the committed MariaDB recording ...");
+        detection(&mut lines);
+    }
     if run("capture") {
         eprintln!("real host capture at 1 s for 60 s ...");
         let (bpv, width) = real_capture_bytes_per_value(60);
-        lines.push(line(&format!("bytes per value, this host's real series at 1 s ({width} metrics, one 60-row block)"), format!("{bpv:.3}"), "-".into(), "-".into(), "≤ 2"));
+        lines.push(line(&format!("bytes per value, this host's real series at 1 s ({width} metrics, one 60-row block)"), format!("{bpv:.3}"), "-".into(), "-".into(), "≤ 0.5"));
     }
 
     {
