@@ -458,6 +458,28 @@ mod tests {
     }
 
     #[test]
+    fn a_type_with_two_cases_is_trained_on_both_and_noted_not_evaluated() {
+        // Only cases 0 and 3 are "hot"; the other ten normal.
+        let mut w = toy();
+        for r in &mut w.rows {
+            if r.case != "case0" && r.case != "case3" {
+                r.labels.clear();
+            }
+        }
+        let params = TrainParams { nthread: 1, ..TrainParams::default() };
+        let set = train(&w, WindowConfig::default(), &params, &mut |_, _, _| {}).unwrap();
+        assert_eq!(set.type_notes["hot"], "2 cases: trained on all, not evaluated");
+        for c in ["case0", "case3"] {
+            assert!(
+                set.train_cases.iter().any(|t| t == c) && !set.valid_cases.iter().any(|v| v == c)
+            );
+        }
+        let t = &set.types[0];
+        assert_eq!(t.train_positives, 2 * 9);
+        assert_eq!(t.valid_positives, 0);
+    }
+
+    #[test]
     fn refit_trains_on_the_validation_cases_too() {
         let w = toy();
         let params = TrainParams { nthread: 1, ..TrainParams::default() };
