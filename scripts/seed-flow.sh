@@ -50,6 +50,9 @@ done
 
 echo "training" >&2
 "$BIN/distdiag" --url "$URL" --data-dir "$DATA" train ${REFIT:+--refit} >&2
+# Training ran on this host: its CPU load is what cpu_stress looks like, and
+# the first probe must not start inside it.
+sleep "$SETTLE_S"
 fi
 
 echo "| type | top before the fault | top-1 with p >= 0.5 after | p then | first top-1 (any p) after |"

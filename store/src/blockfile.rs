@@ -228,7 +228,10 @@ impl BlockFiles {
     /// Deletes every file (but the current one) that no entry points into.
     /// Call it only once the removal of their entries is durable.
     pub(super) fn remove_dead(&self) -> Result<usize, StoreError> {
-        let current = self.writer().current;
+        // Held throughout: a write meanwhile could start a file that the
+        // counts taken here do not know yet.
+        let writer = self.writer();
+        let current = writer.current;
         let live = self.live().clone();
         let mut removed = 0;
         for id in list(&self.dir)? {
