@@ -22,7 +22,7 @@
 //!     time to an interactive chart and main-thread time per live update
 //!     (Performance API, tests/web/dashboard.mjs perf);
 //! (h) footprint: sysbench's oltp_read_write TPS on MariaDB with a real agent
-//!     at 1 s and a coordinator probing it and ranking every stride on the
+//!     at 1 s and a coordinator probing it and ranking on every new sample on the
 //!     same host, against both frozen, in interleaved pairs;
 //! (i) detection: how soon after a fault's start its cause is ranked first
 //!     with p ≥ 0.5, on the committed MariaDB recording, cross-validated,
@@ -694,7 +694,7 @@ fn sysbench_oltp(
 
 /// The database's price of being watched: sysbench's oltp_read_write TPS on
 /// MariaDB with a real agent collecting at 1 s and a coordinator probing the
-/// database and ranking every stride on the same host, against the same
+/// database and ranking on every new sample (once a second) on the same host, against the same
 /// with both frozen (SIGSTOP). Interleaved pairs, in alternating order so a
 /// drift of the server cancels; the loss is the mean of the pairs' losses.
 fn footprint(lines: &mut Vec<Line>) {
@@ -781,7 +781,7 @@ fn footprint(lines: &mut Vec<Line>) {
     let sd = (losses.iter().map(|l| (l - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
     lines.push(line(
         &format!(
-            "sysbench oltp_read_write TPS on MariaDB, agent at 1 s + coordinator ranking every stride vs both frozen ({pairs} interleaved pairs of {secs} s, {threads} threads; agent {:.1} %, coordinator {:.1} % of a core)",
+            "sysbench oltp_read_write TPS on MariaDB, agent at 1 s + coordinator ranking on every new sample vs both frozen ({pairs} interleaved pairs of {secs} s, {threads} threads; agent {:.1} %, coordinator {:.1} % of a core)",
             100.0 * cpu_agent / on_secs,
             100.0 * cpu_coord / on_secs
         ),
