@@ -519,13 +519,28 @@ fn other_tsdbs(
         .and_then(|v| v.split('"').nth(1))
         .and_then(|v| v.parse::<u64>().ok());
     assert_eq!(counted, Some(samples), "VictoriaMetrics answered {body}");
+    // Its best size: merged, and settled (no force merge running and its
+    // parts' size unchanged over a second), however soon the merge starts.
     http_request(vm.addr, "GET", "/internal/force_merge", b"");
-    for _ in 0..600 {
+    let parts_bytes = || {
         let m = http_request(vm.addr, "GET", "/metrics", b"");
-        if String::from_utf8_lossy(&m).lines().any(|l| l == "vm_active_force_merges 0") {
+        let m = String::from_utf8_lossy(&m).into_owned();
+        let idle = m.lines().any(|l| l == "vm_active_force_merges 0");
+        let size: f64 = m
+            .lines()
+            .filter(|l| l.starts_with("vm_data_size_bytes{"))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum();
+        (idle, size)
+    };
+    let mut last = parts_bytes().1;
+    for _ in 0..120 {
+        std::thread::sleep(Duration::from_secs(1));
+        let (idle, size) = parts_bytes();
+        if idle && size == last {
             break;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        last = size;
     }
     vm.stop();
     // Its `cache` directory (5 MB here, written at the stop) is left out:
