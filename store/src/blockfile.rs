@@ -117,9 +117,12 @@ fn list(dir: &Path) -> Result<Vec<u64>, StoreError> {
     Ok(ids)
 }
 
+/// Creates file `id`, its name durable before any entry can point into it.
 fn create(dir: &Path, id: u64) -> Result<File, StoreError> {
     let path = file_path(dir, id);
-    OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io(&path, e))
+    let f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io(&path, e))?;
+    super::sync_dir(dir)?;
+    Ok(f)
 }
 
 impl BlockFiles {

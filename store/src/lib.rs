@@ -175,6 +175,15 @@ pub trait SeriesStore: Send + Sync {
     }
 }
 
+/// Makes a directory's entries durable. A file created in it is found
+/// after a power loss only once the directory is synced; the file's own
+/// fdatasync makes its bytes durable, not its name.
+fn sync_dir(dir: &std::path::Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))
+}
+
 /// Milliseconds since the Unix epoch: the clock of stored timestamps.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

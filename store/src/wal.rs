@@ -109,6 +109,7 @@ impl Wal {
         let path = seg_path(dir, current);
         let file =
             OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io(&path, e))?;
+        super::sync_dir(dir)?;
         ids.push(current);
         let wal = Wal {
             dir: dir.to_owned(),
@@ -166,10 +167,26 @@ impl Wal {
     }
 
     fn start_segment(&mut self) -> Result<(), StoreError> {
-        self.current += 1;
-        let path = seg_path(&self.dir, self.current);
-        let file =
-            OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io(&path, e))?;
+        // The number moves on only with the file open and its name durable:
+        // records appended after a failure here must not go to the old file
+        // under the new number (the store would then remove the old file
+        // while rows in it are unsealed). The next append tries again.
+        let next = self.current + 1;
+        let path = seg_path(&self.dir, next);
+        let opened = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io(&path, e))
+            .and_then(|f| super::sync_dir(&self.dir).map(|()| f));
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                self.broken = true;
+                return Err(e);
+            }
+        };
+        self.current = next;
         // Dropping the old writer flushes what it buffered; after a failure
         // that is at worst a torn record, which replay cuts off.
         self.file = BufWriter::with_capacity(1 << 20, file);
@@ -302,6 +319,24 @@ mod tests {
         }
         let (_, recs) = Wal::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(recs.iter().map(|r| r.node.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn a_segment_that_cannot_be_started_keeps_the_number_and_is_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = Wal::open(dir.path(), 32).unwrap();
+        assert_eq!(w.append("a", &[1; 20]).unwrap(), 1);
+        // Segment 2's name is taken by a directory: starting it fails.
+        std::fs::create_dir(seg_path(dir.path(), 2)).unwrap();
+        assert!(w.append("b", &[2; 20]).is_err());
+        assert_eq!(w.current(), 1, "the number moves on only with a segment to write to");
+        std::fs::remove_dir(seg_path(dir.path(), 2)).unwrap();
+        assert_eq!(w.append("c", &[3; 20]).unwrap(), 2);
+        w.sync().unwrap();
+        drop(w);
+        let (_, recs) = Wal::open(dir.path(), 32).unwrap();
+        let got: Vec<(u64, &str)> = recs.iter().map(|r| (r.segment, r.node.as_str())).collect();
+        assert_eq!(got, vec![(1, "a"), (2, "c")]);
     }
 
     #[test]
