@@ -1166,6 +1166,13 @@ mod wal_tests {
         range.map(|i| Row { ts_ms: i * 1000, values: vec![i as f64] }).collect()
     }
 
+    /// Registers `node` with one gauge, `m`.
+    fn gauge_node(s: &SledStore, node: &str) {
+        let catalog = vec![MetricDesc::gauge("m", "count")];
+        s.upsert_node(node, HostFacts::default(), Capabilities::default(), catalog, 1000, 0)
+            .unwrap();
+    }
+
     fn open(dir: &Path, cfg: &StoreConfig) -> SledStore {
         for _ in 0..50 {
             if let Ok(s) = SledStore::open(dir, cfg.clone()) {
@@ -1209,15 +1216,7 @@ mod wal_tests {
         };
         {
             let s = open(dir.path(), &cfg);
-            s.upsert_node(
-                "n",
-                HostFacts::default(),
-                Capabilities::default(),
-                vec![MetricDesc::gauge("m", "count")],
-                1000,
-                0,
-            )
-            .unwrap();
+            gauge_node(&s, "n");
             // 14 rows: a whole block of 10 sealed right away, 4 left to grow.
             s.append("n", &rows(0..14)).unwrap();
             s.append("n", &rows(14..17)).unwrap(); // hot
@@ -1242,15 +1241,7 @@ mod wal_tests {
         };
         {
             let s = open(dir.path(), &cfg);
-            s.upsert_node(
-                "n",
-                HostFacts::default(),
-                Capabilities::default(),
-                vec![MetricDesc::gauge("m", "count")],
-                1000,
-                0,
-            )
-            .unwrap();
+            gauge_node(&s, "n");
             // Batches of 3: the fourth completes the first block of 10 and
             // leaves 2 rows hot, which live in the fourth batch's segment.
             for i in 0..4 {
@@ -1282,15 +1273,7 @@ mod wal_tests {
         };
         let s = open(dir.path(), &cfg);
         for n in ["a", "b"] {
-            s.upsert_node(
-                n,
-                HostFacts::default(),
-                Capabilities::default(),
-                vec![MetricDesc::gauge("m", "count")],
-                1000,
-                0,
-            )
-            .unwrap();
+            gauge_node(&s, n);
         }
         for i in 0..20 {
             s.append("a", &rows(i * 2..i * 2 + 2)).unwrap();
