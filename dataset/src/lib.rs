@@ -211,8 +211,27 @@ pub fn grid_series(
 ///
 /// A sample where the denominator is below one per second is NaN (no
 /// load, no ratio).
-pub const DERIVED: [&str; 3] =
-    ["db.cache_requests_per_query", "db.write_bytes_per_query", "db.cache_miss_share"];
+///
+/// And what the node's cgroup spends besides the database server process
+/// (the cgroup's figure less the `proc.*` one of the server): about zero
+/// while the server is all the node runs, the stressor's share when a
+/// host fault runs beside it, and unmoved when the server itself changes
+/// (a smaller cache, an index build), which moves both alike:
+///
+/// - `cg.cpu_other`: CPU seconds per second, `cg.cpu_usage` less
+///   `proc.cpu_user` and `proc.cpu_system`. Under a CPU quota the
+///   cgroup's total barely moves when a stressor joins (it was near the
+///   quota already); this moves by the stressor's whole share.
+/// - `cg.mem_anon_other`: bytes, `cg.mem_anon` less `proc.rss` (a
+///   constant offset from the server's file-backed pages, which RSS counts
+///   and anonymous memory does not).
+pub const DERIVED: [&str; 5] = [
+    "db.cache_requests_per_query",
+    "db.write_bytes_per_query",
+    "db.cache_miss_share",
+    "cg.cpu_other",
+    "cg.mem_anon_other",
+];
 
 /// Adds the [`DERIVED`] series a node's metrics allow.
 fn add_derived(metrics: &mut BTreeMap<String, Vec<f64>>) {
@@ -231,10 +250,26 @@ fn add_derived(metrics: &mut BTreeMap<String, Vec<f64>>) {
                 .collect(),
         )
     };
+    // `total` less every one of `parts`, NaN where any is missing.
+    let less = |total: &str, parts: &[&str]| -> Option<Vec<f64>> {
+        let total = metrics.get(total)?;
+        let parts: Vec<&Vec<f64>> = parts.iter().map(|p| metrics.get(*p)).collect::<Option<_>>()?;
+        Some(
+            total
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    parts.iter().fold(*t, |acc, p| acc - p.get(i).copied().unwrap_or(f64::NAN))
+                })
+                .collect(),
+        )
+    };
     let series = [
         ratio("db.cache_requests", "db.queries", f64::MAX),
         ratio("db.io_write_bytes", "db.queries", f64::MAX),
         ratio("db.cache_misses", "db.cache_requests", 1.0),
+        less("cg.cpu_usage", &["proc.cpu_user", "proc.cpu_system"]),
+        less("cg.mem_anon", &["proc.rss"]),
     ];
     for (name, v) in DERIVED.iter().zip(series) {
         if let Some(v) = v.filter(|v| v.iter().any(|x| x.is_finite())) {
@@ -787,6 +822,42 @@ mod tests {
         assert!((cpu[0].1 - 0.625).abs() < 1e-9 && (cpu[1].1 - 1.0).abs() < 1e-9, "{cpu:?}");
         // Devices still sum, each after its own mean: (100 + 200) / 2 + (10 + 20) / 2.
         assert_eq!(g["disk.reads"], vec![(2000, 165.0), (3000, 110.0)]);
+    }
+
+    #[test]
+    fn frames_carry_what_the_cgroup_spends_besides_the_server() {
+        let mut d = Dataset::new(
+            1000,
+            WindowConfig { window_ms: 5000, stride_ms: 5000, step_ms: 1000, baseline_ms: 10_000 },
+        );
+        let put = |d: &mut Dataset, node: &str, metric: &str, v: &[f64]| {
+            d.series.entry(node.into()).or_default().insert(
+                metric.into(),
+                v.iter().enumerate().map(|(i, x)| (i as i64 * 1000, *x)).collect(),
+            );
+        };
+        // n1: the server alone, then a stressor beside it under a quota of
+        // 0.6 (the cgroup's total barely moves, the server's share halves);
+        // the last second lacks the server's system time.
+        put(&mut d, "n1", "cg.cpu_usage", &[0.4, 0.6, 0.6]);
+        put(&mut d, "n1", "proc.cpu_user", &[0.3, 0.15, 0.15]);
+        put(&mut d, "n1", "proc.cpu_system", &[0.1, 0.05]);
+        // The server's RSS counts 100 of file-backed pages: a constant
+        // offset, then 500 of anonymous memory that is not the server's.
+        put(&mut d, "n1", "cg.mem_anon", &[900.0, 900.0, 1400.0]);
+        put(&mut d, "n1", "proc.rss", &[1000.0, 1000.0, 1000.0]);
+        // n2 has no server process found: nothing to take away.
+        put(&mut d, "n2", "cg.cpu_usage", &[0.5, 0.5, 0.5]);
+        let f = d.frame(0, 2000);
+        let n1 = &f.nodes[0].metrics;
+        let close = |a: &[f64], b: &[f64]| {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-9 || (x.is_nan() && y.is_nan()))
+        };
+        assert!(close(&n1["cg.cpu_other"], &[0.0, 0.4, f64::NAN]), "{:?}", n1["cg.cpu_other"]);
+        assert!(close(&n1["cg.mem_anon_other"], &[-100.0, -100.0, 400.0]));
+        let n2 = &f.nodes[1].metrics;
+        assert!(!n2.contains_key("cg.cpu_other") && !n2.contains_key("cg.mem_anon_other"));
     }
 
     #[test]

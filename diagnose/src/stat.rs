@@ -10,34 +10,66 @@
 //! [`UNKNOWN`].
 //!
 //! Measured on the recorded MariaDB campaign (`tests/fixtures/
-//! campaign-mariadb`, 40 cases, three nodes on one host): node AC@1 0.950
-//! and (node, type) AC@1 0.750, where the previous scorer (z clipped at 50
-//! and mapped to z / 50 before the peers were compared) had 0.775 and
-//! 0.400: clipped scores tied at 1.0 and the ranking fell back to type
-//! names, and a family's largest z was often a host-wide series that the
-//! later contrast cancelled along with the node-specific one. It still
-//! fails where a fault's own signature is shared: a disk writer on a
-//! shared disk is seen only through its cgroup's page cache, which memory
-//! pressure also moves (disk_stress recall 0.33), and a node fault during
-//! a cluster-wide workload surge (family W, 0.40).
+//! campaign-mariadb`, 40 cases, three nodes on one host): node AC@1 0.975
+//! and (node, type) AC@1 0.925; on the seekdb campaign of
+//! `docs/accuracy/seekdb-61.md` (56 cases) 0.821 and 0.464. Before the
+//! families below were drawn by what a fault moves *alone*, the same
+//! recordings gave 0.950 / 0.750 and 0.821 / 0.250 (the scorer before
+//! that, z clipped at 50, 0.775 / 0.400 on MariaDB). What changed, in the
+//! order it was measured ((node, type) AC@1, MariaDB and seekdb):
+//!
+//! - Throughput (`net.*`) falls under delay and loss alike and is delay's
+//!   alone; only retransmits and timeouts say loss (they had tied, and
+//!   the tie went by name). `cpu.iowait` is I/O, not CPU. 0.775, 0.304.
+//! - Series that several faults move alike name no type ([`NO_TYPE`]):
+//!   the cgroup's whole memory (a disk writer's page cache and a
+//!   stressor's heap alike), statement time (slowed by anything: on
+//!   seekdb it had named too_many_indexes for most network faults),
+//!   sockets by state (connection churn). 0.850, 0.339.
+//! - What the node's cgroup spends besides the server (`cg.cpu_other`,
+//!   `cg.mem_anon_other`, derived in every frame, see
+//!   `distdiag_dataset::DERIVED`) is a host fault's signature, where the
+//!   cgroup's totals and the server process' own CPU and I/O move with
+//!   every fault and load (no type now); the server's own memory
+//!   (`proc.rss`) is its own doing (a cache resized). Under the testbed's
+//!   CPU quota a CPU stressor moved `cg.cpu_usage` by a third and
+//!   `cg.cpu_other` from zero to the stressor's share. 0.925, 0.464.
+//!
+//! Where it still fails, on seekdb: its database faults (cache_bottleneck
+//! F1 0.31, too_many_indexes 0.09; the seekdb server exposes no buffer
+//! counters), disk_stress (0.00: a writer on the host's shared disk shows
+//! only through its cgroup's page cache and the CPU it burns, which reads
+//! as cpu_stress), network_delay (0.24). Much of the rest is the
+//! reference: that recording's faults are 30 s apart and diagnosed 25 s
+//! in, so the 120 s before the window hold the previous fault and this
+//! one's start. With each case's reference cut to the 18 s before its
+//! fault (an oracle, not a method: it knows the start) the same scorer
+//! reaches 0.643. Replaying a suspicion as the coordinator keeps one (the
+//! reference frozen before the first window that stood out, until scores
+//! fall below 0.3), extended to keep every suspected span out of later
+//! references, did worse on both recordings (MariaDB 0.800–0.825, seekdb
+//! 0.304–0.321, with and without five rankings in a row needed to open
+//! one): a false alarm pinned the reference for minutes, and the drift
+//! since outweighed the faults. Evaluation measures the plain reference
+//! (the `baseline_ms` before the window), which is what the coordinator
+//! uses until a node first stands out.
 
 /// Metric name prefixes per fault type. A type with no family never gets
 /// a statistical score.
 const FAMILIES: &[(&str, &[&str])] = &[
-    ("cpu_stress", &["cpu.", "cg.cpu_", "load.", "proc.cpu_", "psi.cpu"]),
+    ("cpu_stress", &["cpu.", "cg.cpu_", "load.", "psi.cpu"]),
     (
         "memory_stress",
-        &["mem.", "cg.mem_", "vm.swap", "vm.steal", "vm.oom", "psi.memory", "proc.rss"],
+        &["mem.", "cg.mem_", "cg.mem_anon_other", "vm.swap", "vm.steal", "vm.oom", "psi.memory"],
     ),
     (
         "disk_stress",
         &[
             "disk.",
+            "cpu.iowait",
             "cg.io_",
             "vm.page_",
             "psi.io",
-            "proc.read_bytes",
-            "proc.write_bytes",
             "cg.mem_file",
             "cg.mem_dirty",
             "cg.mem_writeback",
@@ -46,12 +78,26 @@ const FAMILIES: &[(&str, &[&str])] = &[
         ],
     ),
     ("network_delay", &["net.", "tcp."]),
-    ("network_loss", &["tcp.retrans", "tcp.timeouts", "tcp.syn_retrans", "net."]),
+    ("network_loss", &["tcp.retrans", "tcp.timeouts", "tcp.syn_retrans"]),
     ("network_bandwidth", &["net.", "tcp."]),
-    ("cache_bottleneck", &["db.cache", "db.io_", "db.iops"]),
+    ("cache_bottleneck", &["db.cache", "db.io_", "db.iops", "proc.rss"]),
     ("too_many_indexes", &["db.io_write", "db.sql_time", "db.iops"]),
     ("workload_surge", &["db.queries", "db.transactions", "db.connections", "db.sessions"]),
     ("lock_contention", &["db.sessions_active", "db.deadlocks", "db.sql_time"]),
+];
+
+/// Metrics that several fault types move alike, and so name none of them
+/// (they still find the node, as every metric does for [`UNKNOWN`]); see
+/// the module docs for what each did on the recordings.
+const NO_TYPE: &[&str] = &[
+    "cg.mem_usage",
+    "cg.mem_anon",
+    "proc.cpu_",
+    "proc.read_",
+    "proc.write_",
+    "tcp.sockets_",
+    "tcp.state.",
+    "db.sql_time",
 ];
 
 /// Whether `metric` measures what `kind` disturbs: one of the family's
@@ -64,7 +110,9 @@ pub fn in_family(kind: &str, metric: &str) -> bool {
         prefixes.iter().filter(|p| metric.starts_with(*p)).map(|p| p.len()).max().unwrap_or(0)
     };
     let best = FAMILIES.iter().map(|(_, p)| longest(p)).max().unwrap_or(0);
-    best > 0 && FAMILIES.iter().any(|(k, p)| *k == kind && longest(p) == best)
+    best > 0
+        && longest(NO_TYPE) < best
+        && FAMILIES.iter().any(|(k, p)| *k == kind && longest(p) == best)
 }
 
 /// Types the statistical scorer knows.
@@ -237,10 +285,31 @@ mod tests {
         assert!(in_family("cpu_stress", "cg.cpu_usage"));
         assert!(in_family("disk_stress", "cg.mem_file"));
         assert!(!in_family("memory_stress", "cg.mem_file"));
-        assert!(in_family("memory_stress", "cg.mem_anon"));
         assert!(in_family("network_loss", "tcp.retrans_segs"));
         assert!(!in_family("network_delay", "tcp.retrans_segs"));
         assert!(in_family("network_delay", "tcp.active_opens"));
+        // Throughput falls under delay and loss alike: only retransmits say loss.
+        assert!(in_family("network_delay", "net.rx_bytes"));
+        assert!(!in_family("network_loss", "net.rx_bytes"));
+        // What the cgroup spends besides the server is a host fault's ...
+        assert!(in_family("cpu_stress", "cg.cpu_other"));
+        assert!(in_family("memory_stress", "cg.mem_anon_other"));
+        // ... the server's own memory, its own doing ...
+        assert!(in_family("cache_bottleneck", "proc.rss"));
+        assert!(!in_family("memory_stress", "proc.rss"));
+        // ... and what both move, or every slowdown does, no type's.
+        for metric in [
+            "cg.mem_anon",
+            "cg.mem_usage",
+            "proc.cpu_user",
+            "proc.write_bytes",
+            "db.sql_time",
+            "tcp.sockets_time_wait",
+        ] {
+            assert!(known_types().iter().all(|t| !in_family(t, metric)), "{metric}");
+        }
+        assert!(in_family("disk_stress", "cpu.iowait"));
+        assert!(!in_family("cpu_stress", "cpu.iowait"));
         assert!(!in_family("cpu_stress", "mem.free"));
         assert!(!in_family("cpu_stress", "latency_ms"));
         assert!(known_types().contains(&"cache_bottleneck".to_string()));
@@ -253,7 +322,7 @@ mod tests {
 
     #[test]
     fn the_node_and_family_that_moved_alone_win() {
-        let metrics = names(&["cg.cpu_usage", "disk.write_bytes", "cg.mem_anon"]);
+        let metrics = names(&["cg.cpu_usage", "disk.write_bytes", "cg.mem_anon_other"]);
         // Every node's disk jumps (one shared disk); only n1's cgroup CPU does.
         let n0 = [series(10.0, 11.0), series(100.0, 900.0), series(50.0, 51.0)];
         let n1 = [series(10.0, 80.0), series(100.0, 900.0), series(50.0, 51.0)];

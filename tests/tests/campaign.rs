@@ -274,8 +274,9 @@ fn a_signal_during_bring_up_leaves_nothing() {
 /// and W over CPU, memory, disk, packet loss and cache faults), trained
 /// and evaluated deterministically, every case ranked by a model trained
 /// on the other fold: the model holds the accuracy the README reports for
-/// it (measured 0.975 pair and 0.988 node AC@1 on this recording; asserted
-/// with a margin of one case in forty) and stays ahead of the statistical
+/// it (measured 1.000 pair and node AC@1 on this recording, 0.975 and
+/// 0.988 before the cgroup's spend besides the server became series;
+/// asserted at 0.95) and stays ahead of the statistical
 /// scorer, which holds its goals untrained, and far ahead of Dummy.
 #[test]
 fn recorded_campaign_model_beats_the_baselines() {
@@ -313,11 +314,12 @@ fn recorded_campaign_model_beats_the_baselines() {
     }
     assert!(model.macro_f1 >= 0.90, "model macro-F1 {:.3}", model.macro_f1);
     // The statistical scorer, with no training at all, holds its own goals
-    // (measured 0.750 pair and 0.950 node AC@1), and the model stays ahead.
+    // and what it measured here (0.925 pair and 0.975 node AC@1, asserted
+    // with a margin of three cases in forty), and the model stays ahead.
     let stat_node = e.statistical.at_fault.node.ac1;
-    assert!(s >= 0.60, "statistical AC@1 {s:.3} is below 0.60");
-    assert!(stat_node >= 0.80, "statistical node AC@1 {stat_node:.3} is below 0.80");
-    assert!(s > d + 0.4, "statistical AC@1 {s:.3} vs Dummy {d:.3}");
-    assert!(m > s + 0.15, "model AC@1 {m:.3} vs statistical {s:.3}");
+    assert!(s >= 0.85, "statistical AC@1 {s:.3} is below 0.85");
+    assert!(stat_node >= 0.90, "statistical node AC@1 {stat_node:.3} is below 0.90");
+    assert!(s > d + 0.6, "statistical AC@1 {s:.3} vs Dummy {d:.3}");
+    assert!(m >= s, "model AC@1 {m:.3} vs statistical {s:.3}");
     assert!(m > d + 0.5, "model AC@1 {m:.3} vs Dummy {d:.3}");
 }
