@@ -81,9 +81,9 @@ const FAMILIES: &[(&str, &[&str])] = &[
     ("network_loss", &["tcp.retrans", "tcp.timeouts", "tcp.syn_retrans"]),
     ("network_bandwidth", &["net.", "tcp."]),
     ("cache_bottleneck", &["db.cache", "db.io_", "db.iops", "proc.rss"]),
-    ("too_many_indexes", &["db.io_write", "db.sql_time", "db.iops"]),
+    ("too_many_indexes", &["db.io_write", "db.iops"]),
     ("workload_surge", &["db.queries", "db.transactions", "db.connections", "db.sessions"]),
-    ("lock_contention", &["db.sessions_active", "db.deadlocks", "db.sql_time"]),
+    ("lock_contention", &["db.sessions_active", "db.deadlocks"]),
 ];
 
 /// Metrics that several fault types move alike, and so name none of them
