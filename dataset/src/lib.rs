@@ -824,18 +824,25 @@ mod tests {
         assert_eq!(g["disk.reads"], vec![(2000, 165.0), (3000, 110.0)]);
     }
 
-    #[test]
-    fn frames_carry_what_the_cgroup_spends_besides_the_server() {
-        let mut d = Dataset::new(
+    /// An empty dataset sampled once a second.
+    fn one_hz() -> Dataset {
+        Dataset::new(
             1000,
             WindowConfig { window_ms: 5000, stride_ms: 5000, step_ms: 1000, baseline_ms: 10_000 },
+        )
+    }
+
+    /// Sets `node`'s `metric` to `v`, one value a second from 0.
+    fn put(d: &mut Dataset, node: &str, metric: &str, v: &[f64]) {
+        d.series.entry(node.into()).or_default().insert(
+            metric.into(),
+            v.iter().enumerate().map(|(i, x)| (i as i64 * 1000, *x)).collect(),
         );
-        let put = |d: &mut Dataset, node: &str, metric: &str, v: &[f64]| {
-            d.series.entry(node.into()).or_default().insert(
-                metric.into(),
-                v.iter().enumerate().map(|(i, x)| (i as i64 * 1000, *x)).collect(),
-            );
-        };
+    }
+
+    #[test]
+    fn frames_carry_what_the_cgroup_spends_besides_the_server() {
+        let mut d = one_hz();
         // n1: the server alone, then a stressor beside it under a quota of
         // 0.6 (the cgroup's total barely moves, the server's share halves);
         // the last second lacks the server's system time.
@@ -862,16 +869,7 @@ mod tests {
 
     #[test]
     fn frames_carry_the_ratios_their_inputs_allow() {
-        let mut d = Dataset::new(
-            1000,
-            WindowConfig { window_ms: 5000, stride_ms: 5000, step_ms: 1000, baseline_ms: 10_000 },
-        );
-        let put = |d: &mut Dataset, node: &str, metric: &str, v: &[f64]| {
-            d.series.entry(node.into()).or_default().insert(
-                metric.into(),
-                v.iter().enumerate().map(|(i, x)| (i as i64 * 1000, *x)).collect(),
-            );
-        };
+        let mut d = one_hz();
         // n1: 100 statements a second, then a surge to 200, then none.
         put(&mut d, "n1", "db.queries", &[100.0, 200.0, 0.0, 100.0]);
         put(&mut d, "n1", "db.cache_requests", &[1000.0, 2000.0, 0.0]);
