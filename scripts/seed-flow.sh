@@ -6,6 +6,7 @@
 # Usage: scripts/seed-flow.sh [TYPES...]   (default: the seeds' four)
 # Environment: DISTDIAG_URL (default http://127.0.0.1:8000), DATA (default
 # data), NORMAL_S (120), CASE_S (60), PROBE_S (30), SETTLE_S (30),
+# TRAINED_SETTLE_S (130, after training),
 # CASES (labelled cases per type, 1), REFIT=1 (`distdiag train --refit`:
 # the version learns from every case), PROBE_ONLY=1 (time the active model
 # only: no collection, no training).
@@ -20,6 +21,7 @@ CASE_S=${CASE_S:-60}
 PROBE_S=${PROBE_S:-30}
 SETTLE_S=${SETTLE_S:-30}
 CASES=${CASES:-1}
+TRAINED_SETTLE_S=${TRAINED_SETTLE_S:-130}
 TYPES=("$@")
 [ ${#TYPES[@]} -gt 0 ] || TYPES=(cpu_stress memory_stress disk_stress network_delay)
 TOKEN=$(cat "$DATA/token")
@@ -49,10 +51,16 @@ for round in $(seq "$CASES"); do
 done
 
 echo "training" >&2
+trained_from=$(date +%s)
 "$BIN/distdiag" --url "$URL" --data-dir "$DATA" train ${REFIT:+--refit} >&2
-# Training ran on this host: its CPU load is what cpu_stress looks like, and
-# the first probe must not start inside it.
-sleep "$SETTLE_S"
+echo "trained in $(( $(date +%s) - trained_from )) s" >&2
+# The first probe waits until the last labelled case (CASE_S long, where a
+# probe stops at its hit) has left the reference period the model holds
+# windows against (TRAINED_SETTLE_S, default the 120 s baseline + 10 s):
+# with SETTLE_S alone half that reference was the last case, and the first
+# probe's stressor was held against a node already disturbed (cpu_stress
+# 22 s, then 5.4 s with the full wait; training itself takes seconds).
+sleep "$TRAINED_SETTLE_S"
 fi
 
 echo "| type | top before the fault | top-1 with p >= 0.5 after | p then | first top-1 (any p) after |"
