@@ -53,6 +53,19 @@
 //! since outweighed the faults. Evaluation measures the plain reference
 //! (the `baseline_ms` before the window), which is what the coordinator
 //! uses until a node first stands out.
+//!
+//! Also tried on both recordings and not kept ((node, type) AC@1,
+//! MariaDB / seekdb, against 0.925 / 0.464): the quietest third, quarter or
+//! sixth of the reference as each series' reference (0.800 / 0.482,
+//! 0.775 / 0.446, 0.775 / 0.357); the spread without the mean absolute
+//! deviation, or with only its lower three quarters (0.675 / 0.357,
+//! 0.700 / 0.446): the full mean keeps noisy series from outscoring the
+//! fault; leaving out of the reference a trailing run of samples nearer
+//! the window than the reference (the fault's onset, 25 s of 120 on
+//! seekdb; 0.800–0.825 / 0.429): it raised every drifting series with the
+//! fault's; ranking the scores as they are, without the second contrast
+//! against peers and PageRank (0.950 / 0.464, node AC@1 0.950 / 0.804
+//! against 0.975 / 0.821, AC@3 0.975 / 0.616 against 0.938 / 0.482).
 
 /// Metric name prefixes per fault type. A type with no family never gets
 /// a statistical score.
