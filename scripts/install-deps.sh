@@ -121,9 +121,9 @@ fi
 # Kubernetes manifests render with kubectl kustomize (Debian's
 # kubernetes-client unless a kubectl is already installed: the two packages
 # conflict) and validate offline (kubernetes-validate ships the schemas);
-# the image builds with podman.
+# the image builds with podman (from programs binutils' strip slims).
 command -v kubectl >/dev/null || apt_install kubernetes-client
-apt_install podman
+apt_install podman binutils
 if ! python3 -c 'import kubernetes_validate' >/dev/null 2>&1; then
   echo "installing: kubernetes-validate (pip)"
   python3 -m pip install --quiet kubernetes-validate 2>/dev/null || python3 -m pip install --quiet --break-system-packages kubernetes-validate
