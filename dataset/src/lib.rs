@@ -153,7 +153,7 @@ pub fn grid_series(
 ) -> BTreeMap<String, Vec<(i64, f64)>> {
     // Sorted vectors, not maps per slot: the coordinator grids every node's
     // window and reference at every ranking (once a second), and maps made
-    // this function and their allocations a quarter of its CPU time there.
+    // this function and their allocations a fifth of its CPU time there.
     let mut per: BTreeMap<&str, Vec<(i64, f64)>> = BTreeMap::new();
     // One device's (slot, value) in row order, then its mean per slot.
     let mut own: Vec<(i64, f64)> = Vec::with_capacity(rows.len());
