@@ -121,7 +121,8 @@ fi
 # Kubernetes manifests render with kubectl kustomize (Debian's
 # kubernetes-client unless a kubectl is already installed: the two packages
 # conflict) and validate offline (kubernetes-validate ships the schemas);
-# the image builds with podman (from programs binutils' strip slims).
+# the image builds with podman, in the test from programs stripped by
+# binutils' strip.
 command -v kubectl >/dev/null || apt_install kubernetes-client
 apt_install podman binutils
 if ! python3 -c 'import kubernetes_validate' >/dev/null 2>&1; then
