@@ -717,6 +717,18 @@ fn footprint(lines: &mut Vec<Line>) {
     use distdiag_workload::{Options, WorkloadKind, Workloads};
     let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
     let (pairs, secs) = (env("FOOTPRINT_PAIRS", 6) as usize, env("FOOTPRINT_SECONDS", 20));
+    // Before anything starts: a panic further on would leave the agent
+    // running, collecting through whatever is measured next.
+    if Command::new("sysbench").arg("--version").output().is_err() {
+        lines.push(line(
+            "sysbench TPS, agent + coordinator watching vs frozen",
+            "-".into(),
+            "sysbench not installed".into(),
+            "-".into(),
+            "loss ≤ 0.5 %",
+        ));
+        return;
+    }
     let (tables, size, threads) = (4u32, 10_000u64, 4usize);
     let server = distdiag_testbed::db::DbServer::start(DialectKind::Mysql);
     let rt =
