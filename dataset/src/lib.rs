@@ -161,26 +161,7 @@ pub fn grid_series(
     for (j, desc) in catalog.iter().enumerate() {
         let max_not_sum = desc.unit == "percent";
         own.clear();
-        let mut prev: Option<(i64, f64)> = None;
-        for (ts, vals) in rows {
-            let Some(v) = vals.get(j).copied().filter(|v| v.is_finite()) else {
-                prev = None;
-                continue;
-            };
-            let value = match desc.kind {
-                MetricKind::Gauge => Some(v),
-                MetricKind::Counter => {
-                    let r = prev.and_then(|(pt, pv)| {
-                        (ts > &pt && v >= pv).then(|| (v - pv) * 1000.0 / (ts - pt) as f64)
-                    });
-                    prev = Some((*ts, v));
-                    r
-                }
-            };
-            if let Some(x) = value {
-                own.push((((*ts as f64 / step_ms as f64).round() as i64) * step_ms, x));
-            }
-        }
+        device_points(desc, j, rows, step_ms, &mut own);
         // Rows come in time order; a stable sort keeps a slot's rows in it.
         if !own.is_sorted_by_key(|p| p.0) {
             own.sort_by_key(|p| p.0);
@@ -198,6 +179,38 @@ pub fn grid_series(
         }
     }
     per.into_iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// Column `j` of `rows` (one device of `desc`) as (grid slot, value) in
+/// row order: a counter as its per-second rate since the previous finite
+/// row (none after a gap or a reset), a gauge as it is.
+fn device_points(
+    desc: &MetricDesc,
+    j: usize,
+    rows: &[(i64, Vec<f64>)],
+    step_ms: i64,
+    out: &mut Vec<(i64, f64)>,
+) {
+    let mut prev: Option<(i64, f64)> = None;
+    for (ts, vals) in rows {
+        let Some(v) = vals.get(j).copied().filter(|v| v.is_finite()) else {
+            prev = None;
+            continue;
+        };
+        let value = match desc.kind {
+            MetricKind::Gauge => Some(v),
+            MetricKind::Counter => {
+                let r = prev.and_then(|(pt, pv)| {
+                    (ts > &pt && v >= pv).then(|| (v - pv) * 1000.0 / (ts - pt) as f64)
+                });
+                prev = Some((*ts, v));
+                r
+            }
+        };
+        if let Some(x) = value {
+            out.push((((*ts as f64 / step_ms as f64).round() as i64) * step_ms, x));
+        }
+    }
 }
 
 /// Two devices' slot-sorted series as one: summed where both have a slot,
@@ -862,8 +875,10 @@ mod tests {
 
     /// Rows at jittered times (some late, some twice on a slot, a few out
     /// of order), with gaps and counter resets, over several devices of a
-    /// base: the grid is what a map per slot gives, which says the rules
-    /// of [`grid_series`] most plainly.
+    /// base: the slots' means and the devices' sums (or maxima) are what a
+    /// map per slot gives, which says those rules of [`grid_series`] most
+    /// plainly (the rates and slots of each device are `device_points`',
+    /// checked by hand above).
     #[test]
     fn the_grid_is_what_a_map_per_slot_gives() {
         fn by_maps(
@@ -873,28 +888,12 @@ mod tests {
         ) -> BTreeMap<String, Vec<(i64, f64)>> {
             let mut per: BTreeMap<String, BTreeMap<i64, f64>> = BTreeMap::new();
             for (j, desc) in catalog.iter().enumerate() {
+                let mut points = Vec::new();
+                device_points(desc, j, rows, step, &mut points);
                 let mut own: BTreeMap<i64, (f64, u32)> = BTreeMap::new();
-                let mut prev: Option<(i64, f64)> = None;
-                for (ts, vals) in rows {
-                    let Some(v) = vals.get(j).copied().filter(|v| v.is_finite()) else {
-                        prev = None;
-                        continue;
-                    };
-                    let x = match desc.kind {
-                        MetricKind::Gauge => Some(v),
-                        MetricKind::Counter => {
-                            let r = prev.and_then(|(pt, pv)| {
-                                (*ts > pt && v >= pv).then(|| (v - pv) * 1000.0 / (ts - pt) as f64)
-                            });
-                            prev = Some((*ts, v));
-                            r
-                        }
-                    };
-                    if let Some(x) = x {
-                        let e = own.entry(((*ts as f64 / step as f64).round() as i64) * step);
-                        let e = e.or_insert((0.0, 0));
-                        *e = (e.0 + x, e.1 + 1);
-                    }
+                for (g, x) in points {
+                    let e = own.entry(g).or_insert((0.0, 0));
+                    *e = (e.0 + x, e.1 + 1);
                 }
                 let slot = per.entry(base_metric(&desc.name).to_owned()).or_default();
                 for (g, (sum, n)) in own {
