@@ -271,14 +271,21 @@ fn merge_slots(acc: &[(i64, f64)], add: &[(i64, f64)], max_not_sum: bool) -> Vec
 ///   `proc.cpu_user` and `proc.cpu_system`. Under a CPU quota the
 ///   cgroup's total barely moves when a stressor joins (it was near the
 ///   quota already); this moves by the stressor's whole share.
+/// - `cg.cpu_other_user`, `cg.cpu_other_system`: the same, split as the
+///   kernel accounts it (`cg.cpu_user` less `proc.cpu_user`, and so for
+///   system time). A CPU stressor spends user time; a disk writer spends
+///   system time (its copies into the page cache, its syncs), and reads
+///   as a CPU stressor on the total alone.
 /// - `cg.mem_anon_other`: bytes, `cg.mem_anon` less `proc.rss` (a
 ///   constant offset from the server's file-backed pages, which RSS counts
 ///   and anonymous memory does not).
-pub const DERIVED: [&str; 5] = [
+pub const DERIVED: [&str; 7] = [
     "db.cache_requests_per_query",
     "db.write_bytes_per_query",
     "db.cache_miss_share",
     "cg.cpu_other",
+    "cg.cpu_other_user",
+    "cg.cpu_other_system",
     "cg.mem_anon_other",
 ];
 
@@ -318,6 +325,8 @@ fn add_derived(metrics: &mut BTreeMap<String, Vec<f64>>) {
         ratio("db.io_write_bytes", "db.queries", f64::MAX),
         ratio("db.cache_misses", "db.cache_requests", 1.0),
         less("cg.cpu_usage", &["proc.cpu_user", "proc.cpu_system"]),
+        less("cg.cpu_user", &["proc.cpu_user"]),
+        less("cg.cpu_system", &["proc.cpu_system"]),
         less("cg.mem_anon", &["proc.rss"]),
     ];
     for (name, v) in DERIVED.iter().zip(series) {
@@ -975,6 +984,9 @@ mod tests {
         put(&mut d, "n1", "cg.cpu_usage", &[0.4, 0.6, 0.6]);
         put(&mut d, "n1", "proc.cpu_user", &[0.3, 0.15, 0.15]);
         put(&mut d, "n1", "proc.cpu_system", &[0.1, 0.05]);
+        // The cgroup's own split: the stressor's 0.4 is 0.3 user, 0.1 system.
+        put(&mut d, "n1", "cg.cpu_user", &[0.3, 0.45, 0.45]);
+        put(&mut d, "n1", "cg.cpu_system", &[0.1, 0.15, 0.15]);
         // The server's RSS counts 100 of file-backed pages: a constant
         // offset, then 500 of anonymous memory that is not the server's.
         put(&mut d, "n1", "cg.mem_anon", &[900.0, 900.0, 1400.0]);
@@ -988,9 +1000,11 @@ mod tests {
                 && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-9 || (x.is_nan() && y.is_nan()))
         };
         assert!(close(&n1["cg.cpu_other"], &[0.0, 0.4, f64::NAN]), "{:?}", n1["cg.cpu_other"]);
+        assert!(close(&n1["cg.cpu_other_user"], &[0.0, 0.3, 0.3]), "{:?}", n1["cg.cpu_other_user"]);
+        assert!(close(&n1["cg.cpu_other_system"], &[0.0, 0.1, f64::NAN]));
         assert!(close(&n1["cg.mem_anon_other"], &[-100.0, -100.0, 400.0]));
         let n2 = &f.nodes[1].metrics;
-        assert!(!n2.contains_key("cg.cpu_other") && !n2.contains_key("cg.mem_anon_other"));
+        assert!(!n2.keys().any(|k| k.starts_with("cg.cpu_other") || k == "cg.mem_anon_other"));
     }
 
     #[test]

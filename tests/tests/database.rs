@@ -109,6 +109,21 @@ impl Env {
         self.api.database_metrics(&q).await.unwrap().metrics
     }
 
+    /// The probe's raw values of one of the database node's series.
+    async fn db_series(&self, metric: &str) -> Vec<(i64, f64)> {
+        let q = distdiag_api::metrics::MetricsQuery {
+            node: Some("db:db1".into()),
+            metric: Some(metric.into()),
+            from: Some("0".into()),
+            rate: Some(false),
+            ..Default::default()
+        };
+        match self.api.series(&q).await {
+            Ok(s) => s.points,
+            Err(e) => panic!("{metric}: {e}\n{}", self.coord.log_text()),
+        }
+    }
+
     async fn sql<T: mysql_async::prelude::FromRow + Send + 'static>(&self, q: &str) -> Vec<T> {
         let mut c = self.target().connect(true, Duration::from_secs(5)).await.unwrap();
         let rows = c.query(q).await.unwrap();
@@ -288,6 +303,13 @@ async fn oltp_probe_and_faults(kind: DialectKind) {
     let during = env.db_fields(5).await;
     let busy = during.iter().filter_map(|f| f.fields.qps).fold(0.0, f64::max);
     assert!(busy > 10.0, "qps during the workload: {during:?}");
+    // The cache the writes fill: InnoDB's buffer pool, seekdb's memtables.
+    let used = env.db_series("db.cache_used").await;
+    assert!(used.iter().any(|p| p.1 > 0.0), "db.cache_used: {used:?}");
+    if kind == DialectKind::Oceanbase {
+        let freezes = env.db_series("db.cache_freezes").await;
+        assert!(!freezes.is_empty(), "db.cache_freezes is not sampled");
+    }
     let intervals = live.intervals.clone().unwrap();
     assert!(
         intervals.iter().any(|i| i.tps > 0.0 && i.latency_ms.is_some_and(|l| l.p99 > 0.0)),
@@ -401,6 +423,17 @@ async fn oltp_probe_and_faults(kind: DialectKind) {
     let cb = env.fault(db_fault("cache_bottleneck", json!({}), 60.0)).await;
     let during = distdiag_coordinator::dbfault::cache_setting(&t).await.unwrap();
     assert_ne!(during, original, "{cb:?}");
+    if kind == DialectKind::Mysql {
+        // The probe sees the pool shrink (MariaDB resizes it in the background).
+        let before = env.db_series("db.cache_limit").await.first().map(|p| p.1).unwrap();
+        let shrunk = poll_until(
+            Duration::from_secs(10),
+            || env.db_series("db.cache_limit"),
+            |p| p.last().is_some_and(|p| p.1 < before),
+        )
+        .await;
+        assert!(shrunk.is_ok(), "db.cache_limit from {before}: {shrunk:?}");
+    }
     env.stop_fault(&cb.id).await;
     assert_eq!(distdiag_coordinator::dbfault::cache_setting(&t).await.unwrap(), original);
     println!("{kind:?} cache_bottleneck: {original} -> {during} -> restored");

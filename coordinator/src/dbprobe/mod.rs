@@ -50,9 +50,13 @@ pub enum M {
     SlowQueries,
     Deadlocks,
     ReplicationLag,
+    CacheLimit,
+    CacheUsed,
+    CacheFreezes,
+    Memtables,
 }
 
-const ALL: [M; 17] = [
+const ALL: [M; 21] = [
     M::Up,
     M::Queries,
     M::Transactions,
@@ -70,6 +74,10 @@ const ALL: [M; 17] = [
     M::SlowQueries,
     M::Deadlocks,
     M::ReplicationLag,
+    M::CacheLimit,
+    M::CacheUsed,
+    M::CacheFreezes,
+    M::Memtables,
 ];
 
 impl M {
@@ -93,6 +101,17 @@ impl M {
             M::SlowQueries => D::counter("db.slow_queries", "count"),
             M::Deadlocks => D::counter("db.deadlocks", "count"),
             M::ReplicationLag => D::gauge("db.replication_lag", "seconds"),
+            // The size the server gives its cache and how much of it is
+            // filled: InnoDB's buffer pool; OceanBase's memstore, the write
+            // cache that a freeze turns into frozen memtables to dump. A
+            // `cache_bottleneck` changes the limit itself (on OceanBase the
+            // freezes come sooner); see each dialect for its sources.
+            M::CacheLimit => D::gauge("db.cache_limit", "bytes"),
+            M::CacheUsed => D::gauge("db.cache_used", "bytes"),
+            M::CacheFreezes => D::counter("db.cache_freezes", "count"),
+            // OceanBase: memtables in the memstore, one per tablet written
+            // since its last dump; every index is a tablet of its own.
+            M::Memtables => D::gauge("db.memtables", "count"),
         }
     }
 }

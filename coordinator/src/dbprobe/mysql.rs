@@ -13,6 +13,8 @@ use distdiag_workload::db::{col_f64, col_string, DialectKind};
 #[derive(Default)]
 pub(super) struct Mysql {
     perf_schema: bool,
+    /// InnoDB's page size in bytes (a start-up setting), read at connect.
+    page_size: Option<f64>,
 }
 
 /// Status counters and the series they feed; a sum when several are named.
@@ -51,6 +53,7 @@ fn field_of(m: M) -> &'static str {
         M::ReplicationLag => "replication_lag",
         M::SqlExecutions | M::SqlTime => "sql_response_time",
         M::Up => "up",
+        M::CacheLimit | M::CacheUsed | M::CacheFreezes | M::Memtables => "cache_size",
     }
 }
 
@@ -84,6 +87,9 @@ impl Dialect for Mysql {
                     );
                 }
             }
+            let page: Option<u64> =
+                c.query_first("SELECT @@innodb_page_size").await.unwrap_or(None);
+            self.page_size = page.map(|p| p as f64);
             let ps: Option<i64> =
                 c.query_first("SELECT @@performance_schema").await.unwrap_or(None);
             self.perf_schema = ps == Some(1);
@@ -121,6 +127,10 @@ impl Dialect for Mysql {
                     names.iter().map(|n| status.get(*n).copied()).collect();
                 s.set(*m, vals.map(|v| v.iter().sum()));
             }
+            // The buffer pool in bytes: its pages by the page size.
+            let pages = |n: &str| Some(status.get(n)? * self.page_size?);
+            s.set(M::CacheLimit, pages("Innodb_buffer_pool_pages_total"));
+            s.set(M::CacheUsed, pages("Innodb_buffer_pool_pages_data"));
             // The probe's own statement is running too.
             if let Some(r) = s.get(M::SessionsActive) {
                 s.set(M::SessionsActive, Some((r - 1.0).max(0.0)));
