@@ -323,3 +323,34 @@ fn recorded_campaign_model_beats_the_baselines() {
     assert!(m >= s, "model AC@1 {m:.3} vs statistical {s:.3}");
     assert!(m > d + 0.5, "model AC@1 {m:.3} vs Dummy {d:.3}");
 }
+
+/// The same on seekdb, the OceanBase kernel (`tests/fixtures/
+/// campaign-seekdb`: 3 nodes, all seven fault types, 56 cases), one
+/// dealing: the model and the untrained statistical scorer hold what they
+/// measured on it, with a margin of three cases in fifty-six.
+#[test]
+fn recorded_seekdb_campaign_holds_its_figures() {
+    let dir =
+        distdiag_testbed::package_dir(env!("CARGO_MANIFEST_DIR")).join("fixtures/campaign-seekdb");
+    let ds = Dataset::import(&dir).unwrap();
+    let params = TrainParams { nthread: 1, seed: 61, ..TrainParams::default() };
+    let r = report(&ds, 2, 1, &params, &mut |_, _, _| {}).unwrap();
+    let e = &r.evaluation;
+    println!("{}", distdiag_testbed::campaign::markdown(&r));
+    assert_eq!(e.cases, 56, "every case counted once");
+    let model = &e.model.as_ref().unwrap().at_fault;
+    let (m, s, d) =
+        (model.overall.ac1, e.statistical.at_fault.overall.ac1, e.dummy.at_fault.overall.ac1);
+    let stat_node = e.statistical.at_fault.node.ac1;
+    // Measured: model 0.857 (macro-F1 0.810), statistical 0.679 (node
+    // 0.875), Dummy 0.071; issue 26's untrained goals are 0.60 and 0.80.
+    assert!(m >= 0.80, "model AC@1 {m:.3} is below 0.80");
+    assert!(model.macro_f1 >= 0.75, "model macro-F1 {:.3}", model.macro_f1);
+    assert!(s >= 0.62, "statistical AC@1 {s:.3} is below 0.62");
+    assert!(stat_node >= 0.82, "statistical node AC@1 {stat_node:.3} is below 0.82");
+    // The memtables count is what names too_many_indexes untrained (F1
+    // 0.533 here, 0.000 without the series).
+    let tmi = e.statistical.at_fault.per_type["too_many_indexes"].f1;
+    assert!(tmi >= 0.4, "statistical too_many_indexes F1 {tmi:.3}");
+    assert!(m > d + 0.5 && s > d + 0.3, "model {m:.3}, statistical {s:.3}, Dummy {d:.3}");
+}
