@@ -53,7 +53,8 @@ fn field_of(m: M) -> &'static str {
         M::ReplicationLag => "replication_lag",
         M::SqlExecutions | M::SqlTime => "sql_response_time",
         M::Up => "up",
-        M::CacheLimit | M::CacheUsed | M::CacheFreezes | M::Memtables => "cache_size",
+        // Series without an API field (not in STATUS; read below).
+        M::CacheLimit | M::CacheUsed | M::CacheFreezes | M::Memtables => "none",
     }
 }
 
