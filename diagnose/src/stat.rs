@@ -41,7 +41,7 @@
 //!   (`cg.cpu_other_system`) a disk writer's (its copies into the page
 //!   cache and its syncs); the total names no type. And seekdb's
 //!   memtables counted (`db.memtables`: every index is a tablet with its
-//!   own) for too_many_indexes. On the committed seekdb recording, leaving
+//!   own while written, see `docs/seekdb-probe.md`) for too_many_indexes. On the committed seekdb recording, leaving
 //!   either out of a copy of it: 0.679 with both, 0.643 without the split
 //!   (cpu_stress F1 0.600 → 0.154), 0.607 without the memtables
 //!   (too_many_indexes F1 0.533 → 0.000); MariaDB unchanged, 0.925.
