@@ -16,8 +16,9 @@
 //! longer seekdb campaign of `docs/accuracy/seekdb-61.md`, recorded before
 //! the last change below and no longer on any machine, 0.821 and 0.464.
 //! Before the families below were drawn by what a fault moves *alone*,
-//! the MariaDB and that seekdb recording gave 0.950 / 0.750 and 0.821 / 0.250 (the scorer before
-//! that, z clipped at 50, 0.775 / 0.400 on MariaDB). What changed, in the
+//! the MariaDB and that seekdb recording gave 0.950 / 0.750 and 0.821 /
+//! 0.250 (the scorer before that, z clipped at 50, 0.775 / 0.400 on
+//! MariaDB). What changed, in the
 //! order it was measured ((node, type) AC@1, MariaDB and seekdb):
 //!
 //! - Throughput (`net.*`) falls under delay and loss alike and is delay's
@@ -41,8 +42,9 @@
 //!   (`cg.cpu_other_system`) a disk writer's (its copies into the page
 //!   cache and its syncs); the total names no type. And seekdb's
 //!   memtables counted (`db.memtables`: every index is a tablet with its
-//!   own while written, see `docs/seekdb-probe.md`) for too_many_indexes. On the committed seekdb recording, leaving
-//!   either out of a copy of it: 0.679 with both, 0.643 without the split
+//!   own while written, see `docs/seekdb-probe.md`) for too_many_indexes.
+//!   On the committed seekdb recording, leaving either out of a copy of
+//!   it: 0.679 with both, 0.643 without the split
 //!   (cpu_stress F1 0.600 → 0.154), 0.607 without the memtables
 //!   (too_many_indexes F1 0.533 → 0.000); MariaDB unchanged, 0.925.
 //!
