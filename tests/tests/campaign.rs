@@ -270,6 +270,14 @@ fn a_signal_during_bring_up_leaves_nothing() {
     assert!(!dir.exists());
 }
 
+/// A recorded campaign of `tests/fixtures`, and deterministic training
+/// (one thread) seeded with `seed`.
+fn recorded(fixture: &str, seed: u64) -> (Dataset, TrainParams) {
+    let dir =
+        distdiag_testbed::package_dir(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(fixture);
+    (Dataset::import(&dir).unwrap(), TrainParams { nthread: 1, seed, ..TrainParams::default() })
+}
+
 /// A campaign recorded on the testbed (3 MariaDB nodes; families A, B, C
 /// and W over CPU, memory, disk, packet loss and cache faults), trained
 /// and evaluated deterministically, every case ranked by a model trained
@@ -280,10 +288,7 @@ fn a_signal_during_bring_up_leaves_nothing() {
 /// scorer, which holds its goals untrained, and far ahead of Dummy.
 #[test]
 fn recorded_campaign_model_beats_the_baselines() {
-    let dir =
-        distdiag_testbed::package_dir(env!("CARGO_MANIFEST_DIR")).join("fixtures/campaign-mariadb");
-    let ds = Dataset::import(&dir).unwrap();
-    let params = TrainParams { nthread: 1, seed: 42, ..TrainParams::default() };
+    let (ds, params) = recorded("campaign-mariadb", 42);
     // Two dealings; the first is the single one again (deterministic).
     let r = report(&ds, 2, 2, &params, &mut |_, _, _| {}).unwrap();
     let once = report(&ds, 2, 1, &params, &mut |_, _, _| {}).unwrap();
@@ -330,10 +335,7 @@ fn recorded_campaign_model_beats_the_baselines() {
 /// measured on it, with a margin of three cases in fifty-six.
 #[test]
 fn recorded_seekdb_campaign_holds_its_figures() {
-    let dir =
-        distdiag_testbed::package_dir(env!("CARGO_MANIFEST_DIR")).join("fixtures/campaign-seekdb");
-    let ds = Dataset::import(&dir).unwrap();
-    let params = TrainParams { nthread: 1, seed: 61, ..TrainParams::default() };
+    let (ds, params) = recorded("campaign-seekdb", 61);
     let r = report(&ds, 2, 1, &params, &mut |_, _, _| {}).unwrap();
     let e = &r.evaluation;
     println!("{}", distdiag_testbed::campaign::markdown(&r));
