@@ -89,7 +89,9 @@ pub struct ChaosResource {
 #[derive(Serialize, Deserialize, ToSchema, Debug, Clone, PartialEq)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum DbFaultSpec {
-    /// OceanBase: memstore limit in percent; MySQL: buffer pool bytes.
+    /// OceanBase: the memstore limit, in bytes (seekdb's
+    /// `memstore_memory_limit`) or percent (`memstore_limit_percentage`),
+    /// whichever the server has; MySQL: the buffer pool in bytes.
     CacheBottleneck {
         database: String,
         percent: Option<u8>,
@@ -229,8 +231,9 @@ pub struct NetParams {
 }
 
 /// Parameters of the database faults: `database` (default: the only one),
-/// `cache_bottleneck` (`percent` of the memstore on OceanBase, `bytes` of
-/// the buffer pool on MySQL), `too_many_indexes` (`count`, `tables`),
+/// `cache_bottleneck` (OceanBase: memstore limit in `bytes`, default 128 MiB,
+/// or `percent`, default 10, by the parameter the server has; MySQL: buffer
+/// pool `bytes`, default 8 MiB), `too_many_indexes` (`count`, `tables`),
 /// `workload_surge` (`workload_id`, `threads`), `lock_contention` (`table`,
 /// `rows`, `sessions`, `hold_ms`).
 #[derive(Serialize, Deserialize, ToSchema, Debug, Clone, PartialEq, Default)]

@@ -1,5 +1,5 @@
 //! Database-level faults, executed by the coordinator through the database:
-//! `cache_bottleneck` (OceanBase `memstore_limit_percentage`, MySQL
+//! `cache_bottleneck` (OceanBase's memstore limit, MySQL
 //! `innodb_buffer_pool_size`), `too_many_indexes`, `workload_surge` and
 //! `lock_contention`. As with agent faults, the recovery data is stored
 //! *before* anything changes (a document per fault), the fault is a labelled
@@ -8,6 +8,21 @@
 //! a crash. Values are bound as statement parameters; the two places SQL
 //! cannot take one (`ALTER SYSTEM SET`, DDL names) get integers the code
 //! formats and identifiers that passed [`check_ident`].
+//!
+//! OceanBase's memstore limit: seekdb (1.4) sizes the memstore by
+//! `memstore_memory_limit` (bytes; `0M` = half of `memory_budget`, itself 80 %
+//! of the host's memory) and keeps `_memstore_limit_percentage` only as a
+//! "deprecated compatibility parameter ... ignored by memstore sizing": the
+//! earlier fault set that one to 10 and, on the testbed, nothing froze. So the
+//! fault sets the first of `memstore_memory_limit` (`bytes`, default 128 MiB),
+//! `memstore_limit_percentage`, `_memstore_limit_percentage` (`percent`,
+//! default 10) that the server has. The default was measured on one seekdb
+//! (4 sysbench `oltp_read_write` threads, 4 × 10,000 rows, about 500 TPS, the
+//! memstore at 30-80 MB): 256 MiB changed nothing within 30 s; 128 MiB froze
+//! the memstore at once and again every few seconds, and writes stalled in
+//! bursts (TPS 330 → 0-120); 96 MiB stopped writes for the whole fault; 64 MiB
+//! failed them ("Server runtime memory limit exceeded"). Everything was back
+//! within 5 s of the restore.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -126,8 +141,20 @@ impl DbFaults {
             "cache_bottleneck" => {
                 let t = self.target(p.database.as_deref())?;
                 let (percent, bytes) = match t.dialect {
-                    DialectKind::Oceanbase => (Some(p.percent.unwrap_or(10)), None),
-                    DialectKind::Mysql => (None, Some(p.bytes.unwrap_or(8 << 20))),
+                    // Which of the two applies depends on the server's
+                    // parameters, read when the fault starts.
+                    DialectKind::Oceanbase => {
+                        if p.percent.is_some() && p.bytes.is_some() {
+                            return bad("cache_bottleneck: give percent or bytes, not both".into());
+                        }
+                        (p.percent, p.bytes)
+                    }
+                    DialectKind::Mysql => {
+                        if p.percent.is_some() {
+                            return bad("cache_bottleneck: a MySQL buffer pool is sized in bytes, not percent".into());
+                        }
+                        (None, Some(p.bytes.unwrap_or(8 << 20)))
+                    }
                 };
                 if let Some(pc) = percent {
                     if !(1..=99).contains(&pc) {
@@ -317,38 +344,30 @@ impl DbFaults {
                 let mut c = t.connect(false, Duration::from_secs(5)).await?;
                 let out = match t.dialect {
                     DialectKind::Oceanbase => {
-                        let pct = percent.unwrap_or(10);
-                        let mut found = None;
-                        for name in ["memstore_limit_percentage", "_memstore_limit_percentage"] {
-                            let v: Option<Option<String>> = c
-                                .exec_first(
-                                    "SELECT VALUE FROM oceanbase.V$OB_PARAMETERS WHERE NAME = ?",
-                                    (name,),
-                                )
-                                .await
-                                .map_err(|e| sql_err(t, e))?;
-                            if let Some(Some(v)) = v {
-                                found = Some((name, v));
-                                break;
+                        let (name, previous) = memstore_parameter(&mut c, t).await?;
+                        let value = match (name, percent, bytes) {
+                            (MEMSTORE_BYTES, Some(_), _) => {
+                                return Err(DbFaultError::Invalid(format!("cache_bottleneck: {} sizes its memstore by {MEMSTORE_BYTES}: give bytes, not percent", t.name)));
                             }
-                        }
-                        let (name, previous) = found.ok_or_else(|| sql_err(t, "neither memstore_limit_percentage nor _memstore_limit_percentage exists"))?;
-                        let prev_num: u32 = previous.trim().parse().map_err(|_| {
-                            sql_err(
-                                t,
-                                format!("{name} is {previous:?}, not an integer; not touching it"),
-                            )
-                        })?;
+                            (MEMSTORE_BYTES, None, b) => {
+                                format!("'{}M'", b.unwrap_or(128 << 20).div_ceil(1 << 20))
+                            }
+                            (_, _, Some(_)) => {
+                                return Err(DbFaultError::Invalid(format!("cache_bottleneck: {} sizes its memstore by {name} (percent), not bytes", t.name)));
+                            }
+                            (_, p, None) => p.unwrap_or(10).to_string(),
+                        };
                         let recovery = Recovery::ObParameter {
                             name: name.to_owned(),
-                            previous: prev_num.to_string(),
+                            previous: previous.clone(),
                         };
                         self.save_recovery(id, &t.name, &recovery)?;
-                        // ALTER SYSTEM binds no parameters: the text holds a name from the list above and a u8.
-                        c.query_drop(format!("ALTER SYSTEM SET {name} = {pct}"))
+                        // ALTER SYSTEM binds no parameters: the text holds a name from
+                        // the list and a number the code formatted.
+                        c.query_drop(format!("ALTER SYSTEM SET {name} = {value}"))
                             .await
                             .map_err(|e| sql_err(t, e))?;
-                        (recovery, format!("{name}: {prev_num} -> {pct}"))
+                        (recovery, format!("{name}: {previous} -> {}", value.trim_matches('\'')))
                     }
                     DialectKind::Mysql => {
                         let b = bytes.unwrap_or(8 << 20);
@@ -611,10 +630,10 @@ async fn undo(t: &DbTarget, r: &Recovery) -> Result<(), DbFaultError> {
     let res = async {
         match r {
             Recovery::ObParameter { name, previous } => {
-                if !matches!(name.as_str(), "memstore_limit_percentage" | "_memstore_limit_percentage") {
+                if !MEMSTORE_PARAMETERS.contains(&name.as_str()) {
                     return Err(sql_err(t, format!("refusing to set unexpected parameter {name:?}")));
                 }
-                let v: u32 = previous.parse().map_err(|_| sql_err(t, format!("stored previous value {previous:?} is not an integer")))?;
+                let v = parameter_literal(name, previous).map_err(|e| sql_err(t, e))?;
                 c.query_drop(format!("ALTER SYSTEM SET {name} = {v}")).await.map_err(|e| sql_err(t, e))
             }
             Recovery::MysqlVariable { name, previous } => {
@@ -645,24 +664,64 @@ async fn undo(t: &DbTarget, r: &Recovery) -> Result<(), DbFaultError> {
     res
 }
 
+/// seekdb's memstore limit in bytes; the two below it are percentages.
+const MEMSTORE_BYTES: &str = "memstore_memory_limit";
+/// The parameters that can size an OceanBase memstore, in the order the
+/// fault prefers them (the module doc says why).
+const MEMSTORE_PARAMETERS: [&str; 3] =
+    [MEMSTORE_BYTES, "memstore_limit_percentage", "_memstore_limit_percentage"];
+
+/// The first of [`MEMSTORE_PARAMETERS`] the server has, and its value.
+async fn memstore_parameter(
+    c: &mut mysql_async::Conn,
+    t: &DbTarget,
+) -> Result<(&'static str, String), DbFaultError> {
+    let rows: Vec<Row> = c
+        .exec(
+            "SELECT NAME, VALUE FROM oceanbase.V$OB_PARAMETERS WHERE NAME IN (?, ?, ?)",
+            (MEMSTORE_PARAMETERS[0], MEMSTORE_PARAMETERS[1], MEMSTORE_PARAMETERS[2]),
+        )
+        .await
+        .map_err(|e| sql_err(t, e))?;
+    let found: BTreeMap<String, String> = rows
+        .iter()
+        .filter_map(|r| Some((col_string(r, 0)?, col_string(r, 1).unwrap_or_default())))
+        .collect();
+    for name in MEMSTORE_PARAMETERS {
+        if let Some(v) = found.get(name) {
+            let v = v.trim().to_owned();
+            // Checked now, so that what is stored can be written back.
+            parameter_literal(name, &v).map_err(|e| sql_err(t, e))?;
+            return Ok((name, v));
+        }
+    }
+    Err(sql_err(t, format!("none of {} exists", MEMSTORE_PARAMETERS.join(", "))))
+}
+
+/// The SQL literal that sets `name` to `value`, if `value` has the form the
+/// parameter takes (digits; for the byte size, digits and one unit letter).
+fn parameter_literal(name: &str, value: &str) -> Result<String, String> {
+    let digits = |s: &str| !s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit());
+    if name == MEMSTORE_BYTES {
+        let (num, unit) = value.split_at(value.len().saturating_sub(1));
+        if (digits(num) && matches!(unit, "K" | "M" | "G" | "T" | "k" | "m" | "g" | "t"))
+            || digits(value)
+        {
+            return Ok(format!("'{value}'"));
+        }
+    } else if digits(value) && value.parse::<u32>().is_ok() {
+        return Ok(value.to_owned());
+    }
+    Err(format!("{name} is {value:?}, not a value this fault can write back; not touching it"))
+}
+
 /// Current value of the setting a cache fault changes (for tests and checks).
 pub async fn cache_setting(t: &DbTarget) -> Result<String, DbFaultError> {
     let mut c = t.connect(false, Duration::from_secs(5)).await?;
     let v = match t.dialect {
         DialectKind::Oceanbase => {
-            let rows: Vec<Row> = c
-                .query("SELECT NAME, VALUE FROM oceanbase.V$OB_PARAMETERS WHERE NAME IN ('memstore_limit_percentage', '_memstore_limit_percentage') ORDER BY NAME DESC")
-                .await
-                .map_err(|e| sql_err(t, e))?;
-            rows.first()
-                .map(|r| {
-                    format!(
-                        "{}={}",
-                        col_string(r, 0).unwrap_or_default(),
-                        col_string(r, 1).unwrap_or_default()
-                    )
-                })
-                .unwrap_or_default()
+            let (name, value) = memstore_parameter(&mut c, t).await?;
+            format!("{name}={value}")
         }
         DialectKind::Mysql => {
             let v: Option<u64> = c
@@ -674,4 +733,28 @@ pub async fn cache_setting(t: &DbTarget) -> Result<String, DbFaultError> {
     };
     let _ = c.disconnect().await;
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_values_of_the_parameters_form_are_written_back() {
+        assert_eq!(parameter_literal(MEMSTORE_BYTES, "0M").unwrap(), "'0M'");
+        assert_eq!(parameter_literal(MEMSTORE_BYTES, "2G").unwrap(), "'2G'");
+        assert_eq!(parameter_literal(MEMSTORE_BYTES, "1048576").unwrap(), "'1048576'");
+        assert_eq!(parameter_literal("memstore_limit_percentage", "50").unwrap(), "50");
+        for (name, bad) in [
+            (MEMSTORE_BYTES, "0M'; DROP TABLE t; --"),
+            (MEMSTORE_BYTES, "M"),
+            (MEMSTORE_BYTES, "12MB"),
+            (MEMSTORE_BYTES, ""),
+            ("memstore_limit_percentage", "10M"),
+            ("_memstore_limit_percentage", "99999999999"),
+        ] {
+            let e = parameter_literal(name, bad).unwrap_err();
+            assert!(e.contains("not touching it"), "{name}={bad:?}: {e}");
+        }
+    }
 }
