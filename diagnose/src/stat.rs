@@ -43,20 +43,21 @@
 //!   cache and its syncs); the total names no type. And seekdb's
 //!   memtables counted (`db.memtables`: every index is a tablet with its
 //!   own while written, see `docs/seekdb-probe.md`) for too_many_indexes.
-//!   On the committed seekdb recording, leaving either out of a copy of
-//!   it: 0.679 with both, 0.643 without the split
+//!   On the seekdb recording committed before the current one (the same
+//!   plan), leaving either out of a copy of it: 0.679 with both, 0.643 without the split
 //!   (cpu_stress F1 0.600 → 0.154), 0.607 without the memtables
 //!   (too_many_indexes F1 0.533 → 0.000); MariaDB unchanged, 0.925.
 //!
-//! Where it still fails, on the committed seekdb recording:
-//! cache_bottleneck (F1 0.11: at the testbed's load the smaller memstore
-//! limit changed nothing the probe reads within the fault, see
-//! `docs/accuracy/seekdb-fixture.md`), disk_stress (0.48: a writer on the
-//! host's shared disk shows through its cgroup's page cache and system
-//! time; a sixth of its cases name another type for memory or
-//! cache_bottleneck, a sixth miss the node), network_delay (0.53, read as
-//! disk_stress or loss) and cpu_stress (0.60; a third of its cases miss
-//! the node). On the older seekdb recording much of the rest was the
+//! Where it still fails, on the committed seekdb recording (pair AC@1
+//! 0.696, node 0.875): cache_bottleneck (F1 0.11: a freeze empties the
+//! memstore and drops the memtables count, which this family-by-magnitude
+//! reads as too_many_indexes in 5 of its 12 labels, and 3 of the 12 froze
+//! nothing, see `docs/accuracy/seekdb-fixture.md`), too_many_indexes
+//! (0.44), disk_stress (0.50: a writer on the host's shared disk shows
+//! through its cgroup's page cache and system time; a sixth of its cases
+//! name memory, a sixth delay, a sixth miss the node), network_delay
+//! (0.70, read as loss or disk_stress) and cpu_stress (0.83; a sixth of its
+//! cases miss the node). On the older seekdb recording much of the rest was the
 //! reference: its faults are 30 s apart and diagnosed 25 s
 //! in, so the 120 s before the window hold the previous fault and this
 //! one's start. With each case's reference cut to the 18 s before its
