@@ -977,7 +977,11 @@ export interface components {
         };
         /** @description A database fault as requested (stored in the fault record). */
         DbFaultSpec: {
-            /** @description OceanBase: memstore limit in percent; MySQL: buffer pool bytes. */
+            /**
+             * @description OceanBase: the memstore limit, in bytes (seekdb's
+             *     `memstore_memory_limit`) or percent (`memstore_limit_percentage`),
+             *     whichever the server has; MySQL: the buffer pool in bytes.
+             */
             cache_bottleneck: {
                 /** Format: int64 */
                 bytes?: number | null;
