@@ -344,16 +344,19 @@ fn recorded_seekdb_campaign_holds_its_figures() {
     let (m, s, d) =
         (model.overall.ac1, e.statistical.at_fault.overall.ac1, e.dummy.at_fault.overall.ac1);
     let stat_node = e.statistical.at_fault.node.ac1;
-    // Measured: model 0.857 (macro-F1 0.846), statistical 0.696 (node
+    // Measured: model 0.857 (macro-F1 0.846), statistical 0.786 (node
     // 0.875), Dummy 0.036; issue 26's untrained goals are 0.60 and 0.80.
     assert!(m >= 0.80, "model AC@1 {m:.3} is below 0.80");
     assert!(model.macro_f1 >= 0.80, "model macro-F1 {:.3}", model.macro_f1);
-    assert!(s >= 0.65, "statistical AC@1 {s:.3} is below 0.65");
+    assert!(s >= 0.75, "statistical AC@1 {s:.3} is below 0.75");
     assert!(stat_node >= 0.82, "statistical node AC@1 {stat_node:.3} is below 0.82");
-    // The memtables count is what names too_many_indexes untrained (F1
-    // 0.444 here).
-    let tmi = e.statistical.at_fault.per_type["too_many_indexes"].f1;
-    assert!(tmi >= 0.4, "statistical too_many_indexes F1 {tmi:.3}");
+    // The memtables count, read by its direction, is what tells the two
+    // database faults apart untrained (F1 0.545 and 0.609 here; by
+    // magnitude alone 0.444 and 0.111).
+    let stat_f1 = |t: &str| e.statistical.at_fault.per_type[t].f1;
+    let (tmi, cache) = (stat_f1("too_many_indexes"), stat_f1("cache_bottleneck"));
+    assert!(tmi >= 0.5, "statistical too_many_indexes F1 {tmi:.3}");
+    assert!(cache >= 0.5, "statistical cache_bottleneck F1 {cache:.3}");
     // cache_bottleneck is recorded with the memstore limit seekdb obeys
     // (0.538 here; the recording made with the ignored percentage had a
     // fault that changed nothing, 0.44 over five dealings).
