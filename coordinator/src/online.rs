@@ -94,6 +94,18 @@ pub const CLEAR: f64 = 0.3;
 /// The longest a reference stays frozen (then what is, is the new normal).
 pub const MAX_FREEZE_MS: i64 = 30 * 60_000;
 
+/// Whether every node of `frame` was sampled at the slot of `from_ms` or
+/// in the two after it (a sample may be late): at least half of its
+/// series have a value there (not all: a device or a query's series may
+/// come and go).
+fn history_covers(frame: &Frame, from_ms: i64) -> bool {
+    let i = frame.index_at(from_ms);
+    frame.nodes.iter().all(|n| {
+        let had = n.metrics.values().filter(|v| v.iter().skip(i).take(3).any(|x| x.is_finite()));
+        2 * had.count() >= n.metrics.len()
+    })
+}
+
 /// The excess from which a ranking names its top pair in an incident,
 /// unless the request says otherwise (`min_excess`).
 pub const DEFAULT_INCIDENT_EXCESS: f64 = 0.5;
@@ -490,14 +502,22 @@ impl Online {
                 let ranker = Ranker::Statistical { types: &types, reference_end };
                 let r = rank(&frame, end, &window, &ranker, &topology, 5)?;
                 let top = r.entries.first().map_or(0.0, |e| e.excess);
+                let window_start = r.at_ms - window.window_ms;
+                // A reference is frozen only when it is whole: on the
+                // demo, a node that stood out while its database warmed up
+                // froze the seconds before anything was sampled, and the
+                // database's series, which began later, were never
+                // scored again (all NaN in the reference) for 30 minutes.
+                let whole = history_covers(&frame, window_start - window.baseline_ms);
                 let mut since = lock(&self.suspect_since);
                 *since = match frozen {
                     Some(t) if top >= CLEAR => Some(t),
-                    _ if top >= SUSPECT => Some(frozen.unwrap_or(r.at_ms - window.window_ms)),
+                    None if top >= SUSPECT && whole => Some(window_start),
                     _ => None,
                 };
                 let note = match frozen {
                     Some(t) => format!("no active model: statistical scorer (median/MAD deviation from each node's past, against peers; reference frozen before {}, when a node first stood out)", humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(t.max(0) as u64))),
+                    None if !whole => "no active model: statistical scorer (median/MAD deviation from each node's recent past, against peers; less history than the reference period, so nothing is frozen yet)".to_string(),
                     None => "no active model: statistical scorer (median/MAD deviation from each node's recent past, against peers)".to_string(),
                 };
                 (r, None, note)
@@ -754,6 +774,57 @@ mod tests {
             store.append(node, &rows).unwrap();
         }
         Arc::new(store)
+    }
+
+    #[test]
+    fn without_a_model_no_reference_is_frozen_before_there_is_history() {
+        use distdiag_common::proto::{Capabilities, HostFacts};
+        use distdiag_common::{MetricDesc, Row};
+        use distdiag_store::{SledStore, StoreConfig};
+        // Sampled from t0; n2 stands out from 20 to 60 s (a warm-up, while
+        // there is less history than a reference period) and from 200 s.
+        let t0 = 1_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), StoreConfig::default()).unwrap();
+        for (k, node) in ["n1", "n2", "n3"].iter().enumerate() {
+            let catalog = vec![MetricDesc::gauge("cg.cpu_usage", "cores")];
+            store
+                .upsert_node(node, HostFacts::default(), Capabilities::default(), catalog, 1000, 0)
+                .unwrap();
+            let rows: Vec<Row> = (0..300)
+                .map(|i| {
+                    let base = 10.0 + ((i * (k + 2)) % 7) as f64;
+                    let hot = *node == "n2" && ((20..60).contains(&i) || i >= 200);
+                    Row {
+                        ts_ms: t0 + i as i64 * 1000,
+                        values: vec![base + if hot { 80.0 } else { 0.0 }],
+                    }
+                })
+                .collect();
+            store.append(node, &rows).unwrap();
+        }
+        let store: Arc<dyn SeriesStore> = Arc::new(store);
+        let (_tx, stop) = watch::channel(false);
+        let cfg = DiagnosisConfig::default();
+        let whole_from = t0 + cfg.window.baseline_ms + cfg.window.window_ms;
+        let online = Online::new(store.clone(), Models::new(store), cfg, BTreeMap::new(), stop);
+        let (mut early, mut frozen_at) = (None, None);
+        for now in (t0 + 15_000..t0 + 260_000).step_by(5000) {
+            let d = online.diagnose_once(now).unwrap().unwrap();
+            let top = &d.ranks[0];
+            if now < t0 + 60_000 && top.node == "n2" && top.excess >= SUSPECT {
+                early.get_or_insert(now - t0);
+                assert!(d.note.contains("less history"), "{}", d.note);
+            }
+            if d.note.contains("reference frozen") {
+                assert!(now > whole_from, "frozen at +{} ms: {}", now - t0, d.note);
+                frozen_at.get_or_insert(now - t0);
+            }
+        }
+        // Found during the warm-up against what history there was, and
+        // the later fault froze a whole reference.
+        assert!(early.is_some(), "n2 was not found during the warm-up");
+        assert!(frozen_at.is_some_and(|t| t > 200_000), "frozen at {frozen_at:?}");
     }
 
     #[test]
