@@ -508,7 +508,8 @@ impl Online {
                 // froze the seconds before anything was sampled, and the
                 // database's series, which began later, were never
                 // scored again (all NaN in the reference) for 30 minutes.
-                let whole = history_covers(&frame, window_start - window.baseline_ms);
+                let whole =
+                    frozen.is_some() || history_covers(&frame, window_start - window.baseline_ms);
                 let mut since = lock(&self.suspect_since);
                 *since = match frozen {
                     Some(t) if top >= CLEAR => Some(t),
@@ -753,8 +754,13 @@ mod tests {
         assert!(online.alerts(&d(311_000, 0.1)).is_empty());
     }
 
-    /// Three nodes at 1 Hz; n2's cgroup CPU jumps at 300 s and stays.
-    fn long_fault_store(dir: &std::path::Path) -> Arc<dyn SeriesStore> {
+    /// Three nodes at 1 Hz from 1,000 s, `secs` samples of `cg.cpu_usage`
+    /// each; n2's is 80 higher in the seconds `hot` says.
+    fn cpu_store(
+        dir: &std::path::Path,
+        secs: usize,
+        hot: fn(usize) -> bool,
+    ) -> Arc<dyn SeriesStore> {
         use distdiag_common::proto::{Capabilities, HostFacts};
         use distdiag_common::{MetricDesc, Row};
         use distdiag_store::{SledStore, StoreConfig};
@@ -764,11 +770,11 @@ mod tests {
             store
                 .upsert_node(node, HostFacts::default(), Capabilities::default(), catalog, 1000, 0)
                 .unwrap();
-            let rows: Vec<Row> = (0..700)
+            let rows: Vec<Row> = (0..secs)
                 .map(|i| {
                     let base = 10.0 + ((i * (k + 2)) % 7) as f64;
-                    let hot = if *node == "n2" && i >= 300 { 80.0 } else { 0.0 };
-                    Row { ts_ms: 1_000_000 + i as i64 * 1000, values: vec![base + hot] }
+                    let extra = if *node == "n2" && hot(i) { 80.0 } else { 0.0 };
+                    Row { ts_ms: 1_000_000 + i as i64 * 1000, values: vec![base + extra] }
                 })
                 .collect();
             store.append(node, &rows).unwrap();
@@ -776,34 +782,18 @@ mod tests {
         Arc::new(store)
     }
 
+    /// n2's cgroup CPU jumps at 300 s and stays.
+    fn long_fault_store(dir: &std::path::Path) -> Arc<dyn SeriesStore> {
+        cpu_store(dir, 700, |i| i >= 300)
+    }
+
     #[test]
     fn without_a_model_no_reference_is_frozen_before_there_is_history() {
-        use distdiag_common::proto::{Capabilities, HostFacts};
-        use distdiag_common::{MetricDesc, Row};
-        use distdiag_store::{SledStore, StoreConfig};
         // Sampled from t0; n2 stands out from 20 to 60 s (a warm-up, while
         // there is less history than a reference period) and from 200 s.
         let t0 = 1_000_000;
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), StoreConfig::default()).unwrap();
-        for (k, node) in ["n1", "n2", "n3"].iter().enumerate() {
-            let catalog = vec![MetricDesc::gauge("cg.cpu_usage", "cores")];
-            store
-                .upsert_node(node, HostFacts::default(), Capabilities::default(), catalog, 1000, 0)
-                .unwrap();
-            let rows: Vec<Row> = (0..300)
-                .map(|i| {
-                    let base = 10.0 + ((i * (k + 2)) % 7) as f64;
-                    let hot = *node == "n2" && ((20..60).contains(&i) || i >= 200);
-                    Row {
-                        ts_ms: t0 + i as i64 * 1000,
-                        values: vec![base + if hot { 80.0 } else { 0.0 }],
-                    }
-                })
-                .collect();
-            store.append(node, &rows).unwrap();
-        }
-        let store: Arc<dyn SeriesStore> = Arc::new(store);
+        let store = cpu_store(dir.path(), 300, |i| (20..60).contains(&i) || i >= 200);
         let (_tx, stop) = watch::channel(false);
         let cfg = DiagnosisConfig::default();
         let whole_from = t0 + cfg.window.baseline_ms + cfg.window.window_ms;
