@@ -21,8 +21,8 @@
 //! memstore at 30-80 MB): 256 MiB changed nothing within 30 s; 128 MiB froze
 //! the memstore at once and again every few seconds, and writes stalled in
 //! bursts (TPS 330 → 0-120); 96 MiB stopped writes for the whole fault; 64 MiB
-//! failed them ("Server runtime memory limit exceeded"). Everything was back
-//! within 5 s of the restore.
+//! failed them ("Server runtime memory limit exceeded"). TPS was back to
+//! normal within 10 s of the restore.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
