@@ -91,7 +91,8 @@ pub struct ChaosResource {
 pub enum DbFaultSpec {
     /// OceanBase: the memstore limit, in bytes (seekdb's
     /// `memstore_memory_limit`) or percent (`memstore_limit_percentage`),
-    /// whichever the server has; MySQL: the buffer pool in bytes.
+    /// whichever the server has, then a minor freeze; MySQL: the buffer pool
+    /// in bytes.
     CacheBottleneck {
         database: String,
         percent: Option<u8>,
@@ -232,7 +233,8 @@ pub struct NetParams {
 
 /// Parameters of the database faults: `database` (default: the only one),
 /// `cache_bottleneck` (OceanBase: memstore limit in `bytes`, default 128 MiB,
-/// or `percent`, default 10, by the parameter the server has; MySQL: buffer
+/// or `percent`, default 10, by the parameter the server has, then a minor
+/// freeze; MySQL: buffer
 /// pool `bytes`, default 8 MiB), `too_many_indexes` (`count`, `tables`),
 /// `workload_surge` (`workload_id`, `threads`), `lock_contention` (`table`,
 /// `rows`, `sessions`, `hold_ms`).

@@ -980,7 +980,8 @@ export interface components {
             /**
              * @description OceanBase: the memstore limit, in bytes (seekdb's
              *     `memstore_memory_limit`) or percent (`memstore_limit_percentage`),
-             *     whichever the server has; MySQL: the buffer pool in bytes.
+             *     whichever the server has, then a minor freeze; MySQL: the buffer pool
+             *     in bytes.
              */
             cache_bottleneck: {
                 /** Format: int64 */
