@@ -51,21 +51,22 @@
 //!   rising are too_many_indexes, falling (a freeze dumped them)
 //!   cache_bottleneck; the cache's fill falling is cache_bottleneck,
 //!   rising no type. By size alone a freeze's fall named too_many_indexes
-//!   (with the dump's writes, `db.io_write`). On the committed seekdb
-//!   recording 0.696 → 0.786 (cache_bottleneck F1 0.111 → 0.609,
-//!   too_many_indexes 0.444 → 0.545); MariaDB unchanged, 0.925.
+//!   (with the dump's writes, `db.io_write`). On the seekdb recording
+//!   committed before the current one 0.696 → 0.786 (cache_bottleneck F1
+//!   0.111 → 0.609, too_many_indexes 0.444 → 0.545); MariaDB unchanged,
+//!   0.925.
 //!
 //! Where it still fails, on the committed seekdb recording (pair AC@1
-//! 0.786, node 0.875): cache_bottleneck (F1 0.61: 3 of its 12 labels froze
-//! nothing, see `docs/accuracy/seekdb-fixture.md`; 2 read as disk_stress),
-//! too_many_indexes (0.55; read as cache_bottleneck or disk_stress in 4 of
-//! 12), disk_stress (0.52: a writer on the host's shared disk shows
-//! through its cgroup's page cache and system time; a sixth of its cases
-//! name memory, a sixth delay, a sixth miss the node), network_delay
-//! (0.70, read as loss or another type) and cpu_stress (0.83; a sixth of its
-//! cases miss the node). On the older seekdb recording much of the rest was the
-//! reference: its faults are 30 s apart and diagnosed 25 s
-//! in, so the 120 s before the window hold the previous fault and this
+//! 0.768, node 0.857; every cache_bottleneck froze the memstore there):
+//! disk_stress (F1 0.32: a writer on the host's shared disk shows through
+//! its cgroup's page cache and system time; of its 12 cases 3 read as
+//! network_delay, 2 as memory, 2 miss the node), too_many_indexes (0.53;
+//! of 11, 2 each read as cache_bottleneck, cpu_stress, disk_stress, 2 miss
+//! the node), cache_bottleneck (0.64; of 12, 5 miss the node, 2 read as
+//! network_loss, see `docs/accuracy/seekdb-fixture.md`) and cpu_stress
+//! (0.74; of 12, 2 read as memory, 2 miss the node). On the older seekdb
+//! recording much of the rest was the reference: its faults are 30 s apart
+//! and diagnosed 25 s in, so the 120 s before the window hold the previous fault and this
 //! one's start. With each case's reference cut to the 18 s before its
 //! fault (an oracle, not a method: it knows the start) the same scorer
 //! reaches 0.643. Replaying a suspicion as the coordinator keeps one (the
