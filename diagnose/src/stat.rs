@@ -66,8 +66,8 @@
 //! network_loss, see `docs/accuracy/seekdb-fixture.md`) and cpu_stress
 //! (0.74; of 12, 2 read as memory, 2 miss the node). On the older seekdb
 //! recording much of the rest was the reference: its faults are 30 s apart
-//! and diagnosed 25 s in, so the 120 s before the window hold the previous fault and this
-//! one's start. With each case's reference cut to the 18 s before its
+//! and diagnosed 25 s in, so the 120 s before the window hold the previous
+//! fault and this one's start. With each case's reference cut to the 18 s before its
 //! fault (an oracle, not a method: it knows the start) the same scorer
 //! reaches 0.643. Replaying a suspicion as the coordinator keeps one (the
 //! reference frozen before the first window that stood out, until scores
