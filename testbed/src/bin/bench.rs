@@ -24,7 +24,8 @@
 //! (h) footprint: sysbench's oltp_read_write TPS on MariaDB with a real agent
 //!     at 1 s and a coordinator probing it and ranking on every new sample on the
 //!     same host (`FOOTPRINT_RANK=stride`: every 5 s stride only), against
-//!     both frozen, in interleaved pairs;
+//!     both frozen, in interleaved pairs (`FOOTPRINT_FREEZE=agent` or
+//!     `coordinator` freezes only that one, the other running in both arms);
 //! (i) detection: how soon after a fault's start its cause is ranked first
 //!     with p ≥ 0.5, on the committed MariaDB recording, cross-validated,
 //!     the model against the statistical scorer on the same dealings;
@@ -713,6 +714,8 @@ fn sysbench_oltp(
 /// database and ranking on every new sample (once a second) on the same host, against the same
 /// with both frozen (SIGSTOP). Interleaved pairs, in alternating order so a
 /// drift of the server cancels; the loss is the mean of the pairs' losses.
+/// `FOOTPRINT_FREEZE=agent|coordinator` freezes that process only, to tell
+/// which one the loss follows.
 fn footprint(lines: &mut Vec<Line>) {
     use distdiag_workload::db::DialectKind;
     use distdiag_workload::{Options, WorkloadKind, Workloads};
@@ -774,8 +777,14 @@ fn footprint(lines: &mut Vec<Line>) {
         std::thread::sleep(Duration::from_secs(1));
     }
     let pids = [agent.id(), coord.pid().expect("coordinator running")];
+    let (frozen_name, toggled) = match std::env::var("FOOTPRINT_FREEZE").as_deref() {
+        Ok("agent") => ("the agent frozen, the coordinator running in both", &pids[..1]),
+        Ok("coordinator") => ("the coordinator frozen, the agent running in both", &pids[1..]),
+        Ok("both") | Err(_) => ("both frozen", &pids[..]),
+        Ok(other) => panic!("FOOTPRINT_FREEZE={other}: expected agent, coordinator or both"),
+    };
     let signal = |sig: &str| {
-        for pid in pids {
+        for pid in toggled {
             let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
         }
     };
@@ -815,7 +824,7 @@ fn footprint(lines: &mut Vec<Line>) {
     let sd = (losses.iter().map(|l| (l - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
     lines.push(line(
         &format!(
-            "sysbench oltp_read_write TPS on MariaDB, agent at 1 s + coordinator ranking {ranking} vs both frozen ({pairs} interleaved pairs of {secs} s, {threads} threads; agent {:.1} %, coordinator {:.1} % of a core)",
+            "sysbench oltp_read_write TPS on MariaDB, agent at 1 s + coordinator ranking {ranking} vs {frozen_name} ({pairs} interleaved pairs of {secs} s, {threads} threads; agent {:.1} %, coordinator {:.1} % of a core)",
             100.0 * cpu_agent / on_secs,
             100.0 * cpu_coord / on_secs
         ),
