@@ -11,7 +11,8 @@
 //! | connection_count, active_sessions | `V$OB_PROCESSLIST` |
 //! | disk_iops | `V$OB_GROUP_IO_STAT` |
 //! | memory_usage | `V$OB_MEMORY` |
-//! | series `db.cache_used`, `db.cache_freezes`, `db.memtables` | `__all_virtual_tablet_memstore_info`: `mem_used` of every memtable, active or frozen, summed; the largest `freeze_clock` (one per freeze); the memtables (one per tablet written since its dump: new indexes add theirs). The limit itself, `__all_virtual_memstore_info`, answered "Size overflow" on seekdb 1.4 after the first freeze, so `db.cache_limit` stays empty here |
+//! | series `db.cache_used`, `db.cache_freezes`, `db.memtables` | `__all_virtual_tablet_memstore_info`: `mem_used` of every memtable, active or frozen, summed; the largest `freeze_clock` (one per freeze); the memtables (one per tablet written since its dump: new indexes add theirs) |
+//! | series `db.cache_limit` | `__all_virtual_memstore_info.memstore_limit`, the limit the server applies (`memstore_memory_limit`, or its share of the memory budget when that is `0M`), first row only: on seekdb 1.4 a scan of the whole view fails with "Size overflow" once the memstore has frozen, `LIMIT 1` does not (10.1 GB → 128 MiB → 10.1 GB through a `cache_bottleneck`, read every 2 s) |
 //!
 //! Measured on seekdb 1.4 with sysbench-style `oltp_read_write` (2 threads,
 //! 2 × 1,000 rows): the sum of `EXECUTIONS` over the plan cache fell each
@@ -41,6 +42,7 @@ const PLAN_CACHE: &str = "__ALL_VIRTUAL_PLAN_CACHE_STAT";
 const ID_SERVICE: &str = "__ALL_VIRTUAL_ID_SERVICE";
 const DEADLOCKS: &str = "DBA_OB_DEADLOCK_EVENT_HISTORY";
 const MEMTABLES: &str = "__ALL_VIRTUAL_TABLET_MEMSTORE_INFO";
+const MEMSTORE: &str = "__ALL_VIRTUAL_MEMSTORE_INFO";
 
 /// Views the dialect can use, in the `oceanbase` schema (upper case, as
 /// compared).
@@ -51,6 +53,7 @@ const VIEWS: &[&str] = &[
     ID_SERVICE,
     DEADLOCKS,
     MEMTABLES,
+    MEMSTORE,
     "V$OB_PROCESSLIST",
     "V$OB_GROUP_IO_STAT",
     "V$OB_MEMORY",
@@ -411,10 +414,8 @@ impl Dialect for OceanBase {
                 }
             }
             if self.has(MEMTABLES) {
-                // A virtual table of the storage layer: its neighbour with
-                // the memstore's limit failed every query after the first
-                // freeze ("Size overflow"). If this one fails too, only its
-                // three series miss the sample; every field is kept.
+                // A virtual table of the storage layer: if it fails, only
+                // its three series miss the sample; every field is kept.
                 let r: Option<Row> = c
                     .query_first("SELECT SUM(mem_used), MAX(freeze_clock), COUNT(*) FROM oceanbase.__all_virtual_tablet_memstore_info")
                     .await
@@ -424,6 +425,14 @@ impl Dialect for OceanBase {
                     s.set(M::CacheFreezes, col_f64(&r, 1));
                     s.set(M::Memtables, col_f64(&r, 2));
                 }
+            }
+            if self.has(MEMSTORE) {
+                // One row: the whole view fails after a freeze (module doc).
+                let r: Option<Option<f64>> = c
+                    .query_first("SELECT memstore_limit FROM oceanbase.__all_virtual_memstore_info LIMIT 1")
+                    .await
+                    .unwrap_or(None);
+                s.set(M::CacheLimit, r.flatten());
             }
             Ok(s)
         })
