@@ -429,7 +429,9 @@ impl Dialect for OceanBase {
             if self.has(MEMSTORE) {
                 // One row: the whole view fails after a freeze (module doc).
                 let r: Option<Option<f64>> = c
-                    .query_first("SELECT memstore_limit FROM oceanbase.__all_virtual_memstore_info LIMIT 1")
+                    .query_first(
+                        "SELECT memstore_limit FROM oceanbase.__all_virtual_memstore_info LIMIT 1",
+                    )
                     .await
                     .unwrap_or(None);
                 s.set(M::CacheLimit, r.flatten());
