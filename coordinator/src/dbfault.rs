@@ -34,8 +34,8 @@
 //! nothing; with the freeze, one freeze, writes stalled about 5 s (latency up
 //! to 3.6 s), then normal under the smaller limit. With the memstore at 54 MB
 //! the limit alone froze twice and stopped writes for the rest of the fault.
-//! On the testbed recording made with the freeze
-//! (`tests/fixtures/campaign-seekdb`) all 12 faults froze at their start.
+//! On the testbed recordings made with the freeze (the latest is
+//! `tests/fixtures/campaign-seekdb`) all 12 faults froze at their start.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
