@@ -425,7 +425,8 @@ async fn oltp_probe_and_faults(kind: DialectKind) {
     assert_ne!(during, original, "{cb:?}");
     // The probe sees the limit shrink: the buffer pool (MariaDB resizes it in
     // the background), the memstore's limit as seekdb applies it.
-    let before = env.db_series("db.cache_limit").await.first().map(|p| p.1).unwrap();
+    let before = env.db_series("db.cache_limit").await.first().map(|p| p.1);
+    let before = before.expect("db.cache_limit is not sampled");
     let shrunk = poll_until(
         Duration::from_secs(10),
         || env.db_series("db.cache_limit"),

@@ -714,6 +714,7 @@ fn sysbench_oltp(
 /// database and ranking on every new sample (once a second) on the same host, against the same
 /// with both frozen (SIGSTOP). Interleaved pairs, in alternating order so a
 /// drift of the server cancels; the loss is the mean of the pairs' losses.
+/// `FOOTPRINT_RANK=stride` ranks every 5 s stride only;
 /// `FOOTPRINT_FREEZE=agent|coordinator` freezes that process only, to tell
 /// which one the loss follows.
 fn footprint(lines: &mut Vec<Line>) {
