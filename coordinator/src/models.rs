@@ -68,10 +68,17 @@ impl Models {
             active: Mutex::new(None),
             meta_lock: Mutex::new(()),
         });
-        if let Ok(meta) = m.meta() {
-            if let Some(id) = meta.active {
+        if let Ok(mut meta) = m.meta() {
+            if let Some(id) = meta.active.clone() {
                 if let Err(e) = m.load_active(&id) {
-                    tracing::warn!("active model {id} could not be loaded: {e}");
+                    // Not active in effect, so not in the registry either:
+                    // `GET /api/models` then shows none active, as the
+                    // rankings (statistical) do.
+                    tracing::warn!("active model {id} could not be loaded, none is active: {e}");
+                    meta.active = None;
+                    if let Err(e) = m.put_meta(&meta) {
+                        tracing::warn!("could not record that no model is active: {e}");
+                    }
                 }
             }
         }
@@ -140,9 +147,17 @@ impl Models {
         lock(&self.active).clone()
     }
 
+    /// A stored version's scorer; refused when it was trained on features
+    /// this version does not compute.
+    fn stored_scorer(doc: &ModelDoc) -> Result<Scorer, ModelsError> {
+        distdiag_diagnose::model::check_features(&doc.set)
+            .and_then(|()| Scorer::load(&doc.set))
+            .map_err(|e| ModelsError::Invalid(format!("model {}: {e}", doc.id)))
+    }
+
     fn load_active(&self, id: &str) -> Result<(), ModelsError> {
         let doc = self.get(id)?;
-        let scorer = Scorer::load(&doc.set).map_err(ModelsError::Invalid)?;
+        let scorer = Self::stored_scorer(&doc)?;
         *lock(&self.active) = Some(Arc::new(Mutex::new(Active { id: id.to_owned(), scorer })));
         Ok(())
     }
@@ -335,7 +350,7 @@ impl Models {
         seed: u64,
     ) -> Result<Evaluation, ModelsError> {
         let doc = self.get(id)?;
-        let scorer = Scorer::load(&doc.set).map_err(ModelsError::Invalid)?;
+        let scorer = Self::stored_scorer(&doc)?;
         dataset.evaluate(Some(&scorer), &doc.set.train_cases, seed).map_err(ModelsError::Invalid)
     }
 }

@@ -3,21 +3,30 @@
 //! the first differences; `peer`, the node against the median of its
 //! peers' means as a symmetric relative difference in [-1, 1]; and against
 //! the node's own reference period just before the window, a robust z-score
-//! (`base_z`, median/MAD, clipped to ±50) and a relative change (`base_rel`).
+//! (`base_z`, median/MAD, clipped to ±50) and a relative change (`base_rel`)
+//! of the window's median and mean, and the robust z-score of the median of
+//! the window's last samples (`tail_z`, as many as an onset window's fault
+//! covers at least, [`super::labels::onset_min_ms`]).
 //! A metric a node lacks gives NaN features (XGBoost's "missing").
+//!
+//! `tail_z` is there for a fault's first seconds: the window's median, and
+//! with it `base_z`, moves only once a fault covers half of the window, so
+//! an onset window looked unlike the fault's later windows in every feature
+//! read against the reference. Measured in docs/performance.md.
 
 use super::{finite, median_of, median_without, Frame, WindowConfig};
 
 /// Feature names per metric, in vector order.
-pub const STATS: [&str; 12] = [
+pub const STATS: [&str; 13] = [
     "mean", "std", "min", "max", "median", "slope", "dmean", "dstd", "dmax", "peer", "base_z",
-    "base_rel",
+    "base_rel", "tail_z",
 ];
 
 /// Positions in [`STATS`] of the features read across nodes or periods.
 const PEER: usize = 9;
 const BASE_Z: usize = 10;
 const BASE_REL: usize = 11;
+const TAIL_Z: usize = 12;
 
 /// `metric|stat` for every metric, in vector order.
 pub fn feature_names(metrics: &[String]) -> Vec<String> {
@@ -112,6 +121,18 @@ fn median_mad_in(r: &mut [f64]) -> Option<(f64, f64)> {
     Some((med, median_of(r)))
 }
 
+/// Median of the finite values of a slice (of its last 64 at most); NaN
+/// when none.
+fn finite_median(values: &[f64]) -> f64 {
+    let mut buf = [0f64; 64];
+    let mut k = 0;
+    for v in values.iter().rev().filter(|v| v.is_finite()).take(buf.len()) {
+        buf[k] = *v;
+        k += 1;
+    }
+    median_of(&mut buf[..k])
+}
+
 fn z_from(x: f64, med: f64, mad: f64) -> f64 {
     let scale = 1.4826 * mad + 1e-3 * med.abs() + 1e-9;
     ((x - med) / scale).clamp(-50.0, 50.0)
@@ -195,6 +216,8 @@ fn features_of(
     let start = end.saturating_sub(w);
     let base_start = start.saturating_sub(b);
     let every = (start - base_start).div_ceil(REFERENCE_POINTS).max(1);
+    let tail = (super::labels::onset_min_ms(cfg) / cfg.step_ms.max(1)).clamp(1, w.max(1) as i64);
+    let tail_start = end.saturating_sub(tail as usize).max(start);
     let mut reference = Vec::with_capacity(REFERENCE_POINTS);
     let (n, width) = (cols.len(), metrics.len());
     // Node by node first (a node's series lie together in memory): every
@@ -212,7 +235,7 @@ fn features_of(
             let s = series_stats(&v[start.min(v.len())..end.min(v.len())]);
             means[at * n + i] = s[0];
             reference.clear();
-            if base_start < start && flags.is_none_or(|f| f[BASE_Z] || f[BASE_REL]) {
+            if base_start < start && flags.is_none_or(|f| f[BASE_Z] || f[BASE_REL] || f[TAIL_Z]) {
                 reference.extend(
                     v[base_start.min(v.len())..start.min(v.len())]
                         .iter()
@@ -221,15 +244,16 @@ fn features_of(
                         .filter(|x| x.is_finite()),
                 );
             }
-            let (base_z, base_rel) = match median_mad_in(&mut reference) {
-                Some((med, mad)) => (
-                    if s[4].is_finite() { z_from(s[4], med, mad) } else { f64::NAN },
-                    rel_diff(s[0], med),
-                ),
-                None => (f64::NAN, f64::NAN),
+            let (base_z, base_rel, tail_z) = match median_mad_in(&mut reference) {
+                Some((med, mad)) => {
+                    let z = |x: f64| if x.is_finite() { z_from(x, med, mad) } else { f64::NAN };
+                    let last = finite_median(&v[tail_start.min(v.len())..end.min(v.len())]);
+                    (z(s[4]), rel_diff(s[0], med), z(last))
+                }
+                None => (f64::NAN, f64::NAN, f64::NAN),
             };
             row.extend(s.iter().map(|x| *x as f32));
-            row.extend([f32::NAN, base_z as f32, base_rel as f32]);
+            row.extend([f32::NAN, base_z as f32, base_rel as f32, tail_z as f32]);
         }
         out.push(row);
     }
@@ -333,6 +357,27 @@ mod tests {
         assert_eq!(f[1][10], 50.0);
         assert!((f[1][11] as f64 - 9.0 / 11.0).abs() < 1e-6);
         assert_eq!(f[0][10], 0.0);
+        assert_eq!((f[1][TAIL_Z], f[0][TAIL_Z]), (50.0, 0.0));
+        // A window of 8 whose last 3 samples jumped (an onset window): its
+        // median, and so base_z, has not moved; tail_z has (3 samples, as
+        // onset_min_ms is 3 steps here).
+        let cfg8 = WindowConfig { window_ms: 8000, ..cfg };
+        let mut onset = vec![1.0; 20];
+        for x in &mut onset[17..] {
+            *x = 10.0;
+        }
+        let frame8 = Frame {
+            start_ms: 0,
+            step_ms: 1000,
+            len: 20,
+            nodes: vec![mk("a", vec![1.0; 20]), mk("b", onset)],
+        };
+        let f8 = window_features(&frame8, 20, &cfg8, &["cpu".to_string()]);
+        assert_eq!((f8[1][BASE_Z], f8[1][TAIL_Z], f8[0][TAIL_Z]), (0.0, 50.0, 0.0));
+        let f8 = window_features(&frame8, 18, &cfg8, &["cpu".to_string()]);
+        assert_eq!(f8[1][TAIL_Z], 0.0, "one of the last three samples is the jump: no median");
+        let f8 = window_features(&frame8, 19, &cfg8, &["cpu".to_string()]);
+        assert_eq!(f8[1][TAIL_Z], 50.0, "two of the last three are");
         // The flagged features as before; a metric without a flag is NaN,
         // and so is the reference's part unless flagged.
         // The same series twice: flags only on the first copy.

@@ -268,8 +268,8 @@ mod tests {
         ends.dedup();
         assert_eq!(ends, [20, 23, 24, 25, 26, 27, 28, 29, 30].map(|s| s * 1000));
         assert_eq!(w.rows.len(), 18);
-        assert_eq!(w.width(), 12);
-        assert_eq!(w.x.len(), 18 * 12);
+        assert_eq!(w.width(), crate::features::STATS.len());
+        assert_eq!(w.x.len(), 18 * crate::features::STATS.len());
         let labelled: Vec<(&str, i64, bool)> = w
             .rows
             .iter()

@@ -223,6 +223,24 @@ pub fn train(
     Ok(set)
 }
 
+/// Whether a stored model set reads the features this version computes
+/// for its metrics (a set trained before a feature was added or moved
+/// reads the columns by position and would score nonsense).
+pub fn check_features(set: &ModelSet) -> Result<(), String> {
+    let expected = crate::features::feature_names(&set.metrics);
+    if set.feature_names == expected {
+        return Ok(());
+    }
+    Err(format!(
+        "the model reads {} features of its {} metrics where this version computes {} \
+         ({} per metric): it was trained by another version of distdiag; train it again",
+        set.feature_names.len(),
+        set.metrics.len(),
+        expected.len(),
+        crate::features::STATS.join(", ")
+    ))
+}
+
 /// A model set's boosters, loaded and ready to score.
 pub struct Scorer {
     pub metrics: Vec<String>,
@@ -509,6 +527,27 @@ mod tests {
         let s = Scorer::load(&refit).unwrap();
         let prob = s.predict(&[5.5, 0.1, 0.2, 0.1], 2).unwrap();
         assert!(prob[0][0] > 0.9 && prob[0][1] < 0.1, "{prob:?}");
+    }
+
+    #[test]
+    fn a_set_of_other_features_is_refused() {
+        let metrics = vec!["cpu".to_string(), "mem".to_string()];
+        let mut set = ModelSet {
+            feature_names: crate::features::feature_names(&metrics),
+            metrics,
+            window: WindowConfig::default(),
+            params: TrainParams::default(),
+            types: Vec::new(),
+            train_cases: Vec::new(),
+            valid_cases: Vec::new(),
+            skipped: Default::default(),
+            type_notes: Default::default(),
+        };
+        check_features(&set).unwrap();
+        // A set of one statistic fewer per metric, as an older version wrote.
+        set.feature_names.retain(|f| !f.ends_with("|tail_z"));
+        let e = check_features(&set).unwrap_err();
+        assert!(e.contains("24 features of its 2 metrics") && e.contains("computes 26"), "{e}");
     }
 
     #[test]

@@ -289,6 +289,7 @@ pub(super) async fn booster(
     params(("id" = String, Path, description = "Model id")),
     responses(
         (status = 200, body = ModelActivated),
+        (status = 400, body = ErrorBody, description = "The version cannot be loaded (one trained by another version of distdiag: train again)"),
         (status = 404, body = ErrorBody, description = "Unknown model"),
     )
 )]
@@ -329,7 +330,7 @@ pub(super) async fn rollback(
     request_body(content = Option<EvaluateRequest>, description = "May be empty: the collected data"),
     responses(
         (status = 200, body = EvaluateAnswer),
-        (status = 400, body = ErrorBody, description = "Bad request, or no case to evaluate on"),
+        (status = 400, body = ErrorBody, description = "Bad request, no case to evaluate on, or a version trained by another version of distdiag"),
         (status = 404, body = ErrorBody, description = "Unknown model or dataset"),
         (status = 409, body = ErrorBody, description = "Nothing collected yet"),
     )

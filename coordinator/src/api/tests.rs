@@ -659,6 +659,31 @@ async fn training_collection_models_and_bad_input() {
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(r["model"]["id"], id.as_str());
     assert_eq!(st.models.active_id().as_deref(), Some(id.as_str()));
+    // A version stored by a distdiag whose features were one fewer per
+    // metric is refused with what to do, and the active one stays.
+    let mut old: serde_json::Value =
+        serde_json::from_slice(&st.store.get_doc("models", &id).unwrap().unwrap()).unwrap();
+    let names = old["set"]["feature_names"].as_array_mut().unwrap();
+    names.retain(|f| !f.as_str().unwrap().ends_with("|tail_z"));
+    old["id"] = "m-old".into();
+    st.store.put_doc("models", "m-old", old.to_string().as_bytes()).unwrap();
+    let (s, e) = call(&app, post("/api/models/m-old/activate", "", tok)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("train it again"), "{e}");
+    let (s, e) = call(&app, post("/api/models/m-old/evaluate", "", tok)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert_eq!(st.models.active_id().as_deref(), Some(id.as_str()));
+    // Active in a registry an upgrade finds: set aside at start, and the
+    // registry says none is active, as the rankings do.
+    let meta = st.store.get_doc("models_meta", "meta").unwrap().unwrap();
+    let mut stale: serde_json::Value = serde_json::from_slice(&meta).unwrap();
+    stale["active"] = "m-old".into();
+    st.store.put_doc("models_meta", "meta", stale.to_string().as_bytes()).unwrap();
+    let reopened = crate::models::Models::new(st.store.clone());
+    assert_eq!(reopened.active_id(), None);
+    assert!(reopened.list().unwrap().iter().all(|m| !m.active));
+    st.store.put_doc("models_meta", "meta", &meta).unwrap();
+    st.store.delete_doc("models", "m-old").unwrap();
 
     // A compound case: a second fault joins the first case; its label
     // counts under that case, and the case lists both nodes and types.

@@ -3400,6 +3400,15 @@ export interface operations {
                     "application/json": components["schemas"]["ModelActivated"];
                 };
             };
+            /** @description The version cannot be loaded (one trained by another version of distdiag: train again) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No or a wrong bearer token */
             401: {
                 headers: {
@@ -3497,7 +3506,7 @@ export interface operations {
                     "application/json": components["schemas"]["EvaluateAnswer"];
                 };
             };
-            /** @description Bad request, or no case to evaluate on */
+            /** @description Bad request, no case to evaluate on, or a version trained by another version of distdiag */
             400: {
                 headers: {
                     [name: string]: unknown;
