@@ -150,8 +150,7 @@ impl Models {
     /// A stored version's scorer; refused when it was trained on features
     /// this version does not compute.
     fn stored_scorer(doc: &ModelDoc) -> Result<Scorer, ModelsError> {
-        distdiag_diagnose::model::check_features(&doc.set)
-            .and_then(|()| Scorer::load(&doc.set))
+        Scorer::load_stored(&doc.set)
             .map_err(|e| ModelsError::Invalid(format!("model {}: {e}", doc.id)))
     }
 

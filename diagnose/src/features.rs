@@ -216,8 +216,8 @@ fn features_of(
     let start = end.saturating_sub(w);
     let base_start = start.saturating_sub(b);
     let every = (start - base_start).div_ceil(REFERENCE_POINTS).max(1);
-    let tail = (super::labels::onset_min_ms(cfg) / cfg.step_ms.max(1)).clamp(1, w.max(1) as i64);
-    let tail_start = end.saturating_sub(tail as usize).max(start);
+    let tail = (super::labels::onset_min_ms(cfg) / cfg.step_ms.max(1)).max(1) as usize;
+    let tail_start = end.saturating_sub(tail).max(start);
     let mut reference = Vec::with_capacity(REFERENCE_POINTS);
     let (n, width) = (cols.len(), metrics.len());
     // Node by node first (a node's series lie together in memory): every
@@ -328,22 +328,27 @@ mod tests {
 
     #[test]
     fn window_features_contrast_peers_and_baseline() {
-        // Three nodes, one metric; node b jumps to 10 in the last 4 samples.
+        // Nodes of one metric "cpu", 1 s apart: `jumped(len, from)` is 1
+        // until sample `from`, 10 from there.
         let mk = |node: &str, v: Vec<f64>| NodeSeries {
             node: node.into(),
             metrics: [("cpu".to_string(), v)].into(),
         };
-        let flat = vec![1.0; 12];
-        let mut jump = vec![1.0; 12];
-        for x in &mut jump[8..] {
-            *x = 10.0;
-        }
-        let frame = Frame {
+        let jumped = |len: usize, from: usize| {
+            (0..len).map(|i| if i < from { 1.0 } else { 10.0 }).collect::<Vec<f64>>()
+        };
+        let frame_of = |nodes: Vec<NodeSeries>| Frame {
             start_ms: 0,
             step_ms: 1000,
-            len: 12,
-            nodes: vec![mk("a", flat.clone()), mk("b", jump), mk("c", flat)],
+            len: nodes[0].metrics["cpu"].len(),
+            nodes,
         };
+        // Three nodes; node b jumps to 10 in the last 4 samples.
+        let frame = frame_of(vec![
+            mk("a", jumped(12, 12)),
+            mk("b", jumped(12, 8)),
+            mk("c", jumped(12, 12)),
+        ]);
         let cfg =
             WindowConfig { window_ms: 4000, stride_ms: 1000, step_ms: 1000, baseline_ms: 8000 };
         let f = window_features(&frame, 12, &cfg, &["cpu".to_string()]);
@@ -362,16 +367,7 @@ mod tests {
         // median, and so base_z, has not moved; tail_z has (3 samples, as
         // onset_min_ms is 3 steps here).
         let cfg8 = WindowConfig { window_ms: 8000, ..cfg };
-        let mut onset = vec![1.0; 20];
-        for x in &mut onset[17..] {
-            *x = 10.0;
-        }
-        let frame8 = Frame {
-            start_ms: 0,
-            step_ms: 1000,
-            len: 20,
-            nodes: vec![mk("a", vec![1.0; 20]), mk("b", onset)],
-        };
+        let frame8 = frame_of(vec![mk("a", jumped(20, 20)), mk("b", jumped(20, 17))]);
         let f8 = window_features(&frame8, 20, &cfg8, &["cpu".to_string()]);
         assert_eq!((f8[1][BASE_Z], f8[1][TAIL_Z], f8[0][TAIL_Z]), (0.0, 50.0, 0.0));
         let f8 = window_features(&frame8, 18, &cfg8, &["cpu".to_string()]);

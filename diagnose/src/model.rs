@@ -297,6 +297,14 @@ pub fn features_split_on<'a>(
 }
 
 impl Scorer {
+    /// A stored set's scorer (one read from a registry or a file): refused
+    /// unless it reads the features this version computes
+    /// ([`check_features`]).
+    pub fn load_stored(set: &ModelSet) -> Result<Scorer, String> {
+        check_features(set)?;
+        Scorer::load(set)
+    }
+
     pub fn load(set: &ModelSet) -> Result<Scorer, String> {
         let mut boosters = Vec::new();
         for t in &set.types {

@@ -245,9 +245,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             };
             match set {
                 Some(set) => {
-                    let scorer = distdiag_diagnose::model::check_features(&set)
-                        .and_then(|()| Scorer::load(&set))
-                        .map_err(|e| (1, e))?;
+                    let scorer = Scorer::load_stored(&set).map_err(|e| (1, e))?;
                     let e = ds
                         .rank(Some(&scorer), &set.train_cases, *seed, *at)
                         .map_err(|e| (1, e))?
